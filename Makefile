@@ -1,0 +1,48 @@
+# csms: two commands for a new contributor, `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config.toml
+
+.PHONY: run test lint fmt bench sim migrate clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: start the CSMS on embedded defaults (SQLite file, console logs)
+run: $(STAMP)
+	CSMS_LOG__FORMAT=$${CSMS_LOG__FORMAT:-console} $(BIN)/csms serve --config $(CONFIG)
+
+## test: run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff check, ruff format --check, mypy --strict on csms/
+lint: $(STAMP)
+	$(BIN)/ruff check csms simulators tests
+	$(BIN)/ruff format --check csms simulators tests
+	$(BIN)/mypy csms
+
+## fmt: apply ruff's fixes and formatting
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix csms simulators tests
+	$(BIN)/ruff format csms simulators tests
+
+## sim: run 3 simulated chargers against a local CSMS
+sim: $(STAMP)
+	$(BIN)/csms-sim run --url ws://127.0.0.1:9000/ocpp --chargers 3
+
+## migrate: apply database migrations and exit
+migrate: $(STAMP)
+	$(BIN)/csms migrate --config $(CONFIG)
+
+## bench: capacity benchmarks (see bench/)
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then $(BIN)/python bench/run.py; else echo "bench: no benchmarks yet (see the benchmarks issue)"; exit 1; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache csms.db csms.db-*

@@ -1,0 +1,85 @@
+"""The `csms` command line: serve, migrate, and show the effective configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+import orjson
+
+from csms.app import migrate_only, serve
+from csms.config import load_settings
+from csms.errors import ConfigError
+from csms.log import configure_logging
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csms",
+        description=(
+            "An OCPP 1.6J central system. Chargers connect over WebSocket "
+            "(ws://HOST:9000/ocpp/{chargePointId}); operators use the HTTP API "
+            "(http://127.0.0.1:8180/api/v1, OpenAPI at /docs)."
+        ),
+        epilog=(
+            "Configuration comes from the TOML file, and every key can be overridden from the "
+            "environment as CSMS_<SECTION>__<KEY>, e.g. CSMS_OCPP__PORT=9100."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"configuration file (default: ./{DEFAULT_CONFIG} when it exists)"
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the central system (OCPP server, HTTP API, database migrations at start)",
+        description="Run the OCPP server and HTTP API until SIGTERM/SIGINT, then shut down "
+        "cleanly: chargers are closed with 1001 and pending writes are flushed.",
+    )
+    serve_cmd.add_argument("--config", metavar="PATH", help=config_help)
+    migrate_cmd = commands.add_parser(
+        "migrate",
+        help="apply the database migrations and exit",
+        description="Apply every Alembic migration to database.url and exit.",
+    )
+    migrate_cmd.add_argument("--config", metavar="PATH", help=config_help)
+    config_cmd = commands.add_parser(
+        "config",
+        help="print the effective configuration (file + environment) as JSON and exit",
+        description="Print the effective configuration; api.token is masked.",
+    )
+    config_cmd.add_argument("--config", metavar="PATH", help=config_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"csms: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        shown = dataclasses.asdict(settings)
+        shown["api"]["token"] = "***" if settings.api.token else ""
+        print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    try:
+        asyncio.run(serve(settings) if args.command == "serve" else migrate_only(settings))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"csms: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

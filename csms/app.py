@@ -1,0 +1,143 @@
+"""Composition root: builds every part from the settings and runs them in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import structlog
+import uvicorn
+
+from csms.api.app import create_api
+from csms.config import Settings
+from csms.ocpp16.handlers import Services
+from csms.ocpp16.server import OcppServer
+from csms.store.db import Database
+
+log = structlog.get_logger("csms")
+
+SHUTDOWN_GRACE = 8.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the composition root owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+class Csms:
+    """One csms process: OCPP server, HTTP API and database writer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database = Database(settings.database.url)
+        self.services = Services(
+            writer=self.database.writer,
+            clock=utc_now,
+            heartbeat_interval=settings.ocpp.heartbeat_interval,
+        )
+        self.ocpp = OcppServer(
+            settings=settings.ocpp, services=self.services, database=self.database
+        )
+        api = create_api(
+            database=self.database,
+            chargers=self.ocpp.chargers,
+            clock=utc_now,
+            token=settings.api.token,
+        )
+        self._api = _ApiServer(
+            uvicorn.Config(
+                api,
+                host=settings.api.host,
+                port=settings.api.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    @property
+    def chargers(self) -> dict[str, object]:
+        return self.ocpp.chargers  # type: ignore[return-value]
+
+    @property
+    def ocpp_port(self) -> int:
+        return self.ocpp.port
+
+    @property
+    def api_port(self) -> int:
+        return self._api.port
+
+    def stop(self) -> None:
+        """Ask `run` to shut down cleanly."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Migrate, serve until `stop`, then close chargers (1001), flush writes and return."""
+        await self.database.migrate()
+        async with asyncio.TaskGroup() as tasks:
+            writer = tasks.create_task(self.database.writer.run(), name="db-writer")
+            await self.ocpp.start()
+            api = tasks.create_task(self._api.serve(), name="http-api")
+            while not self._api.started:
+                if api.done():
+                    break
+                await asyncio.sleep(0.01)
+            if api.done():
+                # The API failed to bind (port in use...): stop everything and let it raise.
+                await self.ocpp.close()
+                self.database.writer.close()
+                await asyncio.gather(writer, api)
+                return
+            log.info(
+                "csms_ready",
+                ocpp_port=self.ocpp_port,
+                api_port=self.api_port,
+                database=self.database.engine.url.render_as_string(hide_password=True),
+            )
+            self.ready.set()
+            await self._stop.wait()
+            log.info("csms_stopping")
+            await self.ocpp.close()
+            self._api.should_exit = True
+            await api
+            self.database.writer.close()
+            await writer
+        await self.database.dispose()
+        log.info("csms_stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run csms until SIGTERM or SIGINT, then shut down within the contract's 10 s."""
+    csms = Csms(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, csms.stop)
+    await csms.run()
+
+
+async def migrate_only(settings: Settings) -> None:
+    """Apply migrations and exit."""
+    database = Database(settings.database.url)
+    try:
+        await database.migrate()
+    finally:
+        await database.dispose()
+    log.info(
+        "migrations_applied", database=database.engine.url.render_as_string(hide_password=True)
+    )

@@ -1,0 +1,195 @@
+"""Settings: config.toml plus CSMS_<SECTION>__<KEY> environment overrides, frozen once loaded."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from csms.errors import ConfigError
+
+ENV_PREFIX = "CSMS_"
+
+
+@dataclass(frozen=True)
+class OcppSettings:
+    host: str = "0.0.0.0"
+    port: int = 9000
+    call_timeout: float = 30.0
+    heartbeat_interval: int = 300
+    allow_unknown_chargers: bool = True
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8180
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "csms"
+    embedded: bool = True
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite+aiosqlite:///./csms.db"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    ocpp: OcppSettings = OcppSettings()
+    api: ApiSettings = ApiSettings()
+    mqtt: MqttSettings = MqttSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    log: LogSettings = LogSettings()
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "ocpp": OcppSettings,
+    "api": ApiSettings,
+    "mqtt": MqttSettings,
+    "database": DatabaseSettings,
+    "log": LogSettings,
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("json", "console")
+
+
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from a TOML file (optional) and the environment.
+
+    Raises:
+        ConfigError: the file is unreadable, or a key is unknown, mistyped or out of range.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    values = _merge_env(raw, os.environ if environ is None else environ)
+    settings = Settings(**{name: _build_section(name, values.get(name, {})) for name in values})
+    _check(settings)
+    return settings
+
+
+def _merge_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]")
+        if not isinstance(content, dict):
+            raise ConfigError(f"config key {section} must be a section")
+        values[section] = dict(content)
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section in environment variable {name}")
+        values.setdefault(section, {})[key] = _EnvText(text)
+    return values
+
+
+class _EnvText(str):
+    """A value from the environment: text to be converted to the key's type."""
+
+
+def _build_section(section: str, values: dict[str, Any]) -> Any:
+    cls = _SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown config key {section}.{key} (known: {known})")
+        default = fields[key].default
+        kwargs[key] = _coerce(f"{section}.{key}", value, type(default))
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, kind: type[Any]) -> Any:
+    if isinstance(value, _EnvText):
+        return _parse_env(key, str(value), kind)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(
+            f"config key {key} must be {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _parse_env(key: str, text: str, kind: type[Any]) -> Any:
+    if kind is str:
+        return text
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"config key {key} must be a boolean (true/false), got {text!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"config key {key} must be {kind.__name__}, got {text!r}") from None
+
+
+def _check(settings: Settings) -> None:
+    for key, port in (("ocpp.port", settings.ocpp.port), ("api.port", settings.api.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"config key {key} must be between 0 and 65535, got {port}")
+    positive = {
+        "ocpp.call_timeout": settings.ocpp.call_timeout,
+        "ocpp.heartbeat_interval": settings.ocpp.heartbeat_interval,
+        "ocpp.ping_interval": settings.ocpp.ping_interval,
+        "ocpp.ping_timeout": settings.ocpp.ping_timeout,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"config key {key} must be positive, got {number}")
+    if settings.log.level not in _LOG_LEVELS:
+        raise ConfigError(f"config key log.level must be one of {', '.join(_LOG_LEVELS)}")
+    if settings.log.format not in _LOG_FORMATS:
+        raise ConfigError(f"config key log.format must be one of {', '.join(_LOG_FORMATS)}")
+    db = settings.database.url
+    if not db.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError(
+            "config key database.url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    if not settings.api.token and not is_loopback(settings.api.host):
+        raise ConfigError(
+            f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True when host names the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

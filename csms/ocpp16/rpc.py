@@ -1,0 +1,220 @@
+"""OCPP-J 1.6 RPC, sans I/O: frame text in; calls to dispatch, frames to send and replies out.
+
+It owns framing (OCPP-J §4.1), message ids (§4.1.4), schema validation with the exact 1.6
+error codes (§4.2.3), the boot gate (1.6 errata §3.10) and the rule of one outstanding
+CSMS->charger CALL (§4.1.1). It never touches a socket, a clock or a task.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+from uuid import uuid4
+
+import orjson
+
+from csms.ocpp16.schemas import ErrorCode, Validators
+
+MAX_MESSAGE_ID_LENGTH = 36
+_RECENT_ANSWERS = 16
+_BOOT = "BootNotification"
+
+
+class MessageType(IntEnum):
+    CALL = 2
+    CALLRESULT = 3
+    CALLERROR = 4
+
+
+@dataclass(frozen=True)
+class Call:
+    """A charger's CALL that passed every check and should be handled."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    frame: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A frame to send back at once (a CALLERROR, or the repeat of an earlier answer)."""
+
+    frame: bytes
+    error_code: ErrorCode | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The charger's answer to our outstanding CALL."""
+
+    unique_id: str
+    payload: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str = ""
+    error_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A frame that cannot or must not be answered; it is logged and nothing is sent."""
+
+    reason: str
+
+
+Event = Call | Answer | Reply | Dropped
+
+
+def encode_call_result(unique_id: str, payload: dict[str, Any]) -> bytes:
+    return orjson.dumps([MessageType.CALLRESULT, unique_id, payload])
+
+
+def encode_call_error(
+    unique_id: str, code: ErrorCode, description: str, details: dict[str, Any] | None = None
+) -> bytes:
+    # OCPP-J §4.2.3 Table 6: errorDetails must be {} when there are none.
+    return orjson.dumps([MessageType.CALLERROR, unique_id, code.value, description, details or {}])
+
+
+class RpcSession:
+    """The RPC state of one OCPP-J connection."""
+
+    def __init__(
+        self, *, validators: Validators, supported: Collection[str], accepted: bool
+    ) -> None:
+        self._validators = validators
+        self._supported = supported
+        self.accepted = accepted
+        self._pending_id: str | None = None
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+
+    # -- frames from the charger -------------------------------------------------------------
+
+    def receive_text(self, text: str | bytes) -> Event:
+        """Classify one text frame from the charger."""
+        key = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        repeated = self._recent.get(key)
+        if repeated is not None:
+            # OCPP-J errata §3.1 (2025-04): a retried message may reuse its id; answer it again.
+            return Answer(frame=repeated, reason="repeated message")
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return Dropped("frame is not JSON")
+        if not isinstance(message, list) or not message or type(message[0]) is not int:
+            return Dropped("frame is not an OCPP-J message array")
+        kind = message[0]
+        if kind not in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR):
+            # OCPP-J §4.1.3: an unknown message type is ignored.
+            return Dropped(f"unknown message type {kind}")
+        if len(message) < 2 or not isinstance(message[1], str):
+            return Dropped("frame has no readable message id")
+        unique_id: str = message[1]
+        if kind == MessageType.CALL:
+            return self._receive_call(unique_id, message, key)
+        return self._receive_reply(unique_id, message)
+
+    def _receive_call(self, unique_id: str, message: list[Any], frame: str) -> Event:
+        if len(unique_id) > MAX_MESSAGE_ID_LENGTH:
+            return self._reject(
+                unique_id, ErrorCode.TYPE_CONSTRAINT_VIOLATION, "message id over 36 characters"
+            )
+        if len(message) < 4:
+            return self._reject(unique_id, ErrorCode.PROTOCOL_ERROR, "CALL is incomplete")
+        if len(message) > 4 or not isinstance(message[2], str):
+            return self._reject(
+                unique_id, ErrorCode.FORMATION_VIOLATION, "CALL must be [2, id, action, payload]"
+            )
+        action: str = message[2]
+        payload = message[3]
+        if action not in self._validators.actions:
+            return self._reject(unique_id, ErrorCode.NOT_IMPLEMENTED, f"unknown action {action}")
+        if action not in self._supported:
+            return self._reject(unique_id, ErrorCode.NOT_SUPPORTED, f"{action} is not supported")
+        if not self.accepted and action != _BOOT:
+            # OCPP 1.6 errata §3.10: before the first accepted boot, answer SecurityError.
+            return self._reject(
+                unique_id, ErrorCode.SECURITY_ERROR, "charger must be accepted by BootNotification"
+            )
+        if not isinstance(payload, dict):
+            return self._reject(
+                unique_id, ErrorCode.FORMATION_VIOLATION, "CALL payload must be a JSON object"
+            )
+        violation = self._validators.check_request(action, payload)
+        if violation is not None:
+            return self._reject(unique_id, violation.code, violation.description, violation.details)
+        return Call(unique_id=unique_id, action=action, payload=payload, frame=frame)
+
+    def _reject(
+        self,
+        unique_id: str,
+        code: ErrorCode,
+        description: str,
+        details: dict[str, Any] | None = None,
+    ) -> Answer:
+        frame = encode_call_error(unique_id, code, description, details)
+        return Answer(frame=frame, error_code=code, reason=description)
+
+    def _receive_reply(self, unique_id: str, message: list[Any]) -> Event:
+        if unique_id != self._pending_id:
+            # A late answer to a CALL that timed out: matching by id keeps the next call clean.
+            return Dropped(f"answer to unknown or expired message id {unique_id}")
+        self._pending_id = None
+        if message[0] == MessageType.CALLRESULT:
+            payload = message[2] if len(message) > 2 else None
+            if not isinstance(payload, dict):
+                return Reply(
+                    unique_id=unique_id,
+                    error_code=ErrorCode.FORMATION_VIOLATION.value,
+                    error_description="CALLRESULT payload is not a JSON object",
+                )
+            return Reply(unique_id=unique_id, payload=payload)
+        code, description, details = [*message[2:5], None, None, None][:3]
+        return Reply(
+            unique_id=unique_id,
+            error_code=str(code) if code is not None else ErrorCode.GENERIC_ERROR.value,
+            error_description=description if isinstance(description, str) else "",
+            error_details=details if isinstance(details, dict) else {},
+        )
+
+    # -- answers to the charger's CALLs ------------------------------------------------------
+
+    def answer(self, call: Call, payload: dict[str, Any]) -> bytes:
+        """The CALLRESULT frame for a handled call; remembered so a retry gets it again."""
+        frame = encode_call_result(call.unique_id, payload)
+        self._recent[call.frame] = frame
+        if len(self._recent) > _RECENT_ANSWERS:
+            self._recent.popitem(last=False)
+        return frame
+
+    def fail(self, call: Call, code: ErrorCode, description: str) -> bytes:
+        """The CALLERROR frame for a call whose handling failed (not remembered: retry runs)."""
+        return encode_call_error(call.unique_id, code, description)
+
+    # -- our CALLs to the charger ------------------------------------------------------------
+
+    @property
+    def call_pending(self) -> bool:
+        return self._pending_id is not None
+
+    def send_call(self, action: str, payload: dict[str, Any]) -> tuple[str, bytes]:
+        """Start a CSMS->charger CALL; returns its message id and frame.
+
+        Raises:
+            RuntimeError: a CALL is already outstanding (OCPP-J §4.1.1); the caller serialises.
+        """
+        if self._pending_id is not None:
+            raise RuntimeError("a CALL to this charger is already outstanding")
+        # Errata §3.1: ids unique across connections of the identity, so never a counter.
+        unique_id = str(uuid4())
+        self._pending_id = unique_id
+        return unique_id, orjson.dumps([MessageType.CALL, unique_id, action, payload])
+
+    def abandon_call(self, unique_id: str) -> None:
+        """Forget an outstanding CALL (timed out); a late answer will then be dropped."""
+        if self._pending_id == unique_id:
+            self._pending_id = None

@@ -1,0 +1,193 @@
+"""The OCPP-J 1.6 WebSocket server: admission before the upgrade, then one loop per charger."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from csms.config import OcppSettings
+from csms.core.identity import identity_from_path
+from csms.ocpp16.connection import ChargerConnection
+from csms.ocpp16.handlers import HANDLERS, ChargerContext, Services
+from csms.ocpp16.rpc import RpcSession
+from csms.ocpp16.schemas import load_validators
+from csms.store import repo
+from csms.store.db import Database
+
+log = structlog.get_logger("csms.ocpp")
+
+SUBPROTOCOL = Subprotocol("ocpp1.6")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the upgrade request established about the charger."""
+
+    charge_point_id: str
+    known: bool
+    accepted: bool
+
+
+class OcppServer:
+    """Accepts chargers, keeps the newest connection per identity, and closes them on stop."""
+
+    def __init__(self, *, settings: OcppSettings, services: Services, database: Database) -> None:
+        self.settings = settings
+        self.services = services
+        self.database = database
+        self.validators = load_validators()
+        self.chargers: dict[str, ChargerConnection] = {}
+        self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._server: Server | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_charger,
+            self.settings.host,
+            self.settings.port,
+            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=_select_subprotocol,
+            process_request=self._admit,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            server_header="csms",
+        )
+        log.info("ocpp_listening", host=self.settings.host, port=self.port)
+
+    async def close(self) -> None:
+        """Stop accepting, close every charger with 1001 and wait for their handlers."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        identity, problem = identity_from_path(request.path)
+        if identity is None:
+            assert problem is not None
+            status = (
+                HTTPStatus.NOT_FOUND if problem.startswith("not found") else HTTPStatus.BAD_REQUEST
+            )
+            log.warning("upgrade_refused", path=request.path[:200], reason=problem)
+            return _refuse(status, problem)
+        async with self.database.sessions() as session:
+            row = await repo.get_charge_point(session, identity)
+        if row is None and not self.settings.allow_unknown_chargers:
+            # OCPP-J §3.2 and 1.6 errata §3.68: an unknown charger gets HTTP 404, not a Reject.
+            log.warning("upgrade_refused", charge_point_id=identity, reason="unknown charger")
+            return _refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
+        self._admissions[connection] = Admission(
+            charge_point_id=identity,
+            known=row is not None,
+            accepted=row is not None and row.first_accepted_at is not None,
+        )
+        return None
+
+    async def _serve_charger(self, websocket: ServerConnection) -> None:
+        admission = self._admissions.pop(websocket)
+        with structlog.contextvars.bound_contextvars(charge_point_id=admission.charge_point_id):
+            if websocket.subprotocol != SUBPROTOCOL:
+                # OCPP-J §3.2: complete the handshake without the header, then close at once.
+                log.warning(
+                    "subprotocol_missing",
+                    offered=websocket.request.headers.get("Sec-WebSocket-Protocol")
+                    if websocket.request
+                    else None,
+                )
+                await websocket.close(code=1002, reason="subprotocol ocpp1.6 required")
+                return
+            connection = await self._open(websocket, admission)
+            try:
+                await connection.serve()
+            finally:
+                await self._closed(connection)
+
+    async def _open(self, websocket: ServerConnection, admission: Admission) -> ChargerConnection:
+        identity = admission.charge_point_id
+        now = self.services.clock()
+        if not admission.known:
+            await self.services.writer.submit(
+                lambda session: repo.register_charge_point(
+                    session, charge_point_id=identity, now=now
+                )
+            )
+            log.info("charge_point_registered")
+        connection = ChargerConnection(
+            websocket=websocket,
+            context=ChargerContext(
+                charge_point_id=identity, services=self.services, accepted=admission.accepted
+            ),
+            rpc=RpcSession(
+                validators=self.validators, supported=HANDLERS.keys(), accepted=admission.accepted
+            ),
+            call_timeout=self.settings.call_timeout,
+        )
+        previous = self.chargers.get(identity)
+        self.chargers[identity] = connection
+        if previous is not None:
+            # Keep-new (reliability note §1.8): the newest socket wins; the old one is closed.
+            log.info("connection_replaced")
+            self._spawn(previous.close(code=1000, reason="replaced by a new connection"))
+        await self.services.writer.submit(
+            lambda session: repo.record_connection(
+                session, charge_point_id=identity, connected=True, now=now
+            )
+        )
+        remote = websocket.remote_address[0] if websocket.remote_address else None
+        log.info("charger_connected", remote_address=remote)
+        return connection
+
+    async def _closed(self, connection: ChargerConnection) -> None:
+        identity = connection.charge_point_id
+        if self.chargers.get(identity) is not connection:
+            # A replaced socket's late close must not touch its successor (T38).
+            log.info("stale_connection_closed")
+            return
+        del self.chargers[identity]
+        now = self.services.clock()
+        await self.services.writer.submit(
+            lambda session: repo.record_connection(
+                session, charge_point_id=identity, connected=False, now=now
+            )
+        )
+        log.info("charger_disconnected", code=connection.websocket.close_code)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _select_subprotocol(
+    _connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # Unlike the library default, a client offering nothing still completes the handshake,
+    # so that it can be closed as OCPP-J §3.2 asks.
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+def _refuse(status: HTTPStatus, reason: str) -> Response:
+    body = f"{status.value} {status.phrase}: {reason}\n".encode()
+    headers = Headers(
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    return Response(status.value, status.phrase, headers, body)

@@ -1,0 +1,1 @@
+"""The database adapter: SQLModel tables, migrations, the group-commit writer and queries."""

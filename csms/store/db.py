@@ -1,0 +1,165 @@
+"""Database engine, migrations, and the group-commit writer every state change goes through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from csms.errors import StoreError
+
+T = TypeVar("T")
+Job = Callable[[AsyncSession], Awaitable[T]]
+
+log = structlog.get_logger("csms.store")
+
+MAX_BATCH = 256
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets API reads run beside the writer; NORMAL is durable across process crashes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Apply every Alembic migration up to head."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("csms.store") / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class Writer:
+    """Group commit: one task runs the writes of many chargers in one database transaction.
+
+    Each caller awaits its own job, so an OCPP answer goes out only after its data is
+    committed. Jobs must be safe to run again: when a batch fails, it is rolled back and
+    every job is retried alone, so one bad job cannot sink its neighbours.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._closed = False
+
+    async def submit(self, job: Job[T]) -> T:
+        """Run a job in the next batch and return its result once committed.
+
+        Raises:
+            StoreError: the database failed, or the writer is closed; nothing was committed.
+        """
+        if self._closed:
+            raise StoreError("the writer is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, future))
+        return await future
+
+    def close(self) -> None:
+        """Refuse new jobs; `run` returns once every job queued before this is committed."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """Commit batches until `close` is called and the queue is empty."""
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    await self._commit(batch)
+                    return
+                batch.append(item)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
+        live = [(job, future) for job, future in batch if not future.done()]
+        try:
+            results = await self._run_jobs([job for job, _ in live])
+        except Exception as exc:
+            if len(live) == 1:
+                _settle(live[0][1], error=exc)
+                return
+            log.warning("batch_failed_retrying_alone", jobs=len(live), error=repr(exc))
+            for job, future in live:
+                try:
+                    (result,) = await self._run_jobs([job])
+                except Exception as single_exc:
+                    _settle(future, error=single_exc)
+                else:
+                    _settle(future, result=result)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            _settle(future, result=result)
+
+    async def _run_jobs(self, jobs: list[Job[Any]]) -> list[Any]:
+        results = []
+        async with self._sessions() as session, session.begin():
+            for job in jobs:
+                results.append(await job(session))
+                # Each job starts from the database, not from objects a neighbour loaded.
+                await session.flush()
+                session.expunge_all()
+        return results
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: Any = None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    elif isinstance(error, SQLAlchemyError | OSError):
+        log.error("write_failed", error=repr(error))
+        future.set_exception(StoreError(f"database write failed: {type(error).__name__}"))
+    else:
+        future.set_exception(error)
+
+
+class Database:
+    """The engine, a session factory for reads, and the writer for every change."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.writer = Writer(self.sessions)
+
+    async def migrate(self) -> None:
+        await migrate(self.engine)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

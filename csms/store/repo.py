@@ -1,0 +1,605 @@
+"""Queries and writes. Write functions take the writer's session and are safe to run again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from csms.core.authorize import AuthorizationStatus, IdTagInfo, IdTagRecord, authorize
+from csms.core.clock import ParsedTime
+from csms.core.meter import Sample, latest_register_wh
+from csms.core.transactions import (
+    IMPLICIT_END_REASON,
+    StartKey,
+    TransactionFlag,
+    merge_flags,
+    stop_flags,
+)
+from csms.store.tables import (
+    ChargePoint,
+    ChargerMessage,
+    Connector,
+    IdTag,
+    MeterValue,
+    StatusNotification,
+    Transaction,
+)
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert(session: AsyncSession, model: type[Any]) -> Any:
+    """INSERT for the session's dialect, so ON CONFLICT is available on both."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(_table(model))
+
+
+# -- charge points -------------------------------------------------------------------------
+
+
+async def get_charge_point(session: AsyncSession, charge_point_id: str) -> ChargePoint | None:
+    return await session.get(ChargePoint, charge_point_id)
+
+
+async def register_charge_point(
+    session: AsyncSession, *, charge_point_id: str, now: datetime
+) -> None:
+    """Create the charge point if it does not exist (first contact of an unknown charger)."""
+    stmt = _insert(session, ChargePoint).values(id=charge_point_id, created_at=now, updated_at=now)
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+
+
+async def upsert_charge_point(
+    session: AsyncSession, *, charge_point_id: str, values: dict[str, Any], now: datetime
+) -> bool:
+    """Create or update a charge point from the API. Returns True when it was created."""
+    existing = await session.get(ChargePoint, charge_point_id)
+    if existing is None:
+        session.add(ChargePoint(id=charge_point_id, created_at=now, updated_at=now, **values))
+        await session.flush()
+        return True
+    for key, value in values.items():
+        setattr(existing, key, value)
+    existing.updated_at = now
+    await session.flush()
+    return False
+
+
+async def delete_charge_point(session: AsyncSession, *, charge_point_id: str) -> bool:
+    await session.execute(
+        delete(Connector).where(col(Connector.charge_point_id) == charge_point_id)
+    )
+    result = await session.execute(
+        delete(ChargePoint).where(col(ChargePoint.id) == charge_point_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def record_boot(
+    session: AsyncSession, *, charge_point_id: str, payload: dict[str, Any], now: datetime
+) -> None:
+    """Store what the charger says about itself and that it was accepted."""
+    values = {
+        "vendor": payload["chargePointVendor"],
+        "model": payload["chargePointModel"],
+        "serial_number": payload.get("chargePointSerialNumber"),
+        "charge_box_serial_number": payload.get("chargeBoxSerialNumber"),
+        "firmware_version": payload.get("firmwareVersion"),
+        "iccid": payload.get("iccid"),
+        "imsi": payload.get("imsi"),
+        "meter_type": payload.get("meterType"),
+        "meter_serial_number": payload.get("meterSerialNumber"),
+        "boot_status": "Accepted",
+        "last_boot_at": now,
+        "last_seen": now,
+        "updated_at": now,
+        "first_accepted_at": func.coalesce(col(ChargePoint.first_accepted_at), now),
+    }
+    await session.execute(
+        update(ChargePoint).where(col(ChargePoint.id) == charge_point_id).values(**values)
+    )
+
+
+async def record_connection(
+    session: AsyncSession, *, charge_point_id: str, connected: bool, now: datetime
+) -> None:
+    column = "connected_at" if connected else "disconnected_at"
+    await session.execute(
+        update(ChargePoint)
+        .where(col(ChargePoint.id) == charge_point_id)
+        .values({column: now, "last_seen": now})
+    )
+
+
+async def record_seen(session: AsyncSession, *, charge_point_id: str, now: datetime) -> None:
+    await session.execute(
+        update(ChargePoint).where(col(ChargePoint.id) == charge_point_id).values(last_seen=now)
+    )
+
+
+async def record_charger_message(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    action: str,
+    payload: dict[str, Any],
+    now: datetime,
+    status_column: str | None = None,
+) -> None:
+    """Keep a message as it came; optionally mirror its status onto the charge point."""
+    session.add(
+        ChargerMessage(
+            charge_point_id=charge_point_id, action=action, payload=payload, received_at=now
+        )
+    )
+    if status_column is not None:
+        await session.execute(
+            update(ChargePoint)
+            .where(col(ChargePoint.id) == charge_point_id)
+            .values({status_column: payload["status"]})
+        )
+    await session.flush()
+
+
+# -- connectors ----------------------------------------------------------------------------
+
+
+async def record_status(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    payload: dict[str, Any],
+    timestamp: datetime,
+    now: datetime,
+) -> None:
+    """Set a connector's current status and append it to the history."""
+    values = {
+        "status": payload["status"],
+        "error_code": payload["errorCode"],
+        "info": payload.get("info"),
+        "vendor_id": payload.get("vendorId"),
+        "vendor_error_code": payload.get("vendorErrorCode"),
+    }
+    connector_id = payload["connectorId"]
+    stmt = _insert(session, Connector).values(
+        charge_point_id=charge_point_id, connector_id=connector_id, updated_at=timestamp, **values
+    )
+    # A status queued offline may arrive after a newer one; keep the newest as current.
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["charge_point_id", "connector_id"],
+        set_={**values, "updated_at": timestamp},
+        where=or_(
+            _table(Connector).c.updated_at.is_(None),
+            _table(Connector).c.updated_at <= timestamp,
+        ),
+    )
+    await session.execute(stmt)
+    session.add(
+        StatusNotification(
+            charge_point_id=charge_point_id,
+            connector_id=connector_id,
+            timestamp=timestamp,
+            received_at=now,
+            **values,
+        )
+    )
+    await session.flush()
+
+
+async def list_connectors(
+    session: AsyncSession, charge_point_ids: Sequence[str]
+) -> list[Connector]:
+    if not charge_point_ids:
+        return []
+    result = await session.execute(
+        select(Connector)
+        .where(col(Connector.charge_point_id).in_(charge_point_ids))
+        .order_by(col(Connector.charge_point_id), col(Connector.connector_id))
+    )
+    return list(result.scalars())
+
+
+# -- id tags -------------------------------------------------------------------------------
+
+
+async def get_id_tag(session: AsyncSession, id_tag: str) -> IdTag | None:
+    return await session.get(IdTag, id_tag)
+
+
+async def authorize_id_tag(session: AsyncSession, *, id_tag: str, now: datetime) -> IdTagInfo:
+    """The IdTagInfo for a tag, from the id-tags table."""
+    row = await session.get(IdTag, id_tag)
+    record = None
+    if row is not None:
+        record = IdTagRecord(
+            id_tag=row.id_tag,
+            status=AuthorizationStatus(row.status),
+            expiry_date=row.expiry_date,
+            parent_id_tag=row.parent_id_tag,
+        )
+    return authorize(record, now=now)
+
+
+async def upsert_id_tag(
+    session: AsyncSession, *, id_tag: str, values: dict[str, Any], now: datetime
+) -> bool:
+    existing = await session.get(IdTag, id_tag)
+    if existing is None:
+        session.add(IdTag(id_tag=id_tag, created_at=now, updated_at=now, **values))
+        await session.flush()
+        return True
+    for key, value in values.items():
+        setattr(existing, key, value)
+    existing.updated_at = now
+    await session.flush()
+    return False
+
+
+async def delete_id_tag(session: AsyncSession, *, id_tag: str) -> bool:
+    result = await session.execute(delete(IdTag).where(col(IdTag.id_tag) == id_tag))
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- transactions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    transaction_id: int
+    id_tag_info: IdTagInfo
+    created: bool
+
+
+async def start_transaction(
+    session: AsyncSession,
+    *,
+    key: StartKey,
+    reservation_id: int | None,
+    flags: Sequence[TransactionFlag],
+    now: datetime,
+) -> StartOutcome:
+    """Record a StartTransaction once, however often it is sent.
+
+    OCPP 1.6 §4.8 and errata §3.17: a transactionId goes back whatever the tag's status.
+    """
+    info = await authorize_id_tag(session, id_tag=key.id_tag, now=now)
+    key_values = {
+        "charge_point_id": key.charge_point_id,
+        "connector_id": key.connector_id,
+        "id_tag": key.id_tag,
+        "start_timestamp": key.timestamp,
+        "meter_start": key.meter_start,
+    }
+    stmt = (
+        _insert(session, Transaction)
+        .values(
+            **key_values,
+            start_id_tag_status=info.status.value,
+            reservation_id=reservation_id,
+            charger_stopped=False,
+            flags=[flag.value for flag in flags],
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=list(key_values))
+        .returning(_table(Transaction).c.id)
+    )
+    inserted = (await session.execute(stmt)).scalar_one_or_none()
+    if inserted is None:
+        table = _table(Transaction)
+        existing = await session.execute(
+            select(table.c.id).where(
+                *(table.c[name] == value for name, value in key_values.items())
+            )
+        )
+        row_id = existing.scalar_one()
+        return StartOutcome(transaction_id=int(row_id), id_tag_info=info, created=False)
+    await _end_open_transactions(session, key=key, keep=inserted, now=now)
+    return StartOutcome(transaction_id=inserted, id_tag_info=info, created=True)
+
+
+async def _end_open_transactions(
+    session: AsyncSession, *, key: StartKey, keep: int, now: datetime
+) -> None:
+    """A Start on a connector with an open transaction means its Stop was lost: end it here."""
+    result = await session.execute(
+        select(Transaction).where(
+            col(Transaction.charge_point_id) == key.charge_point_id,
+            col(Transaction.connector_id) == key.connector_id,
+            col(Transaction.stop_timestamp).is_(None),
+            col(Transaction.id) != keep,
+            col(Transaction.start_timestamp) <= key.timestamp,
+        )
+    )
+    for previous in result.scalars():
+        previous.stop_timestamp = key.timestamp
+        previous.stop_reason = IMPLICIT_END_REASON
+        previous.flags = merge_flags(previous.flags, [TransactionFlag.IMPLICITLY_ENDED])
+        previous.updated_at = now
+    await session.flush()
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    charge_point_id: str
+    transaction_id: int
+    id_tag: str | None
+    meter_stop: int
+    stopped: ParsedTime
+    reason: str | None
+    samples: Sequence[Sample]
+
+
+async def stop_transaction(
+    session: AsyncSession, *, request: StopRequest, now: datetime
+) -> IdTagInfo | None:
+    """Record one stop per transaction, whatever the charger resends.
+
+    OCPP 1.6 §4.10: the CSMS cannot refuse a stop, so an unknown id (or -1, errata §3.18)
+    is kept as an orphan transaction instead of being answered with an error.
+    """
+    info = (
+        await authorize_id_tag(session, id_tag=request.id_tag, now=now)
+        if request.id_tag is not None
+        else None
+    )
+    row = await session.get(Transaction, request.transaction_id)
+    if row is not None and row.charge_point_id == request.charge_point_id:
+        await _stop_known(session, row=row, request=request, now=now)
+    else:
+        await _stop_orphan(session, request=request, now=now)
+    return info
+
+
+async def _stop_known(
+    session: AsyncSession, *, row: Transaction, request: StopRequest, now: datetime
+) -> None:
+    flags = stop_flags(
+        meter_start=row.meter_start if row.meter_start is not None else request.meter_stop,
+        meter_stop=request.meter_stop,
+        started_at=row.start_timestamp,
+        stopped=request.stopped,
+    )
+    # The conditional UPDATE is the guard: of two concurrent Stops (two processes), one wins.
+    result = await session.execute(
+        update(Transaction)
+        .where(col(Transaction.id) == row.id, col(Transaction.charger_stopped).is_(False))
+        .values(
+            meter_stop=request.meter_stop,
+            stop_timestamp=request.stopped.value,
+            stop_reason=request.reason or "Local",
+            stop_id_tag=request.id_tag,
+            charger_stopped=True,
+            flags=merge_flags(row.flags, flags),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        return
+    assert row.id is not None
+    await _insert_samples(
+        session,
+        charge_point_id=request.charge_point_id,
+        connector_id=row.connector_id,
+        transaction_id=row.id,
+        claimed_transaction_id=request.transaction_id,
+        samples=request.samples,
+        now=now,
+    )
+
+
+async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: datetime) -> None:
+    flags = stop_flags(
+        meter_start=request.meter_stop,
+        meter_stop=request.meter_stop,
+        started_at=None,
+        stopped=request.stopped,
+    )
+    stmt = (
+        _insert(session, Transaction)
+        .values(
+            charge_point_id=request.charge_point_id,
+            connector_id=0,
+            orphan_ref=request.transaction_id,
+            meter_stop=request.meter_stop,
+            stop_timestamp=request.stopped.value,
+            stop_reason=request.reason or "Local",
+            stop_id_tag=request.id_tag,
+            charger_stopped=True,
+            flags=merge_flags([], [TransactionFlag.ORPHAN_STOP, *flags]),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["charge_point_id", "orphan_ref", "stop_timestamp"])
+        .returning(_table(Transaction).c.id)
+    )
+    inserted = (await session.execute(stmt)).scalar_one_or_none()
+    if inserted is not None:
+        await _insert_samples(
+            session,
+            charge_point_id=request.charge_point_id,
+            connector_id=0,
+            transaction_id=inserted,
+            claimed_transaction_id=request.transaction_id,
+            samples=request.samples,
+            now=now,
+        )
+
+
+async def record_meter_values(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    connector_id: int,
+    claimed_transaction_id: int | None,
+    samples: Sequence[Sample],
+    now: datetime,
+) -> int | None:
+    """Store every sample (never drop, reliability note F16); returns the linked transaction."""
+    if not samples:
+        return None
+    transaction = await _find_transaction_for_samples(
+        session,
+        charge_point_id=charge_point_id,
+        connector_id=connector_id,
+        claimed_transaction_id=claimed_transaction_id,
+        at=samples[0].timestamp,
+    )
+    transaction_id = transaction.id if transaction is not None else None
+    await _insert_samples(
+        session,
+        charge_point_id=charge_point_id,
+        connector_id=connector_id,
+        transaction_id=transaction_id,
+        claimed_transaction_id=claimed_transaction_id,
+        samples=samples,
+        now=now,
+    )
+    register = latest_register_wh(samples)
+    if transaction is not None and register is not None and transaction.stop_timestamp is None:
+        await session.execute(
+            update(Transaction)
+            .where(col(Transaction.id) == transaction_id)
+            .values(last_register_wh=register, updated_at=now)
+        )
+    return transaction_id
+
+
+async def _find_transaction_for_samples(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    connector_id: int,
+    claimed_transaction_id: int | None,
+    at: datetime,
+) -> Transaction | None:
+    if claimed_transaction_id is not None:
+        row = await session.get(Transaction, claimed_transaction_id)
+        if row is not None and row.charge_point_id == charge_point_id:
+            return row
+    if connector_id == 0:
+        # 1.6 errata §3.16: connector 0 samples belong to no transaction.
+        return None
+    # An unknown, 0 or -1 id: link by time window on the connector (reliability note §2.4).
+    result = await session.execute(
+        select(Transaction)
+        .where(
+            col(Transaction.charge_point_id) == charge_point_id,
+            col(Transaction.connector_id) == connector_id,
+            col(Transaction.start_timestamp) <= at,
+            or_(col(Transaction.stop_timestamp).is_(None), col(Transaction.stop_timestamp) >= at),
+        )
+        .order_by(col(Transaction.start_timestamp).desc())
+        .limit(1)
+    )
+    return result.scalars().first()
+
+
+async def _insert_samples(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    connector_id: int,
+    transaction_id: int | None,
+    claimed_transaction_id: int | None,
+    samples: Sequence[Sample],
+    now: datetime,
+) -> None:
+    if not samples:
+        return
+    rows = [
+        {
+            "charge_point_id": charge_point_id,
+            "connector_id": connector_id,
+            "transaction_id": transaction_id,
+            "claimed_transaction_id": claimed_transaction_id,
+            "timestamp": sample.timestamp,
+            "value": sample.value,
+            "measurand": sample.measurand,
+            "unit": sample.unit,
+            "context": sample.context,
+            "location": sample.location,
+            "phase": sample.phase,
+            "format": sample.format,
+            "flags": list(sample.flags),
+            "received_at": now,
+        }
+        for sample in samples
+    ]
+    stmt = _insert(session, MeterValue).values(rows).on_conflict_do_nothing()
+    await session.execute(stmt)
+
+
+async def get_transaction(session: AsyncSession, transaction_id: int) -> Transaction | None:
+    return await session.get(Transaction, transaction_id)
+
+
+async def list_transactions(
+    session: AsyncSession,
+    *,
+    charge_point_id: str | None,
+    active: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Transaction], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if charge_point_id is not None:
+        conditions.append(col(Transaction.charge_point_id) == charge_point_id)
+    if active is True:
+        conditions.append(col(Transaction.stop_timestamp).is_(None))
+    elif active is False:
+        conditions.append(col(Transaction.stop_timestamp).is_not(None))
+    where = and_(*conditions) if conditions else None
+    return await _page(session, Transaction, where, col(Transaction.id), limit, offset)
+
+
+async def list_meter_values(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
+    result = await session.execute(
+        select(MeterValue)
+        .where(col(MeterValue.transaction_id) == transaction_id)
+        .order_by(col(MeterValue.timestamp), col(MeterValue.id))
+    )
+    return list(result.scalars())
+
+
+async def list_charge_points(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[ChargePoint], int]:
+    return await _page(session, ChargePoint, None, col(ChargePoint.id), limit, offset)
+
+
+async def list_id_tags(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[IdTag], int]:
+    return await _page(session, IdTag, None, col(IdTag.id_tag), limit, offset)
+
+
+async def _page(
+    session: AsyncSession,
+    model: type[Any],
+    where: ColumnElement[bool] | None,
+    order: Any,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    query = select(model)
+    count = select(func.count()).select_from(model)
+    if where is not None:
+        query = query.where(where)
+        count = count.where(where)
+    total = (await session.execute(count)).scalar_one()
+    rows = await session.execute(query.order_by(order).limit(limit).offset(offset))
+    return list(rows.scalars()), int(total)

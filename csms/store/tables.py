@@ -1,0 +1,195 @@
+"""SQLModel tables. The schema itself is owned by the Alembic migrations next door."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite keeps them as naive UTC text."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+class ChargePoint(SQLModel, table=True):
+    __tablename__ = "charge_points"
+
+    id: str = Field(primary_key=True, max_length=48)
+    name: str | None = Field(default=None, max_length=255)
+    security_profile: int = Field(default=0)
+    password_hash: str | None = Field(default=None, max_length=255)
+    location_id: str | None = Field(default=None, max_length=36)
+    boot_status: str | None = Field(default=None, max_length=16)
+    vendor: str | None = Field(default=None, max_length=255)
+    model: str | None = Field(default=None, max_length=255)
+    serial_number: str | None = Field(default=None, max_length=255)
+    charge_box_serial_number: str | None = Field(default=None, max_length=255)
+    firmware_version: str | None = Field(default=None, max_length=255)
+    iccid: str | None = Field(default=None, max_length=255)
+    imsi: str | None = Field(default=None, max_length=255)
+    meter_type: str | None = Field(default=None, max_length=255)
+    meter_serial_number: str | None = Field(default=None, max_length=255)
+    firmware_status: str | None = Field(default=None, max_length=32)
+    diagnostics_status: str | None = Field(default=None, max_length=32)
+    first_accepted_at: datetime | None = _utc()
+    last_boot_at: datetime | None = _utc()
+    last_seen: datetime | None = _utc()
+    connected_at: datetime | None = _utc()
+    disconnected_at: datetime | None = _utc()
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+
+
+class Connector(SQLModel, table=True):
+    """The current status of a connector; connector 0 is the charge point itself."""
+
+    __tablename__ = "connectors"
+
+    charge_point_id: str = Field(primary_key=True, foreign_key="charge_points.id", max_length=48)
+    connector_id: int = Field(primary_key=True)
+    status: str = Field(max_length=16)
+    error_code: str = Field(max_length=32)
+    info: str | None = Field(default=None, max_length=50)
+    vendor_id: str | None = Field(default=None, max_length=255)
+    vendor_error_code: str | None = Field(default=None, max_length=50)
+    updated_at: datetime | None = _utc()
+
+
+class StatusNotification(SQLModel, table=True):
+    """Every StatusNotification received: the connector's history."""
+
+    __tablename__ = "status_notifications"
+    __table_args__ = (Index("ix_status_notifications_cp", "charge_point_id", "connector_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    connector_id: int
+    status: str = Field(max_length=16)
+    error_code: str = Field(max_length=32)
+    info: str | None = Field(default=None, max_length=50)
+    vendor_id: str | None = Field(default=None, max_length=255)
+    vendor_error_code: str | None = Field(default=None, max_length=50)
+    timestamp: datetime | None = _utc(nullable=False)
+    received_at: datetime | None = _utc(nullable=False)
+
+
+class IdTag(SQLModel, table=True):
+    __tablename__ = "id_tags"
+
+    id_tag: str = Field(primary_key=True, max_length=20)
+    status: str = Field(max_length=16)
+    expiry_date: datetime | None = _utc()
+    parent_id_tag: str | None = Field(default=None, max_length=20)
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+
+
+class Transaction(SQLModel, table=True):
+    """A charging transaction; `id` is the OCPP transactionId handed to the charger."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        # The same StartTransaction (contract) maps to one row, across processes too.
+        UniqueConstraint(
+            "charge_point_id",
+            "connector_id",
+            "id_tag",
+            "start_timestamp",
+            "meter_start",
+            name="uq_transactions_start",
+        ),
+        # A StopTransaction for an unknown id (or -1, errata §3.18) is kept once per stop.
+        UniqueConstraint(
+            "charge_point_id", "orphan_ref", "stop_timestamp", name="uq_transactions_orphan"
+        ),
+        Index("ix_transactions_cp_connector", "charge_point_id", "connector_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    connector_id: int
+    id_tag: str | None = Field(default=None, max_length=20)
+    start_id_tag_status: str | None = Field(default=None, max_length=16)
+    meter_start: int | None = Field(default=None, sa_type=BigInteger)
+    start_timestamp: datetime | None = _utc()
+    reservation_id: int | None = Field(default=None)
+    meter_stop: int | None = Field(default=None, sa_type=BigInteger)
+    stop_timestamp: datetime | None = _utc()
+    stop_reason: str | None = Field(default=None, max_length=32)
+    stop_id_tag: str | None = Field(default=None, max_length=20)
+    charger_stopped: bool = Field(default=False)
+    last_register_wh: float | None = Field(default=None)
+    orphan_ref: int | None = Field(default=None, sa_type=BigInteger)
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+
+
+class MeterValue(SQLModel, table=True):
+    """One sampled value; a repeat of the same sample is stored once."""
+
+    __tablename__ = "meter_values"
+    __table_args__ = (
+        UniqueConstraint(
+            "charge_point_id",
+            "connector_id",
+            "timestamp",
+            "measurand",
+            "phase",
+            "location",
+            "context",
+            name="uq_meter_values_sample",
+        ),
+        Index("ix_meter_values_transaction", "transaction_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    connector_id: int
+    transaction_id: int | None = Field(default=None, foreign_key="transactions.id")
+    claimed_transaction_id: int | None = Field(default=None, sa_type=BigInteger)
+    timestamp: datetime | None = _utc(nullable=False)
+    value: str = Field(sa_type=Text)
+    measurand: str = Field(max_length=64)
+    unit: str = Field(max_length=16)
+    context: str = Field(max_length=32)
+    location: str = Field(max_length=16)
+    phase: str = Field(max_length=8)
+    format: str = Field(max_length=16)
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    received_at: datetime | None = _utc(nullable=False)
+
+
+class ChargerMessage(SQLModel, table=True):
+    """Charger messages kept as they came: DataTransfer, firmware and diagnostics status."""
+
+    __tablename__ = "charger_messages"
+    __table_args__ = (Index("ix_charger_messages_cp", "charge_point_id", "action"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    action: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime | None = _utc(nullable=False)

@@ -1,0 +1,63 @@
+"""Fixtures: a real csms per test on free ports, with a fresh SQLite or PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    RunningCsms,
+    fresh_postgres_database,
+    postgres_reachable,
+    running_csms,
+    settings_for,
+)
+
+_REQUIRE_POSTGRES = os.environ.get("CSMS_TEST_REQUIRE_POSTGRES") == "1"
+_postgres_state: dict[str, bool] = {}
+
+
+def _postgres_up() -> bool:
+    if "up" not in _postgres_state:
+        _postgres_state["up"] = postgres_reachable()
+    return _postgres_state["up"]
+
+
+def pytest_report_header() -> str:
+    if _postgres_up():
+        return "postgresql: reachable at 127.0.0.1:5432; @pytest.mark.postgres tests run on both"
+    verdict = "FAILING those tests (CI)" if _REQUIRE_POSTGRES else "SKIPPING their pg variants"
+    return f"postgresql: NOT reachable at 127.0.0.1:5432; {verdict}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    backends = (
+        ["sqlite", "postgres"] if metafunc.definition.get_closest_marker("postgres") else ["sqlite"]
+    )
+    metafunc.parametrize("backend", backends)
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of the requested backend."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}"
+        return
+    if not _postgres_up():
+        if _REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL is required (CSMS_TEST_REQUIRE_POSTGRES=1) but not reachable")
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def csms(database_url: str) -> AsyncIterator[RunningCsms]:
+    """A real csms on free ports, unknown chargers allowed, fresh database."""
+    async with running_csms(settings_for(database_url)) as running:
+        yield running

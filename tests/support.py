@@ -1,0 +1,171 @@
+"""Test support: a raw OCPP-J client and a running csms on free ports with a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from csms.app import Csms
+from csms.config import ApiSettings, DatabaseSettings, LogSettings, OcppSettings, Settings
+
+WAIT = 10.0  # the one time unit for waiting on an event in tests (seconds)
+API_TOKEN = "test-token"
+PG_ADMIN_DSN = os.environ.get("CSMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class CallErrorReceived(Exception):
+    def __init__(self, frame: list[Any]) -> None:
+        super().__init__(f"{frame[2]}: {frame[3]}")
+        self.code: str = frame[2]
+        self.description: str = frame[3]
+        self.details: dict[str, Any] = frame[4]
+
+
+class RawCharger:
+    """A minimal OCPP-J client speaking raw frames, so tests see exactly what goes on the wire."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self.ws = websocket
+
+    async def send_raw(self, text: str | bytes) -> None:
+        await self.ws.send(text)
+
+    async def recv_frame(self) -> list[Any]:
+        async with asyncio.timeout(WAIT):
+            text = await self.ws.recv()
+        frame = orjson.loads(text)
+        assert isinstance(frame, list)
+        return frame
+
+    async def exchange(self, frame: list[Any] | str) -> list[Any]:
+        """Send a frame and return the next frame the CSMS sends."""
+        await self.send_raw(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+        return await self.recv_frame()
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A CALL whose CALLRESULT payload is returned; a CALLERROR raises."""
+        unique_id = f"t{next(self._ids)}"
+        answer = await self.exchange([2, unique_id, action, payload])
+        assert answer[1] == unique_id, answer
+        if answer[0] == 4:
+            raise CallErrorReceived(answer)
+        assert answer[0] == 3, answer
+        result: dict[str, Any] = answer[2]
+        return result
+
+    async def boot(self) -> dict[str, Any]:
+        return await self.call(
+            "BootNotification", {"chargePointVendor": "TestVendor", "chargePointModel": "T1"}
+        )
+
+
+@dataclass
+class RunningCsms:
+    app: Csms
+    ocpp_url: str
+    api_url: str
+    api_token: str
+
+    @property
+    def chargers(self) -> Any:
+        return self.app.ocpp.chargers
+
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.api_token}"},
+            timeout=WAIT,
+        )
+
+    @asynccontextmanager
+    async def charger(
+        self, identity: str | None = None, *, boot: bool = True, path: str | None = None
+    ) -> AsyncIterator[RawCharger]:
+        url = f"{self.ocpp_url}/{identity or new_identity()}" if path is None else path
+        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+            charger = RawCharger(ws)
+            if boot:
+                await charger.boot()
+            yield charger
+
+
+def new_identity(prefix: str = "CP") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def settings_for(database_url: str, **ocpp: Any) -> Settings:
+    return Settings(
+        ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
+        api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN),
+        database=DatabaseSettings(url=database_url),
+        log=LogSettings(level="warning", format="console"),
+    )
+
+
+@asynccontextmanager
+async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
+    """A real csms on free ports; stopped cleanly afterwards."""
+    app = Csms(settings)
+    task = asyncio.create_task(app.run())
+    ready = asyncio.create_task(app.ready.wait())
+    await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    if not app.ready.is_set():
+        ready.cancel()
+        await task  # surfaces the start-up error
+        raise RuntimeError("csms did not become ready")
+    try:
+        yield RunningCsms(
+            app=app,
+            ocpp_url=f"ws://127.0.0.1:{app.ocpp_port}/ocpp",
+            api_url=f"http://127.0.0.1:{app.api_port}/api/v1",
+            api_token=API_TOKEN,
+        )
+    finally:
+        app.stop()
+        async with asyncio.timeout(WAIT):
+            await task
+
+
+def postgres_reachable() -> bool:
+    """Whether the admin DSN's server accepts TCP connections (checked once per run)."""
+    address = PG_ADMIN_DSN.rsplit("@", 1)[-1].split("/", 1)[0]
+    host, _, port = address.partition(":")
+    try:
+        socket.create_connection((host, int(port or 5432)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards; yields its SQLAlchemy URL."""
+    name = f"csms_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
