@@ -87,7 +87,11 @@ class ChargerConnection:
         await self.websocket.send(frame, text=True)
 
     async def call(
-        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (per-call override of ocpp.call_timeout)
     ) -> dict[str, Any]:
         """Send a CSMS->charger CALL and return the charger's CALLRESULT payload.
 

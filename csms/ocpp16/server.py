@@ -68,6 +68,8 @@ class OcppServer:
             process_request=self._admit,
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
+            # A peer that stopped answering gets no longer to finish the closing handshake.
+            close_timeout=self.settings.ping_timeout,
             server_header="csms",
         )
         log.info("ocpp_listening", host=self.settings.host, port=self.port)

@@ -1,0 +1,120 @@
+"""Transaction rules: sanity flags, energy, and meter registers (T33)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from csms.core.clock import ParsedTime
+from csms.core.meter import latest_register_wh, register_wh, samples_from_meter_values
+from csms.core.transactions import TransactionFlag as F
+from csms.core.transactions import energy_wh, merge_flags, start_flags, stop_flags
+
+T0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
+T1 = datetime(2024, 1, 1, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("meter_start", "meter_stop", "started", "stopped", "flags"),
+    [
+        (100, 200, T0, ParsedTime(T1), []),
+        (200, 100, T0, ParsedTime(T1), [F.METER_REGRESSION]),
+        (100, 200, T1, ParsedTime(T0), [F.STOP_BEFORE_START]),
+        (100, 200, T0, ParsedTime(T1, future=True), [F.FUTURE_STOP]),
+        (100, 200, None, ParsedTime(T1, unparsable=True), [F.UNPARSABLE_STOP]),
+    ],
+)
+def test_stop_flags(
+    meter_start: int,
+    meter_stop: int,
+    started: datetime | None,
+    stopped: ParsedTime,
+    flags: list[F],
+) -> None:
+    """A suspicious stop is flagged, never refused (OCPP 1.6 §4.10)."""
+    got = stop_flags(
+        meter_start=meter_start, meter_stop=meter_stop, started_at=started, stopped=stopped
+    )
+    assert got == flags
+
+
+def test_start_flags() -> None:
+    """Future and unparsable start timestamps are flagged."""
+    assert start_flags(ParsedTime(T0)) == []
+    assert start_flags(ParsedTime(T0, future=True)) == [F.FUTURE_START]
+    assert start_flags(ParsedTime(T0, unparsable=True)) == [F.UNPARSABLE_START]
+
+
+@pytest.mark.parametrize(
+    ("meter_start", "meter_stop", "register", "energy"),
+    [
+        (1000, 4000, None, 3000.0),
+        (1000, 4000, 9999.0, 3000.0),
+        (1000, None, 2500.0, 1500.0),
+        (1000, None, None, None),
+        (None, 5000, None, None),
+        (5000, 4000, None, -1000.0),
+    ],
+)
+def test_energy(
+    meter_start: int | None, meter_stop: int | None, register: float | None, energy: float | None
+) -> None:
+    """Completed: meterStop - meterStart; active: latest register - meterStart."""
+    got = energy_wh(meter_start=meter_start, meter_stop=meter_stop, last_register_wh=register)
+    assert got == energy
+
+
+def test_merge_flags_keeps_order_without_repeats() -> None:
+    """Flags accumulate once each."""
+    assert merge_flags(["a"], [F.ORPHAN_STOP, F.ORPHAN_STOP]) == ["a", "orphan_stop"]
+
+
+@pytest.mark.parametrize(
+    ("sampled", "wh"),
+    [
+        ({"value": "1500"}, 1500.0),
+        ({"value": "1.5", "unit": "kWh"}, 1500.0),
+        ({"value": "1500", "unit": "Wh", "measurand": "Energy.Active.Import.Register"}, 1500.0),
+        ({"value": "16", "measurand": "Current.Import", "unit": "A"}, None),
+        ({"value": "abc"}, None),
+        ({"value": "1500", "format": "SignedData"}, None),
+        ({"value": "1500", "unit": "varh"}, None),
+    ],
+)
+def test_register_wh(sampled: dict[str, str], wh: float | None) -> None:
+    """The import register is read in Wh from Wh or kWh; anything else is not a register."""
+    samples = samples_from_meter_values(
+        [{"timestamp": "2024-01-01T10:00:00Z", "sampledValue": [sampled]}], received=T0
+    )
+    assert register_wh(samples[0]) == wh
+
+
+def test_sampled_value_defaults() -> None:
+    """OCPP 1.6 §7.45 defaults: Sample.Periodic, Raw, Energy.Active.Import.Register, Outlet, Wh."""
+    (sample,) = samples_from_meter_values(
+        [{"timestamp": "2024-01-01T10:00:00", "sampledValue": [{"value": "7"}]}], received=T0
+    )
+    assert (sample.context, sample.format, sample.measurand, sample.location, sample.unit) == (
+        "Sample.Periodic",
+        "Raw",
+        "Energy.Active.Import.Register",
+        "Outlet",
+        "Wh",
+    )
+    assert sample.timestamp == T0
+
+
+def test_latest_register_ignores_phases_and_takes_newest() -> None:
+    """The session energy comes from the newest phase-less register."""
+    samples = samples_from_meter_values(
+        [
+            {"timestamp": "2024-01-01T10:05:00Z", "sampledValue": [{"value": "300"}]},
+            {
+                "timestamp": "2024-01-01T10:10:00Z",
+                "sampledValue": [{"value": "0.5", "unit": "kWh"}, {"value": "9", "phase": "L1"}],
+            },
+        ],
+        received=T0,
+    )
+    assert latest_register_wh(samples) == 500.0

@@ -1,0 +1,244 @@
+"""Transactions over real sockets and a real database (T26-T36), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from csms.store.tables import MeterValue, Transaction
+from tests.support import RunningCsms
+
+pytestmark = pytest.mark.postgres
+
+T0 = "2024-03-01T08:00:00Z"
+
+
+def start(connector: int = 1, tag: str = "TAG", meter: int = 1000, at: str = T0) -> dict[str, Any]:
+    return {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": at}
+
+
+def stop(tx: int, meter: int, at: str, **extra: Any) -> dict[str, Any]:
+    return {"transactionId": tx, "meterStop": meter, "timestamp": at, **extra}
+
+
+def meter(tx: int | None, wh: float, at: str, connector: int = 1, **sampled: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "connectorId": connector,
+        "meterValue": [{"timestamp": at, "sampledValue": [{"value": str(wh), **sampled}]}],
+    }
+    if tx is not None:
+        payload["transactionId"] = tx
+    return payload
+
+
+async def transaction(csms: RunningCsms, tx: int) -> dict[str, Any]:
+    async with csms.api() as api:
+        response = await api.get(f"/transactions/{tx}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def count(csms: RunningCsms, model: Any, *where: Any) -> int:
+    async with csms.app.database.sessions() as session:
+        query = select(func.count()).select_from(model).where(*where)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def accept_tag(csms: RunningCsms, tag: str, **extra: Any) -> None:
+    async with csms.api() as api:
+        response = await api.put(f"/id-tags/{tag}", json={"status": "Accepted", **extra})
+        assert response.status_code in (200, 201), response.text
+
+
+async def test_offline_replay_keeps_charger_timestamps(csms: RunningCsms) -> None:
+    """T26: Start 3 h ago, 30 MeterValues, Stop 1 h ago in a burst: all stored, in order."""
+    base = datetime.now(UTC) - timedelta(hours=3)
+    at = [(base + timedelta(minutes=4 * i)).isoformat().replace("+00:00", "Z") for i in range(32)]
+    async with csms.charger("CP-T26") as cp:
+        tx = (await cp.call("StartTransaction", start(meter=0, at=at[0])))["transactionId"]
+        for i in range(30):
+            await cp.call("MeterValues", meter(tx, 100 * (i + 1), at[i + 1]))
+        await cp.call("StopTransaction", stop(tx, 3000, at[31]))
+    body = await transaction(csms, tx)
+    assert body["status"] == "completed"
+    assert body["energyWh"] == 3000.0
+    assert body["startTimestamp"] == at[0].replace("+00:00", "Z")
+    async with csms.api() as api:
+        samples = (await api.get(f"/transactions/{tx}/meter-values")).json()["items"]
+    assert [s["value"] for s in samples] == [str(100 * (i + 1)) for i in range(30)]
+
+
+async def test_repeated_start_returns_the_same_transaction(csms: RunningCsms) -> None:
+    """T27: the identical Start resent (new message id) gets the same id; one row."""
+    await accept_tag(csms, "TAG")
+    async with csms.charger("CP-T27") as cp:
+        first = await cp.call("StartTransaction", start())
+        second = await cp.call("StartTransaction", start())
+        # The same instant written with an offset is the same StartTransaction.
+        third = await cp.call("StartTransaction", start(at="2024-03-01T09:00:00+01:00"))
+    assert first == second == third
+    assert first["idTagInfo"]["status"] == "Accepted"
+    assert await count(csms, Transaction, Transaction.charge_point_id == "CP-T27") == 1
+
+
+async def test_repeated_stop_records_one_stop(csms: RunningCsms) -> None:
+    """T28: a Stop resent 3 times gets 3 CALLRESULTs, one stop, transactionData once."""
+    data = [{"timestamp": "2024-03-01T08:30:00Z", "sampledValue": [{"value": "1500"}]}]
+    async with csms.charger("CP-T28") as cp:
+        tx = (await cp.call("StartTransaction", start()))["transactionId"]
+        answers = [
+            await cp.call(
+                "StopTransaction", stop(tx, 2000, "2024-03-01T09:00:00Z", transactionData=data)
+            )
+            for _ in range(3)
+        ]
+        late = await cp.call("StopTransaction", stop(tx, 9999, "2024-03-01T10:00:00Z"))
+    assert answers == [{}, {}, {}]
+    assert late == {}
+    body = await transaction(csms, tx)
+    assert (body["meterStop"], body["stopTimestamp"], body["energyWh"]) == (
+        2000,
+        "2024-03-01T09:00:00Z",
+        1000.0,
+    )
+    assert await count(csms, MeterValue, MeterValue.transaction_id == tx) == 1
+
+
+async def test_stop_for_unknown_transaction_is_acknowledged_and_kept(csms: RunningCsms) -> None:
+    """T29: a Stop for unknown id 987654 gets a CALLRESULT and is kept as an orphan, once."""
+    async with csms.charger("CP-T29") as cp:
+        payload = stop(987654, 5000, "2024-03-01T09:00:00Z", idTag="TAG")
+        answer = await cp.call("StopTransaction", payload)
+        assert await cp.call("StopTransaction", payload) == answer
+    assert answer == {"idTagInfo": {"status": "Invalid"}}
+    async with csms.api() as api:
+        listed = (await api.get("/transactions", params={"chargePointId": "CP-T29"})).json()
+    assert listed["total"] == 1
+    (orphan,) = listed["items"]
+    assert "orphan_stop" in orphan["flags"]
+    assert orphan["meterStop"] == 5000
+
+
+async def test_transaction_id_minus_one(csms: RunningCsms) -> None:
+    """T30: MeterValues and Stop with transactionId -1 are answered and stored."""
+    async with csms.charger("CP-T30") as cp:
+        assert await cp.call("MeterValues", meter(-1, 1200, "2024-03-01T08:10:00Z")) == {}
+        assert await cp.call("StopTransaction", stop(-1, 1500, "2024-03-01T08:20:00Z")) == {}
+    assert await count(csms, MeterValue, MeterValue.charge_point_id == "CP-T30") == 1
+    assert await count(csms, Transaction, Transaction.charge_point_id == "CP-T30") == 1
+
+
+async def test_meter_values_without_usable_transaction_are_kept(csms: RunningCsms) -> None:
+    """T31: txId 0 is linked by time window; connector 0 clock samples are stored unlinked."""
+    async with csms.charger("CP-T31") as cp:
+        tx = (await cp.call("StartTransaction", start(meter=0)))["transactionId"]
+        assert await cp.call("MeterValues", meter(0, 700, "2024-03-01T08:05:00Z")) == {}
+        clock = meter(None, 99999, "2024-03-01T08:15:00Z", connector=0, context="Sample.Clock")
+        assert await cp.call("MeterValues", clock) == {}
+    assert await count(csms, MeterValue, MeterValue.transaction_id == tx) == 1
+    assert await count(csms, MeterValue, MeterValue.connector_id == 0) == 1
+    assert (await transaction(csms, tx))["energyWh"] == 700.0
+
+
+async def test_sanity_failures_are_flagged_not_refused(csms: RunningCsms) -> None:
+    """T33: meterStop < meterStart, Stop before Start, a future Start: answered and flagged."""
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    async with csms.charger("CP-T33") as cp:
+        tx = (await cp.call("StartTransaction", start(meter=5000)))["transactionId"]
+        await cp.call("StopTransaction", stop(tx, 4000, "2024-03-01T07:00:00Z"))
+        tx2 = (await cp.call("StartTransaction", start(connector=2, at=future)))["transactionId"]
+    first = await transaction(csms, tx)
+    assert first["energyWh"] == -1000.0
+    assert {"meter_regression", "stop_before_start"} <= set(first["flags"])
+    assert "future_start" in (await transaction(csms, tx2))["flags"]
+
+
+async def test_blocked_tag_still_gets_a_transaction(csms: RunningCsms) -> None:
+    """T34: a Start with a blocked tag gets a transactionId and Blocked; the Stop is accepted."""
+    async with csms.api() as api:
+        await api.put("/id-tags/BLOCKED1", json={"status": "Blocked"})
+    async with csms.charger("CP-T34") as cp:
+        started = await cp.call("StartTransaction", start(tag="BLOCKED1"))
+        assert started["idTagInfo"] == {"status": "Blocked"}
+        tx = started["transactionId"]
+        stopped = await cp.call(
+            "StopTransaction", stop(tx, 1100, "2024-03-01T08:01:00Z", reason="DeAuthorized")
+        )
+    assert stopped == {}
+    body = await transaction(csms, tx)
+    assert (body["status"], body["stopReason"]) == ("completed", "DeAuthorized")
+
+
+async def test_new_start_ends_the_open_transaction(csms: RunningCsms) -> None:
+    """T35: a second Start on a busy connector is accepted and ends the first as implicit."""
+    async with csms.charger("CP-T35") as cp:
+        first = (await cp.call("StartTransaction", start()))["transactionId"]
+        second = (await cp.call("StartTransaction", start(tag="OTHER", at="2024-03-01T09:00:00Z")))[
+            "transactionId"
+        ]
+        assert first != second
+        old = await transaction(csms, first)
+        assert old["status"] == "completed"
+        assert old["stopTimestamp"] == "2024-03-01T09:00:00Z"
+        assert "implicitly_ended" in old["flags"]
+        assert (await transaction(csms, second))["status"] == "active"
+        # The lost Stop arriving late still records the charger's values once.
+        await cp.call("StopTransaction", stop(first, 1800, "2024-03-01T08:50:00Z"))
+    old = await transaction(csms, first)
+    assert (old["meterStop"], old["stopTimestamp"]) == (1800, "2024-03-01T08:50:00Z")
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "stored"),
+    [
+        ("2024-01-01T10:00:00", "2024-01-01T10:00:00Z"),
+        ("2024-01-01T10:00:00+02:00", "2024-01-01T08:00:00Z"),
+        ("2024-01-01T10:00:00.123456Z", "2024-01-01T10:00:00.123456Z"),
+    ],
+)
+async def test_timestamps_are_normalised_to_utc(
+    csms: RunningCsms, timestamp: str, stored: str
+) -> None:
+    """T36: naive is UTC, offsets normalised, fractions kept."""
+    async with csms.charger() as cp:
+        tx = (await cp.call("StartTransaction", start(at=timestamp)))["transactionId"]
+    assert (await transaction(csms, tx))["startTimestamp"] == stored
+
+
+async def test_garbage_timestamp_on_a_transaction_message(csms: RunningCsms) -> None:
+    """T36: 'yesterday' on a Start is replaced by the receipt time and flagged, not refused."""
+    async with csms.charger() as cp:
+        tx = (await cp.call("StartTransaction", start(at="yesterday")))["transactionId"]
+    body = await transaction(csms, tx)
+    assert "unparsable_start" in body["flags"]
+    started = datetime.fromisoformat(body["startTimestamp"])
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 60
+
+
+async def test_transaction_ids_are_scoped_to_the_charger(csms: RunningCsms) -> None:
+    """A Stop naming another charger's transaction does not stop it (reliability note F4)."""
+    async with csms.charger("CP-A") as a, csms.charger("CP-B") as b:
+        tx = (await a.call("StartTransaction", start()))["transactionId"]
+        assert await b.call("StopTransaction", stop(tx, 2000, "2024-03-01T09:00:00Z")) == {}
+    assert (await transaction(csms, tx))["status"] == "active"
+
+
+async def test_energy_in_kwh_registers(csms: RunningCsms) -> None:
+    """The running energy is derived from a kWh register as well as a Wh one."""
+    async with csms.charger() as cp:
+        tx = (await cp.call("StartTransaction", start(meter=2000)))["transactionId"]
+        await cp.call("MeterValues", meter(tx, 3.25, "2024-03-01T08:30:00Z", unit="kWh"))
+    assert (await transaction(csms, tx))["energyWh"] == 1250.0
+
+
+async def test_expired_tag(csms: RunningCsms) -> None:
+    """A tag past its expiry date is Expired in Authorize and in the Start answer."""
+    await accept_tag(csms, "OLD", expiryDate="2020-01-01T00:00:00Z")
+    async with csms.charger() as cp:
+        assert (await cp.call("Authorize", {"idTag": "OLD"}))["idTagInfo"]["status"] == "Expired"
+        started = await cp.call("StartTransaction", start(tag="OLD"))
+    assert started["idTagInfo"]["status"] == "Expired"
