@@ -36,9 +36,13 @@ def pytest_report_header() -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
-    backends = (
-        ["sqlite", "postgres"] if metafunc.definition.get_closest_marker("postgres") else ["sqlite"]
-    )
+    marker = metafunc.definition.get_closest_marker
+    if marker("postgres_only"):
+        backends = ["postgres"]
+    elif marker("postgres"):
+        backends = ["sqlite", "postgres"]
+    else:
+        backends = ["sqlite"]
     metafunc.parametrize("backend", backends)
 
 

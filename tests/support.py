@@ -7,7 +7,7 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,11 +171,18 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await admin.close()
 
 
-async def eventually(predicate: Callable[[], bool], *, what: str) -> None:
-    """Wait until a condition on the running system holds, failing after WAIT seconds."""
+async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
+    """Wait until csms reports the charger's connection gone (fails after WAIT seconds)."""
+    gone = asyncio.Event()
+
+    def listener(identity: str, connected: bool) -> None:
+        if identity == charge_point_id and not connected:
+            gone.set()
+
+    csms.app.ocpp.listeners.append(listener)
     try:
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+        if charge_point_id in csms.chargers:
+            async with asyncio.timeout(WAIT):
+                await gone.wait()
+    finally:
+        csms.app.ocpp.listeners.remove(listener)

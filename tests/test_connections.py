@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from csms.errors import ChargerNotConnected, CommandRejected, CommandTimeout
-from tests.support import WAIT, RunningCsms, eventually, running_csms, settings_for
+from tests.support import WAIT, RunningCsms, disconnected, running_csms, settings_for
 
 
 async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
@@ -28,7 +28,7 @@ async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
                 body = (await api.get("/charge-points/CP-T38")).json()
             assert body["connected"] is True
             assert body["networkStatus"] == "available"
-    await eventually(lambda: "CP-T38" not in csms.chargers, what="charger to go offline")
+    await disconnected(csms, "CP-T38")
     async with csms.api() as api:
         body = (await api.get("/charge-points/CP-T38")).json()
     assert (body["connected"], body["networkStatus"]) == (False, "temporarily_unavailable")
@@ -41,7 +41,7 @@ async def test_half_open_socket_is_detected(database_url: str) -> None:
         assert "CP-T37" in csms.chargers
         transport = cp.ws.transport
         transport.pause_reading()  # no more pongs: the socket is half-open from our side
-        await eventually(lambda: "CP-T37" not in csms.chargers, what="half-open close")
+        await disconnected(csms, "CP-T37")
         transport.resume_reading()
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect

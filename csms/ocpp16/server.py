@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -50,6 +50,8 @@ class OcppServer:
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
             weakref.WeakKeyDictionary()
         )
+        # Called with (charge_point_id, connected) whenever the registry changes.
+        self.listeners: list[Callable[[str, bool], None]] = []
         self._server: Server | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -156,6 +158,7 @@ class OcppServer:
         )
         remote = websocket.remote_address[0] if websocket.remote_address else None
         log.info("charger_connected", remote_address=remote)
+        self._notify(identity, connected=True)
         return connection
 
     async def _closed(self, connection: ChargerConnection) -> None:
@@ -172,6 +175,11 @@ class OcppServer:
             )
         )
         log.info("charger_disconnected", code=connection.websocket.close_code)
+        self._notify(identity, connected=False)
+
+    def _notify(self, charge_point_id: str, *, connected: bool) -> None:
+        for listener in self.listeners:
+            listener(charge_point_id, connected)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -1,0 +1,100 @@
+"""The store: migrations produce exactly the tables' schema; the group-commit writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+from csms.errors import StoreError
+from csms.store import repo
+from csms.store.db import Database
+from csms.store.tables import IdTag
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database with its writer running."""
+    db = Database(database_url)
+    await db.migrate()
+    writer = asyncio.create_task(db.writer.run())
+    try:
+        yield db
+    finally:
+        db.writer.close()
+        await writer
+        await db.dispose()
+
+
+def _diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, SQLModel.metadata))
+
+
+async def test_migrations_match_the_tables(database: Database) -> None:
+    """After `migrate`, autogenerate finds nothing to change: models and migrations agree."""
+    async with database.engine.connect() as connection:
+        assert await connection.run_sync(_diff) == []
+
+
+async def test_migrate_twice_is_harmless(database: Database) -> None:
+    """Running the migrations again (every start-up does) changes nothing."""
+    await database.migrate()
+
+
+def _tag(tag: str) -> Any:
+    async def job(session: AsyncSession) -> bool:
+        return await repo.upsert_id_tag(session, id_tag=tag, values={"status": "Accepted"}, now=NOW)
+
+    return job
+
+
+async def _explode(session: AsyncSession) -> None:
+    await repo.upsert_id_tag(session, id_tag="BOOM", values={"status": "Accepted"}, now=NOW)
+    raise ValueError("a job that fails")
+
+
+async def test_a_failing_job_does_not_sink_its_batch(database: Database) -> None:
+    """Jobs in one batch: one fails, the others still commit; the failure reaches its caller."""
+    results = await asyncio.gather(
+        database.writer.submit(_tag("A")),
+        database.writer.submit(_explode),
+        database.writer.submit(_tag("B")),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], ValueError)
+    assert results[2] is True
+    async with database.sessions() as session:
+        tags = (await session.execute(select(IdTag.id_tag).order_by(IdTag.id_tag))).scalars().all()
+    assert list(tags) == ["A", "B"]
+
+
+async def test_many_writes_share_commits(database: Database) -> None:
+    """Hundreds of concurrent writes all commit (group commit), each caller awaiting its own."""
+    await asyncio.gather(*(database.writer.submit(_tag(f"T{n:04d}")) for n in range(500)))
+    async with database.sessions() as session:
+        total = (await session.execute(select(func.count()).select_from(IdTag))).scalar_one()
+    assert total == 500
+
+
+async def test_closed_writer_refuses_jobs(database: Database) -> None:
+    """After close, queued jobs finish and new ones get StoreError."""
+    queued = asyncio.create_task(database.writer.submit(_tag("LAST")))
+    await asyncio.sleep(0)
+    database.writer.close()
+    assert await queued is True
+    with pytest.raises(StoreError):
+        await database.writer.submit(_tag("LATE"))

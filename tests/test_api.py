@@ -1,0 +1,228 @@
+"""The HTTP API: bearer auth, 422 with reasons, 404s, pagination, write-only secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from csms.core.passwords import verify_password
+from csms.store.tables import ChargePoint
+from tests.support import RunningCsms, running_csms, settings_for
+
+
+async def test_requests_without_the_token_are_refused(csms: RunningCsms) -> None:
+    """Missing or wrong bearer token: 401 with a reason."""
+    async with httpx.AsyncClient(base_url=csms.api_url) as anonymous:
+        missing = await anonymous.get("/charge-points")
+        wrong = await anonymous.get("/charge-points", headers={"Authorization": "Bearer nope"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json() == {"detail": "missing or wrong bearer token"}
+
+
+@pytest.fixture
+async def open_csms(database_url: str) -> AsyncIterator[RunningCsms]:
+    """A csms with an empty token on loopback."""
+    settings = settings_for(database_url)
+    settings = type(settings)(
+        ocpp=settings.ocpp,
+        api=type(settings.api)(host="127.0.0.1", port=0, token=""),
+        database=settings.database,
+        log=settings.log,
+    )
+    async with running_csms(settings) as running:
+        yield running
+
+
+async def test_empty_token_on_loopback_needs_no_auth(open_csms: RunningCsms) -> None:
+    """With an empty token (loopback only) the API answers without credentials."""
+    async with httpx.AsyncClient(base_url=open_csms.api_url) as anonymous:
+        assert (await anonymous.get("/charge-points")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "reason"),
+    [
+        ("put", "/id-tags/T1", {"status": "Maybe"}, "body.status"),
+        ("put", "/id-tags/T1", {}, "body.status: Field required"),
+        ("put", "/id-tags/T1", {"status": "Accepted", "color": "red"}, "body.color"),
+        ("put", "/id-tags/" + "x" * 21, {"status": "Accepted"}, "path.id_tag"),
+        ("put", "/id-tags/T1", {"status": "Accepted", "expiryDate": "soon"}, "body.expiryDate"),
+        ("put", "/charge-points/CP1", {"securityProfile": 5}, "body.securityProfile"),
+        ("put", "/charge-points/CP1", {"password": "short"}, "body.password"),
+        ("put", "/charge-points/" + "A" * 49, {}, "path.charge_point_id"),
+        ("get", "/transactions?limit=0", None, "query.limit"),
+        ("get", "/transactions?active=perhaps", None, "query.active"),
+        ("get", "/transactions/abc", None, "path.transaction_id"),
+    ],
+)
+async def test_bad_requests_get_422_with_a_reason(
+    csms: RunningCsms, method: str, path: str, body: object, reason: str
+) -> None:
+    """Invalid input is a 422 whose detail string names the field."""
+    async with csms.api() as api:
+        response = await api.request(method.upper(), path, json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    assert reason in detail
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/charge-points/NOPE"),
+        ("delete", "/charge-points/NOPE"),
+        ("get", "/id-tags/NOPE"),
+        ("delete", "/id-tags/NOPE"),
+        ("get", "/transactions/424242"),
+    ],
+)
+async def test_unknown_ids_are_404(csms: RunningCsms, method: str, path: str) -> None:
+    """Unknown resources are 404 with a reason."""
+    async with csms.api() as api:
+        response = await api.request(method.upper(), path)
+    assert response.status_code == 404
+    assert response.json()["detail"].endswith("not found")
+
+
+@pytest.mark.postgres
+async def test_charge_point_password_is_write_only(csms: RunningCsms) -> None:
+    """The password is stored as a salted hash and never returned."""
+    password = "0123456789abcdef0123"
+    async with csms.api() as api:
+        created = await api.put(
+            "/charge-points/CP-PW",
+            json={"name": "Bay 7", "securityProfile": 1, "password": password, "locationId": "L1"},
+        )
+        updated = await api.put("/charge-points/CP-PW", json={"name": "Bay 8"})
+    assert created.status_code == 201
+    assert updated.status_code == 200
+    body = updated.json()
+    assert (body["name"], body["securityProfile"], body["locationId"]) == ("Bay 8", 1, "L1")
+    assert password not in created.text + updated.text
+    assert "password" not in body
+    assert body["networkStatus"] == "never_connected"
+    async with csms.app.database.sessions() as session:
+        stored = (await session.execute(select(ChargePoint.password_hash))).scalar_one()
+    assert stored is not None
+    assert password not in stored
+    assert verify_password(password.encode(), stored)
+
+
+@pytest.mark.postgres
+async def test_id_tag_lifecycle(csms: RunningCsms) -> None:
+    """PUT creates (201) then replaces (200); GET, list and DELETE complete the set."""
+    async with csms.api() as api:
+        first = await api.put("/id-tags/CARD1", json={"status": "Accepted", "parentIdTag": "FLEET"})
+        second = await api.put(
+            "/id-tags/CARD1", json={"status": "Blocked", "expiryDate": "2030-01-01T00:00:00+01:00"}
+        )
+        got = (await api.get("/id-tags/CARD1")).json()
+        listed = (await api.get("/id-tags")).json()
+        deleted = await api.delete("/id-tags/CARD1")
+        gone = await api.get("/id-tags/CARD1")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert got == {
+        "idTag": "CARD1",
+        "status": "Blocked",
+        "expiryDate": "2029-12-31T23:00:00Z",
+        "parentIdTag": None,
+    }
+    assert listed["total"] == 1
+    assert (deleted.status_code, gone.status_code) == (204, 404)
+
+
+@pytest.mark.postgres
+async def test_lists_paginate_and_filter(csms: RunningCsms) -> None:
+    """limit and offset page through items; total counts them all; active filters."""
+    async with csms.api() as api:
+        for n in range(5):
+            await api.put(f"/charge-points/CP-{n}", json={})
+    async with csms.charger("CP-0") as cp:
+        for connector in (1, 2):
+            await cp.call(
+                "StartTransaction",
+                {
+                    "connectorId": connector,
+                    "idTag": "A",
+                    "meterStart": 0,
+                    "timestamp": "2024-01-01T00:00:00Z",
+                },
+            )
+        await cp.call(
+            "StopTransaction",
+            {"transactionId": 1, "meterStop": 5, "timestamp": "2024-01-01T01:00:00Z"},
+        )
+    async with csms.api() as api:
+        page = (await api.get("/charge-points", params={"limit": 2, "offset": 2})).json()
+        active = (await api.get("/transactions", params={"active": "true"})).json()
+        done = (
+            await api.get("/transactions", params={"active": "false", "chargePointId": "CP-0"})
+        ).json()
+        other = (await api.get("/transactions", params={"chargePointId": "CP-4"})).json()
+    assert page["total"] == 5
+    assert [item["id"] for item in page["items"]] == ["CP-2", "CP-3"]
+    assert (active["total"], done["total"], other["total"]) == (1, 1, 0)
+    assert active["items"][0]["status"] == "active"
+
+
+async def test_charge_point_view_matches_the_contract(csms: RunningCsms) -> None:
+    """GET /charge-points/{id} has the contract's fields, connectors with the OCPI status."""
+    async with csms.charger("CP-VIEW") as cp:
+        await cp.call(
+            "StatusNotification",
+            {
+                "connectorId": 1,
+                "errorCode": "GroundFailure",
+                "status": "Faulted",
+                "vendorErrorCode": "E42",
+                "info": "leak",
+            },
+        )
+        async with csms.api() as api:
+            body = (await api.get("/charge-points/CP-VIEW")).json()
+    assert {
+        "id",
+        "connected",
+        "lastSeen",
+        "bootStatus",
+        "vendor",
+        "model",
+        "serialNumber",
+        "firmwareVersion",
+        "networkStatus",
+        "connectors",
+    } <= set(body)
+    assert body["connected"] is True
+    (connector,) = body["connectors"]
+    assert connector == {
+        "connectorId": 1,
+        "status": "Faulted",
+        "errorCode": "GroundFailure",
+        "info": "leak",
+        "vendorErrorCode": "E42",
+        "ocpiStatus": "OUTOFORDER",
+        "updatedAt": connector["updatedAt"],
+    }
+    assert connector["updatedAt"].endswith("Z")
+
+
+async def test_openapi_is_served(csms: RunningCsms) -> None:
+    """OpenAPI lives at /openapi.json and the docs at /docs."""
+    root = csms.api_url.removesuffix("/api/v1")
+    async with httpx.AsyncClient(base_url=root) as client:
+        spec = (await client.get("/openapi.json")).json()
+        docs = await client.get("/docs")
+    assert "/api/v1/transactions/{transaction_id}" in spec["paths"]
+    assert docs.status_code == 200
+
+
+async def test_health(csms: RunningCsms) -> None:
+    """The health endpoint reports the database and connected chargers."""
+    async with csms.charger():
+        async with csms.api() as api:
+            body = (await api.get("/health")).json()
+    assert body == {"status": "ok", "database": "ok", "connectedChargers": 1}

@@ -1,0 +1,107 @@
+"""The `csms` process: --help, migrate, and a clean SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.client import connect
+
+from tests.support import WAIT, RawCharger
+
+CSMS = [sys.executable, "-m", "csms"]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CSMS_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}",
+        "CSMS_OCPP__HOST": "127.0.0.1",
+        "CSMS_OCPP__PORT": "0",
+        "CSMS_API__PORT": "0",
+        "CSMS_LOG__FORMAT": "json",
+        **extra,
+    }
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *CSMS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(WAIT * 3):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_help_explains_every_subcommand() -> None:
+    """`csms --help` lists serve, migrate and config; each has its own --help."""
+    code, out, _ = await run("--help")
+    assert code == 0
+    for command in ("serve", "migrate", "config", "CSMS_<SECTION>__<KEY>"):
+        assert command in out
+    code, out, _ = await run("serve", "--help")
+    assert code == 0
+    assert "--config" in out
+
+
+async def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    """`csms migrate` applies the migrations to an empty database and exits 0."""
+    code, _, err = await run("migrate", env=env_for(tmp_path))
+    assert code == 0, err
+    assert "migrations_applied" in err
+    assert (tmp_path / "csms.db").stat().st_size > 0
+
+
+async def test_config_errors_exit_2_and_name_the_key(tmp_path: Path) -> None:
+    """A bad environment override stops start-up with exit code 2 and the key's name."""
+    code, _, err = await run("serve", env=env_for(tmp_path, CSMS_OCPP__PORT="abc"))
+    assert code == 2
+    assert "ocpp.port" in err
+
+
+async def test_config_command_masks_the_token(tmp_path: Path) -> None:
+    """`csms config` prints the effective configuration without the API token."""
+    code, out, _ = await run("config", env=env_for(tmp_path, CSMS_API__TOKEN="hush"))
+    assert code == 0
+    shown = orjson.loads(out)
+    assert shown["api"]["token"] == "***"
+    assert shown["ocpp"]["port"] == 0
+
+
+async def test_sigterm_closes_chargers_with_1001_and_exits_0(tmp_path: Path) -> None:
+    """SIGTERM: chargers are closed with 1001, pending writes flushed, exit 0 within 10 s."""
+    process = await asyncio.create_subprocess_exec(
+        *CSMS, "serve", env=env_for(tmp_path), stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    ready = await _wait_for_event(process.stderr, "csms_ready")
+    url = f"ws://127.0.0.1:{ready['ocpp_port']}/ocpp/CP-TERM"
+    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+        charger = RawCharger(ws)
+        await charger.boot()
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await ws.wait_closed()
+            code = await process.wait()
+    assert ws.close_code == 1001
+    assert code == 0
+    remaining = (await process.stderr.read()).decode()
+    assert "csms_stopped" in remaining
+
+
+async def _wait_for_event(stream: asyncio.StreamReader, event: str) -> dict[str, object]:
+    async with asyncio.timeout(WAIT * 2):
+        while True:
+            line = await stream.readline()
+            assert line, f"csms exited before logging {event}"
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                return record
