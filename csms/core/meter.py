@@ -74,8 +74,8 @@ def register_wh(sample: Sample) -> float | None:
     return None
 
 
-def latest_register_wh(samples: Iterable[Sample]) -> float | None:
-    """The newest total (phase-less) import register reading among the samples, in Wh."""
+def latest_register(samples: Iterable[Sample]) -> tuple[datetime, float] | None:
+    """The newest total (phase-less) import register reading: its time and value in Wh."""
     best: tuple[datetime, float] | None = None
     for sample in samples:
         if sample.phase:
@@ -83,4 +83,4 @@ def latest_register_wh(samples: Iterable[Sample]) -> float | None:
         wh = register_wh(sample)
         if wh is not None and (best is None or sample.timestamp >= best[0]):
             best = (sample.timestamp, wh)
-    return None if best is None else best[1]
+    return best

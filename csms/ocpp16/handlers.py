@@ -71,9 +71,7 @@ async def on_boot_notification(ctx: ChargerContext, payload: dict[str, Any]) -> 
 
 async def on_heartbeat(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
-    await ctx.services.writer.submit(
-        partial(repo.record_seen, charge_point_id=ctx.charge_point_id, now=now)
-    )
+    await ctx.services.writer.submit_bulk(repo.seen(charge_point_id=ctx.charge_point_id, now=now))
     # OCPP 1.6 §4.6: currentTime is the CSMS time; UTC with 'Z' (several chargers demand it).
     return {"currentTime": format_utc(now)}
 
@@ -91,13 +89,9 @@ async def on_status_notification(ctx: ChargerContext, payload: dict[str, Any]) -
     now = ctx.services.clock()
     # §4.9: without a timestamp, the time of receipt is assumed.
     when = parse_timestamp(payload.get("timestamp", format_utc(now)), received=now)
-    await ctx.services.writer.submit(
-        partial(
-            repo.record_status,
-            charge_point_id=ctx.charge_point_id,
-            payload=payload,
-            timestamp=when.value,
-            now=now,
+    await ctx.services.writer.submit_bulk(
+        repo.connector_status(
+            charge_point_id=ctx.charge_point_id, payload=payload, timestamp=when.value, now=now
         )
     )
     return {}
@@ -106,9 +100,8 @@ async def on_status_notification(ctx: ChargerContext, payload: dict[str, Any]) -
 async def on_meter_values(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
     samples = samples_from_meter_values(payload["meterValue"], received=now)
-    await ctx.services.writer.submit(
-        partial(
-            repo.record_meter_values,
+    await ctx.services.writer.submit_bulk(
+        repo.meter_values(
             charge_point_id=ctx.charge_point_id,
             connector_id=payload["connectorId"],
             claimed_transaction_id=payload.get("transactionId"),
@@ -169,13 +162,9 @@ async def on_stop_transaction(ctx: ChargerContext, payload: dict[str, Any]) -> d
 
 async def on_data_transfer(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
-    await ctx.services.writer.submit(
-        partial(
-            repo.record_charger_message,
-            charge_point_id=ctx.charge_point_id,
-            action="DataTransfer",
-            payload=payload,
-            now=now,
+    await ctx.services.writer.submit_bulk(
+        repo.charger_message(
+            charge_point_id=ctx.charge_point_id, action="DataTransfer", payload=payload, now=now
         )
     )
     vendor = ctx.services.vendors.get(payload["vendorId"])
@@ -186,9 +175,8 @@ async def on_data_transfer(ctx: ChargerContext, payload: dict[str, Any]) -> dict
 
 def _status_recorder(action: str, column: str) -> Handler:
     async def handle(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
-        await ctx.services.writer.submit(
-            partial(
-                repo.record_charger_message,
+        await ctx.services.writer.submit_bulk(
+            repo.charger_message(
                 charge_point_id=ctx.charge_point_id,
                 action=action,
                 payload=payload,

@@ -5,16 +5,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Executable,
+    Float,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.authorize import AuthorizationStatus, IdTagInfo, IdTagRecord, authorize
 from csms.core.clock import ParsedTime
-from csms.core.meter import Sample, latest_register_wh
+from csms.core.meter import Sample, latest_register
 from csms.core.transactions import (
     IMPLICIT_END_REASON,
     StartKey,
@@ -22,6 +39,7 @@ from csms.core.transactions import (
     merge_flags,
     stop_flags,
 )
+from csms.store.db import BulkWrite, StatementFactory
 from csms.store.tables import (
     ChargePoint,
     ChargerMessage,
@@ -30,6 +48,7 @@ from csms.store.tables import (
     MeterValue,
     StatusNotification,
     Transaction,
+    UTCDateTime,
 )
 
 
@@ -39,11 +58,14 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    """INSERT for the session's dialect, so ON CONFLICT is available on both."""
-    dialect = session.get_bind().dialect.name
+def _dialect_insert(dialect: str, table: Table) -> Any:
+    """INSERT for a dialect, so ON CONFLICT is available on both SQLite and PostgreSQL."""
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(_table(model))
+    return module.insert(table)
+
+
+def _insert(session: AsyncSession, model: type[Any]) -> Any:
+    return _dialect_insert(session.get_bind().dialect.name, _table(model))
 
 
 # -- charge points -------------------------------------------------------------------------
@@ -123,79 +145,116 @@ async def record_connection(
     )
 
 
-async def record_seen(session: AsyncSession, *, charge_point_id: str, now: datetime) -> None:
-    await session.execute(
-        update(ChargePoint).where(col(ChargePoint.id) == charge_point_id).values(last_seen=now)
+@cache
+def _set_last_seen(dialect: str) -> Executable:
+    table = _table(ChargePoint)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("cp"))
+        .values(last_seen=bindparam("now", type_=UTCDateTime))
     )
 
 
-async def record_charger_message(
-    session: AsyncSession,
+def seen(*, charge_point_id: str, now: datetime) -> BulkWrite:
+    """The charger was heard from (Heartbeat)."""
+    return BulkWrite(steps=((_set_last_seen, {"cp": charge_point_id, "now": now}),))
+
+
+@cache
+def _insert_charger_message(dialect: str) -> Executable:
+    table = _table(ChargerMessage)
+    return insert(table).values(
+        charge_point_id=bindparam("cp"),
+        action=bindparam("p_action"),
+        payload=bindparam("p_payload", type_=JSON),
+        received_at=bindparam("now", type_=UTCDateTime),
+    )
+
+
+@cache
+def _set_status_column(dialect: str, column: str) -> Executable:
+    table = _table(ChargePoint)
+    return update(table).where(table.c.id == bindparam("cp")).values({column: bindparam("p_status")})
+
+
+_STATUS_COLUMNS: dict[str, StatementFactory] = {
+    column: partial(_set_status_column, column=column)
+    for column in ("firmware_status", "diagnostics_status")
+}
+
+
+def charger_message(
     *,
     charge_point_id: str,
     action: str,
     payload: dict[str, Any],
     now: datetime,
     status_column: str | None = None,
-) -> None:
+) -> BulkWrite:
     """Keep a message as it came; optionally mirror its status onto the charge point."""
-    session.add(
-        ChargerMessage(
-            charge_point_id=charge_point_id, action=action, payload=payload, received_at=now
-        )
-    )
+    row = {"cp": charge_point_id, "p_action": action, "p_payload": payload, "now": now}
+    steps: list[tuple[StatementFactory, dict[str, Any]]] = [(_insert_charger_message, row)]
     if status_column is not None:
-        await session.execute(
-            update(ChargePoint)
-            .where(col(ChargePoint.id) == charge_point_id)
-            .values({status_column: payload["status"]})
-        )
-    await session.flush()
+        update_row = {"cp": charge_point_id, "p_status": payload["status"]}
+        steps.append((_STATUS_COLUMNS[status_column], update_row))
+    return BulkWrite(steps=tuple(steps))
 
 
 # -- connectors ----------------------------------------------------------------------------
 
 
-async def record_status(
-    session: AsyncSession,
-    *,
-    charge_point_id: str,
-    payload: dict[str, Any],
-    timestamp: datetime,
-    now: datetime,
-) -> None:
-    """Set a connector's current status and append it to the history."""
-    values = {
-        "status": payload["status"],
-        "error_code": payload["errorCode"],
-        "info": payload.get("info"),
-        "vendor_id": payload.get("vendorId"),
-        "vendor_error_code": payload.get("vendorErrorCode"),
-    }
-    connector_id = payload["connectorId"]
-    stmt = _insert(session, Connector).values(
-        charge_point_id=charge_point_id, connector_id=connector_id, updated_at=timestamp, **values
+_STATUS_FIELDS = ("status", "error_code", "info", "vendor_id", "vendor_error_code")
+
+
+@cache
+def _upsert_connector(dialect: str) -> Executable:
+    table = _table(Connector)
+    values: dict[str, Any] = {name: bindparam(f"p_{name}") for name in _STATUS_FIELDS}
+    when = bindparam("at", type_=UTCDateTime)
+    stmt = _dialect_insert(dialect, table).values(
+        charge_point_id=bindparam("cp"),
+        connector_id=bindparam("conn", type_=Integer),
+        updated_at=when,
+        **values,
     )
+    excluded = stmt.excluded
     # A status queued offline may arrive after a newer one; keep the newest as current.
-    stmt = stmt.on_conflict_do_update(
+    upsert: Executable = stmt.on_conflict_do_update(
         index_elements=["charge_point_id", "connector_id"],
-        set_={**values, "updated_at": timestamp},
-        where=or_(
-            _table(Connector).c.updated_at.is_(None),
-            _table(Connector).c.updated_at <= timestamp,
-        ),
+        set_={name: excluded[name] for name in (*_STATUS_FIELDS, "updated_at")},
+        where=or_(table.c.updated_at.is_(None), table.c.updated_at <= excluded.updated_at),
     )
-    await session.execute(stmt)
-    session.add(
-        StatusNotification(
-            charge_point_id=charge_point_id,
-            connector_id=connector_id,
-            timestamp=timestamp,
-            received_at=now,
-            **values,
-        )
+    return upsert
+
+
+@cache
+def _insert_status_history(dialect: str) -> Executable:
+    table = _table(StatusNotification)
+    return insert(table).values(
+        charge_point_id=bindparam("cp"),
+        connector_id=bindparam("conn", type_=Integer),
+        timestamp=bindparam("at", type_=UTCDateTime),
+        received_at=bindparam("now", type_=UTCDateTime),
+        **{name: bindparam(f"p_{name}") for name in _STATUS_FIELDS},
     )
-    await session.flush()
+
+
+def connector_status(
+    *, charge_point_id: str, payload: dict[str, Any], timestamp: datetime, now: datetime
+) -> BulkWrite:
+    """Set a connector's current status and append it to the history."""
+    row = {
+        "cp": charge_point_id,
+        "conn": payload["connectorId"],
+        "p_status": payload["status"],
+        "p_error_code": payload["errorCode"],
+        "p_info": payload.get("info"),
+        "p_vendor_id": payload.get("vendorId"),
+        "p_vendor_error_code": payload.get("vendorErrorCode"),
+        "at": timestamp,
+        "now": now,
+    }
+    return BulkWrite(steps=((_upsert_connector, row), (_insert_status_history, row)))
 
 
 async def list_connectors(
@@ -395,7 +454,6 @@ async def _stop_known(
         charge_point_id=request.charge_point_id,
         connector_id=row.connector_id,
         transaction_id=row.id,
-        claimed_transaction_id=request.transaction_id,
         samples=request.samples,
         now=now,
     )
@@ -433,79 +491,104 @@ async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: date
             charge_point_id=request.charge_point_id,
             connector_id=0,
             transaction_id=inserted,
-            claimed_transaction_id=request.transaction_id,
             samples=request.samples,
             now=now,
         )
 
 
-async def record_meter_values(
-    session: AsyncSession,
+def _linked_transaction() -> Any:
+    """The transaction a sample belongs to, decided in SQL so samples can be bulk-inserted.
+
+    The charger's transactionId when it is this charger's; otherwise (unknown, 0 or -1) the
+    transaction open on the connector at the sample's time (reliability note §2.4). Connector
+    0 samples belong to none (1.6 errata §3.16).
+    """
+    tx = _table(Transaction)
+    cp: Any = bindparam("cp")
+    connector = bindparam("conn", type_=Integer)
+    at = bindparam("at", type_=UTCDateTime)
+    claimed = (
+        select(tx.c.id)
+        .where(tx.c.id == bindparam("claimed", type_=BigInteger), tx.c.charge_point_id == cp)
+        .scalar_subquery()
+    )
+    by_time = (
+        select(tx.c.id)
+        .where(
+            tx.c.charge_point_id == cp,
+            tx.c.connector_id == connector,
+            connector > 0,
+            tx.c.start_timestamp <= at,
+            or_(tx.c.stop_timestamp.is_(None), tx.c.stop_timestamp >= at),
+        )
+        .order_by(tx.c.start_timestamp.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(claimed, by_time)
+
+
+_SAMPLE_FIELDS = ("value", "measurand", "unit", "context", "location", "phase", "format")
+
+
+@cache
+def _insert_sample(dialect: str) -> Executable:
+    stmt = _dialect_insert(dialect, _table(MeterValue)).values(
+        charge_point_id=bindparam("cp"),
+        connector_id=bindparam("conn", type_=Integer),
+        transaction_id=_linked_transaction(),
+        claimed_transaction_id=bindparam("claimed", type_=BigInteger),
+        timestamp=bindparam("at", type_=UTCDateTime),
+        flags=bindparam("p_flags", type_=JSON),
+        received_at=bindparam("now", type_=UTCDateTime),
+        **{name: bindparam(f"p_{name}") for name in _SAMPLE_FIELDS},
+    )
+    # A resent sample (same connector, instant, measurand, phase, location, context) is kept once.
+    insert_once: Executable = stmt.on_conflict_do_nothing()
+    return insert_once
+
+
+@cache
+def _set_register(dialect: str) -> Executable:
+    tx = _table(Transaction)
+    return (
+        update(tx)
+        .where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp.is_(None))
+        .values(
+            last_register_wh=bindparam("wh", type_=Float),
+            updated_at=bindparam("now", type_=UTCDateTime),
+        )
+    )
+
+
+def meter_values(
     *,
     charge_point_id: str,
     connector_id: int,
     claimed_transaction_id: int | None,
     samples: Sequence[Sample],
     now: datetime,
-) -> int | None:
-    """Store every sample (never drop, reliability note F16); returns the linked transaction."""
-    if not samples:
-        return None
-    transaction = await _find_transaction_for_samples(
-        session,
-        charge_point_id=charge_point_id,
-        connector_id=connector_id,
-        claimed_transaction_id=claimed_transaction_id,
-        at=samples[0].timestamp,
-    )
-    transaction_id = transaction.id if transaction is not None else None
-    await _insert_samples(
-        session,
-        charge_point_id=charge_point_id,
-        connector_id=connector_id,
-        transaction_id=transaction_id,
-        claimed_transaction_id=claimed_transaction_id,
-        samples=samples,
-        now=now,
-    )
-    register = latest_register_wh(samples)
-    if transaction is not None and register is not None and transaction.stop_timestamp is None:
-        await session.execute(
-            update(Transaction)
-            .where(col(Transaction.id) == transaction_id)
-            .values(last_register_wh=register, updated_at=now)
-        )
-    return transaction_id
+) -> BulkWrite:
+    """Store every sample (never drop, reliability note F16) and the session's energy so far."""
+    base = {"cp": charge_point_id, "conn": connector_id, "claimed": claimed_transaction_id}
+    steps: list[tuple[StatementFactory, dict[str, Any]]] = [
+        (_insert_sample, _sample_row(base, sample, now)) for sample in samples
+    ]
+    latest = latest_register(samples)
+    if latest is not None:
+        at, wh = latest
+        steps.append((_set_register, {**base, "at": at, "wh": wh, "now": now}))
+    return BulkWrite(steps=tuple(steps))
 
 
-async def _find_transaction_for_samples(
-    session: AsyncSession,
-    *,
-    charge_point_id: str,
-    connector_id: int,
-    claimed_transaction_id: int | None,
-    at: datetime,
-) -> Transaction | None:
-    if claimed_transaction_id is not None:
-        row = await session.get(Transaction, claimed_transaction_id)
-        if row is not None and row.charge_point_id == charge_point_id:
-            return row
-    if connector_id == 0:
-        # 1.6 errata §3.16: connector 0 samples belong to no transaction.
-        return None
-    # An unknown, 0 or -1 id: link by time window on the connector (reliability note §2.4).
-    result = await session.execute(
-        select(Transaction)
-        .where(
-            col(Transaction.charge_point_id) == charge_point_id,
-            col(Transaction.connector_id) == connector_id,
-            col(Transaction.start_timestamp) <= at,
-            or_(col(Transaction.stop_timestamp).is_(None), col(Transaction.stop_timestamp) >= at),
-        )
-        .order_by(col(Transaction.start_timestamp).desc())
-        .limit(1)
-    )
-    return result.scalars().first()
+def _sample_row(base: dict[str, Any], sample: Sample, now: datetime) -> dict[str, Any]:
+    return {
+        **base,
+        **{f"p_{name}": getattr(sample, name) for name in _SAMPLE_FIELDS},
+        "at": sample.timestamp,
+        "p_flags": list(sample.flags),
+        "now": now,
+    }
 
 
 async def _insert_samples(
@@ -513,34 +596,17 @@ async def _insert_samples(
     *,
     charge_point_id: str,
     connector_id: int,
-    transaction_id: int | None,
-    claimed_transaction_id: int | None,
+    transaction_id: int,
     samples: Sequence[Sample],
     now: datetime,
 ) -> None:
+    """Insert a Stop's transactionData, linked to its (possibly orphan) transaction."""
     if not samples:
         return
-    rows = [
-        {
-            "charge_point_id": charge_point_id,
-            "connector_id": connector_id,
-            "transaction_id": transaction_id,
-            "claimed_transaction_id": claimed_transaction_id,
-            "timestamp": sample.timestamp,
-            "value": sample.value,
-            "measurand": sample.measurand,
-            "unit": sample.unit,
-            "context": sample.context,
-            "location": sample.location,
-            "phase": sample.phase,
-            "format": sample.format,
-            "flags": list(sample.flags),
-            "received_at": now,
-        }
-        for sample in samples
-    ]
-    stmt = _insert(session, MeterValue).values(rows).on_conflict_do_nothing()
-    await session.execute(stmt)
+    base = {"cp": charge_point_id, "conn": connector_id, "claimed": transaction_id}
+    rows = [_sample_row(base, sample, now) for sample in samples]
+    dialect = session.get_bind().dialect.name
+    await (await session.connection()).execute(_insert_sample(dialect), rows)
 
 
 async def get_transaction(session: AsyncSession, transaction_id: int) -> Transaction | None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from csms.core.clock import ParsedTime
-from csms.core.meter import latest_register_wh, register_wh, samples_from_meter_values
+from csms.core.meter import latest_register, register_wh, samples_from_meter_values
 from csms.core.transactions import TransactionFlag as F
 from csms.core.transactions import energy_wh, merge_flags, start_flags, stop_flags
 
@@ -117,4 +117,4 @@ def test_latest_register_ignores_phases_and_takes_newest() -> None:
         ],
         received=T0,
     )
-    assert latest_register_wh(samples) == 500.0
+    assert latest_register(samples) == (datetime(2024, 1, 1, 10, 10, tzinfo=UTC), 500.0)
