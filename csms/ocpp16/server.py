@@ -73,6 +73,9 @@ class OcppServer:
             # A peer that stopped answering gets no longer to finish the closing handshake.
             close_timeout=self.settings.ping_timeout,
             server_header="csms",
+            # permessage-deflate costs CPU and a zlib context (~100 KiB) per connection;
+            # OCPP-J frames are small, so it is not offered.
+            compression=None,
         )
         log.info("ocpp_listening", host=self.settings.host, port=self.port)
 
