@@ -72,10 +72,6 @@ class Csms:
         self._stop = asyncio.Event()
 
     @property
-    def chargers(self) -> dict[str, object]:
-        return self.ocpp.chargers  # type: ignore[return-value]
-
-    @property
     def ocpp_port(self) -> int:
         return self.ocpp.port
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -13,6 +15,7 @@ from csms.store.tables import Transaction
 from tests.support import (
     PG_ADMIN_DSN,
     CallErrorReceived,
+    RawCharger,
     RunningCsms,
     running_csms,
     settings_for,
@@ -21,15 +24,24 @@ from tests.support import (
 START = {"connectorId": 1, "idTag": "DUP", "meterStart": 10, "timestamp": "2024-05-01T12:00:00Z"}
 
 
-@pytest.mark.postgres
-async def test_duplicate_start_on_two_nodes_at_once(database_url: str) -> None:
-    """The same StartTransaction sent at once to two csms nodes on one database: one id, one row."""
+@asynccontextmanager
+async def two_nodes(
+    database_url: str, identity: str
+) -> AsyncIterator[tuple[RunningCsms, RawCharger, RawCharger]]:
+    """Two csms nodes on one database, and one charger identity connected to each."""
     async with (
         running_csms(settings_for(database_url)) as node_a,
         running_csms(settings_for(database_url)) as node_b,
-        node_a.charger("CP-DUP") as via_a,
-        node_b.charger("CP-DUP", boot=False) as via_b,
+        node_a.charger(identity) as via_a,
+        node_b.charger(identity, boot=False) as via_b,
     ):
+        yield node_a, via_a, via_b
+
+
+@pytest.mark.postgres
+async def test_duplicate_start_on_two_nodes_at_once(database_url: str) -> None:
+    """The same StartTransaction sent at once to two csms nodes on one database: one id, one row."""
+    async with two_nodes(database_url, "CP-DUP") as (node_a, via_a, via_b):
         for _ in range(5):
             first, second = await asyncio.gather(
                 via_a.call("StartTransaction", START), via_b.call("StartTransaction", START)
@@ -43,12 +55,7 @@ async def test_duplicate_start_on_two_nodes_at_once(database_url: str) -> None:
 @pytest.mark.postgres
 async def test_duplicate_stop_on_two_nodes_records_one_stop(database_url: str) -> None:
     """Concurrent identical Stops on two nodes: both answered, one stop recorded."""
-    async with (
-        running_csms(settings_for(database_url)) as node_a,
-        running_csms(settings_for(database_url)) as node_b,
-        node_a.charger("CP-DSTOP") as via_a,
-        node_b.charger("CP-DSTOP", boot=False) as via_b,
-    ):
+    async with two_nodes(database_url, "CP-DSTOP") as (node_a, via_a, via_b):
         tx = (await via_a.call("StartTransaction", START))["transactionId"]
         stop = {"transactionId": tx, "meterStop": 500, "timestamp": "2024-05-01T13:00:00Z"}
         answers = await asyncio.gather(

@@ -105,3 +105,18 @@ async def test_callerror_frames_are_well_formed(csms: RunningCsms) -> None:
     assert len(answer) == 5
     assert isinstance(answer[3], str)
     assert isinstance(answer[4], dict)
+
+
+async def test_registered_vendor_handles_data_transfer(csms: RunningCsms) -> None:
+    """A DataTransfer for a vendor with a registered handler gets that handler's answer."""
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    async def acme(charge_point_id: str, payload: dict[str, object]) -> dict[str, object]:
+        seen.append((charge_point_id, payload))
+        return {"status": "Accepted", "data": "pong"}
+
+    csms.app.services.vendors["com.acme"] = acme
+    async with csms.charger("CP-VENDOR") as cp:
+        answer = await cp.call("DataTransfer", {"vendorId": "com.acme", "messageId": "ping"})
+    assert answer == {"status": "Accepted", "data": "pong"}
+    assert seen == [("CP-VENDOR", {"vendorId": "com.acme", "messageId": "ping"})]

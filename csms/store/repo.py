@@ -174,7 +174,9 @@ def _insert_charger_message(dialect: str) -> Executable:
 @cache
 def _set_status_column(dialect: str, column: str) -> Executable:
     table = _table(ChargePoint)
-    return update(table).where(table.c.id == bindparam("cp")).values({column: bindparam("p_status")})
+    return (
+        update(table).where(table.c.id == bindparam("cp")).values({column: bindparam("p_status")})
+    )
 
 
 _STATUS_COLUMNS: dict[str, StatementFactory] = {
