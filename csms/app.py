@@ -109,11 +109,18 @@ class Csms:
             self.ready.set()
             await self._stop.wait()
             log.info("csms_stopping")
-            await self.ocpp.close()
-            self._api.should_exit = True
-            await api
-            self.database.writer.close()
-            await writer
+            try:
+                # Contract: exit within 10 s, even if a charger or the database hangs.
+                async with asyncio.timeout(SHUTDOWN_GRACE):
+                    await self.ocpp.close()
+                    self._api.should_exit = True
+                    await api
+                    self.database.writer.close()
+                    await writer
+            except TimeoutError:
+                log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
+                api.cancel()
+                writer.cancel()
         await self.database.dispose()
         log.info("csms_stopped")
 
