@@ -12,9 +12,12 @@ import structlog
 import uvicorn
 
 from csms.api.app import create_api
+from csms.api.context import ApiContext
 from csms.config import Settings
+from csms.ocpp16.commands import Commands
 from csms.ocpp16.handlers import Services
 from csms.ocpp16.server import OcppServer
+from csms.reservations import ReservationExpiry
 from csms.store.db import Database
 
 log = structlog.get_logger("csms")
@@ -52,12 +55,23 @@ class Csms:
         self.ocpp = OcppServer(
             settings=settings.ocpp, services=self.services, database=self.database
         )
-        api = create_api(
+        self.reservations = ReservationExpiry(database=self.database, clock=utc_now)
+        self.commands = Commands(
+            chargers=self.ocpp.chargers,
+            database=self.database,
+            validators=self.ocpp.validators,
+            clock=utc_now,
+            queue_size=settings.ocpp.command_queue_size,
+            call_timeout=settings.ocpp.call_timeout,
+        )
+        context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
+            commands=self.commands,
             clock=utc_now,
-            token=settings.api.token,
+            on_reservations_changed=self.reservations.wake,
         )
+        api = create_api(context=context, token=settings.api.token)
         self._api = _ApiServer(
             uvicorn.Config(
                 api,
@@ -88,6 +102,7 @@ class Csms:
         await self.database.migrate()
         async with asyncio.TaskGroup() as tasks:
             writer = tasks.create_task(self.database.writer.run(), name="db-writer")
+            expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
             await self.ocpp.start()
             api = tasks.create_task(self._api.serve(), name="http-api")
             while not self._api.started:
@@ -97,6 +112,7 @@ class Csms:
             if api.done():
                 # The API failed to bind (port in use...): stop everything and let it raise.
                 await self.ocpp.close()
+                expiry.cancel()
                 self.database.writer.close()
                 await asyncio.gather(writer, api)
                 return
@@ -109,6 +125,7 @@ class Csms:
             self.ready.set()
             await self._stop.wait()
             log.info("csms_stopping")
+            expiry.cancel()
             try:
                 # Contract: exit within 10 s, even if a charger or the database hangs.
                 async with asyncio.timeout(SHUTDOWN_GRACE):

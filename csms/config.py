@@ -25,6 +25,7 @@ class OcppSettings:
     allow_unknown_chargers: bool = True
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    command_queue_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def _check(settings: Settings) -> None:
         "ocpp.heartbeat_interval": settings.ocpp.heartbeat_interval,
         "ocpp.ping_interval": settings.ocpp.ping_interval,
         "ocpp.ping_timeout": settings.ocpp.ping_timeout,
+        "ocpp.command_queue_size": settings.ocpp.command_queue_size,
     }
     for key, number in positive.items():
         if number <= 0:

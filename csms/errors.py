@@ -30,6 +30,26 @@ class CommandError(CsmsError):
     """A CSMS->charger CALL did not produce a CALLRESULT."""
 
 
+class UnknownChargePoint(CommandError):
+    """No charge point is registered under the identity."""
+
+
+class InvalidCommand(CommandError):
+    """The action is unknown or the payload breaks the OCPP 1.6 schema."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CommandQueueFull(CommandError):
+    """Too many commands are already waiting for this charger."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ChargerNotConnected(CommandError):
     """The charger has no live connection."""
 

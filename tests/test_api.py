@@ -130,6 +130,7 @@ async def test_id_tag_lifecycle(csms: RunningCsms) -> None:
         "status": "Blocked",
         "expiryDate": "2029-12-31T23:00:00Z",
         "parentIdTag": None,
+        "userId": None,
     }
     assert listed["total"] == 1
     assert (deleted.status_code, gone.status_code) == (204, 404)
@@ -204,6 +205,7 @@ async def test_charge_point_view_matches_the_contract(csms: RunningCsms) -> None
         "errorCode": "GroundFailure",
         "info": "leak",
         "vendorErrorCode": "E42",
+        "vendorErrorText": None,
         "ocpiStatus": "OUTOFORDER",
         "updatedAt": connector["updatedAt"],
     }

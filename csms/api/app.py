@@ -3,90 +3,37 @@
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    FastAPI,
-    HTTPException,
-    Path,
-    Query,
-    Request,
-    Response,
-    status,
-)
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.api.commands import add_command_routes, command_error_response
+from csms.api.context import ApiContext, IdentityPath, IdTagPath, Limit, Offset, not_found
+from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
     ChargePointOut,
-    ConnectorOut,
     Health,
     IdTagIn,
     IdTagOut,
     MeterValueOut,
     Page,
     TransactionOut,
-    TransactionStatus,
 )
-from csms.core.ocpi import ocpi_evse_status
+from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
-from csms.core.transactions import energy_wh
-from csms.errors import StoreError
+from csms.errors import CommandError
 from csms.store import repo
-from csms.store.db import Database
-from csms.store.tables import ChargePoint, Connector, IdTag, Transaction
-
-Clock = Callable[[], Any]
 
 
-class LiveChargers(Protocol):
-    """The connection registry, as far as the API needs it."""
-
-    def __contains__(self, charge_point_id: object) -> bool: ...
-
-    def __len__(self) -> int: ...
-
-
-class ApiContext:
-    def __init__(self, *, database: Database, chargers: LiveChargers, clock: Clock) -> None:
-        self.database = database
-        self.chargers = chargers
-        self.clock = clock
-
-    async def read(self, query: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        async with self.database.sessions() as session:
-            return await query(session)
-
-    async def write(self, job: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        try:
-            return await self.database.writer.submit(job)
-        except StoreError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-
-
-Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
-IdentityPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=48,
-        pattern=r"^[^/\s\x00-\x1f\x7f]+$",
-        description="the charge point identity, as in its OCPP URL",
-    ),
-]
-IdTagPath = Annotated[str, Path(min_length=1, max_length=20, description="OCPP IdToken")]
-
-
-def create_api(*, database: Database, chargers: LiveChargers, clock: Clock, token: str) -> FastAPI:
+def create_api(*, context: ApiContext, token: str) -> FastAPI:
     """Build the API. An empty token means no authentication (loopback only, see config)."""
-    ctx = ApiContext(database=database, chargers=chargers, clock=clock)
+    ctx = context
     app = FastAPI(
         title="csms",
         summary="OCPP 1.6J central system: charge points, id tags and transactions",
@@ -95,10 +42,13 @@ def create_api(*, database: Database, chargers: LiveChargers, clock: Clock, toke
         openapi_url="/openapi.json",
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(CommandError, command_error_response)
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(token))])
     _charge_point_routes(router, ctx)
     _id_tag_routes(router, ctx)
     _transaction_routes(router, ctx)
+    add_command_routes(router, ctx)
+    add_registry_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     return app
@@ -132,49 +82,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "; ".join(reasons)})
 
 
-def _not_found(what: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
-
-
 # -- charge points -------------------------------------------------------------------------
-
-
-def _charge_point_out(
-    row: ChargePoint, connectors: list[Connector], *, connected: bool
-) -> ChargePointOut:
-    if connected:
-        network = "available"
-    elif row.connected_at is None:
-        network = "never_connected"
-    else:
-        network = "temporarily_unavailable"
-    return ChargePointOut(
-        id=row.id,
-        name=row.name,
-        connected=connected,
-        last_seen=row.last_seen,
-        boot_status=row.boot_status,
-        vendor=row.vendor,
-        model=row.model,
-        serial_number=row.serial_number or row.charge_box_serial_number,
-        firmware_version=row.firmware_version,
-        network_status=network,
-        security_profile=row.security_profile,
-        location_id=row.location_id,
-        connectors=[
-            ConnectorOut(
-                connector_id=c.connector_id,
-                status=c.status,
-                error_code=c.error_code,
-                info=c.info,
-                vendor_error_code=c.vendor_error_code,
-                ocpi_status=ocpi_evse_status(c.status, online=connected).value,
-                updated_at=c.updated_at,
-            )
-            for c in connectors
-            if c.charge_point_id == row.id
-        ],
-    )
 
 
 def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
@@ -183,15 +91,22 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         if row is None:
             return None
         connectors = await repo.list_connectors(session, [row.id])
-        return _charge_point_out(row, connectors, connected=row.id in ctx.chargers)
+        texts = await error_texts(session, connectors)
+        return charge_point_out(
+            row, connectors, connected=row.id in ctx.chargers, error_texts=texts
+        )
 
     @router.get("/charge-points", tags=["charge points"], summary="List charge points")
     async def list_charge_points(limit: Limit = 50, offset: Offset = 0) -> Page[ChargePointOut]:
         async def query(session: AsyncSession) -> Page[ChargePointOut]:
             rows, total = await repo.list_charge_points(session, limit=limit, offset=offset)
             connectors = await repo.list_connectors(session, [row.id for row in rows])
+            texts = await error_texts(session, connectors)
             items = [
-                _charge_point_out(row, connectors, connected=row.id in ctx.chargers) for row in rows
+                charge_point_out(
+                    row, connectors, connected=row.id in ctx.chargers, error_texts=texts
+                )
+                for row in rows
             ]
             return Page[ChargePointOut](items=items, total=total)
 
@@ -202,7 +117,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
     async def get_charge_point(charge_point_id: str) -> ChargePointOut:
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))
         if found is None:
-            raise _not_found("charge point")
+            raise not_found("charge point")
         assert isinstance(found, ChargePointOut)
         return found
 
@@ -232,33 +147,24 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.delete("/charge-points/{charge_point_id}", tags=["charge points"], status_code=204)
     async def delete_charge_point(charge_point_id: str) -> None:
         if not await ctx.write(partial(repo.delete_charge_point, charge_point_id=charge_point_id)):
-            raise _not_found("charge point")
+            raise not_found("charge point")
 
 
 # -- id tags -------------------------------------------------------------------------------
-
-
-def _id_tag_out(row: IdTag) -> IdTagOut:
-    return IdTagOut(
-        id_tag=row.id_tag,
-        status=row.status,
-        expiry_date=row.expiry_date,
-        parent_id_tag=row.parent_id_tag,
-    )
 
 
 def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/id-tags", tags=["id tags"], summary="List id tags")
     async def list_id_tags(limit: Limit = 50, offset: Offset = 0) -> Page[IdTagOut]:
         rows, total = await ctx.read(partial(repo.list_id_tags, limit=limit, offset=offset))
-        return Page[IdTagOut](items=[_id_tag_out(row) for row in rows], total=total)
+        return Page[IdTagOut](items=[id_tag_out(row) for row in rows], total=total)
 
     @router.get("/id-tags/{id_tag}", tags=["id tags"])
     async def get_id_tag(id_tag: IdTagPath) -> IdTagOut:
         row = await ctx.read(partial(repo.get_id_tag, id_tag=id_tag))
         if row is None:
-            raise _not_found("id tag")
-        return _id_tag_out(row)
+            raise not_found("id tag")
+        return id_tag_out(row)
 
     @router.put("/id-tags/{id_tag}", tags=["id tags"])
     async def put_id_tag(id_tag: IdTagPath, body: IdTagIn, response: Response) -> IdTagOut:
@@ -267,45 +173,29 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
             "status": body.status.value,
             "expiry_date": body.expiry_date,
             "parent_id_tag": body.parent_id_tag,
+            "user_id": body.user_id,
         }
+        if body.user_id is not None:
+            user = await ctx.read(partial(repo.get_user, user_id=body.user_id))
+            if user is None:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"body.userId: unknown user {body.user_id}",
+                )
         created = await ctx.write(
             partial(repo.upsert_id_tag, id_tag=id_tag, values=dict(values), now=ctx.clock())
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         row = await ctx.read(partial(repo.get_id_tag, id_tag=id_tag))
-        return _id_tag_out(row)
+        return id_tag_out(row)
 
     @router.delete("/id-tags/{id_tag}", tags=["id tags"], status_code=204)
     async def delete_id_tag(id_tag: IdTagPath) -> None:
         if not await ctx.write(partial(repo.delete_id_tag, id_tag=id_tag)):
-            raise _not_found("id tag")
+            raise not_found("id tag")
 
 
 # -- transactions --------------------------------------------------------------------------
-
-
-def _transaction_out(row: Transaction) -> TransactionOut:
-    assert row.id is not None
-    return TransactionOut(
-        transaction_id=row.id,
-        charge_point_id=row.charge_point_id,
-        connector_id=row.connector_id,
-        id_tag=row.id_tag if row.id_tag is not None else row.stop_id_tag,
-        meter_start=row.meter_start,
-        meter_stop=row.meter_stop,
-        start_timestamp=row.start_timestamp,
-        stop_timestamp=row.stop_timestamp,
-        stop_reason=row.stop_reason,
-        energy_wh=energy_wh(
-            meter_start=row.meter_start,
-            meter_stop=row.meter_stop,
-            last_register_wh=row.last_register_wh,
-        ),
-        status=TransactionStatus.ACTIVE
-        if row.stop_timestamp is None
-        else TransactionStatus.COMPLETED,
-        flags=row.flags,
-    )
 
 
 def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
@@ -325,14 +215,14 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
                 offset=offset,
             )
         )
-        return Page[TransactionOut](items=[_transaction_out(row) for row in rows], total=total)
+        return Page[TransactionOut](items=[transaction_out(row) for row in rows], total=total)
 
     @router.get("/transactions/{transaction_id}", tags=["transactions"])
     async def get_transaction(transaction_id: int) -> TransactionOut:
         row = await ctx.read(partial(repo.get_transaction, transaction_id=transaction_id))
         if row is None:
-            raise _not_found("transaction")
-        return _transaction_out(row)
+            raise not_found("transaction")
+        return transaction_out(row)
 
     @router.get("/transactions/{transaction_id}/meter-values", tags=["transactions"])
     async def list_meter_values(transaction_id: int) -> Page[MeterValueOut]:

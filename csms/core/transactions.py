@@ -23,10 +23,12 @@ class TransactionFlag(StrEnum):
     STOP_BEFORE_START = "stop_before_start"
     IMPLICITLY_ENDED = "implicitly_ended"
     ORPHAN_STOP = "orphan_stop"
-    DUPLICATE_STOP_DIFFERS = "duplicate_stop_differs"
+    FORCED_STOP = "forced_stop"
 
 
 IMPLICIT_END_REASON = "Other"
+# Not an OCPP Reason: the operator ended the transaction in our data, whatever the charger did.
+FORCED_STOP_REASON = "Forced"
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,16 @@ class ChargerConnection:
         self.call_timeout = call_timeout
         self._call_lock = asyncio.Lock()
         self._reply: asyncio.Future[Reply] | None = None
+        self._calls_queued = 0
 
     @property
     def charge_point_id(self) -> str:
         return self.context.charge_point_id
+
+    @property
+    def calls_queued(self) -> int:
+        """CSMS->charger CALLs outstanding or waiting for their turn."""
+        return self._calls_queued
 
     async def serve(self) -> None:
         """Process frames until the socket closes. A CALL is answered before the next is read."""
@@ -102,12 +108,21 @@ class ChargerConnection:
             CommandTimeout: no answer within the timeout; a late answer is dropped by id.
             CommandRejected: the charger answered with a CALLERROR.
         """
+        self._calls_queued += 1
+        try:
+            return await self._call_in_turn(action, payload, timeout or self.call_timeout)
+        finally:
+            self._calls_queued -= 1
+
+    async def _call_in_turn(
+        self, action: str, payload: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
         async with self._call_lock:
             unique_id, frame = self.rpc.send_call(action, payload)
             self._reply = asyncio.get_running_loop().create_future()
             try:
                 await self.websocket.send(frame, text=True)
-                async with asyncio.timeout(timeout or self.call_timeout):
+                async with asyncio.timeout(seconds):
                     reply = await self._reply
             except TimeoutError:
                 raise CommandTimeout(f"{action} got no answer in time") from None

@@ -33,12 +33,14 @@ from csms.core.authorize import AuthorizationStatus, IdTagInfo, IdTagRecord, aut
 from csms.core.clock import ParsedTime
 from csms.core.meter import Sample, latest_register
 from csms.core.transactions import (
+    FORCED_STOP_REASON,
     IMPLICIT_END_REASON,
     StartKey,
     TransactionFlag,
     merge_flags,
     stop_flags,
 )
+from csms.store.commands import use_reservation
 from csms.store.db import BulkWrite, StatementFactory
 from csms.store.tables import (
     ChargePoint,
@@ -48,7 +50,9 @@ from csms.store.tables import (
     MeterValue,
     StatusNotification,
     Transaction,
+    User,
     UTCDateTime,
+    VendorErrorCode,
 )
 
 
@@ -313,7 +317,123 @@ async def delete_id_tag(session: AsyncSession, *, id_tag: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+# -- users and vendor error codes ----------------------------------------------------------
+
+
+async def get_user(session: AsyncSession, user_id: str) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def upsert_user(
+    session: AsyncSession, *, user_id: str, values: dict[str, Any], now: datetime
+) -> bool:
+    existing = await session.get(User, user_id)
+    if existing is None:
+        session.add(User(id=user_id, created_at=now, updated_at=now, **values))
+        await session.flush()
+        return True
+    for key, value in values.items():
+        setattr(existing, key, value)
+    existing.updated_at = now
+    await session.flush()
+    return False
+
+
+async def delete_user(session: AsyncSession, *, user_id: str) -> bool:
+    # The user's tags stay usable; they just no longer have an owner.
+    await session.execute(update(IdTag).where(col(IdTag.user_id) == user_id).values(user_id=None))
+    result = await session.execute(delete(User).where(col(User.id) == user_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[User], int]:
+    return await _page(session, User, None, col(User.id), limit, offset)
+
+
+async def tags_of_users(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, list[str]]:
+    rows = await session.execute(
+        select(IdTag).where(col(IdTag.user_id).in_(user_ids)).order_by(col(IdTag.id_tag))
+    )
+    tags: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
+    for row in rows.scalars():
+        if row.user_id is not None:
+            tags[row.user_id].append(row.id_tag)
+    return tags
+
+
+async def get_vendor_error_code(
+    session: AsyncSession, *, vendor: str, code: str
+) -> VendorErrorCode | None:
+    return await session.get(VendorErrorCode, (vendor, code))
+
+
+async def upsert_vendor_error_code(
+    session: AsyncSession, *, vendor: str, code: str, description: str
+) -> bool:
+    existing = await session.get(VendorErrorCode, (vendor, code))
+    if existing is None:
+        session.add(VendorErrorCode(vendor=vendor, vendor_error_code=code, description=description))
+        await session.flush()
+        return True
+    existing.description = description
+    await session.flush()
+    return False
+
+
+async def delete_vendor_error_code(session: AsyncSession, *, vendor: str, code: str) -> bool:
+    result = await session.execute(
+        delete(VendorErrorCode).where(
+            col(VendorErrorCode.vendor) == vendor, col(VendorErrorCode.vendor_error_code) == code
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def list_vendor_error_codes(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[VendorErrorCode], int]:
+    order = (col(VendorErrorCode.vendor), col(VendorErrorCode.vendor_error_code))
+    query = select(VendorErrorCode).order_by(*order).limit(limit).offset(offset)
+    total = (await session.execute(select(func.count()).select_from(VendorErrorCode))).scalar_one()
+    return list((await session.execute(query)).scalars()), int(total)
+
+
+async def vendor_error_texts(
+    session: AsyncSession, codes: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Descriptions for (vendor, vendorErrorCode) pairs that have one."""
+    if not codes:
+        return {}
+    rows = await session.execute(
+        select(VendorErrorCode).where(
+            col(VendorErrorCode.vendor_error_code).in_({code for _, code in codes})
+        )
+    )
+    wanted = set(codes)
+    return {
+        (row.vendor, row.vendor_error_code): row.description
+        for row in rows.scalars()
+        if (row.vendor, row.vendor_error_code) in wanted
+    }
+
+
 # -- transactions --------------------------------------------------------------------------
+
+
+async def force_stop(session: AsyncSession, *, transaction_id: int, now: datetime) -> None:
+    """End a transaction in our data now (operator's force stop).
+
+    The charger's own StopTransaction may still come: `charger_stopped` stays false, so its
+    values replace ours once, as for an implicitly ended transaction.
+    """
+    row = await session.get(Transaction, transaction_id)
+    if row is None or row.stop_timestamp is not None:
+        return
+    row.stop_timestamp = now
+    row.stop_reason = FORCED_STOP_REASON
+    row.flags = merge_flags(row.flags, [TransactionFlag.FORCED_STOP])
+    row.updated_at = now
+    await session.flush()
 
 
 @dataclass(frozen=True)
@@ -368,6 +488,15 @@ async def start_transaction(
         row_id = existing.scalar_one()
         return StartOutcome(transaction_id=int(row_id), id_tag_info=info, created=False)
     await _end_open_transactions(session, key=key, keep=inserted, now=now)
+    await use_reservation(
+        session,
+        charge_point_id=key.charge_point_id,
+        connector_id=key.connector_id,
+        id_tag=key.id_tag,
+        reservation_id=reservation_id,
+        transaction_id=inserted,
+        now=now,
+    )
     return StartOutcome(transaction_id=inserted, id_tag_info=info, created=True)
 
 

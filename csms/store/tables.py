@@ -51,6 +51,7 @@ class ChargePoint(SQLModel, table=True):
     imsi: str | None = Field(default=None, max_length=255)
     meter_type: str | None = Field(default=None, max_length=255)
     meter_serial_number: str | None = Field(default=None, max_length=255)
+    local_list_version: int | None = Field(default=None)
     firmware_status: str | None = Field(default=None, max_length=32)
     diagnostics_status: str | None = Field(default=None, max_length=32)
     first_accepted_at: datetime | None = _utc()
@@ -102,6 +103,7 @@ class IdTag(SQLModel, table=True):
     status: str = Field(max_length=16)
     expiry_date: datetime | None = _utc()
     parent_id_tag: str | None = Field(default=None, max_length=20)
+    user_id: str | None = Field(default=None, max_length=36, foreign_key="users.id")
     created_at: datetime | None = _utc()
     updated_at: datetime | None = _utc()
 
@@ -193,3 +195,96 @@ class ChargerMessage(SQLModel, table=True):
     action: str = Field(max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     received_at: datetime | None = _utc(nullable=False)
+
+
+class Command(SQLModel, table=True):
+    """Every CSMS->charger command: who asked, what was sent, what came back, and when."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_cp", "charge_point_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    action: str = Field(max_length=64)
+    request: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    outcome: str = Field(max_length=16)
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error_code: str | None = Field(default=None, max_length=64)
+    error_description: str | None = Field(default=None, sa_type=Text)
+    error_details: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    requested_by: str | None = Field(default=None, max_length=255)
+    requested_at: datetime | None = _utc(nullable=False)
+    completed_at: datetime | None = _utc(nullable=False)
+
+
+class ChargingProfile(SQLModel, table=True):
+    """A charging profile the charger accepted, as SetChargingProfile sent it."""
+
+    __tablename__ = "charging_profiles"
+
+    charge_point_id: str = Field(primary_key=True, max_length=48)
+    connector_id: int = Field(primary_key=True)
+    charging_profile_id: int = Field(primary_key=True)
+    stack_level: int
+    purpose: str = Field(max_length=32)
+    transaction_id: int | None = Field(default=None)
+    profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime | None = _utc(nullable=False)
+
+
+class Reservation(SQLModel, table=True):
+    """A reservation; `id` is the OCPP reservationId unless the operator chose one."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        UniqueConstraint("charge_point_id", "reservation_id", name="uq_reservations_cp_id"),
+        Index("ix_reservations_status", "status", "expiry_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    reservation_id: int
+    connector_id: int
+    id_tag: str = Field(max_length=20)
+    parent_id_tag: str | None = Field(default=None, max_length=20)
+    expiry_date: datetime | None = _utc(nullable=False)
+    status: str = Field(max_length=16)
+    transaction_id: int | None = Field(default=None)
+    created_at: datetime | None = _utc(nullable=False)
+    updated_at: datetime | None = _utc(nullable=False)
+
+
+class ConfigurationKey(SQLModel, table=True):
+    """The last known value of a charger's configuration key."""
+
+    __tablename__ = "configuration_keys"
+
+    charge_point_id: str = Field(primary_key=True, max_length=48)
+    key: str = Field(primary_key=True, max_length=50)
+    value: str | None = Field(default=None, max_length=500)
+    readonly: bool | None = Field(default=None)
+    updated_at: datetime | None = _utc(nullable=False)
+
+
+class VendorErrorCode(SQLModel, table=True):
+    """What a vendor's error code means, to explain StatusNotification errors."""
+
+    __tablename__ = "vendor_error_codes"
+
+    vendor: str = Field(primary_key=True, max_length=255)
+    vendor_error_code: str = Field(primary_key=True, max_length=50)
+    description: str = Field(sa_type=Text)
+
+
+class User(SQLModel, table=True):
+    """A driver or fleet who owns id tags."""
+
+    __tablename__ = "users"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=255)
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:58:46.589232
+Create Date: 2026-11-22 02:23:18.624554
 """
 
 from collections.abc import Sequence
@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("imsi", sa.String(length=255), nullable=True),
         sa.Column("meter_type", sa.String(length=255), nullable=True),
         sa.Column("meter_serial_number", sa.String(length=255), nullable=True),
+        sa.Column("local_list_version", sa.Integer(), nullable=True),
         sa.Column("firmware_status", sa.String(length=32), nullable=True),
         sa.Column("diagnostics_status", sa.String(length=32), nullable=True),
         sa.Column("first_accepted_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
@@ -61,15 +62,64 @@ def upgrade() -> None:
         batch_op.create_index("ix_charger_messages_cp", ["charge_point_id", "action"], unique=False)
 
     op.create_table(
-        "id_tags",
-        sa.Column("id_tag", sa.String(length=20), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("expiry_date", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("parent_id_tag", sa.String(length=20), nullable=True),
-        sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id_tag"),
+        "charging_profiles",
+        sa.Column("charge_point_id", sa.String(length=48), nullable=False),
+        sa.Column("connector_id", sa.Integer(), nullable=False),
+        sa.Column("charging_profile_id", sa.Integer(), nullable=False),
+        sa.Column("stack_level", sa.Integer(), nullable=False),
+        sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("transaction_id", sa.Integer(), nullable=True),
+        sa.Column("profile", sa.JSON(), nullable=False),
+        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("charge_point_id", "connector_id", "charging_profile_id"),
     )
+    op.create_table(
+        "commands",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("charge_point_id", sa.String(length=48), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("request", sa.JSON(), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=True),
+        sa.Column("error_code", sa.String(length=64), nullable=True),
+        sa.Column("error_description", sa.Text(), nullable=True),
+        sa.Column("error_details", sa.JSON(), nullable=True),
+        sa.Column("requested_by", sa.String(length=255), nullable=True),
+        sa.Column("requested_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.create_index("ix_commands_cp", ["charge_point_id", "id"], unique=False)
+
+    op.create_table(
+        "configuration_keys",
+        sa.Column("charge_point_id", sa.String(length=48), nullable=False),
+        sa.Column("key", sa.String(length=50), nullable=False),
+        sa.Column("value", sa.String(length=500), nullable=True),
+        sa.Column("readonly", sa.Boolean(), nullable=True),
+        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("charge_point_id", "key"),
+    )
+    op.create_table(
+        "reservations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("charge_point_id", sa.String(length=48), nullable=False),
+        sa.Column("reservation_id", sa.Integer(), nullable=False),
+        sa.Column("connector_id", sa.Integer(), nullable=False),
+        sa.Column("id_tag", sa.String(length=20), nullable=False),
+        sa.Column("parent_id_tag", sa.String(length=20), nullable=True),
+        sa.Column("expiry_date", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("transaction_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("charge_point_id", "reservation_id", name="uq_reservations_cp_id"),
+    )
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.create_index("ix_reservations_status", ["status", "expiry_date"], unique=False)
+
     op.create_table(
         "status_notifications",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -128,6 +178,22 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "users",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "vendor_error_codes",
+        sa.Column("vendor", sa.String(length=255), nullable=False),
+        sa.Column("vendor_error_code", sa.String(length=50), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("vendor", "vendor_error_code"),
+    )
+    op.create_table(
         "connectors",
         sa.Column("charge_point_id", sa.String(length=48), nullable=False),
         sa.Column("connector_id", sa.Integer(), nullable=False),
@@ -142,6 +208,21 @@ def upgrade() -> None:
             ["charge_points.id"],
         ),
         sa.PrimaryKeyConstraint("charge_point_id", "connector_id"),
+    )
+    op.create_table(
+        "id_tags",
+        sa.Column("id_tag", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("expiry_date", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("parent_id_tag", sa.String(length=20), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id_tag"),
     )
     op.create_table(
         "meter_values",
@@ -188,7 +269,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_meter_values_transaction")
 
     op.drop_table("meter_values")
+    op.drop_table("id_tags")
     op.drop_table("connectors")
+    op.drop_table("vendor_error_codes")
+    op.drop_table("users")
     with op.batch_alter_table("transactions", schema=None) as batch_op:
         batch_op.drop_index("ix_transactions_cp_connector")
 
@@ -197,7 +281,16 @@ def downgrade() -> None:
         batch_op.drop_index("ix_status_notifications_cp")
 
     op.drop_table("status_notifications")
-    op.drop_table("id_tags")
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.drop_index("ix_reservations_status")
+
+    op.drop_table("reservations")
+    op.drop_table("configuration_keys")
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.drop_index("ix_commands_cp")
+
+    op.drop_table("commands")
+    op.drop_table("charging_profiles")
     with op.batch_alter_table("charger_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_charger_messages_cp")
 

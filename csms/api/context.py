@@ -1,0 +1,65 @@
+"""What every route needs: the database, the live chargers, commands, and shared parameters."""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from fastapi import HTTPException, Path, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.errors import StoreError
+from csms.ocpp16.commands import Commands
+from csms.store.db import Database
+
+
+class LiveChargers(Protocol):
+    """The connection registry, as far as the API needs it."""
+
+    def __contains__(self, charge_point_id: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+class ApiContext:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        chargers: LiveChargers,
+        commands: Commands,
+        clock: Callable[[], datetime],
+        on_reservations_changed: Callable[[], None],
+    ) -> None:
+        self.database = database
+        self.chargers = chargers
+        self.commands = commands
+        self.clock = clock
+        self.on_reservations_changed = on_reservations_changed
+
+    async def read(self, query: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+        async with self.database.sessions() as session:
+            return await query(session)
+
+    async def write(self, job: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+        try:
+            return await self.database.writer.submit(job)
+        except StoreError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="items to skip")]
+IdentityPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=48,
+        pattern=r"^[^/\s\x00-\x1f\x7f]+$",
+        description="the charge point identity, as in its OCPP URL",
+    ),
+]
+IdTagPath = Annotated[str, Path(min_length=1, max_length=20, description="OCPP IdToken")]

@@ -1,0 +1,166 @@
+"""Central System -> charger commands: validate, queue, send, record, and keep their effects."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import structlog
+
+from csms.errors import (
+    ChargerNotConnected,
+    CommandQueueFull,
+    CommandRejected,
+    CommandTimeout,
+    InvalidCommand,
+    UnknownChargePoint,
+)
+from csms.ocpp16.connection import ChargerConnection
+from csms.ocpp16.schemas import Validators
+from csms.store import repo
+from csms.store.commands import CommandRecord, record_command
+from csms.store.db import Database
+
+log = structlog.get_logger("csms.commands")
+
+# OCPP 1.6 core, firmware, local list, reservation, smart charging and remote trigger
+# profiles: every action the Central System sends to a charger.
+CENTRAL_SYSTEM_ACTIONS = frozenset(
+    {
+        "CancelReservation",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "ClearCache",
+        "ClearChargingProfile",
+        "DataTransfer",
+        "GetCompositeSchedule",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UpdateFirmware",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command_id: int
+    action: str
+    charge_point_id: str
+    response: dict[str, Any]
+
+
+class Commands:
+    """Runs commands for the API (and, later, MQTT ingress) with the contract's checks."""
+
+    def __init__(
+        self,
+        *,
+        chargers: dict[str, ChargerConnection],
+        database: Database,
+        validators: Validators,
+        clock: Callable[[], datetime],
+        queue_size: int,
+        call_timeout: float,
+    ) -> None:
+        self._chargers = chargers
+        self._database = database
+        self._validators = validators
+        self._clock = clock
+        self._queue_size = queue_size
+        self._call_timeout = call_timeout
+
+    async def check(self, charge_point_id: str, action: str, payload: Any) -> ChargerConnection:
+        """The contract's order of refusals: 404, then 422, then 409, then 429.
+
+        Raises:
+            UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
+        """
+        async with self._database.sessions() as session:
+            if await repo.get_charge_point(session, charge_point_id) is None:
+                raise UnknownChargePoint(f"charge point {charge_point_id} not found")
+        if action not in CENTRAL_SYSTEM_ACTIONS:
+            raise InvalidCommand(f"unknown action {action}")
+        # Chargers in strict mode reject anything off-schema, so nothing invalid is sent.
+        violation = self._validators.check_request(action, payload)
+        if violation is not None:
+            raise InvalidCommand(violation.description, path=violation.details.get("path"))
+        connection = self._chargers.get(charge_point_id)
+        if connection is None:
+            raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
+        if connection.calls_queued >= self._queue_size:
+            raise CommandQueueFull(
+                f"{connection.calls_queued} commands already waiting for {charge_point_id}",
+                retry_after=math.ceil(self._call_timeout),
+            )
+        return connection
+
+    async def run(
+        self,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        requested_by: str | None = None,
+    ) -> CommandResult:
+        """Send a command and return the charger's answer; every attempt is recorded.
+
+        Raises:
+            UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull:
+                refused before anything was sent.
+            CommandTimeout, CommandRejected, ChargerNotConnected: what the charger did.
+        """
+        connection = await self.check(charge_point_id, action, payload)
+        record = partial(
+            CommandRecord,
+            charge_point_id=charge_point_id,
+            action=action,
+            request=payload,
+            requested_by=requested_by,
+            requested_at=self._clock(),
+        )
+        try:
+            response = await connection.call(action, payload)
+        except CommandRejected as exc:
+            await self._keep(
+                record(
+                    outcome="callerror",
+                    completed_at=self._clock(),
+                    error_code=exc.error_code,
+                    error_description=exc.description,
+                    error_details=exc.details,
+                )
+            )
+            raise
+        except (CommandTimeout, ChargerNotConnected) as exc:
+            outcome = "timeout" if isinstance(exc, CommandTimeout) else "disconnected"
+            await self._keep(
+                record(outcome=outcome, completed_at=self._clock(), error_description=str(exc))
+            )
+            raise
+        command_id = await self._keep(
+            record(outcome="ok", completed_at=self._clock(), response=response)
+        )
+        log.info("command_completed", action=action, charge_point_id=charge_point_id)
+        return CommandResult(
+            command_id=command_id,
+            action=action,
+            charge_point_id=charge_point_id,
+            response=response,
+        )
+
+    async def _keep(self, record: CommandRecord) -> int:
+        command_id: int = await self._database.writer.submit(partial(record_command, record=record))
+        return command_id

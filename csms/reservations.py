@@ -1,0 +1,58 @@
+"""The CSMS enforces reservation expiry itself: a task that expires them on time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+
+import structlog
+
+from csms.store.commands import expire_reservations, next_reservation_expiry
+from csms.store.db import Database
+from csms.store.tables import Reservation
+
+log = structlog.get_logger("csms.reservations")
+
+# Re-read the earliest expiry at least this often, so another node's reservations expire too.
+MAX_IDLE = 60.0
+
+
+class ReservationExpiry:
+    """Sleeps until the earliest active reservation expires (or `wake` is called), then expires."""
+
+    def __init__(self, *, database: Database, clock: Callable[[], datetime]) -> None:
+        self._database = database
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.listeners: list[Callable[[list[Reservation]], None]] = []
+
+    def wake(self) -> None:
+        """A reservation changed: recompute when to wake up."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            expired = await self._database.writer.submit(
+                partial(expire_reservations, now=self._clock())
+            )
+            if expired:
+                log.info("reservations_expired", count=len(expired))
+                for listener in self.listeners:
+                    listener(expired)
+            await self._sleep_until_next()
+
+    async def _sleep_until_next(self) -> None:
+        # Cleared before reading, so a wake() during the read is not lost.
+        self._wake.clear()
+        async with self._database.sessions() as session:
+            earliest = await next_reservation_expiry(session)
+        delay = MAX_IDLE
+        if earliest is not None:
+            delay = min(MAX_IDLE, max(0.0, (earliest - self._clock()).total_seconds()))
+        try:
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
