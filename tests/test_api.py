@@ -228,3 +228,54 @@ async def test_health(csms: RunningCsms) -> None:
         async with csms.api() as api:
             body = (await api.get("/health")).json()
     assert body == {"status": "ok", "database": "ok", "connectedChargers": 1}
+
+
+async def test_vendor_error_codes_explain_connector_errors(csms: RunningCsms) -> None:
+    """A registered (vendor, vendorErrorCode) text shows on the connector that reports it."""
+    async with csms.api() as api:
+        created = await api.put(
+            "/vendor-error-codes/TestVendor/E42", json={"description": "RCD tripped"}
+        )
+        replaced = await api.put(
+            "/vendor-error-codes/TestVendor/E42", json={"description": "Residual current trip"}
+        )
+        async with csms.charger("CP-VEC") as cp:
+            await cp.call(
+                "StatusNotification",
+                {
+                    "connectorId": 1,
+                    "errorCode": "OtherError",
+                    "status": "Faulted",
+                    "vendorErrorCode": "E42",
+                },
+            )
+        connector = (await api.get("/charge-points/CP-VEC")).json()["connectors"][0]
+        listed = (await api.get("/vendor-error-codes")).json()
+        deleted = await api.delete("/vendor-error-codes/TestVendor/E42")
+        gone = await api.get("/vendor-error-codes/TestVendor/E42")
+    assert (created.status_code, replaced.status_code) == (201, 200)
+    assert connector["vendorErrorText"] == "Residual current trip"
+    assert listed["total"] == 1
+    assert (deleted.status_code, gone.status_code) == (204, 404)
+
+
+async def test_users_own_id_tags(csms: RunningCsms) -> None:
+    """Users are created, own tags through userId, and unknown users are refused."""
+    async with csms.api() as api:
+        created = (
+            await api.post("/users", json={"name": "Ada", "email": "ada@example.com"})
+        ).json()
+        user_id = created["userId"]
+        await api.put("/id-tags/ADA-1", json={"status": "Accepted", "userId": user_id})
+        await api.put("/id-tags/ADA-2", json={"status": "Blocked", "userId": user_id})
+        unknown = await api.put("/id-tags/X-1", json={"status": "Accepted", "userId": "nobody"})
+        bad_email = await api.put("/users/u1", json={"name": "Bob", "email": "not-an-email"})
+        got = (await api.get(f"/users/{user_id}")).json()
+        deleted = await api.delete(f"/users/{user_id}")
+        orphan_tag = (await api.get("/id-tags/ADA-1")).json()
+    assert got["idTags"] == ["ADA-1", "ADA-2"]
+    assert unknown.status_code == 422
+    assert "unknown user" in unknown.json()["detail"]
+    assert bad_email.status_code == 422
+    assert deleted.status_code == 204
+    assert orphan_tag["userId"] is None

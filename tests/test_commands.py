@@ -75,8 +75,8 @@ async def test_invalid_payload_is_never_sent(csms: RunningCsms) -> None:
 
 @pytest.fixture
 async def quick_csms(database_url: str) -> AsyncIterator[RunningCsms]:
-    """A csms with a short call timeout and a queue of one waiting command."""
-    settings = settings_for(database_url, call_timeout=0.5, command_queue_size=2)
+    """A csms with a short call timeout and room for one command per charger."""
+    settings = settings_for(database_url, call_timeout=0.5, command_queue_size=1)
     async with running_csms(settings) as running:
         yield running
 
@@ -114,30 +114,35 @@ async def test_call_error_gives_502_with_the_chargers_error(csms: RunningCsms) -
     assert records[0]["errorCode"] == "NotSupported"
 
 
-async def test_concurrent_commands_queue_and_a_full_queue_is_429(quick_csms: RunningCsms) -> None:
-    """Commands to one charger go one at a time; past the queue size the API answers 429."""
+async def test_full_queue_is_429_with_retry_after(quick_csms: RunningCsms) -> None:
+    """With as many commands waiting as the queue holds, the next one is 429 with Retry-After."""
     async with strict_charger(f"{quick_csms.ocpp_url}/CP-Q") as charger, quick_csms.api() as api:
         charger.silent.add("ClearCache")
         first = asyncio.create_task(api.post("/charge-points/CP-Q/commands/ClearCache", json={}))
         await charger.next_call()
-        second = asyncio.create_task(
-            api.post("/charge-points/CP-Q/commands/GetLocalListVersion", json={})
-        )
-        await _until_queued(quick_csms, "CP-Q", 2)
-        third = await api.post("/charge-points/CP-Q/commands/Reset", json={"type": "Soft"})
-        assert third.status_code == 429
-        assert third.headers["Retry-After"] == "1"
+        refused = await api.post("/charge-points/CP-Q/commands/Reset", json={"type": "Soft"})
         await charger.reply(charger.unanswered[0], "ClearCache")
         assert (await first).status_code == 200
-        assert (await second).status_code == 200
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert [action for action, _ in charger.received] == ["ClearCache"]
+
+
+async def test_concurrent_commands_go_one_at_a_time(csms: RunningCsms) -> None:
+    """Commands sent together to one charger reach it one after the other, all answered."""
+    async with strict_charger(f"{csms.ocpp_url}/CP-SEQ") as charger, csms.api() as api:
+        charger.silent.add("ClearCache")
+        first = asyncio.create_task(api.post("/charge-points/CP-SEQ/commands/ClearCache", json={}))
+        await charger.next_call()
+        others = [
+            asyncio.create_task(api.post(f"/charge-points/CP-SEQ/commands/{action}", json=body))
+            for action, body in (("GetLocalListVersion", {}), ("Reset", {"type": "Soft"}))
+        ]
+        await charger.reply(charger.unanswered[0], "ClearCache")
+        statuses = [(await task).status_code for task in (first, *others)]
+    assert statuses == [200, 200, 200]
     assert charger.max_outstanding == 1
-
-
-async def _until_queued(csms: RunningCsms, charge_point_id: str, count: int) -> None:
-    connection = csms.chargers[charge_point_id]
-    async with asyncio.timeout(5):
-        while connection.calls_queued < count:
-            await asyncio.sleep(0)
+    assert len(charger.received) == 3
 
 
 async def test_operator_actions(csms: RunningCsms) -> None:
@@ -203,7 +208,7 @@ async def test_profiles_configuration_and_local_list_are_kept(csms: RunningCsms)
 
 
 async def test_force_stop_offline_then_the_late_stop_is_reconciled(csms: RunningCsms) -> None:
-    """Force stop ends the transaction at once with the charger offline; its Stop later counts once."""
+    """Force stop ends the transaction at once, charger offline; its later Stop counts once."""
     start = {"connectorId": 1, "idTag": "A", "meterStart": 100, "timestamp": "2024-01-01T10:00:00Z"}
     async with csms.charger("CP-FORCE") as cp:
         tx = (await cp.call("StartTransaction", start))["transactionId"]

@@ -13,7 +13,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.commands import add_command_routes, command_error_response
-from csms.api.context import ApiContext, IdentityPath, IdTagPath, Limit, Offset, not_found
+from csms.api.context import (
+    ApiContext,
+    IdentityPath,
+    IdTagPath,
+    Limit,
+    Offset,
+    TransactionIdPath,
+    not_found,
+)
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
@@ -27,7 +35,7 @@ from csms.api.schemas import (
 )
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
-from csms.errors import CommandError
+from csms.errors import CommandError, StoreError
 from csms.store import repo
 
 
@@ -43,6 +51,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
+    app.add_exception_handler(StoreError, _store_error)
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(token))])
     _charge_point_routes(router, ctx)
     _id_tag_routes(router, ctx)
@@ -71,6 +80,10 @@ def _bearer(token: str) -> Callable[..., Awaitable[None]]:
             )
 
     return check
+
+
+async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -218,14 +231,14 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         return Page[TransactionOut](items=[transaction_out(row) for row in rows], total=total)
 
     @router.get("/transactions/{transaction_id}", tags=["transactions"])
-    async def get_transaction(transaction_id: int) -> TransactionOut:
+    async def get_transaction(transaction_id: TransactionIdPath) -> TransactionOut:
         row = await ctx.read(partial(repo.get_transaction, transaction_id=transaction_id))
         if row is None:
             raise not_found("transaction")
         return transaction_out(row)
 
     @router.get("/transactions/{transaction_id}/meter-values", tags=["transactions"])
-    async def list_meter_values(transaction_id: int) -> Page[MeterValueOut]:
+    async def list_meter_values(transaction_id: TransactionIdPath) -> Page[MeterValueOut]:
         rows = await ctx.read(partial(repo.list_meter_values, transaction_id=transaction_id))
         items = [
             MeterValueOut(

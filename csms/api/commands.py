@@ -5,7 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Request, status
 from fastapi.responses import JSONResponse
 
-from csms.api.context import ApiContext, IdentityPath, Limit, Offset, not_found
+from csms.api.context import (
+    ApiContext,
+    IdentityPath,
+    Limit,
+    Offset,
+    TransactionIdPath,
+    not_found,
+)
 from csms.api.schemas import (
     CommandOut,
     CommandRecordOut,
@@ -181,7 +188,9 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         responses=COMMAND_RESPONSES,
     )
     async def stop_transaction(
-        transaction_id: int, body: StopTransactionIn, requested_by: RequestedBy = None
+        transaction_id: TransactionIdPath,
+        body: StopTransactionIn,
+        requested_by: RequestedBy = None,
     ) -> StopTransactionOut:
         """RemoteStopTransaction; with force, the transaction ends in our data at once."""
         row = await ctx.read(lambda session: repo.get_transaction(session, transaction_id))

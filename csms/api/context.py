@@ -51,8 +51,13 @@ def not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
 
 
+INT32_MAX = 2**31 - 1  # OCPP ids (transactionId, connectorId...) are 32-bit in practice
+
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="items to skip")]
+TransactionIdPath = Annotated[
+    int, Path(ge=-INT32_MAX, le=INT32_MAX, description="the OCPP transactionId")
+]
 IdentityPath = Annotated[
     str,
     Path(

@@ -148,9 +148,12 @@ class CommandRecordOut(CamelModel):
     duration_ms: float
 
 
+INT32_MAX = 2**31 - 1
+
+
 class StartSessionIn(CamelModel):
     charge_point_id: str = Field(min_length=1, max_length=48)
-    connector_id: int | None = Field(default=None, ge=1)
+    connector_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
     id_tag: str = Field(min_length=1, max_length=20)
 
 
@@ -180,11 +183,11 @@ class ResetIn(CamelModel):
 
 
 class UnlockIn(CamelModel):
-    connector_id: int = Field(ge=1)
+    connector_id: int = Field(ge=1, le=INT32_MAX)
 
 
 class ReserveIn(CamelModel):
-    connector_id: int = Field(ge=0)
+    connector_id: int = Field(ge=0, le=INT32_MAX)
     id_tag: str = Field(min_length=1, max_length=20)
     expiry_date: UtcDateTime
     parent_id_tag: str | None = Field(default=None, min_length=1, max_length=20)
