@@ -61,6 +61,24 @@ _EXAMPLES = {
     },
 }
 
+_PROFILE_EXAMPLE = {
+    "summary": "16 A on connector 1 by default",
+    "value": {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}],
+            },
+        },
+    },
+}
+_EXAMPLES["SetChargingProfile"] = _PROFILE_EXAMPLE
+
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown charge point"},
     409: {"description": "the charge point is not connected"},
@@ -281,7 +299,13 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
     )
     async def set_charging_profile(
         charge_point_id: IdentityPath,
-        payload: Annotated[dict[str, Any], Body(description="the SetChargingProfile.req payload")],
+        payload: Annotated[
+            dict[str, Any],
+            Body(
+                description="the SetChargingProfile.req payload",
+                openapi_examples={"profile": _PROFILE_EXAMPLE},
+            ),
+        ],
         requested_by: RequestedBy = None,
     ) -> CommandOut:
         """SetChargingProfile; the accepted profile is kept per charger and connector."""

@@ -27,6 +27,23 @@ class Page(CamelModel, Generic[T]):
 
 
 class ConnectorOut(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "connectorId": 1,
+                    "status": "Charging",
+                    "errorCode": "NoError",
+                    "info": None,
+                    "vendorErrorCode": None,
+                    "vendorErrorText": None,
+                    "ocpiStatus": "CHARGING",
+                    "updatedAt": "2026-11-22T08:59:00Z",
+                }
+            ]
+        }
+    )
+
     connector_id: int
     status: str
     error_code: str
@@ -58,6 +75,19 @@ class ChargePointOut(CamelModel):
 class ChargePointIn(CamelModel):
     """Register or update a charge point. The password is write-only."""
 
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Bay 7",
+                    "securityProfile": 1,
+                    "password": "0123456789abcdef0123",
+                    "locationId": "LOC-1",
+                }
+            ]
+        }
+    )
+
     name: str | None = Field(default=None, max_length=255)
     security_profile: int | None = Field(default=None, ge=0, le=3)
     # Security whitepaper §7.2: AuthorizationKey is 16 to 20 bytes (up to 40 hex digits).
@@ -73,6 +103,18 @@ class IdTagStatus(StrEnum):
 
 
 class IdTagIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "Accepted",
+                    "expiryDate": "2027-12-31T23:59:59Z",
+                    "parentIdTag": "FLEET-1",
+                }
+            ]
+        }
+    )
+
     status: IdTagStatus
     expiry_date: UtcDateTime | None = None
     parent_id_tag: str | None = Field(default=None, min_length=1, max_length=20)
@@ -80,6 +122,20 @@ class IdTagIn(CamelModel):
 
 
 class IdTagOut(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "idTag": "CARD-0001",
+                    "status": "Accepted",
+                    "expiryDate": None,
+                    "parentIdTag": "FLEET-1",
+                    "userId": None,
+                }
+            ]
+        }
+    )
+
     id_tag: str
     status: str
     expiry_date: datetime | None
@@ -93,6 +149,27 @@ class TransactionStatus(StrEnum):
 
 
 class TransactionOut(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transactionId": 12,
+                    "chargePointId": "CP-1",
+                    "connectorId": 1,
+                    "idTag": "CARD-0001",
+                    "meterStart": 1000,
+                    "meterStop": 4000,
+                    "startTimestamp": "2026-01-01T10:00:00Z",
+                    "stopTimestamp": "2026-01-01T11:00:00Z",
+                    "stopReason": "Local",
+                    "energyWh": 3000.0,
+                    "status": "completed",
+                    "flags": [],
+                }
+            ]
+        }
+    )
+
     transaction_id: int
     charge_point_id: str
     connector_id: int
@@ -119,6 +196,10 @@ class MeterValueOut(CamelModel):
 
 
 class Health(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"status": "ok", "database": "ok", "connectedChargers": 3}]}
+    )
+
     status: str
     database: str
     connected_chargers: int
@@ -126,6 +207,14 @@ class Health(CamelModel):
 
 class CommandOut(CamelModel):
     """The charger's answer to a command."""
+
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"action": "Reset", "chargePointId": "CP-1", "response": {"status": "Accepted"}}
+            ]
+        }
+    )
 
     action: str
     charge_point_id: str
@@ -152,12 +241,22 @@ INT32_MAX = 2**31 - 1
 
 
 class StartSessionIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [{"chargePointId": "CP-1", "connectorId": 1, "idTag": "CARD-0001"}]
+        }
+    )
+
     charge_point_id: str = Field(min_length=1, max_length=48)
     connector_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
     id_tag: str = Field(min_length=1, max_length=20)
 
 
 class StopTransactionIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"force": False}]}
+    )
+
     force: bool = Field(
         default=False,
         description="end the transaction in our data now, whatever the charger answers",
@@ -179,14 +278,30 @@ class ResetType(StrEnum):
 
 
 class ResetIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"type": "Soft"}]}
+    )
+
     type: ResetType
 
 
 class UnlockIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"connectorId": 1}]}
+    )
+
     connector_id: int = Field(ge=1, le=INT32_MAX)
 
 
 class ReserveIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"connectorId": 1, "idTag": "CARD-0001", "expiryDate": "2026-11-22T18:00:00Z"}
+            ]
+        }
+    )
+
     connector_id: int = Field(ge=0, le=INT32_MAX)
     id_tag: str = Field(min_length=1, max_length=20)
     expiry_date: UtcDateTime
@@ -194,6 +309,23 @@ class ReserveIn(CamelModel):
 
 
 class ReservationOut(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "reservationId": 3,
+                    "chargePointId": "CP-1",
+                    "connectorId": 1,
+                    "idTag": "CARD-0001",
+                    "parentIdTag": None,
+                    "expiryDate": "2026-11-22T18:00:00Z",
+                    "status": "active",
+                    "transactionId": None,
+                }
+            ]
+        }
+    )
+
     reservation_id: int
     charge_point_id: str
     connector_id: int
@@ -222,6 +354,10 @@ class ConfigurationKeyOut(CamelModel):
 
 
 class VendorErrorCodeIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"description": "Residual current device tripped"}]}
+    )
+
     description: str = Field(min_length=1, max_length=2000)
 
 
@@ -232,11 +368,28 @@ class VendorErrorCodeOut(CamelModel):
 
 
 class UserIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada Lovelace", "email": "ada@example.com"}]}
+    )
+
     name: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
 class UserOut(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "userId": "8c0e6c1e-4f5b-4b8e-9a57-2f1f0a3b9c11",
+                    "name": "Ada Lovelace",
+                    "email": "ada@example.com",
+                    "idTags": ["CARD-0001"],
+                }
+            ]
+        }
+    )
+
     user_id: str
     name: str
     email: str | None
