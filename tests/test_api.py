@@ -271,9 +271,13 @@ async def test_users_own_id_tags(csms: RunningCsms) -> None:
         unknown = await api.put("/id-tags/X-1", json={"status": "Accepted", "userId": "nobody"})
         bad_email = await api.put("/users/u1", json={"name": "Bob", "email": "not-an-email"})
         got = (await api.get(f"/users/{user_id}")).json()
+        blocked = (
+            await api.get("/id-tags", params={"status": "Blocked", "userId": user_id})
+        ).json()
         deleted = await api.delete(f"/users/{user_id}")
         orphan_tag = (await api.get("/id-tags/ADA-1")).json()
     assert got["idTags"] == ["ADA-1", "ADA-2"]
+    assert [tag["idTag"] for tag in blocked["items"]] == ["ADA-2"]
     assert unknown.status_code == 422
     assert "unknown user" in unknown.json()["detail"]
     assert bad_email.status_code == 422

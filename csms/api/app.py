@@ -29,6 +29,7 @@ from csms.api.schemas import (
     Health,
     IdTagIn,
     IdTagOut,
+    IdTagStatus,
     MeterValueOut,
     Page,
     TransactionOut,
@@ -168,8 +169,22 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
 
 def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/id-tags", tags=["id tags"], summary="List id tags")
-    async def list_id_tags(limit: Limit = 50, offset: Offset = 0) -> Page[IdTagOut]:
-        rows, total = await ctx.read(partial(repo.list_id_tags, limit=limit, offset=offset))
+    async def list_id_tags(
+        tag_status: Annotated[IdTagStatus | None, Query(alias="status")] = None,
+        user_id: Annotated[str | None, Query(alias="userId", max_length=36)] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[IdTagOut]:
+        """Id tags, optionally only those with a status or of a user."""
+        rows, total = await ctx.read(
+            partial(
+                repo.list_id_tags,
+                status=tag_status.value if tag_status else None,
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+            )
+        )
         return Page[IdTagOut](items=[id_tag_out(row) for row in rows], total=total)
 
     @router.get("/id-tags/{id_tag}", tags=["id tags"])
@@ -238,8 +253,15 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         return transaction_out(row)
 
     @router.get("/transactions/{transaction_id}/meter-values", tags=["transactions"])
-    async def list_meter_values(transaction_id: TransactionIdPath) -> Page[MeterValueOut]:
-        rows = await ctx.read(partial(repo.list_meter_values, transaction_id=transaction_id))
+    async def list_meter_values(
+        transaction_id: TransactionIdPath, limit: Limit = 1000, offset: Offset = 0
+    ) -> Page[MeterValueOut]:
+        """The transaction's sampled values in time order."""
+        rows, total = await ctx.read(
+            partial(
+                repo.list_meter_values, transaction_id=transaction_id, limit=limit, offset=offset
+            )
+        )
         items = [
             MeterValueOut(
                 timestamp=row.timestamp,
@@ -253,7 +275,7 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
             )
             for row in rows
         ]
-        return Page[MeterValueOut](items=items, total=len(items))
+        return Page[MeterValueOut](items=items, total=total)
 
 
 def _health_route(router: APIRouter, ctx: ApiContext) -> None:

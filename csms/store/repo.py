@@ -763,13 +763,18 @@ async def list_transactions(
     return await _page(session, Transaction, where, col(Transaction.id), limit, offset)
 
 
-async def list_meter_values(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
-    result = await session.execute(
-        select(MeterValue)
-        .where(col(MeterValue.transaction_id) == transaction_id)
-        .order_by(col(MeterValue.timestamp), col(MeterValue.id))
+async def list_meter_values(
+    session: AsyncSession, *, transaction_id: int, limit: int, offset: int
+) -> tuple[list[MeterValue], int]:
+    where = col(MeterValue.transaction_id) == transaction_id
+    order = (col(MeterValue.timestamp), col(MeterValue.id))
+    total = (
+        await session.execute(select(func.count()).select_from(MeterValue).where(where))
+    ).scalar_one()
+    rows = await session.execute(
+        select(MeterValue).where(where).order_by(*order).limit(limit).offset(offset)
     )
-    return list(result.scalars())
+    return list(rows.scalars()), int(total)
 
 
 async def list_charge_points(
@@ -779,9 +784,15 @@ async def list_charge_points(
 
 
 async def list_id_tags(
-    session: AsyncSession, *, limit: int, offset: int
+    session: AsyncSession, *, status: str | None, user_id: str | None, limit: int, offset: int
 ) -> tuple[list[IdTag], int]:
-    return await _page(session, IdTag, None, col(IdTag.id_tag), limit, offset)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(col(IdTag.status) == status)
+    if user_id is not None:
+        conditions.append(col(IdTag.user_id) == user_id)
+    where = and_(*conditions) if conditions else None
+    return await _page(session, IdTag, where, col(IdTag.id_tag), limit, offset)
 
 
 async def _page(
