@@ -55,8 +55,8 @@ Handler = Callable[[ChargerContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 async def on_boot_notification(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
-    await ctx.services.writer.submit(
-        partial(repo.record_boot, charge_point_id=ctx.charge_point_id, payload=payload, now=now)
+    await ctx.services.writer.submit_bulk(
+        repo.boot(charge_point_id=ctx.charge_point_id, payload=payload, now=now)
     )
     ctx.accepted = True
     log.info(

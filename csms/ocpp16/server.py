@@ -132,10 +132,8 @@ class OcppServer:
         identity = admission.charge_point_id
         now = self.services.clock()
         if not admission.known:
-            await self.services.writer.submit(
-                lambda session: repo.register_charge_point(
-                    session, charge_point_id=identity, now=now
-                )
+            await self.services.writer.submit_bulk(
+                repo.registration(charge_point_id=identity, now=now)
             )
             log.info("charge_point_registered")
         connection = ChargerConnection(
@@ -154,10 +152,8 @@ class OcppServer:
             # Keep-new (reliability note §1.8): the newest socket wins; the old one is closed.
             log.info("connection_replaced")
             self._spawn(previous.close(code=1000, reason="replaced by a new connection"))
-        await self.services.writer.submit(
-            lambda session: repo.record_connection(
-                session, charge_point_id=identity, connected=True, now=now
-            )
+        await self.services.writer.submit_bulk(
+            repo.connection_change(charge_point_id=identity, connected=True, now=now)
         )
         remote = websocket.remote_address[0] if websocket.remote_address else None
         log.info("charger_connected", remote_address=remote)
@@ -172,10 +168,8 @@ class OcppServer:
             return
         del self.chargers[identity]
         now = self.services.clock()
-        await self.services.writer.submit(
-            lambda session: repo.record_connection(
-                session, charge_point_id=identity, connected=False, now=now
-            )
+        await self.services.writer.submit_bulk(
+            repo.connection_change(charge_point_id=identity, connected=False, now=now)
         )
         log.info("charger_disconnected", code=connection.websocket.close_code)
         self._notify(identity, connected=False)

@@ -79,12 +79,19 @@ async def get_charge_point(session: AsyncSession, charge_point_id: str) -> Charg
     return await session.get(ChargePoint, charge_point_id)
 
 
-async def register_charge_point(
-    session: AsyncSession, *, charge_point_id: str, now: datetime
-) -> None:
+@cache
+def _insert_charge_point(dialect: str) -> Executable:
+    now = bindparam("now", type_=UTCDateTime)
+    stmt = _dialect_insert(dialect, _table(ChargePoint)).values(
+        id=bindparam("cp"), created_at=now, updated_at=now
+    )
+    insert_once: Executable = stmt.on_conflict_do_nothing(index_elements=["id"])
+    return insert_once
+
+
+def registration(*, charge_point_id: str, now: datetime) -> BulkWrite:
     """Create the charge point if it does not exist (first contact of an unknown charger)."""
-    stmt = _insert(session, ChargePoint).values(id=charge_point_id, created_at=now, updated_at=now)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+    return BulkWrite(steps=((_insert_charge_point, {"cp": charge_point_id, "now": now}),))
 
 
 async def upsert_charge_point(
@@ -113,40 +120,62 @@ async def delete_charge_point(session: AsyncSession, *, charge_point_id: str) ->
     return bool(getattr(result, "rowcount", 0))
 
 
-async def record_boot(
-    session: AsyncSession, *, charge_point_id: str, payload: dict[str, Any], now: datetime
-) -> None:
+_BOOT_FIELDS = {
+    "vendor": "chargePointVendor",
+    "model": "chargePointModel",
+    "serial_number": "chargePointSerialNumber",
+    "charge_box_serial_number": "chargeBoxSerialNumber",
+    "firmware_version": "firmwareVersion",
+    "iccid": "iccid",
+    "imsi": "imsi",
+    "meter_type": "meterType",
+    "meter_serial_number": "meterSerialNumber",
+}
+
+
+@cache
+def _set_booted(dialect: str) -> Executable:
+    table = _table(ChargePoint)
+    now = bindparam("now", type_=UTCDateTime)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("cp"))
+        .values(
+            boot_status="Accepted",
+            last_boot_at=now,
+            last_seen=now,
+            updated_at=now,
+            first_accepted_at=func.coalesce(table.c.first_accepted_at, now),
+            **{column: bindparam(f"p_{column}") for column in _BOOT_FIELDS},
+        )
+    )
+
+
+def boot(*, charge_point_id: str, payload: dict[str, Any], now: datetime) -> BulkWrite:
     """Store what the charger says about itself and that it was accepted."""
-    values = {
-        "vendor": payload["chargePointVendor"],
-        "model": payload["chargePointModel"],
-        "serial_number": payload.get("chargePointSerialNumber"),
-        "charge_box_serial_number": payload.get("chargeBoxSerialNumber"),
-        "firmware_version": payload.get("firmwareVersion"),
-        "iccid": payload.get("iccid"),
-        "imsi": payload.get("imsi"),
-        "meter_type": payload.get("meterType"),
-        "meter_serial_number": payload.get("meterSerialNumber"),
-        "boot_status": "Accepted",
-        "last_boot_at": now,
-        "last_seen": now,
-        "updated_at": now,
-        "first_accepted_at": func.coalesce(col(ChargePoint.first_accepted_at), now),
-    }
-    await session.execute(
-        update(ChargePoint).where(col(ChargePoint.id) == charge_point_id).values(**values)
+    row = {"cp": charge_point_id, "now": now}
+    row |= {f"p_{column}": payload.get(field) for column, field in _BOOT_FIELDS.items()}
+    return BulkWrite(steps=((_set_booted, row),))
+
+
+@cache
+def _set_connected_at(dialect: str, column: str) -> Executable:
+    table = _table(ChargePoint)
+    now = bindparam("now", type_=UTCDateTime)
+    return (
+        update(table).where(table.c.id == bindparam("cp")).values({column: now, "last_seen": now})
     )
 
 
-async def record_connection(
-    session: AsyncSession, *, charge_point_id: str, connected: bool, now: datetime
-) -> None:
-    column = "connected_at" if connected else "disconnected_at"
-    await session.execute(
-        update(ChargePoint)
-        .where(col(ChargePoint.id) == charge_point_id)
-        .values({column: now, "last_seen": now})
-    )
+_CONNECTION_COLUMNS: dict[bool, StatementFactory] = {
+    True: partial(_set_connected_at, column="connected_at"),
+    False: partial(_set_connected_at, column="disconnected_at"),
+}
+
+
+def connection_change(*, charge_point_id: str, connected: bool, now: datetime) -> BulkWrite:
+    """The charger connected or disconnected."""
+    return BulkWrite(steps=((_CONNECTION_COLUMNS[connected], {"cp": charge_point_id, "now": now}),))
 
 
 @cache
