@@ -38,5 +38,13 @@ def configure_logging(*, level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
     # The libraries' own per-connection chatter is noise next to our structured events.
-    for name in ("websockets", "uvicorn.access", "aiosqlite", "asyncio", "alembic"):
+    for name in (
+        "websockets",
+        "uvicorn.access",
+        "aiosqlite",
+        "asyncio",
+        "alembic",
+        "amqtt",
+        "transitions",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -53,13 +53,8 @@ from csms.store.tables import (
     User,
     UTCDateTime,
     VendorErrorCode,
+    table_of,
 )
-
-
-def _table(model: type[Any]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 def _dialect_insert(dialect: str, table: Table) -> Any:
@@ -69,7 +64,7 @@ def _dialect_insert(dialect: str, table: Table) -> Any:
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    return _dialect_insert(session.get_bind().dialect.name, _table(model))
+    return _dialect_insert(session.get_bind().dialect.name, table_of(model))
 
 
 # -- charge points -------------------------------------------------------------------------
@@ -82,7 +77,7 @@ async def get_charge_point(session: AsyncSession, charge_point_id: str) -> Charg
 @cache
 def _insert_charge_point(dialect: str) -> Executable:
     now = bindparam("now", type_=UTCDateTime)
-    stmt = _dialect_insert(dialect, _table(ChargePoint)).values(
+    stmt = _dialect_insert(dialect, table_of(ChargePoint)).values(
         id=bindparam("cp"), created_at=now, updated_at=now
     )
     insert_once: Executable = stmt.on_conflict_do_nothing(index_elements=["id"])
@@ -135,7 +130,7 @@ _BOOT_FIELDS = {
 
 @cache
 def _set_booted(dialect: str) -> Executable:
-    table = _table(ChargePoint)
+    table = table_of(ChargePoint)
     now = bindparam("now", type_=UTCDateTime)
     return (
         update(table)
@@ -160,7 +155,7 @@ def boot(*, charge_point_id: str, payload: dict[str, Any], now: datetime) -> Bul
 
 @cache
 def _set_connected_at(dialect: str, column: str) -> Executable:
-    table = _table(ChargePoint)
+    table = table_of(ChargePoint)
     now = bindparam("now", type_=UTCDateTime)
     return (
         update(table).where(table.c.id == bindparam("cp")).values({column: now, "last_seen": now})
@@ -180,7 +175,7 @@ def connection_change(*, charge_point_id: str, connected: bool, now: datetime) -
 
 @cache
 def _set_last_seen(dialect: str) -> Executable:
-    table = _table(ChargePoint)
+    table = table_of(ChargePoint)
     return (
         update(table)
         .where(table.c.id == bindparam("cp"))
@@ -195,7 +190,7 @@ def seen(*, charge_point_id: str, now: datetime) -> BulkWrite:
 
 @cache
 def _insert_charger_message(dialect: str) -> Executable:
-    table = _table(ChargerMessage)
+    table = table_of(ChargerMessage)
     return insert(table).values(
         charge_point_id=bindparam("cp"),
         action=bindparam("p_action"),
@@ -206,7 +201,7 @@ def _insert_charger_message(dialect: str) -> Executable:
 
 @cache
 def _set_status_column(dialect: str, column: str) -> Executable:
-    table = _table(ChargePoint)
+    table = table_of(ChargePoint)
     return (
         update(table).where(table.c.id == bindparam("cp")).values({column: bindparam("p_status")})
     )
@@ -243,7 +238,7 @@ _STATUS_FIELDS = ("status", "error_code", "info", "vendor_id", "vendor_error_cod
 
 @cache
 def _upsert_connector(dialect: str) -> Executable:
-    table = _table(Connector)
+    table = table_of(Connector)
     values: dict[str, Any] = {name: bindparam(f"p_{name}") for name in _STATUS_FIELDS}
     when = bindparam("at", type_=UTCDateTime)
     stmt = _dialect_insert(dialect, table).values(
@@ -264,7 +259,7 @@ def _upsert_connector(dialect: str) -> Executable:
 
 @cache
 def _insert_status_history(dialect: str) -> Executable:
-    table = _table(StatusNotification)
+    table = table_of(StatusNotification)
     return insert(table).values(
         charge_point_id=bindparam("cp"),
         connector_id=bindparam("conn", type_=Integer),
@@ -504,11 +499,11 @@ async def start_transaction(
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=list(key_values))
-        .returning(_table(Transaction).c.id)
+        .returning(table_of(Transaction).c.id)
     )
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     if inserted is None:
-        table = _table(Transaction)
+        table = table_of(Transaction)
         existing = await session.execute(
             select(table.c.id).where(
                 *(table.c[name] == value for name, value in key_values.items())
@@ -642,7 +637,7 @@ async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: date
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["charge_point_id", "orphan_ref", "stop_timestamp"])
-        .returning(_table(Transaction).c.id)
+        .returning(table_of(Transaction).c.id)
     )
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     if inserted is not None:
@@ -663,7 +658,7 @@ def _linked_transaction() -> Any:
     transaction open on the connector at the sample's time (reliability note §2.4). Connector
     0 samples belong to none (1.6 errata §3.16).
     """
-    tx = _table(Transaction)
+    tx = table_of(Transaction)
     cp: Any = bindparam("cp")
     connector = bindparam("conn", type_=Integer)
     at = bindparam("at", type_=UTCDateTime)
@@ -693,7 +688,7 @@ _SAMPLE_FIELDS = ("value", "measurand", "unit", "context", "location", "phase", 
 
 @cache
 def _insert_sample(dialect: str) -> Executable:
-    stmt = _dialect_insert(dialect, _table(MeterValue)).values(
+    stmt = _dialect_insert(dialect, table_of(MeterValue)).values(
         charge_point_id=bindparam("cp"),
         connector_id=bindparam("conn", type_=Integer),
         transaction_id=_linked_transaction(),
@@ -710,7 +705,7 @@ def _insert_sample(dialect: str) -> Executable:
 
 @cache
 def _set_register(dialect: str) -> Executable:
-    tx = _table(Transaction)
+    tx = table_of(Transaction)
     return (
         update(tx)
         .where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp.is_(None))

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -27,6 +37,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a SQLModel class (for bulk statements)."""
+    table = getattr(model, "__table__", None)
+    assert isinstance(table, Table)
+    return table
 
 
 def _utc(nullable: bool = True) -> Any:
@@ -288,3 +305,27 @@ class User(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=255)
     created_at: datetime | None = _utc()
     updated_at: datetime | None = _utc()
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written in the same transaction as the change that caused it.
+
+    The relay publishes undelivered rows in `id` order and sets `delivered_at` only after
+    the broker's PUBACK; `event_id` is the CloudEvents id, the same on every redelivery.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index("ix_outbox_events_pending", "delivered_at", "id"),
+        UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36)
+    charge_point_id: str = Field(max_length=48)
+    type: str = Field(max_length=64)
+    subject: str = Field(max_length=255)
+    time: datetime | None = _utc(nullable=False)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = _utc(nullable=False)
+    delivered_at: datetime | None = _utc()

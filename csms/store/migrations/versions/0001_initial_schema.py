@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:23:18.624554
+Create Date: 2026-11-22 02:42:30.420849
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,23 @@ def upgrade() -> None:
         sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("charge_point_id", "key"),
     )
+    op.create_table(
+        "outbox_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("charge_point_id", sa.String(length=48), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("time", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
+    )
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_events_pending", ["delivered_at", "id"], unique=False)
+
     op.create_table(
         "reservations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -285,6 +302,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_reservations_status")
 
     op.drop_table("reservations")
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_events_pending")
+
+    op.drop_table("outbox_events")
     op.drop_table("configuration_keys")
     with op.batch_alter_table("commands", schema=None) as batch_op:
         batch_op.drop_index("ix_commands_cp")

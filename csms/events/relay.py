@@ -1,0 +1,130 @@
+"""The outbox relay: publishes committed events in order per charger, at least once.
+
+An event is marked delivered only after the broker's PUBACK. Events of different chargers
+are published concurrently, so one charger's trouble does not hold back the others; a
+charger's own events go strictly in outbox order, stopping at its first failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
+from uuid import UUID
+
+import structlog
+
+from csms.events.envelope import EventType, event_topic, is_retained, make_event
+from csms.store import outbox
+from csms.store.db import Database
+from csms.store.tables import OutboxEvent
+
+log = structlog.get_logger("csms.events")
+
+BATCH = 500
+IDLE_POLL = 5.0  # also picks up what another process left undelivered
+RETENTION = timedelta(days=1)
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, payload: bytes, *, retain: bool) -> None: ...
+
+
+class Relay:
+    """Reads undelivered outbox rows and publishes them as CloudEvents."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        publisher: Publisher,
+        topic_prefix: str,
+        clock: Callable[[], datetime],
+        retention: timedelta = RETENTION,
+    ) -> None:
+        self._database = database
+        self._publisher = publisher
+        self._prefix = topic_prefix
+        self._clock = clock
+        self._retention = retention
+        self._wake = asyncio.Event()
+        self._failures = 0
+        self._rng = random.Random()
+        # Called with the number of events just marked delivered.
+        self.listeners: list[Callable[[int], None]] = []
+
+    def wake(self) -> None:
+        """New events were committed."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            async with self._database.sessions() as session:
+                rows = await outbox.pending(session, limit=BATCH)
+            if not rows:
+                await self._prune()
+                await self._sleep(IDLE_POLL)
+                continue
+            delivered = await self._publish(rows)
+            if delivered:
+                await self._database.writer.submit(
+                    partial(outbox.mark_delivered, ids=delivered, now=self._clock())
+                )
+                for listener in self.listeners:
+                    listener(len(delivered))
+            if len(delivered) < len(rows):
+                self._failures += 1
+                await asyncio.sleep(self._backoff())
+            else:
+                self._failures = 0
+
+    async def _publish(self, rows: Sequence[OutboxEvent]) -> list[int]:
+        chains: dict[str, list[OutboxEvent]] = {}
+        for row in rows:
+            chains.setdefault(row.charge_point_id, []).append(row)
+        results = await asyncio.gather(*(self._publish_chain(chain) for chain in chains.values()))
+        return [row_id for delivered in results for row_id in delivered]
+
+    async def _publish_chain(self, chain: list[OutboxEvent]) -> list[int]:
+        delivered: list[int] = []
+        for row in chain:
+            event_type = EventType(row.type)
+            assert row.time is not None
+            assert row.id is not None
+            event = make_event(
+                event_id=UUID(row.event_id),
+                charge_point_id=row.charge_point_id,
+                event_type=event_type,
+                time=row.time,
+                data=row.data,
+                subject=row.subject,
+            )
+            topic = event_topic(self._prefix, row.charge_point_id, event_type)
+            try:
+                await self._publisher.publish(topic, event.encode(), retain=is_retained(event_type))
+            except Exception as exc:
+                log.warning("event_publish_failed", event_id=row.event_id, error=repr(exc))
+                break
+            delivered.append(row.id)
+        return delivered
+
+    def _backoff(self) -> float:
+        ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))
+        return ceiling / 2 + self._rng.random() * ceiling / 2
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _prune(self) -> None:
+        before = self._clock() - self._retention
+        pruned = await self._database.writer.submit(partial(outbox.prune, delivered_before=before))
+        if pruned:
+            log.info("outbox_pruned", events=pruned)

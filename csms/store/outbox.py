@@ -1,0 +1,89 @@
+"""The transactional outbox: events written with their change, read back by the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import JSON, Executable, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from csms.core.events import Event
+from csms.store.db import StatementFactory
+from csms.store.tables import OutboxEvent, UTCDateTime, table_of
+
+
+@cache
+def _insert_event(dialect: str) -> Executable:
+    return insert(table_of(OutboxEvent)).values(
+        event_id=bindparam("event_id"),
+        charge_point_id=bindparam("cp"),
+        type=bindparam("p_type"),
+        subject=bindparam("p_subject"),
+        time=bindparam("p_time", type_=UTCDateTime),
+        data=bindparam("p_data", type_=JSON),
+        created_at=bindparam("now", type_=UTCDateTime),
+    )
+
+
+def event_step(event: Event, *, now: datetime) -> tuple[StatementFactory, dict[str, Any]]:
+    """The outbox insert for an event, as a step of a bulk write."""
+    return _insert_event, {
+        "event_id": str(event.id),
+        "cp": event.charge_point_id,
+        "p_type": event.type,
+        "p_subject": event.subject or event.charge_point_id,
+        "p_time": event.time,
+        "p_data": event.data,
+        "now": now,
+    }
+
+
+async def add_events(session: AsyncSession, events: Sequence[Event], *, now: datetime) -> None:
+    """Write events from a job, in the job's transaction."""
+    if not events:
+        return
+    dialect = session.get_bind().dialect.name
+    rows = [event_step(event, now=now)[1] for event in events]
+    await (await session.connection()).execute(_insert_event(dialect), rows)
+
+
+async def pending(session: AsyncSession, *, limit: int) -> list[OutboxEvent]:
+    """Undelivered events, oldest first."""
+    rows = await session.execute(
+        select(OutboxEvent)
+        .where(col(OutboxEvent.delivered_at).is_(None))
+        .order_by(col(OutboxEvent.id))
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+    await session.execute(
+        update(OutboxEvent).where(col(OutboxEvent.id).in_(ids)).values(delivered_at=now)
+    )
+
+
+async def prune(session: AsyncSession, *, delivered_before: datetime) -> int:
+    """Delete events delivered before the time; returns how many."""
+    result = await session.execute(
+        delete(OutboxEvent).where(col(OutboxEvent.delivered_at) < delivered_before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many events wait, and since when the oldest."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(col(OutboxEvent.created_at))).where(
+                col(OutboxEvent.delivered_at).is_(None)
+            )
+        )
+    ).one()
+    count, oldest = row
+    return int(count), oldest

@@ -1,0 +1,156 @@
+"""The outbox relay against real brokers: in order per charger, at least once, stable ids."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import aiomqtt
+import pytest
+
+from csms.core.events import Event
+from csms.events.envelope import decode_event
+from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
+from csms.events.relay import Relay
+from csms.store import outbox
+from csms.store.db import Database
+
+WAIT = 10.0
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}")
+    await db.migrate()
+    writer = asyncio.create_task(db.writer.run())
+    yield db
+    db.writer.close()
+    await writer
+    await db.dispose()
+
+
+def events(charge_point_id: str, count: int) -> list[Event]:
+    return [
+        Event(
+            id=uuid4(),
+            charge_point_id=charge_point_id,
+            type="meter.values",
+            time=NOW,
+            data={"n": n},
+        )
+        for n in range(count)
+    ]
+
+
+async def store(database: Database, batch: list[Event]) -> None:
+    await database.writer.submit(partial(outbox.add_events, events=batch, now=NOW))
+
+
+async def receive(client: aiomqtt.Client, count: int) -> list[tuple[str, UUID, int]]:
+    got: list[tuple[str, UUID, int]] = []
+    async with asyncio.timeout(WAIT):
+        async for message in client.messages:
+            event = decode_event(bytes(message.payload))  # type: ignore[arg-type]
+            got.append((event.source, event.id, event.data["n"]))
+            if len(got) == count:
+                return got
+    raise AssertionError("subscription ended")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_events_survive_a_broker_outage_in_order(database: Database) -> None:
+    """Broker down: events wait in the outbox; back up: each arrives once, in order."""
+    port = free_port()
+    prefix = f"t{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}", backoff=Backoff(initial=0.05, maximum=0.2))
+    relay = Relay(database=database, publisher=publisher, topic_prefix=prefix, clock=lambda: NOW)
+    delivered: list[int] = []
+    all_delivered = asyncio.Event()
+
+    def count(n: int) -> None:
+        delivered.append(n)
+        if sum(delivered) == 8:
+            all_delivered.set()
+
+    relay.listeners.append(count)
+    task = asyncio.create_task(relay.run())
+    try:
+        first = events("CP-1", 3)
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            await client.subscribe(f"{prefix}/events/#", qos=1)
+            await store(database, first)
+            relay.wake()
+            assert [n for _, _, n in await receive(client, 3)] == [0, 1, 2]
+        await broker.stop()
+        during = events("CP-1", 5)
+        await store(database, during)
+        relay.wake()
+        broker = await start_embedded_broker("127.0.0.1", port)
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            await client.subscribe(f"{prefix}/events/#", qos=1)
+            relay.wake()
+            got = await receive(client, 5)
+        assert [n for _, _, n in got] == [0, 1, 2, 3, 4]
+        assert [event_id for _, event_id, _ in got] == [event.id for event in during]
+        async with asyncio.timeout(WAIT):
+            await all_delivered.wait()
+        async with database.sessions() as session:
+            assert await outbox.backlog(session) == (0, None)
+    finally:
+        task.cancel()
+        await publisher.close()
+        await broker.stop()
+
+
+class StuckFor:
+    """A publisher (our own seam) that never completes for one charger."""
+
+    def __init__(self, stuck: str, inner: Publisher) -> None:
+        self.stuck = stuck
+        self.inner = inner
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        if f"/{self.stuck}/" in topic:
+            await asyncio.Event().wait()
+        await self.inner.publish(topic, payload, retain=retain)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_one_stuck_charger_does_not_hold_back_the_others(database: Database) -> None:
+    """Events of other chargers are delivered while one charger's publish hangs."""
+    port = free_port()
+    prefix = f"t{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}")
+    relay = Relay(
+        database=database,
+        publisher=StuckFor("CP-STUCK", publisher),
+        topic_prefix=prefix,
+        clock=lambda: NOW,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            await client.subscribe(f"{prefix}/events/#", qos=1)
+            await store(database, events("CP-STUCK", 2) + events("CP-FINE", 3))
+            relay.wake()
+            got = await receive(client, 3)
+        assert {source for source, _, _ in got} == {"/charge-points/CP-FINE"}
+    finally:
+        task.cancel()
+        await publisher.close()
+        await broker.stop()
