@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 import uvicorn
@@ -14,6 +14,10 @@ import uvicorn
 from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.config import Settings
+from csms.events.build import Party
+from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
+from csms.events.record import Recorder
+from csms.events.relay import Relay
 from csms.ocpp16.commands import Commands
 from csms.ocpp16.handlers import Services
 from csms.ocpp16.server import OcppServer
@@ -23,6 +27,8 @@ from csms.store.db import Database
 log = structlog.get_logger("csms")
 
 SHUTDOWN_GRACE = 8.0
+# Events still in the outbox after this are published at the next start.
+EVENT_FLUSH_TIMEOUT = 3.0
 
 
 def utc_now() -> datetime:
@@ -47,15 +53,34 @@ class Csms:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = Database(settings.database.url)
+        party = Party(
+            country_code=settings.ocpi.country_code,
+            party_id=settings.ocpi.party_id,
+            currency=settings.ocpi.currency,
+        )
+        recorder = Recorder(party=party)
         self.services = Services(
             writer=self.database.writer,
+            database=self.database,
+            recorder=recorder,
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
         )
+        self.publisher = Publisher(settings.mqtt.url)
+        self.relay = Relay(
+            database=self.database,
+            publisher=self.publisher,
+            topic_prefix=settings.mqtt.topic_prefix,
+            clock=utc_now,
+            retention=timedelta(seconds=settings.mqtt.outbox_retention),
+        )
+        self.database.writer.listeners.append(self.relay.wake)
         self.ocpp = OcppServer(
             settings=settings.ocpp, services=self.services, database=self.database
         )
-        self.reservations = ReservationExpiry(database=self.database, clock=utc_now)
+        self.reservations = ReservationExpiry(
+            database=self.database, recorder=recorder, clock=utc_now
+        )
         self.commands = Commands(
             chargers=self.ocpp.chargers,
             database=self.database,
@@ -63,6 +88,7 @@ class Csms:
             clock=utc_now,
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
+            recorder=recorder,
         )
         context = ApiContext(
             database=self.database,
@@ -98,48 +124,69 @@ class Csms:
         self._stop.set()
 
     async def run(self) -> None:
-        """Migrate, serve until `stop`, then close chargers (1001), flush writes and return."""
+        """Migrate, serve until `stop`, then close chargers (1001), flush writes and events."""
         await self.database.migrate()
-        async with asyncio.TaskGroup() as tasks:
-            writer = tasks.create_task(self.database.writer.run(), name="db-writer")
-            expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
-            await self.ocpp.start()
-            api = tasks.create_task(self._api.serve(), name="http-api")
-            while not self._api.started:
-                if api.done():
-                    break
-                await asyncio.sleep(0.01)
-            if api.done():
-                # The API failed to bind (port in use...): stop everything and let it raise.
-                await self.ocpp.close()
-                expiry.cancel()
-                self.database.writer.close()
-                await asyncio.gather(writer, api)
-                return
-            log.info(
-                "csms_ready",
-                ocpp_port=self.ocpp_port,
-                api_port=self.api_port,
-                database=self.database.engine.url.render_as_string(hide_password=True),
-            )
-            self.ready.set()
-            await self._stop.wait()
-            log.info("csms_stopping")
-            expiry.cancel()
-            try:
-                # Contract: exit within 10 s, even if a charger or the database hangs.
-                async with asyncio.timeout(SHUTDOWN_GRACE):
-                    await self.ocpp.close()
-                    self._api.should_exit = True
-                    await api
-                    self.database.writer.close()
-                    await writer
-            except TimeoutError:
-                log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
-                api.cancel()
-                writer.cancel()
-        await self.database.dispose()
+        broker = await ensure_broker(self.settings.mqtt.url, embedded=self.settings.mqtt.embedded)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self.database.writer.run(), name="db-writer")
+                relay = tasks.create_task(self.relay.run(), name="outbox-relay")
+                expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                await self.ocpp.start()
+                api = tasks.create_task(self._api.serve(), name="http-api")
+                if await self._api_started(api):
+                    self._log_ready(broker)
+                    self.ready.set()
+                    await self._stop.wait()
+                await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
+        finally:
+            await self.publisher.close()
+            if broker is not None:
+                await broker.stop()
+            await self.database.dispose()
         log.info("csms_stopped")
+
+    async def _api_started(self, api: asyncio.Task[None]) -> bool:
+        # uvicorn exposes only a `started` flag, no event to wait on.
+        while not self._api.started and not api.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        # A finished task here means the API could not bind; the TaskGroup re-raises it.
+        return not api.done()
+
+    def _log_ready(self, broker: EmbeddedBroker | None) -> None:
+        log.info(
+            "csms_ready",
+            ocpp_port=self.ocpp_port,
+            api_port=self.api_port,
+            database=self.database.engine.url.render_as_string(hide_password=True),
+            mqtt=self.settings.mqtt.url,
+            mqtt_broker="embedded" if broker is not None else "external",
+        )
+
+    async def _shutdown(
+        self,
+        *,
+        api: asyncio.Task[None],
+        writer: asyncio.Task[None],
+        relay: asyncio.Task[None],
+        expiry: asyncio.Task[None],
+    ) -> None:
+        log.info("csms_stopping")
+        expiry.cancel()
+        try:
+            # Contract: exit within 10 s, even if a charger, the database or the broker hangs.
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await self.ocpp.close()
+                self._api.should_exit = True
+                await api
+                relay.cancel()
+                await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
+                self.database.writer.close()
+                await writer
+        except TimeoutError:
+            log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
+            for task in (api, writer, relay):
+                task.cancel()
 
 
 async def serve(settings: Settings) -> None:

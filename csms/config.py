@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class OcppSettings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     command_queue_size: int = 16
+    offline_grace: float = 600.0
+    long_term_offline: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,16 @@ class MqttSettings:
     url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "csms"
     embedded: bool = True
+    outbox_retention: float = 86400.0
+
+
+@dataclass(frozen=True)
+class OcpiSettings:
+    """Who we are in OCPI/OICP terms: the party that emits Sessions, CDRs and EVSE ids."""
+
+    country_code: str = "XX"
+    party_id: str = "CSM"
+    currency: str = "EUR"
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class Settings:
     ocpp: OcppSettings = OcppSettings()
     api: ApiSettings = ApiSettings()
     mqtt: MqttSettings = MqttSettings()
+    ocpi: OcpiSettings = OcpiSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -66,6 +80,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "ocpp": OcppSettings,
     "api": ApiSettings,
     "mqtt": MqttSettings,
+    "ocpi": OcpiSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -168,6 +183,9 @@ def _check(settings: Settings) -> None:
         "ocpp.ping_interval": settings.ocpp.ping_interval,
         "ocpp.ping_timeout": settings.ocpp.ping_timeout,
         "ocpp.command_queue_size": settings.ocpp.command_queue_size,
+        "ocpp.offline_grace": settings.ocpp.offline_grace,
+        "ocpp.long_term_offline": settings.ocpp.long_term_offline,
+        "mqtt.outbox_retention": settings.mqtt.outbox_retention,
     }
     for key, number in positive.items():
         if number <= 0:
@@ -176,6 +194,15 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"config key log.level must be one of {', '.join(_LOG_LEVELS)}")
     if settings.log.format not in _LOG_FORMATS:
         raise ConfigError(f"config key log.format must be one of {', '.join(_LOG_FORMATS)}")
+    ocpi = settings.ocpi
+    if not re.fullmatch(r"[A-Z]{2}", ocpi.country_code):
+        raise ConfigError("config key ocpi.country_code must be two capital letters (ISO 3166)")
+    if not re.fullmatch(r"[A-Z0-9]{3}", ocpi.party_id):
+        raise ConfigError("config key ocpi.party_id must be three capital letters or digits")
+    if not re.fullmatch(r"[A-Z]{3}", ocpi.currency):
+        raise ConfigError("config key ocpi.currency must be an ISO 4217 code such as EUR")
+    if not settings.mqtt.url.startswith("mqtt://"):
+        raise ConfigError("config key mqtt.url must start with mqtt://")
     db = settings.database.url
     if not db.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError(

@@ -9,7 +9,8 @@ from functools import partial
 
 import structlog
 
-from csms.store.commands import expire_reservations, next_reservation_expiry
+from csms.events.record import Recorder
+from csms.store.commands import next_reservation_expiry
 from csms.store.db import Database
 from csms.store.tables import Reservation
 
@@ -22,8 +23,11 @@ MAX_IDLE = 60.0
 class ReservationExpiry:
     """Sleeps until the earliest active reservation expires (or `wake` is called), then expires."""
 
-    def __init__(self, *, database: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, *, database: Database, recorder: Recorder, clock: Callable[[], datetime]
+    ) -> None:
         self._database = database
+        self._recorder = recorder
         self._clock = clock
         self._wake = asyncio.Event()
         self.listeners: list[Callable[[list[Reservation]], None]] = []
@@ -35,7 +39,7 @@ class ReservationExpiry:
     async def run(self) -> None:
         while True:
             expired = await self._database.writer.submit(
-                partial(expire_reservations, now=self._clock())
+                partial(self._recorder.expire_reservations, now=self._clock())
             )
             if expired:
                 log.info("reservations_expired", count=len(expired))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    MOSQUITTO_UP,
     RunningCsms,
     fresh_postgres_database,
     postgres_reachable,
@@ -26,11 +27,19 @@ def _postgres_up() -> bool:
     return _postgres_state["up"]
 
 
-def pytest_report_header() -> str:
+def pytest_report_header() -> list[str]:
+    broker = (
+        "mqtt: Mosquitto on 127.0.0.1:1883, a topic prefix per test"
+        if MOSQUITTO_UP
+        else "mqtt: no Mosquitto on 127.0.0.1:1883; each csms embeds an amqtt broker"
+    )
     if _postgres_up():
-        return "postgresql: reachable at 127.0.0.1:5432; @pytest.mark.postgres tests run on both"
+        return [
+            "postgresql: reachable at 127.0.0.1:5432; @pytest.mark.postgres tests run on both",
+            broker,
+        ]
     verdict = "FAILING those tests (CI)" if _REQUIRE_POSTGRES else "SKIPPING their pg variants"
-    return f"postgresql: NOT reachable at 127.0.0.1:5432; {verdict}"
+    return [f"postgresql: NOT reachable at 127.0.0.1:5432; {verdict}", broker]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -18,7 +18,14 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from csms.app import Csms
-from csms.config import ApiSettings, DatabaseSettings, LogSettings, OcppSettings, Settings
+from csms.config import (
+    ApiSettings,
+    DatabaseSettings,
+    LogSettings,
+    MqttSettings,
+    OcppSettings,
+    Settings,
+)
 
 WAIT = 10.0  # the one time unit for waiting on an event in tests (seconds)
 API_TOKEN = "test-token"
@@ -107,10 +114,36 @@ def new_identity(prefix: str = "CP") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def settings_for(database_url: str, **ocpp: Any) -> Settings:
+def _listening(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# The development machines and CI run Mosquitto here; elsewhere each csms embeds a broker.
+MOSQUITTO_UP = _listening("127.0.0.1", 1883)
+
+
+def mqtt_settings() -> MqttSettings:
+    """A broker for one test: Mosquitto with a topic prefix of its own, or an embedded one."""
+    url = "mqtt://127.0.0.1:1883" if MOSQUITTO_UP else f"mqtt://127.0.0.1:{free_port()}"
+    return MqttSettings(url=url, topic_prefix=f"csms-test-{uuid.uuid4().hex[:12]}", embedded=True)
+
+
+def settings_for(database_url: str, *, mqtt: MqttSettings | None = None, **ocpp: Any) -> Settings:
     return Settings(
         ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
         api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN),
+        mqtt=mqtt or mqtt_settings(),
         database=DatabaseSettings(url=database_url),
         log=LogSettings(level="warning", format="console"),
     )
@@ -144,11 +177,7 @@ def postgres_reachable() -> bool:
     """Whether the admin DSN's server accepts TCP connections (checked once per run)."""
     address = PG_ADMIN_DSN.rsplit("@", 1)[-1].split("/", 1)[0]
     host, _, port = address.partition(":")
-    try:
-        socket.create_connection((host, int(port or 5432)), timeout=2).close()
-    except OSError:
-        return False
-    return True
+    return _listening(host, int(port or 5432))
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ class TransactionFlag(StrEnum):
     IMPLICITLY_ENDED = "implicitly_ended"
     ORPHAN_STOP = "orphan_stop"
     FORCED_STOP = "forced_stop"
+    CDR_CREATED = "cdr_created"
 
 
 IMPLICIT_END_REASON = "Other"

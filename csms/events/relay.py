@@ -63,24 +63,41 @@ class Relay:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            async with self._database.sessions() as session:
-                rows = await outbox.pending(session, limit=BATCH)
-            if not rows:
+            published, complete = await self._pass()
+            if not published and complete:
                 await self._prune()
                 await self._sleep(IDLE_POLL)
-                continue
-            delivered = await self._publish(rows)
-            if delivered:
-                await self._database.writer.submit(
-                    partial(outbox.mark_delivered, ids=delivered, now=self._clock())
-                )
-                for listener in self.listeners:
-                    listener(len(delivered))
-            if len(delivered) < len(rows):
+            elif not complete:
                 self._failures += 1
                 await asyncio.sleep(self._backoff())
             else:
                 self._failures = 0
+
+    async def flush(self, *, within: float) -> None:
+        """Publish what is pending now, for at most `within` seconds (clean shutdown)."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    published, complete = await self._pass()
+                    if not published or not complete:
+                        return
+        except TimeoutError:
+            log.warning("events_left_in_outbox", reason="broker slow or unreachable at shutdown")
+
+    async def _pass(self) -> tuple[int, bool]:
+        """One batch: returns how many were published, and whether all of the batch were."""
+        async with self._database.sessions() as session:
+            rows = await outbox.pending(session, limit=BATCH)
+        if not rows:
+            return 0, True
+        delivered = await self._publish(rows)
+        if delivered:
+            await self._database.writer.submit(
+                partial(outbox.mark_delivered, ids=delivered, now=self._clock())
+            )
+            for listener in self.listeners:
+                listener(len(delivered))
+        return len(delivered), len(delivered) == len(rows)
 
     async def _publish(self, rows: Sequence[OutboxEvent]) -> list[int]:
         chains: dict[str, list[OutboxEvent]] = {}

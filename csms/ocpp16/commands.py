@@ -19,10 +19,11 @@ from csms.errors import (
     InvalidCommand,
     UnknownChargePoint,
 )
+from csms.events.record import Recorder
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.schemas import Validators
 from csms.store import repo
-from csms.store.commands import CommandRecord, record_command
+from csms.store.commands import CommandRecord
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.commands")
@@ -74,7 +75,9 @@ class Commands:
         clock: Callable[[], datetime],
         queue_size: int,
         call_timeout: float,
+        recorder: Recorder,
     ) -> None:
+        self._recorder = recorder
         self._chargers = chargers
         self._database = database
         self._validators = validators
@@ -162,5 +165,7 @@ class Commands:
         )
 
     async def _keep(self, record: CommandRecord) -> int:
-        command_id: int = await self._database.writer.submit(partial(record_command, record=record))
+        command_id: int = await self._database.writer.submit(
+            partial(self._recorder.command, record=record)
+        )
         return command_id

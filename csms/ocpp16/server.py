@@ -17,6 +17,8 @@ from websockets.typing import Subprotocol
 
 from csms.config import OcppSettings
 from csms.core.identity import identity_from_path
+from csms.events import build
+from csms.events.record import with_events
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.handlers import HANDLERS, ChargerContext, Services
 from csms.ocpp16.rpc import RpcSession
@@ -36,6 +38,7 @@ class Admission:
     charge_point_id: str
     known: bool
     accepted: bool
+    location_id: str | None
 
 
 class OcppServer:
@@ -106,6 +109,7 @@ class OcppServer:
             charge_point_id=identity,
             known=row is not None,
             accepted=row is not None and row.first_accepted_at is not None,
+            location_id=row.location_id if row is not None else None,
         )
         return None
 
@@ -139,7 +143,10 @@ class OcppServer:
         connection = ChargerConnection(
             websocket=websocket,
             context=ChargerContext(
-                charge_point_id=identity, services=self.services, accepted=admission.accepted
+                charge_point_id=identity,
+                services=self.services,
+                accepted=admission.accepted,
+                location_id=admission.location_id,
             ),
             rpc=RpcSession(
                 validators=self.validators, supported=HANDLERS.keys(), accepted=admission.accepted
@@ -152,10 +159,18 @@ class OcppServer:
             # Keep-new (reliability note §1.8): the newest socket wins; the old one is closed.
             log.info("connection_replaced")
             self._spawn(previous.close(code=1000, reason="replaced by a new connection"))
-        await self.services.writer.submit_bulk(
-            repo.connection_change(charge_point_id=identity, connected=True, now=now)
-        )
         remote = websocket.remote_address[0] if websocket.remote_address else None
+        events = [
+            build.connected(identity, at=now, remote_address=remote),
+            build.network_status(identity, at=now, status="available"),
+        ]
+        await self.services.writer.submit_bulk(
+            with_events(
+                repo.connection_change(charge_point_id=identity, connected=True, now=now),
+                events,
+                now=now,
+            )
+        )
         log.info("charger_connected", remote_address=remote)
         self._notify(identity, connected=True)
         return connection
@@ -168,8 +183,17 @@ class OcppServer:
             return
         del self.chargers[identity]
         now = self.services.clock()
+        close_reason = connection.websocket.close_reason or None
+        events = [
+            build.disconnected(identity, at=now, reason=close_reason),
+            build.network_status(identity, at=now, status="temporarily_unavailable"),
+        ]
         await self.services.writer.submit_bulk(
-            repo.connection_change(charge_point_id=identity, connected=False, now=now)
+            with_events(
+                repo.connection_change(charge_point_id=identity, connected=False, now=now),
+                events,
+                now=now,
+            )
         )
         log.info("charger_disconnected", code=connection.websocket.close_code)
         self._notify(identity, connected=False)

@@ -39,17 +39,28 @@ class CommandRecord:
     error_details: dict[str, Any] | None = None
 
 
-async def record_command(session: AsyncSession, *, record: CommandRecord) -> int:
-    """Keep the command and, when the charger took it, what it changes in our data."""
+async def record_command(
+    session: AsyncSession, *, record: CommandRecord
+) -> tuple[int, list[Reservation]]:
+    """Keep the command and what it changes in our data; returns the reservations it changed."""
     row = Command(**record.__dict__)
     session.add(row)
     await session.flush()
+    changed: list[Reservation] = []
     if record.response is not None:
         effect = _EFFECTS.get(record.action)
         if effect is not None:
             await effect(session, record)
+        if record.action in _RESERVATION_ACTIONS and record.response.get("status") == "Accepted":
+            reservation = await _reservation(
+                session, record.charge_point_id, record.request["reservationId"]
+            )
+            changed = [reservation] if reservation is not None else []
     assert row.id is not None
-    return row.id
+    return row.id, changed
+
+
+_RESERVATION_ACTIONS = frozenset({"ReserveNow", "CancelReservation"})
 
 
 async def _set_profile(session: AsyncSession, record: CommandRecord) -> None:
@@ -283,11 +294,10 @@ async def use_reservation(
     reservation_id: int | None,
     transaction_id: int,
     now: datetime,
-) -> None:
+) -> list[Reservation]:
     """A transaction by the reserved tag (or naming the reservation) fulfils it: 'done'."""
-    await session.execute(
-        update(Reservation)
-        .where(
+    rows = await session.execute(
+        select(Reservation).where(
             col(Reservation.charge_point_id) == charge_point_id,
             col(Reservation.status) == ReservationStatus.ACTIVE,
             or_(
@@ -296,8 +306,14 @@ async def use_reservation(
                 & col(Reservation.connector_id).in_([connector_id, 0]),
             ),
         )
-        .values(status=ReservationStatus.DONE, transaction_id=transaction_id, updated_at=now)
     )
+    done = list(rows.scalars())
+    for row in done:
+        row.status = ReservationStatus.DONE
+        row.transaction_id = transaction_id
+        row.updated_at = now
+    await session.flush()
+    return done
 
 
 async def list_commands(

@@ -91,6 +91,8 @@ class Writer:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._closed = False
         self._dialect = sessions.kw["bind"].dialect.name
+        # Called after every batch (the outbox relay wakes on it).
+        self.listeners: list[Callable[[], None]] = []
 
     async def submit(self, job: Job[T]) -> T:
         """Run a job in the next batch and return its result once committed.
@@ -137,6 +139,13 @@ class Writer:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            await self._commit_batch(batch)
+        finally:
+            for listener in self.listeners:
+                listener()
+
+    async def _commit_batch(self, batch: list[_Item]) -> None:
         live = [(job, future) for job, future in batch if not future.done()]
         try:
             results = await self._run_jobs([job for job, _ in live])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, partial
 from typing import Any
@@ -48,6 +48,7 @@ from csms.store.tables import (
     Connector,
     IdTag,
     MeterValue,
+    Reservation,
     StatusNotification,
     Transaction,
     User,
@@ -465,6 +466,8 @@ class StartOutcome:
     transaction_id: int
     id_tag_info: IdTagInfo
     created: bool
+    # Reservations this start fulfilled ('done').
+    reservations: list[Reservation] = field(default_factory=list)
 
 
 async def start_transaction(
@@ -512,7 +515,7 @@ async def start_transaction(
         row_id = existing.scalar_one()
         return StartOutcome(transaction_id=int(row_id), id_tag_info=info, created=False)
     await _end_open_transactions(session, key=key, keep=inserted, now=now)
-    await use_reservation(
+    fulfilled = await use_reservation(
         session,
         charge_point_id=key.charge_point_id,
         connector_id=key.connector_id,
@@ -521,7 +524,9 @@ async def start_transaction(
         transaction_id=inserted,
         now=now,
     )
-    return StartOutcome(transaction_id=inserted, id_tag_info=info, created=True)
+    return StartOutcome(
+        transaction_id=inserted, id_tag_info=info, created=True, reservations=fulfilled
+    )
 
 
 async def _end_open_transactions(
@@ -556,9 +561,16 @@ class StopRequest:
     samples: Sequence[Sample]
 
 
+@dataclass(frozen=True)
+class StopOutcome:
+    id_tag_info: IdTagInfo | None
+    # The transaction this Stop ended, the first time the charger's stop is recorded.
+    stopped: int | None
+
+
 async def stop_transaction(
     session: AsyncSession, *, request: StopRequest, now: datetime
-) -> IdTagInfo | None:
+) -> StopOutcome:
     """Record one stop per transaction, whatever the charger resends.
 
     OCPP 1.6 §4.10: the CSMS cannot refuse a stop, so an unknown id (or -1, errata §3.18)
@@ -571,15 +583,35 @@ async def stop_transaction(
     )
     row = await session.get(Transaction, request.transaction_id)
     if row is not None and row.charge_point_id == request.charge_point_id:
-        await _stop_known(session, row=row, request=request, now=now)
-    else:
-        await _stop_orphan(session, request=request, now=now)
-    return info
+        recorded = await _stop_known(session, row=row, request=request, now=now)
+        return StopOutcome(id_tag_info=info, stopped=row.id if recorded else None)
+    await _stop_orphan(session, request=request, now=now)
+    return StopOutcome(id_tag_info=info, stopped=None)
+
+
+async def claim_cdr(session: AsyncSession, *, transaction_id: int, now: datetime) -> bool:
+    """True once per transaction: the caller emits its one CDR (flag `cdr_created`)."""
+    row = await session.get(Transaction, transaction_id)
+    if row is None or TransactionFlag.CDR_CREATED.value in row.flags:
+        return False
+    row.flags = merge_flags(row.flags, [TransactionFlag.CDR_CREATED])
+    row.updated_at = now
+    await session.flush()
+    return True
+
+
+async def transaction_samples(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
+    rows = await session.execute(
+        select(MeterValue)
+        .where(col(MeterValue.transaction_id) == transaction_id)
+        .order_by(col(MeterValue.timestamp), col(MeterValue.id))
+    )
+    return list(rows.scalars())
 
 
 async def _stop_known(
     session: AsyncSession, *, row: Transaction, request: StopRequest, now: datetime
-) -> None:
+) -> bool:
     flags = stop_flags(
         meter_start=row.meter_start if row.meter_start is not None else request.meter_stop,
         meter_stop=request.meter_stop,
@@ -602,7 +634,7 @@ async def _stop_known(
         .execution_options(synchronize_session=False)
     )
     if not getattr(result, "rowcount", 0):
-        return
+        return False
     assert row.id is not None
     await _insert_samples(
         session,
@@ -612,6 +644,7 @@ async def _stop_known(
         samples=request.samples,
         now=now,
     )
+    return True
 
 
 async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: datetime) -> None:

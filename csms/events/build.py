@@ -1,0 +1,300 @@
+"""Events as the contract spells them: one builder per type, from facts to a validated Event.
+
+The OCPI and OICP parts go through the strict pydantic models here, so a wrong field name
+or a naive timestamp fails a test, not a roaming partner, and what reaches the outbox is
+plain JSON. Building an event never fails an OCPP answer: identifiers that cannot take the
+OCPI/OICP form are replaced by stable derived ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from csms.core import ocpi, oicp
+from csms.core.clock import format_utc
+from csms.core.events import Event
+from csms.core.meter import Sample
+from csms.events.envelope import EventType
+from csms.events.models_base import to_json_dict
+from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Session
+from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
+
+log = structlog.get_logger("csms.events")
+
+_UID_NAMESPACE = uuid.UUID("4f0c7d3e-2a51-4c1e-9a8e-6f1f2b3c4d5e")
+
+
+@dataclass(frozen=True)
+class Party:
+    """Our OCPI identity (config section [ocpi])."""
+
+    country_code: str
+    party_id: str
+    currency: str
+
+
+def _event(
+    charge_point_id: str,
+    event_type: EventType,
+    time: datetime,
+    data: dict[str, Any],
+    subject: str | None = None,
+) -> Event:
+    return Event(
+        id=uuid.uuid4(),
+        charge_point_id=charge_point_id,
+        type=event_type.value,
+        time=time,
+        data=data,
+        subject=subject,
+    )
+
+
+def evse_uid(charge_point_id: str, connector_id: int) -> str:
+    """The OCPI EVSE uid of a connector; a stable derived uid when the identity is too long."""
+    try:
+        return ocpi.format_evse_uid(charge_point_id, connector_id)
+    except ValueError:
+        return str(uuid.uuid5(_UID_NAMESPACE, f"{charge_point_id}*{connector_id}"))
+
+
+def evse_id(party: Party, charge_point_id: str, connector_id: int) -> str:
+    """The eMI3 EVSE id of a connector; a stable derived one when the identity does not fit."""
+    try:
+        return ocpi.format_evse_id(
+            party.country_code, party.party_id, identity=charge_point_id, connector_id=connector_id
+        )
+    except ValueError:
+        digest = hashlib.sha1(charge_point_id.encode()).hexdigest()[:16].upper()
+        return f"{party.country_code}*{party.party_id}*E{digest}*{connector_id}"
+
+
+# -- charge points -------------------------------------------------------------------------
+
+
+def connected(charge_point_id: str, *, at: datetime, remote_address: str | None) -> Event:
+    data: dict[str, Any] = {"chargePointId": charge_point_id}
+    if remote_address is not None:
+        data["remoteAddress"] = remote_address
+    return _event(charge_point_id, EventType.CHARGEPOINT_CONNECTED, at, data)
+
+
+def disconnected(charge_point_id: str, *, at: datetime, reason: str | None) -> Event:
+    data: dict[str, Any] = {"chargePointId": charge_point_id}
+    if reason:
+        data["reason"] = reason
+    return _event(charge_point_id, EventType.CHARGEPOINT_DISCONNECTED, at, data)
+
+
+def network_status(charge_point_id: str, *, at: datetime, status: str) -> Event:
+    return _event(charge_point_id, EventType.CHARGEPOINT_NETWORK_STATUS, at, {"status": status})
+
+
+def booted(charge_point_id: str, *, at: datetime, payload: dict[str, Any]) -> Event:
+    data = {
+        "vendor": payload["chargePointVendor"],
+        "model": payload["chargePointModel"],
+        "serialNumber": payload.get("chargePointSerialNumber")
+        or payload.get("chargeBoxSerialNumber"),
+        "firmwareVersion": payload.get("firmwareVersion"),
+        "bootStatus": "Accepted",
+    }
+    return _event(charge_point_id, EventType.CHARGEPOINT_BOOTED, at, data)
+
+
+def evse_status(
+    charge_point_id: str,
+    *,
+    party: Party,
+    connector_id: int,
+    ocpp_status: str | None,
+    error_code: str | None,
+    info: str | None,
+    vendor_error_code: str | None,
+    vendor_error_text: str | None,
+    online: bool,
+    at: datetime,
+) -> Event:
+    """`evse.status` for one connector (OCPP connector >= 1 is one OCPI EVSE)."""
+    ocpi_part = EvseStatusUpdate.model_validate(
+        ocpi.build_evse_status(
+            evse_uid=evse_uid(charge_point_id, connector_id),
+            ocpp_status=ocpp_status,
+            online=online,
+            last_updated=at,
+        )
+    )
+    oicp_part = EvseStatusRecord.model_validate(
+        oicp.build_evse_status_record(
+            evse_id=evse_id(party, charge_point_id, connector_id),
+            ocpp_status=ocpp_status,
+            online=online,
+        )
+    )
+    data: dict[str, Any] = {
+        "connectorId": connector_id,
+        "ocppStatus": ocpp_status,
+        "errorCode": error_code,
+        "info": info,
+        "vendorErrorCode": vendor_error_code,
+        "ocpi": to_json_dict(ocpi_part),
+        "oicp": to_json_dict(oicp_part),
+    }
+    if vendor_error_text is not None:
+        data["vendorErrorText"] = vendor_error_text
+    subject = f"{charge_point_id}/{connector_id}"
+    return _event(charge_point_id, EventType.EVSE_STATUS, at, data, subject)
+
+
+# -- transactions --------------------------------------------------------------------------
+
+
+def authorization(
+    charge_point_id: str, *, at: datetime, id_tag: str, status: str, source: str
+) -> Event:
+    data = {"idTag": id_tag, "status": status, "source": source}
+    return _event(charge_point_id, EventType.AUTHORIZATION, at, data)
+
+
+def meter_values(
+    charge_point_id: str,
+    *,
+    connector_id: int,
+    transaction_id: int | None,
+    samples: Sequence[Sample],
+    at: datetime,
+) -> Event:
+    data = {
+        "connectorId": connector_id,
+        "transactionId": transaction_id,
+        "sampledValues": [
+            {
+                "timestamp": sample.timestamp,
+                "measurand": sample.measurand,
+                "phase": sample.phase or None,
+                "unit": sample.unit or None,
+                "value": sample.value,
+                "context": sample.context,
+                "location": sample.location,
+            }
+            for sample in samples
+        ],
+    }
+    return _event(charge_point_id, EventType.METER_VALUES, at, _jsonable(data))
+
+
+def session(event_type: EventType, facts: ocpi.SessionFacts, *, at: datetime) -> Event:
+    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session."""
+    model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
+    data = {"transactionId": facts.transaction_id, "ocpi": to_json_dict(model)}
+    return _event(facts.charge_point_id, event_type, at, data)
+
+
+def cdr_created(
+    facts: ocpi.SessionFacts,
+    *,
+    party: Party,
+    location: ocpi.CdrLocationFacts | None,
+    at: datetime,
+    remark: str | None,
+) -> Event:
+    """cdr.created with an OCPI 2.2.1 CDR and an OICP 2.3 ChargeDetailRecord.
+
+    Without a location for the charger there is no OCPI CdrLocation to give, so `ocpi`
+    is null until the charge point is linked to a location (PUT /charge-points/{id}).
+    """
+    the_evse_id = evse_id(party, facts.charge_point_id, facts.connector_id)
+    ocpi_part: dict[str, Any] | None = None
+    if location is not None:
+        model = Cdr.model_validate(
+            ocpi.build_cdr(
+                facts,
+                cdr_id=f"{facts.transaction_id}",
+                location=location,
+                total_cost=ocpi.PriceFacts(excl_vat=Decimal(0)),
+                last_updated=at,
+                remark=remark,
+            )
+        )
+        ocpi_part = to_json_dict(model)
+    data = {
+        "transactionId": facts.transaction_id,
+        "ocpi": ocpi_part,
+        "oicp": _oicp_cdr(facts, evse_id=the_evse_id),
+    }
+    return _event(facts.charge_point_id, EventType.CDR_CREATED, at, data)
+
+
+def _oicp_cdr(facts: ocpi.SessionFacts, *, evse_id: str) -> dict[str, Any] | None:
+    """The OICP ChargeDetailRecord, or None when the idTag cannot identify the driver there.
+
+    OICP 2.3 §IdentificationType accepts an RFID UID (8, 14 or 20 hex digits) or an EvcoID;
+    other idTags (e.g. "CARD-0001") cannot be sent to Hubject.
+    """
+    try:
+        record = oicp.build_charge_detail_record(
+            facts,
+            session_id=str(uuid.uuid5(_UID_NAMESPACE, f"session:{facts.transaction_id}")),
+            evse_id=evse_id,
+        )
+    except ValueError as exc:
+        log.info("oicp_cdr_skipped", transaction_id=facts.transaction_id, reason=str(exc))
+        return None
+    return to_json_dict(ChargeDetailRecord.model_validate(record))
+
+
+# -- commands and reservations -------------------------------------------------------------
+
+
+def command_completed(
+    charge_point_id: str,
+    *,
+    action: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: dict[str, str] | None,
+    at: datetime,
+) -> Event:
+    data: dict[str, Any] = {"action": action, "request": request}
+    if error is None:
+        data["response"] = response
+    else:
+        data["error"] = error
+    return _event(charge_point_id, EventType.COMMAND_COMPLETED, at, data)
+
+
+def reservation_status(
+    charge_point_id: str,
+    *,
+    reservation_id: int,
+    connector_id: int,
+    id_tag: str,
+    status: str,
+    at: datetime,
+) -> Event:
+    data = {
+        "reservationId": reservation_id,
+        "connectorId": connector_id,
+        "idTag": id_tag,
+        "status": status,
+    }
+    return _event(charge_point_id, EventType.RESERVATION_STATUS, at, data)
+
+
+def _jsonable(value: Any) -> Any:
+    """Datetimes as RFC 3339 UTC 'Z' text, recursively (the outbox stores plain JSON)."""
+    if isinstance(value, datetime):
+        return format_utc(value)
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value

@@ -1,0 +1,312 @@
+"""Business events end to end: real csms, real charger frames, a real MQTT broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+import aiomqtt
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from csms.config import MqttSettings
+from csms.events.models_ocpi import EvseStatusUpdate, Session
+from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
+from csms.events.mqtt import start_embedded_broker
+from tests.strict_charger import strict_charger
+from tests.support import (
+    MOSQUITTO_UP,
+    WAIT,
+    RawCharger,
+    RunningCsms,
+    free_port,
+    running_csms,
+    settings_for,
+)
+
+RFID = "04A2B3C4D5E6F7"  # a 7-byte UID: OICP can identify it
+START = {"connectorId": 1, "idTag": RFID, "meterStart": 1000, "timestamp": "2026-03-01T10:00:00Z"}
+STOP = {"transactionId": 0, "meterStop": 8500, "timestamp": "2026-03-01T11:30:00Z"}
+
+
+def meter(tx: int, wh: int, at: str) -> dict[str, Any]:
+    sampled = [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]
+    return {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": [{"timestamp": at, "sampledValue": sampled}],
+    }
+
+
+class Subscriber:
+    """Collects the events of one topic prefix, as a consumer would."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.retained: list[bool] = []
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for message in self.client.messages:
+            assert isinstance(message.payload, bytes)
+            self.events.append(orjson.loads(message.payload))
+            self.retained.append(message.retain)
+            self._arrived.set()
+
+    async def until(self, count: int, *, of_type: str | None = None) -> list[dict[str, Any]]:
+        """Wait until `count` events (of a type) have arrived; return those events."""
+        async with asyncio.timeout(WAIT):
+            while len(self.of(of_type)) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.of(of_type)
+
+    def of(self, event_type: str | None) -> list[dict[str, Any]]:
+        return [e for e in self.events if event_type is None or e["type"] == event_type]
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+@asynccontextmanager
+async def subscribed(url: str, prefix: str) -> AsyncIterator[Subscriber]:
+    address = urlsplit(url)
+    client = aiomqtt.Client(
+        address.hostname or "127.0.0.1", address.port or 1883, identifier=f"t-{uuid4().hex[:8]}"
+    )
+    async with client:
+        await client.subscribe(f"{prefix}/events/#", qos=1)
+        subscriber = Subscriber(client)
+        try:
+            yield subscriber
+        finally:
+            subscriber.close()
+
+
+def mqtt_of(csms: RunningCsms) -> MqttSettings:
+    return csms.app.settings.mqtt
+
+
+async def test_a_charging_session_publishes_every_event_in_order(csms: RunningCsms) -> None:
+    """Connect, boot, status, authorize, start, meter, stop, leave: the contract's events."""
+    mqtt = mqtt_of(csms)
+    async with csms.api() as api:
+        await api.put(f"/id-tags/{RFID}", json={"status": "Accepted"})
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        async with csms.charger("CP-EV") as cp:
+            await cp.call(
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"},
+            )
+            await cp.call("Authorize", {"idTag": RFID})
+            tx = (await cp.call("StartTransaction", START))["transactionId"]
+            await cp.call("MeterValues", meter(tx, 4000, "2026-03-01T10:45:00Z"))
+            await cp.call("StopTransaction", {**STOP, "transactionId": tx})
+        seen = await events.until(13)
+    assert [e["type"] for e in seen] == [
+        "chargepoint.connected",
+        "chargepoint.network_status",
+        "chargepoint.booted",
+        "evse.status",
+        "authorization",
+        "authorization",
+        "session.started",
+        "meter.values",
+        "session.updated",
+        "session.stopped",
+        "cdr.created",
+        "chargepoint.disconnected",
+        "chargepoint.network_status",
+    ]
+    for event in seen:
+        assert event["specversion"] == "1.0"
+        assert event["source"] == "/charge-points/CP-EV"
+        assert event["datacontenttype"] == "application/json"
+        assert event["time"].endswith("Z")
+        UUID(event["id"])
+    by_type = {e["type"]: e for e in seen}
+    status = by_type["evse.status"]["data"]
+    EvseStatusUpdate.model_validate_json(orjson.dumps(status["ocpi"]))
+    EvseStatusRecord.model_validate_json(orjson.dumps(status["oicp"]))
+    assert (status["ocpi"]["status"], status["oicp"]["EvseStatus"]) == ("CHARGING", "Occupied")
+    started, updated, stopped = (
+        by_type[t]["data"]["ocpi"]
+        for t in ("session.started", "session.updated", "session.stopped")
+    )
+    for ocpi in (started, updated, stopped):
+        Session.model_validate_json(orjson.dumps(ocpi))
+    assert (started["status"], started["kwh"]) == ("ACTIVE", 0)
+    assert (updated["status"], updated["kwh"]) == ("ACTIVE", 3)
+    assert (stopped["status"], stopped["kwh"]) == ("COMPLETED", 7.5)
+    assert by_type["session.started"]["time"] == "2026-03-01T10:00:00.000Z"  # the charger's time
+    cdr = by_type["cdr.created"]["data"]
+    record = ChargeDetailRecord.model_validate_json(orjson.dumps(cdr["oicp"]))
+    assert cdr["transactionId"] == tx
+    assert float(record.consumed_energy) == 7.5
+    assert [a["data"]["source"] for a in events.of("authorization")] == [
+        "Authorize",
+        "StartTransaction",
+    ]
+    assert [s["data"]["status"] for s in events.of("chargepoint.network_status")] == [
+        "available",
+        "temporarily_unavailable",
+    ]
+
+
+async def test_state_events_are_retained(csms: RunningCsms) -> None:
+    """A consumer that subscribes late still gets evse.status, booted and network_status."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as live, csms.charger("CP-RET") as cp:
+        await cp.call(
+            "StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Available"}
+        )
+        await live.until(1, of_type="evse.status")
+        async with subscribed(mqtt.url, mqtt.topic_prefix) as late:
+            got = await late.until(3)
+    assert sorted(e["type"] for e in got) == [
+        "chargepoint.booted",
+        "chargepoint.network_status",
+        "evse.status",
+    ]
+    assert all(late.retained[:3])
+
+
+async def test_commands_and_reservations_publish_events(csms: RunningCsms) -> None:
+    """command.completed with the response or the error; reservation.status as it changes."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        async with strict_charger(f"{csms.ocpp_url}/CP-CMD") as charger, csms.api() as api:
+            await api.post("/charge-points/CP-CMD/commands/ClearCache", json={})
+            charger.errors["Reset"] = ("NotSupported", "no", {})
+            await api.post("/charge-points/CP-CMD/commands/Reset", json={"type": "Soft"})
+            await api.post(
+                "/charge-points/CP-CMD/reserve",
+                json={"connectorId": 1, "idTag": "T", "expiryDate": "2099-01-01T00:00:00Z"},
+            )
+        completed = await events.until(3, of_type="command.completed")
+        reserved = await events.until(1, of_type="reservation.status")
+    assert completed[0]["data"] == {
+        "action": "ClearCache",
+        "request": {},
+        "response": {"status": "Accepted"},
+    }
+    assert completed[1]["data"]["error"] == {"errorCode": "NotSupported", "errorDescription": "no"}
+    assert reserved[0]["data"]["status"] == "active"
+
+
+async def test_broker_outage_delays_events_but_loses_none(database_url: str) -> None:
+    """Broker down for a whole transaction: answers at once; events arrive later, once, in order."""
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    prefix = f"outage-{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    settings = settings_for(
+        database_url, mqtt=MqttSettings(url=url, topic_prefix=prefix, embedded=False)
+    )
+    try:
+        async with running_csms(settings) as csms, csms.charger("CP-OUT") as cp:
+            async with subscribed(url, prefix) as before:
+                await before.until(1, of_type="chargepoint.booted")  # retained: it was delivered
+            await broker.stop()
+            tx = (await cp.call("StartTransaction", START))["transactionId"]
+            for minute, wh in ((15, 2000), (30, 3000), (45, 4000)):
+                await cp.call("MeterValues", meter(tx, wh, f"2026-03-01T10:{minute}:00Z"))
+            await cp.call("StopTransaction", {**STOP, "transactionId": tx})
+            broker = await start_embedded_broker("127.0.0.1", port)
+            async with subscribed(url, prefix) as after:
+                await after.until(1, of_type="cdr.created")
+                got = after.of(None)
+    finally:
+        await broker.stop()
+    types = [e["type"] for e in got]
+    assert types == [
+        "authorization",
+        "session.started",
+        *["meter.values", "session.updated"] * 3,
+        "session.stopped",
+        "cdr.created",
+    ]
+    assert len({e["id"] for e in got}) == len(got)
+    kwh = [e["data"]["ocpi"]["kwh"] for e in got if e["type"] == "session.updated"]
+    assert kwh == [1, 2, 3]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
+    """csms killed mid-transaction and restarted: the Stop gives one CDR with the right energy."""
+    port = free_port()
+    broker = None if MOSQUITTO_UP else await start_embedded_broker("127.0.0.1", port)
+    url = "mqtt://127.0.0.1:1883" if MOSQUITTO_UP else f"mqtt://127.0.0.1:{port}"
+    prefix = f"kill-{uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "CSMS_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}",
+        "CSMS_OCPP__HOST": "127.0.0.1",
+        "CSMS_OCPP__PORT": str(free_port()),
+        "CSMS_API__PORT": "0",
+        "CSMS_MQTT__URL": url,
+        "CSMS_MQTT__TOPIC_PREFIX": prefix,
+        "CSMS_MQTT__EMBEDDED": "false",
+        "CSMS_LOG__FORMAT": "json",
+    }
+    ocpp_url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/CP-KILL"
+    try:
+        async with subscribed(url, prefix) as events:
+            first = await _start_csms(env)
+            async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+                cp = RawCharger(ws)
+                await cp.boot()
+                tx = (await cp.call("StartTransaction", START))["transactionId"]
+                first.send_signal(signal.SIGKILL)
+                await first.wait()
+            second = await _start_csms(env)
+            try:
+                async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+                    cp = RawCharger(ws)
+                    assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
+                    assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
+                stopped = await events.until(1, of_type="session.stopped")
+                cdrs = await events.until(1, of_type="cdr.created")
+            finally:
+                second.send_signal(signal.SIGTERM)
+                await second.wait()
+        assert len(events.of("cdr.created")) == 1
+        assert stopped[0]["data"]["ocpi"]["kwh"] == 7.5
+        assert cdrs[0]["data"]["oicp"]["ConsumedEnergy"] == 7.5
+    finally:
+        if broker is not None:
+            await broker.stop()
+
+
+async def _start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(WAIT * 2):
+        while True:
+            line = await process.stderr.readline()
+            assert line, "csms exited before it was ready"
+            if b'"csms_ready"' in line:
+                break
+    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
+    return process
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
