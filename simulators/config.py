@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Final
 
 __all__ = [
     "MEASURANDS",
+    "STANDARD_KEYS",
     "ConfigStatus",
     "ConfigStore",
     "KeySpec",
     "KeyType",
-    "STANDARD_KEYS",
 ]
 
 
@@ -27,7 +27,7 @@ class KeyType(Enum):
     CSL = "csl"  # free comma-separated list
 
 
-class ConfigStatus(str, Enum):
+class ConfigStatus(StrEnum):
     """ChangeConfiguration.conf status values."""
 
     ACCEPTED = "Accepted"
@@ -78,61 +78,61 @@ def _k(
     return KeySpec(name, type_, default, readonly, reboot, minimum, maximum)
 
 
-B, I, S, M, L = KeyType.BOOL, KeyType.INT, KeyType.STR, KeyType.MEASURANDS, KeyType.CSL
+B, N, S, M, L = KeyType.BOOL, KeyType.INT, KeyType.STR, KeyType.MEASURANDS, KeyType.CSL
 
 STANDARD_KEYS: Final[tuple[KeySpec, ...]] = (
     # Core profile
     _k("AllowOfflineTxForUnknownId", B, "false"),
     _k("AuthorizationCacheEnabled", B, "true"),
     _k("AuthorizeRemoteTxRequests", B, "false"),
-    _k("BlinkRepeat", I, "3", minimum=0),
-    _k("ClockAlignedDataInterval", I, "0", minimum=0),
-    _k("ConnectionTimeOut", I, "60", minimum=0),
+    _k("BlinkRepeat", N, "3", minimum=0),
+    _k("ClockAlignedDataInterval", N, "0", minimum=0),
+    _k("ConnectionTimeOut", N, "60", minimum=0),
     _k("ConnectorPhaseRotation", L, "0.RST,1.RST,2.RST"),
-    _k("ConnectorPhaseRotationMaxLength", I, "10", readonly=True),
-    _k("GetConfigurationMaxKeys", I, "100", readonly=True),
-    _k("HeartbeatInterval", I, "300", minimum=0),
-    _k("LightIntensity", I, "100", minimum=0, maximum=100),
+    _k("ConnectorPhaseRotationMaxLength", N, "10", readonly=True),
+    _k("GetConfigurationMaxKeys", N, "100", readonly=True),
+    _k("HeartbeatInterval", N, "300", minimum=0),
+    _k("LightIntensity", N, "100", minimum=0, maximum=100),
     _k("LocalAuthorizeOffline", B, "true"),
     _k("LocalPreAuthorize", B, "false"),
-    _k("MaxEnergyOnInvalidId", I, "0", minimum=0),
+    _k("MaxEnergyOnInvalidId", N, "0", minimum=0),
     _k("MeterValuesAlignedData", M, "Energy.Active.Import.Register"),
-    _k("MeterValuesAlignedDataMaxLength", I, "8", readonly=True),
+    _k("MeterValuesAlignedDataMaxLength", N, "8", readonly=True),
     _k("MeterValuesSampledData", M, "Energy.Active.Import.Register,Power.Active.Import"),
-    _k("MeterValuesSampledDataMaxLength", I, "8", readonly=True),
-    _k("MeterValueSampleInterval", I, "60", minimum=0),
-    _k("MinimumStatusDuration", I, "0", minimum=0),
-    _k("NumberOfConnectors", I, "2", readonly=True),
-    _k("ResetRetries", I, "3", minimum=0),
+    _k("MeterValuesSampledDataMaxLength", N, "8", readonly=True),
+    _k("MeterValueSampleInterval", N, "60", minimum=0),
+    _k("MinimumStatusDuration", N, "0", minimum=0),
+    _k("NumberOfConnectors", N, "2", readonly=True),
+    _k("ResetRetries", N, "3", minimum=0),
     _k("StopTransactionOnEVSideDisconnect", B, "true"),
     _k("StopTransactionOnInvalidId", B, "true"),
     _k("StopTxnAlignedData", M, ""),
-    _k("StopTxnAlignedDataMaxLength", I, "8", readonly=True),
+    _k("StopTxnAlignedDataMaxLength", N, "8", readonly=True),
     _k("StopTxnSampledData", M, "Energy.Active.Import.Register"),
-    _k("StopTxnSampledDataMaxLength", I, "8", readonly=True),
+    _k("StopTxnSampledDataMaxLength", N, "8", readonly=True),
     _k(
         "SupportedFeatureProfiles",
         L,
         "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
         readonly=True,
     ),
-    _k("SupportedFeatureProfilesMaxLength", I, "6", readonly=True),
-    _k("TransactionMessageAttempts", I, "3", minimum=1),
-    _k("TransactionMessageRetryInterval", I, "60", minimum=0),
+    _k("SupportedFeatureProfilesMaxLength", N, "6", readonly=True),
+    _k("TransactionMessageAttempts", N, "3", minimum=1),
+    _k("TransactionMessageRetryInterval", N, "60", minimum=0),
     _k("UnlockConnectorOnEVSideDisconnect", B, "true"),
-    _k("WebSocketPingInterval", I, "0", minimum=0, reboot=False),
+    _k("WebSocketPingInterval", N, "0", minimum=0, reboot=False),
     # Local auth list management profile
     _k("LocalAuthListEnabled", B, "true"),
-    _k("LocalAuthListMaxLength", I, "1000", readonly=True),
-    _k("SendLocalListMaxLength", I, "100", readonly=True),
+    _k("LocalAuthListMaxLength", N, "1000", readonly=True),
+    _k("SendLocalListMaxLength", N, "100", readonly=True),
     # Reservation profile
     _k("ReserveConnectorZeroSupported", B, "false", readonly=True),
     # Smart charging profile
-    _k("ChargeProfileMaxStackLevel", I, "10", readonly=True),
+    _k("ChargeProfileMaxStackLevel", N, "10", readonly=True),
     _k("ChargingScheduleAllowedChargingRateUnit", L, "Current,Power", readonly=True),
-    _k("ChargingScheduleMaxPeriods", I, "24", readonly=True),
+    _k("ChargingScheduleMaxPeriods", N, "24", readonly=True),
     _k("ConnectorSwitch3to1PhaseSupported", B, "false", readonly=True),
-    _k("MaxChargingProfilesInstalled", I, "20", readonly=True),
+    _k("MaxChargingProfilesInstalled", N, "20", readonly=True),
     # Vendor-specific, to show the central system a reboot-required key
     _k("SimNetworkProfile", S, "default", reboot=True),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 import jsonschema_rs
@@ -28,6 +28,8 @@ __all__ = [
     "CallError",
     "CallErrorFrame",
     "CallResult",
+    "CallTimeout",
+    "ConnectionLost",
     "ErrorCode",
     "FrameError",
     "MessageType",
@@ -53,7 +55,7 @@ CALLRESULT: Final = 3
 CALLERROR: Final = 4
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """The CALLERROR codes of OCPP-J 1.6 §4.2.3 (spelling as in the specification)."""
 
     NOT_IMPLEMENTED = "NotImplemented"
@@ -76,6 +78,20 @@ class CallError(Exception):
         self.code = code
         self.description = description
         self.details: dict[str, Any] = details if details is not None else {}
+
+
+class CallTimeout(CallError):
+    """No answer came within the call timeout."""
+
+    def __init__(self, description: str = "no answer") -> None:
+        super().__init__("Timeout", description)
+
+
+class ConnectionLost(CallError):
+    """The connection dropped (or was down) before an answer came."""
+
+    def __init__(self, description: str = "connection lost") -> None:
+        super().__init__("ConnectionLost", description)
 
 
 # Actions a charger sends (charger -> central system).

@@ -1,0 +1,419 @@
+"""Smart charging (OCPP 1.6 §3.13): stored charging profiles, stacking, composite schedules.
+
+Pure and synchronous. Times are POSIX seconds on the simulated clock (floats); limits are
+evaluated in watts using the charger's nominal voltage and phase count.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ChargingProfile",
+    "ProfileKind",
+    "ProfilePurpose",
+    "ProfileStatus",
+    "ProfileStore",
+    "RateUnit",
+    "Recurrency",
+    "SchedulePeriod",
+    "parse_time",
+]
+
+INF = math.inf
+DAY = 86400.0
+WEEK = 7 * DAY
+
+
+class ProfilePurpose(StrEnum):
+    """chargingProfilePurpose."""
+
+    CHARGE_POINT_MAX = "ChargePointMaxProfile"
+    TX_DEFAULT = "TxDefaultProfile"
+    TX = "TxProfile"
+
+
+class ProfileKind(StrEnum):
+    """chargingProfileKind."""
+
+    ABSOLUTE = "Absolute"
+    RECURRING = "Recurring"
+    RELATIVE = "Relative"
+
+
+class Recurrency(StrEnum):
+    """recurrencyKind."""
+
+    DAILY = "Daily"
+    WEEKLY = "Weekly"
+
+
+class RateUnit(StrEnum):
+    """chargingRateUnit."""
+
+    AMPS = "A"
+    WATTS = "W"
+
+
+class ProfileStatus(StrEnum):
+    """SetChargingProfile.conf status."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    NOT_SUPPORTED = "NotSupported"
+
+
+def parse_time(text: str) -> float:
+    """An OCPP dateTime as POSIX seconds (naive times are taken as UTC)."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePeriod:
+    """One chargingSchedulePeriod."""
+
+    start: int
+    limit: float
+    phases: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingProfile:
+    """A validated, installed charging profile."""
+
+    profile_id: int
+    connector_id: int
+    stack_level: int
+    purpose: ProfilePurpose
+    kind: ProfileKind
+    unit: RateUnit
+    periods: tuple[SchedulePeriod, ...]
+    recurrency: Recurrency | None = None
+    transaction_id: int | None = None
+    valid_from: float | None = None
+    valid_to: float | None = None
+    start_schedule: float | None = None
+    duration: float | None = None
+    installed_at: float = 0.0
+
+    @classmethod
+    def from_ocpp(cls, connector_id: int, data: dict[str, Any], now: float) -> ChargingProfile:
+        """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable."""
+        schedule = data["chargingSchedule"]
+        periods = tuple(
+            sorted(
+                (
+                    SchedulePeriod(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
+                    for p in schedule["chargingSchedulePeriod"]
+                ),
+                key=lambda p: p.start,
+            )
+        )
+        if not periods:
+            raise ValueError("no chargingSchedulePeriod")
+        starts = [p.start for p in periods]
+        if len(set(starts)) != len(starts) or starts[0] < 0:
+            raise ValueError("startPeriod values must be distinct and non-negative")
+        if any(p.limit < 0 for p in periods):
+            raise ValueError("negative limit")
+        kind = ProfileKind(data["chargingProfileKind"])
+        recurrency = Recurrency(data["recurrencyKind"]) if "recurrencyKind" in data else None
+        if kind is ProfileKind.RECURRING and recurrency is None:
+            raise ValueError("Recurring profile without recurrencyKind")
+        duration = schedule.get("duration")
+        if duration is not None and duration <= 0:
+            raise ValueError("non-positive duration")
+        return cls(
+            profile_id=int(data["chargingProfileId"]),
+            connector_id=connector_id,
+            stack_level=int(data["stackLevel"]),
+            purpose=ProfilePurpose(data["chargingProfilePurpose"]),
+            kind=kind,
+            unit=RateUnit(schedule["chargingRateUnit"]),
+            periods=periods,
+            recurrency=recurrency,
+            transaction_id=data.get("transactionId"),
+            valid_from=parse_time(data["validFrom"]) if "validFrom" in data else None,
+            valid_to=parse_time(data["validTo"]) if "validTo" in data else None,
+            start_schedule=(
+                parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
+            ),
+            duration=float(duration) if duration is not None else None,
+            installed_at=now,
+        )
+
+    def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
+        """The period in force at ``t`` (None if none) and the next time that may change."""
+        nxt = INF
+        if self.valid_from is not None and t < self.valid_from:
+            return None, self.valid_from
+        if self.valid_to is not None:
+            if t >= self.valid_to:
+                return None, INF
+            nxt = self.valid_to
+        if self.kind is ProfileKind.RELATIVE:
+            start = tx_start if tx_start is not None else t
+        elif self.kind is ProfileKind.ABSOLUTE:
+            start = self._anchor()
+        else:
+            base = self._anchor()
+            cycle = DAY if self.recurrency is Recurrency.DAILY else WEEK
+            start = base + math.floor((t - base) / cycle) * cycle
+            nxt = min(nxt, start + cycle)
+        offset = t - start
+        if offset < 0:
+            return None, min(nxt, start)
+        if self.duration is not None:
+            if offset >= self.duration:
+                return None, nxt
+            nxt = min(nxt, start + self.duration)
+        starts = [p.start for p in self.periods]
+        index = bisect_right(starts, offset) - 1
+        if index < 0:
+            return None, min(nxt, start + starts[0])
+        if index + 1 < len(starts):
+            nxt = min(nxt, start + starts[index + 1])
+        return self.periods[index], nxt
+
+    def _anchor(self) -> float:
+        if self.start_schedule is not None:
+            return self.start_schedule
+        if self.valid_from is not None:
+            return self.valid_from
+        return self.installed_at
+
+
+@dataclass(frozen=True, slots=True)
+class Electrical:
+    """What the hardware can do, to convert amps to watts and bound the result."""
+
+    voltage: float = 230.0
+    phases: int = 3
+    max_power_w: float = 22080.0  # per connector
+
+
+class ProfileStore:
+    """The profiles installed on one charger, keyed by chargingProfileId."""
+
+    __slots__ = ("connectors", "electrical", "max_periods", "max_profiles", "max_stack", "profiles")
+
+    def __init__(
+        self,
+        connectors: int,
+        electrical: Electrical | None = None,
+        *,
+        max_stack: int = 10,
+        max_periods: int = 24,
+        max_profiles: int = 20,
+    ) -> None:
+        self.connectors = connectors
+        self.electrical = electrical or Electrical()
+        self.max_stack = max_stack
+        self.max_periods = max_periods
+        self.max_profiles = max_profiles
+        self.profiles: dict[int, ChargingProfile] = {}
+
+    def __len__(self) -> int:
+        return len(self.profiles)
+
+    def install(
+        self,
+        connector_id: int,
+        data: dict[str, Any],
+        now: float,
+        active_transaction: int | bool | None = None,
+    ) -> ProfileStatus:
+        """Apply a SetChargingProfile.req.
+
+        ``active_transaction`` is the transaction id running on the connector, ``True``
+        for one whose id is not known yet, or None when the connector has none.
+        """
+        if not 0 <= connector_id <= self.connectors:
+            return ProfileStatus.REJECTED
+        try:
+            profile = ChargingProfile.from_ocpp(connector_id, data, now)
+        except (ValueError, KeyError, TypeError):
+            return ProfileStatus.REJECTED
+        if not 0 <= profile.stack_level <= self.max_stack:
+            return ProfileStatus.REJECTED
+        if len(profile.periods) > self.max_periods:
+            return ProfileStatus.REJECTED
+        if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and connector_id != 0:
+            return ProfileStatus.REJECTED
+        if profile.purpose is ProfilePurpose.TX:
+            if connector_id == 0 or active_transaction is None or active_transaction is False:
+                return ProfileStatus.REJECTED
+            if (
+                profile.transaction_id is not None
+                and not isinstance(active_transaction, bool)
+                and profile.transaction_id != active_transaction
+            ):
+                return ProfileStatus.REJECTED
+        # Same id, or same connector + purpose + stack level: the new one replaces the old.
+        replaced = [
+            pid
+            for pid, old in self.profiles.items()
+            if pid == profile.profile_id
+            or (
+                old.connector_id == connector_id
+                and old.purpose is profile.purpose
+                and old.stack_level == profile.stack_level
+            )
+        ]
+        if len(self.profiles) - len(replaced) >= self.max_profiles:
+            return ProfileStatus.REJECTED
+        for pid in replaced:
+            del self.profiles[pid]
+        self.profiles[profile.profile_id] = profile
+        return ProfileStatus.ACCEPTED
+
+    def clear(
+        self,
+        profile_id: int | None = None,
+        connector_id: int | None = None,
+        purpose: str | None = None,
+        stack_level: int | None = None,
+    ) -> bool:
+        """Apply a ClearChargingProfile.req; True if anything was removed.
+
+        An id alone identifies a profile; without one, the other fields filter.
+        """
+        if profile_id is not None:
+            doomed = [profile_id] if profile_id in self.profiles else []
+        else:
+            doomed = [
+                pid
+                for pid, p in self.profiles.items()
+                if (connector_id is None or p.connector_id == connector_id)
+                and (purpose is None or p.purpose.value == purpose)
+                and (stack_level is None or p.stack_level == stack_level)
+            ]
+        for pid in doomed:
+            del self.profiles[pid]
+        return bool(doomed)
+
+    def end_transaction(self, connector_id: int) -> None:
+        """Drop the TxProfiles of a connector whose transaction ended."""
+        for pid in [
+            pid
+            for pid, p in self.profiles.items()
+            if p.connector_id == connector_id and p.purpose is ProfilePurpose.TX
+        ]:
+            del self.profiles[pid]
+
+    def to_watts(self, period: SchedulePeriod, unit: RateUnit) -> float:
+        """A period's limit in watts."""
+        if unit is RateUnit.WATTS:
+            return period.limit
+        phases = min(period.phases or 3, self.electrical.phases)
+        return period.limit * self.electrical.voltage * phases
+
+    def _best(
+        self, candidates: list[ChargingProfile], t: float, tx_start: float | None
+    ) -> tuple[float | None, float]:
+        """Highest stack level in force among ``candidates``: limit in W and next change."""
+        nxt = INF
+        best: tuple[int, float] | None = None
+        for profile in candidates:
+            period, change = profile.period_at(t, tx_start)
+            nxt = min(nxt, change)
+            if period is not None and (best is None or profile.stack_level > best[0]):
+                best = (profile.stack_level, self.to_watts(period, profile.unit))
+        return (best[1] if best else None), nxt
+
+    def limit_w(
+        self, connector_id: int, t: float, tx_start: float | None, in_transaction: bool
+    ) -> tuple[float, float]:
+        """The power limit of a connector at ``t`` and the next time it may change.
+
+        Connector 0 gives the charger-wide limit (ChargePointMaxProfile).
+        """
+        electrical = self.electrical
+        if connector_id == 0:
+            hardware = electrical.max_power_w * self.connectors
+        else:
+            hardware = electrical.max_power_w
+        if not self.profiles:
+            return hardware, INF
+        by_purpose: dict[tuple[int, ProfilePurpose], list[ChargingProfile]] = {}
+        for p in self.profiles.values():
+            by_purpose.setdefault((p.connector_id, p.purpose), []).append(p)
+        cp_max, nxt = self._best(
+            by_purpose.get((0, ProfilePurpose.CHARGE_POINT_MAX), []), t, tx_start
+        )
+        limit = hardware if cp_max is None else min(hardware, cp_max)
+        if connector_id == 0:
+            return limit, nxt
+        tx_limit: float | None = None
+        groups: list[list[ChargingProfile]] = []
+        if in_transaction:
+            groups.append(by_purpose.get((connector_id, ProfilePurpose.TX), []))
+        groups.append(by_purpose.get((connector_id, ProfilePurpose.TX_DEFAULT), []))
+        groups.append(by_purpose.get((0, ProfilePurpose.TX_DEFAULT), []))
+        for group in groups:
+            value, change = self._best(group, t, tx_start)
+            nxt = min(nxt, change)
+            if tx_limit is None and value is not None:
+                tx_limit = value
+        if tx_limit is not None:
+            limit = min(limit, tx_limit)
+        return limit, nxt
+
+    def composite(
+        self,
+        connector_id: int,
+        start: float,
+        duration: int,
+        unit: RateUnit,
+        tx_start: float | None,
+        in_transaction: bool,
+    ) -> list[tuple[int, float]]:
+        """GetCompositeSchedule: ``(startPeriod, limit)`` pairs over ``duration`` seconds."""
+        return composite_schedule(
+            lambda t: self.limit_w(connector_id, t, tx_start, in_transaction),
+            start,
+            duration,
+            self.watts_to_unit_fn(unit),
+        )
+
+    def watts_to_unit_fn(self, unit: RateUnit) -> Callable[[float], float]:
+        """Conversion of watts to the requested unit, rounded to the schema's 0.1 step."""
+        if unit is RateUnit.WATTS:
+            return lambda w: round(w, 1)
+        per_amp = self.electrical.voltage * self.electrical.phases
+        return lambda w: round(w / per_amp, 1)
+
+
+def composite_schedule(
+    limit_at: Callable[[float], tuple[float, float]],
+    start: float,
+    duration: int,
+    convert: Callable[[float], float],
+) -> list[tuple[int, float]]:
+    """Walk the change points of ``limit_at`` over ``[start, start + duration)``."""
+    end = start + duration
+    periods: list[tuple[int, float]] = []
+    t = start
+    for _ in range(10_000):
+        if t >= end:
+            break
+        watts, nxt = limit_at(t)
+        value = convert(watts)
+        offset = round(t - start)
+        if periods and periods[-1][0] == offset:
+            periods[-1] = (offset, value)
+        elif not periods or periods[-1][1] != value:
+            periods.append((offset, value))
+        if len(periods) >= 2 and periods[-1][1] == periods[-2][1]:
+            periods.pop()
+        t = max(nxt, t + 1e-6)
+    return periods
