@@ -34,7 +34,7 @@ fmt: $(STAMP)
 
 ## sim: run 3 simulated chargers against a local CSMS
 sim: $(STAMP)
-	$(BIN)/csms-sim run --url ws://127.0.0.1:9000/ocpp --chargers 3
+	$(BIN)/csms-sim run --url ws://127.0.0.1:9000/ocpp --chargers 3 --scenario simulators/scenarios/commute.toml
 
 ## migrate: apply database migrations and exit
 migrate: $(STAMP)
