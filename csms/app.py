@@ -15,6 +15,7 @@ from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.config import Settings
 from csms.events.build import Party
+from csms.events.ingress import CommandIngress
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.record import Recorder
 from csms.events.relay import Relay
@@ -98,6 +99,12 @@ class Csms:
             on_reservations_changed=self.reservations.wake,
         )
         api = create_api(context=context, token=settings.api.token)
+        self.ingress = CommandIngress(
+            url=settings.mqtt.url,
+            topic_prefix=settings.mqtt.topic_prefix,
+            commands=self.commands,
+            publisher=self.publisher,
+        )
         self._api = _ApiServer(
             uvicorn.Config(
                 api,
@@ -132,12 +139,14 @@ class Csms:
                 writer = tasks.create_task(self.database.writer.run(), name="db-writer")
                 relay = tasks.create_task(self.relay.run(), name="outbox-relay")
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
                     self._log_ready(broker)
                     self.ready.set()
                     await self._stop.wait()
+                ingress.cancel()
                 await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
         finally:
             await self.publisher.close()

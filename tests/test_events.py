@@ -310,3 +310,56 @@ _DRAINS: set[asyncio.Task[None]] = set()
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
         pass
+
+
+@asynccontextmanager
+async def replies(url: str, prefix: str) -> AsyncIterator[tuple[aiomqtt.Client, Subscriber]]:
+    """A client that publishes commands, and the replies it gets."""
+    address = urlsplit(url)
+    client = aiomqtt.Client(
+        address.hostname or "127.0.0.1", address.port or 1883, identifier=f"r-{uuid4().hex[:8]}"
+    )
+    async with client:
+        await client.subscribe(f"{prefix}/replies/#", qos=1)
+        subscriber = Subscriber(client)
+        try:
+            yield client, subscriber
+        finally:
+            subscriber.close()
+
+
+async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCsms) -> None:
+    """{prefix}/commands/{id}/{Action} runs the command; the reply carries the HTTP status."""
+    mqtt = mqtt_of(csms)
+    prefix = mqtt.topic_prefix
+    async with (
+        strict_charger(f"{csms.ocpp_url}/CP-MQ") as charger,
+        replies(mqtt.url, prefix) as (
+            client,
+            got,
+        ),
+    ):
+        requests = [
+            ("CP-MQ", "Reset", {"correlationId": "c1", "payload": {"type": "Soft"}}),
+            ("CP-MQ", "Reset", {"correlationId": "c2", "payload": {"type": "Sideways"}}),
+            ("NOBODY", "Reset", {"correlationId": "c3", "payload": {"type": "Soft"}}),
+            ("CP-MQ", "FooBar", {"correlationId": "c4", "payload": {}}),
+            ("CP-MQ", "ClearCache", {"correlationId": "c5", "payload": "not an object"}),
+        ]
+        # The ingress subscribes on start; a command published before that would be lost.
+        async with asyncio.timeout(WAIT):
+            await csms.app.ingress.subscribed.wait()
+        for charge_point_id, action, body in requests:
+            topic = f"{prefix}/commands/{charge_point_id}/{action}"
+            await client.publish(topic, orjson.dumps(body), qos=1)
+        answers = await got.until(len(requests))
+    by_id = {a["correlationId"]: a for a in answers}
+    assert by_id["c1"] == {
+        "correlationId": "c1",
+        "status": 200,
+        "action": "Reset",
+        "chargePointId": "CP-MQ",
+        "response": {"status": "Accepted"},
+    }
+    assert [by_id[c]["status"] for c in ("c2", "c3", "c4", "c5")] == [422, 404, 422, 422]
+    assert [action for action, _ in charger.received] == ["Reset"]

@@ -27,15 +27,11 @@ from csms.api.schemas import (
 from csms.api.views import transaction_out
 from csms.core.clock import format_utc
 from csms.errors import (
-    ChargerNotConnected,
     CommandError,
     CommandQueueFull,
     CommandRejected,
-    CommandTimeout,
-    InvalidCommand,
-    UnknownChargePoint,
 )
-from csms.ocpp16.commands import CENTRAL_SYSTEM_ACTIONS, CommandResult
+from csms.ocpp16.commands import CENTRAL_SYSTEM_ACTIONS, CommandResult, status_for
 from csms.store import repo
 from csms.store.commands import list_commands, new_reservation_id
 from csms.store.tables import Command
@@ -94,26 +90,15 @@ async def command_error_response(_request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, CommandError)
     headers: dict[str, str] = {}
     body: dict[str, Any] = {"detail": str(exc)}
-    if isinstance(exc, UnknownChargePoint):
-        code = status.HTTP_404_NOT_FOUND
-    elif isinstance(exc, InvalidCommand):
-        code = status.HTTP_422_UNPROCESSABLE_CONTENT
-    elif isinstance(exc, ChargerNotConnected):
-        code = status.HTTP_409_CONFLICT
-    elif isinstance(exc, CommandQueueFull):
-        code = status.HTTP_429_TOO_MANY_REQUESTS
+    if isinstance(exc, CommandQueueFull):
         headers["Retry-After"] = str(exc.retry_after)
-    elif isinstance(exc, CommandTimeout):
-        code = status.HTTP_504_GATEWAY_TIMEOUT
-    else:
-        assert isinstance(exc, CommandRejected)
-        code = status.HTTP_502_BAD_GATEWAY
+    if isinstance(exc, CommandRejected):
         body |= {
             "errorCode": exc.error_code,
             "errorDescription": exc.description,
             "errorDetails": exc.details,
         }
-    return JSONResponse(status_code=code, content=body, headers=headers)
+    return JSONResponse(status_code=status_for(exc), content=body, headers=headers)
 
 
 async def run_command(

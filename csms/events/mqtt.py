@@ -23,6 +23,7 @@ import contextlib
 import random
 import urllib.parse
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -386,3 +387,49 @@ class Publisher:
         if isinstance(disconnected, asyncio.Future) and disconnected.done():
             if not disconnected.cancelled():
                 disconnected.exception()
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def messages(
+    url: str,
+    topic_filter: str,
+    *,
+    backoff: Backoff | None = None,
+    on_subscribed: Callable[[], None] | None = None,
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Yield ``(topic, payload)`` of every message matching the filter, at QoS 1.
+
+    Reconnects with backoff and jitter for as long as the caller iterates; messages
+    published while disconnected are the broker's to keep or drop (clean session).
+    """
+    address = parse_mqtt_url(url)
+    delays = backoff or Backoff()
+    rng = random.Random()
+    attempt = 0
+    while True:
+        client = aiomqtt.Client(
+            address.host,
+            address.port,
+            username=address.username,
+            password=address.password,
+            identifier=f"csms-in-{uuid.uuid4().hex[:12]}",
+        )
+        try:
+            async with client:
+                await client.subscribe(topic_filter, qos=1)
+                log.info("mqtt_subscribed", topic_filter=topic_filter)
+                if on_subscribed is not None:
+                    on_subscribed()
+                attempt = 0
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes | bytearray):
+                        payload = str(payload if payload is not None else "").encode()
+                    yield str(message.topic), bytes(payload)
+        except aiomqtt.MqttError as exc:
+            attempt += 1
+            delay = delays.delay(attempt, rng=rng)
+            log.warning("mqtt_subscription_lost", error=str(exc), retry_in=round(delay, 3))
+            await asyncio.sleep(delay)

@@ -13,6 +13,7 @@ import structlog
 
 from csms.errors import (
     ChargerNotConnected,
+    CommandError,
     CommandQueueFull,
     CommandRejected,
     CommandTimeout,
@@ -52,6 +53,24 @@ CENTRAL_SYSTEM_ACTIONS = frozenset(
         "UnlockConnector",
         "UpdateFirmware",
     }
+)
+
+
+def status_for(error: CommandError) -> int:
+    """The contract's status for each way a command can fail (HTTP, and MQTT replies)."""
+    for kind, status in _STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+_STATUS_BY_ERROR: tuple[tuple[type[CommandError], int], ...] = (
+    (UnknownChargePoint, 404),
+    (InvalidCommand, 422),
+    (ChargerNotConnected, 409),
+    (CommandQueueFull, 429),
+    (CommandTimeout, 504),
+    (CommandRejected, 502),
 )
 
 
