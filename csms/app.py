@@ -97,6 +97,7 @@ class Csms:
             commands=self.commands,
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
+            party=party,
         )
         api = create_api(context=context, token=settings.api.token)
         self.ingress = CommandIngress(

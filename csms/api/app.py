@@ -22,6 +22,7 @@ from csms.api.context import (
     TransactionIdPath,
     not_found,
 )
+from csms.api.locations import add_location_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
@@ -59,6 +60,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     _transaction_routes(router, ctx)
     add_command_routes(router, ctx)
     add_registry_routes(router, ctx)
+    add_location_routes(router, ctx, ctx.party)
     _health_route(router, ctx)
     app.include_router(router)
     return app
@@ -140,7 +142,9 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         charge_point_id: IdentityPath, body: ChargePointIn, response: Response
     ) -> ChargePointOut:
         """Register or update a charge point; `password` is stored hashed and never returned."""
-        values = body.model_dump(exclude_unset=True, exclude={"password"})
+        values = body.model_dump(exclude_unset=True, exclude={"password", "connector_spec"})
+        if body.connector_spec is not None:
+            values["connector_spec"] = body.connector_spec.to_ocpi()
         if body.password is not None:
             values["password_hash"] = hash_password(
                 body.password.encode(), salt=secrets.token_bytes(16)

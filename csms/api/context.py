@@ -8,6 +8,7 @@ from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.errors import StoreError
+from csms.events.build import Party
 from csms.ocpp16.commands import Commands
 from csms.store.db import Database
 
@@ -29,7 +30,9 @@ class ApiContext:
         commands: Commands,
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
+        party: Party,
     ) -> None:
+        self.party = party
         self.database = database
         self.chargers = chargers
         self.commands = commands

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from csms.core.clock import as_utc
+from csms.core.ocpi import ConnectorFormat, ConnectorType, PowerType
 
 T = TypeVar("T")
 
@@ -72,6 +73,29 @@ class ChargePointOut(CamelModel):
     connectors: list[ConnectorOut]
 
 
+class ConnectorSpecIn(CamelModel):
+    """OCPI connector master data for every connector of a charger (mod_locations §Connector)."""
+
+    standard: ConnectorType = ConnectorType.IEC_62196_T2
+    format: ConnectorFormat = ConnectorFormat.SOCKET
+    power_type: PowerType = PowerType.AC_3_PHASE
+    max_voltage: int = Field(default=230, ge=0, le=2000)
+    max_amperage: int = Field(default=32, ge=0, le=2000)
+    max_electric_power: int | None = Field(default=None, ge=0, le=10_000_000)
+
+    def to_ocpi(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "standard": self.standard.value,
+            "format": self.format.value,
+            "power_type": self.power_type.value,
+            "max_voltage": self.max_voltage,
+            "max_amperage": self.max_amperage,
+        }
+        if self.max_electric_power is not None:
+            spec["max_electric_power"] = self.max_electric_power
+        return spec
+
+
 class ChargePointIn(CamelModel):
     """Register or update a charge point. The password is write-only."""
 
@@ -93,6 +117,9 @@ class ChargePointIn(CamelModel):
     # Security whitepaper §7.2: AuthorizationKey is 16 to 20 bytes (up to 40 hex digits).
     password: str | None = Field(default=None, min_length=16, max_length=40, repr=False)
     location_id: str | None = Field(default=None, max_length=36)
+    connector_spec: ConnectorSpecIn | None = Field(
+        default=None, description="what its connectors are, for OCPI EVSEs and CDRs"
+    )
 
 
 class IdTagStatus(StrEnum):

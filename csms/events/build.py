@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import structlog
 
 from csms.core import ocpi, oicp
@@ -24,7 +25,7 @@ from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.events.envelope import EventType
 from csms.events.models_base import to_json_dict
-from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Session
+from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Session
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
 
 log = structlog.get_logger("csms.events")
@@ -298,3 +299,110 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(item) for item in value]
     return value
+
+
+# -- locations -----------------------------------------------------------------------------
+
+# What a connector is when its charger says nothing else: a Type 2 socket, three-phase.
+DEFAULT_CONNECTOR_SPEC: dict[str, Any] = {
+    "standard": "IEC_62196_T2",
+    "format": "SOCKET",
+    "power_type": "AC_3_PHASE",
+    "max_voltage": 230,
+    "max_amperage": 32,
+}
+
+
+@dataclass(frozen=True)
+class ChargerAtLocation:
+    """A charger linked to a location, with its connectors' live status."""
+
+    charge_point_id: str
+    connector_spec: dict[str, Any] | None
+    # (connectorId >= 1, OCPP status, when it last changed)
+    connectors: Sequence[tuple[int, str | None, datetime | None]]
+    online: bool
+
+
+def ocpi_location(
+    *,
+    location_id: str,
+    data: dict[str, Any],
+    last_updated: datetime,
+    party: Party,
+    chargers: Sequence[ChargerAtLocation],
+) -> dict[str, Any]:
+    """The full OCPI 2.2.1 Location: the operator's data plus one EVSE per charger connector.
+
+    Raises:
+        pydantic.ValidationError: the data is not a valid OCPI Location.
+    """
+    evses = [
+        _evse(party, charger, connector_id, status, updated or last_updated)
+        for charger in chargers
+        for connector_id, status, updated in charger.connectors
+        if connector_id >= 1
+    ]
+    full = {
+        "country_code": party.country_code,
+        "party_id": party.party_id,
+        **data,
+        "id": location_id,
+        "last_updated": last_updated,
+    }
+    if evses:
+        full["evses"] = evses
+    model = Location.model_validate_json(orjson.dumps(_jsonable(full)))
+    return to_json_dict(model)
+
+
+def _evse(
+    party: Party,
+    charger: ChargerAtLocation,
+    connector_id: int,
+    status: str | None,
+    updated: datetime,
+) -> dict[str, Any]:
+    spec = {**DEFAULT_CONNECTOR_SPEC, **(charger.connector_spec or {})}
+    return {
+        "uid": evse_uid(charger.charge_point_id, connector_id),
+        "evse_id": evse_id(party, charger.charge_point_id, connector_id),
+        "status": ocpi.ocpi_evse_status(status, online=charger.online),
+        "connectors": [{"id": "1", **spec, "last_updated": updated}],
+        "last_updated": updated,
+    }
+
+
+def cdr_location(
+    location: dict[str, Any],
+    *,
+    party: Party,
+    charge_point_id: str,
+    connector_id: int,
+    connector_spec: dict[str, Any] | None,
+) -> ocpi.CdrLocationFacts:
+    """The CDR's location snapshot from a stored OCPI Location."""
+    spec = {**DEFAULT_CONNECTOR_SPEC, **(connector_spec or {})}
+    return ocpi.CdrLocationFacts(
+        address=location["address"],
+        city=location["city"],
+        country=location["country"],
+        latitude=location["coordinates"]["latitude"],
+        longitude=location["coordinates"]["longitude"],
+        evse_id=evse_id(party, charge_point_id, connector_id),
+        connector_standard=ocpi.ConnectorType(spec["standard"]),
+        connector_format=ocpi.ConnectorFormat(spec["format"]),
+        connector_power_type=ocpi.PowerType(spec["power_type"]),
+        name=location.get("name"),
+        postal_code=location.get("postal_code"),
+        state=location.get("state"),
+    )
+
+
+def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
+    """`location.updated` with the full OCPI Location.
+
+    The contract's topic has a charge point level; a location is published under its own
+    id there (`{prefix}/events/{locationId}/location.updated`).
+    """
+    return _event(location["id"], EventType.LOCATION_UPDATED, at, {"ocpi": location})

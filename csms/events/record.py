@@ -25,7 +25,7 @@ from csms.events.envelope import EventType
 from csms.store import outbox, repo
 from csms.store.commands import CommandRecord, expire_reservations, record_command
 from csms.store.db import BulkWrite
-from csms.store.tables import Reservation, Transaction
+from csms.store.tables import Location, Reservation, Transaction
 
 
 def with_events(write: BulkWrite, events: Sequence[Event], *, now: datetime) -> BulkWrite:
@@ -136,9 +136,10 @@ class Recorder:
         events = [build.session(EventType.SESSION_STOPPED, facts, at=row.stop_timestamp)]
         if row.meter_stop is not None and row.stop_timestamp >= row.start_timestamp:
             if await repo.claim_cdr(session, transaction_id=transaction_id, now=now):
+                location = await self._cdr_location(session, row)
                 events.append(
                     build.cdr_created(
-                        facts, party=self.party, location=None, at=now, remark=row.stop_reason
+                        facts, party=self.party, location=location, at=now, remark=row.stop_reason
                     )
                 )
         await outbox.add_events(session, events, now=now)
@@ -174,6 +175,23 @@ class Recorder:
         expired = await expire_reservations(session, now=now)
         await outbox.add_events(session, reservation_events(expired, at=now), now=now)
         return expired
+
+    async def _cdr_location(
+        self, session: AsyncSession, row: Transaction
+    ) -> ocpi.CdrLocationFacts | None:
+        charger = await repo.get_charge_point(session, row.charge_point_id)
+        if charger is None or charger.location_id is None:
+            return None
+        location = await session.get(Location, charger.location_id)
+        if location is None:
+            return None
+        return build.cdr_location(
+            location.data,
+            party=self.party,
+            charge_point_id=row.charge_point_id,
+            connector_id=max(row.connector_id, 1),
+            connector_spec=charger.connector_spec,
+        )
 
     def meter_values(
         self,

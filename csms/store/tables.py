@@ -58,6 +58,10 @@ class ChargePoint(SQLModel, table=True):
     security_profile: int = Field(default=0)
     password_hash: str | None = Field(default=None, max_length=255)
     location_id: str | None = Field(default=None, max_length=36)
+    # OCPI connector master data for every connector of the charger (standard, format...).
+    connector_spec: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     boot_status: str | None = Field(default=None, max_length=16)
     vendor: str | None = Field(default=None, max_length=255)
     model: str | None = Field(default=None, max_length=255)
@@ -329,3 +333,13 @@ class OutboxEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime | None = _utc(nullable=False)
     delivered_at: datetime | None = _utc()
+
+
+class Location(SQLModel, table=True):
+    """An OCPI 2.2.1 Location as the operator described it; its EVSEs come from its chargers."""
+
+    __tablename__ = "locations"
+
+    id: str = Field(primary_key=True, max_length=36)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    last_updated: datetime | None = _utc(nullable=False)

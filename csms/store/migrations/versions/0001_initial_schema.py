@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:42:30.420849
+Create Date: 2026-11-22 03:11:39.292030
 """
 
 from collections.abc import Sequence
@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("security_profile", sa.Integer(), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("location_id", sa.String(length=36), nullable=True),
+        sa.Column("connector_spec", sa.JSON(), nullable=True),
         sa.Column("boot_status", sa.String(length=16), nullable=True),
         sa.Column("vendor", sa.String(length=255), nullable=True),
         sa.Column("model", sa.String(length=255), nullable=True),
@@ -100,6 +101,13 @@ def upgrade() -> None:
         sa.Column("readonly", sa.Boolean(), nullable=True),
         sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("charge_point_id", "key"),
+    )
+    op.create_table(
+        "locations",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("last_updated", csms.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "outbox_events",
@@ -306,6 +314,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_outbox_events_pending")
 
     op.drop_table("outbox_events")
+    op.drop_table("locations")
     op.drop_table("configuration_keys")
     with op.batch_alter_table("commands", schema=None) as batch_op:
         batch_op.drop_index("ix_commands_cp")
