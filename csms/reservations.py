@@ -8,7 +8,9 @@ from datetime import datetime
 from functools import partial
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
+from csms.errors import StoreError
 from csms.events.record import Recorder
 from csms.store.commands import next_reservation_expiry
 from csms.store.db import Database
@@ -18,6 +20,7 @@ log = structlog.get_logger("csms.reservations")
 
 # Re-read the earliest expiry at least this often, so another node's reservations expire too.
 MAX_IDLE = 60.0
+RETRY_AFTER_FAILURE = 5.0
 
 
 class ReservationExpiry:
@@ -38,14 +41,22 @@ class ReservationExpiry:
 
     async def run(self) -> None:
         while True:
-            expired = await self._database.writer.submit(
-                partial(self._recorder.expire_reservations, now=self._clock())
-            )
-            if expired:
-                log.info("reservations_expired", count=len(expired))
-                for listener in self.listeners:
-                    listener(expired)
-            await self._sleep_until_next()
+            try:
+                await self._expire_due()
+                await self._sleep_until_next()
+            except (StoreError, SQLAlchemyError, OSError) as exc:
+                # The database is away; reservations expire as soon as it is back.
+                log.warning("reservation_expiry_paused", error=repr(exc))
+                await asyncio.sleep(RETRY_AFTER_FAILURE)
+
+    async def _expire_due(self) -> None:
+        expired = await self._database.writer.submit(
+            partial(self._recorder.expire_reservations, now=self._clock())
+        )
+        if expired:
+            log.info("reservations_expired", count=len(expired))
+            for listener in self.listeners:
+                listener(expired)
 
     async def _sleep_until_next(self) -> None:
         # Cleared before reading, so a wake() during the read is not lost.

@@ -16,9 +16,9 @@ from urllib.parse import unquote
 import orjson
 import structlog
 
-from csms.errors import CommandError, CommandQueueFull, CommandRejected
+from csms.errors import CommandError, CommandQueueFull, CommandRejected, StoreError
 from csms.events.envelope import topic_level
-from csms.events.mqtt import messages
+from csms.events.mqtt import EventPublishError, messages
 from csms.events.relay import Publisher
 from csms.ocpp16.commands import Commands, status_for
 
@@ -67,9 +67,12 @@ class CommandIngress:
             return
         reply = await self._run(charge_point_id, action, request)
         reply_topic = f"{self._prefix}/replies/{topic_level(charge_point_id)}/{correlation_id}"
-        await self._publisher.publish(
-            reply_topic, orjson.dumps({"correlationId": correlation_id, **reply}), retain=False
-        )
+        try:
+            await self._publisher.publish(
+                reply_topic, orjson.dumps({"correlationId": correlation_id, **reply}), retain=False
+            )
+        except EventPublishError as exc:
+            log.warning("command_reply_lost", topic=reply_topic, error=str(exc))
 
     async def _run(
         self, charge_point_id: str, action: str, request: dict[str, Any]
@@ -79,6 +82,8 @@ class CommandIngress:
             return {"status": 422, "detail": "payload must be a JSON object"}
         try:
             result = await self._commands.run(charge_point_id, action, body, requested_by="mqtt")
+        except StoreError as exc:
+            return {"status": 503, "detail": str(exc)}
         except CommandError as exc:
             reply: dict[str, Any] = {"status": status_for(exc), "detail": str(exc)}
             if isinstance(exc, CommandQueueFull):

@@ -16,7 +16,9 @@ from typing import Protocol
 from uuid import UUID
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
+from csms.errors import StoreError
 from csms.events.envelope import EventType, event_topic, is_retained, make_event
 from csms.store import outbox
 from csms.store.db import Database
@@ -63,7 +65,12 @@ class Relay:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            published, complete = await self._pass()
+            try:
+                published, complete = await self._pass()
+            except (StoreError, SQLAlchemyError, OSError) as exc:
+                # The database is away: the events wait in it; try again later.
+                log.warning("relay_paused", error=repr(exc))
+                published, complete = 0, False
             if not published and complete:
                 await self._prune()
                 await self._sleep(IDLE_POLL)

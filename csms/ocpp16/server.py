@@ -17,6 +17,7 @@ from websockets.typing import Subprotocol
 
 from csms.config import OcppSettings
 from csms.core.identity import identity_from_path
+from csms.errors import StoreError
 from csms.events import build
 from csms.events.record import with_events
 from csms.ocpp16.connection import ChargerConnection
@@ -188,13 +189,16 @@ class OcppServer:
             build.disconnected(identity, at=now, reason=close_reason),
             build.network_status(identity, at=now, status="temporarily_unavailable"),
         ]
-        await self.services.writer.submit_bulk(
-            with_events(
-                repo.connection_change(charge_point_id=identity, connected=False, now=now),
-                events,
-                now=now,
+        try:
+            await self.services.writer.submit_bulk(
+                with_events(
+                    repo.connection_change(charge_point_id=identity, connected=False, now=now),
+                    events,
+                    now=now,
+                )
             )
-        )
+        except StoreError as exc:
+            log.error("disconnect_not_recorded", error=str(exc))
         log.info("charger_disconnected", code=connection.websocket.close_code)
         self._notify(identity, connected=False)
 
