@@ -19,6 +19,7 @@ from csms.events.ingress import CommandIngress
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.record import Recorder
 from csms.events.relay import Relay
+from csms.network import OfflineWatch
 from csms.ocpp16.commands import Commands
 from csms.ocpp16.handlers import Services
 from csms.ocpp16.server import OcppServer
@@ -78,6 +79,14 @@ class Csms:
         self.database.writer.listeners.append(self.relay.wake)
         self.ocpp = OcppServer(
             settings=settings.ocpp, services=self.services, database=self.database
+        )
+        self.offline = OfflineWatch(
+            database=self.database,
+            recorder=recorder,
+            clock=utc_now,
+            grace=settings.ocpp.offline_grace,
+            long_term=settings.ocpp.long_term_offline,
+            online=self.ocpp.chargers,
         )
         self.reservations = ReservationExpiry(
             database=self.database, recorder=recorder, clock=utc_now
@@ -141,6 +150,7 @@ class Csms:
                 relay = tasks.create_task(self.relay.run(), name="outbox-relay")
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
+                offline = tasks.create_task(self.offline.run(), name="offline-watch")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
@@ -148,6 +158,7 @@ class Csms:
                     self.ready.set()
                     await self._stop.wait()
                 ingress.cancel()
+                offline.cancel()
                 await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
         finally:
             await self.publisher.close()

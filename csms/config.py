@@ -27,6 +27,8 @@ class OcppSettings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     command_queue_size: int = 16
+    offline_grace: float = 600.0
+    long_term_offline: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ def _check(settings: Settings) -> None:
         "ocpp.ping_interval": settings.ocpp.ping_interval,
         "ocpp.ping_timeout": settings.ocpp.ping_timeout,
         "ocpp.command_queue_size": settings.ocpp.command_queue_size,
+        "ocpp.offline_grace": settings.ocpp.offline_grace,
+        "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
     }
     for key, number in positive.items():

@@ -227,7 +227,10 @@ async def test_health(csms: RunningCsms) -> None:
     async with csms.charger():
         async with csms.api() as api:
             body = (await api.get("/health")).json()
-    assert body == {"status": "ok", "database": "ok", "connectedChargers": 1}
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+    assert body["connectedChargers"] == 1
+    assert body["outboxBacklog"] >= 0
 
 
 async def test_vendor_error_codes_explain_connector_errors(csms: RunningCsms) -> None:

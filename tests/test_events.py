@@ -223,6 +223,10 @@ async def test_broker_outage_delays_events_but_loses_none(database_url: str) -> 
             for minute, wh in ((15, 2000), (30, 3000), (45, 4000)):
                 await cp.call("MeterValues", meter(tx, wh, f"2026-03-01T10:{minute}:00Z"))
             await cp.call("StopTransaction", {**STOP, "transactionId": tx})
+            async with csms.api() as api:
+                health = (await api.get("/health")).json()
+            assert health["outboxBacklog"] >= 10
+            assert health["outboxOldestAgeSeconds"] >= 0
             broker = await start_embedded_broker("127.0.0.1", port)
             async with subscribed(url, prefix) as after:
                 await after.until(1, of_type="cdr.created")
@@ -363,3 +367,29 @@ async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCs
     }
     assert [by_id[c]["status"] for c in ("c2", "c3", "c4", "c5")] == [422, 404, 422, 422]
     assert [action for action, _ in charger.received] == ["Reset"]
+
+
+async def test_offline_chargers_go_unknown_then_long_term_unavailable(database_url: str) -> None:
+    """Past the grace its EVSEs are UNKNOWN; later it is long_term_unavailable; back: available."""
+    settings = settings_for(database_url, offline_grace=0.2, long_term_offline=0.5)
+    async with running_csms(settings) as csms:
+        mqtt = mqtt_of(csms)
+        async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+            async with csms.charger("CP-GONE") as cp:
+                await cp.call(
+                    "StatusNotification",
+                    {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+                )
+            statuses = await events.until(2, of_type="evse.status")
+            network = await events.until(3, of_type="chargepoint.network_status")
+            async with csms.charger("CP-GONE", boot=False):
+                back = await events.until(4, of_type="chargepoint.network_status")
+    assert [s["data"]["ocpi"]["status"] for s in statuses] == ["AVAILABLE", "UNKNOWN"]
+    assert statuses[1]["data"]["oicp"]["EvseStatus"] == "Unknown"
+    assert [n["data"]["status"] for n in back] == [
+        "available",
+        "temporarily_unavailable",
+        "long_term_unavailable",
+        "available",
+    ]
+    assert network == back[:3]

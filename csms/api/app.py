@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.commands import add_command_routes, command_error_response
@@ -38,7 +38,7 @@ from csms.api.schemas import (
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
 from csms.errors import CommandError, StoreError
-from csms.store import repo
+from csms.store import outbox, repo
 
 
 def create_api(*, context: ApiContext, token: str) -> FastAPI:
@@ -285,10 +285,22 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
 def _health_route(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Health:
+        """Database reachability, live chargers, and the event backlog waiting for the broker."""
         try:
-            await ctx.read(lambda session: session.execute(text("SELECT 1")))
-        except Exception:
+            count, oldest = await ctx.read(outbox.backlog)
+        except (StoreError, SQLAlchemyError, OSError):
             return Health(
-                status="degraded", database="unreachable", connected_chargers=len(ctx.chargers)
+                status="degraded",
+                database="unreachable",
+                connected_chargers=len(ctx.chargers),
+                outbox_backlog=None,
+                outbox_oldest_age_seconds=None,
             )
-        return Health(status="ok", database="ok", connected_chargers=len(ctx.chargers))
+        age = None if oldest is None else (ctx.clock() - oldest).total_seconds()
+        return Health(
+            status="ok",
+            database="ok",
+            connected_chargers=len(ctx.chargers),
+            outbox_backlog=count,
+            outbox_oldest_age_seconds=age,
+        )

@@ -224,12 +224,24 @@ class MeterValueOut(CamelModel):
 
 class Health(CamelModel):
     model_config = CamelModel.model_config | ConfigDict(
-        json_schema_extra={"examples": [{"status": "ok", "database": "ok", "connectedChargers": 3}]}
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "database": "ok",
+                    "connectedChargers": 3,
+                    "outboxBacklog": 0,
+                    "outboxOldestAgeSeconds": None,
+                }
+            ]
+        }
     )
 
     status: str
     database: str
     connected_chargers: int
+    outbox_backlog: int | None = Field(description="events not yet acknowledged by the broker")
+    outbox_oldest_age_seconds: float | None = Field(description="age of the oldest of them")
 
 
 class CommandOut(CamelModel):

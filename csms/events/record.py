@@ -7,9 +7,9 @@ event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,6 +175,54 @@ class Recorder:
         expired = await expire_reservations(session, now=now)
         await outbox.add_events(session, reservation_events(expired, at=now), now=now)
         return expired
+
+    async def offline(
+        self,
+        session: AsyncSession,
+        *,
+        now: datetime,
+        grace: timedelta,
+        long_term: timedelta,
+        online: Container[str],
+    ) -> int:
+        """Apply the offline rules; returns how many chargers moved on a stage.
+
+        Past `grace` offline, a charger's EVSEs are UNKNOWN (contract: "charger offline past
+        the grace period"); past `long_term`, its network status is long_term_unavailable.
+        """
+        moved = 0
+        for charger, connectors in await repo.offline_due(
+            session, stage=1, offline_since=now - grace
+        ):
+            if charger.id in online:
+                continue
+            events = [
+                build.evse_status(
+                    charger.id,
+                    party=self.party,
+                    connector_id=c.connector_id,
+                    ocpp_status=c.status,
+                    error_code=c.error_code,
+                    info=c.info,
+                    vendor_error_code=c.vendor_error_code,
+                    vendor_error_text=None,
+                    online=False,
+                    at=now,
+                )
+                for c in connectors
+                if c.connector_id >= 1
+            ]
+            await outbox.add_events(session, events, now=now)
+            await repo.set_offline_stage(session, charge_point_id=charger.id, stage=1)
+            moved += 1
+        for charger, _ in await repo.offline_due(session, stage=2, offline_since=now - long_term):
+            if charger.id in online:
+                continue
+            event = build.network_status(charger.id, at=now, status="long_term_unavailable")
+            await outbox.add_events(session, [event], now=now)
+            await repo.set_offline_stage(session, charge_point_id=charger.id, stage=2)
+            moved += 1
+        return moved
 
     async def _cdr_location(
         self, session: AsyncSession, row: Transaction

@@ -97,6 +97,11 @@ class Relay:
             rows = await outbox.pending(session, limit=BATCH)
         if not rows:
             return 0, True
+        if len(rows) == BATCH or self._failures:
+            async with self._database.sessions() as session:
+                count, oldest = await outbox.backlog(session)
+            age = None if oldest is None else (self._clock() - oldest).total_seconds()
+            log.info("outbox_backlog", events=count, oldest_age_seconds=age)
         delivered = await self._publish(rows)
         if delivered:
             await self._database.writer.submit(

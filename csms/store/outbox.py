@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Executable, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from csms.core.clock import as_utc
 from csms.core.events import Event
 from csms.store.db import StatementFactory
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
@@ -86,4 +87,4 @@ async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
         )
     ).one()
     count, oldest = row
-    return int(count), oldest
+    return int(count), None if oldest is None else as_utc(oldest)

@@ -342,6 +342,35 @@ async def delete_id_tag(session: AsyncSession, *, id_tag: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+# -- offline chargers ----------------------------------------------------------------------
+
+
+async def offline_due(
+    session: AsyncSession, *, stage: int, offline_since: datetime
+) -> list[tuple[ChargePoint, list[Connector]]]:
+    """Chargers offline since before the time that have not reached the stage yet."""
+    table = table_of(ChargePoint)
+    rows = await session.execute(
+        select(ChargePoint).where(
+            table.c.disconnected_at.is_not(None),
+            or_(table.c.connected_at.is_(None), table.c.disconnected_at >= table.c.connected_at),
+            table.c.disconnected_at <= offline_since,
+            table.c.offline_stage < stage,
+        )
+    )
+    chargers = list(rows.scalars())
+    connectors = await list_connectors(session, [charger.id for charger in chargers])
+    return [(c, [x for x in connectors if x.charge_point_id == c.id]) for c in chargers]
+
+
+async def set_offline_stage(session: AsyncSession, *, charge_point_id: str, stage: int) -> None:
+    await session.execute(
+        update(ChargePoint)
+        .where(col(ChargePoint.id) == charge_point_id)
+        .values(offline_stage=stage)
+    )
+
+
 # -- users and vendor error codes ----------------------------------------------------------
 
 

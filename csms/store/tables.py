@@ -80,6 +80,9 @@ class ChargePoint(SQLModel, table=True):
     last_seen: datetime | None = _utc()
     connected_at: datetime | None = _utc()
     disconnected_at: datetime | None = _utc()
+    # How far the offline rules went since the last disconnect: 0 none, 1 EVSEs UNKNOWN,
+    # 2 long_term_unavailable. A connection resets it.
+    offline_stage: int = Field(default=0)
     created_at: datetime | None = _utc()
     updated_at: datetime | None = _utc()
 

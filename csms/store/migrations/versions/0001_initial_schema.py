@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:11:39.292030
+Create Date: 2026-11-22 03:23:31.542668
 """
 
 from collections.abc import Sequence
@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("last_seen", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("connected_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("disconnected_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("offline_stage", sa.Integer(), nullable=False),
         sa.Column("created_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", csms.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
