@@ -40,6 +40,7 @@ log = structlog.get_logger("csms.mqtt")
 
 DEFAULT_PORT = 1883
 PROBE_TIMEOUT = 1.0
+MAX_INFLIGHT = 200
 
 
 class EventPublishError(CsmsError):
@@ -349,7 +350,11 @@ class Publisher:
                     clean_session=True,
                     keepalive=self._keepalive,
                     timeout=self._timeout,
+                    # The relay pipelines each charger's events; let them be in flight.
+                    max_inflight_messages=MAX_INFLIGHT,
                 )
+                # aiomqtt warns (a log line per publish) past 10 waiting publishes.
+                client.pending_calls_threshold = MAX_INFLIGHT * 10
                 try:
                     await client.__aenter__()
                 except aiomqtt.MqttError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol
 from uuid import UUID
@@ -29,6 +29,7 @@ log = structlog.get_logger("csms.events")
 BATCH = 500
 IDLE_POLL = 5.0  # also picks up what another process left undelivered
 RETENTION = timedelta(days=1)
+PRUNE_EVERY = timedelta(minutes=5)
 
 
 class Publisher(Protocol):
@@ -55,6 +56,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._failures = 0
         self._rng = random.Random()
+        self._pruned_at = datetime.min.replace(tzinfo=UTC)
         # Called with the number of events just marked delivered.
         self.listeners: list[Callable[[int], None]] = []
 
@@ -72,7 +74,8 @@ class Relay:
                 log.warning("relay_paused", error=repr(exc))
                 published, complete = 0, False
             if not published and complete:
-                await self._prune()
+                if self._clock() - self._pruned_at > PRUNE_EVERY:
+                    await self._prune()
                 await self._sleep(IDLE_POLL)
             elif not complete:
                 self._failures += 1
@@ -119,27 +122,35 @@ class Relay:
         return [row_id for delivered in results for row_id in delivered]
 
     async def _publish_chain(self, chain: list[OutboxEvent]) -> list[int]:
+        """Publish a charger's events pipelined, in order; delivered = those before a failure.
+
+        One MQTT connection keeps them in order (MQTT 3.1.1 §4.6), so they need not wait
+        for each other's PUBACK; an event counts as delivered only with its own PUBACK.
+        """
+        sends = [asyncio.ensure_future(self._publish_one(row)) for row in chain]
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
         delivered: list[int] = []
-        for row in chain:
-            event_type = EventType(row.type)
-            assert row.time is not None
-            assert row.id is not None
-            event = make_event(
-                event_id=UUID(row.event_id),
-                charge_point_id=row.charge_point_id,
-                event_type=event_type,
-                time=row.time,
-                data=row.data,
-                subject=row.subject,
-            )
-            topic = event_topic(self._prefix, row.charge_point_id, event_type)
-            try:
-                await self._publisher.publish(topic, event.encode(), retain=is_retained(event_type))
-            except Exception as exc:
-                log.warning("event_publish_failed", event_id=row.event_id, error=repr(exc))
+        for row, outcome in zip(chain, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("event_publish_failed", event_id=row.event_id, error=repr(outcome))
                 break
+            assert row.id is not None
             delivered.append(row.id)
         return delivered
+
+    async def _publish_one(self, row: OutboxEvent) -> None:
+        event_type = EventType(row.type)
+        assert row.time is not None
+        event = make_event(
+            event_id=UUID(row.event_id),
+            charge_point_id=row.charge_point_id,
+            event_type=event_type,
+            time=row.time,
+            data=row.data,
+            subject=row.subject,
+        )
+        topic = event_topic(self._prefix, row.charge_point_id, event_type)
+        await self._publisher.publish(topic, event.encode(), retain=is_retained(event_type))
 
     def _backoff(self) -> float:
         ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))
@@ -153,6 +164,7 @@ class Relay:
             pass
 
     async def _prune(self) -> None:
+        self._pruned_at = self._clock()
         before = self._clock() - self._retention
         pruned = await self._database.writer.submit(partial(outbox.prune, delivered_before=before))
         if pruned:

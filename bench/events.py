@@ -1,0 +1,211 @@
+"""Event path benchmark: outbox drain rate to the broker, and OCPP message -> MQTT latency.
+
+    python bench/events.py [--backlog 100000] [--messages 2000] [--database URL]
+
+csms runs as a subprocess (pinned to core 0 when `taskset` exists); the load and the MQTT
+subscriber run here. Uses Mosquitto on 127.0.0.1:1883 when it listens, else an embedded
+broker in this process. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import aiomqtt
+import orjson
+from websockets.asyncio.client import connect
+
+from csms.core.events import Event
+from csms.events.mqtt import is_listening, start_embedded_broker
+from csms.store import outbox
+from csms.store.db import Database
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def fill_outbox(url: str, count: int) -> None:
+    """Put `count` undelivered events in the outbox of a fresh database, 10 chargers' worth."""
+    database = Database(url)
+    await database.migrate()
+    writer = asyncio.create_task(database.writer.run())
+    now = datetime.now(UTC)
+    for start in range(0, count, 5000):
+        events = [
+            Event(
+                id=uuid.uuid4(),
+                charge_point_id=f"BENCH-{n % 10}",
+                type="meter.values",
+                time=now,
+                data={"connectorId": 1, "transactionId": n, "sampledValues": []},
+            )
+            for n in range(start, min(count, start + 5000))
+        ]
+        await database.writer.submit(partial(outbox.add_events, events=events, now=now))
+    database.writer.close()
+    await writer
+    await database.dispose()
+
+
+async def start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
+    command = [sys.executable, "-m", "csms", "serve"]
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        command = ["taskset", "-c", "0", *command]
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    while b'"csms_ready"' not in (line := await process.stderr.readline()):
+        if not line:
+            raise SystemExit("csms exited before it was ready")
+    # Keep reading its log, or a full pipe would stall it.
+    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
+    return process
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+async def drain(url: str, env: dict[str, str], count: int, prefix: str) -> None:
+    host, port = mqtt_address(env)
+    received = 0
+    done = asyncio.Event()
+    async with aiomqtt.Client(host, port, identifier=f"bench-{uuid.uuid4().hex[:8]}") as client:
+        await client.subscribe(f"{prefix}/events/#", qos=1)
+
+        async def count_messages() -> None:
+            nonlocal received
+            async for _ in client.messages:
+                received += 1
+                if received == count:
+                    done.set()
+
+        counter = asyncio.create_task(count_messages())
+        started = time.perf_counter()
+        process = await start_csms(env)
+        await asyncio.wait_for(done.wait(), timeout=600)
+        elapsed = time.perf_counter() - started
+        counter.cancel()
+    process.terminate()
+    await process.wait()
+    print(
+        f"outbox drain: {count} events in {elapsed:.1f} s = {count / elapsed:,.0f} events/s "
+        "(including csms start-up)"
+    )
+
+
+async def latency(env: dict[str, str], messages: int, prefix: str) -> None:
+    host, port = mqtt_address(env)
+    process = await start_csms(env)
+    sent: dict[int, float] = {}
+    delays: list[float] = []
+    all_in = asyncio.Event()
+    try:
+        async with aiomqtt.Client(host, port, identifier=f"bench-{uuid.uuid4().hex[:8]}") as client:
+            await client.subscribe(f"{prefix}/events/LAT-1/meter.values", qos=1)
+
+            async def receive() -> None:
+                async for message in client.messages:
+                    event = orjson.loads(message.payload)  # type: ignore[arg-type]
+                    n = event["data"]["transactionId"]
+                    delays.append(time.perf_counter() - sent[n])
+                    if len(delays) == messages:
+                        all_in.set()
+
+            receiver = asyncio.create_task(receive())
+            url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/LAT-1"
+            async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                boot = {"chargePointVendor": "bench", "chargePointModel": "b"}
+                await ws.send(orjson.dumps([2, "b", "BootNotification", boot]).decode())
+                await ws.recv()
+                for n in range(messages):
+                    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                    payload = {
+                        "connectorId": 1,
+                        "transactionId": n,
+                        "meterValue": [{"timestamp": at, "sampledValue": [{"value": str(n)}]}],
+                    }
+                    sent[n] = time.perf_counter()
+                    await ws.send(orjson.dumps([2, str(n), "MeterValues", payload]).decode())
+                    await ws.recv()
+            await asyncio.wait_for(all_in.wait(), timeout=120)
+            receiver.cancel()
+    finally:
+        process.terminate()
+        await process.wait()
+    ms = sorted(d * 1000 for d in delays)
+    p99 = ms[int(len(ms) * 0.99) - 1]
+    print(
+        f"OCPP MeterValues -> MQTT event: n={len(ms)} p50={statistics.median(ms):.1f} ms "
+        f"p99={p99:.1f} ms max={ms[-1]:.1f} ms"
+    )
+
+
+def mqtt_address(env: dict[str, str]) -> tuple[str, int]:
+    host_port = env["CSMS_MQTT__URL"].removeprefix("mqtt://")
+    host, _, port = host_port.partition(":")
+    return host, int(port or 1883)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=100_000, help="events to drain")
+    parser.add_argument("--messages", type=int, default=2000, help="latency samples")
+    parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    args = parser.parse_args()
+    broker = None
+    if await is_listening("127.0.0.1", 1883):
+        mqtt_url, where = "mqtt://127.0.0.1:1883", "Mosquitto on 127.0.0.1:1883"
+    else:
+        port = free_port()
+        broker = await start_embedded_broker("127.0.0.1", port)
+        mqtt_url, where = f"mqtt://127.0.0.1:{port}", "embedded amqtt (no Mosquitto found)"
+    print(f"broker: {where}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for phase in ("drain", "latency"):
+            database = args.database or f"sqlite+aiosqlite:///{Path(scratch) / phase}.db"
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            env = {
+                **os.environ,
+                "CSMS_DATABASE__URL": database,
+                "CSMS_OCPP__HOST": "127.0.0.1",
+                "CSMS_OCPP__PORT": str(free_port()),
+                "CSMS_API__PORT": str(free_port()),
+                "CSMS_MQTT__URL": mqtt_url,
+                "CSMS_MQTT__TOPIC_PREFIX": prefix,
+                "CSMS_MQTT__EMBEDDED": "false",
+                "CSMS_LOG__FORMAT": "json",
+            }
+            if phase == "drain":
+                print(f"filling the outbox with {args.backlog} events...")
+                await fill_outbox(database, args.backlog)
+                await drain(database, env, args.backlog, prefix)
+            else:
+                await latency(env, args.messages, prefix)
+    if broker is not None:
+        await broker.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
