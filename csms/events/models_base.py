@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 
 class StrictModel(BaseModel):
@@ -58,3 +61,35 @@ def format_datetime(value: datetime) -> str:
 def to_utc(value: datetime) -> datetime:
     """The same instant in UTC; a naive datetime is refused."""
     return require_aware(value).astimezone(UTC)
+
+
+def datetime_text_parser(pattern: str, message: str) -> Callable[[Any, ValidationInfo], Any]:
+    """A before-validator that parses JSON date-time text matching `pattern`.
+
+    A before-validator hands its result to the strict datetime check as Python input, so
+    JSON text is parsed here; Python input passes through.
+    """
+    compiled = re.compile(pattern)
+
+    def parse(value: Any, info: ValidationInfo) -> Any:
+        if info.mode != "json" or not isinstance(value, str):
+            return value
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return datetime.fromisoformat(value)
+
+    return parse
+
+
+def number_parser(message: str) -> Callable[[Any, ValidationInfo], Any]:
+    """A before-validator that turns JSON numbers into Decimal via their shortest text
+    (so 0.1 stays 0.1); JSON strings are not numbers. Python input must be a Decimal."""
+
+    def parse(value: Any, info: ValidationInfo) -> Any:
+        if info.mode != "json":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(message)
+        return Decimal(str(value))
+
+    return parse

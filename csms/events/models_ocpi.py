@@ -21,10 +21,9 @@ Validate core's dicts with ``Session.model_validate(d)`` and emit ``to_json_dict
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from pydantic import (
     AfterValidator,
@@ -32,7 +31,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
-    ValidationInfo,
     model_validator,
 )
 
@@ -59,7 +57,14 @@ from csms.core.ocpi import (
     TariffType,
     TokenType,
 )
-from csms.events.models_base import StrictModel, format_datetime, to_json_dict, to_utc
+from csms.events.models_base import (
+    StrictModel,
+    datetime_text_parser,
+    format_datetime,
+    number_parser,
+    to_json_dict,
+    to_utc,
+)
 
 __all__ = [
     "AdditionalGeoLocation",
@@ -167,27 +172,11 @@ LocalDate = Annotated[
 ]
 
 # types §DateTime is string(25): at most 4 fractional digits fit after the seconds and "Z".
-_DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,4})?Z")
-
-
-def _parse_datetime_text(value: Any, info: ValidationInfo) -> Any:
-    # A before-validator hands its result to the strict datetime check as Python input,
-    # so JSON text is parsed here.
-    if info.mode != "json" or not isinstance(value, str):
-        return value
-    if not _DATETIME_TEXT.fullmatch(value):
-        raise ValueError("an OCPI DateTime is UTC: YYYY-MM-DDTHH:MM:SS[.ffff]Z")
-    return datetime.fromisoformat(value)
-
-
-def _parse_number(value: Any, info: ValidationInfo) -> Any:
-    # As above: JSON numbers become Decimal here (via their shortest text, so 0.1 stays
-    # 0.1); JSON strings are not numbers. Python input must already be a Decimal.
-    if info.mode != "json":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("an OCPI number is a JSON number")
-    return Decimal(str(value))
+_parse_datetime_text = datetime_text_parser(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,4})?Z",
+    "an OCPI DateTime is UTC: YYYY-MM-DDTHH:MM:SS[.ffff]Z",
+)
+_parse_number = number_parser("an OCPI number is a JSON number")
 
 
 DateTime = Annotated[

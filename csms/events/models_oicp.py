@@ -12,7 +12,6 @@ practice wants the station's real time zone) and UTC is written ``Z``.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
@@ -23,7 +22,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
-    ValidationInfo,
     model_validator,
 )
 
@@ -42,7 +40,14 @@ from csms.core.oicp import (
     OicpEvseStatus,
     RfidType,
 )
-from csms.events.models_base import StrictModel, format_datetime, require_aware, to_json_dict
+from csms.events.models_base import (
+    StrictModel,
+    datetime_text_parser,
+    format_datetime,
+    number_parser,
+    require_aware,
+    to_json_dict,
+)
 
 __all__ = [
     "ActionType",
@@ -82,25 +87,12 @@ def _text(max_length: int) -> Any:
     return StringConstraints(max_length=max_length)
 
 
-_DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-
-
-def _parse_datetime_text(value: Any, info: ValidationInfo) -> Any:
-    # A before-validator hands its result to the strict check as Python input, so JSON
-    # text is parsed here; fromisoformat takes RFC 3339 with Z or an offset.
-    if info.mode != "json" or not isinstance(value, str):
-        return value
-    if not _DATETIME_TEXT.fullmatch(value):
-        raise ValueError("an OICP Date/Time is RFC 3339 with Z or an offset")
-    return datetime.fromisoformat(value)
-
-
-def _parse_number(value: Any, info: ValidationInfo) -> Any:
-    if info.mode != "json":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("an OICP decimal is a JSON number")
-    return Decimal(str(value))
+# RFC 3339 with Z or an offset (fromisoformat takes both).
+_parse_datetime_text = datetime_text_parser(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})",
+    "an OICP Date/Time is RFC 3339 with Z or an offset",
+)
+_parse_number = number_parser("an OICP decimal is a JSON number")
 
 
 DateTime = Annotated[

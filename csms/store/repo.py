@@ -68,6 +68,27 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
     return _dialect_insert(session.get_bind().dialect.name, table_of(model))
 
 
+async def _upsert(
+    session: AsyncSession,
+    model: type[ChargePoint | IdTag | User],
+    *,
+    key: dict[str, str],
+    values: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Get-or-create a row by primary key and set the values; True when it was created."""
+    existing = await session.get(model, next(iter(key.values())))
+    if existing is None:
+        session.add(model(**key, created_at=now, updated_at=now, **values))
+        await session.flush()
+        return True
+    for name, value in values.items():
+        setattr(existing, name, value)
+    existing.updated_at = now
+    await session.flush()
+    return False
+
+
 # -- charge points -------------------------------------------------------------------------
 
 
@@ -94,16 +115,7 @@ async def upsert_charge_point(
     session: AsyncSession, *, charge_point_id: str, values: dict[str, Any], now: datetime
 ) -> bool:
     """Create or update a charge point from the API. Returns True when it was created."""
-    existing = await session.get(ChargePoint, charge_point_id)
-    if existing is None:
-        session.add(ChargePoint(id=charge_point_id, created_at=now, updated_at=now, **values))
-        await session.flush()
-        return True
-    for key, value in values.items():
-        setattr(existing, key, value)
-    existing.updated_at = now
-    await session.flush()
-    return False
+    return await _upsert(session, ChargePoint, key={"id": charge_point_id}, values=values, now=now)
 
 
 async def delete_charge_point(session: AsyncSession, *, charge_point_id: str) -> bool:
@@ -325,16 +337,8 @@ async def authorize_id_tag(session: AsyncSession, *, id_tag: str, now: datetime)
 async def upsert_id_tag(
     session: AsyncSession, *, id_tag: str, values: dict[str, Any], now: datetime
 ) -> bool:
-    existing = await session.get(IdTag, id_tag)
-    if existing is None:
-        session.add(IdTag(id_tag=id_tag, created_at=now, updated_at=now, **values))
-        await session.flush()
-        return True
-    for key, value in values.items():
-        setattr(existing, key, value)
-    existing.updated_at = now
-    await session.flush()
-    return False
+    """Create or replace an id tag. Returns True when it was created."""
+    return await _upsert(session, IdTag, key={"id_tag": id_tag}, values=values, now=now)
 
 
 async def delete_id_tag(session: AsyncSession, *, id_tag: str) -> bool:
@@ -381,16 +385,8 @@ async def get_user(session: AsyncSession, user_id: str) -> User | None:
 async def upsert_user(
     session: AsyncSession, *, user_id: str, values: dict[str, Any], now: datetime
 ) -> bool:
-    existing = await session.get(User, user_id)
-    if existing is None:
-        session.add(User(id=user_id, created_at=now, updated_at=now, **values))
-        await session.flush()
-        return True
-    for key, value in values.items():
-        setattr(existing, key, value)
-    existing.updated_at = now
-    await session.flush()
-    return False
+    """Create or update a user. Returns True when it was created."""
+    return await _upsert(session, User, key={"id": user_id}, values=values, now=now)
 
 
 async def delete_user(session: AsyncSession, *, user_id: str) -> bool:
