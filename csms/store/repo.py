@@ -72,7 +72,7 @@ async def _upsert(
     session: AsyncSession,
     model: type[ChargePoint | IdTag | User],
     *,
-    key: dict[str, str],
+    key: dict[str, Any],
     values: dict[str, Any],
     now: datetime,
 ) -> bool:
