@@ -23,14 +23,14 @@ test: $(STAMP)
 
 ## lint: ruff check, ruff format --check, mypy --strict on csms/
 lint: $(STAMP)
-	$(BIN)/ruff check csms simulators tests
-	$(BIN)/ruff format --check csms simulators tests
+	$(BIN)/ruff check csms simulators tests bench
+	$(BIN)/ruff format --check csms simulators tests bench
 	$(BIN)/mypy csms
 
 ## fmt: apply ruff's fixes and formatting
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix csms simulators tests
-	$(BIN)/ruff format csms simulators tests
+	$(BIN)/ruff check --fix csms simulators tests bench
+	$(BIN)/ruff format csms simulators tests bench
 
 ## sim: run 3 simulated chargers against a local CSMS
 sim: $(STAMP)

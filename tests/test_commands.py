@@ -203,7 +203,7 @@ async def test_profiles_configuration_and_local_list_are_kept(csms: RunningCsms)
         "MeterValueSampleInterval": "60",
     }
     assert cleared["total"] == 0
-    assert charger_view["id"] == "CP-KEEP"
+    assert charger_view["localListVersion"] == 5
     assert charger.violations == []
 
 

@@ -70,6 +70,9 @@ class ChargePointOut(CamelModel):
     network_status: str
     security_profile: int
     location_id: str | None
+    local_list_version: int | None = Field(
+        default=None, description="from the last accepted SendLocalList or GetLocalListVersion"
+    )
     connectors: list[ConnectorOut]
 
 

@@ -42,6 +42,7 @@ def charge_point_out(
         network_status=network,
         security_profile=row.security_profile,
         location_id=row.location_id,
+        local_list_version=row.local_list_version,
         connectors=[
             ConnectorOut(
                 connector_id=c.connector_id,
