@@ -200,6 +200,24 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await admin.close()
 
 
+@asynccontextmanager
+async def connection_seen(csms: RunningCsms, charge_point_id: str) -> AsyncIterator[None]:
+    """On leaving the block, wait until csms has recorded the charger's connection."""
+    seen = asyncio.Event()
+
+    def listener(identity: str, connected: bool) -> None:
+        if identity == charge_point_id and connected:
+            seen.set()
+
+    csms.app.ocpp.listeners.append(listener)
+    try:
+        yield
+        async with asyncio.timeout(WAIT):
+            await seen.wait()
+    finally:
+        csms.app.ocpp.listeners.remove(listener)
+
+
 async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
     """Wait until csms reports the charger's connection gone (fails after WAIT seconds)."""
     gone = asyncio.Event()

@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import WAIT, RunningCsms, running_csms, settings_for
+from tests.support import WAIT, RunningCsms, connection_seen, running_csms, settings_for
 
 
 async def refused_status(url: str) -> int:
@@ -51,7 +51,7 @@ async def test_registered_charger_is_admitted_when_unknown_are_refused(
 
 async def test_unknown_charger_is_registered_on_first_contact(csms: RunningCsms) -> None:
     """With allow_unknown_chargers, first contact registers the charger."""
-    async with csms.charger("NEW-1", boot=False):
+    async with connection_seen(csms, "NEW-1"), csms.charger("NEW-1", boot=False):
         pass
     async with csms.api() as api:
         body = (await api.get("/charge-points/NEW-1")).json()
