@@ -57,6 +57,8 @@ class ChargePoint(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=255)
     security_profile: int = Field(default=0)
     password_hash: str | None = Field(default=None, max_length=255)
+    # SecWP §3.2 interop trap (F15): also accept the key's hex text as the Basic password.
+    password_hex_compat: bool = Field(default=False)
     location_id: str | None = Field(default=None, max_length=36)
     # OCPI connector master data for every connector of the charger (standard, format...).
     connector_spec: dict[str, Any] | None = Field(
@@ -75,6 +77,7 @@ class ChargePoint(SQLModel, table=True):
     local_list_version: int | None = Field(default=None)
     firmware_status: str | None = Field(default=None, max_length=32)
     diagnostics_status: str | None = Field(default=None, max_length=32)
+    log_status: str | None = Field(default=None, max_length=32)
     first_accepted_at: datetime | None = _utc()
     last_boot_at: datetime | None = _utc()
     last_seen: datetime | None = _utc()
@@ -346,3 +349,36 @@ class Location(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     last_updated: datetime | None = _utc(nullable=False)
+
+
+class SecurityEvent(SQLModel, table=True):
+    """A security event: reported by a charger (SecurityEventNotification) or seen by csms."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_cp", "charge_point_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    # "charger" for SecurityEventNotification, "csms" for what the server itself saw.
+    source: str = Field(max_length=16)
+    type: str = Field(max_length=50)
+    tech_info: str | None = Field(default=None, sa_type=Text)
+    remote_address: str | None = Field(default=None, max_length=64)
+    timestamp: datetime | None = _utc(nullable=False)
+    received_at: datetime | None = _utc(nullable=False)
+
+
+class IssuedCertificate(SQLModel, table=True):
+    """A charger certificate csms signed from a SignCertificate CSR."""
+
+    __tablename__ = "issued_certificates"
+    __table_args__ = (Index("ix_issued_certificates_cp", "charge_point_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    charge_point_id: str = Field(max_length=48)
+    serial_number: str = Field(max_length=64)
+    subject: str = Field(max_length=255)
+    not_before: datetime | None = _utc(nullable=False)
+    not_after: datetime | None = _utc(nullable=False)
+    pem: str = Field(sa_type=Text)
+    issued_at: datetime | None = _utc(nullable=False)
