@@ -56,6 +56,33 @@ class OcpiSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Security profiles 1-3 of the OCPP 1.6 Security Whitepaper (edition 3)."""
+
+    # The plain ws:// listener on ocpp.host:ocpp.port serves profiles 0 and 1.
+    plain_listener: bool = True
+    # The TLS listener (profiles 2 and 3); tls_port 0 means no TLS listener.
+    tls_host: str = "0.0.0.0"
+    tls_port: int = 0
+    cert_file: str = ""
+    key_file: str = ""
+    # CA certificate(s) that profile-3 client certificates must chain to.
+    ca_file: str = ""
+    # Key of the first certificate in ca_file: csms then signs SignCertificate CSRs.
+    ca_key_file: str = ""
+    certificate_days: int = 365
+    # What a profile-3 client certificate's CN must equal: the charger "identity",
+    # its "serial" number (SecWP A00.FR.405), or "none".
+    client_cn: str = "identity"
+    # When set, profile-3 client certificates must carry this O (SecWP A00.FR.404).
+    organization: str = ""
+    # The lowest profile any charger may connect with.
+    min_profile: int = 0
+    # Failed authentications per remote address and minute before csms answers 429.
+    max_failed_auth: int = 10
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -72,6 +99,7 @@ class Settings:
     api: ApiSettings = ApiSettings()
     mqtt: MqttSettings = MqttSettings()
     ocpi: OcpiSettings = OcpiSettings()
+    security: SecuritySettings = SecuritySettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -81,11 +109,13 @@ _SECTIONS: dict[str, type[Any]] = {
     "api": ApiSettings,
     "mqtt": MqttSettings,
     "ocpi": OcpiSettings,
+    "security": SecuritySettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "console")
+_CLIENT_CN_RULES = ("identity", "serial", "none")
 
 
 def load_settings(
@@ -174,7 +204,12 @@ def _parse_env(key: str, text: str, kind: type[Any]) -> Any:
 
 
 def _check(settings: Settings) -> None:
-    for key, port in (("ocpp.port", settings.ocpp.port), ("api.port", settings.api.port)):
+    ports = (
+        ("ocpp.port", settings.ocpp.port),
+        ("api.port", settings.api.port),
+        ("security.tls_port", settings.security.tls_port),
+    )
+    for key, port in ports:
         if not 0 <= port <= 65535:
             raise ConfigError(f"config key {key} must be between 0 and 65535, got {port}")
     positive = {
@@ -208,9 +243,33 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             "config key database.url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
+    _check_security(settings.security)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def _check_security(security: SecuritySettings) -> None:
+    if security.client_cn not in _CLIENT_CN_RULES:
+        raise ConfigError(
+            f"config key security.client_cn must be one of {', '.join(_CLIENT_CN_RULES)}"
+        )
+    if not 0 <= security.min_profile <= 3:
+        raise ConfigError("config key security.min_profile must be between 0 and 3")
+    if security.certificate_days <= 0 or security.max_failed_auth <= 0:
+        raise ConfigError(
+            "config keys security.certificate_days and security.max_failed_auth must be positive"
+        )
+    if security.tls_port and not (security.cert_file and security.key_file):
+        raise ConfigError(
+            "config keys security.cert_file and security.key_file are needed for security.tls_port"
+        )
+    if security.ca_key_file and not security.ca_file:
+        raise ConfigError("config key security.ca_key_file needs security.ca_file")
+    if not security.plain_listener and not security.tls_port:
+        raise ConfigError(
+            "config keys security.plain_listener and security.tls_port leave no OCPP listener"
         )
 
 
