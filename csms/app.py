@@ -78,7 +78,10 @@ class Csms:
         )
         self.database.writer.listeners.append(self.relay.wake)
         self.ocpp = OcppServer(
-            settings=settings.ocpp, services=self.services, database=self.database
+            settings=settings.ocpp,
+            security=settings.security,
+            services=self.services,
+            database=self.database,
         )
         self.offline = OfflineWatch(
             database=self.database,
@@ -130,7 +133,13 @@ class Csms:
 
     @property
     def ocpp_port(self) -> int:
+        """The plain ws:// listener's port (profiles 0 and 1)."""
         return self.ocpp.port
+
+    @property
+    def ocpp_tls_port(self) -> int:
+        """The wss:// listener's port (profiles 2 and 3)."""
+        return self.ocpp.tls_port
 
     @property
     def api_port(self) -> int:
@@ -177,7 +186,8 @@ class Csms:
     def _log_ready(self, broker: EmbeddedBroker | None) -> None:
         log.info(
             "csms_ready",
-            ocpp_port=self.ocpp_port,
+            ocpp_port=self.ocpp_port if self.settings.security.plain_listener else None,
+            ocpp_tls_port=self.ocpp_tls_port if self.settings.security.tls_port else None,
             api_port=self.api_port,
             database=self.database.engine.url.render_as_string(hide_password=True),
             mqtt=self.settings.mqtt.url,

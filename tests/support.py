@@ -24,6 +24,7 @@ from csms.config import (
     LogSettings,
     MqttSettings,
     OcppSettings,
+    SecuritySettings,
     Settings,
 )
 
@@ -139,9 +140,16 @@ def mqtt_settings() -> MqttSettings:
     return MqttSettings(url=url, topic_prefix=f"csms-test-{uuid.uuid4().hex[:12]}", embedded=True)
 
 
-def settings_for(database_url: str, *, mqtt: MqttSettings | None = None, **ocpp: Any) -> Settings:
+def settings_for(
+    database_url: str,
+    *,
+    mqtt: MqttSettings | None = None,
+    security: SecuritySettings | None = None,
+    **ocpp: Any,
+) -> Settings:
     return Settings(
         ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
+        security=security or SecuritySettings(),
         api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN),
         mqtt=mqtt or mqtt_settings(),
         database=DatabaseSettings(url=database_url),

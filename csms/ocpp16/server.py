@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from http import HTTPStatus
+from functools import partial
 from typing import Any
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.config import OcppSettings
-from csms.core.identity import identity_from_path
+from csms.config import OcppSettings, SecuritySettings
 from csms.errors import StoreError
 from csms.events import build
 from csms.events.record import with_events
+from csms.ocpp16.admission import Admission, Gatekeeper, RefusalHook, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.handlers import HANDLERS, ChargerContext, Services
 from csms.ocpp16.rpc import RpcSession
@@ -32,23 +31,25 @@ log = structlog.get_logger("csms.ocpp")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What the upgrade request established about the charger."""
-
-    charge_point_id: str
-    known: bool
-    accepted: bool
-    location_id: str | None
-
-
 class OcppServer:
     """Accepts chargers, keeps the newest connection per identity, and closes them on stop."""
 
-    def __init__(self, *, settings: OcppSettings, services: Services, database: Database) -> None:
+    def __init__(
+        self,
+        *,
+        settings: OcppSettings,
+        services: Services,
+        database: Database,
+        security: SecuritySettings | None = None,
+        on_refused: RefusalHook | None = None,
+    ) -> None:
         self.settings = settings
+        self.security = security or SecuritySettings()
         self.services = services
         self.database = database
+        self.gatekeeper = Gatekeeper(
+            ocpp=settings, security=self.security, database=database, on_refused=on_refused
+        )
         self.validators = load_validators()
         self.chargers: dict[str, ChargerConnection] = {}
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
@@ -56,19 +57,37 @@ class OcppServer:
         )
         # Called with (charge_point_id, connected) whenever the registry changes.
         self.listeners: list[Callable[[str, bool], None]] = []
-        self._server: Server | None = None
+        self._plain: Server | None = None
+        self._tls: Server | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(next(iter(self._server.sockets)).getsockname()[1])
+        """The port of the plain ws:// listener (profiles 0 and 1)."""
+        return _port_of(self._plain)
+
+    @property
+    def tls_port(self) -> int:
+        """The port of the wss:// listener (profiles 2 and 3)."""
+        return _port_of(self._tls)
 
     async def start(self) -> None:
-        self._server = await serve(
+        if self.security.plain_listener:
+            self._plain = await self._listen(self.settings.host, self.settings.port, tls=None)
+            log.info("ocpp_listening", host=self.settings.host, port=self.port, tls=False)
+        if self.security.tls_port:
+            context = server_tls_context(self.security)
+            self._tls = await self._listen(
+                self.security.tls_host, self.security.tls_port, tls=context
+            )
+            log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
+
+    async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
+        return await serve(
             self._serve_charger,
-            self.settings.host,
-            self.settings.port,
+            host,
+            port,
+            ssl=tls,
             subprotocols=[SUBPROTOCOL],
             select_subprotocol=_select_subprotocol,
             process_request=self._admit,
@@ -78,40 +97,27 @@ class OcppServer:
             close_timeout=self.settings.ping_timeout,
             server_header="csms",
             # permessage-deflate costs CPU and a zlib context (~100 KiB) per connection;
-            # OCPP-J frames are small, so it is not offered.
+            # OCPP-J frames are small, so it is not offered. SecWP A00.FR.320 forbids
+            # compression on TLS for the same reasons as here.
             compression=None,
         )
-        log.info("ocpp_listening", host=self.settings.host, port=self.port)
 
     async def close(self) -> None:
         """Stop accepting, close every charger with 1001 and wait for their handlers."""
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
+        for server in (self._plain, self._tls):
+            if server is not None:
+                server.close(close_connections=True)
+        for server in (self._plain, self._tls):
+            if server is not None:
+                await server.wait_closed()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        identity, problem = identity_from_path(request.path)
-        if identity is None:
-            assert problem is not None
-            status = (
-                HTTPStatus.NOT_FOUND if problem.startswith("not found") else HTTPStatus.BAD_REQUEST
-            )
-            log.warning("upgrade_refused", path=request.path[:200], reason=problem)
-            return _refuse(status, problem)
-        async with self.database.sessions() as session:
-            row = await repo.get_charge_point(session, identity)
-        if row is None and not self.settings.allow_unknown_chargers:
-            # OCPP-J §3.2 and 1.6 errata §3.68: an unknown charger gets HTTP 404, not a Reject.
-            log.warning("upgrade_refused", charge_point_id=identity, reason="unknown charger")
-            return _refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        self._admissions[connection] = Admission(
-            charge_point_id=identity,
-            known=row is not None,
-            accepted=row is not None and row.first_accepted_at is not None,
-            location_id=row.location_id if row is not None else None,
-        )
+        outcome = await self.gatekeeper.admit(connection, request)
+        if isinstance(outcome, Response):
+            return outcome
+        self._admissions[connection] = outcome
         return None
 
     async def _serve_charger(self, websocket: ServerConnection) -> None:
@@ -141,6 +147,8 @@ class OcppServer:
                 repo.registration(charge_point_id=identity, now=now)
             )
             log.info("charge_point_registered")
+        if admission.ratchet:
+            await self._raise_profile(identity, admission.profile)
         connection = ChargerConnection(
             websocket=websocket,
             context=ChargerContext(
@@ -202,6 +210,19 @@ class OcppServer:
         log.info("charger_disconnected", code=connection.websocket.close_code)
         self._notify(identity, connected=False)
 
+    async def _raise_profile(self, identity: str, profile: int) -> None:
+        # SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
+        # back lower.
+        await self.services.writer.submit(
+            partial(
+                repo.upsert_charge_point,
+                charge_point_id=identity,
+                values={"security_profile": profile},
+                now=self.services.clock(),
+            )
+        )
+        log.warning("security_profile_raised", security_profile=profile)
+
     def _notify(self, charge_point_id: str, *, connected: bool) -> None:
         for listener in self.listeners:
             listener(charge_point_id, connected)
@@ -220,9 +241,7 @@ def _select_subprotocol(
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 
-def _refuse(status: HTTPStatus, reason: str) -> Response:
-    body = f"{status.value} {status.phrase}: {reason}\n".encode()
-    headers = Headers(
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
-    return Response(status.value, status.phrase, headers, body)
+def _port_of(server: Server | None) -> int:
+    if server is None:
+        raise RuntimeError("listener is not running")
+    return int(next(iter(server.sockets)).getsockname()[1])

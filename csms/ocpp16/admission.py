@@ -1,0 +1,277 @@
+"""Who may open an OCPP session: identity, security profile, credentials, before the upgrade.
+
+Everything here runs in `process_request`, so a refused attempt never reaches the
+session of the charger it claims to be (T39) and costs no WebSocket state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from csms.config import OcppSettings, SecuritySettings
+from csms.core.identity import identity_from_path
+from csms.core.passwords import verify_password
+from csms.core.security import (
+    BasicCredentials,
+    ClientCertificate,
+    ClientCnRule,
+    FailedAttempts,
+    MalformedAuthorization,
+    Presented,
+    Registration,
+    decide,
+    hex_text_key,
+    parse_basic_authorization,
+)
+from csms.store import repo
+from csms.store.db import Database
+from csms.store.tables import ChargePoint
+
+log = structlog.get_logger("csms.security")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the upgrade request established about the charger."""
+
+    charge_point_id: str
+    known: bool
+    accepted: bool
+    location_id: str | None
+    # The security profile this connection reached (0-3).
+    profile: int = 0
+    # Raise the charger's registered profile to `profile` (SecWP A05.FR.09).
+    ratchet: bool = False
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused upgrade, as a security event: never carries the password."""
+
+    charge_point_id: str
+    known: bool
+    remote_address: str | None
+    reason: str
+    status: int
+
+
+RefusalHook = Callable[[Refusal], Awaitable[None]]
+
+
+def server_tls_context(security: SecuritySettings) -> ssl.SSLContext:
+    """TLS 1.2 or newer with the configured certificate; client certificates verified
+    against `ca_file` when a charger offers one (profile 3)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # SecWP A00.FR.312/314: TLS 1.2 or above; A00.FR.320: no compression.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.load_cert_chain(security.cert_file, security.key_file)
+    if security.ca_file:
+        context.load_verify_locations(cafile=security.ca_file)
+        # Optional, so that profile-2 chargers (Basic auth, no certificate) share the port;
+        # a certificate that is offered must chain to the CA or the handshake fails.
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+class Gatekeeper:
+    """Decides, per upgrade request, whether and at which profile a charger gets in."""
+
+    def __init__(
+        self,
+        *,
+        ocpp: OcppSettings,
+        security: SecuritySettings,
+        database: Database,
+        on_refused: RefusalHook | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ocpp = ocpp
+        self.security = security
+        self.database = database
+        self.on_refused = on_refused
+        self._monotonic = monotonic
+        self._failures = FailedAttempts(limit=security.max_failed_auth)
+        # Verified passwords, so that a reconnect does not pay for scrypt again: keyed by
+        # identity, holding the stored hash and a keyed digest of the password it matched.
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._pepper = secrets.token_bytes(32)
+
+    async def admit(self, connection: ServerConnection, request: Request) -> Admission | Response:
+        """An Admission for the session, or the HTTP response that refuses it."""
+        remote = _remote_address(connection)
+        identity, problem = identity_from_path(request.path)
+        if identity is None:
+            assert problem is not None
+            status = (
+                HTTPStatus.NOT_FOUND if problem.startswith("not found") else HTTPStatus.BAD_REQUEST
+            )
+            log.warning("upgrade_refused", path=request.path[:200], reason=problem)
+            return refuse(status, problem)
+        wait = self._failures.retry_after(remote or "", now=self._monotonic())
+        if wait is not None:
+            log.warning("upgrade_throttled", charge_point_id=identity, remote_address=remote)
+            return refuse(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "too many failed attempts from this address",
+                retry_after=wait,
+            )
+        async with self.database.sessions() as session:
+            row = await repo.get_charge_point(session, identity)
+        if row is None and not self.ocpp.allow_unknown_chargers:
+            # OCPP-J §3.2 and 1.6 errata §3.68: an unknown charger gets HTTP 404, not a Reject.
+            return await self._refused(
+                Refusal(identity, False, remote, "unknown charge point", HTTPStatus.NOT_FOUND)
+            )
+        presented = await self._presented(connection, request, identity, row)
+        if isinstance(presented, Response):
+            return presented
+        verdict = decide(
+            identity=identity,
+            registration=_registration(row),
+            presented=presented,
+            min_profile=self.security.min_profile,
+            cn_rule=ClientCnRule(self.security.client_cn),
+            organization=self.security.organization,
+        )
+        if not verdict.admitted:
+            assert verdict.status is not None
+            assert verdict.reason is not None
+            return await self._refused(
+                Refusal(identity, row is not None, remote, verdict.reason, verdict.status)
+            )
+        return Admission(
+            charge_point_id=identity,
+            known=row is not None,
+            accepted=row is not None and row.first_accepted_at is not None,
+            location_id=row.location_id if row is not None else None,
+            profile=verdict.profile,
+            ratchet=row is not None and verdict.profile > row.security_profile,
+        )
+
+    async def _presented(
+        self, connection: ServerConnection, request: Request, identity: str, row: ChargePoint | None
+    ) -> Presented | Response:
+        tls = connection.transport.get_extra_info("ssl_object") is not None
+        certificate = _client_certificate(connection) if tls else None
+        header = request.headers.get("Authorization")
+        basic: BasicCredentials | None = None
+        if header is not None and certificate is None:
+            try:
+                basic = parse_basic_authorization(header)
+            except MalformedAuthorization as exc:
+                remote = _remote_address(connection)
+                return await self._refused(
+                    Refusal(identity, row is not None, remote, str(exc), HTTPStatus.UNAUTHORIZED)
+                )
+        password_ok = False
+        if basic is not None and basic.username == identity and row is not None:
+            password_ok = await self._check_password(row, basic.password)
+        return Presented(tls=tls, certificate=certificate, basic=basic, password_ok=password_ok)
+
+    async def _check_password(self, row: ChargePoint, presented: bytes) -> bool:
+        stored = row.password_hash
+        if stored is None:
+            return False
+        if self._matches(row.id, stored, presented):
+            return True
+        if await asyncio.to_thread(verify_password, presented, stored):
+            self._remember(row.id, stored, presented)
+            return True
+        meant = hex_text_key(presented) if row.password_hex_compat else None
+        if meant is not None and await asyncio.to_thread(verify_password, meant, stored):
+            # Reference note §3.2 (F15): some chargers send the key's hex text; allowed per
+            # charger, and logged so that the operator can get the charger fixed.
+            log.warning("hex_password_compat_used", charge_point_id=row.id)
+            self._remember(row.id, stored, presented)
+            return True
+        return False
+
+    def _digest(self, presented: bytes) -> bytes:
+        return hmac.new(self._pepper, presented, hashlib.sha256).digest()
+
+    def _matches(self, identity: str, stored: str, presented: bytes) -> bool:
+        cached = self._verified.get(identity)
+        if cached is None or cached[0] != stored:
+            return False
+        return hmac.compare_digest(cached[1], self._digest(presented))
+
+    def _remember(self, identity: str, stored: str, presented: bytes) -> None:
+        self._verified[identity] = (stored, self._digest(presented))
+
+    async def _refused(self, refusal: Refusal) -> Response:
+        # A01.FR.09: the reason is safe to log; the password never is.
+        log.warning(
+            "upgrade_refused",
+            charge_point_id=refusal.charge_point_id,
+            remote_address=refusal.remote_address,
+            reason=refusal.reason,
+            status=refusal.status,
+        )
+        self._failures.record(refusal.remote_address or "", now=self._monotonic())
+        if self.on_refused is not None:
+            await self.on_refused(refusal)
+        status = HTTPStatus(refusal.status)
+        challenge = status is HTTPStatus.UNAUTHORIZED
+        return refuse(status, refusal.reason, challenge=challenge)
+
+
+def _registration(row: ChargePoint | None) -> Registration | None:
+    if row is None:
+        return None
+    serials = tuple(
+        serial for serial in (row.charge_box_serial_number, row.serial_number) if serial
+    )
+    return Registration(
+        security_profile=row.security_profile,
+        has_password=row.password_hash is not None,
+        serial_numbers=serials,
+    )
+
+
+def _remote_address(connection: ServerConnection) -> str | None:
+    address: Any = connection.remote_address
+    return str(address[0]) if address else None
+
+
+def _client_certificate(connection: ServerConnection) -> ClientCertificate | None:
+    # The TLS layer already verified the chain against ca_file (CERT_OPTIONAL).
+    peer = connection.transport.get_extra_info("peercert")
+    if not peer:
+        return None
+    fields: dict[str, str] = {}
+    for rdn in peer.get("subject", ()):
+        for name, value in rdn:
+            fields.setdefault(name, value)
+    return ClientCertificate(
+        common_name=fields.get("commonName"), organization=fields.get("organizationName")
+    )
+
+
+def refuse(
+    status: HTTPStatus, reason: str, *, challenge: bool = False, retry_after: float | None = None
+) -> Response:
+    """A plain-text HTTP refusal of the upgrade."""
+    body = f"{status.value} {status.phrase}: {reason}\n".encode()
+    headers = Headers(
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    if challenge:
+        headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+    return Response(status.value, status.phrase, headers, body)
