@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config.toml
 
-.PHONY: run test lint fmt bench sim migrate clean
+.PHONY: run test lint fmt bench bench-quick bench-deps sim migrate clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,22 @@ sim: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/csms migrate --config $(CONFIG)
 
-## bench: capacity benchmarks (see bench/)
-bench: $(STAMP)
-	@if [ -f bench/run.py ]; then $(BIN)/python bench/run.py; else echo "bench: no benchmarks yet (see the benchmarks issue)"; exit 1; fi
+BENCH_STAMP := $(VENV)/.bench-installed
+
+## bench-deps: the benchmarks' Python extras (.[bench]) and Node packages (bench/node)
+bench-deps: $(BENCH_STAMP)
+$(BENCH_STAMP): $(STAMP) bench/node/package-lock.json
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	npm ci --prefix bench/node --no-audit --no-fund
+	touch $(BENCH_STAMP)
+
+## bench: capacity benchmarks, about 25 min; writes docs/performance.md (see bench/run.py)
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-quick: a 2-minute subset for day-to-day use (docs/performance.md untouched)
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick --output - $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache csms.db csms.db-*

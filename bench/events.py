@@ -87,35 +87,50 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def drain(url: str, env: dict[str, str], count: int, prefix: str) -> None:
+async def drain(url: str, env: dict[str, str], count: int, prefix: str) -> dict[str, float]:
+    """Start csms on a full outbox; events/s from the first event received to the last."""
     host, port = mqtt_address(env)
     received = 0
+    first = 0.0
     done = asyncio.Event()
     async with aiomqtt.Client(host, port, identifier=f"bench-{uuid.uuid4().hex[:8]}") as client:
         await client.subscribe(f"{prefix}/events/#", qos=1)
 
         async def count_messages() -> None:
             nonlocal received
+            nonlocal first
             async for _ in client.messages:
                 received += 1
+                if received == 1:
+                    first = time.perf_counter()
                 if received == count:
                     done.set()
 
         counter = asyncio.create_task(count_messages())
         started = time.perf_counter()
+        cpu = time.process_time()
         process = await start_csms(env)
         await asyncio.wait_for(done.wait(), timeout=600)
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+        subscriber_cpu = time.process_time() - cpu
         counter.cancel()
     process.terminate()
     await process.wait()
+    elapsed = finished - started
+    steady = finished - first
     print(
         f"outbox drain: {count} events in {elapsed:.1f} s = {count / elapsed:,.0f} events/s "
-        "(including csms start-up)"
+        f"including csms start-up, {count / steady:,.0f} events/s from the first event on"
     )
+    return {
+        "events_per_s": count / steady,
+        "events_per_s_with_startup": count / elapsed,
+        "subscriber_cpu_pct": 100 * subscriber_cpu / elapsed,
+    }
 
 
-async def latency(env: dict[str, str], messages: int, prefix: str) -> None:
+async def latency(env: dict[str, str], messages: int, prefix: str) -> dict[str, float]:
+    """MeterValues one at a time; time from sending each to its meter.values event."""
     host, port = mqtt_address(env)
     process = await start_csms(env)
     sent: dict[int, float] = {}
@@ -160,6 +175,7 @@ async def latency(env: dict[str, str], messages: int, prefix: str) -> None:
         f"OCPP MeterValues -> MQTT event: n={len(ms)} p50={statistics.median(ms):.1f} ms "
         f"p99={p99:.1f} ms max={ms[-1]:.1f} ms"
     )
+    return {"p50_ms": statistics.median(ms), "p99_ms": p99, "max_ms": ms[-1]}
 
 
 def mqtt_address(env: dict[str, str]) -> tuple[str, int]:

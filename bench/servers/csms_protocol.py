@@ -1,0 +1,104 @@
+"""csms's protocol path without storage (P1): csms's own connection loop
+(`csms.ocpp16.connection.ChargerConnection`), its sans-I/O RPC session (`RpcSession`: orjson,
+jsonschema-rs validation of every CALL, the boot gate, repeat detection) and its WebSocket
+settings, with handlers that answer Heartbeat, BootNotification, MeterValues and
+StartTransaction as csms does (MeterValues' sampled values are parsed as csms parses them)
+but store nothing and emit no events.
+
+    python bench/servers/csms_protocol.py --port 9000 [--no-uvloop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+from _common import run
+from websockets.asyncio.server import ServerConnection, serve
+
+import csms.ocpp16.connection as connection_module
+from csms.app import utc_now
+from csms.core.clock import format_utc
+from csms.core.meter import samples_from_meter_values
+from csms.ocpp16.connection import ChargerConnection
+from csms.ocpp16.handlers import ChargerContext, Handler, Services
+from csms.ocpp16.rpc import RpcSession
+from csms.ocpp16.schemas import load_validators
+from csms.ocpp16.server import SUBPROTOCOL, _select_subprotocol
+
+_transactions = itertools.count(1)
+
+
+async def on_boot_notification(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    ctx.accepted = True
+    return {"status": "Accepted", "currentTime": format_utc(utc_now()), "interval": 300}
+
+
+async def on_heartbeat(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"currentTime": format_utc(utc_now())}
+
+
+async def on_meter_values(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    samples_from_meter_values(payload["meterValue"], received=utc_now())
+    return {}
+
+
+async def on_status_notification(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+async def on_start_transaction(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"transactionId": next(_transactions), "idTagInfo": {"status": "Accepted"}}
+
+
+HANDLERS: dict[str, Handler] = {
+    "BootNotification": on_boot_notification,
+    "Heartbeat": on_heartbeat,
+    "MeterValues": on_meter_values,
+    "StatusNotification": on_status_notification,
+    "StartTransaction": on_start_transaction,
+}
+# The connection loop dispatches through its module's HANDLERS: the same loop, our handlers.
+connection_module.HANDLERS = HANDLERS  # type: ignore[misc]
+
+VALIDATORS = load_validators()
+SERVICES = Services(
+    writer=None,  # type: ignore[arg-type]
+    database=None,  # type: ignore[arg-type]
+    recorder=None,  # type: ignore[arg-type]
+    clock=utc_now,
+    heartbeat_interval=300,
+)
+
+
+async def serve_charger(websocket: ServerConnection) -> None:
+    assert websocket.request is not None
+    identity = websocket.request.path.rstrip("/").rsplit("/", 1)[-1]
+    connection = ChargerConnection(
+        websocket=websocket,
+        context=ChargerContext(charge_point_id=identity, services=SERVICES),
+        rpc=RpcSession(validators=VALIDATORS, supported=HANDLERS.keys(), accepted=False),
+        call_timeout=30,
+    )
+    await connection.serve()
+
+
+async def start(args: argparse.Namespace) -> object:
+    # The same WebSocket settings as csms.ocpp16.server.OcppServer.start.
+    return await serve(
+        serve_charger,
+        args.host,
+        args.port,
+        subprotocols=[SUBPROTOCOL],
+        select_subprotocol=_select_subprotocol,
+        ping_interval=20,
+        ping_timeout=20,
+        close_timeout=20,
+        server_header="csms",
+        compression=None,
+    )
+
+
+if __name__ == "__main__":
+    run(start, __doc__.splitlines()[0])
