@@ -171,7 +171,9 @@ async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
     try:
         yield RunningCsms(
             app=app,
-            ocpp_url=f"ws://127.0.0.1:{app.ocpp_port}/ocpp",
+            ocpp_url=f"ws://127.0.0.1:{app.ocpp_port}/ocpp"
+            if settings.security.plain_listener
+            else "",
             api_url=f"http://127.0.0.1:{app.api_port}/api/v1",
             api_token=API_TOKEN,
         )

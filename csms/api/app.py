@@ -1,5 +1,6 @@
 """The FastAPI application: charge points, id tags and transactions under /api/v1."""
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -37,6 +38,7 @@ from csms.api.schemas import (
 )
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
+from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
 from csms.store import outbox, repo
 
@@ -145,9 +147,21 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         values = body.model_dump(exclude_unset=True, exclude={"password", "connector_spec"})
         if body.connector_spec is not None:
             values["connector_spec"] = body.connector_spec.to_ocpi()
+        if body.security_profile in (1, 2) and body.password is None:
+            lookup = partial(repo.get_charge_point, charge_point_id=charge_point_id)
+            existing = await ctx.read(lookup)
+            if existing is None or existing.password_hash is None:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"security profile {body.security_profile} needs a password",
+                )
         if body.password is not None:
-            values["password_hash"] = hash_password(
-                body.password.encode(), salt=secrets.token_bytes(16)
+            problem = password_problem(body.password)
+            if problem is not None:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+            # SecWP A01.FR.08: only a salted hash is kept; scrypt runs off the event loop.
+            values["password_hash"] = await asyncio.to_thread(
+                hash_password, password_bytes(body.password), salt=secrets.token_bytes(16)
             )
         created = await ctx.write(
             partial(

@@ -69,6 +69,10 @@ class ChargePointOut(CamelModel):
     firmware_version: str | None
     network_status: str
     security_profile: int
+    password_set: bool = Field(
+        default=False, description="whether a password is stored (it is never returned)"
+    )
+    password_hex_compat: bool = False
     location_id: str | None
     local_list_version: int | None = Field(
         default=None, description="from the last accepted SendLocalList or GetLocalListVersion"
@@ -116,9 +120,26 @@ class ChargePointIn(CamelModel):
     )
 
     name: str | None = Field(default=None, max_length=255)
-    security_profile: int | None = Field(default=None, ge=0, le=3)
-    # Security whitepaper §7.2: AuthorizationKey is 16 to 20 bytes (up to 40 hex digits).
-    password: str | None = Field(default=None, min_length=16, max_length=40, repr=False)
+    security_profile: int | None = Field(
+        default=None,
+        ge=0,
+        le=3,
+        description="0 none, 1 Basic auth, 2 TLS + Basic auth, 3 TLS client certificate; "
+        "the charger is refused on a connection below it",
+    )
+    password: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=40,
+        repr=False,
+        description="write-only. 32-40 hex digits are an AuthorizationKey (the charger sends "
+        "the 16-20 raw bytes, OCPP-J §6.2.2); anything else is a 16-40 character text password",
+    )
+    password_hex_compat: bool | None = Field(
+        default=None,
+        description="also accept the AuthorizationKey's hex text as the Basic password "
+        "(for chargers that send it that way; logged when used)",
+    )
     location_id: str | None = Field(default=None, max_length=36)
     connector_spec: ConnectorSpecIn | None = Field(
         default=None, description="what its connectors are, for OCPI EVSEs and CDRs"

@@ -41,6 +41,8 @@ def charge_point_out(
         firmware_version=row.firmware_version,
         network_status=network,
         security_profile=row.security_profile,
+        password_set=row.password_hash is not None,
+        password_hex_compat=row.password_hex_compat,
         location_id=row.location_id,
         local_list_version=row.local_list_version,
         connectors=[

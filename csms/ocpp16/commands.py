@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from csms.core.passwords import hash_password
+from csms.core.security import authorization_key_problem
 from csms.errors import (
     ChargerNotConnected,
     CommandError,
@@ -30,7 +34,8 @@ from csms.store.db import Database
 log = structlog.get_logger("csms.commands")
 
 # OCPP 1.6 core, firmware, local list, reservation, smart charging and remote trigger
-# profiles: every action the Central System sends to a charger.
+# profiles, and the Security Whitepaper (edition 3) extension: every action the Central
+# System sends to a charger.
 CENTRAL_SYSTEM_ACTIONS = frozenset(
     {
         "CancelReservation",
@@ -52,8 +57,42 @@ CENTRAL_SYSTEM_ACTIONS = frozenset(
         "TriggerMessage",
         "UnlockConnector",
         "UpdateFirmware",
+        # SecWP A02/A03, M03-M05, A02 (trigger), N01, L01.
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
     }
 )
+
+
+def is_authorization_key(action: str, payload: dict[str, Any]) -> bool:
+    return action == "ChangeConfiguration" and payload.get("key") == "AuthorizationKey"
+
+
+def redacted(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as it may be stored and published: never with the AuthorizationKey."""
+    if is_authorization_key(action, payload):
+        # OCPP-J errata §3.12 / SecWP A01.FR.09: the key is write-only and never logged.
+        return {**payload, "value": "<redacted>"}
+    return payload
+
+
+def configuration_problem(payload: dict[str, Any], *, security_profile: int) -> str | None:
+    """Why a ChangeConfiguration must not be sent, or None."""
+    key, value = payload.get("key"), payload.get("value", "")
+    if key == "AuthorizationKey":
+        return authorization_key_problem(value)
+    if key == "SecurityProfile":
+        if not value.isdigit() or not 0 <= int(value) <= 3:
+            return "SecurityProfile must be 0, 1, 2 or 3"
+        if int(value) < security_profile:
+            # SecWP A00.FR.005: the profile may not be lowered through OCPP.
+            return f"SecurityProfile may not go below the registered {security_profile}"
+    return None
 
 
 def status_for(error: CommandError) -> int:
@@ -111,14 +150,19 @@ class Commands:
             UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
         """
         async with self._database.sessions() as session:
-            if await repo.get_charge_point(session, charge_point_id) is None:
-                raise UnknownChargePoint(f"charge point {charge_point_id} not found")
+            row = await repo.get_charge_point(session, charge_point_id)
+        if row is None:
+            raise UnknownChargePoint(f"charge point {charge_point_id} not found")
         if action not in CENTRAL_SYSTEM_ACTIONS:
             raise InvalidCommand(f"unknown action {action}")
         # Chargers in strict mode reject anything off-schema, so nothing invalid is sent.
         violation = self._validators.check_request(action, payload)
         if violation is not None:
             raise InvalidCommand(violation.description, path=violation.details.get("path"))
+        if action == "ChangeConfiguration":
+            problem = configuration_problem(payload, security_profile=row.security_profile)
+            if problem is not None:
+                raise InvalidCommand(problem)
         connection = self._chargers.get(charge_point_id)
         if connection is None:
             raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
@@ -145,13 +189,21 @@ class Commands:
             CommandTimeout, CommandRejected, ChargerNotConnected: what the charger did.
         """
         connection = await self.check(charge_point_id, action, payload)
+        new_password_hash = None
+        if is_authorization_key(action, payload):
+            # SecWP A01.FR.08: the new key is kept only as a salted hash, and only once the
+            # charger accepted it (A01.FR.03/04); the request is recorded without it.
+            new_password_hash = await asyncio.to_thread(
+                hash_password, bytes.fromhex(payload["value"]), salt=secrets.token_bytes(16)
+            )
         record = partial(
             CommandRecord,
             charge_point_id=charge_point_id,
             action=action,
-            request=payload,
+            request=redacted(action, payload),
             requested_by=requested_by,
             requested_at=self._clock(),
+            new_password_hash=new_password_hash,
         )
         try:
             response = await connection.call(action, payload)

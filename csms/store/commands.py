@@ -37,13 +37,16 @@ class CommandRecord:
     error_code: str | None = None
     error_description: str | None = None
     error_details: dict[str, Any] | None = None
+    # The hash of an AuthorizationKey this command sets (the request holds no key).
+    new_password_hash: str | None = None
 
 
 async def record_command(
     session: AsyncSession, *, record: CommandRecord
 ) -> tuple[int, list[Reservation]]:
     """Keep the command and what it changes in our data; returns the reservations it changed."""
-    row = Command(**record.__dict__)
+    fields = {k: v for k, v in record.__dict__.items() if k != "new_password_hash"}
+    row = Command(**fields)
     session.add(row)
     await session.flush()
     changed: list[Reservation] = []
@@ -191,9 +194,23 @@ async def _local_list(session: AsyncSession, record: CommandRecord) -> None:
 
 
 async def _change_configuration(session: AsyncSession, record: CommandRecord) -> None:
+    if record.request["key"] == "AuthorizationKey":
+        await _rotate_password(session, record)
+        return
     if record.response is None or record.response.get("status") not in _TAKEN:
         return
     await _store_key(session, record, record.request["key"], record.request["value"], None)
+
+
+async def _rotate_password(session: AsyncSession, record: CommandRecord) -> None:
+    # SecWP A01.FR.03-05: only an Accepted key replaces the old one; on Rejected or
+    # NotSupported the old credentials keep working.
+    if record.response is None or record.response.get("status") != "Accepted":
+        return
+    charge_point = await session.get(ChargePoint, record.charge_point_id)
+    if charge_point is not None and record.new_password_hash is not None:
+        charge_point.password_hash = record.new_password_hash
+        charge_point.updated_at = record.completed_at
 
 
 async def _get_configuration(session: AsyncSession, record: CommandRecord) -> None:

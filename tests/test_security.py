@@ -1,0 +1,541 @@
+"""Security profiles 1-3 over real sockets and real TLS: T05-T10, T39, CN binding, rate limit.
+
+Certificates come from a throwaway CA made per test module (tests/pki.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from csms.config import SecuritySettings
+from tests import pki
+from tests.strict_charger import StrictCharger
+from tests.support import (
+    WAIT,
+    RawCharger,
+    RunningCsms,
+    free_port,
+    new_identity,
+    running_csms,
+    settings_for,
+)
+
+KEY_HEX = "00112233445566778899aabbccddeeff01234567"  # a 20-byte AuthorizationKey
+KEY = bytes.fromhex(KEY_HEX)
+TEXT_PASSWORD = "correct-horse-battery"
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: pki.Issued
+    server: pki.Issued
+    other_ca: pki.Issued
+    directory: Path
+
+    def client(self, common_name: str, **kwargs: Any) -> pki.Issued:
+        return pki.make_client_cert(self.ca, self.directory, common_name=common_name, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = pki.make_ca(directory, organization="ACME CPO")
+    other = pki.make_ca(directory, name="other-ca", common_name="someone else's CA")
+    return Pki(
+        ca=ca, server=pki.make_server_cert(ca, directory), other_ca=other, directory=directory
+    )
+
+
+def security_settings(certificates: Pki, **overrides: Any) -> SecuritySettings:
+    values: dict[str, Any] = {
+        "tls_host": "127.0.0.1",
+        "tls_port": free_port(),
+        "cert_file": str(certificates.server.cert_file),
+        "key_file": str(certificates.server.key_file),
+        "ca_file": str(certificates.ca.cert_file),
+        "max_failed_auth": 50,
+    }
+    return SecuritySettings(**(values | overrides))
+
+
+@dataclass
+class SecureCsms:
+    running: RunningCsms
+
+    @property
+    def plain_url(self) -> str:
+        return self.running.ocpp_url
+
+    @property
+    def tls_url(self) -> str:
+        return f"wss://127.0.0.1:{self.running.app.ocpp_tls_port}/ocpp"
+
+    async def register(self, identity: str, **body: Any) -> None:
+        async with self.running.api() as api:
+            response = await api.put(f"/charge-points/{identity}", json=body)
+        assert response.status_code in (200, 201), response.text
+
+    async def charge_point(self, identity: str) -> dict[str, Any]:
+        async with self.running.api() as api:
+            response = await api.get(f"/charge-points/{identity}")
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@asynccontextmanager
+async def secure_csms(
+    database_url: str, certificates: Pki, **security: Any
+) -> AsyncIterator[SecureCsms]:
+    settings = settings_for(database_url, security=security_settings(certificates, **security))
+    async with running_csms(settings) as running:
+        yield SecureCsms(running)
+
+
+@pytest.fixture
+async def csms_tls(database_url: str, certificates: Pki) -> AsyncIterator[SecureCsms]:
+    async with secure_csms(database_url, certificates) as csms:
+        yield csms
+
+
+def basic(user: str, password: bytes) -> str:
+    return "Basic " + base64.b64encode(user.encode() + b":" + password).decode()
+
+
+def client_tls(certificates: Pki, client: pki.Issued | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certificates.ca.cert_file))
+    if client is not None:
+        context.load_cert_chain(str(client.cert_file), str(client.key_file))
+    return context
+
+
+@asynccontextmanager
+async def session(
+    url: str,
+    *,
+    authorization: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    boot: bool = True,
+) -> AsyncIterator[RawCharger]:
+    headers = {"Authorization": authorization} if authorization else None
+    websocket: ClientConnection
+    async with connect(
+        url,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=tls,
+        open_timeout=WAIT,
+    ) as websocket:
+        charger = RawCharger(websocket)
+        if boot:
+            await charger.boot()
+        yield charger
+
+
+async def refusal(url: str, **kwargs: Any) -> tuple[int, str]:
+    """The HTTP status and body of a refused upgrade (fails if the upgrade succeeds)."""
+    with pytest.raises(InvalidStatus) as caught:
+        async with session(url, boot=False, **kwargs):
+            pass
+    response = caught.value.response
+    return response.status_code, response.body.decode()
+
+
+async def connects(url: str, **kwargs: Any) -> bool:
+    async with session(url, **kwargs) as charger:
+        answer = await charger.call("Heartbeat", {})
+    return "currentTime" in answer
+
+
+# -- profile 1: HTTP Basic on the upgrade (T05, T06) ----------------------------------------
+
+
+@pytest.mark.postgres
+async def test_profile_1_needs_the_right_basic_credentials(csms_tls: SecureCsms) -> None:
+    """T05: missing, wrong, or another identity's credentials get 401 before the upgrade."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    url = f"{csms_tls.plain_url}/{identity}"
+    status, body = await refusal(url)
+    assert status == 401
+    assert "security profile 1 needs a password" in body
+    assert (await refusal(url, authorization=basic(identity, b"x" * 20)))[0] == 401
+    assert (await refusal(url, authorization=basic("OTHER-CP", KEY)))[0] == 401
+    assert (await refusal(url, authorization="Basic !!notbase64"))[0] == 401
+    assert (await refusal(url, authorization="Bearer abc"))[0] == 401
+    assert await connects(url, authorization=basic(identity, KEY))
+    view = await csms_tls.charge_point(identity)
+    assert view["securityProfile"] == 1
+    assert view["passwordSet"] is True
+    assert "password" not in view
+    assert KEY_HEX not in orjson.dumps(view).decode()
+
+
+async def test_refusal_challenges_for_basic(csms_tls: SecureCsms) -> None:
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=TEXT_PASSWORD)
+    with pytest.raises(InvalidStatus) as caught:
+        async with session(f"{csms_tls.plain_url}/{identity}", boot=False):
+            pass
+    assert caught.value.response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+async def test_text_password_is_compared_as_its_bytes(csms_tls: SecureCsms) -> None:
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=TEXT_PASSWORD)
+    url = f"{csms_tls.plain_url}/{identity}"
+    assert await connects(url, authorization=basic(identity, TEXT_PASSWORD.encode()))
+    assert (await refusal(url, authorization=basic(identity, TEXT_PASSWORD.upper().encode())))[
+        0
+    ] == 401
+
+
+async def test_hex_key_means_raw_bytes_and_hex_text_only_in_compat_mode(
+    csms_tls: SecureCsms,
+) -> None:
+    """T06: a 40-hex-digit key is sent as its 20 raw bytes; its hex text only when allowed."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    url = f"{csms_tls.plain_url}/{identity}"
+    assert await connects(url, authorization=basic(identity, KEY))
+    assert (await refusal(url, authorization=basic(identity, KEY_HEX.encode())))[0] == 401
+    await csms_tls.register(identity, passwordHexCompat=True)
+    assert await connects(url, authorization=basic(identity, KEY_HEX.encode()))
+    assert await connects(url, authorization=basic(identity, KEY))
+    assert (await csms_tls.charge_point(identity))["passwordHexCompat"] is True
+
+
+@pytest.mark.parametrize(
+    ("password", "detail"),
+    [
+        ("0011223344556677889900aabbccdd", None),  # a 15-byte key (30 hex digits)
+        ("short-password", None),
+        ("x" * 41, None),
+        ("has space in the password", "spaces"),
+    ],
+)
+async def test_short_keys_are_refused_at_provisioning(
+    csms_tls: SecureCsms, password: str, detail: str | None
+) -> None:
+    """T06: a key under 16 bytes never gets stored."""
+    async with csms_tls.running.api() as api:
+        response = await api.put(
+            "/charge-points/CP-SHORT", json={"securityProfile": 1, "password": password}
+        )
+    if len(password) == 30:
+        # 30 hex digits is a text password of 30 characters, which is allowed; the charger
+        # then sends those 30 characters, never a 15-byte key.
+        assert response.status_code == 201
+        return
+    assert response.status_code == 422, response.text
+    if detail:
+        assert detail in response.json()["detail"]
+
+
+async def test_profile_1_without_a_password_is_refused_by_the_api(csms_tls: SecureCsms) -> None:
+    async with csms_tls.running.api() as api:
+        response = await api.put("/charge-points/CP-NOPW", json={"securityProfile": 2})
+    assert response.status_code == 422
+    assert "needs a password" in response.json()["detail"]
+
+
+# -- profile 2: TLS + Basic (T07, T09) ------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_profile_2_connects_over_tls_and_is_refused_on_the_plain_port(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """T09: a profile-2 charger on the profile-1 listener is refused (A05.FR.09, A00.FR.002)."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
+    credentials = basic(identity, KEY)
+    status, body = await refusal(f"{csms_tls.plain_url}/{identity}", authorization=credentials)
+    assert status == 403
+    assert "needs tls" in body
+    tls = client_tls(certificates)
+    assert await connects(f"{csms_tls.tls_url}/{identity}", authorization=credentials, tls=tls)
+    assert (await refusal(f"{csms_tls.tls_url}/{identity}", tls=tls))[0] == 401
+
+
+async def test_connecting_higher_raises_the_profile_for_good(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """A05.FR.09: after a profile-1 charger came in over TLS, plain ws:// is refused."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    credentials = basic(identity, KEY)
+    assert await connects(f"{csms_tls.plain_url}/{identity}", authorization=credentials)
+    tls = client_tls(certificates)
+    assert await connects(f"{csms_tls.tls_url}/{identity}", authorization=credentials, tls=tls)
+    assert (await csms_tls.charge_point(identity))["securityProfile"] == 2
+    assert (await refusal(f"{csms_tls.plain_url}/{identity}", authorization=credentials))[0] == 403
+
+
+async def test_tls_below_1_2_and_plain_text_are_terminated(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """T07: TLS 1.1 never completes a handshake, and ws:// to the TLS port gets nowhere."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
+    old = client_tls(certificates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1_1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    # Let the client offer TLS 1.1 at all, so that the refusal is the server's.
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    # OpenSSL answers with a protocol_version alert or just drops the connection.
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await connects(
+            f"{csms_tls.tls_url}/{identity}", authorization=basic(identity, KEY), tls=old
+        )
+    plain_to_tls = f"ws://127.0.0.1:{csms_tls.running.app.ocpp_tls_port}/ocpp/{identity}"
+    with pytest.raises(Exception, match=r"(?i)(did not receive|invalid|connection|status)"):
+        await connects(plain_to_tls, authorization=basic(identity, KEY))
+
+
+async def test_no_compression_is_negotiated(csms_tls: SecureCsms, certificates: Pki) -> None:
+    """T07 / A00.FR.320: permessage-deflate offered by the charger is not taken."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
+    async with connect(
+        f"{csms_tls.tls_url}/{identity}",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers={"Authorization": basic(identity, KEY)},
+        ssl=client_tls(certificates),
+        compression="deflate",
+    ) as websocket:
+        assert websocket.response is not None
+        assert "Sec-WebSocket-Extensions" not in websocket.response.headers
+
+
+async def test_tls_only_deployment_has_no_plain_listener(
+    database_url: str, certificates: Pki
+) -> None:
+    async with secure_csms(database_url, certificates, plain_listener=False) as csms:
+        with pytest.raises(RuntimeError):
+            _ = csms.running.app.ocpp_port
+        identity = new_identity()
+        await csms.register(identity, securityProfile=2, password=KEY_HEX)
+        assert await connects(
+            f"{csms.tls_url}/{identity}",
+            authorization=basic(identity, KEY),
+            tls=client_tls(certificates),
+        )
+
+
+# -- profile 3: mutual TLS (T08, CN binding) ------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_profile_3_client_certificate_is_bound_to_its_identity(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """A certificate of charger A never lets anyone in as charger B."""
+    charger_a, charger_b = new_identity("A"), new_identity("B")
+    for identity in (charger_a, charger_b):
+        await csms_tls.register(identity, securityProfile=3)
+    cert_a = certificates.client(charger_a, organization="ACME CPO")
+    tls_a = client_tls(certificates, cert_a)
+    assert await connects(f"{csms_tls.tls_url}/{charger_a}", tls=tls_a)
+    status, body = await refusal(f"{csms_tls.tls_url}/{charger_b}", tls=tls_a)
+    assert status == 401
+    assert "CN does not match" in body
+    # Nor do B's Basic credentials help while A's certificate is presented.
+    await csms_tls.register(charger_b, password=KEY_HEX)
+    assert (
+        await refusal(
+            f"{csms_tls.tls_url}/{charger_b}", tls=tls_a, authorization=basic(charger_b, KEY)
+        )
+    )[0] == 401
+
+
+async def test_profile_3_without_a_certificate_is_refused(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=3, password=KEY_HEX)
+    tls = client_tls(certificates)
+    status, body = await refusal(
+        f"{csms_tls.tls_url}/{identity}", tls=tls, authorization=basic(identity, KEY)
+    )
+    assert status == 401
+    assert "client cert" in body
+
+
+@pytest.mark.parametrize("problem", ["untrusted", "expired"])
+async def test_untrusted_or_expired_certificates_fail_the_handshake(
+    csms_tls: SecureCsms, certificates: Pki, problem: str
+) -> None:
+    """T08 / A00.FR.403: the chain is verified before any HTTP is read."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=3)
+    if problem == "untrusted":
+        cert = pki.make_client_cert(
+            certificates.other_ca, certificates.directory, common_name=identity
+        )
+    else:
+        ten_days_ago = datetime.now(UTC) - timedelta(days=10)
+        cert = certificates.client(identity, days=1, not_before=ten_days_ago)
+    # With TLS 1.3 the client sees the server's verdict on its certificate only after its
+    # side of the handshake: as a TLS alert, a reset, or a connection closed before HTTP.
+    with pytest.raises((ssl.SSLError, ConnectionError, InvalidMessage)):
+        await connects(f"{csms_tls.tls_url}/{identity}", tls=client_tls(certificates, cert))
+
+
+async def test_organization_and_serial_rules(database_url: str, certificates: Pki) -> None:
+    """A00.FR.404/405: O must be the CPO's; with client_cn = serial, CN is the serial number."""
+    async with secure_csms(
+        database_url, certificates, organization="ACME CPO", client_cn="serial"
+    ) as csms:
+        identity, serial = new_identity(), "SN-0042"
+        await csms.register(identity, securityProfile=3)
+        url = f"{csms.tls_url}/{identity}"
+        by_identity = certificates.client(identity, organization="ACME CPO")
+        assert (await refusal(url, tls=client_tls(certificates, by_identity)))[0] == 401
+        # The serial number csms knows comes from the charger's BootNotification.
+        await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        async with session(
+            f"{csms.plain_url}/{identity}", authorization=basic(identity, KEY), boot=False
+        ) as charger:
+            await charger.call(
+                "BootNotification",
+                {
+                    "chargePointVendor": "V",
+                    "chargePointModel": "M",
+                    "chargeBoxSerialNumber": serial,
+                },
+            )
+        wrong_o = certificates.client(serial, organization="Evil Inc", name="wrong-o")
+        assert (await refusal(url, tls=client_tls(certificates, wrong_o)))[0] == 401
+        right = certificates.client(serial, organization="ACME CPO", name="right")
+        assert await connects(url, tls=client_tls(certificates, right))
+        assert (await csms.charge_point(identity))["securityProfile"] == 3
+
+
+# -- the live session is untouchable (T39), password rotation (T10), rate limit -------------
+
+
+@pytest.mark.postgres
+async def test_failed_attempt_leaves_the_live_session_alone(csms_tls: SecureCsms) -> None:
+    """T39: a second connection with wrong credentials gets 401; the live one goes on."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    url = f"{csms_tls.plain_url}/{identity}"
+    async with session(url, authorization=basic(identity, KEY)) as live:
+        before = csms_tls.running.chargers[identity]
+        assert (await refusal(url, authorization=basic(identity, b"wrong-password-16")))[0] == 401
+        assert (await refusal(url))[0] == 401
+        assert csms_tls.running.chargers[identity] is before
+        assert "currentTime" in await live.call("Heartbeat", {})
+    assert (await csms_tls.charge_point(identity))["securityProfile"] == 1
+
+
+@asynccontextmanager
+async def answering(url: str, authorization: str) -> AsyncIterator[StrictCharger]:
+    async with session(url, authorization=authorization) as raw:
+        charger = StrictCharger(raw=raw)
+        task = asyncio.create_task(charger.serve())
+        try:
+            yield charger
+        finally:
+            task.cancel()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("answer", ["Accepted", "Rejected", "NotSupported"])
+async def test_password_rotation_takes_effect_only_when_accepted(
+    csms_tls: SecureCsms, answer: str
+) -> None:
+    """T10 / A01.FR.03-05: the new key replaces the old one only on Accepted."""
+    identity = new_identity()
+    new_hex = "ffeeddccbbaa99887766554433221100fedcba98"
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    url = f"{csms_tls.plain_url}/{identity}"
+    async with answering(url, basic(identity, KEY)) as charger, csms_tls.running.api() as api:
+        charger.answers["ChangeConfiguration"] = {"status": answer}
+        response = await api.post(
+            f"/charge-points/{identity}/commands/ChangeConfiguration",
+            json={"key": "AuthorizationKey", "value": new_hex},
+        )
+        assert response.status_code == 200, response.text
+        assert charger.received[-1] == (
+            "ChangeConfiguration",
+            {"key": "AuthorizationKey", "value": new_hex},
+        )
+        records = (await api.get(f"/charge-points/{identity}/commands")).json()
+        config = (await api.get(f"/charge-points/{identity}/configuration")).json()
+    stored = orjson.dumps([records, config]).decode()
+    assert new_hex not in stored
+    old, new = basic(identity, KEY), basic(identity, bytes.fromhex(new_hex))
+    if answer == "Accepted":
+        assert (await refusal(url, authorization=old))[0] == 401
+        assert await connects(url, authorization=new)
+    else:
+        assert await connects(url, authorization=old)
+        assert (await refusal(url, authorization=new))[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "detail"),
+    [
+        ("AuthorizationKey", "not-hex-at-all-but-long-enough", "hex digits"),
+        ("AuthorizationKey", "00112233445566778899aabbccddee", "hex digits"),  # 15 bytes
+        ("SecurityProfile", "0", "may not go below"),
+        ("SecurityProfile", "7", "0, 1, 2 or 3"),
+    ],
+)
+async def test_unsafe_configuration_changes_are_refused(
+    csms_tls: SecureCsms, key: str, value: str, detail: str
+) -> None:
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    async with answering(f"{csms_tls.plain_url}/{identity}", basic(identity, KEY)) as charger:
+        async with csms_tls.running.api() as api:
+            response = await api.post(
+                f"/charge-points/{identity}/commands/ChangeConfiguration",
+                json={"key": key, "value": value},
+            )
+        assert response.status_code == 422
+        assert detail in response.json()["detail"]
+        assert charger.received == []
+
+
+async def test_failed_attempts_are_rate_limited_per_address(
+    database_url: str, certificates: Pki
+) -> None:
+    async with secure_csms(database_url, certificates, max_failed_auth=3) as csms:
+        identity = new_identity()
+        await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        url = f"{csms.plain_url}/{identity}"
+        for _ in range(3):
+            assert (await refusal(url, authorization=basic(identity, b"guess-guess-guess")))[
+                0
+            ] == 401
+        with pytest.raises(InvalidStatus) as caught:
+            async with session(url, authorization=basic(identity, KEY), boot=False):
+                pass
+        assert caught.value.response.status_code == 429
+        assert int(caught.value.response.headers["Retry-After"]) >= 1
+
+
+async def test_min_profile_refuses_unsecured_chargers(database_url: str, certificates: Pki) -> None:
+    async with secure_csms(database_url, certificates, min_profile=1) as csms:
+        identity = new_identity()
+        assert (await refusal(f"{csms.plain_url}/{identity}"))[0] == 401
+        await csms.register(identity, password=KEY_HEX)
+        assert await connects(f"{csms.plain_url}/{identity}", authorization=basic(identity, KEY))
