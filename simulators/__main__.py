@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", required=True, help="central system base URL, e.g. ws://127.0.0.1:9000/ocpp"
     )
     target.add_argument(
-        "--password", help="basic-auth password (security profile 1; sent as identity:password)"
+        "--password",
+        help="basic-auth password (security profiles 1 and 2): 32-40 hex digits are an "
+        "AuthorizationKey, sent as its raw bytes; anything else is sent as text",
     )
     target.add_argument("--ca-file", help="CA bundle to trust for wss:// (default: system store)")
     target.add_argument("--cert-file", help="client certificate for wss:// (security profile 3)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -44,9 +45,18 @@ __all__ = ["Charger", "basic_auth_header", "make_ssl_context"]
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 
 
+_HEX_KEY = re.compile(r"(?:[0-9a-fA-F]{2}){16,20}")
+
+
 def basic_auth_header(identity: str, password: str) -> str:
-    """HTTP Basic credentials as OCPP 1.6 security profile 1 sends them."""
-    token = base64.b64encode(f"{identity}:{password}".encode()).decode("ascii")
+    """HTTP Basic credentials as OCPP 1.6 security profiles 1 and 2 send them.
+
+    A password of 32-40 hex digits is an AuthorizationKey: the charger sends its 16-20
+    raw bytes (OCPP-J 1.6 §6.2.2; OCTT TC_085_CS), not the hex text. Anything else is
+    sent as its UTF-8 text.
+    """
+    secret = bytes.fromhex(password) if _HEX_KEY.fullmatch(password) else password.encode()
+    token = base64.b64encode(identity.encode() + b":" + secret).decode("ascii")
     return f"Basic {token}"
 
 

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from csms.config import SecuritySettings
+from simulators.charger import Charger, make_ssl_context
 from tests import pki
 from tests.strict_charger import StrictCharger
 from tests.support import (
@@ -539,3 +540,34 @@ async def test_min_profile_refuses_unsecured_chargers(database_url: str, certifi
         assert (await refusal(f"{csms.plain_url}/{identity}"))[0] == 401
         await csms.register(identity, password=KEY_HEX)
         assert await connects(f"{csms.plain_url}/{identity}", authorization=basic(identity, KEY))
+
+
+# -- the bundled simulator at every profile ---------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", [0, 1, 2, 3])
+async def test_simulator_connects_at_every_profile(
+    csms_tls: SecureCsms, certificates: Pki, profile: int
+) -> None:
+    """csms-sim's Charger with --password / --ca-file / --cert-file, as the README shows."""
+    identity = new_identity(f"SIM{profile}")
+    registration: dict[str, Any] = {"securityProfile": profile}
+    if profile in (1, 2):
+        registration["password"] = KEY_HEX
+    await csms_tls.register(identity, **registration)
+    url = csms_tls.plain_url if profile < 2 else csms_tls.tls_url
+    client = certificates.client(identity) if profile == 3 else None
+    tls = (
+        make_ssl_context(
+            str(certificates.ca.cert_file),
+            str(client.cert_file) if client else None,
+            str(client.key_file) if client else None,
+        )
+        if profile >= 2
+        else None
+    )
+    password = KEY_HEX if profile in (1, 2) else None
+    async with Charger(url=url, identity=identity, password=password, ssl=tls) as charger:
+        answer = await charger.boot()
+    assert answer["status"] == "Accepted"
+    assert (await csms_tls.charge_point(identity))["securityProfile"] == profile
