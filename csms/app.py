@@ -7,13 +7,17 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 import uvicorn
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
-from csms.config import Settings
+from csms.config import SecuritySettings, Settings
+from csms.core.certificates import load_authority
+from csms.core.security import ClientCnRule
+from csms.errors import ConfigError
 from csms.events.build import Party
 from csms.events.ingress import CommandIngress
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
@@ -22,6 +26,7 @@ from csms.events.relay import Relay
 from csms.network import OfflineWatch
 from csms.ocpp16.commands import Commands
 from csms.ocpp16.handlers import Services
+from csms.ocpp16.security_handlers import CertificateSigning
 from csms.ocpp16.server import OcppServer
 from csms.reservations import ReservationExpiry
 from csms.store.db import Database
@@ -35,6 +40,33 @@ EVENT_FLUSH_TIMEOUT = 3.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def certificate_signing(
+    security: SecuritySettings, *, commands: Commands
+) -> CertificateSigning | None:
+    """csms as its chargers' CA when `[security] ca_key_file` is set (SecWP A02/A03).
+
+    Raises:
+        ConfigError: the CA certificate or key cannot be read or do not belong together.
+    """
+    if not security.ca_key_file:
+        return None
+    try:
+        authority = load_authority(
+            Path(security.ca_file).read_bytes(), Path(security.ca_key_file).read_bytes()
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot read security.ca_file or ca_key_file: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"config keys security.ca_file/ca_key_file: {exc}") from exc
+    return CertificateSigning(
+        authority=authority,
+        days=security.certificate_days,
+        rule=ClientCnRule(security.client_cn),
+        organization=security.organization,
+        commands=commands,
+    )
 
 
 class _ApiServer(uvicorn.Server):
@@ -103,6 +135,7 @@ class Csms:
             call_timeout=settings.ocpp.call_timeout,
             recorder=recorder,
         )
+        self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,

@@ -151,7 +151,8 @@ class StrictCharger:
                 orjson.dumps([4, unique_id, code, description, details]).decode()
             )
             return
-        answer = self.answers.get(action, EXAMPLES[action][1])
+        # Not .get(action, EXAMPLES[...]): actions without an example need an answer set.
+        answer = self.answers[action] if action in self.answers else EXAMPLES[action][1]
         assert _validator(f"{action}Response").is_valid(answer), answer
         await self.raw.send_raw(orjson.dumps([3, unique_id, answer]).decode())
 

@@ -23,6 +23,7 @@ from csms.core import ocpi, oicp
 from csms.core.clock import format_utc
 from csms.core.events import Event
 from csms.core.meter import Sample
+from csms.core.security_events import SecurityEventSource
 from csms.events.envelope import EventType
 from csms.events.models_base import to_json_dict
 from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Session
@@ -406,3 +407,27 @@ def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
     id there (`{prefix}/events/{locationId}/location.updated`).
     """
     return _event(location["id"], EventType.LOCATION_UPDATED, at, {"ocpi": location})
+
+
+# -- security ------------------------------------------------------------------------------
+
+
+def security_event(
+    charge_point_id: str,
+    *,
+    kind: str,
+    at: datetime,
+    source: SecurityEventSource,
+    tech_info: str | None = None,
+    remote_address: str | None = None,
+) -> Event:
+    """`security.event`: `kind` is the SecWP §8 type (e.g. "StartupOfTheDevice").
+
+    `at` is when it happened: the charger's timestamp, or csms's time for its own events.
+    """
+    data: dict[str, Any] = {"type": kind, "timestamp": format_utc(at), "source": source.value}
+    if tech_info is not None:
+        data["techInfo"] = tech_info
+    if remote_address is not None:
+        data["remoteAddress"] = remote_address
+    return _event(charge_point_id, EventType.SECURITY_EVENT, at, data)

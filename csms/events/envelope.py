@@ -50,6 +50,7 @@ class EventType(StrEnum):
     AUTHORIZATION = "authorization"
     RESERVATION_STATUS = "reservation.status"
     LOCATION_UPDATED = "location.updated"
+    SECURITY_EVENT = "security.event"
 
 
 RETAINED_EVENT_TYPES = frozenset(

@@ -21,6 +21,7 @@ from csms.core.ocpi import SessionFacts
 from csms.core.transactions import StartKey, start_flags
 from csms.events import build
 from csms.events.record import Recorder, session_facts, with_events
+from csms.ocpp16.security_handlers import SECURITY_HANDLERS, CertificateSigning
 from csms.store import repo
 from csms.store.db import Database, Writer
 
@@ -44,6 +45,8 @@ class Services:
     heartbeat_interval: int
     # DataTransfer handlers by vendorId; unknown vendors get UnknownVendorId (§4.3).
     vendors: dict[str, VendorHandler] = field(default_factory=dict)
+    # Signs SignCertificate CSRs (SecWP A02/A03); None answers them Rejected.
+    certificates: CertificateSigning | None = None
 
 
 @dataclass
@@ -264,4 +267,5 @@ HANDLERS: dict[str, Handler] = {
     "StartTransaction": on_start_transaction,
     "StatusNotification": on_status_notification,
     "StopTransaction": on_stop_transaction,
+    **SECURITY_HANDLERS,
 }

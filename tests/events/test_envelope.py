@@ -40,6 +40,7 @@ CONTRACT_TYPES = [
     "authorization",
     "reservation.status",
     "location.updated",
+    "security.event",
 ]
 
 
