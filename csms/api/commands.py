@@ -55,6 +55,18 @@ _EXAMPLES = {
         "summary": "Ask for a status",
         "value": {"requestedMessage": "StatusNotification"},
     },
+    "ExtendedTriggerMessage": {
+        "summary": "Ask for a new charger certificate (SecWP A02)",
+        "value": {"requestedMessage": "SignChargePointCertificate"},
+    },
+    "GetLog": {
+        "summary": "Upload the security log (SecWP N01)",
+        "value": {
+            "logType": "SecurityLog",
+            "requestId": 1,
+            "log": {"remoteLocation": "https://logs.example.com/upload"},
+        },
+    },
 }
 
 _PROFILE_EXAMPLE = {
