@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from csms.config import SecuritySettings
+from csms.store import security
 from simulators.charger import Charger, make_ssl_context
 from tests import pki
 from tests.strict_charger import StrictCharger
@@ -34,6 +35,7 @@ from tests.support import (
     running_csms,
     settings_for,
 )
+from tests.test_events import subscribed
 
 KEY_HEX = "00112233445566778899aabbccddeeff01234567"  # a 20-byte AuthorizationKey
 KEY = bytes.fromhex(KEY_HEX)
@@ -571,3 +573,36 @@ async def test_simulator_connects_at_every_profile(
         answer = await charger.boot()
     assert answer["status"] == "Accepted"
     assert (await csms_tls.charge_point(identity))["securityProfile"] == profile
+
+
+@pytest.mark.postgres
+async def test_failed_attempts_are_security_events(csms_tls: SecureCsms, certificates: Pki) -> None:
+    """Logged, stored and published with identity, address and reason; never the password."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    await csms_tls.register(f"{identity}-B", securityProfile=3)
+    mqtt = csms_tls.running.app.settings.mqtt
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        wrong = basic(identity, b"not-the-password-at-all")
+        assert (await refusal(f"{csms_tls.plain_url}/{identity}", authorization=wrong))[0] == 401
+        tls_a = client_tls(certificates, certificates.client(identity))
+        assert (await refusal(f"{csms_tls.tls_url}/{identity}-B", tls=tls_a))[0] == 401
+        assert (
+            await refusal(f"{csms_tls.plain_url}/{new_identity()}-NEVER-SEEN", authorization=wrong)
+        )[0] == 401
+        password_event, certificate_event = await events.until(2, of_type="security.event")
+    assert password_event["subject"] == identity
+    assert password_event["data"] == {
+        "type": "FailedToAuthenticationAtCentralSystem",
+        "timestamp": password_event["time"],
+        "source": "csms",
+        "techInfo": "401 wrong password",
+        "remoteAddress": "127.0.0.1",
+    }
+    assert certificate_event["subject"] == f"{identity}-B"
+    assert certificate_event["data"]["type"] == "InvalidChargePointCertificate"
+    assert "CN does not match" in certificate_event["data"]["techInfo"]
+    async with csms_tls.running.app.database.sessions() as db:
+        (row,) = await security.list_security_events(db, charge_point_id=identity)
+    assert (row.source, row.remote_address) == ("csms", "127.0.0.1")
+    assert b"not-the-password" not in orjson.dumps([password_event, certificate_event])

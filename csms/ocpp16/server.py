@@ -15,15 +15,16 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from csms.config import OcppSettings, SecuritySettings
+from csms.core.security_events import SecurityEventSource
 from csms.errors import StoreError
 from csms.events import build
 from csms.events.record import with_events
-from csms.ocpp16.admission import Admission, Gatekeeper, RefusalHook, server_tls_context
+from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.handlers import HANDLERS, ChargerContext, Services
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
-from csms.store import repo
+from csms.store import repo, security
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.ocpp")
@@ -41,14 +42,13 @@ class OcppServer:
         services: Services,
         database: Database,
         security: SecuritySettings | None = None,
-        on_refused: RefusalHook | None = None,
     ) -> None:
         self.settings = settings
         self.security = security or SecuritySettings()
         self.services = services
         self.database = database
         self.gatekeeper = Gatekeeper(
-            ocpp=settings, security=self.security, database=database, on_refused=on_refused
+            ocpp=settings, security=self.security, database=database, on_refused=self._refused
         )
         self.validators = load_validators()
         self.chargers: dict[str, ChargerConnection] = {}
@@ -180,7 +180,7 @@ class OcppServer:
                 now=now,
             )
         )
-        log.info("charger_connected", remote_address=remote)
+        log.info("charger_connected", remote_address=remote, security_profile=admission.profile)
         self._notify(identity, connected=True)
         return connection
 
@@ -209,6 +209,28 @@ class OcppServer:
             log.error("disconnect_not_recorded", error=str(exc))
         log.info("charger_disconnected", code=connection.websocket.close_code)
         self._notify(identity, connected=False)
+
+    async def _refused(self, refusal: Refusal) -> None:
+        if not refusal.known:
+            return  # nothing to attach it to, and no table for strangers to fill
+        # SecWP A00.FR.408 and the issue: a failed attempt is a security event, kept and
+        # published; the reason never carries the password.
+        certificate = "certificate" in refusal.reason
+        now = self.services.clock()
+        event = build.security_event(
+            refusal.charge_point_id,
+            kind="InvalidChargePointCertificate"
+            if certificate
+            else "FailedToAuthenticationAtCentralSystem",
+            at=now,
+            source=SecurityEventSource.CSMS,
+            tech_info=f"{refusal.status} {refusal.reason}",
+            remote_address=refusal.remote_address,
+        )
+        try:
+            await self.services.writer.submit_bulk(security.security_event(event, now=now))
+        except StoreError as exc:
+            log.error("security_event_not_recorded", error=str(exc))
 
     async def _raise_profile(self, identity: str, profile: int) -> None:
         # SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
