@@ -697,6 +697,14 @@ async def p2(report: Report, opts: Options) -> None:
 async def p3(report: Report, opts: Options) -> None:
     progress("P3 connections: RSS per idle booted charger, and a boot storm")
     sizes = [1000] if opts.quick else [5000, 20000]
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if max(sizes) + 1000 > fd_limit:
+        # The server needs a descriptor per charger plus its own (database, broker, logs).
+        sizes = [min(size, fd_limit - 1000) for size in sizes]
+        report.notes.append(
+            f"P3: the file-descriptor limit is {fd_limit} and cannot be raised here "
+            f"(no CAP_SYS_RESOURCE), so the largest run has {max(sizes):,} connections"
+        )
     for connections in sizes:
         values, setup = [], []
         for n in range(opts.repeats):
@@ -776,10 +784,9 @@ async def p4(report: Report, opts: Options) -> None:
         progress(f"P4 idle, run {n + 1}/{opts.repeats}")
         with fresh_database("sqlite", opts.scratch) as database:
             async with csms_server(database, opts.scratch) as server:
-                idle.append(
-                    await command_client(server, 100, commands, f"C{uuid.uuid4().hex[:5]}-")
-                )
-    add_command_rows(report, "idle (100 chargers)", idle, [r.get("cpu_pct", 0) for r in idle])
+                result = await command_client(server, 100, commands, f"C{uuid.uuid4().hex[:5]}-")
+                idle.append(result["commands"] | {"cpu": result.get("cpu_pct", 0.0)})
+    add_command_rows(report, "idle (100 chargers)", idle, [r["cpu"] for r in idle])
     if opts.quick:
         return
     p2_rate = report.find("P2", "csms + sqlite", "100 conn.", "throughput")
@@ -847,7 +854,8 @@ async def p5(report: Report, opts: Options) -> None:
     for n in range(opts.repeats):
         progress(f"P5 latency ({messages} MeterValues), run {n + 1}/{opts.repeats}")
         with fresh_database("sqlite", opts.scratch) as database:
-            latencies.append(await events.latency(events_env(database), messages, "x"))
+            env = events_env(database)
+            latencies.append(await events.latency(env, messages, env["CSMS_MQTT__TOPIC_PREFIX"]))
     report.add(
         Row(
             "P5",
@@ -920,13 +928,14 @@ async def is_listening_mqtt() -> bool:
 # -- profile -------------------------------------------------------------------------------------
 
 CATEGORIES = [
-    # (category, substrings of a frame's file); the innermost frame that matches decides.
+    # (category, substrings of a frame's file as py-spy prints it, e.g. "websockets/frames.py");
+    # the innermost frame that matches decides.
     (
         "storage",
-        ("/sqlalchemy/", "/aiosqlite/", "/asyncpg/", "sqlite3", "/csms/store/", "/sqlmodel/"),
+        ("sqlalchemy/", "aiosqlite/", "asyncpg/", "sqlite3/", "csms/store/", "sqlmodel/"),
     ),
-    ("events", ("/csms/events/", "/pydantic", "/aiomqtt/", "/paho/", "/amqtt/")),
-    ("WebSocket layer", ("/websockets/", "/picows/")),
+    ("events", ("csms/events/", "pydantic", "aiomqtt/", "paho/", "amqtt/")),
+    ("WebSocket layer", ("websockets/", "picows/")),
     (
         "parsing + validation",
         ("csms/ocpp16/rpc.py", "csms/ocpp16/schemas.py", "jsonschema", "orjson"),
@@ -935,20 +944,25 @@ CATEGORIES = [
         "handlers",
         (
             "csms/ocpp16/handlers.py",
-            "/csms/core/",
+            "csms/core/",
             "csms/ocpp16/connection.py",
             "csms_protocol.py",
             "csms/ocpp16/server.py",
         ),
     ),
-    ("logging", ("/structlog/", "/logging/")),
-    ("HTTP API", ("/uvicorn/", "/fastapi/", "/starlette/", "csms/api/")),
+    ("logging", ("structlog/", "logging/")),
+    ("HTTP API", ("uvicorn/", "fastapi/", "starlette/", "csms/api/")),
 ]
 OTHER = "event loop, I/O and other"
 
 
 def classify(stack: str) -> str:
     frames = stack.split(";")
+    # Frames outside the event loop (the script's <module>, asyncio.run) say nothing.
+    for index in range(len(frames) - 1, -1, -1):
+        if "asyncio/runners.py" in frames[index]:
+            frames = frames[index + 1 :]
+            break
     for frame in reversed(frames):
         for category, needles in CATEGORIES:
             if any(needle in frame for needle in needles):
@@ -1068,9 +1082,15 @@ def targets(report: Report) -> list[tuple[str, str, str, bool | None]]:
                     f"{sum(lost.values):.0f} missing",
                     lambda v: v == 0,
                 )
-    for setting in ("5,000 idle", "20,000 idle"):
-        v = med("P3", "csms + sqlite", setting, "RSS per booted charger")
-        check(f"P3 {setting}: <= 24 KiB per connection", v, f"{v or 0:.1f} KiB", lambda x: x <= 24)
+    for row in report.rows:
+        if row.metric == "RSS per booted charger":
+            v = row.median
+            check(
+                f"P3 {row.setting}: <= 24 KiB per connection",
+                v,
+                f"{v or 0:.1f} KiB",
+                lambda x: x <= 24,
+            )
     v = med("P3", "csms + sqlite", "10,000 at once", "boot storm, all accepted")
     f = report.find("P3", "csms + sqlite", "10,000 at once", "boot storm failures")
     check("P3 boot storm 10,000 < 30 s", v, f"{v or 0:.1f} s", lambda x: x < 30)
