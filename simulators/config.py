@@ -133,8 +133,14 @@ STANDARD_KEYS: Final[tuple[KeySpec, ...]] = (
     _k("ChargingScheduleMaxPeriods", N, "24", readonly=True),
     _k("ConnectorSwitch3to1PhaseSupported", B, "false", readonly=True),
     _k("MaxChargingProfilesInstalled", N, "20", readonly=True),
+    # Security Whitepaper (edition 3) §7
+    _k("CertificateSignedMaxChainSize", N, "10000", readonly=True),
+    _k("CertificateStoreMaxLength", N, "10", readonly=True),
+    _k("CpoName", S, ""),
     # Vendor-specific, to show the central system a reboot-required key
     _k("SimNetworkProfile", S, "default", reboot=True),
+    # Vendor-specific: send SecurityEventNotification StartupOfTheDevice after each boot
+    _k("SimSecurityEventOnBoot", B, "false"),
 )
 
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})

@@ -22,6 +22,7 @@ __all__ = [
     "CALLERROR",
     "CALLRESULT",
     "CHARGER_ACTIONS",
+    "CHARGER_SECURITY_ACTIONS",
     "CSMS_ACTIONS",
     "SECURITY_ACTIONS",
     "Call",
@@ -135,7 +136,7 @@ CSMS_ACTIONS: Final = frozenset(
     }
 )
 
-# Security-whitepaper actions: recognised, answered NotSupported until the security issue lands.
+# Security Whitepaper (edition 3) actions: NotSupported by a station built without it.
 SECURITY_ACTIONS: Final = frozenset(
     {
         "CertificateSigned",
@@ -145,6 +146,16 @@ SECURITY_ACTIONS: Final = frozenset(
         "GetLog",
         "InstallCertificate",
         "SignedUpdateFirmware",
+    }
+)
+
+# What a charger sends for the Security Whitepaper (edition 3).
+CHARGER_SECURITY_ACTIONS: Final = frozenset(
+    {
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
     }
 )
 
@@ -159,7 +170,7 @@ def _load_validators() -> tuple[dict[str, Any], dict[str, Any]]:
     requests: dict[str, Any] = {}
     responses: dict[str, Any] = {}
     directory = _schema_dir()
-    for action in CHARGER_ACTIONS | CSMS_ACTIONS:
+    for action in CHARGER_ACTIONS | CSMS_ACTIONS | SECURITY_ACTIONS | CHARGER_SECURITY_ACTIONS:
         for suffix, target in (("", requests), ("Response", responses)):
             with open(os.path.join(directory, f"{action}{suffix}.json"), "rb") as f:
                 schema = orjson.loads(f.read())

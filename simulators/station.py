@@ -22,6 +22,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from functools import partial
 from typing import Any, Final
@@ -48,6 +49,13 @@ from .ocppj import (
 )
 from .power import PowerCurve
 from .scenario import ChargerPlan, FaultKind, PlannedFault, PlannedSession
+from .security import (
+    CertificateStore,
+    CertificateUse,
+    ChargerKeys,
+    is_base64_signature,
+    is_pem_certificate,
+)
 from .smart import Electrical, ProfileStatus, ProfileStore, RateUnit, parse_time
 from .stats import Stats
 
@@ -142,6 +150,41 @@ class DiagnosticsStatus(StrEnum):
     UPLOADING = "Uploading"
     UPLOADED = "Uploaded"
     UPLOAD_FAILED = "UploadFailed"
+
+
+class LogStatus(StrEnum):
+    """LogStatusNotification status (UploadLogStatusEnumType, SecWP §6.19)."""
+
+    IDLE = "Idle"
+    UPLOADING = "Uploading"
+    UPLOADED = "Uploaded"
+    UPLOAD_FAILURE = "UploadFailure"
+
+
+class SignedFirmwareStatus(StrEnum):
+    """SignedFirmwareStatusNotification status (FirmwareStatusEnumType, SecWP §6.8)."""
+
+    IDLE = "Idle"
+    DOWNLOAD_SCHEDULED = "DownloadScheduled"
+    DOWNLOADING = "Downloading"
+    DOWNLOADED = "Downloaded"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    SIGNATURE_VERIFIED = "SignatureVerified"
+    INVALID_SIGNATURE = "InvalidSignature"
+    INSTALL_SCHEDULED = "InstallScheduled"
+    INSTALLING = "Installing"
+    INSTALLED = "Installed"
+
+
+# SignedFirmwareStatusNotification states after which the update is over.
+_SIGNED_FIRMWARE_ENDS: Final = frozenset(
+    {
+        SignedFirmwareStatus.IDLE,
+        SignedFirmwareStatus.DOWNLOAD_FAILED,
+        SignedFirmwareStatus.INVALID_SIGNATURE,
+        SignedFirmwareStatus.INSTALLED,
+    }
+)
 
 
 _BOOT_LIMITS: Final = {
@@ -418,6 +461,7 @@ class Station:
         validate_outbound: bool = False,
         keep_raw: bool = False,
         seed: int | str | None = None,
+        security_extension: bool = True,
     ) -> None:
         if connectors < 1:
             raise ValueError("a charger has at least one connector")
@@ -474,6 +518,12 @@ class Station:
         self.auth_cache: dict[str, dict[str, Any]] = {}
         self.fw_status = FirmwareStatus.IDLE
         self.diag_status = DiagnosticsStatus.IDLE
+        # Security Whitepaper (edition 3); without it its actions are NotSupported.
+        self.security_extension = security_extension
+        self.certificates = CertificateStore(self.config.get_int("CertificateStoreMaxLength"))
+        self.keys = ChargerKeys()
+        self.log_status = LogStatus.IDLE
+        self.signed_fw_status = SignedFirmwareStatus.IDLE
         self.incoming_hook: Callable[[IncomingCall], None] | None = None
 
         self._now = 0.0
@@ -494,6 +544,10 @@ class Station:
         self._stop_deadline = math.inf
         self._fw_location = ""
         self._diag_ok = True
+        self._log_request: int | None = None
+        self._log_ok = True
+        self._sfw_request: int | None = None
+        self._sfw: dict[str, Any] = {}
         self._script: list[tuple[float, PlannedSession | PlannedFault]] = []
         self._script_pos = 0
         if not auto_boot:
@@ -982,6 +1036,8 @@ class Station:
         self.stats.calls_received += 1
         action, payload = frame.action, frame.payload
         handler = _CALL_HANDLERS.get(action)
+        if action in SECURITY_ACTIONS and not self.security_extension:
+            handler = None
         if handler is None:
             code = (
                 ErrorCode.NOT_SUPPORTED if action in SECURITY_ACTIONS else ErrorCode.NOT_IMPLEMENTED
@@ -1358,6 +1414,182 @@ class Station:
 
     def _notify_diagnostics(self) -> None:
         self._call("DiagnosticsStatusNotification", {"status": self.diag_status.value})
+
+    # -- Security extension (OCPP 1.6 Security Whitepaper, edition 3)
+
+    def _security_event(self, kind: str, now: float, tech_info: str = "") -> None:
+        """SecurityEventNotification, queued with guaranteed delivery (SecWP A04.FR.02)."""
+        payload: dict[str, Any] = {"type": kind, "timestamp": iso(self.clock.sim(now))}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self._call("SecurityEventNotification", payload, transactional=True)
+
+    def _h_extended_trigger(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        message = payload["requestedMessage"]
+        connector_id = payload.get("connectorId")
+        if connector_id is not None and not 1 <= connector_id <= self.n:
+            return {"status": "Rejected"}  # SecWP §5.5: connectorId > 0
+        if message == "SignChargePointCertificate":
+            # SecWP A02.FR.02: a new key pair after ExtendedTriggerMessage.conf.
+            self._after.append(self._request_certificate)
+        elif message == "LogStatusNotification":
+            self._after.append(lambda t: self._notify_log())
+        elif message == "FirmwareStatusNotification":
+            self._after.append(lambda t: self._notify_signed_firmware(triggered=True))
+        else:  # BootNotification, Heartbeat, MeterValues, StatusNotification
+            return self._h_trigger(payload, now)
+        return {"status": "Accepted"}
+
+    def _request_certificate(self, now: float) -> None:
+        csr = self.keys.new_csr(common_name=self.identity, organization=self.config.get("CpoName"))
+
+        def answered(result: dict[str, Any] | None, error: CallError | None) -> None:
+            if result is None or result.get("status") != "Accepted":
+                self.stats.note(self.identity, "SignCertificate was not accepted")
+
+        self._call("SignCertificate", {"csr": csr}, answered)
+
+    def _h_certificate_signed(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        chain = payload["certificateChain"]
+        if len(chain) > self.config.get_int("CertificateSignedMaxChainSize"):
+            problem: str | None = "certificate chain longer than CertificateSignedMaxChainSize"
+        else:
+            problem = self.keys.accept(
+                chain,
+                now=datetime.fromtimestamp(self.clock.sim(now), UTC),
+                common_name=self.identity,
+                roots=self.certificates.roots(CertificateUse.CENTRAL_SYSTEM_ROOT),
+            )
+        if problem is not None:
+            # SecWP A02.FR.07: discard it and report InvalidChargePointCertificate.
+            self.stats.note(self.identity, f"CertificateSigned rejected: {problem}")
+            self._after.append(
+                lambda t: self._security_event("InvalidChargePointCertificate", t, problem)
+            )
+            return {"status": "Rejected"}
+        return {"status": "Accepted"}
+
+    def _h_install_certificate(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        use = CertificateUse(payload["certificateType"])
+        return {"status": self.certificates.install(use, payload["certificate"])}
+
+    def _h_delete_certificate(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        return {"status": self.certificates.delete(payload["certificateHashData"])}
+
+    def _h_installed_certificate_ids(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        return self.certificates.ids(CertificateUse(payload["certificateType"]))
+
+    def _h_get_log(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        # SecWP N01.FR.11: a new request cancels the upload in progress.
+        canceled = self._log_request is not None
+        self._timers.pop("log", None)
+        self._log_request = payload["requestId"]
+        self._log_ok = "://" in payload["log"]["remoteLocation"]
+        stamp = iso(self.clock.sim(now)).replace(":", "").replace("-", "")[:15]
+        name = f"{payload['logType']}-{self.identity}-{stamp}.log"[:255]
+
+        def upload(t: float) -> None:
+            self.log_status = LogStatus.UPLOADING  # N01.FR.08
+            self._notify_log()
+            self._timers["log"] = self.clock.after(t, 5.0)
+
+        self._after.append(upload)
+        return {"status": "AcceptedCanceled" if canceled else "Accepted", "filename": name}
+
+    def _t_log(self, _arg: int, now: float) -> None:
+        # SecWP N01.FR.09/10: Uploaded, or why not.
+        self.log_status = LogStatus.UPLOADED if self._log_ok else LogStatus.UPLOAD_FAILURE
+        self._notify_log()
+        self.log_status = LogStatus.IDLE
+        self._log_request = None
+
+    def _notify_log(self) -> None:
+        payload: dict[str, Any] = {"status": self.log_status.value}
+        if self._log_request is not None:  # SecWP N01.FR.07/12
+            payload["requestId"] = self._log_request
+        self._call("LogStatusNotification", payload)
+
+    def _h_signed_update_firmware(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        firmware = payload["firmware"]
+        if not is_pem_certificate(firmware["signingCertificate"]):
+            # SecWP L01.FR.23/24 and L01.FR.02.
+            self._after.append(
+                lambda t: self._security_event("InvalidFirmwareSigningCertificate", t)
+            )
+            return {"status": "InvalidCertificate"}
+        # SecWP L01.FR.26: a new request cancels the update in progress.
+        canceled = self._sfw_request is not None
+        self._sfw_request = payload["requestId"]
+        self._sfw = firmware
+        self.signed_fw_status = SignedFirmwareStatus.IDLE
+        try:
+            at = max(now, self.clock.real(parse_time(firmware["retrieveDateTime"])))
+        except ValueError:
+            at = now
+        if at > now:
+            # SecWP L01.FR.13.
+            self._after.append(
+                lambda t: self._set_signed_firmware(SignedFirmwareStatus.DOWNLOAD_SCHEDULED)
+            )
+        self._timers["sfw"] = at
+        return {"status": "AcceptedCanceled" if canceled else "Accepted"}
+
+    def _t_sfw(self, _arg: int, now: float) -> None:
+        status = self.signed_fw_status
+        step = SignedFirmwareStatus
+        if status in (step.IDLE, step.DOWNLOAD_SCHEDULED):
+            if "://" not in self._sfw["location"]:
+                self._set_signed_firmware(step.DOWNLOAD_FAILED)
+                return
+            self._set_signed_firmware(step.DOWNLOADING)
+            self._timers["sfw"] = self.clock.after(now, 10.0)
+        elif status is step.DOWNLOADING:
+            self._set_signed_firmware(step.DOWNLOADED)
+            self._timers["sfw"] = self.clock.after(now, 1.0)
+        elif status is step.DOWNLOADED:
+            if not is_base64_signature(self._sfw["signature"]):
+                # SecWP L01.FR.03.
+                self._set_signed_firmware(step.INVALID_SIGNATURE)
+                self._security_event("InvalidFirmwareSignature", now)
+                return
+            self._set_signed_firmware(step.SIGNATURE_VERIFIED)
+            self._timers["sfw"] = self.clock.after(now, 1.0)
+        elif status in (step.SIGNATURE_VERIFIED, step.INSTALL_SCHEDULED):
+            install_at = now
+            if "installDateTime" in self._sfw:
+                try:
+                    install_at = self.clock.real(parse_time(self._sfw["installDateTime"]))
+                except ValueError:
+                    install_at = now
+            if install_at > now:
+                if status is not step.INSTALL_SCHEDULED:
+                    self._set_signed_firmware(step.INSTALL_SCHEDULED)  # L01.FR.16
+                self._timers["sfw"] = install_at
+            elif self.charging:
+                self._timers["sfw"] = self.clock.after(now, 60.0)  # L01.FR.06: when idle
+            else:
+                self._set_signed_firmware(step.INSTALLING)
+                self._timers["sfw"] = self.clock.after(now, 5.0)
+        elif status is step.INSTALLING:
+            # Installed without a reboot: the simulator has no bootloader to restart into.
+            self.firmware = _firmware_version_from(self._sfw["location"], self.firmware)
+            self._set_signed_firmware(step.INSTALLED)
+            self._security_event("FirmwareUpdated", now, self.firmware)
+
+    def _set_signed_firmware(self, status: SignedFirmwareStatus) -> None:
+        self.signed_fw_status = status  # SecWP L01.FR.01: every new state is reported
+        self._notify_signed_firmware()
+        if status in _SIGNED_FIRMWARE_ENDS:
+            self._sfw_request = None
+
+    def _notify_signed_firmware(self, *, triggered: bool = False) -> None:
+        status = self.signed_fw_status
+        if triggered and status is SignedFirmwareStatus.INSTALLED:
+            status = SignedFirmwareStatus.IDLE  # SecWP L01.FR.28
+        payload: dict[str, Any] = {"status": status.value}
+        if self._sfw_request is not None:  # SecWP L01.FR.10/21
+            payload["requestId"] = self._sfw_request
+        self._call("SignedFirmwareStatusNotification", payload)
 
     # -- Smart charging
 
@@ -1960,6 +2192,9 @@ class Station:
             self._schedule_aligned(now)
             if was_required:
                 self._report_changes()
+                if self.config.get_bool("SimSecurityEventOnBoot"):
+                    # SecWP §8: StartupOfTheDevice is critical, pushed at once (A04.FR.01).
+                    self._security_event("StartupOfTheDevice", now)
                 if self.fw_status is FirmwareStatus.INSTALLING:
                     self.fw_status = FirmwareStatus.INSTALLED
                     self._notify_firmware()
@@ -2137,6 +2372,14 @@ _CALL_HANDLERS: Final[dict[str, Callable[[Station, dict[str, Any], float], dict[
     "TriggerMessage": Station._h_trigger,
     "UnlockConnector": Station._h_unlock,
     "UpdateFirmware": Station._h_update_firmware,
+    # Security Whitepaper (edition 3)
+    "CertificateSigned": Station._h_certificate_signed,
+    "DeleteCertificate": Station._h_delete_certificate,
+    "ExtendedTriggerMessage": Station._h_extended_trigger,
+    "GetInstalledCertificateIds": Station._h_installed_certificate_ids,
+    "GetLog": Station._h_get_log,
+    "InstallCertificate": Station._h_install_certificate,
+    "SignedUpdateFirmware": Station._h_signed_update_firmware,
 }
 
 _TIMER_HANDLERS: Final[dict[str, Callable[[Station, int, float], None]]] = {
@@ -2148,6 +2391,7 @@ _TIMER_HANDLERS: Final[dict[str, Callable[[Station, int, float], None]]] = {
     "diag": Station._t_diag,
     "fw": Station._t_fw,
     "hb": Station._t_heartbeat,
+    "log": Station._t_log,
     "meter": Station._t_meter,
     "ping": Station._t_ping,
     "power": Station._t_power,
@@ -2155,6 +2399,7 @@ _TIMER_HANDLERS: Final[dict[str, Callable[[Station, int, float], None]]] = {
     "reset": Station._t_noop,
     "retry": Station._t_noop,
     "script": Station._t_script,
+    "sfw": Station._t_sfw,
     "shutdown": Station._t_noop,
     "timeout": Station._t_timeout,
     "unplug": Station._t_unplug,

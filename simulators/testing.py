@@ -64,6 +64,10 @@ class Bench:
             },
             "StatusNotification": {},
             "StopTransaction": {"idTagInfo": {"status": "Accepted"}},
+            "LogStatusNotification": {},
+            "SecurityEventNotification": {},
+            "SignCertificate": {"status": "Accepted"},
+            "SignedFirmwareStatusNotification": {},
         }
 
     # -- driving

@@ -205,6 +205,33 @@ def make_csr(
     return csr.public_bytes(serialization.Encoding.PEM).decode(), key
 
 
+def sign_csr(
+    ca: Issued,
+    csr_pem: str,
+    *,
+    days: int = 30,
+    not_before: datetime | None = None,
+) -> x509.Certificate:
+    """A client certificate for a CSR, signed by `ca` (what a CSMS answers SignCertificate with).
+
+    Pass `not_before` to match a charger whose clock is not the wall clock.
+    """
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+
+
 def load_chain(text: str) -> list[x509.Certificate]:
     """The certificates of a PEM bundle, in order."""
     return x509.load_pem_x509_certificates(text.encode())

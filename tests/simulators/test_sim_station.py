@@ -170,11 +170,15 @@ def test_invalid_call_gets_callerror(
 
 
 @pytest.mark.parametrize(
-    ("action", "code"),
-    [("GetVariables", "NotImplemented"), ("InstallCertificate", "NotSupported")],
+    ("action", "code", "security_extension"),
+    [
+        ("GetVariables", "NotImplemented", True),
+        ("InstallCertificate", "NotSupported", False),
+    ],
 )
-def test_unknown_actions(bench: Bench, action: str, code: str) -> None:
-    """Unknown actions get NotImplemented; recognised security ones NotSupported."""
+def test_unknown_actions(action: str, code: str, security_extension: bool) -> None:
+    """Unknown actions get NotImplemented; security ones NotSupported without the extension."""
+    bench = Bench(make_station(security_extension=security_extension)).start()
     frame = bench.send(action, {})
     assert frame[:3] == [4, frame[1], code]
 
