@@ -244,6 +244,7 @@ async def test_short_keys_are_refused_at_provisioning(
         assert response.status_code == 201
         return
     assert response.status_code == 422, response.text
+    assert password not in response.text  # never echoed back
     if detail:
         assert detail in response.json()["detail"]
 
