@@ -607,3 +607,11 @@ async def test_failed_attempts_are_security_events(csms_tls: SecureCsms, certifi
         (row,) = await security.list_security_events(db, charge_point_id=identity)
     assert (row.source, row.remote_address) == ("csms", "127.0.0.1")
     assert b"not-the-password" not in orjson.dumps([password_event, certificate_event])
+
+
+@pytest.mark.parametrize("field", ["securityProfile", "password", "passwordHexCompat"])
+async def test_null_security_fields_are_refused(csms_tls: SecureCsms, field: str) -> None:
+    async with csms_tls.running.api() as api:
+        response = await api.put("/charge-points/CP-NULL", json={field: None})
+    assert response.status_code == 422
+    assert "not null" in response.json()["detail"]

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from csms.core.clock import as_utc
@@ -144,6 +144,14 @@ class ChargePointIn(CamelModel):
     connector_spec: ConnectorSpecIn | None = Field(
         default=None, description="what its connectors are, for OCPI EVSEs and CDRs"
     )
+
+    @field_validator("security_profile", "password", "password_hex_compat", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Leaving a field out keeps its value; null cannot mean "no profile" or "no flag".
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class IdTagStatus(StrEnum):
