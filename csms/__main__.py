@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -72,13 +74,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(level=settings.log.level, fmt=settings.log.format)
     try:
-        asyncio.run(serve(settings) if args.command == "serve" else migrate_only(settings))
+        _run(serve(settings) if args.command == "serve" else migrate_only(settings))
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (`pip install csms[speed]`), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ CONTRACT.md: when nothing listens at ``mqtt.url`` and ``mqtt.embedded`` is true,
 starts an embedded broker (amqtt) at that address. Delivery is at least once: the
 publisher returns only after the broker's PUBACK (MQTT 3.1.1 §4.3.2, QoS 1), so the
 outbox marks an event delivered only then and republishes it otherwise.
+
+The publisher speaks the few MQTT 3.1.1 packets it needs itself, on an asyncio protocol:
+every event goes through it, and paho's general client cost more per publish than the
+rest of the event path. Subscriptions (commands over MQTT) use aiomqtt.
 """
 
 from __future__ import annotations
@@ -26,10 +30,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import aiomqtt
-import paho.mqtt.client as paho
 import structlog
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
@@ -40,7 +43,6 @@ log = structlog.get_logger("csms.mqtt")
 
 DEFAULT_PORT = 1883
 PROBE_TIMEOUT = 1.0
-MAX_INFLIGHT = 200
 
 
 class EventPublishError(CsmsError):
@@ -224,11 +226,177 @@ class Backoff:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+class _Protocol(asyncio.Protocol):
+    """One MQTT 3.1.1 connection of the publisher: CONNECT/CONNACK, PUBLISH/PUBACK, PING.
+
+    A publisher needs only these packets, and a few lines of framing cost far less per
+    event than paho's general client (a Condition, a message object and a lock per
+    publish). Frames written in one loop iteration go out in one write.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._out: list[bytes] = []
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._next_id = 0
+        self.connack: asyncio.Future[int] = loop.create_future()
+        self.lost = False
+        self._ping: asyncio.TimerHandle | None = None
+        self._pong_due = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an isinstance check: uvloop's transports do not derive from asyncio's classes.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= 2:
+            # MQTT 3.1.1 §2.2.3: the remaining length, 1 to 4 bytes of 7 bits each.
+            length = 0
+            shift = 0
+            index = 1
+            while True:
+                if index >= len(buffer):
+                    return
+                byte = buffer[index]
+                length |= (byte & 0x7F) << shift
+                index += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    self._fail("malformed remaining length from the broker")
+                    return
+            if len(buffer) < index + length:
+                return
+            kind = buffer[0] >> 4
+            body = bytes(buffer[index : index + length])
+            del buffer[: index + length]
+            self._handle(kind, body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._ping is not None:
+            self._ping.cancel()
+        if not self.connack.done():
+            self.connack.set_exception(ConnectionError("connection closed before CONNACK"))
+        acks, self._acks = self._acks, {}
+        for future in acks.values():
+            if not future.done():
+                future.set_exception(ConnectionError("connection lost before PUBACK"))
+
+    # -- packets ---------------------------------------------------------------------------------
+
+    def _handle(self, kind: int, body: bytes) -> None:
+        if kind == 4 and len(body) >= 2:  # PUBACK (§3.4)
+            future = self._acks.pop(int.from_bytes(body[:2], "big"), None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif kind == 13:  # PINGRESP (§3.13)
+            self._pong_due = False
+        elif kind == 2 and len(body) >= 2:  # CONNACK (§3.2)
+            if not self.connack.done():
+                self.connack.set_result(body[1])
+
+    def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None:
+        """CONNECT (§3.1): clean session, and the credentials when the URL has them."""
+        flags = 0x02
+        payload = _string(client_id.encode())
+        if address.username is not None:
+            flags |= 0x80
+            payload += _string(address.username.encode())
+            if address.password is not None:
+                flags |= 0x40
+                payload += _string(address.password.encode())
+        header = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big")
+        self._write(_packet(0x10, header + payload))
+        if keepalive:
+            self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
+
+    def publish(self, topic: bytes, payload: bytes, *, retain: bool) -> asyncio.Future[None]:
+        """Send a PUBLISH at QoS 1 (§3.3); the future completes on its PUBACK."""
+        packet_id = self._packet_id()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._acks[packet_id] = future
+        first = 0x33 if retain else 0x32  # PUBLISH, QoS 1
+        self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
+        return future
+
+    def disconnect(self) -> None:
+        """DISCONNECT (§3.14), then close."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._write(b"\xe0\x00")
+            self._flush()
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _packet_id(self) -> int:
+        # §2.3.1: non-zero, and not one still waiting for its PUBACK.
+        for _ in range(65535):
+            self._next_id = self._next_id % 65535 + 1
+            if self._next_id not in self._acks:
+                return self._next_id
+        raise EventPublishError("65535 publishes wait for their PUBACK")
+
+    def _send_ping(self, keepalive: int) -> None:
+        if self._pong_due:
+            # §3.1.2.10: no answer within a keep-alive period; the connection is dead.
+            self._fail("no PINGRESP from the broker")
+            return
+        self._pong_due = True
+        self._write(b"\xc0\x00")  # PINGREQ (§3.12)
+        self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
+
+    def _fail(self, reason: str) -> None:
+        log.warning("mqtt_connection_dropped", reason=reason)
+        self.abort()
+
+    def _write(self, data: bytes) -> None:
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(out))
+
+
+def _string(data: bytes) -> bytes:
+    """A UTF-8 encoded string (§1.5.3): two bytes of length, then the bytes."""
+    return len(data).to_bytes(2, "big") + data
+
+
+def _packet(first: int, variable: bytes, payload: bytes = b"") -> bytes:
+    """A control packet (§2.2): the first byte, the remaining length, the rest."""
+    length = len(variable) + len(payload)
+    encoded = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            encoded.append(byte | 0x80)
+        else:
+            encoded.append(byte)
+            break
+    return b"".join((bytes([first]), encoded, variable, payload))
+
+
 class Publisher:
     """Publishes to one broker at QoS 1 and returns only after the broker's PUBACK.
 
     Connects on first use (or ``connect()``), retrying with Backoff; a failed publish
-    drops the connection and the next one reconnects. Safe to share between tasks.
+    drops the connection and the next one reconnects. Safe to share between tasks:
+    publishes from many tasks are in flight together on the one connection, and go out
+    in the order they were called (MQTT 3.1.1 §4.6 keeps that order at the broker).
     Use it as ``async with Publisher(url) as publisher:`` or call ``close()``.
     """
 
@@ -258,7 +426,7 @@ class Publisher:
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()
-        self._client: aiomqtt.Client | None = None
+        self._client: _Protocol | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -303,24 +471,26 @@ class Publisher:
             BrokerUnavailable: the publisher is closed.
             ValueError: the topic is not a valid topic name (e.g. has a wildcard).
         """
-        client = await self._ensure_client(attempts=None)
+        # MQTT 3.1.1 §4.7.3: a topic name is non-empty and has no wildcards (or NUL).
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            raise ValueError(f"{topic!r} is not a valid MQTT topic name")
+        name = topic.encode()
+        client = self._client
+        if client is None or client.lost:
+            if client is not None:
+                # Not connected: nothing was sent, so sending again cannot duplicate.
+                log.info("mqtt_connection_lost", host=self._address.host, port=self._address.port)
+                self._drop(client)
+            client = await self._ensure_client(attempts=None)
+        acknowledged = client.publish(name, payload, retain=retain)
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=self._timeout)
-            return
-        except aiomqtt.MqttCodeError as exc:
-            await self._drop(client)
-            if exc.rc != paho.MQTT_ERR_NO_CONN:
-                raise EventPublishError(f"publish to {topic} failed: {exc}") from exc
-            # Not connected: paho refused to send it, so sending again cannot duplicate.
-            log.info("mqtt_connection_lost", host=self._address.host, port=self._address.port)
-        except aiomqtt.MqttError as exc:
-            await self._drop(client)
-            raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
-        client = await self._ensure_client(attempts=None)
-        try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=self._timeout)
-        except aiomqtt.MqttError as exc:
-            await self._drop(client)
+            async with asyncio.timeout(self._timeout):
+                await acknowledged
+        except TimeoutError:
+            self._drop(client)
+            raise EventPublishError(f"publish to {topic} not acknowledged in time") from None
+        except ConnectionError as exc:
+            self._drop(client)
             raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
 
     async def close(self) -> None:
@@ -328,36 +498,21 @@ class Publisher:
         self._closed = True
         async with self._lock:
             if self._client is not None:
-                await self._drop(self._client)
+                self._client.disconnect()
+                self._client = None
 
-    async def _ensure_client(self, *, attempts: int | None) -> aiomqtt.Client:
+    async def _ensure_client(self, *, attempts: int | None) -> _Protocol:
         async with self._lock:
             if self._closed:
                 raise BrokerUnavailable("publisher is closed")
-            if self._client is not None:
+            if self._client is not None and not self._client.lost:
                 return self._client
             attempt = 0
             while not self._closed:
                 attempt += 1
-                # A fresh client per connection: paho keeps in-flight state per client,
-                # and the outbox, not paho, is what redelivers.
-                client = aiomqtt.Client(
-                    self._address.host,
-                    self._address.port,
-                    username=self._address.username,
-                    password=self._address.password,
-                    identifier=self._client_id,
-                    clean_session=True,
-                    keepalive=self._keepalive,
-                    timeout=self._timeout,
-                    # The relay pipelines each charger's events; let them be in flight.
-                    max_inflight_messages=MAX_INFLIGHT,
-                )
-                # aiomqtt warns (a log line per publish) past 10 waiting publishes.
-                client.pending_calls_threshold = MAX_INFLIGHT * 10
                 try:
-                    await client.__aenter__()
-                except aiomqtt.MqttError as exc:
+                    client = await self._open()
+                except (OSError, TimeoutError, EventPublishError) as exc:
                     if attempts is not None and attempt >= attempts:
                         raise BrokerUnavailable(
                             f"no mqtt broker at {self._address.host}:{self._address.port}"
@@ -369,7 +524,7 @@ class Publisher:
                         port=self._address.port,
                         attempt=attempt,
                         retry_in=round(delay, 3),
-                        error=str(exc),
+                        error=str(exc) or type(exc).__name__,
                     )
                     await asyncio.sleep(delay)
                     continue
@@ -378,20 +533,30 @@ class Publisher:
                 return client
             raise BrokerUnavailable("publisher is closed")
 
-    async def _drop(self, client: aiomqtt.Client) -> None:
+    async def _open(self) -> _Protocol:
+        """A fresh connection, CONNACKed; the outbox, not the connection, redelivers."""
+        loop = asyncio.get_running_loop()
+        client = _Protocol(loop)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await loop.create_connection(lambda: client, self._address.host, self._address.port)
+                client.send_connect(
+                    client_id=self._client_id, keepalive=self._keepalive, address=self._address
+                )
+                code = await client.connack
+        except BaseException:
+            client.abort()
+            raise
+        if code != 0:
+            client.abort()
+            # §3.2.2.3: 1-5 are refusals (protocol, identifier, unavailable, credentials).
+            raise EventPublishError(f"broker refused the connection (CONNACK code {code})")
+        return client
+
+    def _drop(self, client: _Protocol) -> None:
         if self._client is client:
             self._client = None
-        # A dead connection can fail to disconnect cleanly; it is gone either way.
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await client.__aexit__(None, None, None)
-        # aiomqtt 2.5 sets an "Unexpected disconnection" error on a future that only a
-        # message iterator or a failing publish reads. A publisher that loses its broker
-        # while idle would leave it unread, and asyncio logs "Future exception was never
-        # retrieved"; read it here, we already know.
-        disconnected = getattr(client, "_disconnected", None)
-        if isinstance(disconnected, asyncio.Future) and disconnected.done():
-            if not disconnected.cancelled():
-                disconnected.exception()
+        client.abort()
 
 
 # --- subscriptions ---------------------------------------------------------------------------

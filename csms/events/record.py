@@ -266,7 +266,7 @@ class Recorder:
         register = latest_register(samples)
         if active is not None and register is not None:
             updated = _with_register(active, register[1])
-            events.append(build.session(EventType.SESSION_UPDATED, updated, at=register[0]))
+            events.append(build.session_updated(updated, at=register[0]))
         return with_events(write, events, now=now)
 
 

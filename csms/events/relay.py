@@ -13,16 +13,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol
-from uuid import UUID
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from csms.errors import StoreError
-from csms.events.envelope import EventType, event_topic, is_retained, make_event
+from csms.events.envelope import EventType, encode_stored, event_topic, is_retained
 from csms.store import outbox
 from csms.store.db import Database
-from csms.store.tables import OutboxEvent
+from csms.store.outbox import PendingEvent
 
 log = structlog.get_logger("csms.events")
 
@@ -114,14 +113,14 @@ class Relay:
                 listener(len(delivered))
         return len(delivered), len(delivered) == len(rows)
 
-    async def _publish(self, rows: Sequence[OutboxEvent]) -> list[int]:
-        chains: dict[str, list[OutboxEvent]] = {}
+    async def _publish(self, rows: Sequence[PendingEvent]) -> list[int]:
+        chains: dict[str, list[PendingEvent]] = {}
         for row in rows:
             chains.setdefault(row.charge_point_id, []).append(row)
         results = await asyncio.gather(*(self._publish_chain(chain) for chain in chains.values()))
         return [row_id for delivered in results for row_id in delivered]
 
-    async def _publish_chain(self, chain: list[OutboxEvent]) -> list[int]:
+    async def _publish_chain(self, chain: list[PendingEvent]) -> list[int]:
         """Publish a charger's events pipelined, in order; delivered = those before a failure.
 
         One MQTT connection keeps them in order (MQTT 3.1.1 §4.6), so they need not wait
@@ -134,23 +133,21 @@ class Relay:
             if isinstance(outcome, BaseException):
                 log.warning("event_publish_failed", event_id=row.event_id, error=repr(outcome))
                 break
-            assert row.id is not None
             delivered.append(row.id)
         return delivered
 
-    async def _publish_one(self, row: OutboxEvent) -> None:
+    async def _publish_one(self, row: PendingEvent) -> None:
         event_type = EventType(row.type)
-        assert row.time is not None
-        event = make_event(
-            event_id=UUID(row.event_id),
+        payload = encode_stored(
+            event_id=row.event_id,
             charge_point_id=row.charge_point_id,
-            event_type=event_type,
-            time=row.time,
-            data=row.data,
+            event_type=event_type.value,
             subject=row.subject,
+            time=row.time,
+            data_json=row.data,
         )
         topic = event_topic(self._prefix, row.charge_point_id, event_type)
-        await self._publisher.publish(topic, event.encode(), retain=is_retained(event_type))
+        await self._publisher.publish(topic, payload, retain=is_retained(event_type))
 
     def _backoff(self) -> float:
         ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -47,13 +48,20 @@ log = structlog.get_logger("csms.store")
 MAX_BATCH = 256
 
 
+def _json_text(value: Any) -> str:
+    # orjson is several times faster than json.dumps on the outbox's and samples' JSON
+    # columns; non-str keys are written as json.dumps writes them.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Executable, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Executable,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -52,21 +65,49 @@ async def add_events(session: AsyncSession, events: Sequence[Event], *, now: dat
     await (await session.connection()).execute(_insert_event(dialect), rows)
 
 
-async def pending(session: AsyncSession, *, limit: int) -> list[OutboxEvent]:
-    """Undelivered events, oldest first."""
-    rows = await session.execute(
-        select(OutboxEvent)
-        .where(col(OutboxEvent.delivered_at).is_(None))
-        .order_by(col(OutboxEvent.id))
-        .limit(limit)
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An undelivered outbox row as the relay needs it; `data` is the stored JSON text."""
+
+    id: int
+    event_id: str
+    charge_point_id: str
+    type: str
+    subject: str
+    time: datetime
+    data: str
+
+
+@cache
+def _select_pending() -> Select[Any]:
+    table = table_of(OutboxEvent)
+    return (
+        select(
+            table.c.id,
+            table.c.event_id,
+            table.c.charge_point_id,
+            table.c.type,
+            table.c.subject,
+            table.c.time,
+            # The JSON text as stored: the relay puts it in the envelope without parsing it.
+            cast(table.c.data, Text),
+        )
+        .where(table.c.delivered_at.is_(None))
+        .order_by(table.c.id)
+        .limit(bindparam("limit"))
     )
-    return list(rows.scalars())
+
+
+async def pending(session: AsyncSession, *, limit: int) -> list[PendingEvent]:
+    """Undelivered events, oldest first."""
+    result = await session.execute(_select_pending(), {"limit": limit})
+    return [PendingEvent(*row) for row in result]
 
 
 async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
-    await session.execute(
-        update(OutboxEvent).where(col(OutboxEvent.id).in_(ids)).values(delivered_at=now)
-    )
+    table = table_of(OutboxEvent)
+    # Core, not ORM: no identity-map bookkeeping for hundreds of ids per pass.
+    await session.execute(update(table).where(table.c.id.in_(ids)).values(delivered_at=now))
 
 
 async def prune(session: AsyncSession, *, delivered_before: datetime) -> int:

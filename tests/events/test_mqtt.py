@@ -248,7 +248,10 @@ async def test_publisher_reconnects_after_a_broker_restart(prefix: str) -> None:
 async def broker_without_pubacks() -> AsyncIterator[int]:
     """A TCP server that accepts MQTT connections (CONNACK) but never acknowledges a PUBLISH."""
 
+    writers: list[asyncio.StreamWriter] = []
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(1024)  # CONNECT
         writer.write(b"\x20\x02\x00\x00")  # CONNACK, accepted (MQTT 3.1.1 §3.2)
         await writer.drain()
@@ -259,6 +262,11 @@ async def broker_without_pubacks() -> AsyncIterator[int]:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     async with server:
         yield server.sockets[0].getsockname()[1]
+    # The publisher hangs up abruptly; close our ends before the test's loop goes away.
+    for writer in writers:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def test_no_puback_is_an_error() -> None:
