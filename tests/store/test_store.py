@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,10 +15,12 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
+from csms.core.events import Event
+from csms.core.meter import Sample
 from csms.errors import StoreError
-from csms.store import repo
-from csms.store.db import Database
-from csms.store.tables import IdTag
+from csms.store import outbox, repo
+from csms.store.db import BulkWrite, Database
+from csms.store.tables import IdTag, MeterValue, OutboxEvent
 
 pytestmark = pytest.mark.postgres
 
@@ -98,3 +101,43 @@ async def test_closed_writer_refuses_jobs(database: Database) -> None:
     assert await queued is True
     with pytest.raises(StoreError):
         await database.writer.submit(_tag("LATE"))
+
+
+async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> None:
+    """Bulk writes (driver SQL, own converters) keep UTC instants, JSON and literals intact."""
+    at = datetime(2024, 1, 1, 10, 0, 0, 120000, tzinfo=UTC)
+    sample = Sample(
+        timestamp=at,
+        value="1234.5",
+        measurand="Energy.Active.Import.Register",
+        unit="Wh",
+        context="Sample.Periodic",
+        location="Outlet",
+        phase="",
+        format="Raw",
+        flags=("late",),
+    )
+    event = Event(
+        id=uuid4(),
+        charge_point_id="CP-BULK",
+        type="meter.values",
+        time=at,
+        data={"n": 1, "text": "ä", "nested": [1.5, None]},
+    )
+    write = repo.meter_values(
+        charge_point_id="CP-BULK",
+        connector_id=1,
+        claimed_transaction_id=None,
+        samples=[sample],
+        now=NOW,
+    )
+    await database.writer.submit_bulk(
+        BulkWrite(steps=(*write.steps, outbox.event_step(event, now=NOW)))
+    )
+    async with database.sessions() as session:
+        stored = (await session.execute(select(MeterValue))).scalars().one()
+        row = (await session.execute(select(OutboxEvent))).scalars().one()
+    assert (stored.timestamp, stored.received_at, stored.value) == (at, NOW, "1234.5")
+    assert (stored.flags, stored.transaction_id, stored.phase) == (["late"], None, "")
+    assert (row.event_id, row.time, row.created_at) == (str(event.id), at, NOW)
+    assert row.data == event.data
