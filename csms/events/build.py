@@ -175,12 +175,14 @@ def meter_values(
     samples: Sequence[Sample],
     at: datetime,
 ) -> Event:
+    # The samples of one MeterValue share their timestamp: format it once.
+    times = {id(sample.timestamp): format_utc(sample.timestamp) for sample in samples}
     data = {
         "connectorId": connector_id,
         "transactionId": transaction_id,
         "sampledValues": [
             {
-                "timestamp": format_utc(sample.timestamp),
+                "timestamp": times[id(sample.timestamp)],
                 "measurand": sample.measurand,
                 "phase": sample.phase or None,
                 "unit": sample.unit or None,

@@ -234,12 +234,16 @@ class _Protocol(asyncio.Protocol):
     publish). Frames written in one loop iteration go out in one write.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float) -> None:
         self._loop = loop
+        self._ack_timeout = ack_timeout
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._out: list[bytes] = []
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        # Waiting for their PUBACK, oldest first: (future, deadline).
+        self._acks: dict[int, tuple[asyncio.Future[None], float]] = {}
+        self._watch: asyncio.TimerHandle | None = None
+        self._failure: str | None = None
         self._next_id = 0
         self.connack: asyncio.Future[int] = loop.create_future()
         self.lost = False
@@ -251,6 +255,7 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports do not derive from asyncio's classes.
         self._transport = cast(asyncio.Transport, transport)
+        self._watch = self._loop.call_later(self._ack_timeout / 4, self._check_acks)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -281,22 +286,24 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self._ping is not None:
-            self._ping.cancel()
+        for timer in (self._ping, self._watch):
+            if timer is not None:
+                timer.cancel()
+        reason = self._failure or "connection lost before PUBACK"
         if not self.connack.done():
             self.connack.set_exception(ConnectionError("connection closed before CONNACK"))
         acks, self._acks = self._acks, {}
-        for future in acks.values():
+        for future, _ in acks.values():
             if not future.done():
-                future.set_exception(ConnectionError("connection lost before PUBACK"))
+                future.set_exception(ConnectionError(reason))
 
     # -- packets ---------------------------------------------------------------------------------
 
     def _handle(self, kind: int, body: bytes) -> None:
         if kind == 4 and len(body) >= 2:  # PUBACK (§3.4)
-            future = self._acks.pop(int.from_bytes(body[:2], "big"), None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            waiting = self._acks.pop(int.from_bytes(body[:2], "big"), None)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result(None)
         elif kind == 13:  # PINGRESP (§3.13)
             self._pong_due = False
         elif kind == 2 and len(body) >= 2:  # CONNACK (§3.2)
@@ -322,7 +329,7 @@ class _Protocol(asyncio.Protocol):
         """Send a PUBLISH at QoS 1 (§3.3); the future completes on its PUBACK."""
         packet_id = self._packet_id()
         future: asyncio.Future[None] = self._loop.create_future()
-        self._acks[packet_id] = future
+        self._acks[packet_id] = (future, self._loop.time() + self._ack_timeout)
         first = 0x33 if retain else 0x32  # PUBLISH, QoS 1
         self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
         return future
@@ -346,6 +353,16 @@ class _Protocol(asyncio.Protocol):
                 return self._next_id
         raise EventPublishError("65535 publishes wait for their PUBACK")
 
+    def _check_acks(self) -> None:
+        # One timer per connection rather than one per publish: the oldest unacknowledged
+        # publish is the first in `_acks`.
+        if self._acks:
+            _, deadline = next(iter(self._acks.values()))
+            if deadline < self._loop.time():
+                self._fail(f"no PUBACK within {self._ack_timeout:g} s")
+                return
+        self._watch = self._loop.call_later(self._ack_timeout / 4, self._check_acks)
+
     def _send_ping(self, keepalive: int) -> None:
         if self._pong_due:
             # §3.1.2.10: no answer within a keep-alive period; the connection is dead.
@@ -357,6 +374,7 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, reason: str) -> None:
         log.warning("mqtt_connection_dropped", reason=reason)
+        self._failure = reason
         self.abort()
 
     def _write(self, data: bytes) -> None:
@@ -482,13 +500,9 @@ class Publisher:
                 log.info("mqtt_connection_lost", host=self._address.host, port=self._address.port)
                 self._drop(client)
             client = await self._ensure_client(attempts=None)
-        acknowledged = client.publish(name, payload, retain=retain)
         try:
-            async with asyncio.timeout(self._timeout):
-                await acknowledged
-        except TimeoutError:
-            self._drop(client)
-            raise EventPublishError(f"publish to {topic} not acknowledged in time") from None
+            # The connection fails every publish still waiting after `timeout` seconds.
+            await client.publish(name, payload, retain=retain)
         except ConnectionError as exc:
             self._drop(client)
             raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
@@ -536,7 +550,7 @@ class Publisher:
     async def _open(self) -> _Protocol:
         """A fresh connection, CONNACKed; the outbox, not the connection, redelivers."""
         loop = asyncio.get_running_loop()
-        client = _Protocol(loop)
+        client = _Protocol(loop, ack_timeout=self._timeout)
         try:
             async with asyncio.timeout(self._timeout):
                 await loop.create_connection(lambda: client, self._address.host, self._address.port)

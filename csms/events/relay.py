@@ -29,6 +29,7 @@ BATCH = 500
 IDLE_POLL = 5.0  # also picks up what another process left undelivered
 RETENTION = timedelta(days=1)
 PRUNE_EVERY = timedelta(minutes=5)
+TOPICS_CACHED = 50_000
 
 
 class Publisher(Protocol):
@@ -53,6 +54,7 @@ class Relay:
         self._clock = clock
         self._retention = retention
         self._wake = asyncio.Event()
+        self._topics: dict[tuple[str, EventType], str] = {}
         self._failures = 0
         self._rng = random.Random()
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
@@ -146,7 +148,12 @@ class Relay:
             time=row.time,
             data_json=row.data,
         )
-        topic = event_topic(self._prefix, row.charge_point_id, event_type)
+        topic = self._topics.get((row.charge_point_id, event_type))
+        if topic is None:
+            if len(self._topics) > TOPICS_CACHED:
+                self._topics.clear()
+            topic = event_topic(self._prefix, row.charge_point_id, event_type)
+            self._topics[row.charge_point_id, event_type] = topic
         await self._publisher.publish(topic, payload, retain=is_retained(event_type))
 
     def _backoff(self) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -215,20 +216,37 @@ class _Prepared:
     """
 
     sql: str
-    # (name, converter) per placeholder, in order; a bound literal has its value instead.
-    slots: tuple[tuple[str | None, _Convert | None, Any], ...]
+    # Each parameter once (SQLite repeats a name at every place it is used), converted.
+    inputs: tuple[tuple[str, _Convert | None], ...]
+    # The statement's own literals, e.g. the 0 of `connector > 0`, converted.
+    literals: tuple[Any, ...]
+    # Placeholder i takes (inputs + literals)[order[i]].
+    order: tuple[int, ...]
 
     def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        slots = self.slots
-        return [
-            tuple(
-                literal if name is None else (row[name] if convert is None else convert(row[name]))
-                for name, convert, literal in slots
-            )
-            for row in rows
-        ]
+        pick = itemgetter(*self.order)
+        literals = list(self.literals)
+        # Rows of one batch share their datetimes (`now`, a MeterValue's timestamp), so
+        # each distinct object is converted once.
+        seen: dict[int, Any] = {}
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            values: list[Any] = []
+            for name, convert in self.inputs:
+                value = row[name]
+                if convert is not None and value is not None:
+                    key = id(value)
+                    converted = seen.get(key, _MISSING)
+                    if converted is _MISSING:
+                        converted = seen[key] = convert(value)
+                    value = converted
+                values.append(value)
+            picked = pick(values + literals)
+            out.append(picked if len(self.order) > 1 else (picked,))
+        return out
 
 
+_MISSING = object()
 _prepared: dict[tuple[StatementFactory, str], _Prepared | None] = {}
 
 
@@ -249,16 +267,27 @@ def _prepare(factory: StatementFactory, dialect: Dialect) -> _Prepared | None:
     prepared = None
     if compiled.positional and names is not None and not compiled.insert_prefetch:
         if not compiled.update_prefetch:
-            slots: list[tuple[str | None, _Convert | None, Any]] = []
+            inputs: dict[str, _Convert | None] = {}
+            literals: list[Any] = []
+            placed: list[tuple[bool, int]] = []
             for name in names:
                 bind = compiled.binds[name]
                 convert = _converter(bind.type, dialect)
                 if bind.required or bind.callable is not None:
-                    slots.append((name, convert, None))
-                else:  # a literal of the statement, e.g. the 0 of `connector > 0`
+                    if name not in inputs:
+                        inputs[name] = convert
+                    placed.append((True, list(inputs).index(name)))
+                else:
                     value = bind.value if convert is None else convert(bind.value)
-                    slots.append((None, None, value))
-            prepared = _Prepared(sql=compiled.string, slots=tuple(slots))
+                    literals.append(value)
+                    placed.append((False, len(literals) - 1))
+            order = tuple(i if is_input else len(inputs) + i for is_input, i in placed)
+            prepared = _Prepared(
+                sql=compiled.string,
+                inputs=tuple(inputs.items()),
+                literals=tuple(literals),
+                order=order,
+            )
     _prepared[key] = prepared
     return prepared
 
