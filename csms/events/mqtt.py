@@ -291,11 +291,11 @@ class _Protocol(asyncio.Protocol):
                 timer.cancel()
         reason = self._failure or "connection lost before PUBACK"
         if not self.connack.done():
-            self.connack.set_exception(ConnectionError("connection closed before CONNACK"))
+            self.connack.set_exception(EventPublishError("connection closed before CONNACK"))
         acks, self._acks = self._acks, {}
         for future, _ in acks.values():
             if not future.done():
-                future.set_exception(ConnectionError(reason))
+                future.set_exception(EventPublishError(reason))
 
     # -- packets ---------------------------------------------------------------------------------
 
@@ -503,9 +503,28 @@ class Publisher:
         try:
             # The connection fails every publish still waiting after `timeout` seconds.
             await client.publish(name, payload, retain=retain)
-        except ConnectionError as exc:
+        except EventPublishError as exc:
             self._drop(client)
             raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, retain: bool
+    ) -> asyncio.Future[None] | None:
+        """Send at QoS 1 on the open connection now; the future completes on the PUBACK.
+
+        For a caller with many events (the relay): no task per publish. Publishes go out
+        in call order. The future fails with EventPublishError when the connection is
+        lost or the PUBACK is overdue; None means not connected: use ``publish()``.
+
+        Raises:
+            ValueError: the topic is not a valid topic name (e.g. has a wildcard).
+        """
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            raise ValueError(f"{topic!r} is not a valid MQTT topic name")
+        client = self._client
+        if client is None or client.lost or self._closed:
+            return None
+        return client.publish(topic.encode(), payload, retain=retain)
 
     async def close(self) -> None:
         """Disconnect; later calls raise BrokerUnavailable."""

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +36,15 @@ class Publisher(Protocol):
     async def publish(self, topic: str, payload: bytes, *, retain: bool) -> None: ...
 
 
+@runtime_checkable
+class PipelinedPublisher(Protocol):
+    """A publisher that can start a publish without a task (csms.events.mqtt.Publisher)."""
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, retain: bool
+    ) -> asyncio.Future[None] | None: ...
+
+
 class Relay:
     """Reads undelivered outbox rows and publishes them as CloudEvents."""
 
@@ -50,6 +59,9 @@ class Relay:
     ) -> None:
         self._database = database
         self._publisher = publisher
+        self._publish_nowait = (
+            publisher.publish_nowait if isinstance(publisher, PipelinedPublisher) else None
+        )
         self._prefix = topic_prefix
         self._clock = clock
         self._retention = retention
@@ -116,29 +128,38 @@ class Relay:
         return len(delivered), len(delivered) == len(rows)
 
     async def _publish(self, rows: Sequence[PendingEvent]) -> list[int]:
-        chains: dict[str, list[PendingEvent]] = {}
-        for row in rows:
-            chains.setdefault(row.charge_point_id, []).append(row)
-        results = await asyncio.gather(*(self._publish_chain(chain) for chain in chains.values()))
-        return [row_id for delivered in results for row_id in delivered]
-
-    async def _publish_chain(self, chain: list[PendingEvent]) -> list[int]:
-        """Publish a charger's events pipelined, in order; delivered = those before a failure.
+        """Publish pipelined, in outbox order; delivered = each charger's events before its
+        first failure.
 
         One MQTT connection keeps them in order (MQTT 3.1.1 §4.6), so they need not wait
         for each other's PUBACK; an event counts as delivered only with its own PUBACK.
+        Chargers do not wait for each other: a failed or stuck publish of one charger
+        leaves the others' events delivered.
         """
-        sends = [asyncio.ensure_future(self._publish_one(row)) for row in chain]
+        sends = [self._send(row) for row in rows]
         outcomes = await asyncio.gather(*sends, return_exceptions=True)
         delivered: list[int] = []
-        for row, outcome in zip(chain, outcomes, strict=True):
+        failed: set[str] = set()
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if row.charge_point_id in failed:
+                continue
             if isinstance(outcome, BaseException):
                 log.warning("event_publish_failed", event_id=row.event_id, error=repr(outcome))
-                break
+                failed.add(row.charge_point_id)
+                continue
             delivered.append(row.id)
         return delivered
 
-    async def _publish_one(self, row: PendingEvent) -> None:
+    def _send(self, row: PendingEvent) -> asyncio.Future[None]:
+        """Start publishing a row: on the open connection at once, else in a task."""
+        topic, payload, retain = self._message(row)
+        if self._publish_nowait is not None:
+            sent = self._publish_nowait(topic, payload, retain=retain)
+            if sent is not None:
+                return sent
+        return asyncio.ensure_future(self._publisher.publish(topic, payload, retain=retain))
+
+    def _message(self, row: PendingEvent) -> tuple[str, bytes, bool]:
         event_type = EventType(row.type)
         payload = encode_stored(
             event_id=row.event_id,
@@ -154,7 +175,7 @@ class Relay:
                 self._topics.clear()
             topic = event_topic(self._prefix, row.charge_point_id, event_type)
             self._topics[row.charge_point_id, event_type] = topic
-        await self._publisher.publish(topic, payload, retain=is_retained(event_type))
+        return topic, payload, is_retained(event_type)
 
     def _backoff(self) -> float:
         ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))

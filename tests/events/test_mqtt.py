@@ -156,6 +156,23 @@ async def test_events_arrive_in_order(broker_url: str, prefix: str) -> None:
     assert received == payloads
 
 
+async def test_pipelined_publishes_arrive_in_order(broker_url: str, prefix: str) -> None:
+    """publish_nowait sends at once, many in flight, in call order; None when not connected."""
+    topic = event_topic(prefix, "CP001", EventType.METER_VALUES)
+    payloads = [f"event-{n}".encode() for n in range(200)]
+    publisher = Publisher(broker_url)
+    assert publisher.publish_nowait(topic, b"x", retain=False) is None
+    async with subscribed(broker_url, topic) as subscriber:
+        await publisher.connect()
+        sent = [publisher.publish_nowait(topic, payload, retain=False) for payload in payloads]
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*(future for future in sent if future is not None))
+        assert all(future is not None for future in sent)
+        received = [(await next_message(subscriber)).payload for _ in payloads]
+    await publisher.close()
+    assert received == payloads
+
+
 async def test_ensure_broker_leaves_a_listening_broker_alone(broker_url: str) -> None:
     """Something listens at mqtt.url: no embedded broker is started."""
     assert await ensure_broker(broker_url, embedded=True) is None
