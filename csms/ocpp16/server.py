@@ -30,6 +30,7 @@ from csms.store.db import Database
 log = structlog.get_logger("csms.ocpp")
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
+LISTEN_BACKLOG = 8192
 
 
 class OcppServer:
@@ -100,6 +101,9 @@ class OcppServer:
             # OCPP-J frames are small, so it is not offered. SecWP A00.FR.320 forbids
             # compression on TLS for the same reasons as here.
             compression=None,
+            # asyncio's default accept queue (100) overflows when thousands of chargers
+            # reconnect at once after a restart (F17); the kernel caps this at somaxconn.
+            backlog=LISTEN_BACKLOG,
         )
 
     async def close(self) -> None:
