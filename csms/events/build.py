@@ -176,7 +176,10 @@ def meter_values(
     at: datetime,
 ) -> Event:
     # The samples of one MeterValue share their timestamp: format it once.
-    times = {id(sample.timestamp): format_utc(sample.timestamp) for sample in samples}
+    times: dict[int, str] = {}
+    for sample in samples:
+        if id(sample.timestamp) not in times:
+            times[id(sample.timestamp)] = format_utc(sample.timestamp)
     data = {
         "connectorId": connector_id,
         "transactionId": transaction_id,

@@ -83,11 +83,12 @@ class Validators:
                 self._responses[path.stem.removesuffix("Response")] = validator
             else:
                 self._requests[path.stem] = validator
+        self._actions = frozenset(self._requests)
 
     @property
     def actions(self) -> frozenset[str]:
         """Every action OCPP 1.6 (with the security extension) defines."""
-        return frozenset(self._requests)
+        return self._actions
 
     def check_request(self, action: str, payload: Any) -> SchemaViolation | None:
         return _check(self._requests[action], payload, f"{action}.req")
