@@ -795,9 +795,17 @@ def meter_values(
 
 
 def _sample_row(base: dict[str, Any], sample: Sample, now: datetime) -> dict[str, Any]:
+    # Spelled out (every sample of every MeterValues comes through here); the keys are
+    # _insert_sample's parameters, p_ + each of _SAMPLE_FIELDS.
     return {
         **base,
-        **{f"p_{name}": getattr(sample, name) for name in _SAMPLE_FIELDS},
+        "p_value": sample.value,
+        "p_measurand": sample.measurand,
+        "p_unit": sample.unit,
+        "p_context": sample.context,
+        "p_location": sample.location,
+        "p_phase": sample.phase,
+        "p_format": sample.format,
         "at": sample.timestamp,
         "p_flags": list(sample.flags),
         "now": now,
