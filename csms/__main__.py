@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (`pip install csms[speed]`), else on asyncio's loop."""
+    # The modules (SQLAlchemy, pydantic models, schemas) are some 150k long-lived objects;
+    # out of the collector's sight, full collections stop pausing every connection.
+    gc.freeze()
     try:
         import uvloop
     except ImportError:
