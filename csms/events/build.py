@@ -221,8 +221,13 @@ def session_updated(facts: ocpi.SessionFacts, *, at: datetime) -> Event:
     return _event(facts.charge_point_id, EventType.SESSION_UPDATED, at, data)
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool})
+
+
 def ocpi_json(value: Any) -> Any:
     """OCPI data as its model would dump it: UTC DateTimes, numbers as floats, no nulls."""
+    if type(value) in _JSON_SCALARS:  # most values: no isinstance chain
+        return value
     if isinstance(value, dict):
         return {key: ocpi_json(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
