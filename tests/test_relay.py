@@ -154,3 +154,38 @@ async def test_one_stuck_charger_does_not_hold_back_the_others(database: Databas
         task.cancel()
         await publisher.close()
         await broker.stop()
+
+
+async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -> None:
+    """A row a newer csms wrote (a type this one does not know) neither stops the relay
+    nor holds back the charger's later events."""
+    port = free_port()
+    prefix = f"t{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}")
+    relay = Relay(database=database, publisher=publisher, topic_prefix=prefix, clock=lambda: NOW)
+    task = asyncio.create_task(relay.run())
+    future = Event(
+        id=uuid4(), charge_point_id="CP-NEW", type="tariff.changed", time=NOW, data={"n": 0}
+    )
+    try:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            await client.subscribe(f"{prefix}/events/#", qos=1)
+            await store(database, [future, *events("CP-NEW", 2)])
+            relay.wake()
+            topics: list[str] = []
+            async with asyncio.timeout(WAIT):
+                async for message in client.messages:
+                    topics.append(str(message.topic))
+                    if len(topics) == 3:
+                        break
+        assert topics == [
+            f"{prefix}/events/CP-NEW/tariff.changed",
+            f"{prefix}/events/CP-NEW/meter.values",
+            f"{prefix}/events/CP-NEW/meter.values",
+        ]
+        assert not task.done()
+    finally:
+        task.cancel()
+        await publisher.close()
+        await broker.stop()

@@ -18,7 +18,13 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from csms.errors import StoreError
-from csms.events.envelope import EventType, encode_stored, event_topic, is_retained
+from csms.events.envelope import (
+    EventType,
+    encode_stored,
+    event_topic,
+    is_retained,
+    topic_level,
+)
 from csms.store import outbox
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
@@ -85,6 +91,11 @@ class Relay:
             except (StoreError, SQLAlchemyError, OSError) as exc:
                 # The database is away: the events wait in it; try again later.
                 log.warning("relay_paused", error=repr(exc))
+                published, complete = 0, False
+            except Exception:
+                # A bug must not take the OCPP server down with the relay: the events stay
+                # in the outbox, and the relay tries again after a back-off.
+                log.exception("relay_failed")
                 published, complete = 0, False
             if not published and complete:
                 if self._clock() - self._pruned_at > PRUNE_EVERY:
@@ -160,15 +171,20 @@ class Relay:
         return asyncio.ensure_future(self._publisher.publish(topic, payload, retain=retain))
 
     def _message(self, row: PendingEvent) -> tuple[str, bytes, bool]:
-        event_type = EventType(row.type)
         payload = encode_stored(
             event_id=row.event_id,
             charge_point_id=row.charge_point_id,
-            event_type=event_type.value,
+            event_type=row.type,
             subject=row.subject,
             time=row.time,
             data_json=row.data,
         )
+        try:
+            event_type = EventType(row.type)
+        except ValueError:
+            # Written by a newer csms sharing this database: publish it as it is.
+            raw = f"{self._prefix}/events/{topic_level(row.charge_point_id)}/{row.type}"
+            return raw, payload, False
         topic = self._topics.get((row.charge_point_id, event_type))
         if topic is None:
             if len(self._topics) > TOPICS_CACHED:
