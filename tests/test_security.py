@@ -615,3 +615,26 @@ async def test_null_security_fields_are_refused(csms_tls: SecureCsms, field: str
         response = await api.put("/charge-points/CP-NULL", json={field: None})
     assert response.status_code == 422
     assert "not null" in response.json()["detail"]
+
+
+async def test_concurrent_upgrades_each_get_their_own_registration(csms_tls: SecureCsms) -> None:
+    """Registrations are read for many upgrades at once (reconnect storms); each upgrade
+    is still judged by its own charger's profile and password."""
+    secured = [new_identity("P1") for _ in range(20)]
+    for identity in secured:
+        await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    open_ = [new_identity("P0") for _ in range(20)]
+
+    async def attempt(identity: str, authorization: str | None) -> int:
+        try:
+            async with session(f"{csms_tls.plain_url}/{identity}", authorization=authorization):
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    outcomes = await asyncio.gather(
+        *(attempt(identity, basic(identity, KEY)) for identity in secured[:10]),
+        *(attempt(identity, None) for identity in secured[10:]),
+        *(attempt(identity, None) for identity in open_),
+    )
+    assert outcomes == [101] * 10 + [401] * 10 + [101] * 20

@@ -106,6 +106,7 @@ class Gatekeeper:
         self.on_refused = on_refused
         self._monotonic = monotonic
         self._failures = FailedAttempts(limit=security.max_failed_auth)
+        self._lookup = ChargePointLookup(database)
         # Verified passwords, so that a reconnect does not pay for scrypt again: keyed by
         # identity, holding the stored hash and a keyed digest of the password it matched.
         self._verified: dict[str, tuple[str, bytes]] = {}
@@ -130,8 +131,7 @@ class Gatekeeper:
                 "too many failed attempts from this address",
                 retry_after=wait,
             )
-        async with self.database.sessions() as session:
-            row = await repo.get_charge_point(session, identity)
+        row = await self._lookup.get(identity)
         if row is None and not self.ocpp.allow_unknown_chargers:
             # OCPP-J §3.2 and 1.6 errata §3.68: an unknown charger gets HTTP 404, not a Reject.
             return await self._refused(
@@ -228,6 +228,68 @@ class Gatekeeper:
         status = HTTPStatus(refusal.status)
         challenge = status is HTTPStatus.UNAUTHORIZED
         return refuse(status, refusal.reason, challenge=challenge)
+
+
+class ChargePointLookup:
+    """Registrations read for many upgrades at once.
+
+    After a restart thousands of chargers reconnect within seconds (F17); one query per
+    upgrade would queue them behind each other, so the identities asked for while a query
+    runs are read together by the next one.
+    """
+
+    CHUNK = 500
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._waiting: dict[str, list[asyncio.Future[ChargePoint | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, identity: str) -> ChargePoint | None:
+        future: asyncio.Future[ChargePoint | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(identity, []).append(future)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, {}
+                try:
+                    rows = await self._fetch(list(waiting))
+                except Exception as exc:
+                    for futures in waiting.values():
+                        _settle(futures, error=exc)
+                    continue
+                for identity, futures in waiting.items():
+                    _settle(futures, row=rows.get(identity))
+        finally:
+            self._reader = None
+
+    async def _fetch(self, identities: list[str]) -> dict[str, ChargePoint]:
+        rows: dict[str, ChargePoint] = {}
+        async with self._database.sessions() as session:
+            for start in range(0, len(identities), self.CHUNK):
+                chunk = identities[start : start + self.CHUNK]
+                for row in await repo.get_charge_points(session, chunk):
+                    rows[row.id] = row
+        return rows
+
+
+def _settle(
+    futures: list[asyncio.Future[ChargePoint | None]],
+    *,
+    row: ChargePoint | None = None,
+    error: BaseException | None = None,
+) -> None:
+    for future in futures:
+        if future.done():
+            continue  # the upgrade was abandoned meanwhile
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(row)
 
 
 def _registration(row: ChargePoint | None) -> Registration | None:

@@ -31,6 +31,7 @@ log = structlog.get_logger("csms.ocpp")
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 LISTEN_BACKLOG = 8192
+HANDSHAKE_TIMEOUT = 60.0
 
 
 class OcppServer:
@@ -104,6 +105,9 @@ class OcppServer:
             # asyncio's default accept queue (100) overflows when thousands of chargers
             # reconnect at once after a restart (F17); the kernel caps this at somaxconn.
             backlog=LISTEN_BACKLOG,
+            # In a reconnect storm an upgrade may wait its turn; resetting it after the
+            # library's 10 s only makes the charger come back later and try again.
+            open_timeout=HANDSHAKE_TIMEOUT,
         )
 
     async def close(self) -> None:

@@ -96,6 +96,16 @@ async def get_charge_point(session: AsyncSession, charge_point_id: str) -> Charg
     return await session.get(ChargePoint, charge_point_id)
 
 
+async def get_charge_points(
+    session: AsyncSession, charge_point_ids: Sequence[str]
+) -> Sequence[ChargePoint]:
+    """The charge points among `charge_point_ids` that exist (any order)."""
+    result = await session.execute(
+        select(ChargePoint).where(col(ChargePoint.id).in_(charge_point_ids))
+    )
+    return result.scalars().all()
+
+
 @cache
 def _insert_charge_point(dialect: str) -> Executable:
     now = bindparam("now", type_=UTCDateTime)
