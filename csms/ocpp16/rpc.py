@@ -186,7 +186,9 @@ class RpcSession:
     def answer(self, call: Call, payload: dict[str, Any]) -> bytes:
         """The CALLRESULT frame for a handled call; remembered so a retry gets it again."""
         frame = encode_call_result(call.unique_id, payload)
-        self._recent[call.frame] = frame
+        # orjson's bytes keep a 4 KiB buffer whatever their length; a kept answer is copied
+        # to its own size, or every idle charger would hold 4 KiB for its boot answer.
+        self._recent[call.frame] = bytes(memoryview(frame))
         if len(self._recent) > _RECENT_ANSWERS:
             self._recent.popitem(last=False)
         return frame
