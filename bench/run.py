@@ -1293,9 +1293,15 @@ def document(report: Report, opts: Options, argv: list[str], elapsed: float) -> 
                 f"| {name} | " + " | ".join(f"{shares.get(c, 0):.0f} %" for c in cats) + " |"
             )
         out.append("")
+    if ANALYSIS.exists():
+        # The reading of the figures changes less often than the figures: kept by hand.
+        out += [ANALYSIS.read_text(encoding="utf-8").rstrip(), ""]
     if report.notes:
         out += ["## Notes from this run", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(out) + "\n"
+
+
+ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
 # -- main ----------------------------------------------------------------------------------------
