@@ -90,7 +90,8 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
     # out of the collector's sight, full collections stop pausing every connection.
     gc.freeze()
     try:
-        import uvloop
+        # Typed when the `speed` extra is installed, unknown to mypy when it is not.
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         asyncio.run(main)
     else:
