@@ -17,18 +17,21 @@ from csms.api.context import ApiContext
 from csms.config import SecuritySettings, Settings
 from csms.core.certificates import load_authority
 from csms.core.security import ClientCnRule
+from csms.core.session import Party
 from csms.errors import ConfigError
-from csms.events.build import Party
-from csms.events.ingress import CommandIngress
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
-from csms.events.record import Recorder
 from csms.events.relay import Relay
-from csms.network import OfflineWatch
-from csms.ocpp16.commands import Commands
-from csms.ocpp16.handlers import Services
-from csms.ocpp16.security_handlers import CertificateSigning
+from csms.flows.certificates import CertificateSigning
+from csms.flows.chargers import ChargerFlows
+from csms.flows.commands import Commands
+from csms.flows.locations import LocationFlows
+from csms.flows.offline import OfflineWatch
+from csms.flows.reservations import ReservationExpiry
+from csms.flows.sessions import SessionFlows
+from csms.ingress import CommandIngress
+from csms.ocpp16.context import Services
+from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
-from csms.reservations import ReservationExpiry
 from csms.store.db import Database
 
 log = structlog.get_logger("csms")
@@ -92,11 +95,10 @@ class Csms:
             party_id=settings.ocpi.party_id,
             currency=settings.ocpi.currency,
         )
-        recorder = Recorder(party=party)
+        sessions = SessionFlows(database=self.database, party=party)
         self.services = Services(
-            writer=self.database.writer,
-            database=self.database,
-            recorder=recorder,
+            chargers=ChargerFlows(database=self.database, party=party),
+            sessions=sessions,
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
         )
@@ -113,33 +115,33 @@ class Csms:
             settings=settings.ocpp,
             security=settings.security,
             services=self.services,
+            handlers=HANDLERS,
             database=self.database,
         )
         self.offline = OfflineWatch(
             database=self.database,
-            recorder=recorder,
+            party=party,
             clock=utc_now,
             grace=settings.ocpp.offline_grace,
             long_term=settings.ocpp.long_term_offline,
             online=self.ocpp.chargers,
         )
-        self.reservations = ReservationExpiry(
-            database=self.database, recorder=recorder, clock=utc_now
-        )
+        self.reservations = ReservationExpiry(database=self.database, clock=utc_now)
         self.commands = Commands(
             chargers=self.ocpp.chargers,
             database=self.database,
-            validators=self.ocpp.validators,
+            check_request=self.ocpp.validators.check_request,
             clock=utc_now,
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
-            recorder=recorder,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
             commands=self.commands,
+            sessions=sessions,
+            locations=LocationFlows(database=self.database, party=party, online=self.ocpp.chargers),
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,

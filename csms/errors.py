@@ -1,17 +1,31 @@
 """Our exception tree, one place for every error csms raises on purpose.
 
-CsmsError
-├── ConfigError            bad config file, key, type or value
-├── StoreError             the database failed; the caller answers InternalError
-└── CommandError           a CSMS->charger CALL did not produce a CALLRESULT
-    ├── ChargerNotConnected    no live connection for the identity
-    ├── CommandTimeout         no answer within ocpp.call_timeout
-    └── CommandRejected        the charger answered with a CALLERROR
+Each adapter converts the errors of the libraries it wraps into these at its own edge
+(SQLAlchemy and OS errors in `csms/store/`, aiomqtt/amqtt errors in `csms/events/mqtt.py`),
+so callers catch one type per failure, never a library's.
+
+    CsmsError
+    ├── ConfigError                bad config file, key, type or value
+    ├── StoreError                 the database failed; 503 / InternalError, retry later
+    ├── EventPublishError          the broker did not acknowledge a publish (no PUBACK)
+    │   └── BrokerUnavailable          no connection to the broker could be made
+    ├── EmbeddedBrokerError        the embedded broker could not start
+    └── CommandError               a CSMS->charger command did not produce a usable answer
+        ├── UnknownChargePoint         404  no charge point is registered under the identity
+        ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
+        ├── ChargerNotConnected        409  no live connection for the identity
+        ├── CommandQueueFull           429  too many commands waiting for this charger
+        ├── CommandRejected            502  the charger answered with a CALLERROR
+        ├── InvalidAnswer              502  the charger's CALLRESULT breaks the 1.6 schema
+        └── CommandTimeout             504  no answer within ocpp.call_timeout
+
+The number beside each command error is its `status`: the HTTP status of the command API
+and the `status` field of an MQTT command reply (docs/api.md, "Commands").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class CsmsError(Exception):
@@ -23,46 +37,86 @@ class ConfigError(CsmsError):
 
 
 class StoreError(CsmsError):
-    """A database operation failed."""
+    """A database operation failed (the database is unreachable, or a write was refused)."""
+
+    status: ClassVar[int] = 503
+
+
+class EventPublishError(CsmsError):
+    """The broker did not acknowledge a publish; the event was not delivered."""
+
+
+class BrokerUnavailable(EventPublishError):
+    """No connection to the broker could be made."""
+
+
+class EmbeddedBrokerError(CsmsError):
+    """The embedded broker could not start (for example, the port is taken)."""
 
 
 class CommandError(CsmsError):
-    """A CSMS->charger CALL did not produce a CALLRESULT."""
+    """A CSMS->charger CALL did not produce a usable CALLRESULT."""
+
+    status: ClassVar[int] = 500
 
 
 class UnknownChargePoint(CommandError):
     """No charge point is registered under the identity."""
 
+    status: ClassVar[int] = 404
+
 
 class InvalidCommand(CommandError):
     """The action is unknown or the payload breaks the OCPP 1.6 schema."""
+
+    status: ClassVar[int] = 422
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
 
 
+class ChargerNotConnected(CommandError):
+    """The charger has no live connection."""
+
+    status: ClassVar[int] = 409
+
+
 class CommandQueueFull(CommandError):
     """Too many commands are already waiting for this charger."""
+
+    status: ClassVar[int] = 429
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class ChargerNotConnected(CommandError):
-    """The charger has no live connection."""
-
-
-class CommandTimeout(CommandError):
-    """The charger did not answer within the call timeout."""
-
-
 class CommandRejected(CommandError):
     """The charger answered with a CALLERROR."""
+
+    status: ClassVar[int] = 502
 
     def __init__(self, *, error_code: str, description: str, details: dict[str, Any]) -> None:
         super().__init__(f"charger answered {error_code}: {description}")
         self.error_code = error_code
         self.description = description
         self.details = details
+
+
+class InvalidAnswer(CommandError):
+    """The charger answered with a CALLRESULT that breaks the OCPP 1.6 schema."""
+
+    status: ClassVar[int] = 502
+
+    def __init__(self, *, error_code: str, description: str, response: Any) -> None:
+        super().__init__(f"charger's answer is invalid ({error_code}): {description}")
+        self.error_code = error_code
+        self.description = description
+        self.response = response
+
+
+class CommandTimeout(CommandError):
+    """The charger did not answer within the call timeout."""
+
+    status: ClassVar[int] = 504

@@ -14,9 +14,10 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import col, select
 
 from csms.config import SecuritySettings
+from csms.core.charger import SecurityEventFacts
 from csms.core.security_events import SecurityEventSource
 from csms.events import build
-from csms.store import security
+from csms.store import outbox, security
 from csms.store.tables import ChargePoint, ChargerMessage
 from tests.pki import Issued, load_chain, make_ca, make_csr
 from tests.strict_charger import StrictCharger, strict_charger
@@ -133,16 +134,18 @@ async def test_csms_side_security_event_helper(csms: RunningCsms) -> None:
     """The builder and store helper for csms's own events: one write, row and event together."""
     mqtt = mqtt_of(csms)
     now = datetime.now(UTC)
-    event = build.security_event(
-        "CP-GHOST",
+    facts = SecurityEventFacts(
+        charge_point_id="CP-GHOST",
         kind="FailedToAuthenticationAtCentralSystem",
-        at=now,
+        timestamp=now,
         source=SecurityEventSource.CSMS,
         tech_info="wrong password",
         remote_address="192.0.2.7",
     )
+    event = build.security_event(facts)
+    write = outbox.with_events(security.security_event(facts, now=now), [event], now=now)
     async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
-        await csms.app.database.writer.submit_bulk(security.security_event(event, now=now))
+        await csms.app.database.writer.submit_bulk(write)
         (published,) = await events.until(1, of_type="security.event")
     assert published["id"] == str(event.id)
     assert published["data"] == {

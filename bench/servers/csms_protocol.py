@@ -17,12 +17,11 @@ from typing import Any
 from _common import run
 from websockets.asyncio.server import ServerConnection, serve
 
-import csms.ocpp16.connection as connection_module
 from csms.app import utc_now
 from csms.core.clock import format_utc
-from csms.core.meter import samples_from_meter_values
 from csms.ocpp16.connection import ChargerConnection
-from csms.ocpp16.handlers import ChargerContext, Handler, Services
+from csms.ocpp16.context import ChargerContext, Handler, Services
+from csms.ocpp16.convert import samples
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
 from csms.ocpp16.server import SUBPROTOCOL, _select_subprotocol
@@ -40,7 +39,7 @@ async def on_heartbeat(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str
 
 
 async def on_meter_values(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
-    samples_from_meter_values(payload["meterValue"], received=utc_now())
+    samples(payload["meterValue"], received=utc_now())
     return {}
 
 
@@ -59,14 +58,11 @@ HANDLERS: dict[str, Handler] = {
     "StatusNotification": on_status_notification,
     "StartTransaction": on_start_transaction,
 }
-# The connection loop dispatches through its module's HANDLERS: the same loop, our handlers.
-connection_module.HANDLERS = HANDLERS  # type: ignore[misc]
 
 VALIDATORS = load_validators()
 SERVICES = Services(
-    writer=None,  # type: ignore[arg-type]
-    database=None,  # type: ignore[arg-type]
-    recorder=None,  # type: ignore[arg-type]
+    chargers=None,  # type: ignore[arg-type]
+    sessions=None,  # type: ignore[arg-type]
     clock=utc_now,
     heartbeat_interval=300,
 )
@@ -79,6 +75,7 @@ async def serve_charger(websocket: ServerConnection) -> None:
         websocket=websocket,
         context=ChargerContext(charge_point_id=identity, services=SERVICES),
         rpc=RpcSession(validators=VALIDATORS, supported=HANDLERS.keys(), accepted=False),
+        handlers=HANDLERS,
         call_timeout=30,
     )
     await connection.serve()

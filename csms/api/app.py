@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.commands import add_command_routes, command_error_response
@@ -40,7 +39,7 @@ from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
-from csms.store import outbox, repo
+from csms.store import chargers, outbox, registry, transactions
 
 
 def create_api(*, context: ApiContext, token: str) -> FastAPI:
@@ -105,10 +104,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
     async def load(session: AsyncSession, charge_point_id: str) -> ChargePointOut | None:
-        row = await repo.get_charge_point(session, charge_point_id)
+        row = await chargers.get_charge_point(session, charge_point_id)
         if row is None:
             return None
-        connectors = await repo.list_connectors(session, [row.id])
+        connectors = await chargers.list_connectors(session, [row.id])
         texts = await error_texts(session, connectors)
         return charge_point_out(
             row, connectors, connected=row.id in ctx.chargers, error_texts=texts
@@ -117,8 +116,8 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/charge-points", tags=["charge points"], summary="List charge points")
     async def list_charge_points(limit: Limit = 50, offset: Offset = 0) -> Page[ChargePointOut]:
         async def query(session: AsyncSession) -> Page[ChargePointOut]:
-            rows, total = await repo.list_charge_points(session, limit=limit, offset=offset)
-            connectors = await repo.list_connectors(session, [row.id for row in rows])
+            rows, total = await chargers.list_charge_points(session, limit=limit, offset=offset)
+            connectors = await chargers.list_connectors(session, [row.id for row in rows])
             texts = await error_texts(session, connectors)
             items = [
                 charge_point_out(
@@ -148,7 +147,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         if body.connector_spec is not None:
             values["connector_spec"] = body.connector_spec.to_ocpi()
         if body.security_profile in (1, 2) and body.password is None:
-            lookup = partial(repo.get_charge_point, charge_point_id=charge_point_id)
+            lookup = partial(chargers.get_charge_point, charge_point_id=charge_point_id)
             existing = await ctx.read(lookup)
             if existing is None or existing.password_hash is None:
                 raise HTTPException(
@@ -165,7 +164,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             )
         created = await ctx.write(
             partial(
-                repo.upsert_charge_point,
+                chargers.upsert_charge_point,
                 charge_point_id=charge_point_id,
                 values=values,
                 now=ctx.clock(),
@@ -178,7 +177,9 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.delete("/charge-points/{charge_point_id}", tags=["charge points"], status_code=204)
     async def delete_charge_point(charge_point_id: str) -> None:
-        if not await ctx.write(partial(repo.delete_charge_point, charge_point_id=charge_point_id)):
+        if not await ctx.write(
+            partial(chargers.delete_charge_point, charge_point_id=charge_point_id)
+        ):
             raise not_found("charge point")
 
 
@@ -196,7 +197,7 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
         """Id tags, optionally only those with a status or of a user."""
         rows, total = await ctx.read(
             partial(
-                repo.list_id_tags,
+                registry.list_id_tags,
                 status=tag_status.value if tag_status else None,
                 user_id=user_id,
                 limit=limit,
@@ -207,7 +208,7 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.get("/id-tags/{id_tag}", tags=["id tags"])
     async def get_id_tag(id_tag: IdTagPath) -> IdTagOut:
-        row = await ctx.read(partial(repo.get_id_tag, id_tag=id_tag))
+        row = await ctx.read(partial(registry.get_id_tag, id_tag=id_tag))
         if row is None:
             raise not_found("id tag")
         return id_tag_out(row)
@@ -222,22 +223,24 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
             "user_id": body.user_id,
         }
         if body.user_id is not None:
-            user = await ctx.read(partial(repo.get_user, user_id=body.user_id))
+            user = await ctx.read(partial(registry.get_user, user_id=body.user_id))
             if user is None:
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     f"body.userId: unknown user {body.user_id}",
                 )
         created = await ctx.write(
-            partial(repo.upsert_id_tag, id_tag=id_tag, values=dict(values), now=ctx.clock())
+            partial(registry.upsert_id_tag, id_tag=id_tag, values=dict(values), now=ctx.clock())
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        row = await ctx.read(partial(repo.get_id_tag, id_tag=id_tag))
+        row = await ctx.read(partial(registry.get_id_tag, id_tag=id_tag))
+        if row is None:  # deleted meanwhile
+            raise not_found("id tag")
         return id_tag_out(row)
 
     @router.delete("/id-tags/{id_tag}", tags=["id tags"], status_code=204)
     async def delete_id_tag(id_tag: IdTagPath) -> None:
-        if not await ctx.write(partial(repo.delete_id_tag, id_tag=id_tag)):
+        if not await ctx.write(partial(registry.delete_id_tag, id_tag=id_tag)):
             raise not_found("id tag")
 
 
@@ -254,7 +257,7 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
     ) -> Page[TransactionOut]:
         rows, total = await ctx.read(
             partial(
-                repo.list_transactions,
+                transactions.list_transactions,
                 charge_point_id=charge_point_id,
                 active=active,
                 limit=limit,
@@ -265,7 +268,7 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.get("/transactions/{transaction_id}", tags=["transactions"])
     async def get_transaction(transaction_id: TransactionIdPath) -> TransactionOut:
-        row = await ctx.read(partial(repo.get_transaction, transaction_id=transaction_id))
+        row = await ctx.read(partial(transactions.get_transaction, transaction_id=transaction_id))
         if row is None:
             raise not_found("transaction")
         return transaction_out(row)
@@ -277,7 +280,10 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         """The transaction's sampled values in time order."""
         rows, total = await ctx.read(
             partial(
-                repo.list_meter_values, transaction_id=transaction_id, limit=limit, offset=offset
+                transactions.list_meter_values,
+                transaction_id=transaction_id,
+                limit=limit,
+                offset=offset,
             )
         )
         items = [
@@ -302,7 +308,7 @@ def _health_route(router: APIRouter, ctx: ApiContext) -> None:
         """Database reachability, live chargers, and the event backlog waiting for the broker."""
         try:
             count, oldest = await ctx.read(outbox.backlog)
-        except (StoreError, SQLAlchemyError, OSError):
+        except StoreError:
             return Health(
                 status="degraded",
                 database="unreachable",

@@ -26,13 +26,10 @@ from csms.api.schemas import (
 )
 from csms.api.views import transaction_out
 from csms.core.clock import format_utc
-from csms.errors import (
-    CommandError,
-    CommandQueueFull,
-    CommandRejected,
-)
-from csms.ocpp16.commands import CENTRAL_SYSTEM_ACTIONS, CommandResult, status_for
-from csms.store import repo
+from csms.core.commands import CENTRAL_SYSTEM_ACTIONS
+from csms.errors import CommandError, CommandQueueFull, CommandRejected, InvalidAnswer
+from csms.flows.commands import CommandResult
+from csms.store import transactions
 from csms.store.commands import list_commands, new_reservation_id
 from csms.store.tables import Command
 
@@ -92,7 +89,10 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "the charge point is not connected"},
     422: {"description": "unknown action, or a payload invalid against the OCPP 1.6 schema"},
     429: {"description": "too many commands waiting for this charger; see Retry-After"},
-    502: {"description": "CALLERROR from the charger: errorCode, errorDescription, errorDetails"},
+    502: {
+        "description": "CALLERROR from the charger (errorCode, errorDescription, errorDetails), "
+        "or a CALLRESULT that breaks the OCPP 1.6 schema (errorCode, errorDescription)"
+    },
     504: {"description": "no answer within ocpp.call_timeout"},
 }
 
@@ -110,7 +110,9 @@ async def command_error_response(_request: Request, exc: Exception) -> JSONRespo
             "errorDescription": exc.description,
             "errorDetails": exc.details,
         }
-    return JSONResponse(status_code=status_for(exc), content=body, headers=headers)
+    if isinstance(exc, InvalidAnswer):
+        body |= {"errorCode": exc.error_code, "errorDescription": exc.description}
+    return JSONResponse(status_code=exc.status, content=body, headers=headers)
 
 
 async def run_command(
@@ -208,18 +210,14 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         requested_by: RequestedBy = None,
     ) -> StopTransactionOut:
         """RemoteStopTransaction; with force, the transaction ends in our data at once."""
-        row = await ctx.read(lambda session: repo.get_transaction(session, transaction_id))
+        row = await ctx.read(lambda session: transactions.get_transaction(session, transaction_id))
         if row is None:
             raise not_found("transaction")
         if row.stop_timestamp is not None and not body.force:
             raise HTTPException(status.HTTP_409_CONFLICT, "transaction already completed")
         response: dict[str, Any] | None = None
         if body.force:
-            await ctx.write(
-                lambda session: repo.force_stop(
-                    session, transaction_id=transaction_id, now=ctx.clock()
-                )
-            )
+            await ctx.sessions.force_stop(transaction_id=transaction_id, now=ctx.clock())
             response = await _try_remote_stop(
                 ctx, row.charge_point_id, transaction_id, requested_by
             )
@@ -229,7 +227,11 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
                 ctx, row.charge_point_id, "RemoteStopTransaction", payload, requested_by
             )
             response = result.response
-        after = await ctx.read(lambda session: repo.get_transaction(session, transaction_id))
+        after = await ctx.read(
+            lambda session: transactions.get_transaction(session, transaction_id)
+        )
+        if after is None:  # deleted meanwhile
+            raise not_found("transaction")
         return StopTransactionOut(
             transaction_id=transaction_id,
             forced=body.force,
@@ -271,7 +273,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         charge_point_id: IdentityPath, body: ReserveIn, requested_by: RequestedBy = None
     ) -> CommandOut:
         """ReserveNow with a reservationId allocated by the CSMS; expiry is enforced here."""
-        await ctx.commands.check(charge_point_id, "ReserveNow", _reserve_probe(body))
+        connection = await ctx.commands.check(charge_point_id, "ReserveNow", _reserve_probe(body))
         reservation_id = await ctx.write(
             lambda session: new_reservation_id(
                 session,
@@ -284,7 +286,14 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         )
         payload = {**_reserve_probe(body), "reservationId": reservation_id}
         try:
-            result = await run_command(ctx, charge_point_id, "ReserveNow", payload, requested_by)
+            # Checked above, before the id was allocated: sent without checking again.
+            result = await ctx.commands.send(
+                connection,
+                charge_point_id,
+                "ReserveNow",
+                payload,
+                requested_by=requested_by or "api",
+            )
         finally:
             ctx.on_reservations_changed()
         return _command_out(result)

@@ -2,15 +2,18 @@
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.errors import StoreError
-from csms.events.build import Party
-from csms.ocpp16.commands import Commands
+from csms.core.session import Party
+from csms.flows.commands import Commands
+from csms.flows.locations import LocationFlows
+from csms.flows.sessions import SessionFlows
 from csms.store.db import Database
+
+T = TypeVar("T")
 
 
 class LiveChargers(Protocol):
@@ -28,26 +31,28 @@ class ApiContext:
         database: Database,
         chargers: LiveChargers,
         commands: Commands,
+        sessions: SessionFlows,
+        locations: LocationFlows,
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
         party: Party,
     ) -> None:
         self.party = party
+        self.sessions = sessions
+        self.locations = locations
         self.database = database
         self.chargers = chargers
         self.commands = commands
         self.clock = clock
         self.on_reservations_changed = on_reservations_changed
 
-    async def read(self, query: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        async with self.database.sessions() as session:
-            return await query(session)
+    async def read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run a query; a database failure is a StoreError, answered 503 by the app."""
+        return await self.database.read(query)
 
-    async def write(self, job: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        try:
-            return await self.database.writer.submit(job)
-        except StoreError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    async def write(self, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Commit a change that has no events (plain registry data); StoreError -> 503."""
+        return await self.database.writer.submit(job)
 
 
 def not_found(what: str) -> HTTPException:

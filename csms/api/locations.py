@@ -6,14 +6,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.context import ApiContext, Limit, Offset, not_found
 from csms.api.schemas import Page
+from csms.core.session import Party
 from csms.events import build
-from csms.events.build import Party
-from csms.store import locations, outbox
-from csms.store.tables import Location
 
 LocationPath = Annotated[
     str, Path(min_length=1, max_length=36, pattern=r"^[\x21-\x7e]+$", description="OCPI id")
@@ -38,17 +35,6 @@ _DERIVED = ("evses", "last_updated")
 
 
 def add_location_routes(router: APIRouter, ctx: ApiContext, party: Party) -> None:
-    async def full(session: AsyncSession, row: Location) -> dict[str, Any]:
-        assert row.last_updated is not None
-        chargers = await locations.chargers_at(session, row.id, online=ctx.chargers)
-        return build.ocpi_location(
-            location_id=row.id,
-            data=row.data,
-            last_updated=row.last_updated,
-            party=party,
-            chargers=chargers,
-        )
-
     @router.put("/locations/{location_id}", tags=["locations"])
     async def put_location(
         location_id: LocationPath,
@@ -63,51 +49,29 @@ def add_location_routes(router: APIRouter, ctx: ApiContext, party: Party) -> Non
     ) -> dict[str, Any]:
         """Create or replace a location; its EVSEs are the connectors of its chargers."""
         data = _checked(location_id, body, party)
-        now = ctx.clock()
-
-        async def job(session: AsyncSession) -> tuple[bool, dict[str, Any]]:
-            created = await locations.upsert_location(
-                session, location_id=location_id, data=data, now=now
-            )
-            row = await locations.get_location(session, location_id)
-            assert row is not None
-            location = await full(session, row)
-            await outbox.add_events(session, [build.location_updated(location, at=now)], now=now)
-            return created, location
-
-        outcome: tuple[bool, dict[str, Any]] = await ctx.write(job)
-        created, location = outcome
+        created, location = await ctx.locations.put(
+            location_id=location_id, data=data, now=ctx.clock()
+        )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return location
 
     @router.get("/locations/{location_id}", tags=["locations"])
     async def get_location(location_id: LocationPath) -> dict[str, Any]:
         """The OCPI Location with live EVSE statuses."""
-
-        async def query(session: AsyncSession) -> dict[str, Any] | None:
-            row = await locations.get_location(session, location_id)
-            return None if row is None else await full(session, row)
-
-        found: dict[str, Any] | None = await ctx.read(query)
+        found = await ctx.locations.get(location_id)
         if found is None:
             raise not_found("location")
         return found
 
     @router.get("/locations", tags=["locations"])
     async def list_locations(limit: Limit = 50, offset: Offset = 0) -> Page[dict[str, Any]]:
-        async def query(session: AsyncSession) -> Page[dict[str, Any]]:
-            rows, total = await locations.list_locations(session, limit=limit, offset=offset)
-            return Page[dict[str, Any]](items=[await full(session, r) for r in rows], total=total)
-
-        page: Page[dict[str, Any]] = await ctx.read(query)
-        return page
+        items, total = await ctx.locations.list(limit=limit, offset=offset)
+        return Page[dict[str, Any]](items=items, total=total)
 
     @router.delete("/locations/{location_id}", tags=["locations"], status_code=204)
     async def delete_location(location_id: LocationPath) -> None:
         """Remove a location; its chargers are unlinked."""
-        if not await ctx.write(
-            lambda session: locations.delete_location(session, location_id=location_id)
-        ):
+        if not await ctx.locations.delete(location_id):
             raise not_found("location")
 
 

@@ -19,7 +19,7 @@ from csms.api.schemas import (
 )
 from csms.api.views import ErrorTexts
 from csms.core.charging import ReservationStatus
-from csms.store import repo
+from csms.store import chargers, registry
 from csms.store.commands import list_charging_profiles, list_configuration, list_reservations
 from csms.store.tables import Connector, Reservation, User
 
@@ -44,13 +44,13 @@ async def error_texts(session: AsyncSession, connectors: list[Connector]) -> Err
         for c in connectors
         if c.vendor_error_code
     ]
-    return await repo.vendor_error_texts(session, [(v, code) for v, code in pairs if code])
+    return await registry.vendor_error_texts(session, [(v, code) for v, code in pairs if code])
 
 
 async def _vendors(session: AsyncSession, charge_point_ids: set[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for charge_point_id in charge_point_ids:
-        row = await repo.get_charge_point(session, charge_point_id)
+        row = await chargers.get_charge_point(session, charge_point_id)
         if row is not None and row.vendor:
             found[charge_point_id] = row.vendor
     return found
@@ -123,7 +123,7 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/vendor-error-codes", tags=["vendor error codes"])
     async def list_codes(limit: Limit = 50, offset: Offset = 0) -> Page[VendorErrorCodeOut]:
         rows, total = await ctx.read(
-            lambda session: repo.list_vendor_error_codes(session, limit=limit, offset=offset)
+            lambda session: registry.list_vendor_error_codes(session, limit=limit, offset=offset)
         )
         items = [VendorErrorCodeOut.model_validate(row, from_attributes=True) for row in rows]
         return Page[VendorErrorCodeOut](items=items, total=total)
@@ -131,7 +131,7 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
     @router.get("/vendor-error-codes/{vendor}/{code}", tags=["vendor error codes"])
     async def get_code(vendor: VendorPath, code: CodePath) -> VendorErrorCodeOut:
         row = await ctx.read(
-            lambda session: repo.get_vendor_error_code(session, vendor=vendor, code=code)
+            lambda session: registry.get_vendor_error_code(session, vendor=vendor, code=code)
         )
         if row is None:
             raise not_found("vendor error code")
@@ -143,7 +143,7 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
     ) -> VendorErrorCodeOut:
         """Explain a vendor's error code; charge points and events show the text."""
         created = await ctx.write(
-            lambda session: repo.upsert_vendor_error_code(
+            lambda session: registry.upsert_vendor_error_code(
                 session, vendor=vendor, code=code, description=body.description
             )
         )
@@ -157,23 +157,23 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
     )
     async def delete_code(vendor: VendorPath, code: CodePath) -> None:
         if not await ctx.write(
-            lambda session: repo.delete_vendor_error_code(session, vendor=vendor, code=code)
+            lambda session: registry.delete_vendor_error_code(session, vendor=vendor, code=code)
         ):
             raise not_found("vendor error code")
 
 
 def _add_users(router: APIRouter, ctx: ApiContext) -> None:
     async def load(session: AsyncSession, user_id: str) -> UserOut | None:
-        row = await repo.get_user(session, user_id)
+        row = await registry.get_user(session, user_id)
         if row is None:
             return None
-        return _user_out(row, await repo.tags_of_users(session, [row.id]))
+        return _user_out(row, await registry.tags_of_users(session, [row.id]))
 
     @router.get("/users", tags=["users"])
     async def list_users(limit: Limit = 50, offset: Offset = 0) -> Page[UserOut]:
         async def query(session: AsyncSession) -> Page[UserOut]:
-            rows, total = await repo.list_users(session, limit=limit, offset=offset)
-            tags = await repo.tags_of_users(session, [row.id for row in rows])
+            rows, total = await registry.list_users(session, limit=limit, offset=offset)
+            tags = await registry.tags_of_users(session, [row.id for row in rows])
             return Page[UserOut](items=[_user_out(row, tags) for row in rows], total=total)
 
         page: Page[UserOut] = await ctx.read(query)
@@ -184,7 +184,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
         """Create a user with a generated id; link tags with PUT /id-tags/{idTag} userId."""
         user_id = str(uuid.uuid4())
         await ctx.write(
-            lambda session: repo.upsert_user(
+            lambda session: registry.upsert_user(
                 session, user_id=user_id, values=body.model_dump(), now=ctx.clock()
             )
         )
@@ -201,7 +201,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
     @router.put("/users/{user_id}", tags=["users"])
     async def put_user(user_id: UserPath, body: UserIn, response: Response) -> UserOut:
         created = await ctx.write(
-            lambda session: repo.upsert_user(
+            lambda session: registry.upsert_user(
                 session, user_id=user_id, values=body.model_dump(), now=ctx.clock()
             )
         )
@@ -212,5 +212,5 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.delete("/users/{user_id}", tags=["users"], status_code=204)
     async def delete_user(user_id: UserPath) -> None:
-        if not await ctx.write(lambda session: repo.delete_user(session, user_id=user_id)):
+        if not await ctx.write(lambda session: registry.delete_user(session, user_id=user_id)):
             raise not_found("user")

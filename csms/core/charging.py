@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 
 class ReservationStatus(StrEnum):
@@ -29,15 +28,18 @@ class StoredProfile:
 
 
 def replaced_by(
-    stored: list[StoredProfile], *, connector_id: int, profile: dict[str, Any]
+    stored: list[StoredProfile],
+    *,
+    connector_id: int,
+    profile_id: int,
+    level: int,
+    purpose: str,
 ) -> list[ProfileKey]:
     """Profiles a newly accepted one replaces.
 
     OCPP 1.6 §3.13.2: a profile with the same chargingProfileId, or the same stackLevel and
     chargingProfilePurpose (on the same connector), is replaced by the new one.
     """
-    profile_id = profile["chargingProfileId"]
-    level, purpose = profile["stackLevel"], profile["chargingProfilePurpose"]
     return [
         item.key
         for item in stored
@@ -50,18 +52,25 @@ def replaced_by(
     ]
 
 
-def cleared_by(stored: list[StoredProfile], request: dict[str, Any]) -> list[ProfileKey]:
+def cleared_by(
+    stored: list[StoredProfile],
+    *,
+    charging_profile_id: int | None = None,
+    connector_id: int | None = None,
+    purpose: str | None = None,
+    stack_level: int | None = None,
+) -> list[ProfileKey]:
     """Profiles a ClearChargingProfile.req removes (OCPP 1.6 §5.5).
 
     With an id only that profile goes; otherwise every profile matching all the filters
     given (connectorId, chargingProfilePurpose, stackLevel); no filter clears them all.
     """
-    if "id" in request:
-        return [item.key for item in stored if item.key.charging_profile_id == request["id"]]
+    if charging_profile_id is not None:
+        return [item.key for item in stored if item.key.charging_profile_id == charging_profile_id]
     return [
         item.key
         for item in stored
-        if request.get("connectorId", item.key.connector_id) == item.key.connector_id
-        and request.get("chargingProfilePurpose", item.purpose) == item.purpose
-        and request.get("stackLevel", item.stack_level) == item.stack_level
+        if connector_id in (None, item.key.connector_id)
+        and purpose in (None, item.purpose)
+        and stack_level in (None, item.stack_level)
     ]

@@ -1,13 +1,13 @@
-"""Meter values: OCPP SampledValue defaults applied, energy registers read in Wh."""
+"""Meter values: one sampled value with its defaults applied, energy registers read in Wh.
+
+`csms/ocpp16/convert.py` makes `Sample`s from OCPP MeterValue[] payloads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from csms.core.clock import parse_timestamp
 
 ENERGY_IMPORT_REGISTER = "Energy.Active.Import.Register"
 
@@ -25,36 +25,6 @@ class Sample:
     phase: str
     format: str
     flags: tuple[str, ...] = ()
-
-
-def samples_from_meter_values(
-    meter_values: Iterable[Mapping[str, Any]], *, received: datetime
-) -> list[Sample]:
-    """Flatten OCPP MeterValue[] into samples, applying the spec's defaults."""
-    samples: list[Sample] = []
-    for meter_value in meter_values:
-        when = parse_timestamp(meter_value.get("timestamp"), received=received)
-        for sampled in meter_value.get("sampledValue", ()):
-            measurand = sampled.get("measurand", ENERGY_IMPORT_REGISTER)
-            samples.append(
-                Sample(
-                    timestamp=when.value,
-                    value=str(sampled.get("value", "")),
-                    measurand=measurand,
-                    unit=sampled.get("unit", _default_unit(measurand)),
-                    context=sampled.get("context", "Sample.Periodic"),
-                    location=sampled.get("location", "Outlet"),
-                    phase=sampled.get("phase", ""),
-                    format=sampled.get("format", "Raw"),
-                    flags=when.flags,
-                )
-            )
-    return samples
-
-
-def _default_unit(measurand: str) -> str:
-    # §7.45: unit defaults to Wh, which only makes sense for the energy measurands.
-    return "Wh" if measurand.startswith("Energy") else ""
 
 
 def register_wh(sample: Sample) -> float | None:

@@ -22,11 +22,20 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.meter import Sample
+from csms.core.session import (
+    TOTAL_PHASES,
+    WH_PER_KWH,
+    SessionFacts,
+    TokenFacts,
+    import_register_wh,
+    is_measured,
+    parse_decimal,
+)
 
 # --- enums (mod_locations, mod_sessions, mod_cdrs, mod_tokens, mod_tariffs) ----------------
 
@@ -217,23 +226,6 @@ class SessionStatus(StrEnum):
     RESERVATION = "RESERVATION"
 
 
-class AuthMethod(StrEnum):
-    """mod_cdrs §AuthMethod enum."""
-
-    AUTH_REQUEST = "AUTH_REQUEST"
-    COMMAND = "COMMAND"
-    WHITELIST = "WHITELIST"
-
-
-class TokenType(StrEnum):
-    """mod_tokens §TokenType enum."""
-
-    AD_HOC_USER = "AD_HOC_USER"
-    APP_USER = "APP_USER"
-    OTHER = "OTHER"
-    RFID = "RFID"
-
-
 class CdrDimensionType(StrEnum):
     """mod_cdrs §CdrDimensionType enum; see SESSION_ONLY_DIMENSIONS."""
 
@@ -399,68 +391,6 @@ def format_evse_id(
 
 
 @dataclass(frozen=True)
-class TokenFacts:
-    """Who owns the idTag, for OCPI ``cdr_token``; OCPP 1.6 carries none of it (reference §6).
-
-    ``country_code``/``party_id`` are the eMSP's that owns the token (the CPO's own for
-    its own cards); ``contract_id`` comes from the token registry.
-    """
-
-    country_code: str
-    party_id: str
-    contract_id: str
-    type: TokenType = TokenType.RFID
-
-
-@dataclass(frozen=True)
-class SessionFacts:
-    """What csms knows about one OCPP transaction, enough for an OCPI Session and CDR.
-
-    Energies are in Wh as OCPP sends them; times are aware datetimes. ``samples`` are
-    the transaction's sampled values (``csms.core.meter.Sample``, defaults applied) and
-    drive the charging periods. The OCPI Session id is ``str(transaction_id)``.
-    """
-
-    transaction_id: int
-    charge_point_id: str
-    connector_id: int
-    id_tag: str
-    start: datetime
-    meter_start_wh: int
-    country_code: str
-    party_id: str
-    location_id: str
-    currency: str
-    stop: datetime | None = None
-    meter_stop_wh: int | None = None
-    latest_register_wh: Decimal | int | float | None = None
-    samples: tuple[Sample, ...] = ()
-    # None: format_evse_uid(charge_point_id, connector_id) (one virtual EVSE per connector)
-    evse_uid: str | None = None
-    # Reference §3: one OCPI Connector with id "1" per virtual EVSE
-    ocpi_connector_id: str = "1"
-    # None: one of the CPO's own RFID cards (contract_id = id_tag)
-    token: TokenFacts | None = None
-    auth_method: AuthMethod = AuthMethod.WHITELIST
-    authorization_reference: str | None = None
-    meter_id: str | None = None
-    # StartTransaction answered Invalid/Blocked/Expired/ConcurrentTx (reference §6)
-    invalid: bool = False
-
-    @property
-    def session_id(self) -> str:
-        """The OCPI Session id (CiString(36)): the OCPP transactionId."""
-        return str(self.transaction_id)
-
-    @property
-    def ocpi_evse_uid(self) -> str:
-        """The OCPI EVSE uid of the connector."""
-        if self.evse_uid is not None:
-            return self.evse_uid
-        return format_evse_uid(self.charge_point_id, self.connector_id)
-
-
-@dataclass(frozen=True)
 class CdrLocationFacts:
     """Location, EVSE and connector master data as they were at the start of the session.
 
@@ -494,7 +424,6 @@ class PriceFacts:
 
 # types §number: "Unless mentioned otherwise, numbers use 4 decimals".
 _FOUR_PLACES = Decimal("0.0001")
-_WH_PER_KWH = Decimal(1000)
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 DEFAULT_PERIOD = timedelta(minutes=15)
 """Charging period length. mod_sessions §Session Object: one per minute is "too much" for
@@ -508,7 +437,7 @@ def round_number(value: Decimal) -> Decimal:
 
 def wh_to_kwh(wh: Decimal | int) -> Decimal:
     """Wh -> kWh, rounded to 4 decimals."""
-    return round_number(Decimal(wh) / _WH_PER_KWH)
+    return round_number(Decimal(wh) / WH_PER_KWH)
 
 
 def hours_between(start: datetime, end: datetime) -> Decimal:
@@ -523,44 +452,12 @@ def _as_decimal(value: Decimal | int | float) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _parse_decimal(text: str) -> Decimal | None:
-    # OCPP 1.6 §7.45: SampledValue.value is a string; parse it as a decimal.
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 # --- meter samples -> registers and charging periods -----------------------------------------
 
 _POWER = "Power.Active.Import"
 _CURRENT = "Current.Import"
 _SOC = "SoC"
-_TOTAL_PHASES = ("", "N")
 _PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
-
-
-def _is_measured(sample: Sample) -> bool:
-    # format=SignedData values are opaque (reference §6); Inlet is the grid side of the
-    # charger, not what reached the EV.
-    return sample.format == "Raw" and sample.location != "Inlet"
-
-
-def import_register_wh(sample: Sample) -> Decimal | None:
-    """A total active import register reading in Wh, or None for any other sample."""
-    if sample.measurand != ENERGY_IMPORT_REGISTER or not _is_measured(sample):
-        return None
-    if sample.phase not in _TOTAL_PHASES:
-        return None
-    number = _parse_decimal(sample.value)
-    if number is None:
-        return None
-    if sample.unit == "kWh":
-        return number * _WH_PER_KWH
-    if sample.unit in ("Wh", ""):
-        return number
-    return None
 
 
 def session_energy_kwh(facts: SessionFacts) -> Decimal:
@@ -637,13 +534,13 @@ def _totals(
     total: dict[datetime, Decimal] = {}
     by_phase: dict[datetime, Decimal] = {}
     for sample in samples:
-        if sample.measurand != measurand or not _is_measured(sample):
+        if sample.measurand != measurand or not is_measured(sample):
             continue
         scale = units.get(sample.unit)
-        number = _parse_decimal(sample.value)
+        number = parse_decimal(sample.value)
         if scale is None or number is None:
             continue
-        if sample.phase in _TOTAL_PHASES:
+        if sample.phase in TOTAL_PHASES:
             total[sample.timestamp] = number * scale
         elif sample.phase in _PHASES:
             by_phase[sample.timestamp] = by_phase.get(sample.timestamp, Decimal(0)) + number * scale
@@ -681,7 +578,7 @@ def _period_dimensions(
         if s.measurand == _SOC
         and s.format == "Raw"
         and s.unit in ("Percent", "")
-        and (number := _parse_decimal(s.value)) is not None
+        and (number := parse_decimal(s.value)) is not None
     ]
     if soc:
         latest = max(soc, key=lambda reading: reading[0])[1]
@@ -731,6 +628,13 @@ def build_charging_periods(
 
 
 # --- Session and CDR -------------------------------------------------------------------------
+
+
+def evse_uid_of(facts: SessionFacts) -> str:
+    """The OCPI EVSE uid of the session's connector: its own, or the derived one."""
+    if facts.evse_uid is not None:
+        return facts.evse_uid
+    return format_evse_uid(facts.charge_point_id, facts.connector_id)
 
 
 def build_cdr_token(facts: SessionFacts) -> dict[str, Any]:
@@ -787,7 +691,7 @@ def build_session(
     if facts.authorization_reference is not None:
         session["authorization_reference"] = facts.authorization_reference
     session["location_id"] = facts.location_id
-    session["evse_uid"] = facts.ocpi_evse_uid
+    session["evse_uid"] = evse_uid_of(facts)
     session["connector_id"] = facts.ocpi_connector_id
     if facts.meter_id is not None:
         session["meter_id"] = facts.meter_id
@@ -815,7 +719,7 @@ def build_cdr_location(facts: SessionFacts, location: CdrLocationFacts) -> dict[
         out["state"] = location.state
     out["country"] = location.country
     out["coordinates"] = {"latitude": location.latitude, "longitude": location.longitude}
-    out["evse_uid"] = facts.ocpi_evse_uid
+    out["evse_uid"] = evse_uid_of(facts)
     out["evse_id"] = location.evse_id
     out["connector_id"] = facts.ocpi_connector_id
     out["connector_standard"] = location.connector_standard

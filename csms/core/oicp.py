@@ -20,7 +20,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from csms.core.ocpi import AuthMethod, PowerType, SessionFacts, TokenType, import_register_wh
+from csms.core.ocpi import PowerType
+from csms.core.session import AuthMethod, SessionFacts, TokenType, import_register_wh
 
 # --- restricted string types (03_CPO_Data_Types §Simple Restricted String Data Types) -------
 

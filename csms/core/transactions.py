@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from csms.core.clock import ParsedTime
+from csms.core.meter import Sample
 
 # OCPP 1.6 errata §3.18: transaction messages for a Start that never got through carry -1.
 UNDELIVERED_TRANSACTION_ID = -1
@@ -41,6 +43,20 @@ class StartKey:
     id_tag: str
     timestamp: datetime
     meter_start: int
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """A StopTransaction (OCPP 1.6 §6.51) as csms keeps it."""
+
+    charge_point_id: str
+    transaction_id: int
+    id_tag: str | None
+    meter_stop: int
+    stopped: ParsedTime
+    # OCPP-J errata §2.6: reason may be absent and then means Local.
+    reason: str | None
+    samples: Sequence[Sample]
 
 
 def start_flags(started: ParsedTime) -> list[TransactionFlag]:
@@ -92,3 +108,38 @@ def merge_flags(existing: list[str], new: list[TransactionFlag]) -> list[str]:
         if flag.value not in merged:
             merged.append(flag.value)
     return merged
+
+
+def is_own_transaction(*, owner: str | None, charge_point_id: str) -> bool:
+    """Whether a transactionId a charger sends names one of its own transactions.
+
+    Any other id (unknown, another charger's, or -1 per OCPP 1.6 errata §3.18) makes a Stop
+    an orphan: OCPP 1.6 §4.10 lets the CSMS refuse no Stop, so it is kept on its own.
+    """
+    return owner is not None and owner == charge_point_id
+
+
+def ends_on_new_start(*, open_started_at: datetime | None, new_start: StartKey) -> bool:
+    """Whether a new Start ends a transaction still open on the same connector.
+
+    A connector runs one transaction at a time (OCPP 1.6 §3.5), so a Start there means the
+    open one's Stop was lost: it ends at the new start, unless it started later (then the
+    new Start is the older, resent one).
+    """
+    return open_started_at is not None and open_started_at <= new_start.timestamp
+
+
+def cdr_due(
+    *,
+    started_at: datetime | None,
+    stopped_at: datetime | None,
+    meter_stop: int | None,
+    flags: Sequence[str],
+) -> bool:
+    """Whether a stopped transaction still gets its one CDR (docs/events.md, cdr.created).
+
+    It needs the charger's own stop values (meterStop), times in order, and no CDR yet.
+    """
+    if started_at is None or stopped_at is None or meter_stop is None:
+        return False
+    return stopped_at >= started_at and TransactionFlag.CDR_CREATED.value not in flags

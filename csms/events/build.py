@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -21,10 +20,11 @@ import orjson
 import structlog
 
 from csms.core import ocpi, oicp
+from csms.core.charger import BootInfo, SecurityEventFacts
 from csms.core.clock import format_utc
 from csms.core.events import Event
 from csms.core.meter import Sample
-from csms.core.security_events import SecurityEventSource
+from csms.core.session import ChargerAtLocation, Party, SessionFacts
 from csms.events.envelope import EventType
 from csms.events.models_base import format_datetime, to_json_dict, to_utc
 from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Session
@@ -33,15 +33,6 @@ from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
 log = structlog.get_logger("csms.events")
 
 _UID_NAMESPACE = uuid.UUID("4f0c7d3e-2a51-4c1e-9a8e-6f1f2b3c4d5e")
-
-
-@dataclass(frozen=True)
-class Party:
-    """Our OCPI identity (config section [ocpi])."""
-
-    country_code: str
-    party_id: str
-    currency: str
 
 
 def _event(
@@ -101,13 +92,12 @@ def network_status(charge_point_id: str, *, at: datetime, status: str) -> Event:
     return _event(charge_point_id, EventType.CHARGEPOINT_NETWORK_STATUS, at, {"status": status})
 
 
-def booted(charge_point_id: str, *, at: datetime, payload: dict[str, Any]) -> Event:
+def booted(charge_point_id: str, *, at: datetime, info: BootInfo) -> Event:
     data = {
-        "vendor": payload["chargePointVendor"],
-        "model": payload["chargePointModel"],
-        "serialNumber": payload.get("chargePointSerialNumber")
-        or payload.get("chargeBoxSerialNumber"),
-        "firmwareVersion": payload.get("firmwareVersion"),
+        "vendor": info.vendor,
+        "model": info.model,
+        "serialNumber": info.serial_number or info.charge_box_serial_number,
+        "firmwareVersion": info.firmware_version,
         "bootStatus": "Accepted",
     }
     return _event(charge_point_id, EventType.CHARGEPOINT_BOOTED, at, data)
@@ -199,14 +189,14 @@ def meter_values(
     return _event(charge_point_id, EventType.METER_VALUES, at, data)
 
 
-def session(event_type: EventType, facts: ocpi.SessionFacts, *, at: datetime) -> Event:
+def session(event_type: EventType, facts: SessionFacts, *, at: datetime) -> Event:
     """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session."""
     model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
     data = {"transactionId": facts.transaction_id, "ocpi": to_json_dict(model)}
     return _event(facts.charge_point_id, event_type, at, data)
 
 
-def session_updated(facts: ocpi.SessionFacts, *, at: datetime) -> Event:
+def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
     """session.updated for a MeterValues: the same Session as `session`, not validated again.
 
     This runs on every MeterValues, where the pydantic round trip cost more than the rest
@@ -242,7 +232,7 @@ def ocpi_json(value: Any) -> Any:
 
 
 def cdr_created(
-    facts: ocpi.SessionFacts,
+    facts: SessionFacts,
     *,
     party: Party,
     location: ocpi.CdrLocationFacts | None,
@@ -276,7 +266,7 @@ def cdr_created(
     return _event(facts.charge_point_id, EventType.CDR_CREATED, at, data)
 
 
-def _oicp_cdr(facts: ocpi.SessionFacts, *, evse_id: str) -> dict[str, Any] | None:
+def _oicp_cdr(facts: SessionFacts, *, evse_id: str) -> dict[str, Any] | None:
     """The OICP ChargeDetailRecord, or None when the idTag cannot identify the driver there.
 
     OICP 2.3 §IdentificationType accepts an RFID UID (8, 14 or 20 hex digits) or an EvcoID;
@@ -353,17 +343,6 @@ DEFAULT_CONNECTOR_SPEC: dict[str, Any] = {
     "max_voltage": 230,
     "max_amperage": 32,
 }
-
-
-@dataclass(frozen=True)
-class ChargerAtLocation:
-    """A charger linked to a location, with its connectors' live status."""
-
-    charge_point_id: str
-    connector_spec: dict[str, Any] | None
-    # (connectorId >= 1, OCPP status, when it last changed)
-    connectors: Sequence[tuple[int, str | None, datetime | None]]
-    online: bool
 
 
 def ocpi_location(
@@ -453,22 +432,18 @@ def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
 # -- security ------------------------------------------------------------------------------
 
 
-def security_event(
-    charge_point_id: str,
-    *,
-    kind: str,
-    at: datetime,
-    source: SecurityEventSource,
-    tech_info: str | None = None,
-    remote_address: str | None = None,
-) -> Event:
-    """`security.event`: `kind` is the SecWP §8 type (e.g. "StartupOfTheDevice").
+def security_event(facts: SecurityEventFacts) -> Event:
+    """`security.event`: `facts.kind` is the SecWP §8 type (e.g. "StartupOfTheDevice").
 
-    `at` is when it happened: the charger's timestamp, or csms's time for its own events.
+    Its time is when it happened: the charger's timestamp, or csms's time for its own events.
     """
-    data: dict[str, Any] = {"type": kind, "timestamp": format_utc(at), "source": source.value}
-    if tech_info is not None:
-        data["techInfo"] = tech_info
-    if remote_address is not None:
-        data["remoteAddress"] = remote_address
-    return _event(charge_point_id, EventType.SECURITY_EVENT, at, data)
+    data: dict[str, Any] = {
+        "type": facts.kind,
+        "timestamp": format_utc(facts.timestamp),
+        "source": facts.source.value,
+    }
+    if facts.tech_info is not None:
+        data["techInfo"] = facts.tech_info
+    if facts.remote_address is not None:
+        data["remoteAddress"] = facts.remote_address
+    return _event(facts.charge_point_id, EventType.SECURITY_EVENT, facts.timestamp, data)

@@ -36,7 +36,6 @@ from pydantic import (
 
 from csms.core.ocpi import (
     SESSION_ONLY_DIMENSIONS,
-    AuthMethod,
     Capability,
     CdrDimensionType,
     ConnectorFormat,
@@ -55,8 +54,8 @@ from csms.core.ocpi import (
     Status,
     TariffDimensionType,
     TariffType,
-    TokenType,
 )
+from csms.core.session import AuthMethod, TokenType
 from csms.events.models_base import (
     StrictModel,
     datetime_text_parser,

@@ -1,14 +1,8 @@
 """MQTT adapter: the embedded amqtt broker, and a QoS 1 publisher that returns on PUBACK.
 
 The only module that imports aiomqtt, paho or amqtt. Their errors are converted here,
-at the edge (STYLE.md), into:
-
-    CsmsError
-    ├── EventPublishError      the broker did not acknowledge a publish (no PUBACK)
-    │   └── BrokerUnavailable      no connection to the broker could be made
-    └── EmbeddedBrokerError    the embedded broker could not start
-
-(These belong in csms/errors.py's tree; they live here until that module takes them.)
+at the edge (STYLE.md), into `EventPublishError`, `BrokerUnavailable` and
+`EmbeddedBrokerError` of `csms/errors.py`.
 
 CONTRACT.md: when nothing listens at ``mqtt.url`` and ``mqtt.embedded`` is true, csms
 starts an embedded broker (amqtt) at that address. Delivery is at least once: the
@@ -37,24 +31,12 @@ import structlog
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from csms.errors import CsmsError
+from csms.errors import BrokerUnavailable, EmbeddedBrokerError, EventPublishError
 
 log = structlog.get_logger("csms.mqtt")
 
 DEFAULT_PORT = 1883
 PROBE_TIMEOUT = 1.0
-
-
-class EventPublishError(CsmsError):
-    """The broker did not acknowledge a publish; the event was not delivered."""
-
-
-class BrokerUnavailable(EventPublishError):
-    """No connection to the broker could be made."""
-
-
-class EmbeddedBrokerError(CsmsError):
-    """The embedded broker could not start (for example, the port is taken)."""
 
 
 # --- addresses -------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from functools import partial
 from typing import Protocol, runtime_checkable
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from csms.errors import StoreError
 from csms.events.envelope import (
@@ -90,7 +89,7 @@ class Relay:
             self._wake.clear()
             try:
                 published, complete = await self._pass()
-            except (StoreError, SQLAlchemyError, OSError) as exc:
+            except StoreError as exc:
                 # The database is away: the events wait in it; try again later.
                 log.warning("relay_paused", error=repr(exc))
                 published, complete = 0, False
@@ -122,12 +121,12 @@ class Relay:
 
     async def _pass(self) -> tuple[int, bool]:
         """One batch: returns how many were published, and whether all of the batch were."""
-        async with self._database.sessions() as session:
+        async with self._database.reading() as session:
             rows = await outbox.pending(session, limit=BATCH)
         if not rows:
             return 0, True
         if len(rows) == BATCH or self._failures:
-            async with self._database.sessions() as session:
+            async with self._database.reading() as session:
                 count, oldest = await outbox.backlog(session)
             age = None if oldest is None else (self._clock() - oldest).total_seconds()
             log.info("outbox_backlog", events=count, oldest_age_seconds=age)

@@ -37,7 +37,7 @@ from csms.core.security import (
     hex_text_key,
     parse_basic_authorization,
 )
-from csms.store import repo
+from csms.store import chargers
 from csms.store.db import Database
 from csms.store.tables import ChargePoint
 
@@ -269,10 +269,10 @@ class ChargePointLookup:
 
     async def _fetch(self, identities: list[str]) -> dict[str, ChargePoint]:
         rows: dict[str, ChargePoint] = {}
-        async with self._database.sessions() as session:
+        async with self._database.reading() as session:
             for start in range(0, len(identities), self.CHUNK):
                 chunk = identities[start : start + self.CHUNK]
-                for row in await repo.get_charge_points(session, chunk):
+                for row in await chargers.get_charge_points(session, chunk):
                     rows[row.id] = row
         return rows
 

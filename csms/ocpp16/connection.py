@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from csms.errors import ChargerNotConnected, CommandRejected, CommandTimeout, StoreError
-from csms.ocpp16.handlers import HANDLERS, ChargerContext
+from csms.errors import (
+    ChargerNotConnected,
+    CommandRejected,
+    CommandTimeout,
+    InvalidAnswer,
+    StoreError,
+)
+from csms.ocpp16.context import ChargerContext, Handler
 from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
 from csms.ocpp16.schemas import ErrorCode
 
@@ -26,9 +33,11 @@ class ChargerConnection:
         websocket: ServerConnection,
         context: ChargerContext,
         rpc: RpcSession,
+        handlers: Mapping[str, Handler],
         call_timeout: float,
     ) -> None:
         self.websocket = websocket
+        self.handlers = handlers
         self.context = context
         self.rpc = rpc
         self.call_timeout = call_timeout
@@ -77,7 +86,7 @@ class ChargerConnection:
             log.warning("frame_dropped", reason=event.reason, frame=text[:200])
 
     async def _run_handler(self, call: Call) -> None:
-        handler = HANDLERS[call.action]
+        handler = self.handlers[call.action]
         try:
             payload = await handler(self.context, call.payload)
         except StoreError as exc:
@@ -107,6 +116,7 @@ class ChargerConnection:
             ChargerNotConnected: the socket closed before the answer.
             CommandTimeout: no answer within the timeout; a late answer is dropped by id.
             CommandRejected: the charger answered with a CALLERROR.
+            InvalidAnswer: the charger's CALLRESULT breaks the action's 1.6 schema.
         """
         self._calls_queued += 1
         try:
@@ -138,6 +148,13 @@ class ChargerConnection:
                 details=reply.error_details,
             )
         assert reply.payload is not None
+        if reply.violation is not None:
+            log.warning("answer_invalid", action=action, reason=reply.violation.description)
+            raise InvalidAnswer(
+                error_code=reply.violation.code.value,
+                description=reply.violation.description,
+                response=reply.payload,
+            )
         return reply.payload
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:

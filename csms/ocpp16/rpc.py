@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import orjson
 
-from csms.ocpp16.schemas import ErrorCode, Validators
+from csms.ocpp16.schemas import ErrorCode, SchemaViolation, Validators
 
 MAX_MESSAGE_ID_LENGTH = 36
 _RECENT_ANSWERS = 16
@@ -57,6 +57,8 @@ class Reply:
     error_code: str | None = None
     error_description: str = ""
     error_details: dict[str, Any] = field(default_factory=dict)
+    # A CALLRESULT whose payload breaks the action's 1.6 response schema: why.
+    violation: SchemaViolation | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class RpcSession:
         self._supported = supported
         self.accepted = accepted
         self._pending_id: str | None = None
+        self._pending_action = ""
         self._recent: OrderedDict[str, bytes] = OrderedDict()
 
     # -- frames from the charger -------------------------------------------------------------
@@ -172,7 +175,10 @@ class RpcSession:
                     error_code=ErrorCode.FORMATION_VIOLATION.value,
                     error_description="CALLRESULT payload is not a JSON object",
                 )
-            return Reply(unique_id=unique_id, payload=payload)
+            # Our CALLs are schema-checked before they go; their answers are checked too, so
+            # an answer that breaks the .conf schema is reported, never acted upon.
+            violation = self._validators.check_response(self._pending_action, payload)
+            return Reply(unique_id=unique_id, payload=payload, violation=violation)
         code, description, details = [*message[2:5], None, None, None][:3]
         return Reply(
             unique_id=unique_id,
@@ -214,6 +220,7 @@ class RpcSession:
         # Errata §3.1: ids unique across connections of the identity, so never a counter.
         unique_id = str(uuid4())
         self._pending_id = unique_id
+        self._pending_action = action
         return unique_id, orjson.dumps([MessageType.CALL, unique_id, action, payload])
 
     def abandon_call(self, unique_id: str) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
-from functools import partial
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -15,16 +14,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from csms.config import OcppSettings, SecuritySettings
+from csms.core.charger import SecurityEventFacts
 from csms.core.security_events import SecurityEventSource
 from csms.errors import StoreError
-from csms.events import build
-from csms.events.record import with_events
 from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
-from csms.ocpp16.handlers import HANDLERS, ChargerContext, Services
+from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
-from csms.store import repo, security
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.ocpp")
@@ -42,10 +39,12 @@ class OcppServer:
         *,
         settings: OcppSettings,
         services: Services,
+        handlers: Mapping[str, Handler],
         database: Database,
         security: SecuritySettings | None = None,
     ) -> None:
         self.settings = settings
+        self.handlers = handlers
         self.security = security or SecuritySettings()
         self.services = services
         self.database = database
@@ -103,7 +102,7 @@ class OcppServer:
             # compression on TLS for the same reasons as here.
             compression=None,
             # asyncio's default accept queue (100) overflows when thousands of chargers
-            # reconnect at once after a restart (F17); the kernel caps this at somaxconn.
+            # reconnect at once after a restart; the kernel caps this at somaxconn.
             backlog=LISTEN_BACKLOG,
             # In a reconnect storm an upgrade may wait its turn; resetting it after the
             # library's 10 s only makes the charger come back later and try again.
@@ -151,9 +150,7 @@ class OcppServer:
         identity = admission.charge_point_id
         now = self.services.clock()
         if not admission.known:
-            await self.services.writer.submit_bulk(
-                repo.registration(charge_point_id=identity, now=now)
-            )
+            await self.services.chargers.register(charge_point_id=identity, now=now)
             log.info("charge_point_registered")
         if admission.ratchet:
             await self._raise_profile(identity, admission.profile)
@@ -166,27 +163,23 @@ class OcppServer:
                 location_id=admission.location_id,
             ),
             rpc=RpcSession(
-                validators=self.validators, supported=HANDLERS.keys(), accepted=admission.accepted
+                validators=self.validators,
+                supported=self.handlers.keys(),
+                accepted=admission.accepted,
             ),
+            handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
         )
         previous = self.chargers.get(identity)
         self.chargers[identity] = connection
         if previous is not None:
-            # Keep-new (reliability note §1.8): the newest socket wins; the old one is closed.
+            # Keep-newest (docs/architecture.md, "Connections"): the newest socket wins, the
+            # old one is closed.
             log.info("connection_replaced")
             self._spawn(previous.close(code=1000, reason="replaced by a new connection"))
         remote = websocket.remote_address[0] if websocket.remote_address else None
-        events = [
-            build.connected(identity, at=now, remote_address=remote),
-            build.network_status(identity, at=now, status="available"),
-        ]
-        await self.services.writer.submit_bulk(
-            with_events(
-                repo.connection_change(charge_point_id=identity, connected=True, now=now),
-                events,
-                now=now,
-            )
+        await self.services.chargers.connected(
+            charge_point_id=identity, remote_address=remote, now=now
         )
         log.info("charger_connected", remote_address=remote, security_profile=admission.profile)
         self._notify(identity, connected=True)
@@ -195,23 +188,16 @@ class OcppServer:
     async def _closed(self, connection: ChargerConnection) -> None:
         identity = connection.charge_point_id
         if self.chargers.get(identity) is not connection:
-            # A replaced socket's late close must not touch its successor (T38).
+            # A replaced socket's late close must not touch its successor.
             log.info("stale_connection_closed")
             return
         del self.chargers[identity]
         now = self.services.clock()
-        close_reason = connection.websocket.close_reason or None
-        events = [
-            build.disconnected(identity, at=now, reason=close_reason),
-            build.network_status(identity, at=now, status="temporarily_unavailable"),
-        ]
         try:
-            await self.services.writer.submit_bulk(
-                with_events(
-                    repo.connection_change(charge_point_id=identity, connected=False, now=now),
-                    events,
-                    now=now,
-                )
+            await self.services.chargers.disconnected(
+                charge_point_id=identity,
+                reason=connection.websocket.close_reason or None,
+                now=now,
             )
         except StoreError as exc:
             log.error("disconnect_not_recorded", error=str(exc))
@@ -225,31 +211,26 @@ class OcppServer:
         # published; the reason never carries the password.
         certificate = "certificate" in refusal.reason
         now = self.services.clock()
-        event = build.security_event(
-            refusal.charge_point_id,
+        facts = SecurityEventFacts(
+            charge_point_id=refusal.charge_point_id,
             kind="InvalidChargePointCertificate"
             if certificate
             else "FailedToAuthenticationAtCentralSystem",
-            at=now,
+            timestamp=now,
             source=SecurityEventSource.CSMS,
             tech_info=f"{refusal.status} {refusal.reason}",
             remote_address=refusal.remote_address,
         )
         try:
-            await self.services.writer.submit_bulk(security.security_event(event, now=now))
+            await self.services.chargers.security_event(facts, now=now)
         except StoreError as exc:
             log.error("security_event_not_recorded", error=str(exc))
 
     async def _raise_profile(self, identity: str, profile: int) -> None:
         # SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
         # back lower.
-        await self.services.writer.submit(
-            partial(
-                repo.upsert_charge_point,
-                charge_point_id=identity,
-                values={"security_profile": profile},
-                now=self.services.clock(),
-            )
+        await self.services.chargers.raise_profile(
+            charge_point_id=identity, profile=profile, now=self.services.clock()
         )
         log.warning("security_profile_raised", security_profile=profile)
 

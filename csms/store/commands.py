@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,15 +18,25 @@ from csms.core.charging import (
     cleared_by,
     replaced_by,
 )
-from csms.core.clock import as_utc, parse_timestamp
+from csms.core.clock import as_utc
+from csms.core.commands import (
+    ConfigurationValue,
+    Effect,
+    LocalListVersion,
+    PasswordRotated,
+    ProfileInstalled,
+    ProfilesCleared,
+    ReservationAccepted,
+    ReservationCanceled,
+    ReservationRefused,
+)
 from csms.store.tables import ChargePoint, ChargingProfile, Command, ConfigurationKey, Reservation
-
-# Answers after which the charger holds what we asked for (per action's status enum).
-_TAKEN = {"Accepted", "RebootRequired"}
 
 
 @dataclass(frozen=True)
 class CommandRecord:
+    """One command as it is kept: the request (redacted), the outcome and the answer."""
+
     charge_point_id: str
     action: str
     request: dict[str, Any]
@@ -42,59 +53,95 @@ class CommandRecord:
 
 
 async def record_command(
-    session: AsyncSession, *, record: CommandRecord
+    session: AsyncSession, *, record: CommandRecord, effects: Sequence[Effect]
 ) -> tuple[int, list[Reservation]]:
-    """Keep the command and what it changes in our data; returns the reservations it changed."""
+    """Keep the command and apply its effects; returns the reservations it changed."""
     fields = {k: v for k, v in record.__dict__.items() if k != "new_password_hash"}
     row = Command(**fields)
     session.add(row)
     await session.flush()
     changed: list[Reservation] = []
-    if record.response is not None:
-        effect = _EFFECTS.get(record.action)
-        if effect is not None:
-            await effect(session, record)
-        if record.action in _RESERVATION_ACTIONS and record.response.get("status") == "Accepted":
-            reservation = await _reservation(
-                session, record.charge_point_id, record.request["reservationId"]
-            )
-            changed = [reservation] if reservation is not None else []
+    for effect in effects:
+        reservation = await _apply(session, record, effect)
+        if reservation is not None:
+            changed.append(reservation)
     assert row.id is not None
     return row.id, changed
 
 
-_RESERVATION_ACTIONS = frozenset({"ReserveNow", "CancelReservation"})
+async def _apply(
+    session: AsyncSession, record: CommandRecord, effect: Effect
+) -> Reservation | None:
+    """Apply one effect; returns the reservation it made or canceled, if any."""
+    cp, at = record.charge_point_id, record.completed_at
+    match effect:
+        case ProfileInstalled():
+            await _install_profile(session, cp, effect, at=at)
+        case ProfilesCleared():
+            await _clear_profiles(session, cp, effect)
+        case ReservationAccepted():
+            return await _reserve(session, cp, effect, at=at)
+        case ReservationRefused():
+            await _release_pending(session, cp, effect.reservation_id)
+        case ReservationCanceled():
+            return await _cancel(session, cp, effect.reservation_id, at=at)
+        case LocalListVersion():
+            await session.execute(
+                update(ChargePoint)
+                .where(col(ChargePoint.id) == cp)
+                .values(local_list_version=effect.version)
+            )
+        case ConfigurationValue():
+            await _store_key(session, cp, effect, at=at)
+        case PasswordRotated():
+            charge_point = await session.get(ChargePoint, cp)
+            if charge_point is not None and record.new_password_hash is not None:
+                charge_point.password_hash = record.new_password_hash
+                charge_point.updated_at = at
+    return None
 
 
-async def _set_profile(session: AsyncSession, record: CommandRecord) -> None:
-    if record.response is None or record.response.get("status") != "Accepted":
-        return
-    connector_id = record.request["connectorId"]
-    profile = record.request["csChargingProfiles"]
-    stored = await _stored_profiles(session, record.charge_point_id)
-    for key in replaced_by(stored, connector_id=connector_id, profile=profile):
-        await _delete_profile(session, record.charge_point_id, key)
+async def _install_profile(
+    session: AsyncSession, charge_point_id: str, effect: ProfileInstalled, *, at: datetime
+) -> None:
+    stored = await _stored_profiles(session, charge_point_id)
+    replaced = replaced_by(
+        stored,
+        connector_id=effect.connector_id,
+        profile_id=effect.charging_profile_id,
+        level=effect.stack_level,
+        purpose=effect.purpose,
+    )
+    for key in replaced:
+        await _delete_profile(session, charge_point_id, key)
     session.add(
         ChargingProfile(
-            charge_point_id=record.charge_point_id,
-            connector_id=connector_id,
-            charging_profile_id=profile["chargingProfileId"],
-            stack_level=profile["stackLevel"],
-            purpose=profile["chargingProfilePurpose"],
-            transaction_id=profile.get("transactionId"),
-            profile=profile,
-            updated_at=record.completed_at,
+            charge_point_id=charge_point_id,
+            connector_id=effect.connector_id,
+            charging_profile_id=effect.charging_profile_id,
+            stack_level=effect.stack_level,
+            purpose=effect.purpose,
+            transaction_id=effect.transaction_id,
+            profile=effect.profile,
+            updated_at=at,
         )
     )
     await session.flush()
 
 
-async def _clear_profile(session: AsyncSession, record: CommandRecord) -> None:
-    if record.response is None or record.response.get("status") != "Accepted":
-        return
-    stored = await _stored_profiles(session, record.charge_point_id)
-    for key in cleared_by(stored, record.request):
-        await _delete_profile(session, record.charge_point_id, key)
+async def _clear_profiles(
+    session: AsyncSession, charge_point_id: str, effect: ProfilesCleared
+) -> None:
+    stored = await _stored_profiles(session, charge_point_id)
+    cleared = cleared_by(
+        stored,
+        charging_profile_id=effect.charging_profile_id,
+        connector_id=effect.connector_id,
+        purpose=effect.purpose,
+        stack_level=effect.stack_level,
+    )
+    for key in cleared:
+        await _delete_profile(session, charge_point_id, key)
 
 
 async def _stored_profiles(session: AsyncSession, charge_point_id: str) -> list[StoredProfile]:
@@ -121,131 +168,82 @@ async def _delete_profile(session: AsyncSession, charge_point_id: str, key: Prof
     )
 
 
-async def _reserve_now(session: AsyncSession, record: CommandRecord) -> None:
-    accepted = record.response is not None and record.response.get("status") == "Accepted"
-    request = record.request
-    existing = await _reservation(session, record.charge_point_id, request["reservationId"])
-    if not accepted:
-        if existing is not None and existing.status == ReservationStatus.PENDING:
-            await session.delete(existing)
-        return
-    expiry = parse_timestamp(request["expiryDate"], received=record.completed_at).value
-    if existing is None:
-        existing = Reservation(
-            charge_point_id=record.charge_point_id,
-            reservation_id=request["reservationId"],
-            created_at=record.completed_at,
-            connector_id=request["connectorId"],
-            id_tag=request["idTag"],
-            expiry_date=expiry,
+async def _reserve(
+    session: AsyncSession, charge_point_id: str, effect: ReservationAccepted, *, at: datetime
+) -> Reservation:
+    row = await _reservation(session, charge_point_id, effect.reservation_id)
+    if row is None:
+        row = Reservation(
+            charge_point_id=charge_point_id,
+            reservation_id=effect.reservation_id,
+            created_at=at,
+            connector_id=effect.connector_id,
+            id_tag=effect.id_tag,
+            expiry_date=effect.expiry,
             status=ReservationStatus.ACTIVE,
-            updated_at=record.completed_at,
+            updated_at=at,
         )
-        session.add(existing)
+        session.add(row)
     # OCPP 1.6 §5.13: a ReserveNow with a known reservationId replaces that reservation.
-    existing.connector_id = request["connectorId"]
-    existing.id_tag = request["idTag"]
-    existing.parent_id_tag = request.get("parentIdTag")
-    existing.expiry_date = expiry
-    existing.status = ReservationStatus.ACTIVE
-    existing.updated_at = record.completed_at
+    row.connector_id = effect.connector_id
+    row.id_tag = effect.id_tag
+    row.parent_id_tag = effect.parent_id_tag
+    row.expiry_date = effect.expiry
+    row.status = ReservationStatus.ACTIVE
+    row.updated_at = at
     await session.flush()
+    return row
 
 
-async def _cancel_reservation(session: AsyncSession, record: CommandRecord) -> None:
-    if record.response is None or record.response.get("status") != "Accepted":
-        return
+async def _release_pending(
+    session: AsyncSession, charge_point_id: str, reservation_id: int
+) -> None:
+    row = await _reservation(session, charge_point_id, reservation_id)
+    if row is not None and row.status == ReservationStatus.PENDING:
+        await session.delete(row)
+
+
+async def _cancel(
+    session: AsyncSession, charge_point_id: str, reservation_id: int, *, at: datetime
+) -> Reservation | None:
     await session.execute(
         update(Reservation)
         .where(
-            col(Reservation.charge_point_id) == record.charge_point_id,
-            col(Reservation.reservation_id) == record.request["reservationId"],
+            col(Reservation.charge_point_id) == charge_point_id,
+            col(Reservation.reservation_id) == reservation_id,
             col(Reservation.status) == ReservationStatus.ACTIVE,
         )
-        .values(status=ReservationStatus.CANCELED, updated_at=record.completed_at)
+        .values(status=ReservationStatus.CANCELED, updated_at=at)
     )
+    return await _reservation(session, charge_point_id, reservation_id)
 
 
 async def _reservation(
     session: AsyncSession, charge_point_id: str, reservation_id: int
 ) -> Reservation | None:
     rows = await session.execute(
-        select(Reservation).where(
+        select(Reservation)
+        .where(
             col(Reservation.charge_point_id) == charge_point_id,
             col(Reservation.reservation_id) == reservation_id,
         )
+        .execution_options(populate_existing=True)
     )
     return rows.scalars().first()
 
 
-async def _local_list(session: AsyncSession, record: CommandRecord) -> None:
-    response = record.response or {}
-    if record.action == "SendLocalList" and response.get("status") == "Accepted":
-        version = record.request["listVersion"]
-    elif record.action == "GetLocalListVersion":
-        version = response.get("listVersion")
-    else:
-        return
-    await session.execute(
-        update(ChargePoint)
-        .where(col(ChargePoint.id) == record.charge_point_id)
-        .values(local_list_version=version)
-    )
-
-
-async def _change_configuration(session: AsyncSession, record: CommandRecord) -> None:
-    if record.request["key"] == "AuthorizationKey":
-        await _rotate_password(session, record)
-        return
-    if record.response is None or record.response.get("status") not in _TAKEN:
-        return
-    await _store_key(session, record, record.request["key"], record.request["value"], None)
-
-
-async def _rotate_password(session: AsyncSession, record: CommandRecord) -> None:
-    # SecWP A01.FR.03-05: only an Accepted key replaces the old one; on Rejected or
-    # NotSupported the old credentials keep working.
-    if record.response is None or record.response.get("status") != "Accepted":
-        return
-    charge_point = await session.get(ChargePoint, record.charge_point_id)
-    if charge_point is not None and record.new_password_hash is not None:
-        charge_point.password_hash = record.new_password_hash
-        charge_point.updated_at = record.completed_at
-
-
-async def _get_configuration(session: AsyncSession, record: CommandRecord) -> None:
-    for item in (record.response or {}).get("configurationKey", []):
-        await _store_key(session, record, item["key"], item.get("value"), item["readonly"])
-
-
 async def _store_key(
-    session: AsyncSession,
-    record: CommandRecord,
-    key: str,
-    value: str | None,
-    readonly: bool | None,
+    session: AsyncSession, charge_point_id: str, effect: ConfigurationValue, *, at: datetime
 ) -> None:
-    row = await session.get(ConfigurationKey, (record.charge_point_id, key))
+    row = await session.get(ConfigurationKey, (charge_point_id, effect.key))
     if row is None:
-        row = ConfigurationKey(charge_point_id=record.charge_point_id, key=key)
+        row = ConfigurationKey(charge_point_id=charge_point_id, key=effect.key)
         session.add(row)
-    row.value = value
-    if readonly is not None:
-        row.readonly = readonly
-    row.updated_at = record.completed_at
+    row.value = effect.value
+    if effect.readonly is not None:
+        row.readonly = effect.readonly
+    row.updated_at = at
     await session.flush()
-
-
-_EFFECTS = {
-    "SetChargingProfile": _set_profile,
-    "ClearChargingProfile": _clear_profile,
-    "ReserveNow": _reserve_now,
-    "CancelReservation": _cancel_reservation,
-    "SendLocalList": _local_list,
-    "GetLocalListVersion": _local_list,
-    "ChangeConfiguration": _change_configuration,
-    "GetConfiguration": _get_configuration,
-}
 
 
 async def new_reservation_id(

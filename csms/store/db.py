@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -335,6 +336,27 @@ class Database:
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.writer = Writer(self.sessions)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads; a database failure comes out as `StoreError`, never as
+        SQLAlchemy's or the driver's own error (the store converts at its edge).
+        """
+        try:
+            async with self.sessions() as session:
+                yield session
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("read_failed", error=repr(exc))
+            raise StoreError(f"database read failed: {type(exc).__name__}") from exc
+
+    async def read(self, query: Job[T]) -> T:
+        """Run a read-only query in a session of its own.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self.reading() as session:
+            return await query(session)
 
     async def migrate(self) -> None:
         await migrate(self.engine)

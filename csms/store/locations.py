@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from csms.events.build import ChargerAtLocation
+from csms.core.session import ChargerAtLocation
 from csms.store.tables import ChargePoint, Connector, Location
 
 

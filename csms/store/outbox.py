@@ -26,7 +26,7 @@ from sqlmodel import col
 
 from csms.core.clock import as_utc
 from csms.core.events import Event
-from csms.store.db import StatementFactory
+from csms.store.db import BulkWrite, StatementFactory
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
 
 
@@ -54,6 +54,11 @@ def event_step(event: Event, *, now: datetime) -> tuple[StatementFactory, dict[s
         "p_data": event.data,
         "now": now,
     }
+
+
+def with_events(write: BulkWrite, events: Sequence[Event], *, now: datetime) -> BulkWrite:
+    """A bulk write that also puts its events in the outbox, so both commit together."""
+    return BulkWrite(steps=write.steps + tuple(event_step(event, now=now) for event in events))
 
 
 async def add_events(session: AsyncSession, events: Sequence[Event], *, now: datetime) -> None:

@@ -11,8 +11,8 @@ from sqlalchemy import Executable, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from csms.core.events import Event
-from csms.store import outbox, repo
+from csms.core.charger import SecurityEventFacts
+from csms.store import chargers
 from csms.store.db import BulkWrite
 from csms.store.tables import (
     ChargePoint,
@@ -36,24 +36,18 @@ def _insert_security_event(dialect: str) -> Executable:
     )
 
 
-def security_event(event: Event, *, now: datetime) -> BulkWrite:
-    """Keep a security event and publish it, in one bulk write.
-
-    `event` is a `security.event` from `csms.events.build.security_event`; its data
-    (type, source, techInfo, remoteAddress) and time make the row, so the stored and
-    the published event cannot differ.
-    """
-    data = event.data
+def security_event(facts: SecurityEventFacts, *, now: datetime) -> BulkWrite:
+    """Keep a security event (the application layer adds its `security.event`)."""
     row = {
-        "cp": event.charge_point_id,
-        "p_source": data["source"],
-        "p_type": data["type"],
-        "p_tech_info": data.get("techInfo"),
-        "p_remote_address": data.get("remoteAddress"),
-        "at": event.time,
+        "cp": facts.charge_point_id,
+        "p_source": facts.source.value,
+        "p_type": facts.kind,
+        "p_tech_info": facts.tech_info,
+        "p_remote_address": facts.remote_address,
+        "at": facts.timestamp,
         "now": now,
     }
-    return BulkWrite(steps=((_insert_security_event, row), outbox.event_step(event, now=now)))
+    return BulkWrite(steps=((_insert_security_event, row),))
 
 
 @cache
@@ -62,12 +56,14 @@ def _set_log_status(dialect: str) -> Executable:
     return update(table).where(table.c.id == bindparam("cp")).values(log_status=bindparam("p_log"))
 
 
-def log_status(*, charge_point_id: str, payload: dict[str, Any], now: datetime) -> BulkWrite:
-    """Keep a LogStatusNotification as it came and its status on the charge point."""
-    kept = repo.charger_message(
+def log_status(
+    *, charge_point_id: str, payload: dict[str, Any], status: str, now: datetime
+) -> BulkWrite:
+    """Keep a LogStatusNotification as it came (opaque JSON) and its status on the charger."""
+    kept = chargers.charger_message(
         charge_point_id=charge_point_id, action="LogStatusNotification", payload=payload, now=now
     )
-    step = (_set_log_status, {"cp": charge_point_id, "p_log": payload["status"]})
+    step = (_set_log_status, {"cp": charge_point_id, "p_log": status})
     return BulkWrite(steps=(*kept.steps, step))
 
 

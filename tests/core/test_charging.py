@@ -49,7 +49,13 @@ def test_set_replaces_same_id_or_same_level_and_purpose(
     connector: int, profile: dict[str, Any], replaced: list[int]
 ) -> None:
     """§3.13.2: same id anywhere, or same stackLevel+purpose on the connector, is replaced."""
-    keys = replaced_by(STORED, connector_id=connector, profile=profile)
+    keys = replaced_by(
+        STORED,
+        connector_id=connector,
+        profile_id=profile["chargingProfileId"],
+        level=profile["stackLevel"],
+        purpose=profile["chargingProfilePurpose"],
+    )
     assert [key.charging_profile_id for key in keys] == replaced
 
 
@@ -68,4 +74,11 @@ def test_clear_matches_id_or_every_given_filter(
     request_: dict[str, Any], cleared: list[int]
 ) -> None:
     """§5.5: an id clears that profile; otherwise all filters must match."""
-    assert [key.charging_profile_id for key in cleared_by(STORED, request_)] == cleared
+    keys = cleared_by(
+        STORED,
+        charging_profile_id=request_.get("id"),
+        connector_id=request_.get("connectorId"),
+        purpose=request_.get("chargingProfilePurpose"),
+        stack_level=request_.get("stackLevel"),
+    )
+    assert [key.charging_profile_id for key in keys] == cleared

@@ -11,18 +11,14 @@ import pytest
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import (
-    AuthMethod,
     CdrDimensionType,
     CdrLocationFacts,
     ConnectorFormat,
     ConnectorType,
     PowerType,
     PriceFacts,
-    SessionFacts,
     SessionStatus,
     Status,
-    TokenFacts,
-    TokenType,
     build_cdr,
     build_charging_periods,
     build_evse_status,
@@ -32,6 +28,7 @@ from csms.core.ocpi import (
     hours_between,
     session_energy_kwh,
 )
+from csms.core.session import AuthMethod, SessionFacts, TokenFacts, TokenType
 from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Session, to_json_dict
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
-from csms.core.ocpi import AuthMethod, PowerType, SessionFacts, TokenFacts, TokenType
+from csms.core.ocpi import PowerType
 from csms.core.oicp import (
     OicpEvseStatus,
     build_charge_detail_record,
@@ -19,6 +19,7 @@ from csms.core.oicp import (
     oicp_evse_status,
     partner_product_id,
 )
+from csms.core.session import AuthMethod, SessionFacts, TokenFacts, TokenType
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord, to_json_dict
 
 T0 = datetime(2024, 1, 1, 10, 0, 0, tzinfo=UTC)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from csms.core.clock import ParsedTime
-from csms.core.meter import latest_register, register_wh, samples_from_meter_values
+from csms.core.meter import latest_register, register_wh
 from csms.core.transactions import TransactionFlag as F
 from csms.core.transactions import energy_wh, merge_flags, start_flags, stop_flags
+from csms.ocpp16.convert import samples as samples_from_meter_values
 
 T0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
 T1 = datetime(2024, 1, 1, 11, tzinfo=UTC)

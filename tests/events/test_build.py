@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
-from csms.core.ocpi import SessionFacts, build_session
+from csms.core.ocpi import build_session
+from csms.core.session import SessionFacts
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.events.models_ocpi import Session

@@ -17,12 +17,10 @@ from uuid import uuid4
 import aiomqtt
 import pytest
 
+from csms.errors import BrokerUnavailable, EmbeddedBrokerError, EventPublishError
 from csms.events.envelope import EventType, decode_event, event_topic, is_retained, make_event
 from csms.events.mqtt import (
     Backoff,
-    BrokerUnavailable,
-    EmbeddedBrokerError,
-    EventPublishError,
     Publisher,
     ensure_broker,
     is_listening,

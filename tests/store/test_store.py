@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.errors import StoreError
-from csms.store import outbox, repo
+from csms.store import outbox, registry, transactions
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import IdTag, MeterValue, OutboxEvent
 
@@ -59,13 +59,15 @@ async def test_migrate_twice_is_harmless(database: Database) -> None:
 
 def _tag(tag: str) -> Any:
     async def job(session: AsyncSession) -> bool:
-        return await repo.upsert_id_tag(session, id_tag=tag, values={"status": "Accepted"}, now=NOW)
+        return await registry.upsert_id_tag(
+            session, id_tag=tag, values={"status": "Accepted"}, now=NOW
+        )
 
     return job
 
 
 async def _explode(session: AsyncSession) -> None:
-    await repo.upsert_id_tag(session, id_tag="BOOM", values={"status": "Accepted"}, now=NOW)
+    await registry.upsert_id_tag(session, id_tag="BOOM", values={"status": "Accepted"}, now=NOW)
     raise ValueError("a job that fails")
 
 
@@ -124,7 +126,7 @@ async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> 
         time=at,
         data={"n": 1, "text": "ä", "nested": [1.5, None]},
     )
-    write = repo.meter_values(
+    write = transactions.meter_values(
         charge_point_id="CP-BULK",
         connector_id=1,
         claimed_transaction_id=None,

@@ -1,18 +1,19 @@
-"""The CSMS enforces reservation expiry itself: a task that expires them on time."""
+"""Reservations: their status events, and expiry enforced by csms itself on time."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import partial
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.core.events import Event
 from csms.errors import StoreError
-from csms.events.record import Recorder
-from csms.store.commands import next_reservation_expiry
+from csms.events import build
+from csms.store import outbox
+from csms.store.commands import expire_reservations, next_reservation_expiry
 from csms.store.db import Database
 from csms.store.tables import Reservation
 
@@ -23,14 +24,33 @@ MAX_IDLE = 60.0
 RETRY_AFTER_FAILURE = 5.0
 
 
+def reservation_events(rows: Sequence[Reservation], *, at: datetime) -> list[Event]:
+    """`reservation.status` for each reservation whose status changed."""
+    return [
+        build.reservation_status(
+            row.charge_point_id,
+            reservation_id=row.reservation_id,
+            connector_id=row.connector_id,
+            id_tag=row.id_tag,
+            status=row.status,
+            at=at,
+        )
+        for row in rows
+    ]
+
+
+async def expire_due(session: AsyncSession, *, now: datetime) -> list[Reservation]:
+    """Expire the reservations past their expiry, with their events (a writer job)."""
+    expired = await expire_reservations(session, now=now)
+    await outbox.add_events(session, reservation_events(expired, at=now), now=now)
+    return expired
+
+
 class ReservationExpiry:
     """Sleeps until the earliest active reservation expires (or `wake` is called), then expires."""
 
-    def __init__(
-        self, *, database: Database, recorder: Recorder, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, *, database: Database, clock: Callable[[], datetime]) -> None:
         self._database = database
-        self._recorder = recorder
         self._clock = clock
         self._wake = asyncio.Event()
         self.listeners: list[Callable[[list[Reservation]], None]] = []
@@ -44,15 +64,14 @@ class ReservationExpiry:
             try:
                 await self._expire_due()
                 await self._sleep_until_next()
-            except (StoreError, SQLAlchemyError, OSError) as exc:
+            except StoreError as exc:
                 # The database is away; reservations expire as soon as it is back.
                 log.warning("reservation_expiry_paused", error=repr(exc))
                 await asyncio.sleep(RETRY_AFTER_FAILURE)
 
     async def _expire_due(self) -> None:
-        expired = await self._database.writer.submit(
-            partial(self._recorder.expire_reservations, now=self._clock())
-        )
+        now = self._clock()
+        expired = await self._database.writer.submit(lambda session: expire_due(session, now=now))
         if expired:
             log.info("reservations_expired", count=len(expired))
             for listener in self.listeners:
@@ -61,8 +80,7 @@ class ReservationExpiry:
     async def _sleep_until_next(self) -> None:
         # Cleared before reading, so a wake() during the read is not lost.
         self._wake.clear()
-        async with self._database.sessions() as session:
-            earliest = await next_reservation_expiry(session)
+        earliest = await self._database.read(next_reservation_expiry)
         delay = MAX_IDLE
         if earliest is not None:
             delay = min(MAX_IDLE, max(0.0, (earliest - self._clock()).total_seconds()))

@@ -16,11 +16,18 @@ from urllib.parse import unquote
 import orjson
 import structlog
 
-from csms.errors import CommandError, CommandQueueFull, CommandRejected, StoreError
+from csms.errors import (
+    CommandError,
+    CommandQueueFull,
+    CommandRejected,
+    EventPublishError,
+    InvalidAnswer,
+    StoreError,
+)
 from csms.events.envelope import topic_level
-from csms.events.mqtt import EventPublishError, messages
+from csms.events.mqtt import messages
 from csms.events.relay import Publisher
-from csms.ocpp16.commands import Commands, status_for
+from csms.flows.commands import Commands
 
 log = structlog.get_logger("csms.ingress")
 
@@ -83,9 +90,9 @@ class CommandIngress:
         try:
             result = await self._commands.run(charge_point_id, action, body, requested_by="mqtt")
         except StoreError as exc:
-            return {"status": 503, "detail": str(exc)}
+            return {"status": exc.status, "detail": str(exc)}
         except CommandError as exc:
-            reply: dict[str, Any] = {"status": status_for(exc), "detail": str(exc)}
+            reply: dict[str, Any] = {"status": exc.status, "detail": str(exc)}
             if isinstance(exc, CommandQueueFull):
                 reply["retryAfter"] = exc.retry_after
             if isinstance(exc, CommandRejected):
@@ -94,6 +101,8 @@ class CommandIngress:
                     "errorDescription": exc.description,
                     "errorDetails": exc.details,
                 }
+            if isinstance(exc, InvalidAnswer):
+                reply |= {"errorCode": exc.error_code, "errorDescription": exc.description}
             return reply
         return {
             "status": 200,

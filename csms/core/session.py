@@ -1,0 +1,144 @@
+"""One charging session as csms knows it, and who we are: the facts every event builder needs.
+
+Shared by the OCPI and OICP mappings (`core/ocpi.py`, `core/oicp.py`), the application
+layer and the event builders, so none of them depends on another for these types.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+
+WH_PER_KWH = Decimal(1000)
+# Phase values of a register that is the total over all phases (OCPP 1.6 §7.31).
+TOTAL_PHASES = ("", "N")
+
+
+@dataclass(frozen=True)
+class Party:
+    """Our OCPI identity (config section [ocpi]): who we are to roaming partners."""
+
+    country_code: str
+    party_id: str
+    currency: str
+
+
+class AuthMethod(StrEnum):
+    """mod_cdrs §AuthMethod enum."""
+
+    AUTH_REQUEST = "AUTH_REQUEST"
+    COMMAND = "COMMAND"
+    WHITELIST = "WHITELIST"
+
+
+class TokenType(StrEnum):
+    """mod_tokens §TokenType enum."""
+
+    AD_HOC_USER = "AD_HOC_USER"
+    APP_USER = "APP_USER"
+    OTHER = "OTHER"
+    RFID = "RFID"
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    """Who owns the idTag, for OCPI ``cdr_token``; OCPP 1.6 carries none of it (reference §6).
+
+    ``country_code``/``party_id`` are the eMSP's that owns the token (the CPO's own for
+    its own cards); ``contract_id`` comes from the token registry.
+    """
+
+    country_code: str
+    party_id: str
+    contract_id: str
+    type: TokenType = TokenType.RFID
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What csms knows about one OCPP transaction, enough for an OCPI Session and CDR.
+
+    Energies are in Wh as OCPP sends them; times are aware datetimes. ``samples`` are
+    the transaction's sampled values (``csms.core.meter.Sample``, defaults applied) and
+    drive the charging periods. The OCPI Session id is ``str(transaction_id)``.
+    """
+
+    transaction_id: int
+    charge_point_id: str
+    connector_id: int
+    id_tag: str
+    start: datetime
+    meter_start_wh: int
+    country_code: str
+    party_id: str
+    location_id: str
+    currency: str
+    stop: datetime | None = None
+    meter_stop_wh: int | None = None
+    latest_register_wh: Decimal | int | float | None = None
+    samples: tuple[Sample, ...] = ()
+    # None: format_evse_uid(charge_point_id, connector_id) (one virtual EVSE per connector)
+    evse_uid: str | None = None
+    # Reference §3: one OCPI Connector with id "1" per virtual EVSE
+    ocpi_connector_id: str = "1"
+    # None: one of the CPO's own RFID cards (contract_id = id_tag)
+    token: TokenFacts | None = None
+    auth_method: AuthMethod = AuthMethod.WHITELIST
+    authorization_reference: str | None = None
+    meter_id: str | None = None
+    # StartTransaction answered Invalid/Blocked/Expired/ConcurrentTx (reference §6)
+    invalid: bool = False
+
+    @property
+    def session_id(self) -> str:
+        """The OCPI Session id (CiString(36)): the OCPP transactionId."""
+        return str(self.transaction_id)
+
+
+def parse_decimal(text: str) -> Decimal | None:
+    # OCPP 1.6 §7.45: SampledValue.value is a string; parse it as a decimal.
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def is_measured(sample: Sample) -> bool:
+    # format=SignedData values are opaque (reference §6); Inlet is the grid side of the
+    # charger, not what reached the EV.
+    return sample.format == "Raw" and sample.location != "Inlet"
+
+
+def import_register_wh(sample: Sample) -> Decimal | None:
+    """A total active import register reading in Wh, or None for any other sample."""
+    if sample.measurand != ENERGY_IMPORT_REGISTER or not is_measured(sample):
+        return None
+    if sample.phase not in TOTAL_PHASES:
+        return None
+    number = parse_decimal(sample.value)
+    if number is None:
+        return None
+    if sample.unit == "kWh":
+        return number * WH_PER_KWH
+    if sample.unit in ("Wh", ""):
+        return number
+    return None
+
+
+@dataclass(frozen=True)
+class ChargerAtLocation:
+    """A charger linked to a location, with its connectors' live status."""
+
+    charge_point_id: str
+    connector_spec: dict[str, Any] | None
+    # (connectorId >= 1, OCPP status, when it last changed)
+    connectors: Sequence[tuple[int, str | None, datetime | None]]
+    online: bool

@@ -1,0 +1,177 @@
+"""Chargers: registration, boot, heartbeat, connection changes, status reports and the
+messages kept as they came (DataTransfer, firmware/diagnostics/log status), each with the
+events it causes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from csms.core.charger import BootInfo, ConnectorStatusReport, SecurityEventFacts
+from csms.core.session import Party
+from csms.events import build
+from csms.store import chargers, outbox, security
+from csms.store.db import Database
+
+# What a status report mirrors onto the charge point, by action.
+_STATUS_COLUMN = {
+    "DiagnosticsStatusNotification": "diagnostics_status",
+    "FirmwareStatusNotification": "firmware_status",
+    # The same column as FirmwareStatusNotification: a charger uses one or the other
+    # (SecWP L01.FR.20: a signed-firmware charger refuses UpdateFirmware).
+    "SignedFirmwareStatusNotification": "firmware_status",
+}
+
+
+class ChargerFlows:
+    """Every change a charger's own messages and its connection make, with its events."""
+
+    def __init__(self, *, database: Database, party: Party) -> None:
+        self._database = database
+        self._writer = database.writer
+        self.party = party
+
+    async def register(self, *, charge_point_id: str, now: datetime) -> None:
+        """First contact of an unknown charger allowed in: create it."""
+        await self._writer.submit_bulk(
+            chargers.registration(charge_point_id=charge_point_id, now=now)
+        )
+
+    async def raise_profile(self, *, charge_point_id: str, profile: int, now: datetime) -> None:
+        """SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
+        back lower."""
+        await self._writer.submit(
+            partial(
+                chargers.upsert_charge_point,
+                charge_point_id=charge_point_id,
+                values={"security_profile": profile},
+                now=now,
+            )
+        )
+
+    async def connected(
+        self, *, charge_point_id: str, remote_address: str | None, now: datetime
+    ) -> None:
+        """`chargepoint.connected` and network status `available`."""
+        events = [
+            build.connected(charge_point_id, at=now, remote_address=remote_address),
+            build.network_status(charge_point_id, at=now, status="available"),
+        ]
+        write = chargers.connection_change(charge_point_id=charge_point_id, connected=True, now=now)
+        await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
+
+    async def disconnected(
+        self, *, charge_point_id: str, reason: str | None, now: datetime
+    ) -> None:
+        """`chargepoint.disconnected` and network status `temporarily_unavailable`."""
+        events = [
+            build.disconnected(charge_point_id, at=now, reason=reason),
+            build.network_status(charge_point_id, at=now, status="temporarily_unavailable"),
+        ]
+        write = chargers.connection_change(
+            charge_point_id=charge_point_id, connected=False, now=now
+        )
+        await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
+
+    async def booted(self, *, charge_point_id: str, info: BootInfo, now: datetime) -> None:
+        """An accepted BootNotification: what the charger says of itself, `chargepoint.booted`."""
+        write = chargers.boot(charge_point_id=charge_point_id, info=info, now=now)
+        event = build.booted(charge_point_id, at=now, info=info)
+        await self._writer.submit_bulk(outbox.with_events(write, [event], now=now))
+
+    async def seen(self, *, charge_point_id: str, now: datetime) -> None:
+        """The charger was heard from (Heartbeat)."""
+        await self._writer.submit_bulk(chargers.seen(charge_point_id=charge_point_id, now=now))
+
+    async def connector_status(
+        self, *, charge_point_id: str, report: ConnectorStatusReport, now: datetime
+    ) -> None:
+        """A StatusNotification; `evse.status` for an EVSE (not for connector 0)."""
+        write = chargers.connector_status(charge_point_id=charge_point_id, report=report, now=now)
+        if report.is_evse:
+            event = build.evse_status(
+                charge_point_id,
+                party=self.party,
+                connector_id=report.connector_id,
+                ocpp_status=report.status,
+                error_code=report.error_code,
+                info=report.info,
+                vendor_error_code=report.vendor_error_code,
+                vendor_error_text=None,
+                online=True,
+                at=report.timestamp,
+            )
+            write = outbox.with_events(write, [event], now=now)
+        await self._writer.submit_bulk(write)
+
+    async def message(
+        self,
+        *,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        now: datetime,
+        status: str | None = None,
+    ) -> None:
+        """Keep a message as it came; a status it reports is mirrored onto the charger."""
+        column = _STATUS_COLUMN.get(action)
+        mirrored = (column, status) if column is not None and status is not None else None
+        write = chargers.charger_message(
+            charge_point_id=charge_point_id,
+            action=action,
+            payload=payload,
+            now=now,
+            status=mirrored,
+        )
+        await self._writer.submit_bulk(write)
+
+    async def log_status(
+        self, *, charge_point_id: str, payload: dict[str, Any], status: str, now: datetime
+    ) -> None:
+        """A LogStatusNotification (SecWP N01): kept, and its status on the charger."""
+        await self._writer.submit_bulk(
+            security.log_status(
+                charge_point_id=charge_point_id, payload=payload, status=status, now=now
+            )
+        )
+
+    async def security_event(self, facts: SecurityEventFacts, *, now: datetime) -> None:
+        """Keep a security event and publish it as `security.event`, together."""
+        write = security.security_event(facts, now=now)
+        await self._writer.submit_bulk(
+            outbox.with_events(write, [build.security_event(facts)], now=now)
+        )
+
+    async def certificate_issued(
+        self,
+        *,
+        charge_point_id: str,
+        serial_number: str,
+        subject: str,
+        not_before: datetime,
+        not_after: datetime,
+        pem: str,
+        now: datetime,
+    ) -> None:
+        """Keep a certificate csms signed for a charger (before the charger is told)."""
+        await self._writer.submit_bulk(
+            security.issued_certificate(
+                charge_point_id=charge_point_id,
+                serial_number=serial_number,
+                subject=subject,
+                not_before=not_before,
+                not_after=not_after,
+                pem=pem,
+                now=now,
+            )
+        )
+
+    async def serial_numbers(self, charge_point_id: str) -> tuple[str, ...]:
+        """The serial numbers the charger gave in its BootNotification (SecWP A00.FR.405)."""
+        row = await self._database.read(
+            lambda session: chargers.get_charge_point(session, charge_point_id)
+        )
+        if row is None:
+            return ()
+        return tuple(s for s in (row.charge_box_serial_number, row.serial_number) if s)

@@ -1,0 +1,256 @@
+"""CSMS -> charger commands: the contract's checks, the call, the record and its events.
+
+The API and MQTT ingress both run commands through `Commands.run`, so a command is
+refused, sent, recorded and published the same way whichever way it came
+(docs/api.md, "Commands").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.core.commands import (
+    CENTRAL_SYSTEM_ACTIONS,
+    Effect,
+    command_effects,
+    configuration_problem,
+    is_authorization_key,
+    redacted,
+)
+from csms.core.passwords import hash_password
+from csms.errors import (
+    ChargerNotConnected,
+    CommandQueueFull,
+    CommandRejected,
+    CommandTimeout,
+    InvalidAnswer,
+    InvalidCommand,
+    UnknownChargePoint,
+)
+from csms.events import build
+from csms.flows.reservations import reservation_events
+from csms.store import chargers, outbox
+from csms.store.commands import CommandRecord, record_command
+from csms.store.db import Database
+
+log = structlog.get_logger("csms.commands")
+
+
+class ChargerLink(Protocol):
+    """A live connection to a charger, as commands need it (`ocpp16.connection`)."""
+
+    @property
+    def calls_queued(self) -> int: ...
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Violation(Protocol):
+    """A payload's first schema violation."""
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+class RequestCheck(Protocol):
+    """Checks a CALL payload against the OCPP 1.6 schema of its action."""
+
+    def __call__(self, action: str, payload: Any) -> Violation | None: ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command_id: int
+    action: str
+    charge_point_id: str
+    response: dict[str, Any]
+
+
+class Commands:
+    """Runs commands for the API and MQTT ingress with the contract's checks."""
+
+    def __init__(
+        self,
+        *,
+        chargers: Mapping[str, ChargerLink],
+        database: Database,
+        check_request: RequestCheck,
+        clock: Callable[[], datetime],
+        queue_size: int,
+        call_timeout: float,
+    ) -> None:
+        self._chargers = chargers
+        self._database = database
+        self._check_request = check_request
+        self._clock = clock
+        self._queue_size = queue_size
+        self._call_timeout = call_timeout
+
+    async def check(self, charge_point_id: str, action: str, payload: Any) -> ChargerLink:
+        """The contract's order of refusals: 404, then 422, then 409, then 429.
+
+        Raises:
+            UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
+            StoreError: the charge point could not be read.
+        """
+        row = await self._database.read(
+            lambda session: chargers.get_charge_point(session, charge_point_id)
+        )
+        if row is None:
+            raise UnknownChargePoint(f"charge point {charge_point_id} not found")
+        if action not in CENTRAL_SYSTEM_ACTIONS:
+            raise InvalidCommand(f"unknown action {action}")
+        # Chargers in strict mode reject anything off-schema, so nothing invalid is sent.
+        violation = self._check_request(action, payload)
+        if violation is not None:
+            raise InvalidCommand(violation.description, path=violation.details.get("path"))
+        if action == "ChangeConfiguration":
+            problem = configuration_problem(payload, security_profile=row.security_profile)
+            if problem is not None:
+                raise InvalidCommand(problem)
+        connection = self._chargers.get(charge_point_id)
+        if connection is None:
+            raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
+        if connection.calls_queued >= self._queue_size:
+            raise CommandQueueFull(
+                f"{connection.calls_queued} commands already waiting for {charge_point_id}",
+                retry_after=math.ceil(self._call_timeout),
+            )
+        return connection
+
+    async def run(
+        self,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        requested_by: str | None = None,
+    ) -> CommandResult:
+        """Send a command and return the charger's answer; every attempt is recorded.
+
+        Raises:
+            UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull:
+                refused before anything was sent.
+            CommandTimeout, CommandRejected, InvalidAnswer, ChargerNotConnected: what the
+                charger did.
+            StoreError: the database failed.
+        """
+        connection = await self.check(charge_point_id, action, payload)
+        return await self.send(
+            connection, charge_point_id, action, payload, requested_by=requested_by
+        )
+
+    async def send(
+        self,
+        connection: ChargerLink,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        requested_by: str | None = None,
+    ) -> CommandResult:
+        """Send a command that passed `check` and record what happened."""
+        new_password_hash = None
+        if is_authorization_key(action, payload):
+            # SecWP A01.FR.08: the new key is kept only as a salted hash, and only once the
+            # charger accepted it (A01.FR.03/04); the request is recorded without it.
+            new_password_hash = await asyncio.to_thread(
+                hash_password, bytes.fromhex(payload["value"]), salt=secrets.token_bytes(16)
+            )
+        record = partial(
+            CommandRecord,
+            charge_point_id=charge_point_id,
+            action=action,
+            request=redacted(action, payload),
+            requested_by=requested_by,
+            requested_at=self._clock(),
+            new_password_hash=new_password_hash,
+        )
+        try:
+            response = await connection.call(action, payload)
+        except (CommandRejected, InvalidAnswer) as exc:
+            await self._keep(
+                record(
+                    outcome="callerror" if isinstance(exc, CommandRejected) else "invalid",
+                    completed_at=self._clock(),
+                    error_code=exc.error_code,
+                    error_description=exc.description,
+                    error_details=exc.details if isinstance(exc, CommandRejected) else None,
+                    response=exc.response if isinstance(exc, InvalidAnswer) else None,
+                ),
+                request=payload,
+            )
+            raise
+        except (CommandTimeout, ChargerNotConnected) as exc:
+            outcome = "timeout" if isinstance(exc, CommandTimeout) else "disconnected"
+            await self._keep(
+                record(outcome=outcome, completed_at=self._clock(), error_description=str(exc)),
+                request=payload,
+            )
+            raise
+        command_id = await self._keep(
+            record(outcome="ok", completed_at=self._clock(), response=response), request=payload
+        )
+        log.info("command_completed", action=action, charge_point_id=charge_point_id)
+        return CommandResult(
+            command_id=command_id,
+            action=action,
+            charge_point_id=charge_point_id,
+            response=response,
+        )
+
+    async def _keep(self, record: CommandRecord, *, request: dict[str, Any]) -> int:
+        command_id: int = await self._database.writer.submit(
+            partial(keep_command, record=record, request=request)
+        )
+        return command_id
+
+
+async def keep_command(
+    session: AsyncSession, *, record: CommandRecord, request: dict[str, Any]
+) -> int:
+    """Keep a command and its effects; `command.completed` when it reached the charger.
+
+    `request` is the payload as sent (`record.request` is redacted); effects come only from
+    a valid CALLRESULT.
+    """
+    effects: Sequence[Effect] = ()
+    if record.outcome == "ok" and record.response is not None:
+        effects = command_effects(
+            record.action, request, record.response, received=record.completed_at
+        )
+    command_id, reservations = await record_command(session, record=record, effects=effects)
+    events = reservation_events(reservations, at=record.completed_at)
+    if record.outcome in ("ok", "callerror", "timeout", "invalid"):
+        error = None
+        if record.outcome != "ok":
+            error = {
+                "errorCode": record.error_code or "Timeout",
+                "errorDescription": record.error_description or "",
+            }
+        events.insert(
+            0,
+            build.command_completed(
+                record.charge_point_id,
+                action=record.action,
+                request=record.request,
+                response=record.response if record.outcome == "ok" else None,
+                error=error,
+                at=record.completed_at,
+            ),
+        )
+    await outbox.add_events(session, events, now=record.completed_at)
+    return command_id

@@ -1,0 +1,107 @@
+"""OCPP 1.6 wire payloads (camelCase JSON) <-> typed core messages: the one place that reads
+an OCPP key. Handlers convert, call the application layer, and answer; nothing below them
+(`csms/flows/`, `csms/store/`, `csms/events/`) sees a wire payload.
+
+Payloads reaching here have passed the 1.6 JSON schema (`schemas.py`), so required keys are
+present and typed; the defaults the specification gives for absent keys are applied here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from csms.core.charger import BootInfo, ConnectorStatusReport
+from csms.core.clock import ParsedTime, format_utc, parse_timestamp
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.transactions import StartKey, StopRequest
+
+
+def boot_info(payload: Mapping[str, Any]) -> BootInfo:
+    """BootNotification.req (OCPP 1.6 §6.2)."""
+    return BootInfo(
+        vendor=payload["chargePointVendor"],
+        model=payload["chargePointModel"],
+        serial_number=payload.get("chargePointSerialNumber"),
+        charge_box_serial_number=payload.get("chargeBoxSerialNumber"),
+        firmware_version=payload.get("firmwareVersion"),
+        iccid=payload.get("iccid"),
+        imsi=payload.get("imsi"),
+        meter_type=payload.get("meterType"),
+        meter_serial_number=payload.get("meterSerialNumber"),
+    )
+
+
+def status_report(payload: Mapping[str, Any], *, received: datetime) -> ConnectorStatusReport:
+    """StatusNotification.req (OCPP 1.6 §6.47)."""
+    # §4.9: without a timestamp, the time of receipt is assumed.
+    when = parse_timestamp(payload.get("timestamp", format_utc(received)), received=received)
+    return ConnectorStatusReport(
+        connector_id=payload["connectorId"],
+        status=payload["status"],
+        error_code=payload["errorCode"],
+        timestamp=when.value,
+        info=payload.get("info"),
+        vendor_id=payload.get("vendorId"),
+        vendor_error_code=payload.get("vendorErrorCode"),
+    )
+
+
+def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) -> list[Sample]:
+    """Flatten OCPP MeterValue[] into samples, applying the defaults of §7.45 SampledValue."""
+    found: list[Sample] = []
+    for meter_value in meter_values:
+        when = parse_timestamp(meter_value.get("timestamp"), received=received)
+        for sampled in meter_value.get("sampledValue", ()):
+            measurand = sampled.get("measurand", ENERGY_IMPORT_REGISTER)
+            found.append(
+                Sample(
+                    timestamp=when.value,
+                    value=str(sampled.get("value", "")),
+                    measurand=measurand,
+                    unit=sampled.get("unit", _default_unit(measurand)),
+                    context=sampled.get("context", "Sample.Periodic"),
+                    location=sampled.get("location", "Outlet"),
+                    phase=sampled.get("phase", ""),
+                    format=sampled.get("format", "Raw"),
+                    flags=when.flags,
+                )
+            )
+    return found
+
+
+def _default_unit(measurand: str) -> str:
+    # §7.45: unit defaults to Wh, which only makes sense for the energy measurands.
+    return "Wh" if measurand.startswith("Energy") else ""
+
+
+def start_key(
+    charge_point_id: str, payload: Mapping[str, Any], *, received: datetime
+) -> tuple[StartKey, ParsedTime]:
+    """StartTransaction.req (OCPP 1.6 §6.49): its dedup key, and how its time parsed."""
+    started = parse_timestamp(payload["timestamp"], received=received)
+    key = StartKey(
+        charge_point_id=charge_point_id,
+        connector_id=payload["connectorId"],
+        id_tag=payload["idTag"],
+        timestamp=started.value,
+        meter_start=payload["meterStart"],
+    )
+    return key, started
+
+
+def stop_request(
+    charge_point_id: str, payload: Mapping[str, Any], *, received: datetime
+) -> StopRequest:
+    """StopTransaction.req (OCPP 1.6 §6.51)."""
+    return StopRequest(
+        charge_point_id=charge_point_id,
+        transaction_id=payload["transactionId"],
+        id_tag=payload.get("idTag"),
+        meter_stop=payload["meterStop"],
+        stopped=parse_timestamp(payload["timestamp"], received=received),
+        # OCPP-J errata §2.6: reason may be absent and then means Local.
+        reason=payload.get("reason"),
+        samples=samples(payload.get("transactionData", ()), received=received),
+    )
