@@ -21,11 +21,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## lint: ruff check, ruff format --check, mypy --strict on csms/
+## lint: ruff check, ruff format --check, mypy --strict on csms/, the layers (import-linter)
 lint: $(STAMP)
 	$(BIN)/ruff check csms simulators tests bench
 	$(BIN)/ruff format --check csms simulators tests bench
 	$(BIN)/mypy csms
+	$(BIN)/lint-imports
 
 ## fmt: apply ruff's fixes and formatting
 fmt: $(STAMP)

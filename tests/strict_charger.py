@@ -114,6 +114,8 @@ class StrictCharger:
 
     raw: RawCharger
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Answers that break the .conf schema on purpose (firmware bugs), sent unchecked.
+    invalid_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
     silent: set[str] = field(default_factory=set)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -150,6 +152,10 @@ class StrictCharger:
             await self.raw.send_raw(
                 orjson.dumps([4, unique_id, code, description, details]).decode()
             )
+            return
+        if action in self.invalid_answers:
+            answer = self.invalid_answers[action]
+            await self.raw.send_raw(orjson.dumps([3, unique_id, answer]).decode())
             return
         # Not .get(action, EXAMPLES[...]): actions without an example need an answer set.
         answer = self.answers[action] if action in self.answers else EXAMPLES[action][1]

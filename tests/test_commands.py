@@ -297,3 +297,24 @@ async def test_rejected_reservation_is_not_kept(csms: RunningCsms) -> None:
         listed = (await api.get("/reservations")).json()
     assert response.json()["response"] == {"status": "Occupied"}
     assert listed["total"] == 0
+
+
+async def test_answer_breaking_the_schema_gives_502_and_changes_nothing(
+    csms: RunningCsms,
+) -> None:
+    """A CALLRESULT off the .conf schema is a 502 naming the violation, recorded, not acted on."""
+    async with strict_charger(f"{csms.ocpp_url}/CP-BAD") as charger, csms.api() as api:
+        charger.invalid_answers["Reset"] = {"status": "Maybe"}
+        charger.invalid_answers["GetConfiguration"] = {"configurationKey": [{"key": "A", "value": 1}]}
+        reset = await api.post("/charge-points/CP-BAD/commands/Reset", json={"type": "Soft"})
+        config = await api.post("/charge-points/CP-BAD/commands/GetConfiguration", json={})
+        after = await api.post("/charge-points/CP-BAD/commands/ClearCache", json={})
+        records = (await api.get("/charge-points/CP-BAD/commands")).json()["items"]
+        stored = (await api.get("/charge-points/CP-BAD/configuration")).json()
+    assert (reset.status_code, config.status_code, after.status_code) == (502, 502, 200)
+    assert "Reset.conf /status" in reset.json()["errorDescription"]
+    assert reset.json()["errorCode"] == "PropertyConstraintViolation"
+    assert "GetConfiguration.conf" in config.json()["errorDescription"]
+    assert [item["outcome"] for item in records] == ["ok", "invalid", "invalid"]
+    assert records[2]["response"] == {"status": "Maybe"}
+    assert stored["total"] == 0
