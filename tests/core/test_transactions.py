@@ -8,8 +8,17 @@ import pytest
 
 from csms.core.clock import ParsedTime
 from csms.core.meter import latest_register, register_wh
+from csms.core.transactions import (
+    StartKey,
+    cdr_due,
+    ends_on_new_start,
+    energy_wh,
+    is_own_transaction,
+    merge_flags,
+    start_flags,
+    stop_flags,
+)
 from csms.core.transactions import TransactionFlag as F
-from csms.core.transactions import energy_wh, merge_flags, start_flags, stop_flags
 from csms.ocpp16.convert import samples as samples_from_meter_values
 
 T0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
@@ -119,3 +128,49 @@ def test_latest_register_ignores_phases_and_takes_newest() -> None:
         received=T0,
     )
     assert latest_register(samples) == (datetime(2024, 1, 1, 10, 10, tzinfo=UTC), 500.0)
+
+
+T1 = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
+T2 = datetime(2024, 1, 1, 11, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("open_started_at", "ends"),
+    [(T1, True), (T2, True), (datetime(2024, 1, 1, 12, 0, tzinfo=UTC), False), (None, False)],
+)
+def test_a_new_start_ends_an_older_open_transaction(
+    open_started_at: datetime | None, ends: bool
+) -> None:
+    """An open transaction that started at or before the new Start ends; a later one stays."""
+    key = StartKey(charge_point_id="CP", connector_id=1, id_tag="TAG", timestamp=T2, meter_start=0)
+    assert ends_on_new_start(open_started_at=open_started_at, new_start=key) is ends
+
+
+@pytest.mark.parametrize(("owner", "own"), [("CP-1", True), ("CP-2", False), (None, False)])
+def test_a_stop_for_another_chargers_transaction_is_an_orphan(owner: str | None, own: bool) -> None:
+    """Only the charger's own transactionId is its own; unknown or foreign ids are orphans."""
+    assert is_own_transaction(owner=owner, charge_point_id="CP-1") is own
+
+
+@pytest.mark.parametrize(
+    ("started", "stopped", "meter_stop", "flags", "due"),
+    [
+        (T1, T2, 100, [], True),
+        (T1, T1, 100, [], True),
+        (T2, T1, 100, [], False),  # stopped before it started
+        (T1, T2, None, [], False),  # ended without the charger's Stop (forced, implicit)
+        (None, T2, 100, [], False),  # an orphan stop
+        (T1, T2, 100, ["cdr_created"], False),  # one CDR per transaction
+    ],
+)
+def test_cdr_due(
+    started: datetime | None,
+    stopped: datetime | None,
+    meter_stop: int | None,
+    flags: list[str],
+    due: bool,
+) -> None:
+    """A CDR is due once, for a stopped transaction with the charger's values in time order."""
+    assert (
+        cdr_due(started_at=started, stopped_at=stopped, meter_stop=meter_stop, flags=flags) is due
+    )
