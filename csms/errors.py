@@ -59,6 +59,11 @@ class CommandError(CsmsError):
 
     status: ClassVar[int] = 500
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What the answer to the requester carries besides `detail` (API body, MQTT reply)."""
+        return {}
+
 
 class UnknownChargePoint(CommandError):
     """No charge point is registered under the identity."""
@@ -103,6 +108,14 @@ class CommandRejected(CommandError):
         self.description = description
         self.details = details
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {
+            "errorCode": self.error_code,
+            "errorDescription": self.description,
+            "errorDetails": self.details,
+        }
+
 
 class InvalidAnswer(CommandError):
     """The charger answered with a CALLRESULT that breaks the OCPP 1.6 schema."""
@@ -114,6 +127,10 @@ class InvalidAnswer(CommandError):
         self.error_code = error_code
         self.description = description
         self.response = response
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {"errorCode": self.error_code, "errorDescription": self.description}
 
 
 class CommandTimeout(CommandError):

@@ -16,14 +16,7 @@ from urllib.parse import unquote
 import orjson
 import structlog
 
-from csms.errors import (
-    CommandError,
-    CommandQueueFull,
-    CommandRejected,
-    EventPublishError,
-    InvalidAnswer,
-    StoreError,
-)
+from csms.errors import CommandError, CommandQueueFull, EventPublishError, StoreError
 from csms.events.envelope import topic_level
 from csms.events.mqtt import messages
 from csms.events.relay import Publisher
@@ -92,17 +85,9 @@ class CommandIngress:
         except StoreError as exc:
             return {"status": exc.status, "detail": str(exc)}
         except CommandError as exc:
-            reply: dict[str, Any] = {"status": exc.status, "detail": str(exc)}
+            reply: dict[str, Any] = {"status": exc.status, "detail": str(exc), **exc.fields}
             if isinstance(exc, CommandQueueFull):
                 reply["retryAfter"] = exc.retry_after
-            if isinstance(exc, CommandRejected):
-                reply |= {
-                    "errorCode": exc.error_code,
-                    "errorDescription": exc.description,
-                    "errorDetails": exc.details,
-                }
-            if isinstance(exc, InvalidAnswer):
-                reply |= {"errorCode": exc.error_code, "errorDescription": exc.description}
             return reply
         return {
             "status": 200,

@@ -27,7 +27,7 @@ from csms.api.schemas import (
 from csms.api.views import transaction_out
 from csms.core.clock import format_utc
 from csms.core.commands import CENTRAL_SYSTEM_ACTIONS
-from csms.errors import CommandError, CommandQueueFull, CommandRejected, InvalidAnswer
+from csms.errors import CommandError, CommandQueueFull
 from csms.flows.commands import CommandResult
 from csms.store import transactions
 from csms.store.commands import list_commands, new_reservation_id
@@ -101,17 +101,9 @@ async def command_error_response(_request: Request, exc: Exception) -> JSONRespo
     """The contract's HTTP status for each way a command can fail."""
     assert isinstance(exc, CommandError)
     headers: dict[str, str] = {}
-    body: dict[str, Any] = {"detail": str(exc)}
+    body: dict[str, Any] = {"detail": str(exc), **exc.fields}
     if isinstance(exc, CommandQueueFull):
         headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, CommandRejected):
-        body |= {
-            "errorCode": exc.error_code,
-            "errorDescription": exc.description,
-            "errorDetails": exc.details,
-        }
-    if isinstance(exc, InvalidAnswer):
-        body |= {"errorCode": exc.error_code, "errorDescription": exc.description}
     return JSONResponse(status_code=exc.status, content=body, headers=headers)
 
 
