@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiomqtt
 import asyncpg
 import httpx
 import orjson
@@ -243,3 +245,57 @@ async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
                 await gone.wait()
     finally:
         csms.app.ocpp.listeners.remove(listener)
+
+
+class Subscriber:
+    """Collects the events of one topic prefix, as a consumer would."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.retained: list[bool] = []
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for message in self.client.messages:
+            assert isinstance(message.payload, bytes)
+            self.events.append(orjson.loads(message.payload))
+            self.retained.append(message.retain)
+            self._arrived.set()
+
+    async def until(self, count: int, *, of_type: str | None = None) -> list[dict[str, Any]]:
+        """Wait until `count` events (of a type) have arrived; return those events."""
+        async with asyncio.timeout(WAIT):
+            while len(self.of(of_type)) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.of(of_type)
+
+    def of(self, event_type: str | None) -> list[dict[str, Any]]:
+        return [e for e in self.events if event_type is None or e["type"] == event_type]
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+@asynccontextmanager
+async def subscribed(url: str, prefix: str) -> AsyncIterator[Subscriber]:
+    """A consumer subscribed (SUBACK received) to every event under `prefix`."""
+    address = urlsplit(url)
+    identifier = f"t-{uuid.uuid4().hex[:8]}"
+    client = aiomqtt.Client(
+        address.hostname or "127.0.0.1", address.port or 1883, identifier=identifier
+    )
+    async with client:
+        await client.subscribe(f"{prefix}/events/#", qos=1)
+        subscriber = Subscriber(client)
+        try:
+            yield subscriber
+        finally:
+            subscriber.close()
+
+
+def mqtt_of(csms: RunningCsms) -> MqttSettings:
+    """The broker and topic prefix a running csms publishes to."""
+    return csms.app.settings.mqtt

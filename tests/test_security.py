@@ -34,8 +34,8 @@ from tests.support import (
     new_identity,
     running_csms,
     settings_for,
+    subscribed,
 )
-from tests.test_events import subscribed
 
 KEY_HEX = "00112233445566778899aabbccddeeff01234567"  # a 20-byte AuthorizationKey
 KEY = bytes.fromhex(KEY_HEX)

@@ -20,8 +20,7 @@ from csms.store import security
 from csms.store.tables import ChargePoint, ChargerMessage
 from tests.pki import Issued, load_chain, make_ca, make_csr
 from tests.strict_charger import StrictCharger, strict_charger
-from tests.support import WAIT, RunningCsms, running_csms, settings_for
-from tests.test_events import mqtt_of, subscribed
+from tests.support import WAIT, RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
 CPO = "ACME Charging"
 
