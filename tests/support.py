@@ -30,7 +30,9 @@ from csms.config import (
     Settings,
 )
 
-WAIT = 10.0  # the one time unit for waiting on an event in tests (seconds)
+# The one time unit of the tests, in seconds: every wait and timeout is a multiple of it.
+# As in websockets' tests/utils.py, CSMS_TESTS_TIMEOUT_FACTOR=3 makes them all 3 times longer.
+MS = 0.001 * float(os.environ.get("CSMS_TESTS_TIMEOUT_FACTOR", "1"))
 API_TOKEN = "test-token"
 PG_ADMIN_DSN = os.environ.get("CSMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -55,7 +57,7 @@ class RawCharger:
         await self.ws.send(text)
 
     async def recv_frame(self) -> list[Any]:
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             text = await self.ws.recv()
         frame = orjson.loads(text)
         assert isinstance(frame, list)
@@ -98,7 +100,7 @@ class RunningCsms:
         return httpx.AsyncClient(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {self.api_token}"},
-            timeout=WAIT,
+            timeout=10_000 * MS,
         )
 
     @asynccontextmanager
@@ -106,7 +108,7 @@ class RunningCsms:
         self, identity: str | None = None, *, boot: bool = True, path: str | None = None
     ) -> AsyncIterator[RawCharger]:
         url = f"{self.ocpp_url}/{identity or new_identity()}" if path is None else path
-        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as ws:  # type: ignore[list-item]
             charger = RawCharger(ws)
             if boot:
                 await charger.boot()
@@ -119,7 +121,7 @@ def new_identity(prefix: str = "CP") -> str:
 
 def _listening(host: str, port: int) -> bool:
     try:
-        socket.create_connection((host, port), timeout=2).close()
+        socket.create_connection((host, port), timeout=2_000 * MS).close()
     except OSError:
         return False
     return True
@@ -165,7 +167,7 @@ async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
     app = Csms(settings)
     task = asyncio.create_task(app.run())
     ready = asyncio.create_task(app.ready.wait())
-    await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([task, ready], timeout=10_000 * MS, return_when=asyncio.FIRST_COMPLETED)
     if not app.ready.is_set():
         ready.cancel()
         await task  # surfaces the start-up error
@@ -181,7 +183,7 @@ async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
         )
     finally:
         app.stop()
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await task
 
 
@@ -224,14 +226,14 @@ async def connection_seen(csms: RunningCsms, charge_point_id: str) -> AsyncItera
     csms.app.ocpp.listeners.append(listener)
     try:
         yield
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await seen.wait()
     finally:
         csms.app.ocpp.listeners.remove(listener)
 
 
 async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
-    """Wait until csms reports the charger's connection gone (fails after WAIT seconds)."""
+    """Wait until csms reports the charger's connection gone (fails after 10 s, scaled)."""
     gone = asyncio.Event()
 
     def listener(identity: str, connected: bool) -> None:
@@ -241,7 +243,7 @@ async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
     csms.app.ocpp.listeners.append(listener)
     try:
         if charge_point_id in csms.chargers:
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(10_000 * MS):
                 await gone.wait()
     finally:
         csms.app.ocpp.listeners.remove(listener)
@@ -266,7 +268,7 @@ class Subscriber:
 
     async def until(self, count: int, *, of_type: str | None = None) -> list[dict[str, Any]]:
         """Wait until `count` events (of a type) have arrived; return those events."""
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             while len(self.of(of_type)) < count:
                 self._arrived.clear()
                 await self._arrived.wait()

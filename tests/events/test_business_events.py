@@ -25,7 +25,7 @@ from tests.sessions import RFID, START, STOP, meter
 from tests.strict_charger import strict_charger
 from tests.support import (
     MOSQUITTO_UP,
-    WAIT,
+    MS,
     RawCharger,
     RunningCsms,
     Subscriber,
@@ -207,7 +207,11 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
     try:
         async with subscribed(url, prefix) as events:
             first = await _start_csms(env)
-            async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+            async with connect(
+                ocpp_url,
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                open_timeout=10_000 * MS,
+            ) as ws:
                 cp = RawCharger(ws)
                 await cp.boot()
                 tx = (await cp.call("StartTransaction", START))["transactionId"]
@@ -215,7 +219,11 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
                 await first.wait()
             second = await _start_csms(env)
             try:
-                async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+                async with connect(
+                    ocpp_url,
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    open_timeout=10_000 * MS,
+                ) as ws:
                     cp = RawCharger(ws)
                     assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
                     assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
@@ -237,7 +245,7 @@ async def _start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
         sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
     assert process.stderr is not None
-    async with asyncio.timeout(WAIT * 2):
+    async with asyncio.timeout(20_000 * MS):
         while True:
             line = await process.stderr.readline()
             assert line, "csms exited before it was ready"
@@ -290,7 +298,7 @@ async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCs
             ("CP-MQ", "ClearCache", {"correlationId": "c5", "payload": "not an object"}),
         ]
         # The ingress subscribes on start; a command published before that would be lost.
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await csms.app.ingress.subscribed.wait()
         for charge_point_id, action, body in requests:
             topic = f"{prefix}/commands/{charge_point_id}/{action}"
@@ -310,7 +318,7 @@ async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCs
 
 async def test_offline_chargers_go_unknown_then_long_term_unavailable(database_url: str) -> None:
     """Past the grace its EVSEs are UNKNOWN; later it is long_term_unavailable; back: available."""
-    settings = settings_for(database_url, offline_grace=0.2, long_term_offline=0.5)
+    settings = settings_for(database_url, offline_grace=200 * MS, long_term_offline=500 * MS)
     async with running_csms(settings) as csms:
         mqtt = mqtt_of(csms)
         async with subscribed(mqtt.url, mqtt.topic_prefix) as events:

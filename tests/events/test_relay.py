@@ -19,8 +19,8 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
+from tests.support import MS
 
-WAIT = 10.0
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -61,7 +61,7 @@ async def store(database: Database, batch: list[Event]) -> None:
 
 async def receive(client: aiomqtt.Client, count: int) -> list[tuple[str, UUID, int]]:
     got: list[tuple[str, UUID, int]] = []
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(10_000 * MS):
         async for message in client.messages:
             event = decode_event(bytes(message.payload))  # type: ignore[arg-type]
             got.append((event.source, event.id, event.data["n"]))
@@ -76,7 +76,8 @@ async def test_events_survive_a_broker_outage_in_order(database: Database) -> No
     port = free_port()
     prefix = f"t{uuid4().hex[:8]}"
     broker = await start_embedded_broker("127.0.0.1", port)
-    publisher = Publisher(f"mqtt://127.0.0.1:{port}", backoff=Backoff(initial=0.05, maximum=0.2))
+    backoff = Backoff(initial=50 * MS, maximum=200 * MS)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}", backoff=backoff)
     relay = Relay(database=database, publisher=publisher, topic_prefix=prefix, clock=lambda: NOW)
     delivered: list[int] = []
     all_delivered = asyncio.Event()
@@ -106,7 +107,7 @@ async def test_events_survive_a_broker_outage_in_order(database: Database) -> No
             got = await receive(client, 5)
         assert [n for _, _, n in got] == [0, 1, 2, 3, 4]
         assert [event_id for _, event_id, _ in got] == [event.id for event in during]
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await all_delivered.wait()
         async with database.sessions() as session:
             assert await outbox.backlog(session) == (0, None)
@@ -174,7 +175,7 @@ async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -
             await store(database, [future, *events("CP-NEW", 2)])
             relay.wake()
             topics: list[str] = []
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(10_000 * MS):
                 async for message in client.messages:
                     topics.append(str(message.topic))
                     if len(topics) == 3:

@@ -27,7 +27,7 @@ from simulators.charger import Charger, make_ssl_context
 from tests import pki
 from tests.strict_charger import StrictCharger
 from tests.support import (
-    WAIT,
+    MS,
     RawCharger,
     RunningCsms,
     free_port,
@@ -140,7 +140,7 @@ async def session(
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         additional_headers=headers,
         ssl=tls,
-        open_timeout=WAIT,
+        open_timeout=10_000 * MS,
     ) as websocket:
         charger = RawCharger(websocket)
         if boot:
