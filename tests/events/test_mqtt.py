@@ -29,17 +29,10 @@ from csms.events.mqtt import (
     parse_mqtt_url,
     start_embedded_broker,
 )
-from tests.support import MS
+from tests.support import MS, free_port
 
 FAST = Backoff(initial=20 * MS, maximum=200 * MS)
 MOSQUITTO_URL = "mqtt://127.0.0.1:1883"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
@@ -19,16 +18,9 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
-from tests.support import MS
+from tests.support import MS, free_port
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
