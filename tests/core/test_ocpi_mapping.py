@@ -18,7 +18,6 @@ from csms.core.ocpi import (
     ConnectorType,
     PowerType,
     PriceFacts,
-    SessionFacts,
     SessionStatus,
     Status,
     TokenFacts,
@@ -33,6 +32,7 @@ from csms.core.ocpi import (
     session_energy_kwh,
 )
 from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Session, to_json_dict
+from tests.sessions import session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, tzinfo=UTC)
 NOW = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -61,18 +61,7 @@ def sample(
     )
 
 
-FACTS = SessionFacts(
-    transaction_id=42,
-    charge_point_id="CP001",
-    connector_id=1,
-    id_tag="04A2B3C4",
-    start=T0,
-    meter_start_wh=1_000_000,
-    country_code="BE",
-    party_id="BEC",
-    location_id="LOC1",
-    currency="EUR",
-)
+FACTS = session_facts(T0)
 LOCATION = CdrLocationFacts(
     address="F.Rooseveltlaan 3A",
     city="Gent",
@@ -85,10 +74,6 @@ LOCATION = CdrLocationFacts(
     connector_power_type=PowerType.AC_3_PHASE,
     postal_code="9000",
 )
-
-
-def facts(**changes: Any) -> SessionFacts:
-    return dataclasses.replace(FACTS, **changes)
 
 
 def dimensions(period: dict[str, Any]) -> dict[CdrDimensionType, Decimal]:
@@ -178,7 +163,7 @@ def test_evse_status_update(ocpp: str | None, online: bool, status: Status) -> N
 )
 def test_session_energy(changes: dict[str, Any], kwh: Decimal) -> None:
     """kwh = (register - meterStart)/1000; the register is meterStop once stopped."""
-    assert session_energy_kwh(facts(**changes)) == kwh
+    assert session_energy_kwh(session_facts(T0, **changes)) == kwh
 
 
 @pytest.mark.parametrize(
@@ -205,7 +190,8 @@ def test_active_session_without_samples_has_no_periods() -> None:
 
 def test_periods_are_aligned_and_add_up() -> None:
     """Periods start at the start and every quarter hour; ENERGY adds up to the session's kwh."""
-    stopped = facts(
+    stopped = session_facts(
+        T0,
         stop=T0 + timedelta(minutes=40),
         meter_stop_wh=1_010_000,
         samples=(sample(5, "1001000"), sample(8, "1002000"), sample(23, "1006000")),
@@ -277,7 +263,7 @@ def test_period_dimensions(
     samples: tuple[Sample, ...], expected: dict[CdrDimensionType, Decimal]
 ) -> None:
     """Dimensions from measurands, in OCPI units."""
-    (period,) = build_charging_periods(facts(samples=samples))
+    (period,) = build_charging_periods(session_facts(T0, samples=samples))
     got = dimensions(period)
     for kind, volume in expected.items():
         assert got[kind] == volume
@@ -290,7 +276,7 @@ def test_cdr_periods_drop_session_only_dimensions() -> None:
         sample(1, "16", measurand="Current.Import", unit="A"),
         sample(1, "50", measurand="SoC", unit="Percent", location="EV"),
     )
-    (period,) = build_charging_periods(facts(samples=samples), for_cdr=True)
+    (period,) = build_charging_periods(session_facts(T0, samples=samples), for_cdr=True)
     assert set(dimensions(period)) == {
         CdrDimensionType.ENERGY,
         CdrDimensionType.TIME,
@@ -327,7 +313,7 @@ def test_session(
     changes: dict[str, Any], status: SessionStatus, kwh: Decimal, has_end: bool, periods: int
 ) -> None:
     """ACTIVE -> COMPLETED (INVALID when refused), kwh so far, end once stopped; it validates."""
-    built = build_session(facts(**changes), last_updated=NOW)
+    built = build_session(session_facts(T0, **changes), last_updated=NOW)
     session = Session.model_validate(built)
     assert session.status is status
     assert session.kwh == kwh
@@ -337,7 +323,7 @@ def test_session(
 
 def test_session_json() -> None:
     """The emitted JSON: ids, own-card token, UTC Z times, numbers as numbers."""
-    built = build_session(facts(samples=(sample(5, "1002500"),)), last_updated=NOW)
+    built = build_session(session_facts(T0, samples=(sample(5, "1002500"),)), last_updated=NOW)
     assert to_json_dict(Session.model_validate(built)) == {
         "country_code": "BE",
         "party_id": "BEC",
@@ -373,7 +359,8 @@ def test_session_json() -> None:
 def test_session_with_emsp_token_and_optional_fields() -> None:
     """An eMSP's token, a remote start, authorization reference, meter id and cost."""
     built = build_session(
-        facts(
+        session_facts(
+            T0,
             token=TokenFacts(
                 country_code="NL",
                 party_id="TST",
@@ -398,7 +385,8 @@ def test_session_with_emsp_token_and_optional_fields() -> None:
 
 # --- CDR --------------------------------------------------------------------------------------
 
-STOPPED = facts(
+STOPPED = session_facts(
+    T0,
     stop=T0 + timedelta(hours=1, minutes=58, seconds=23),
     meter_stop_wh=1_015_342,
     samples=(sample(30, "1005000"), sample(90, "1013000")),
