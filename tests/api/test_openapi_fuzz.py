@@ -55,10 +55,8 @@ class LiveCsms:
 
 
 def test_no_input_gives_a_server_error(tmp_path: Path) -> None:
-    """Whatever schemathesis sends (within the schema or not), the API never answers 5xx.
-
-    25 generated requests per operation, derandomized so a failure reproduces.
-    """
+    """Whatever schemathesis sends (within the schema or not), the API never answers 5xx."""
+    # 25 generated requests per operation, derandomized so that a failure reproduces.
     with LiveCsms(tmp_path / "csms.db") as base_url:
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]

@@ -150,8 +150,7 @@ async def test_one_stuck_charger_does_not_hold_back_the_others(database: Databas
 
 
 async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -> None:
-    """A row a newer csms wrote (a type this one does not know) neither stops the relay
-    nor holds back the charger's later events."""
+    """A type a newer csms wrote is published as it is; the relay and later events go on."""
     port = free_port()
     prefix = f"t{uuid4().hex[:8]}"
     broker = await start_embedded_broker("127.0.0.1", port)
