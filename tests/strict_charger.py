@@ -21,7 +21,7 @@ import ocpp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import WAIT, RawCharger
+from tests.support import MS, RawCharger
 
 SCHEMAS = Path(ocpp.__file__).parent / "v16" / "schemas"
 
@@ -168,7 +168,7 @@ class StrictCharger:
         reply: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._replies[unique_id] = reply
         await self.raw.send_raw(orjson.dumps([2, unique_id, action, payload]).decode())
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             frame = await reply
         assert frame[0] == 3, frame
         result: dict[str, Any] = frame[2]
@@ -177,7 +177,7 @@ class StrictCharger:
     async def next_call(self) -> tuple[str, dict[str, Any]]:
         """Wait for the next CALL to arrive and return it."""
         seen = len(self.received)
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             while len(self.received) <= seen:
                 self.arrived.clear()
                 await self.arrived.wait()
@@ -188,7 +188,7 @@ class StrictCharger:
 async def strict_charger(url: str) -> AsyncIterator[StrictCharger]:
     """A booted charger at `url` answering CALLs in the background."""
     websocket: ClientConnection
-    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as websocket:  # type: ignore[list-item]
+    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as websocket:  # type: ignore[list-item]
         raw = RawCharger(websocket)
         await raw.boot()
         charger = StrictCharger(raw=raw)

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiomqtt
 import asyncpg
 import httpx
 import orjson
@@ -28,7 +30,9 @@ from csms.config import (
     Settings,
 )
 
-WAIT = 10.0  # the one time unit for waiting on an event in tests (seconds)
+# The one time unit of the tests, in seconds: every wait and timeout is a multiple of it.
+# As in websockets' tests/utils.py, CSMS_TESTS_TIMEOUT_FACTOR=3 makes them all 3 times longer.
+MS = 0.001 * float(os.environ.get("CSMS_TESTS_TIMEOUT_FACTOR", "1"))
 API_TOKEN = "test-token"
 PG_ADMIN_DSN = os.environ.get("CSMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -53,7 +57,7 @@ class RawCharger:
         await self.ws.send(text)
 
     async def recv_frame(self) -> list[Any]:
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             text = await self.ws.recv()
         frame = orjson.loads(text)
         assert isinstance(frame, list)
@@ -96,7 +100,7 @@ class RunningCsms:
         return httpx.AsyncClient(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {self.api_token}"},
-            timeout=WAIT,
+            timeout=10_000 * MS,
         )
 
     @asynccontextmanager
@@ -104,7 +108,7 @@ class RunningCsms:
         self, identity: str | None = None, *, boot: bool = True, path: str | None = None
     ) -> AsyncIterator[RawCharger]:
         url = f"{self.ocpp_url}/{identity or new_identity()}" if path is None else path
-        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as ws:  # type: ignore[list-item]
             charger = RawCharger(ws)
             if boot:
                 await charger.boot()
@@ -117,13 +121,14 @@ def new_identity(prefix: str = "CP") -> str:
 
 def _listening(host: str, port: int) -> bool:
     try:
-        socket.create_connection((host, port), timeout=2).close()
+        socket.create_connection((host, port), timeout=2_000 * MS).close()
     except OSError:
         return False
     return True
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -163,7 +168,7 @@ async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
     app = Csms(settings)
     task = asyncio.create_task(app.run())
     ready = asyncio.create_task(app.ready.wait())
-    await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([task, ready], timeout=10_000 * MS, return_when=asyncio.FIRST_COMPLETED)
     if not app.ready.is_set():
         ready.cancel()
         await task  # surfaces the start-up error
@@ -179,7 +184,7 @@ async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
         )
     finally:
         app.stop()
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await task
 
 
@@ -222,14 +227,14 @@ async def connection_seen(csms: RunningCsms, charge_point_id: str) -> AsyncItera
     csms.app.ocpp.listeners.append(listener)
     try:
         yield
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await seen.wait()
     finally:
         csms.app.ocpp.listeners.remove(listener)
 
 
 async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
-    """Wait until csms reports the charger's connection gone (fails after WAIT seconds)."""
+    """Wait until csms reports the charger's connection gone (fails after 10 s, scaled)."""
     gone = asyncio.Event()
 
     def listener(identity: str, connected: bool) -> None:
@@ -239,7 +244,61 @@ async def disconnected(csms: RunningCsms, charge_point_id: str) -> None:
     csms.app.ocpp.listeners.append(listener)
     try:
         if charge_point_id in csms.chargers:
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(10_000 * MS):
                 await gone.wait()
     finally:
         csms.app.ocpp.listeners.remove(listener)
+
+
+class Subscriber:
+    """Collects the events of one topic prefix, as a consumer would."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.retained: list[bool] = []
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for message in self.client.messages:
+            assert isinstance(message.payload, bytes)
+            self.events.append(orjson.loads(message.payload))
+            self.retained.append(message.retain)
+            self._arrived.set()
+
+    async def until(self, count: int, *, of_type: str | None = None) -> list[dict[str, Any]]:
+        """Wait until `count` events (of a type) have arrived; return those events."""
+        async with asyncio.timeout(10_000 * MS):
+            while len(self.of(of_type)) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.of(of_type)
+
+    def of(self, event_type: str | None) -> list[dict[str, Any]]:
+        return [e for e in self.events if event_type is None or e["type"] == event_type]
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+@asynccontextmanager
+async def subscribed(url: str, prefix: str) -> AsyncIterator[Subscriber]:
+    """A consumer subscribed (SUBACK received) to every event under `prefix`."""
+    address = urlsplit(url)
+    identifier = f"t-{uuid.uuid4().hex[:8]}"
+    client = aiomqtt.Client(
+        address.hostname or "127.0.0.1", address.port or 1883, identifier=identifier
+    )
+    async with client:
+        await client.subscribe(f"{prefix}/events/#", qos=1)
+        subscriber = Subscriber(client)
+        try:
+            yield subscriber
+        finally:
+            subscriber.close()
+
+
+def mqtt_of(csms: RunningCsms) -> MqttSettings:
+    """The broker and topic prefix a running csms publishes to."""
+    return csms.app.settings.mqtt

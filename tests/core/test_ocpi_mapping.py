@@ -28,8 +28,9 @@ from csms.core.ocpi import (
     hours_between,
     session_energy_kwh,
 )
-from csms.core.session import AuthMethod, SessionFacts, TokenFacts, TokenType
+from csms.core.session import AuthMethod, TokenFacts, TokenType
 from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Session, to_json_dict
+from tests.sessions import session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, tzinfo=UTC)
 NOW = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -58,18 +59,7 @@ def sample(
     )
 
 
-FACTS = SessionFacts(
-    transaction_id=42,
-    charge_point_id="CP001",
-    connector_id=1,
-    id_tag="04A2B3C4",
-    start=T0,
-    meter_start_wh=1_000_000,
-    country_code="BE",
-    party_id="BEC",
-    location_id="LOC1",
-    currency="EUR",
-)
+FACTS = session_facts(T0)
 LOCATION = CdrLocationFacts(
     address="F.Rooseveltlaan 3A",
     city="Gent",
@@ -82,10 +72,6 @@ LOCATION = CdrLocationFacts(
     connector_power_type=PowerType.AC_3_PHASE,
     postal_code="9000",
 )
-
-
-def facts(**changes: Any) -> SessionFacts:
-    return dataclasses.replace(FACTS, **changes)
 
 
 def dimensions(period: dict[str, Any]) -> dict[CdrDimensionType, Decimal]:
@@ -175,7 +161,7 @@ def test_evse_status_update(ocpp: str | None, online: bool, status: Status) -> N
 )
 def test_session_energy(changes: dict[str, Any], kwh: Decimal) -> None:
     """kwh = (register - meterStart)/1000; the register is meterStop once stopped."""
-    assert session_energy_kwh(facts(**changes)) == kwh
+    assert session_energy_kwh(session_facts(T0, **changes)) == kwh
 
 
 @pytest.mark.parametrize(
@@ -202,7 +188,8 @@ def test_active_session_without_samples_has_no_periods() -> None:
 
 def test_periods_are_aligned_and_add_up() -> None:
     """Periods start at the start and every quarter hour; ENERGY adds up to the session's kwh."""
-    stopped = facts(
+    stopped = session_facts(
+        T0,
         stop=T0 + timedelta(minutes=40),
         meter_stop_wh=1_010_000,
         samples=(sample(5, "1001000"), sample(8, "1002000"), sample(23, "1006000")),
@@ -274,7 +261,7 @@ def test_period_dimensions(
     samples: tuple[Sample, ...], expected: dict[CdrDimensionType, Decimal]
 ) -> None:
     """Dimensions from measurands, in OCPI units."""
-    (period,) = build_charging_periods(facts(samples=samples))
+    (period,) = build_charging_periods(session_facts(T0, samples=samples))
     got = dimensions(period)
     for kind, volume in expected.items():
         assert got[kind] == volume
@@ -287,7 +274,7 @@ def test_cdr_periods_drop_session_only_dimensions() -> None:
         sample(1, "16", measurand="Current.Import", unit="A"),
         sample(1, "50", measurand="SoC", unit="Percent", location="EV"),
     )
-    (period,) = build_charging_periods(facts(samples=samples), for_cdr=True)
+    (period,) = build_charging_periods(session_facts(T0, samples=samples), for_cdr=True)
     assert set(dimensions(period)) == {
         CdrDimensionType.ENERGY,
         CdrDimensionType.TIME,
@@ -324,7 +311,7 @@ def test_session(
     changes: dict[str, Any], status: SessionStatus, kwh: Decimal, has_end: bool, periods: int
 ) -> None:
     """ACTIVE -> COMPLETED (INVALID when refused), kwh so far, end once stopped; it validates."""
-    built = build_session(facts(**changes), last_updated=NOW)
+    built = build_session(session_facts(T0, **changes), last_updated=NOW)
     session = Session.model_validate(built)
     assert session.status is status
     assert session.kwh == kwh
@@ -334,7 +321,7 @@ def test_session(
 
 def test_session_json() -> None:
     """The emitted JSON: ids, own-card token, UTC Z times, numbers as numbers."""
-    built = build_session(facts(samples=(sample(5, "1002500"),)), last_updated=NOW)
+    built = build_session(session_facts(T0, samples=(sample(5, "1002500"),)), last_updated=NOW)
     assert to_json_dict(Session.model_validate(built)) == {
         "country_code": "BE",
         "party_id": "BEC",
@@ -370,7 +357,8 @@ def test_session_json() -> None:
 def test_session_with_emsp_token_and_optional_fields() -> None:
     """An eMSP's token, a remote start, authorization reference, meter id and cost."""
     built = build_session(
-        facts(
+        session_facts(
+            T0,
             token=TokenFacts(
                 country_code="NL",
                 party_id="TST",
@@ -395,7 +383,8 @@ def test_session_with_emsp_token_and_optional_fields() -> None:
 
 # --- CDR --------------------------------------------------------------------------------------
 
-STOPPED = facts(
+STOPPED = session_facts(
+    T0,
     stop=T0 + timedelta(hours=1, minutes=58, seconds=23),
     meter_stop_wh=1_015_342,
     samples=(sample(30, "1005000"), sample(90, "1013000")),

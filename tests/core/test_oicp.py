@@ -19,22 +19,17 @@ from csms.core.oicp import (
     oicp_evse_status,
     partner_product_id,
 )
-from csms.core.session import AuthMethod, SessionFacts, TokenFacts, TokenType
+from csms.core.session import AuthMethod, TokenFacts, TokenType
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord, to_json_dict
+from tests.sessions import session_facts
 
 T0 = datetime(2024, 1, 1, 10, 0, 0, tzinfo=UTC)
 SESSION_ID = "b2688855-7f00-0002-6d8e-48d883f6abb6"
-STOPPED = SessionFacts(
-    transaction_id=42,
-    charge_point_id="CP001",
-    connector_id=1,
+STOPPED = session_facts(
+    T0,
     id_tag="04a2b3c4d5e6f7",
-    start=T0,
-    meter_start_wh=1_000_000,
     country_code="DE",
     party_id="ABC",
-    location_id="LOC1",
-    currency="EUR",
     stop=T0 + timedelta(hours=1),
     meter_stop_wh=1_012_345,
 )

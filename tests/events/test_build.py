@@ -13,21 +13,11 @@ from csms.core.session import SessionFacts
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.events.models_ocpi import Session
+from tests.sessions import session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, 123000, tzinfo=UTC)
 
-FACTS = SessionFacts(
-    transaction_id=42,
-    charge_point_id="CP001",
-    connector_id=1,
-    id_tag="04A2B3C4",
-    start=T0,
-    meter_start_wh=1_000_000,
-    country_code="BE",
-    party_id="BEC",
-    location_id="LOC1",
-    currency="EUR",
-)
+FACTS = session_facts(T0)
 
 
 def register(minutes: float, wh: str) -> Sample:

@@ -27,17 +27,10 @@ from csms.events.mqtt import (
     parse_mqtt_url,
     start_embedded_broker,
 )
+from tests.support import MS, free_port
 
-WAIT = 5.0  # seconds: the one time unit for waiting on a broker
-FAST = Backoff(initial=0.02, maximum=0.2)
+FAST = Backoff(initial=20 * MS, maximum=200 * MS)
 MOSQUITTO_URL = "mqtt://127.0.0.1:1883"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -69,7 +62,7 @@ async def subscribed(url: str, topic_filter: str) -> AsyncIterator[aiomqtt.Clien
 
 
 async def next_message(client: aiomqtt.Client) -> aiomqtt.Message:
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(5_000 * MS):
         async for message in client.messages:
             return message
     raise AssertionError("the message stream ended")
@@ -163,7 +156,7 @@ async def test_pipelined_publishes_arrive_in_order(broker_url: str, prefix: str)
     async with subscribed(broker_url, topic) as subscriber:
         await publisher.connect()
         sent = [publisher.publish_nowait(topic, payload, retain=False) for payload in payloads]
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(5_000 * MS):
             await asyncio.gather(*(future for future in sent if future is not None))
         assert all(future is not None for future in sent)
         received = [(await next_message(subscriber)).payload for _ in payloads]
@@ -230,7 +223,7 @@ async def test_publish_waits_out_a_broker_outage(prefix: str) -> None:
         pending = asyncio.create_task(publisher.publish(topic, b"after", retain=True))
         broker = await start_embedded_broker("127.0.0.1", port)
         try:
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(5_000 * MS):
                 await pending
             async with subscribed(url, topic) as subscriber:
                 message = await next_message(subscriber)
@@ -287,7 +280,7 @@ async def broker_without_pubacks() -> AsyncIterator[int]:
 async def test_no_puback_is_an_error() -> None:
     """publish() returns only on PUBACK: without one it raises EventPublishError."""
     async with broker_without_pubacks() as port:
-        publisher = Publisher(f"mqtt://127.0.0.1:{port}", timeout=0.5)
+        publisher = Publisher(f"mqtt://127.0.0.1:{port}", timeout=500 * MS)
         await publisher.connect(attempts=1)
         with pytest.raises(EventPublishError, match="not acknowledged"):
             await publisher.publish("csms/events/CP001/cdr.created", b"{}", retain=False)

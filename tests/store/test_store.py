@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
@@ -52,9 +54,24 @@ async def test_migrations_match_the_tables(database: Database) -> None:
         assert await connection.run_sync(_diff) == []
 
 
+def _schema(connection: Connection) -> tuple[list[str], set[str]]:
+    """The revisions in alembic_version and the names of the tables."""
+    versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    return list(versions), set(inspect(connection).get_table_names())
+
+
 async def test_migrate_twice_is_harmless(database: Database) -> None:
-    """Running the migrations again (every start-up does) changes nothing."""
+    """Migrating again (every start-up does) keeps the head revision and the same tables."""
+    head = ScriptDirectory(str(files("csms.store") / "migrations")).get_current_head()
+    async with database.engine.connect() as connection:
+        before = await connection.run_sync(_schema)
     await database.migrate()
+    async with database.engine.connect() as connection:
+        versions, tables = await connection.run_sync(_schema)
+    assert head is not None
+    assert versions == [head]
+    assert tables == {*SQLModel.metadata.tables, "alembic_version"}
+    assert (versions, tables) == before
 
 
 def _tag(tag: str) -> Any:

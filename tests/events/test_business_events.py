@@ -9,7 +9,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
@@ -22,80 +21,20 @@ from csms.config import MqttSettings
 from csms.events.models_ocpi import EvseStatusUpdate, Session
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
 from csms.events.mqtt import start_embedded_broker
+from tests.sessions import RFID, START, STOP, meter
 from tests.strict_charger import strict_charger
 from tests.support import (
     MOSQUITTO_UP,
-    WAIT,
+    MS,
     RawCharger,
     RunningCsms,
+    Subscriber,
     free_port,
+    mqtt_of,
     running_csms,
     settings_for,
+    subscribed,
 )
-
-RFID = "04A2B3C4D5E6F7"  # a 7-byte UID: OICP can identify it
-START = {"connectorId": 1, "idTag": RFID, "meterStart": 1000, "timestamp": "2026-03-01T10:00:00Z"}
-STOP = {"transactionId": 0, "meterStop": 8500, "timestamp": "2026-03-01T11:30:00Z"}
-
-
-def meter(tx: int, wh: int, at: str) -> dict[str, Any]:
-    sampled = [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]
-    return {
-        "connectorId": 1,
-        "transactionId": tx,
-        "meterValue": [{"timestamp": at, "sampledValue": sampled}],
-    }
-
-
-class Subscriber:
-    """Collects the events of one topic prefix, as a consumer would."""
-
-    def __init__(self, client: aiomqtt.Client) -> None:
-        self.client = client
-        self.events: list[dict[str, Any]] = []
-        self.retained: list[bool] = []
-        self._arrived = asyncio.Event()
-        self._task = asyncio.create_task(self._collect())
-
-    async def _collect(self) -> None:
-        async for message in self.client.messages:
-            assert isinstance(message.payload, bytes)
-            self.events.append(orjson.loads(message.payload))
-            self.retained.append(message.retain)
-            self._arrived.set()
-
-    async def until(self, count: int, *, of_type: str | None = None) -> list[dict[str, Any]]:
-        """Wait until `count` events (of a type) have arrived; return those events."""
-        async with asyncio.timeout(WAIT):
-            while len(self.of(of_type)) < count:
-                self._arrived.clear()
-                await self._arrived.wait()
-        return self.of(of_type)
-
-    def of(self, event_type: str | None) -> list[dict[str, Any]]:
-        return [e for e in self.events if event_type is None or e["type"] == event_type]
-
-    def close(self) -> None:
-        self._task.cancel()
-
-
-@asynccontextmanager
-async def subscribed(url: str, prefix: str) -> AsyncIterator[Subscriber]:
-    address = urlsplit(url)
-    client = aiomqtt.Client(
-        address.hostname or "127.0.0.1", address.port or 1883, identifier=f"t-{uuid4().hex[:8]}"
-    )
-    async with client:
-        await client.subscribe(f"{prefix}/events/#", qos=1)
-        subscriber = Subscriber(client)
-        try:
-            yield subscriber
-        finally:
-            subscriber.close()
-
-
-def mqtt_of(csms: RunningCsms) -> MqttSettings:
-    return csms.app.settings.mqtt
 
 
 async def test_a_charging_session_publishes_every_event_in_order(csms: RunningCsms) -> None:
@@ -268,7 +207,11 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
     try:
         async with subscribed(url, prefix) as events:
             first = await _start_csms(env)
-            async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+            async with connect(
+                ocpp_url,
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                open_timeout=10_000 * MS,
+            ) as ws:
                 cp = RawCharger(ws)
                 await cp.boot()
                 tx = (await cp.call("StartTransaction", START))["transactionId"]
@@ -276,7 +219,11 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
                 await first.wait()
             second = await _start_csms(env)
             try:
-                async with connect(ocpp_url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+                async with connect(
+                    ocpp_url,
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    open_timeout=10_000 * MS,
+                ) as ws:
                     cp = RawCharger(ws)
                     assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
                     assert await cp.call("StopTransaction", {**STOP, "transactionId": tx}) == {}
@@ -298,7 +245,7 @@ async def _start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
         sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
     assert process.stderr is not None
-    async with asyncio.timeout(WAIT * 2):
+    async with asyncio.timeout(20_000 * MS):
         while True:
             line = await process.stderr.readline()
             assert line, "csms exited before it was ready"
@@ -351,7 +298,7 @@ async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCs
             ("CP-MQ", "ClearCache", {"correlationId": "c5", "payload": "not an object"}),
         ]
         # The ingress subscribes on start; a command published before that would be lost.
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await csms.app.ingress.subscribed.wait()
         for charge_point_id, action, body in requests:
             topic = f"{prefix}/commands/{charge_point_id}/{action}"
@@ -371,7 +318,7 @@ async def test_commands_over_mqtt_get_replies_with_http_statuses(csms: RunningCs
 
 async def test_offline_chargers_go_unknown_then_long_term_unavailable(database_url: str) -> None:
     """Past the grace its EVSEs are UNKNOWN; later it is long_term_unavailable; back: available."""
-    settings = settings_for(database_url, offline_grace=0.2, long_term_offline=0.5)
+    settings = settings_for(database_url, offline_grace=200 * MS, long_term_offline=500 * MS)
     async with running_csms(settings) as csms:
         mqtt = mqtt_of(csms)
         async with subscribed(mqtt.url, mqtt.topic_prefix) as events:

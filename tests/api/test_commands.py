@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.strict_charger import EXAMPLES, strict_charger
-from tests.support import RunningCsms, running_csms, settings_for
+from tests.support import MS, RunningCsms, running_csms, settings_for
 
 
 @pytest.mark.postgres
@@ -76,7 +76,7 @@ async def test_invalid_payload_is_never_sent(csms: RunningCsms) -> None:
 @pytest.fixture
 async def quick_csms(database_url: str) -> AsyncIterator[RunningCsms]:
     """A csms with a short call timeout and room for one command per charger."""
-    settings = settings_for(database_url, call_timeout=0.5, command_queue_size=1)
+    settings = settings_for(database_url, call_timeout=500 * MS, command_queue_size=1)
     async with running_csms(settings) as running:
         yield running
 
@@ -254,7 +254,7 @@ async def test_reservations_expire_cancel_and_complete(csms: RunningCsms) -> Non
     """Reservations go active -> expired on time, -> canceled, and -> done when the tag starts."""
     expired_seen = asyncio.Event()
     csms.app.reservations.listeners.append(lambda rows: expired_seen.set())
-    soon = (datetime.now(UTC) + timedelta(milliseconds=300)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=300 * MS)).isoformat()
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     async with strict_charger(f"{csms.ocpp_url}/CP-RES") as charger, csms.api() as api:
         short = await api.post(
@@ -271,7 +271,7 @@ async def test_reservations_expire_cancel_and_complete(csms: RunningCsms) -> Non
         )
         assert {short.status_code, for_cancel.status_code, for_use.status_code} == {200}
         ids = [payload["reservationId"] for action, payload in charger.received]
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(10_000 * MS):
             await expired_seen.wait()
         await api.post(
             "/charge-points/CP-RES/commands/CancelReservation", json={"reservationId": ids[1]}
@@ -305,7 +305,9 @@ async def test_answer_breaking_the_schema_gives_502_and_changes_nothing(
     """A CALLRESULT off the .conf schema is a 502 naming the violation, recorded, not acted on."""
     async with strict_charger(f"{csms.ocpp_url}/CP-BAD") as charger, csms.api() as api:
         charger.invalid_answers["Reset"] = {"status": "Maybe"}
-        charger.invalid_answers["GetConfiguration"] = {"configurationKey": [{"key": "A", "value": 1}]}
+        charger.invalid_answers["GetConfiguration"] = {
+            "configurationKey": [{"key": "A", "value": 1}]
+        }
         reset = await api.post("/charge-points/CP-BAD/commands/Reset", json={"type": "Soft"})
         config = await api.post("/charge-points/CP-BAD/commands/GetConfiguration", json={})
         after = await api.post("/charge-points/CP-BAD/commands/ClearCache", json={})

@@ -9,12 +9,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import WAIT, RunningCsms, connection_seen, running_csms, settings_for
+from tests.support import MS, RunningCsms, connection_seen, running_csms, settings_for
 
 
 async def refused_status(url: str) -> int:
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT):  # type: ignore[list-item]
+        async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS):  # type: ignore[list-item]
             pass
     return refused.value.response.status_code
 
@@ -65,12 +65,12 @@ async def test_missing_subprotocol_completes_handshake_then_closes(
 ) -> None:
     """T02: without ocpp1.6 offered, the handshake completes with no header, then closes."""
     async with connect(
-        f"{csms.ocpp_url}/CP-NOPROTO", subprotocols=offered, open_timeout=WAIT
+        f"{csms.ocpp_url}/CP-NOPROTO", subprotocols=offered, open_timeout=10_000 * MS
     ) as ws:  # type: ignore[arg-type]
         assert ws.subprotocol is None
         assert ws.response is not None
         assert "Sec-WebSocket-Protocol" not in ws.response.headers
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await ws.wait_closed()
         assert ws.close_code == 1002
 
@@ -80,7 +80,7 @@ async def test_ocpp16_is_selected_among_several(csms: RunningCsms) -> None:
     async with connect(
         f"{csms.ocpp_url}/CP-MULTI",
         subprotocols=["ocpp2.0.1", "ocpp1.6"],  # type: ignore[list-item]
-        open_timeout=WAIT,
+        open_timeout=10_000 * MS,
     ) as ws:
         assert ws.subprotocol == "ocpp1.6"
         assert ws.response is not None

@@ -7,14 +7,14 @@ import asyncio
 import pytest
 
 from csms.errors import ChargerNotConnected, CommandRejected, CommandTimeout
-from tests.support import WAIT, RunningCsms, disconnected, running_csms, settings_for
+from tests.support import MS, RunningCsms, disconnected, running_csms, settings_for
 
 
 async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
     """T38: the newest socket wins; the old one's late close leaves the charger online."""
     async with csms.charger("CP-T38") as old:
         async with csms.charger("CP-T38", boot=False) as new:
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(10_000 * MS):
                 await old.ws.wait_closed()
             assert old.ws.close_code == 1000
             assert "currentTime" in await new.call("Heartbeat", {})
@@ -36,7 +36,7 @@ async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
 
 async def test_half_open_socket_is_detected(database_url: str) -> None:
     """T37: a client that stops reading is found by server pings and closed."""
-    settings = settings_for(database_url, ping_interval=0.2, ping_timeout=0.2)
+    settings = settings_for(database_url, ping_interval=200 * MS, ping_timeout=200 * MS)
     async with running_csms(settings) as csms, csms.charger("CP-T37") as cp:
         assert "CP-T37" in csms.chargers
         transport = cp.ws.transport
@@ -67,7 +67,7 @@ async def test_late_answer_is_dropped_not_given_to_the_next_call(csms: RunningCs
     """T18: a timed-out CALL's late answer is dropped by id; the next call gets its own."""
     async with csms.charger("CP-T18") as cp:
         connection = csms.chargers["CP-T18"]
-        slow = asyncio.create_task(connection.call("ClearCache", {}, timeout=0.1))
+        slow = asyncio.create_task(connection.call("ClearCache", {}, timeout=100 * MS))
         unanswered = await cp.recv_frame()
         with pytest.raises(CommandTimeout):
             await slow

@@ -27,15 +27,15 @@ from simulators.charger import Charger, make_ssl_context
 from tests import pki
 from tests.strict_charger import StrictCharger
 from tests.support import (
-    WAIT,
+    MS,
     RawCharger,
     RunningCsms,
     free_port,
     new_identity,
     running_csms,
     settings_for,
+    subscribed,
 )
-from tests.test_events import subscribed
 
 KEY_HEX = "00112233445566778899aabbccddeeff01234567"  # a 20-byte AuthorizationKey
 KEY = bytes.fromhex(KEY_HEX)
@@ -140,7 +140,7 @@ async def session(
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         additional_headers=headers,
         ssl=tls,
-        open_timeout=WAIT,
+        open_timeout=10_000 * MS,
     ) as websocket:
         charger = RawCharger(websocket)
         if boot:
@@ -188,6 +188,7 @@ async def test_profile_1_needs_the_right_basic_credentials(csms_tls: SecureCsms)
 
 
 async def test_refusal_challenges_for_basic(csms_tls: SecureCsms) -> None:
+    """A profile-1 charger without credentials gets 401 with a WWW-Authenticate: Basic challenge."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=TEXT_PASSWORD)
     with pytest.raises(InvalidStatus) as caught:
@@ -197,6 +198,7 @@ async def test_refusal_challenges_for_basic(csms_tls: SecureCsms) -> None:
 
 
 async def test_text_password_is_compared_as_its_bytes(csms_tls: SecureCsms) -> None:
+    """A text password must match byte for byte: the same text connects, another case gets 401."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=TEXT_PASSWORD)
     url = f"{csms_tls.plain_url}/{identity}"
@@ -250,6 +252,7 @@ async def test_short_keys_are_refused_at_provisioning(
 
 
 async def test_profile_1_without_a_password_is_refused_by_the_api(csms_tls: SecureCsms) -> None:
+    """A password profile (here 2) registered without a password is a 422 saying it needs one."""
     async with csms_tls.running.api() as api:
         response = await api.put("/charge-points/CP-NOPW", json={"securityProfile": 2})
     assert response.status_code == 422
@@ -330,6 +333,7 @@ async def test_no_compression_is_negotiated(csms_tls: SecureCsms, certificates: 
 async def test_tls_only_deployment_has_no_plain_listener(
     database_url: str, certificates: Pki
 ) -> None:
+    """With plain_listener off there is no ws:// port, and a profile-2 charger connects over TLS."""
     async with secure_csms(database_url, certificates, plain_listener=False) as csms:
         with pytest.raises(RuntimeError):
             _ = csms.running.app.ocpp_port
@@ -371,6 +375,7 @@ async def test_profile_3_client_certificate_is_bound_to_its_identity(
 async def test_profile_3_without_a_certificate_is_refused(
     csms_tls: SecureCsms, certificates: Pki
 ) -> None:
+    """Profile 3 without a client certificate gets 401, even with the right Basic credentials."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=3, password=KEY_HEX)
     tls = client_tls(certificates)
@@ -506,6 +511,7 @@ async def test_password_rotation_takes_effect_only_when_accepted(
 async def test_unsafe_configuration_changes_are_refused(
     csms_tls: SecureCsms, key: str, value: str, detail: str
 ) -> None:
+    """A weak AuthorizationKey or a lower or unknown SecurityProfile is a 422, never sent."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
     async with answering(f"{csms_tls.plain_url}/{identity}", basic(identity, KEY)) as charger:
@@ -522,6 +528,7 @@ async def test_unsafe_configuration_changes_are_refused(
 async def test_failed_attempts_are_rate_limited_per_address(
     database_url: str, certificates: Pki
 ) -> None:
+    """After max_failed_auth failures from one address even the right password gets 429."""
     async with secure_csms(database_url, certificates, max_failed_auth=3) as csms:
         identity = new_identity()
         await csms.register(identity, securityProfile=1, password=KEY_HEX)
@@ -538,6 +545,7 @@ async def test_failed_attempts_are_rate_limited_per_address(
 
 
 async def test_min_profile_refuses_unsecured_chargers(database_url: str, certificates: Pki) -> None:
+    """With min_profile 1 a charger without a password gets 401; with one it connects."""
     async with secure_csms(database_url, certificates, min_profile=1) as csms:
         identity = new_identity()
         assert (await refusal(f"{csms.plain_url}/{identity}"))[0] == 401
@@ -611,6 +619,7 @@ async def test_failed_attempts_are_security_events(csms_tls: SecureCsms, certifi
 
 @pytest.mark.parametrize("field", ["securityProfile", "password", "passwordHexCompat"])
 async def test_null_security_fields_are_refused(csms_tls: SecureCsms, field: str) -> None:
+    """null for securityProfile, password or passwordHexCompat is a 422 saying 'not null'."""
     async with csms_tls.running.api() as api:
         response = await api.put("/charge-points/CP-NULL", json={field: None})
     assert response.status_code == 422
@@ -618,8 +627,7 @@ async def test_null_security_fields_are_refused(csms_tls: SecureCsms, field: str
 
 
 async def test_concurrent_upgrades_each_get_their_own_registration(csms_tls: SecureCsms) -> None:
-    """Registrations are read for many upgrades at once (reconnect storms); each upgrade
-    is still judged by its own charger's profile and password."""
+    """Many upgrades at once (a reconnect storm): each is judged by its own profile and password."""
     secured = [new_identity("P1") for _ in range(20)]
     for identity in secured:
         await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
@@ -19,16 +18,9 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
+from tests.support import MS, free_port
 
-WAIT = 10.0
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ async def store(database: Database, batch: list[Event]) -> None:
 
 async def receive(client: aiomqtt.Client, count: int) -> list[tuple[str, UUID, int]]:
     got: list[tuple[str, UUID, int]] = []
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(10_000 * MS):
         async for message in client.messages:
             event = decode_event(bytes(message.payload))  # type: ignore[arg-type]
             got.append((event.source, event.id, event.data["n"]))
@@ -76,7 +68,8 @@ async def test_events_survive_a_broker_outage_in_order(database: Database) -> No
     port = free_port()
     prefix = f"t{uuid4().hex[:8]}"
     broker = await start_embedded_broker("127.0.0.1", port)
-    publisher = Publisher(f"mqtt://127.0.0.1:{port}", backoff=Backoff(initial=0.05, maximum=0.2))
+    backoff = Backoff(initial=50 * MS, maximum=200 * MS)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}", backoff=backoff)
     relay = Relay(database=database, publisher=publisher, topic_prefix=prefix, clock=lambda: NOW)
     delivered: list[int] = []
     all_delivered = asyncio.Event()
@@ -106,7 +99,7 @@ async def test_events_survive_a_broker_outage_in_order(database: Database) -> No
             got = await receive(client, 5)
         assert [n for _, _, n in got] == [0, 1, 2, 3, 4]
         assert [event_id for _, event_id, _ in got] == [event.id for event in during]
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await all_delivered.wait()
         async with database.sessions() as session:
             assert await outbox.backlog(session) == (0, None)
@@ -157,8 +150,7 @@ async def test_one_stuck_charger_does_not_hold_back_the_others(database: Databas
 
 
 async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -> None:
-    """A row a newer csms wrote (a type this one does not know) neither stops the relay
-    nor holds back the charger's later events."""
+    """A type a newer csms wrote is published as it is; the relay and later events go on."""
     port = free_port()
     prefix = f"t{uuid4().hex[:8]}"
     broker = await start_embedded_broker("127.0.0.1", port)
@@ -174,7 +166,7 @@ async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -
             await store(database, [future, *events("CP-NEW", 2)])
             relay.wake()
             topics: list[str] = []
-            async with asyncio.timeout(WAIT):
+            async with asyncio.timeout(10_000 * MS):
                 async for message in client.messages:
                     topics.append(str(message.topic))
                     if len(topics) == 3:

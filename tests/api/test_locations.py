@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from csms.events.models_ocpi import Cdr, Location
-from tests.support import RunningCsms
-from tests.test_events import RFID, START, STOP, meter, mqtt_of, subscribed
+from tests.sessions import RFID, START, STOP, meter
+from tests.support import RunningCsms, mqtt_of, subscribed
 
 GENT: dict[str, Any] = {
     "publish": True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
-from tests.support import WAIT, RawCharger
+from tests.support import MS, RawCharger
 
 CSMS = [sys.executable, "-m", "csms"]
 
@@ -32,7 +32,7 @@ async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
     process = await asyncio.create_subprocess_exec(
         *CSMS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    async with asyncio.timeout(WAIT * 3):
+    async with asyncio.timeout(30_000 * MS):
         out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -81,11 +81,11 @@ async def test_sigterm_closes_chargers_with_1001_and_exits_0(tmp_path: Path) -> 
     assert process.stderr is not None
     ready = await _wait_for_event(process.stderr, "csms_ready")
     url = f"ws://127.0.0.1:{ready['ocpp_port']}/ocpp/CP-TERM"
-    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=WAIT) as ws:  # type: ignore[list-item]
+    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as ws:  # type: ignore[list-item]
         charger = RawCharger(ws)
         await charger.boot()
         process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(10_000 * MS):
             await ws.wait_closed()
             code = await process.wait()
     assert ws.close_code == 1001
@@ -95,7 +95,7 @@ async def test_sigterm_closes_chargers_with_1001_and_exits_0(tmp_path: Path) -> 
 
 
 async def _wait_for_event(stream: asyncio.StreamReader, event: str) -> dict[str, object]:
-    async with asyncio.timeout(WAIT * 2):
+    async with asyncio.timeout(20_000 * MS):
         while True:
             line = await stream.readline()
             assert line, f"csms exited before logging {event}"

@@ -21,8 +21,7 @@ from csms.store import outbox, security
 from csms.store.tables import ChargePoint, ChargerMessage
 from tests.pki import Issued, load_chain, make_ca, make_csr
 from tests.strict_charger import StrictCharger, strict_charger
-from tests.support import WAIT, RunningCsms, running_csms, settings_for
-from tests.test_events import mqtt_of, subscribed
+from tests.support import MS, RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
 CPO = "ACME Charging"
 
@@ -53,7 +52,7 @@ async def signing_csms(database_url: str, ca: Issued) -> AsyncIterator[RunningCs
 
 async def received(charger: StrictCharger, action: str) -> dict[str, Any]:
     """Wait until the charger has received a CALL of `action`; return its payload."""
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(10_000 * MS):
         while True:
             for name, payload in charger.received:
                 if name == action:
@@ -72,7 +71,7 @@ async def issued(csms: RunningCsms, charge_point_id: str) -> list[Any]:
 async def nothing_in_flight(csms: RunningCsms) -> None:
     """Wait for every CertificateSigned csms has started to send (if it can sign at all)."""
     if csms.app.services.certificates is not None:
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(10_000 * MS):
             await csms.app.services.certificates.wait_idle()
 
 
