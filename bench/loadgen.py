@@ -1,10 +1,11 @@
-"""The load generator process, bench/node/loadgen.js, in its three uses.
+"""The load generator processes: bench/node/loadgen.js in its three uses, and lifecycle.js.
 
 - `run_load`: N chargers with one CALL outstanding each, figures over a measured window;
 - `idle_chargers`: N chargers connected and booted, kept while a block runs;
-- `command_client`: idle chargers answering HTTP commands sent one after the other.
+- `command_client`: idle chargers answering HTTP commands sent one after the other;
+- `run_sessions` (lifecycle.js): N chargers running whole charging sessions.
 
-It runs pinned to the generator's core and reports its own CPU use.
+They run pinned to the generator's core and report their own CPU use.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from processes import (
 )
 
 LOADGEN = str(NODE_DIR / "loadgen.js")
+LIFECYCLE = str(NODE_DIR / "lifecycle.js")
 
 
 async def run_load(
@@ -56,6 +58,55 @@ async def run_load(
         f"B{uuid.uuid4().hex[:6]}-",
         *(extra or []),
     ]
+
+    def on_mark(mark: str) -> None:
+        if mark == "window_start" and on_window is not None:
+            on_window()
+
+    return await run_generator(command, server, on_mark)
+
+
+async def run_sessions(
+    server: Server,
+    *,
+    connections: int,
+    duration: float,
+    warmup: float,
+    rate: float,
+    id_tag: str,
+    on_mark: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run bench/node/lifecycle.js: chargers running whole sessions, `rate` sessions/s (0: all
+    they can); the result, with the server's CPU over the window."""
+    command = [
+        "node",
+        LIFECYCLE,
+        "--url",
+        f"ws://127.0.0.1:{server.port}/ocpp",
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--rate",
+        str(rate),
+        "--id-tag",
+        id_tag,
+        "--prefix",
+        f"L{uuid.uuid4().hex[:6]}-",
+    ]
+    return await run_generator(command, server, on_mark)
+
+
+async def run_generator(
+    command: list[str], server: Server, on_mark: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run a Node generator on its core; `on_mark` hears its {"event": ...} lines as they come.
+
+    Its last stdout line is its result. The server's CPU and both cores' busy shares between
+    the window_start and window_end marks are added to it.
+    """
     process = await asyncio.create_subprocess_exec(
         *pinned(GENERATOR_CORE, command),
         stdout=asyncio.subprocess.PIPE,
@@ -73,8 +124,7 @@ async def run_load(
         if raw.startswith(b'{"event"'):
             mark = json.loads(raw)["event"]
             marks[mark] = (time.perf_counter(), server.cpu(), core_times())
-            if mark == "window_start" and on_window is not None:
-                on_window()
+            on_mark(mark)
     await process.wait()
     if process.returncode != 0 or not line.startswith(b"{"):
         raise RuntimeError(f"loadgen failed: {b''.join(errors).decode(errors='replace')[-800:]}")

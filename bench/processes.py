@@ -204,11 +204,21 @@ class Database:
     url: str
     kind: str
     pg_name: str = ""
+    # Backends of our own observers (the outbox watcher): not csms's, so neither pinned nor
+    # counted as its CPU.
+    observer_pids: set[int] = field(default_factory=set)
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.split("///", 1)[1]
+
+    @property
+    def pg_dsn(self) -> str:
+        return f"postgresql://postgres@{PG_HOST}/{self.pg_name}"
 
     def count(self, sql: str) -> int:
         if self.kind == "sqlite":
-            path = self.url.split("///", 1)[1]
-            with contextlib.closing(sqlite3.connect(path)) as db:
+            with contextlib.closing(sqlite3.connect(self.sqlite_path)) as db:
                 return int(db.execute(sql).fetchone()[0])
         out = subprocess.run(
             ["psql", "-h", PG_HOST, "-U", "postgres", "-d", self.pg_name, "-Atc", sql],
@@ -217,6 +227,20 @@ class Database:
             text=True,
         )
         return int(out.stdout.strip())
+
+    def count_by(self, sql: str) -> dict[str, int]:
+        """A `select key, count(*) ... group by key` query as {key: count}."""
+        if self.kind == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.sqlite_path)) as db:
+                return {str(k): int(n) for k, n in db.execute(sql).fetchall()}
+        out = subprocess.run(
+            ["psql", "-h", PG_HOST, "-U", "postgres", "-d", self.pg_name, "-Atc", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        pairs = (line.rsplit("|", 1) for line in out.stdout.splitlines() if line)
+        return {k: int(n) for k, n in pairs}
 
     def backend_pids(self) -> list[int]:
         if self.kind != "postgresql":
@@ -227,7 +251,7 @@ class Database:
             capture_output=True,
             text=True,
         )
-        return [int(p) for p in out.stdout.split()]
+        return [int(p) for p in out.stdout.split() if int(p) not in self.observer_pids]
 
 
 @contextlib.contextmanager
