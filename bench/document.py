@@ -34,6 +34,9 @@ PYTHON_PACKAGES = (
 NODE_PACKAGES = ("ws", "ocpp-rpc", "bufferutil")
 
 HOW_IT_WAS_MEASURED = [
+    "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
+    "  `idle_memory` and `boot_storm`, P4 `command_round_trip`, P5 `event_latency` and",
+    "  `outbox_drain`, P6 `session_lifecycle`, PROFILE `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -48,7 +51,7 @@ HOW_IT_WAS_MEASURED = [
     "  `bench/servers/ocpp_chargepoint.py` (`ocpp.v16.ChargePoint`),",
     "  `bench/node/ocpp_rpc_server.js` (`ocpp-rpc` RPCServer, `strictMode: true`). The",
     "  Python servers use uvloop when it is installed (it is, with `.[bench]`).",
-    "- P2/P3/P4: `csms serve --config <empty toml>` with `CSMS_DATABASE__URL` (a fresh",
+    "- P2/P3/P4/P6: `csms serve --config <empty toml>` with `CSMS_DATABASE__URL` (a fresh",
     "  SQLite file or a fresh PostgreSQL database per run), `CSMS_MQTT__URL` Mosquitto with",
     "  a topic prefix of its own, `CSMS_LOG__LEVEL=warning`. After each P2 run csms is",
     "  stopped (it flushes) and `meter_values` rows and `meter.values` + `session.updated`",
@@ -61,6 +64,15 @@ HOW_IT_WAS_MEASURED = [
     "- P5: `bench/events.py`: MeterValues one at a time from one charger to its",
     "  `meter.values` event on a Mosquitto subscriber; outbox drain of a 100,000-event",
     "  backlog (rate from the first event received to the last).",
+    "- P6: `node bench/node/lifecycle.js`: 100 chargers each run short sessions one after",
+    "  the other (Authorize, StatusNotification Preparing, StartTransaction, Charging, 3",
+    "  MeterValues, StopTransaction, Finishing, Available; an Accepted id tag). Full rate:",
+    "  a charger starts its next session when the last ends; half rate: starts paced to half",
+    "  the target (150/s SQLite, 100/s PostgreSQL). sessions/s counts sessions completed in",
+    "  the window. The runner polls the outbox every 100 ms for undelivered rows and the",
+    "  oldest one's age, and times it to empty after the last session. After csms stops,",
+    "  transactions, meter values, status notifications and each event type are counted",
+    "  against the acknowledged messages.",
 ]
 
 PROFILE_INTRO = [
@@ -111,7 +123,7 @@ def machine() -> list[str]:
         f"- Python {platform.python_version()}: {', '.join(versions)}",
         f"- Node {run_text(['node', '--version'])}: {', '.join(node_versions)}",
         f"- PostgreSQL {pg or '?'} (unpinned server; our database's backends pinned to core 0 "
-        f"during P2), {mosquitto or 'Mosquitto'} on 127.0.0.1:1883 (unpinned)",
+        f"during P2 and P6), {mosquitto or 'Mosquitto'} on 127.0.0.1:1883 (unpinned)",
         f"- csms commit {run_text(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}, "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}",
     ]

@@ -9,12 +9,13 @@ than 80 % of its core is marked invalid. Progress goes to stderr, the markdown t
 stdout, and the whole report to docs/performance.md (--output). See docs/performance.md.
 
 --quick: protocol_path at 100 connections for csms and both raw ceilings, persisted_path
-SQLite at 100, command_round_trip idle and event_latency, 1 repeat of 5 s each: about 2
-minutes, figures only roughly comparable.
+SQLite at 100, command_round_trip idle, event_latency and session_lifecycle, 1 repeat of
+5 s each: about 2 minutes, figures only roughly comparable.
 
 The code: processes.py (pinning, /proc, servers, databases), loadgen.py (the load
-generator), scenarios/ (one module per scenario), profiling.py (py-spy), report.py,
-targets.py and document.py (the table, the targets, docs/performance.md).
+generators), backlog.py (the outbox watcher), scenarios/ (one module per scenario),
+profiling.py (py-spy), report.py, targets.py and document.py (the table, the targets,
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def check_setup() -> None:
 def parse_arguments() -> tuple[argparse.Namespace, list[Scenario]]:
     intro, *rest = __doc__.split("\n\n")
     scenarios = (
-        "Scenarios (--only takes a name or, as before, its label: P1..P5 and PROFILE;\n"
+        "Scenarios (--only takes a name or, as before, its label: P1..P6 and PROFILE;\n"
         "P3 stands for idle_memory and boot_storm, P5 for event_latency and outbox_drain):\n"
         + describe()
     )
@@ -73,7 +74,7 @@ def parse_arguments() -> tuple[argparse.Namespace, list[Scenario]]:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per load run (default 2)")
     parser.add_argument(
         "--only",
-        help="comma-separated scenarios, by name or old label (P1..P5, PROFILE): see below",
+        help="comma-separated scenarios, by name or label (P1..P6, PROFILE): see below",
     )
     parser.add_argument(
         "--output",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from report import Report, fmt
+from report import Report, Row, fmt
+from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_RATE
 
 # (target, measured, reference, met); met is None for information and for targets not run.
 Target = tuple[str, str, str, bool | None]
@@ -108,7 +109,64 @@ def targets(report: Report) -> list[Target]:
     check("P5 OCPP -> MQTT p99 < 100 ms", v, f"{v or 0:.1f} ms", lambda x: x < 100)
     v = med("P5", "csms + sqlite", "backlog 100,000", "outbox drain")
     check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
+    for kind, rate in TARGET_RATE.items():
+        out += lifecycle_targets(report, kind, rate)
     return out
+
+
+def lifecycle_targets(report: Report, kind: str, rate: int) -> list[Target]:
+    """The "sessions under load" issue's targets for P6 on one database."""
+    out: list[Target] = []
+    system = f"csms + {kind}"
+
+    def row(pace: str, metric: str) -> Row | None:
+        for r in report.rows:
+            if (r.scenario, r.system, r.metric) == ("P6", system, metric) and pace in r.setting:
+                return r
+        return None
+
+    def check(name: str, found: Row | None, good: Callable[[float], bool], unit: str) -> None:
+        value = found.median if found is not None else None
+        shown = "not run" if value is None else f"{fmt(value, unit)} {unit}"
+        out.append((f"P6 {kind}: {name}", shown, "", None if value is None else good(value)))
+
+    check(
+        f">= {rate} complete sessions/s",
+        row(FULL, "throughput"),
+        lambda v: v >= rate,
+        "sessions/s",
+    )
+    for action in ("StartTransaction", "StopTransaction"):
+        check(
+            f"{action} p99 < 100 ms at half rate ({rate / 2:g}/s)",
+            row(HALF, f"{action} p99"),
+            lambda v: v < 100,
+            "ms",
+        )
+        check(
+            f"{action} p99 < 1 s at full rate",
+            row(FULL, f"{action} p99"),
+            lambda v: v < 1000,
+            "ms",
+        )
+    out.append(outbox_target(kind, row(HALF, OLDEST), row(HALF, EMPTY)))
+    lost = [r for r in report.rows if (r.scenario, r.system, r.metric) == ("P6", system, LOST)]
+    if lost:
+        missing = sum(sum(r.values) for r in lost)
+        out.append((f"P6 {kind}: nothing lost", f"{missing:.0f} missing", "", missing == 0))
+    return out
+
+
+def outbox_target(kind: str, oldest: Row | None, empty: Row | None) -> Target:
+    """Drained within 1 s: no event waits a second, and the backlog is gone 1 s after the load."""
+    name = f"P6 {kind}: outbox drained within 1 s at half rate"
+    if oldest is None or oldest.median is None or empty is None:
+        return (name, "not run", "", None)
+    age = oldest.median
+    if empty.median is None:
+        return (name, f"oldest {age:.2f} s; never empty", "", False)
+    shown = f"oldest {age:.2f} s, empty {empty.median:.2f} s after the load"
+    return (name, shown, "", age < 1 and empty.median < 1)
 
 
 def limits(report: Report) -> list[str]:
@@ -134,7 +192,7 @@ def limits(report: Report) -> list[str]:
                 "waits, e.g. commits or the broker"
             )
         lines.append(
-            f"- {r.scenario} {r.system}, {r.setting}: {fmt(r.median, r.unit)} calls/s, "
+            f"- {r.scenario} {r.system}, {r.setting}: {fmt(r.median, r.unit)} {r.unit}, "
             f"bounded by {why}."
         )
     return lines

@@ -1,4 +1,4 @@
-"""The scenarios of `make bench`, by name, with the P1..P5 labels the report and docs use.
+"""The scenarios of `make bench`, by name, with the P1..P6 labels the report and docs use.
 
 `--only` takes names (protocol_path) or the old labels (P1, which may stand for several
 scenarios), in any case; `resolve` turns them into scenarios in the order given.
@@ -18,6 +18,7 @@ from scenarios.cpu_profile import cpu_profile
 from scenarios.event_path import event_latency, outbox_drain
 from scenarios.persisted_path import persisted_path
 from scenarios.protocol_path import protocol_path
+from scenarios.session_lifecycle import session_lifecycle
 
 __all__ = ["ALIASES", "SCENARIOS", "Options", "Scenario", "describe", "resolve"]
 
@@ -62,6 +63,13 @@ SCENARIOS = [
         "events/s publishing a 100,000-event backlog",
         outbox_drain,
         quick=False,
+    ),
+    Scenario(
+        "session_lifecycle",
+        "P6",
+        "sessions/s, latency per action, outbox backlog; nothing lost",
+        session_lifecycle,
+        quick=True,
     ),
     Scenario(
         "cpu_profile", "PROFILE", "py-spy: csms's CPU time by layer", cpu_profile, quick=False
