@@ -1,0 +1,196 @@
+"""docs/performance.md: the machine, how it was measured, the table, targets and limits."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from processes import NODE_DIR, PG_HOST, ROOT
+from profiling import CATEGORIES, OTHER
+from report import Report, markdown_table
+from scenarios import Options
+from targets import limits, targets
+
+# The reading of the figures changes less often than the figures: kept by hand.
+ANALYSIS = Path(__file__).with_name("analysis.md")
+
+PYTHON_PACKAGES = (
+    "websockets",
+    "picows",
+    "uvloop",
+    "orjson",
+    "jsonschema-rs",
+    "ocpp",
+    "sqlalchemy",
+    "asyncpg",
+    "aiosqlite",
+)
+NODE_PACKAGES = ("ws", "ocpp-rpc", "bufferutil")
+
+HOW_IT_WAS_MEASURED = [
+    "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
+    "  `idle_memory` and `boot_storm`, P4 `command_round_trip`, P5 `event_latency` and",
+    "  `outbox_drain`, P6 `session_lifecycle`, PROFILE `cpu_profile`.",
+    "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
+    "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
+    "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
+    "- Load: N connections, each with one CALL outstanding, alternating a MeterValues",
+    "  (one meterValue, four sampledValues: energy, power, current, voltage) and a",
+    "  Heartbeat; each connection sends BootNotification first (and in P2/P4",
+    "  StartTransaction, so meter values belong to a transaction and `session.updated` is",
+    "  emitted). Latency is from sending a CALL to receiving its answer, at the generator.",
+    "- P1 servers: `bench/servers/csms_protocol.py` (csms's own `ChargerConnection` loop,",
+    "  `RpcSession`, schema validation and WebSocket settings; handlers that store",
+    "  nothing), `bench/servers/raw_websockets.py`, `bench/servers/raw_picows.py`,",
+    "  `bench/servers/ocpp_chargepoint.py` (`ocpp.v16.ChargePoint`),",
+    "  `bench/node/ocpp_rpc_server.js` (`ocpp-rpc` RPCServer, `strictMode: true`). The",
+    "  Python servers use uvloop when it is installed (it is, with `.[bench]`).",
+    "- P2/P3/P4/P6: `csms serve --config <empty toml>` with `CSMS_DATABASE__URL` (a fresh",
+    "  SQLite file or a fresh PostgreSQL database per run), `CSMS_MQTT__URL` Mosquitto with",
+    "  a topic prefix of its own, `CSMS_LOG__LEVEL=warning`. After each P2 run csms is",
+    "  stopped (it flushes) and `meter_values` rows and `meter.values` + `session.updated`",
+    "  outbox rows are counted against the acknowledged MeterValues.",
+    "- P3: RSS from /proc after 200 warm-up chargers came and went, before and 3 s after N",
+    "  chargers connected and booted (500 at a time); the boot storm opens every",
+    "  connection at once and times until the last BootNotification is Accepted.",
+    "- P4: `POST /api/v1/charge-points/{id}/commands/GetConfiguration` one after the other",
+    "  (5 ms apart), the chargers answer at once; idle, then while P2's load runs at 50 %.",
+    "- P5: `bench/events.py`: MeterValues one at a time from one charger to its",
+    "  `meter.values` event on a Mosquitto subscriber; outbox drain of a 100,000-event",
+    "  backlog (rate from the first event received to the last).",
+    "- P6: `node bench/node/lifecycle.js`: 100 chargers each run short sessions one after",
+    "  the other (Authorize, StatusNotification Preparing, StartTransaction, Charging, 3",
+    "  MeterValues, StopTransaction, Finishing, Available; an Accepted id tag). Full rate:",
+    "  a charger starts its next session when the last ends; half rate: starts paced to half",
+    "  the target (150/s SQLite, 100/s PostgreSQL). sessions/s counts sessions completed in",
+    "  the window. The runner polls the outbox every 100 ms for undelivered rows and the",
+    "  oldest one's age, and times it to empty after the last session. After csms stops,",
+    "  transactions, meter values, status notifications and each event type are counted",
+    "  against the acknowledged messages.",
+]
+
+PROFILE_INTRO = [
+    "py-spy samples csms for the measured window (200 Hz, from core 1); each sample is",
+    "given to the innermost frame that belongs to a layer: WebSocket layer",
+    "(`websockets`), parsing + validation (`rpc.py`, `schemas.py`: orjson and",
+    "jsonschema-rs are native and count to their caller), handlers (`handlers.py`,",
+    "`connection.py`, `csms/core`), storage (`csms/store`, SQLAlchemy, the drivers),",
+    "events (`csms/events`, pydantic, aiomqtt), logging; the rest is the event loop,",
+    "socket I/O and asyncio's task switching.",
+]
+
+
+def run_text(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine() -> list[str]:
+    """The machine, the versions that matter and the commit, as markdown list items."""
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    lscpu = {}
+    for line in run_text(["lscpu"]).splitlines():
+        key, _, value = line.partition(":")
+        lscpu[key.strip()] = value.strip()
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    versions = []
+    for package in PYTHON_PACKAGES:
+        with contextlib.suppress(Exception):
+            versions.append(f"{package} {version(package)}")
+    node_versions = []
+    for package in NODE_PACKAGES:
+        with contextlib.suppress(Exception):
+            meta = json.loads((NODE_DIR / "node_modules" / package / "package.json").read_text())
+            node_versions.append(f"{package} {meta['version']}")
+    pg = run_text(["psql", "-h", PG_HOST, "-U", "postgres", "-Atc", "show server_version"])
+    mosquitto = run_text(["sh", "-c", "mosquitto -h 2>/dev/null | head -1"])
+    return [
+        f"- CPU: {model}, {os.cpu_count()} cores ({lscpu.get('Thread(s) per core', '?')} "
+        f"thread(s) per core), {lscpu.get('Hypervisor vendor', 'no')} hypervisor",
+        f"- memory: {int(mem) / 1024 / 1024:.1f} GiB; kernel {platform.release()}",
+        f"- Python {platform.python_version()}: {', '.join(versions)}",
+        f"- Node {run_text(['node', '--version'])}: {', '.join(node_versions)}",
+        f"- PostgreSQL {pg or '?'} (unpinned server; our database's backends pinned to core 0 "
+        f"during P2 and P6), {mosquitto or 'Mosquitto'} on 127.0.0.1:1883 (unpinned)",
+        f"- csms commit {run_text(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}",
+    ]
+
+
+def document(report: Report, opts: Options, argv: list[str], elapsed: float) -> str:
+    """The whole of docs/performance.md for this run."""
+    out = [
+        "# Performance",
+        "",
+        "Written by `make bench` (`bench/run.py`); do not edit by hand, run it again.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "## How it was measured",
+        "",
+        f"`python bench/run.py {' '.join(argv)}`".replace("  ", " ").replace(" `", "`"),
+        f"({opts.repeats} repeat(s) of every scenario, {opts.warmup:g} s warm-up and "
+        f"{opts.duration:g} s measured per load run; the whole run took {elapsed / 60:.1f} min).",
+        "",
+        *HOW_IT_WAS_MEASURED,
+        "",
+        "## Results",
+        "",
+        "Median [min-max] over the repeats; CPU is % of one core over the measured window.",
+        "",
+        markdown_table(report.rows),
+        "",
+        *targets_table(report),
+        "",
+        "## What limits each figure",
+        "",
+        *limits(report),
+        "",
+        *profile_section(report),
+    ]
+    if ANALYSIS.exists():
+        out += [ANALYSIS.read_text(encoding="utf-8").rstrip(), ""]
+    if report.notes:
+        out += ["## Notes from this run", "", *[f"- {n}" for n in report.notes], ""]
+    return "\n".join(out) + "\n"
+
+
+def targets_table(report: Report) -> list[str]:
+    lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, shown, _, met in targets(report):
+        verdict = {True: "yes", False: "**no**", None: "-"}[met]
+        lines.append(f"| {name} | {shown} | {verdict} |")
+    return lines
+
+
+def profile_section(report: Report) -> list[str]:
+    """The py-spy shares per layer, or nothing when no profile was taken."""
+    if not report.profiles:
+        return []
+    cats = [c for c, _ in CATEGORIES] + [OTHER]
+    lines = [
+        "### Where a call's CPU time goes (py-spy)",
+        "",
+        *PROFILE_INTRO,
+        "",
+        "| run | " + " | ".join(cats) + " |",
+        "|---|" + "---|" * len(cats),
+    ]
+    for name, shares in report.profiles.items():
+        lines.append(f"| {name} | " + " | ".join(f"{shares.get(c, 0):.0f} %" for c in cats) + " |")
+    lines.append("")
+    return lines

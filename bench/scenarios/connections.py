@@ -1,0 +1,115 @@
+"""P3, many connections: idle_memory (RSS per idle booted charger) and boot_storm."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import uuid
+
+from loadgen import idle_chargers
+from processes import csms_server, fresh_database, listen_overflows, rss_bytes
+from report import Report, Row, progress
+
+from scenarios.common import Options
+
+LABEL = "P3"
+
+
+def idle_sizes(report: Report, opts: Options) -> list[int]:
+    """The idle connection counts, capped by the file-descriptor limit (with a note)."""
+    sizes = [1000] if opts.quick else [5000, 20000]
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if max(sizes) + 1000 > fd_limit:
+        # The server needs a descriptor per charger plus its own (database, broker, logs).
+        sizes = [min(size, fd_limit - 1000) for size in sizes]
+        report.notes.append(
+            f"P3: the file-descriptor limit is {fd_limit} and cannot be raised here "
+            f"(no CAP_SYS_RESOURCE), so the largest run has {max(sizes):,} connections"
+        )
+    return sizes
+
+
+async def idle_memory(report: Report, opts: Options) -> None:
+    progress("P3 connections: RSS per idle booted charger")
+    for connections in idle_sizes(report, opts):
+        values, setup = [], []
+        for n in range(opts.repeats):
+            progress(f"P3 RSS {connections} idle chargers, run {n + 1}/{opts.repeats}")
+            with fresh_database("sqlite", opts.scratch) as database:
+                async with csms_server(database, opts.scratch) as server:
+                    # Warm up code paths and caches once, so they do not count per connection.
+                    async with idle_chargers(server, 200, 200, f"W{n}-"):
+                        pass
+                    await asyncio.sleep(1)
+                    before = rss_bytes(server.pid)
+                    async with idle_chargers(
+                        server, connections, 500, f"I{uuid.uuid4().hex[:5]}-"
+                    ) as ready:
+                        await asyncio.sleep(3)
+                        after = rss_bytes(server.pid)
+            if ready["booted"] < connections:
+                report.notes.append(
+                    f"P3 {connections}: only {ready['booted']} booted ({ready['failure_reasons']})"
+                )
+            values.append((after - before) / max(1, ready["booted"]) / 1024)
+            setup.append(ready["setup_s"])
+        report.add(
+            Row(
+                LABEL,
+                "csms + sqlite",
+                f"{connections:,} idle",
+                "RSS per booted charger",
+                "KiB",
+                values,
+                higher_is_better=False,
+                note=f"(connect+boot {statistics.median(setup):.1f} s, 500 at a time)",
+            )
+        )
+
+
+async def boot_storm(report: Report, opts: Options) -> None:
+    progress("P3 connections: a boot storm")
+    storm = 2000 if opts.quick else 10000
+    times: list[float] = []
+    failures: list[float] = []
+    for n in range(opts.repeats):
+        progress(f"P3 boot storm: {storm} chargers at once, run {n + 1}/{opts.repeats}")
+        with fresh_database("sqlite", opts.scratch) as database:
+            overflows_before = listen_overflows()
+            async with (
+                csms_server(database, opts.scratch) as server,
+                idle_chargers(server, storm, 0, f"S{uuid.uuid4().hex[:5]}-") as ready,
+            ):
+                times.append(ready["setup_s"])
+                failures.append(float(ready["setup_failures"]))
+                overflows = listen_overflows() - overflows_before
+                report.notes.append(
+                    f"P3 storm run {n + 1}: {ready['booted']:,} booted in "
+                    f"{ready['setup_s']:.1f} s, failures {ready['failure_reasons'] or 0}; "
+                    "the kernel dropped "
+                    f"{overflows:,} SYNs on full accept queues (ListenOverflows) meanwhile"
+                )
+    setting = f"{storm:,} at once"
+    report.add(
+        Row(
+            LABEL,
+            "csms + sqlite",
+            setting,
+            "boot storm, all accepted",
+            "s",
+            times,
+            higher_is_better=False,
+        )
+    )
+    report.add(
+        Row(
+            LABEL,
+            "csms + sqlite",
+            setting,
+            "boot storm failures",
+            "",
+            failures,
+            higher_is_better=False,
+        )
+    )

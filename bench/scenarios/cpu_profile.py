@@ -1,0 +1,38 @@
+"""PROFILE, cpu_profile: py-spy on csms under load, its CPU time by layer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loadgen import run_load
+from processes import reference_server
+from profiling import breakdown, py_spy
+from report import Report, progress
+
+from scenarios.common import Options
+from scenarios.persisted_path import run_persisted
+
+
+async def cpu_profile(report: Report, opts: Options) -> None:
+    progress("PROFILE: py-spy on csms under load, CPU time by layer")
+    async with reference_server("csms") as server:
+        out = opts.scratch / "p1.raw"
+
+        spy: list[asyncio.Task[None]] = []
+
+        def window() -> None:
+            spy.append(asyncio.create_task(py_spy(server.pid, out, opts.duration)))
+
+        await run_load(
+            server, connections=100, duration=opts.duration, warmup=opts.warmup, on_window=window
+        )
+        for task in spy:
+            await task
+        report.profiles["P1 csms protocol path, 100 conn."] = breakdown(out)
+    kinds = ["sqlite"] if opts.quick else ["sqlite", "postgresql"]
+    for kind in kinds:
+        out = opts.scratch / f"p2-{kind}.raw"
+        await run_persisted(opts, kind, 100, profile=out)
+        report.profiles[f"P2 csms + {kind}, 100 conn."] = breakdown(out)
+    for name, shares in report.profiles.items():
+        progress(f"  {name}: " + ", ".join(f"{k} {v:.0f} %" for k, v in shares.items()))

@@ -1,0 +1,198 @@
+"""The targets of the benchmarks issue checked against a report, and what bounds each figure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from report import Report, Row, fmt
+from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_RATE
+
+# (target, measured, reference, met); met is None for information and for targets not run.
+Target = tuple[str, str, str, bool | None]
+RowKey = tuple[str, str, str, str]  # (scenario, system, setting, metric)
+
+
+def ratio(report: Report, a: RowKey, b: RowKey) -> float | None:
+    ra, rb = report.find(*a), report.find(*b)
+    if ra is None or rb is None or not ra.median or not rb.median:
+        return None
+    return ra.median / rb.median
+
+
+def targets(report: Report) -> list[Target]:
+    """(target, measured, reference, met) for every target of the benchmarks issue."""
+    out: list[Target] = []
+
+    def med(*key: str) -> float | None:
+        row = report.find(*key)
+        return row.median if row is not None else None
+
+    def check(name: str, value: float | None, shown: str, good: Callable[[float], bool]) -> None:
+        out.append(
+            (
+                name,
+                shown if value is not None else "not run",
+                "",
+                None if value is None else good(value),
+            )
+        )
+
+    for conns in ("100 conn.", "1000 conn."):
+        r = ratio(
+            report,
+            ("P1", "csms (protocol path)", conns, "throughput"),
+            ("P1", "ocpp-rpc strict (Node)", conns, "throughput"),
+        )
+        check(f"P1 {conns}: csms >= 1.1x ocpp-rpc strict", r, f"{r or 0:.2f}x", lambda v: v >= 1.1)
+        r = ratio(
+            report,
+            ("P1", "csms (protocol path)", conns, "throughput"),
+            ("P1", "raw websockets+orjson", conns, "throughput"),
+        )
+        check(
+            f"P1 {conns}: csms >= 0.9x raw websockets ceiling",
+            r,
+            f"{r or 0:.2f}x",
+            lambda v: v >= 0.9,
+        )
+        r = ratio(
+            report,
+            ("P1", "csms (protocol path)", conns, "throughput"),
+            ("P1", "raw picows+orjson", conns, "throughput"),
+        )
+        if r is not None:
+            out.append((f"P1 {conns}: csms vs raw picows (information)", f"{r:.2f}x", "", None))
+        for kind in ("sqlite", "postgresql"):
+            r = ratio(
+                report,
+                ("P2", f"csms + {kind}", conns, "throughput"),
+                ("P1", "raw websockets+orjson", conns, "throughput"),
+            )
+            check(
+                f"P2 {conns} {kind}: >= 0.5x raw websockets ceiling",
+                r,
+                f"{r or 0:.2f}x",
+                lambda v: v >= 0.5,
+            )
+            lost = report.find("P2", f"csms + {kind}", conns, "lost (rows + events)")
+            if lost is not None:
+                check(
+                    f"P2 {conns} {kind}: nothing lost",
+                    sum(lost.values),
+                    f"{sum(lost.values):.0f} missing",
+                    lambda v: v == 0,
+                )
+    for row in report.rows:
+        if row.metric == "RSS per booted charger":
+            v = row.median
+            check(
+                f"P3 {row.setting}: <= 24 KiB per connection",
+                v,
+                f"{v or 0:.1f} KiB",
+                lambda x: x <= 24,
+            )
+    v = med("P3", "csms + sqlite", "10,000 at once", "boot storm, all accepted")
+    f = report.find("P3", "csms + sqlite", "10,000 at once", "boot storm failures")
+    check("P3 boot storm 10,000 < 30 s", v, f"{v or 0:.1f} s", lambda x: x < 30)
+    if f is not None:
+        check("P3 boot storm 0 failures", max(f.values), f"{max(f.values):.0f}", lambda x: x == 0)
+    v = med("P4", "csms + sqlite", "idle (100 chargers)", "command p99")
+    check("P4 idle p99 < 10 ms", v, f"{v or 0:.1f} ms", lambda x: x < 10)
+    loaded = [
+        r
+        for r in report.rows
+        if r.scenario == "P4" and r.setting.startswith("at ") and r.metric == "command p99"
+    ]
+    v = loaded[0].median if loaded else None
+    check("P4 at 50 % load p99 < 50 ms", v, f"{v or 0:.1f} ms", lambda x: x < 50)
+    v = med("P5", "csms + sqlite", "1 charger, one at a time", "OCPP -> MQTT p99")
+    check("P5 OCPP -> MQTT p99 < 100 ms", v, f"{v or 0:.1f} ms", lambda x: x < 100)
+    v = med("P5", "csms + sqlite", "backlog 100,000", "outbox drain")
+    check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
+    for kind, rate in TARGET_RATE.items():
+        out += lifecycle_targets(report, kind, rate)
+    return out
+
+
+def lifecycle_targets(report: Report, kind: str, rate: int) -> list[Target]:
+    """The "sessions under load" issue's targets for P6 on one database."""
+    out: list[Target] = []
+    system = f"csms + {kind}"
+
+    def row(pace: str, metric: str) -> Row | None:
+        for r in report.rows:
+            if (r.scenario, r.system, r.metric) == ("P6", system, metric) and pace in r.setting:
+                return r
+        return None
+
+    def check(name: str, found: Row | None, good: Callable[[float], bool], unit: str) -> None:
+        value = found.median if found is not None else None
+        shown = "not run" if value is None else f"{fmt(value, unit)} {unit}"
+        out.append((f"P6 {kind}: {name}", shown, "", None if value is None else good(value)))
+
+    check(
+        f">= {rate} complete sessions/s",
+        row(FULL, "throughput"),
+        lambda v: v >= rate,
+        "sessions/s",
+    )
+    for action in ("StartTransaction", "StopTransaction"):
+        check(
+            f"{action} p99 < 100 ms at half rate ({rate / 2:g}/s)",
+            row(HALF, f"{action} p99"),
+            lambda v: v < 100,
+            "ms",
+        )
+        check(
+            f"{action} p99 < 1 s at full rate",
+            row(FULL, f"{action} p99"),
+            lambda v: v < 1000,
+            "ms",
+        )
+    out.append(outbox_target(kind, row(HALF, OLDEST), row(HALF, EMPTY)))
+    lost = [r for r in report.rows if (r.scenario, r.system, r.metric) == ("P6", system, LOST)]
+    if lost:
+        missing = sum(sum(r.values) for r in lost)
+        out.append((f"P6 {kind}: nothing lost", f"{missing:.0f} missing", "", missing == 0))
+    return out
+
+
+def outbox_target(kind: str, oldest: Row | None, empty: Row | None) -> Target:
+    """Drained within 1 s: no event waits a second, and the backlog is gone 1 s after the load."""
+    name = f"P6 {kind}: outbox drained within 1 s at half rate"
+    if oldest is None or oldest.median is None or empty is None:
+        return (name, "not run", "", None)
+    age = oldest.median
+    if empty.median is None:
+        return (name, f"oldest {age:.2f} s; never empty", "", False)
+    shown = f"oldest {age:.2f} s, empty {empty.median:.2f} s after the load"
+    return (name, shown, "", age < 1 and empty.median < 1)
+
+
+def limits(report: Report) -> list[str]:
+    """What bounds each throughput figure, read off the CPU measurements."""
+    lines = []
+    for r in report.rows:
+        if r.metric != "throughput" or not r.values:
+            continue
+        srv = max(r.server_cpu) if r.server_cpu else 0
+        core = max(r.core0_busy) if r.core0_busy else srv
+        if not r.valid:
+            why = f"the generator ({max(r.generator_cpu):.0f} % of core 1): a lower bound only"
+        elif srv >= 90:
+            why = f"the server's core ({srv:.0f} % of core 0 busy with it)"
+        elif core >= 90:
+            why = (
+                f"the server's core: core 0 {core:.0f} % busy, {srv:.0f} % of it the server, "
+                "the rest other processes (the machine was not quiet: noisy figure)"
+            )
+        else:
+            why = (
+                f"not CPU (server {srv:.0f} %, generator {max(r.generator_cpu):.0f} %): "
+                "waits, e.g. commits or the broker"
+            )
+        lines.append(
+            f"- {r.scenario} {r.system}, {r.setting}: {fmt(r.median, r.unit)} {r.unit}, "
+            f"bounded by {why}."
+        )
+    return lines
