@@ -50,7 +50,7 @@ $(BENCH_STAMP): $(STAMP) bench/node/package-lock.json
 	npm ci --prefix bench/node --no-audit --no-fund
 	touch $(BENCH_STAMP)
 
-## bench: capacity benchmarks, about 25 min; writes docs/performance.md (see bench/run.py)
+## bench: capacity benchmarks, about 30 min; writes docs/performance.md (see bench/run.py)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
