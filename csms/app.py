@@ -240,7 +240,8 @@ class Csms:
         log.info("csms_stopping")
         expiry.cancel()
         try:
-            # Contract: exit within 10 s, even if a charger, the database or the broker hangs.
+            # Exit within 10 s, even if a charger, the database or the broker hangs
+            # (docs/architecture.md, "Stopping").
             async with asyncio.timeout(SHUTDOWN_GRACE):
                 await self.ocpp.close()
                 self._api.should_exit = True
@@ -256,7 +257,7 @@ class Csms:
 
 
 async def serve(settings: Settings) -> None:
-    """Run csms until SIGTERM or SIGINT, then shut down within the contract's 10 s."""
+    """Run csms until SIGTERM or SIGINT, then shut down within 10 s (docs/architecture.md)."""
     csms = Csms(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

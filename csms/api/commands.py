@@ -98,7 +98,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def command_error_response(_request: Request, exc: Exception) -> JSONResponse:
-    """The contract's HTTP status for each way a command can fail."""
+    """The HTTP status for each way a command can fail (docs/api.md, "Commands")."""
     assert isinstance(exc, CommandError)
     headers: dict[str, str] = {}
     body: dict[str, Any] = {"detail": str(exc), **exc.fields}

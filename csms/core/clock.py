@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-# Reliability note §2.6: flag, never reject, timestamps more than this far in the future.
+# Timestamps more than this far in the future are flagged, never rejected: a charger whose
+# clock is wrong still reports real transactions (docs/ocpp.md, "Transactions").
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -28,8 +29,9 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
     """Parse an OCPP timestamp the way chargers really send them.
 
     OCPP 1.6 §3.15: receivers must handle fractional seconds and offsets. A naive time
-    is taken as UTC (field practice, reliability note F5); garbage becomes the time of
-    receipt, flagged, because rejecting a transaction message makes the charger discard it.
+    is taken as UTC: many chargers send timestamps without a zone, and UTC is what OCPP
+    1.6 §3.14 recommends. Garbage becomes the time of receipt, flagged, because rejecting
+    a transaction message makes the charger discard it (docs/ocpp.md, "Transactions").
     """
     parsed = _parse(text) if isinstance(text, str) else None
     if parsed is None:

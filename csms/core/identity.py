@@ -1,4 +1,8 @@
-"""Charge point identities: what a URL may name (contract: 1-48 characters, no '/')."""
+"""Charge point identities: what a URL may name.
+
+docs/ocpp.md, "Connecting": 1-48 characters, no '/', whitespace or control characters, not
+'.' or '..'.
+"""
 
 from __future__ import annotations
 

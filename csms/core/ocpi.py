@@ -9,10 +9,10 @@ rounded), aware ``datetime`` (UTC) and members of the enums in this module. The 
 pydantic models in ``csms/events/models_ocpi.py`` validate them (``Session.model_validate``)
 and serialise them; core must not depend on that adapter. The enums live here, not
 there, because strict pydantic accepts only enum members in Python mode, so builders
-and models have to share one definition (STYLE.md: our own enums in core).
+and models have to share one definition.
 
 Spec: ``ocpi/ocpi`` tag ``2.2.1`` (mod_locations, mod_sessions, mod_cdrs, mod_tariffs,
-types); the recommendations are from reference/ocpi-mapping.md §3-§7.
+types); the mapping decisions are stated in docs/events.md, "Mapping decisions".
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ class ReservationRestrictionType(StrEnum):
     RESERVATION_EXPIRES = "RESERVATION_EXPIRES"
 
 
-# --- status mapping (contract table) --------------------------------------------------------
+# --- status mapping (docs/events.md, "Mapping decisions") ------------------------------------
 
 _BY_OCPP_STATUS = {
     "Available": OcpiEvseStatus.AVAILABLE,
@@ -342,8 +342,8 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 def format_evse_uid(charge_point_id: str, connector_id: int) -> str:
     """The OCPI ``EVSE.uid`` of one OCPP connector: ``{chargePointId}*{connectorId}``.
 
-    Reference §3 (Recommendation): one "virtual" EVSE per OCPP connector, as
-    mod_locations §"OCPP 1.x Charge Points with multiple connectors per EVSE" asks.
+    One "virtual" EVSE per OCPP connector, as OCPI 2.2.1 mod_locations §"OCPP 1.x Charge
+    Points with multiple connectors per EVSE" asks (docs/events.md, "Mapping decisions").
 
     Raises:
         ValueError: the result is not a CiString(36) (too long, or not printable ASCII);
@@ -360,12 +360,13 @@ def format_evse_uid(charge_point_id: str, connector_id: int) -> str:
 def format_evse_id(
     country_code: str, party_id: str, *, identity: str, connector_id: int | None = None
 ) -> str:
-    """An eMI3/ISO 15118 EVSE ID ``CC*PPP*E<identity>[*<connector>]`` (reference §3, §4).
+    """An eMI3/ISO 15118 EVSE ID ``CC*PPP*E<identity>[*<connector>]``.
 
     The same value serves as OCPI ``evse_id`` (CiString(48)) and OICP ``EvseID``
-    (03_CPO_Data_Types §EvseIDType, ISO form). The identity is upper-cased and every run
-    of characters outside ``[A-Z0-9]`` becomes one ``*`` separator, so identities that
-    differ only in punctuation map to the same ID: provision explicit IDs for those.
+    (03_CPO_Data_Types §EvseIDType, ISO form), as docs/events.md, "Mapping decisions",
+    states. The identity is upper-cased and every run of characters outside ``[A-Z0-9]``
+    becomes one ``*`` separator, so identities that differ only in punctuation map to the
+    same ID: provision explicit IDs for those.
 
     Raises:
         ValueError: the country is not two letters, the party not three letters or
@@ -742,8 +743,9 @@ def build_cdr(
 
     ``total_energy`` = (meterStop - meterStart)/1000 kWh, ``total_time`` = (stop - start)
     in hours, ``charging_periods`` as build_charging_periods(for_cdr=True). ``cdr_id``
-    is never reused (≤ 36 characters for a normal CDR); ``total_cost`` comes from the
-    tariff (``{excl_vat: 0}`` with a free-of-charge tariff when free; reference §7).
+    is never reused (≤ 36 characters for a normal CDR); ``total_cost``, required by
+    mod_cdrs §CDR Object, comes from the tariff (``{excl_vat: 0}`` with a free-of-charge
+    tariff when free, as in mod_tariffs §Free of Charge Tariff example).
     ``remark`` is a good home for StopTransaction.reason.
 
     Raises:

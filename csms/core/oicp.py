@@ -8,8 +8,8 @@ builders and the models check the same patterns.
 
 Spec: ``hubject/oicp`` ``OICP-2.3/OICP 2.3 CPO/02_CPO_Services_and_Operations.asciidoc``
 (eRoamingPushEvseStatus_V2.1, eRoamingChargeDetailRecord_V2.2) and
-``03_CPO_Data_Types.asciidoc``; the mapping recommendations are reference/ocpi-mapping.md
-§4 and §8.
+``03_CPO_Data_Types.asciidoc``; the mapping decisions are stated in docs/events.md,
+"Mapping decisions".
 """
 
 from __future__ import annotations
@@ -96,8 +96,9 @@ class LegacyHashFunction(StrEnum):
 
 # --- EVSE status ----------------------------------------------------------------------------
 
-# Reference §4: Preparing..Finishing are all "busy"; Unavailable and Faulted are both
-# "out of service and not available for charging".
+# 03_CPO_Data_Types §EvseStatusType: Preparing..Finishing are all "busy"; Unavailable and
+# Faulted are both "out of service and not available for charging" (docs/events.md,
+# "Mapping decisions").
 _BY_OCPP_STATUS = {
     "Available": OicpEvseStatus.AVAILABLE,
     "Preparing": OicpEvseStatus.OCCUPIED,
@@ -178,7 +179,8 @@ def partner_product_id(power_type: PowerType) -> str | None:
     """The recommended ``PartnerProductID`` (AC1, AC3, DC) for a connector's power type.
 
     02_CPO_Services_and_Operations §Charge Detail Records Best Practices; OICP has no
-    two-phase product, so AC_2_PHASE* gives None (reference §5: map it by policy).
+    two-phase product (03_CPO_Data_Types §ProductIDType), so AC_2_PHASE* gives None: choose
+    a product for it by policy.
     """
     return _PRODUCT_BY_POWER_TYPE.get(power_type)
 
@@ -220,7 +222,8 @@ def build_charge_detail_record(
 
     ``ChargingStart``/``ChargingEnd`` are the StartTransaction/StopTransaction times;
     ``ConsumedEnergy`` = (meterStop - meterStart)/1000 kWh to 3 decimals, with
-    ``MeterValueStart``/``MeterValueEnd`` the two registers (reference §8).
+    ``MeterValueStart``/``MeterValueEnd`` the two registers (docs/events.md, "Mapping
+    decisions").
 
     Raises:
         ValueError: the transaction has not stopped or has no OICP identification.

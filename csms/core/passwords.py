@@ -15,7 +15,10 @@ def hash_password(password: bytes, *, salt: bytes) -> str:
 
 
 def verify_password(password: bytes, stored: str) -> bool:
-    """Compare a password with a stored hash in constant time (bytes, never decoded: F15)."""
+    """Compare a password with a stored hash in constant time.
+
+    Bytes, never decoded: a raw AuthorizationKey may hold any byte value (OCPP-J §6.2.2).
+    """
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
     except ValueError:

@@ -35,7 +35,8 @@ def password_bytes(password: str) -> bytes:
     """The bytes a charger sends as its Basic password for a configured password.
 
     A 32-40 digit hex string is an AuthorizationKey: OCPP-J §6.2.2 sends the raw key
-    bytes, not the hex text (reference note §3.2, F15). Anything else is a text password.
+    bytes, not the hex text. Anything else is a text password (docs/security.md,
+    "Passwords (profiles 1 and 2)").
     """
     if _HEX_KEY.fullmatch(password):
         return bytes.fromhex(password)
@@ -43,7 +44,7 @@ def password_bytes(password: str) -> bytes:
 
 
 def password_problem(password: str) -> str | None:
-    """Why a password cannot be provisioned, or None (SecWP A00.FR.205, T06)."""
+    """Why a password cannot be provisioned, or None (SecWP A00.FR.205; docs/security.md)."""
     if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
         return f"password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in password):
@@ -84,7 +85,7 @@ def parse_basic_authorization(header: str) -> BasicCredentials:
     """Split an ``Authorization: Basic`` header into username and password bytes.
 
     The password is kept as bytes: a raw AuthorizationKey may hold any byte value, so it
-    is never decoded as UTF-8 (Java-OCA-OCPP#143, reference note §3.2).
+    is never decoded as UTF-8 (OCPP-J §6.2.2; Java-OCA-OCPP#143).
 
     Raises:
         MalformedAuthorization: not Basic, bad base64, or no ':' separator.
@@ -183,7 +184,7 @@ def decide(
 
     A charger registered at profile N is refused below N (SecWP A00.FR.002, A05.FR.09).
     Refusals happen before the upgrade, so a live session of the real charger is never
-    touched by a failed attempt (T39).
+    touched by a failed attempt (docs/security.md, "Who gets in").
     """
     required = max(min_profile, registration.security_profile if registration else 0)
     if presented.certificate is not None:

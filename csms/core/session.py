@@ -49,10 +49,11 @@ class TokenType(StrEnum):
 
 @dataclass(frozen=True)
 class TokenFacts:
-    """Who owns the idTag, for OCPI ``cdr_token``; OCPP 1.6 carries none of it (reference §6).
+    """Who owns the idTag, for OCPI ``cdr_token`` (OCPI 2.2.1 mod_cdrs §CdrToken class).
 
-    ``country_code``/``party_id`` are the eMSP's that owns the token (the CPO's own for
-    its own cards); ``contract_id`` comes from the token registry.
+    OCPP 1.6 carries none of it (docs/events.md, "Mapping decisions"). ``country_code``/
+    ``party_id`` are the eMSP's that owns the token (the CPO's own for its own cards);
+    ``contract_id`` comes from the token registry.
     """
 
     country_code: str
@@ -86,14 +87,15 @@ class SessionFacts:
     samples: tuple[Sample, ...] = ()
     # None: format_evse_uid(charge_point_id, connector_id) (one virtual EVSE per connector)
     evse_uid: str | None = None
-    # Reference §3: one OCPI Connector with id "1" per virtual EVSE
+    # One OCPI Connector with id "1" per virtual EVSE (docs/events.md, "Mapping decisions")
     ocpi_connector_id: str = "1"
     # None: one of the CPO's own RFID cards (contract_id = id_tag)
     token: TokenFacts | None = None
     auth_method: AuthMethod = AuthMethod.WHITELIST
     authorization_reference: str | None = None
     meter_id: str | None = None
-    # StartTransaction answered Invalid/Blocked/Expired/ConcurrentTx (reference §6)
+    # StartTransaction answered Invalid/Blocked/Expired/ConcurrentTx: OCPI status INVALID
+    # (OCPI 2.2.1 mod_sessions §SessionStatus enum; docs/events.md, "Mapping decisions")
     invalid: bool = False
 
     @property
@@ -112,8 +114,8 @@ def parse_decimal(text: str) -> Decimal | None:
 
 
 def is_measured(sample: Sample) -> bool:
-    # format=SignedData values are opaque (reference §6); Inlet is the grid side of the
-    # charger, not what reached the EV.
+    # format=SignedData values are a signed data block, not a number; Inlet is the grid
+    # side of the charger, not what reached the EV (OCPP 1.6 §7.45 SampledValue).
     return sample.format == "Raw" and sample.location != "Inlet"
 
 

@@ -36,7 +36,7 @@ FORCED_STOP_REASON = "Forced"
 
 @dataclass(frozen=True)
 class StartKey:
-    """What makes two StartTransaction.req the same one (contract: 'the same StartTransaction')."""
+    """What makes two StartTransaction.req the same one (docs/ocpp.md, "Transactions")."""
 
     charge_point_id: str
     connector_id: int
@@ -89,8 +89,10 @@ def energy_wh(
 ) -> float | None:
     """Energy of a transaction in Wh.
 
-    A completed transaction is meterStop - meterStart (reliability note §2.4: do not mix in
-    MeterValues registers); an active one is the latest import register - meterStart.
+    A completed transaction is meterStop - meterStart, the charger's own meter values in
+    Wh at start and end (OCPP 1.6 §6.49, §6.51); sampled MeterValues registers, which may
+    be missing or arrive late, are not mixed in. An active one is the latest import
+    register - meterStart (docs/ocpp.md, "Transactions").
     """
     if meter_start is None:
         return None

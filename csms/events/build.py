@@ -1,4 +1,4 @@
-"""Events as the contract spells them: one builder per type, from facts to a validated Event.
+"""Events as docs/events.md spells them: one builder per type, facts in, validated Event out.
 
 The OCPI and OICP parts go through the strict pydantic models here, so a wrong field name
 or a naive timestamp fails a test, not a roaming partner, and what reaches the outbox is
@@ -423,8 +423,8 @@ def cdr_location(
 def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
     """`location.updated` with the full OCPI Location.
 
-    The contract's topic has a charge point level; a location is published under its own
-    id there (`{prefix}/events/{locationId}/location.updated`).
+    The event topic has a charge point level; a location is published under its own id
+    there (`{prefix}/events/{locationId}/location.updated`, docs/events.md, "Locations").
     """
     return _event(location["id"], EventType.LOCATION_UPDATED, at, {"ocpi": location})
 

@@ -1,15 +1,16 @@
 """The CloudEvents 1.0 structured JSON envelope of csms events, their types and MQTT topics.
 
-CONTRACT.md "MQTT events": topic ``{mqtt.topic_prefix}/events/{chargePointId}/{type}`` at
-QoS 1, ``evse.status``, ``chargepoint.booted`` and ``chargepoint.network_status`` also
-retained; payload a CloudEvents 1.0 object with ``specversion`` "1.0", ``id`` a UUID
-stable across redeliveries, ``source`` "/charge-points/{chargePointId}", ``type``,
-``subject``, ``time`` (RFC 3339, UTC, ``Z``), ``datacontenttype`` "application/json" and
-``data`` an object. MQTT 3.1.1 carries CloudEvents in structured mode only
-(cloudevents/spec bindings/mqtt-protocol-binding.md), which is what this is.
+As docs/events.md ("Topic", "Payload") states: topic
+``{mqtt.topic_prefix}/events/{chargePointId}/{type}`` at QoS 1, ``evse.status``,
+``chargepoint.booted`` and ``chargepoint.network_status`` also retained; payload a
+CloudEvents 1.0 object with ``specversion`` "1.0", ``id`` a UUID stable across
+redeliveries, ``source`` "/charge-points/{chargePointId}", ``type``, ``subject``, ``time``
+(RFC 3339, UTC, ``Z``), ``datacontenttype`` "application/json" and ``data`` an object.
+MQTT 3.1.1 carries CloudEvents in structured mode only (cloudevents/spec
+bindings/mqtt-protocol-binding.md), which is what this is.
 
-Hand-rolled rather than the ``cloudevents`` SDK: it has no MQTT binding and its API is
-in flux (reference/ocpi-mapping.md §10.1). Serialised with orjson.
+Hand-rolled rather than the ``cloudevents`` SDK: it has no MQTT binding. Serialised with
+orjson.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DATACONTENTTYPE = "application/json"
 
 
 class EventType(StrEnum):
-    """Every event ``type`` of the contract."""
+    """Every event ``type`` csms publishes (docs/events.md, "Types")."""
 
     CHARGEPOINT_CONNECTED = "chargepoint.connected"
     CHARGEPOINT_DISCONNECTED = "chargepoint.disconnected"
@@ -60,7 +61,7 @@ RETAINED_EVENT_TYPES = frozenset(
         EventType.CHARGEPOINT_NETWORK_STATUS,
     }
 )
-"""The types the contract publishes retained: the latest state, not a happening."""
+"""The types published retained (docs/events.md, "Topic"): the latest state, not a happening."""
 
 
 def is_retained(event_type: EventType) -> bool:
@@ -69,8 +70,9 @@ def is_retained(event_type: EventType) -> bool:
 
 
 # MQTT 3.1.1 §4.7.1: "+" and "#" are wildcards and may not appear in a topic name. A
-# charge point identity may contain them (CONTRACT: no "/", control characters or
-# whitespace), so they are percent-encoded, and "%" too to keep the encoding reversible.
+# charge point identity may contain them (docs/ocpp.md, "Connecting": no "/", control
+# characters or whitespace, but "+" and "#" are allowed), so they are percent-encoded, and
+# "%" too to keep the encoding reversible (docs/events.md, "Topic").
 _TOPIC_ESCAPES = str.maketrans({"%": "%25", "+": "%2B", "#": "%23"})
 
 
@@ -104,8 +106,8 @@ class CloudEvent:
 
     ``id`` + ``source`` identify the event (CloudEvents: consumers may treat repeats as
     duplicates), so the outbox generates ``id`` once and reuses it on every redelivery.
-    ``time`` is when it happened (CONTRACT: the charger's timestamp where the message has
-    one), aware; it is written in UTC with ``Z``.
+    ``time`` is when it happened (docs/events.md, "Payload": the charger's timestamp where
+    the message has one), aware; it is written in UTC with ``Z``.
     """
 
     id: UUID
@@ -122,7 +124,7 @@ class CloudEvent:
             raise ValueError("event source and subject are non-empty")
 
     def to_dict(self) -> dict[str, Any]:
-        """The CloudEvents attributes and ``data``, in the contract's order."""
+        """The CloudEvents attributes and ``data``, in the order docs/events.md shows."""
         return {
             "specversion": SPECVERSION,
             "id": str(self.id),
@@ -223,7 +225,7 @@ def decode_event(payload: bytes) -> CloudEvent:
     """Parse an event published by csms (for consumers and tests).
 
     Raises:
-        ValueError: not JSON, or not an event in the contract's form.
+        ValueError: not JSON, or not an event in the form docs/events.md describes.
     """
     try:
         obj = orjson.loads(payload)

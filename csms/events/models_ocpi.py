@@ -2,8 +2,8 @@
 
 Written from ``ocpi/ocpi`` tag ``2.2.1`` (commit 4809735): field names, cardinalities and
 lengths are the tables of mod_locations, mod_sessions, mod_cdrs, mod_tariffs and types.
-No maintained PyPI package fits pydantic 2 next to SQLModel (reference/ocpi-mapping.md
-§9), hence our own. What "strict" means here:
+No maintained PyPI package fits pydantic 2 next to SQLModel, hence our own. What
+"strict" means here:
 
 - ``extra="forbid"``: a misspelt field name is an error, not silently dropped.
 - Strict types: Python input must be ``Decimal`` for numbers, an aware ``datetime`` and
@@ -415,7 +415,7 @@ class Location(StrictModel):
 
 
 class EvseStatusUpdate(StrictModel):
-    """The ``ocpi`` part of the contract's ``evse.status`` event.
+    """The ``ocpi`` part of the ``evse.status`` event (docs/events.md, "Types").
 
     ``status`` and ``last_updated`` are the EVSE PATCH body (mod_locations §PATCH, "SHALL
     contain the last_updated field"); ``evse_uid`` names the EVSE in the PATCH URL.

@@ -1,13 +1,14 @@
 """MQTT adapter: the embedded amqtt broker, and a QoS 1 publisher that returns on PUBACK.
 
 The only module that imports aiomqtt, paho or amqtt. Their errors are converted here,
-at the edge (STYLE.md), into `EventPublishError`, `BrokerUnavailable` and
-`EmbeddedBrokerError` of `csms/errors.py`.
+at the edge, into `EventPublishError`, `BrokerUnavailable` and `EmbeddedBrokerError` of
+`csms/errors.py`.
 
-CONTRACT.md: when nothing listens at ``mqtt.url`` and ``mqtt.embedded`` is true, csms
-starts an embedded broker (amqtt) at that address. Delivery is at least once: the
-publisher returns only after the broker's PUBACK (MQTT 3.1.1 §4.3.2, QoS 1), so the
-outbox marks an event delivered only then and republishes it otherwise.
+When nothing listens at ``mqtt.url`` and ``mqtt.embedded`` is true, csms starts an
+embedded broker (amqtt) at that address (docs/events.md, "Broker"). Delivery is at least
+once (docs/events.md, "Delivery"): the publisher returns only after the broker's PUBACK
+(MQTT 3.1.1 §4.3.2, QoS 1), so the outbox marks an event delivered only then and
+republishes it otherwise.
 
 The publisher speaks the few MQTT 3.1.1 packets it needs itself, on an asyncio protocol:
 every event goes through it, and paho's general client cost more per publish than the

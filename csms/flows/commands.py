@@ -1,4 +1,4 @@
-"""CSMS -> charger commands: the contract's checks, the call, the record and its events.
+"""CSMS -> charger commands: the checks, the call, the record and its events.
 
 The API and MQTT ingress both run commands through `Commands.run`, so a command is
 refused, sent, recorded and published the same way whichever way it came
@@ -80,7 +80,7 @@ class CommandResult:
 
 
 class Commands:
-    """Runs commands for the API and MQTT ingress with the contract's checks."""
+    """Runs commands for the API and MQTT ingress with the checks of docs/api.md, "Commands"."""
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class Commands:
         self._call_timeout = call_timeout
 
     async def check(self, charge_point_id: str, action: str, payload: Any) -> ChargerLink:
-        """The contract's order of refusals: 404, then 422, then 409, then 429.
+        """The order of refusals (docs/api.md, "Commands"): 404, then 422, then 409, then 429.
 
         Raises:
             UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.

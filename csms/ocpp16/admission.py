@@ -1,7 +1,8 @@
 """Who may open an OCPP session: identity, security profile, credentials, before the upgrade.
 
 Everything here runs in `process_request`, so a refused attempt never reaches the
-session of the charger it claims to be (T39) and costs no WebSocket state.
+session of the charger it claims to be (docs/security.md, "Who gets in") and costs no
+WebSocket state.
 """
 
 from __future__ import annotations
@@ -194,8 +195,9 @@ class Gatekeeper:
             return True
         meant = hex_text_key(presented) if row.password_hex_compat else None
         if meant is not None and await asyncio.to_thread(verify_password, meant, stored):
-            # Reference note §3.2 (F15): some chargers send the key's hex text; allowed per
-            # charger, and logged so that the operator can get the charger fixed.
+            # Some chargers send the key's hex text instead of the raw bytes (OCPP-J §6.2.2);
+            # allowed per charger, and logged so that the operator can get the charger fixed
+            # (docs/security.md, "Passwords (profiles 1 and 2)").
             log.warning("hex_password_compat_used", charge_point_id=row.id)
             self._remember(row.id, stored, presented)
             return True
@@ -233,9 +235,9 @@ class Gatekeeper:
 class ChargePointLookup:
     """Registrations read for many upgrades at once.
 
-    After a restart thousands of chargers reconnect within seconds (F17); one query per
-    upgrade would queue them behind each other, so the identities asked for while a query
-    runs are read together by the next one.
+    After a restart thousands of chargers reconnect within seconds; one query per upgrade
+    would queue them behind each other, so the identities asked for while a query runs are
+    read together by the next one (docs/performance.md, "P3, connections").
     """
 
     CHUNK = 500

@@ -77,7 +77,8 @@ class Validators:
         self._responses: dict[str, Any] = {}
         for path in sorted(schema_dir.glob("*.json")):
             schema = json.loads(path.read_text(encoding="utf-8"))
-            # Formats are not checked: timestamps are parsed leniently (reliability note §2.6).
+            # Formats are not checked: an odd timestamp is parsed leniently, stored and flagged,
+            # never refused (docs/ocpp.md, "Transactions").
             validator = jsonschema_rs.Draft4Validator(schema, validate_formats=False)
             if path.stem.endswith("Response"):
                 self._responses[path.stem.removesuffix("Response")] = validator

@@ -57,7 +57,8 @@ class ChargePoint(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=255)
     security_profile: int = Field(default=0)
     password_hash: str | None = Field(default=None, max_length=255)
-    # SecWP §3.2 interop trap (F15): also accept the key's hex text as the Basic password.
+    # Also accept the key's hex text as the Basic password, for chargers that send it instead
+    # of the raw bytes (OCPP-J §6.2.2; docs/security.md, "Passwords (profiles 1 and 2)").
     password_hex_compat: bool = Field(default=False)
     location_id: str | None = Field(default=None, max_length=36)
     # OCPI connector master data for every connector of the charger (standard, format...).
@@ -140,7 +141,8 @@ class Transaction(SQLModel, table=True):
 
     __tablename__ = "transactions"
     __table_args__ = (
-        # The same StartTransaction (contract) maps to one row, across processes too.
+        # The same StartTransaction maps to one row, across processes too (docs/ocpp.md,
+        # "Transactions").
         UniqueConstraint(
             "charge_point_id",
             "connector_id",
