@@ -234,7 +234,7 @@ def decode_event(payload: bytes) -> CloudEvent:
     if not isinstance(obj, dict) or set(obj) != _ATTRIBUTES:
         raise ValueError("event payload does not have exactly the CloudEvents attributes")
     if obj["specversion"] != SPECVERSION or obj["datacontenttype"] != DATACONTENTTYPE:
-        raise ValueError("event specversion or datacontenttype is not the contract's")
+        raise ValueError("event specversion or datacontenttype is not csms's (docs/events.md)")
     time = obj["time"]
     if not isinstance(time, str) or not _TIME_TEXT.fullmatch(time):
         raise ValueError("event time is not RFC 3339 UTC with Z")
