@@ -43,12 +43,15 @@ migrate: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-## bench-deps: the benchmarks' Python extras (.[bench]) and Node packages (bench/node)
-bench-deps: $(BENCH_STAMP)
+## bench-deps: the benchmarks' Python extras (.[bench]), Node packages (bench/node) and the C load generator
+bench-deps: $(BENCH_STAMP) bench/cgen/loadgen
 $(BENCH_STAMP): $(STAMP) bench/node/package-lock.json
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	npm ci --prefix bench/node --no-audit --no-fund
 	touch $(BENCH_STAMP)
+
+bench/cgen/loadgen: bench/cgen/loadgen.c
+	$(CC) -O2 -Wall -Wextra -std=c11 -o $@ $<
 
 ## bench: capacity benchmarks, about 30 min; writes docs/performance.md (see bench/run.py)
 bench: $(BENCH_STAMP)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,6 +31,10 @@ from processes import (
 )
 
 LOADGEN = str(NODE_DIR / "loadgen.js")
+# The C generator (bench/cgen/loadgen.c, built by `make bench-deps`): the same load mode and
+# output as loadgen.js at a fraction of its CPU per call, for servers faster than Node can drive.
+C_LOADGEN = str(Path(__file__).resolve().parent / "cgen" / "loadgen")
+GENERATORS = {"node": ["node", LOADGEN], "c": [C_LOADGEN]}
 LIFECYCLE = str(NODE_DIR / "lifecycle.js")
 
 
@@ -41,11 +46,12 @@ async def run_load(
     warmup: float,
     extra: list[str] | None = None,
     on_window: Callable[[], None] | None = None,
+    generator: str = "node",
 ) -> dict[str, Any]:
-    """Run bench/node/loadgen.js in load mode; the result, with the server's CPU over the window."""
+    """Run a load generator (`GENERATORS`) in load mode; the result, with the server's CPU
+    over the window."""
     command = [
-        "node",
-        LOADGEN,
+        *GENERATORS[generator],
         "--url",
         f"ws://127.0.0.1:{server.port}/ocpp",
         "--connections",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadgen import run_load
+from loadgen import GENERATORS, run_load
 from processes import REFERENCES, reference_server
 from report import Report, progress
 
@@ -24,15 +24,21 @@ async def protocol_path(report: Report, opts: Options) -> None:
     for name in names:
         async with reference_server(name) as server:
             for connections in sizes:
-                runs: list[dict[str, Any]] = []
-                for n in range(opts.repeats):
-                    progress(f"P1 {name} {connections} connections, run {n + 1}/{opts.repeats}")
-                    runs.append(
-                        await run_load(
-                            server,
-                            connections=connections,
-                            duration=opts.duration,
-                            warmup=opts.warmup,
+                for generator in GENERATORS:
+                    runs: list[dict[str, Any]] = []
+                    for n in range(opts.repeats):
+                        progress(
+                            f"P1 {name} {connections} connections, {generator} generator, "
+                            f"run {n + 1}/{opts.repeats}"
                         )
-                    )
-                load_rows(report, LABEL, REFERENCES[name][0], f"{connections} conn.", runs)
+                        runs.append(
+                            await run_load(
+                                server,
+                                connections=connections,
+                                duration=opts.duration,
+                                warmup=opts.warmup,
+                                generator=generator,
+                            )
+                        )
+                    system = f"{REFERENCES[name][0]} [{generator} gen.]"
+                    load_rows(report, LABEL, system, f"{connections} conn.", runs)
