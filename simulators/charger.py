@@ -524,10 +524,10 @@ class Charger:
         core = self.core
 
         def done(result: dict[str, Any] | None, error: CallError | None) -> None:
-            core._on_boot(result, error)
+            core.boot.answered(result, error)
             resolve(result, error)
 
-        core.call("BootNotification", core.info.boot_payload(core.firmware), done, self._now())
+        core.call("BootNotification", core.boot.payload(), done, self._now())
         self._poke()
         async with asyncio.timeout(timeout):
             result: dict[str, Any] = await future

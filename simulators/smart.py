@@ -1,7 +1,9 @@
-"""Smart charging (OCPP 1.6 §3.13): stored charging profiles, stacking, composite schedules.
+"""Smart charging (OCPP 1.6 §3.13): stored charging profiles, stacking, composite schedules,
+and the charger's Set/ClearChargingProfile and GetCompositeSchedule.
 
-Pure and synchronous. Times are POSIX seconds on the simulated clock (floats); limits are
-evaluated in watts using the charger's nominal voltage and phase count.
+The profile store is pure and synchronous. Times are POSIX seconds on the simulated clock
+(floats); limits are evaluated in watts using the charger's nominal voltage and phase
+count. :class:`SmartCharging` puts it behind the central system's commands.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .clock import iso
+from .model import Connector, SessionState
+from .services import Services
+
 __all__ = [
     "ChargingProfile",
     "ProfileKind",
@@ -23,6 +29,7 @@ __all__ = [
     "RateUnit",
     "Recurrency",
     "SchedulePeriod",
+    "SmartCharging",
     "parse_time",
 ]
 
@@ -417,3 +424,93 @@ def composite_schedule(
             periods.pop()
         t = max(nxt, t + 1e-6)
     return periods
+
+
+# ---------------------------------------------------------------- the charger's commands
+
+
+class SmartCharging:
+    """SetChargingProfile, ClearChargingProfile and GetCompositeSchedule on one charger."""
+
+    def __init__(
+        self,
+        services: Services,
+        connectors: list[Connector],
+        profiles: ProfileStore,
+        *,
+        transaction_on: Callable[[int], int | bool | None],
+        settle_energy: Callable[[float], None],
+        apply_limits: Callable[[float], None],
+    ) -> None:
+        """
+        Args:
+            transaction_on: the running transaction's id on a connector (True: not known
+                yet, None: no transaction), which a TxProfile must name.
+            settle_energy: bring every session's energy up to now, before limits change.
+            apply_limits: the limits changed: adjust the sessions' power and statuses.
+        """
+        self._services = services
+        self._connectors = connectors
+        self._profiles = profiles
+        self._transaction_on = transaction_on
+        self._settle_energy = settle_energy
+        self._apply_limits = apply_limits
+
+    def set_charging_profile(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """SetChargingProfile."""
+        connector_id = payload["connectorId"]
+        self._settle_energy(now)
+        status = self._profiles.install(
+            connector_id,
+            payload["csChargingProfiles"],
+            self._services.clock.sim(now),
+            self._transaction_on(connector_id),
+        )
+        if status is ProfileStatus.ACCEPTED:
+            self._services.after_reply(self._apply_limits)
+        return {"status": status.value}
+
+    def clear_charging_profile(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """ClearChargingProfile: by id, or by connector, purpose and stack level."""
+        self._settle_energy(now)
+        removed = self._profiles.clear(
+            payload.get("id"),
+            payload.get("connectorId"),
+            payload.get("chargingProfilePurpose"),
+            payload.get("stackLevel"),
+        )
+        if removed:
+            self._services.after_reply(self._apply_limits)
+        return {"status": "Accepted" if removed else "Unknown"}
+
+    def get_composite_schedule(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """GetCompositeSchedule, starting now."""
+        connector_id = payload["connectorId"]
+        if not 0 <= connector_id < len(self._connectors):
+            return {"status": "Rejected"}
+        unit = RateUnit(payload.get("chargingRateUnit", "W"))
+        start = self._services.clock.sim(now)
+        session = self._connectors[connector_id].session if connector_id else None
+        running = session is not None and session.state is SessionState.CHARGING
+        periods = self._profiles.composite(
+            connector_id,
+            start,
+            payload["duration"],
+            unit,
+            session.started_at if session is not None and running else None,
+            running,
+        )
+        stamp = iso(start)
+        return {
+            "status": "Accepted",
+            "connectorId": connector_id,
+            "scheduleStart": stamp,
+            "chargingSchedule": {
+                "duration": payload["duration"],
+                "startSchedule": stamp,
+                "chargingRateUnit": unit.value,
+                "chargingSchedulePeriod": [
+                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
+                ],
+            },
+        }

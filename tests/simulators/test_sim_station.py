@@ -114,9 +114,9 @@ def test_reconnect_reports_only_statuses_that_changed(bench: Bench) -> None:
 def test_backoff_is_exponential_with_jitter_and_capped(attempt: int) -> None:
     """Reconnect delays double per failed attempt, with jitter, capped at 30 s by default."""
     station = make_station()
-    station._attempt = attempt
+    station.connection.failed_attempts = attempt
     ceiling = min(30.0, 1.0 * 2**attempt)
-    delays = [station._backoff() for _ in range(200)]
+    delays = [station.connection.backoff() for _ in range(200)]
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert max(delays) - min(delays) > ceiling / 10
 
