@@ -119,18 +119,22 @@ class ChargingProfile:
         periods = tuple(
             sorted(
                 (
-                    SchedulePeriod(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
-                    for p in schedule["chargingSchedulePeriod"]
+                    SchedulePeriod(
+                        int(period["startPeriod"]),
+                        float(period["limit"]),
+                        period.get("numberPhases"),
+                    )
+                    for period in schedule["chargingSchedulePeriod"]
                 ),
-                key=lambda p: p.start,
+                key=lambda period: period.start,
             )
         )
         if not periods:
             raise ValueError("no chargingSchedulePeriod")
-        starts = [p.start for p in periods]
+        starts = [period.start for period in periods]
         if len(set(starts)) != len(starts) or starts[0] < 0:
             raise ValueError("startPeriod values must be distinct and non-negative")
-        if any(p.limit < 0 for p in periods):
+        if any(period.limit < 0 for period in periods):
             raise ValueError("negative limit")
         kind = ProfileKind(data["chargingProfileKind"])
         recurrency = Recurrency(data["recurrencyKind"]) if "recurrencyKind" in data else None
@@ -160,13 +164,13 @@ class ChargingProfile:
 
     def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
         """The period in force at ``t`` (None if none) and the next time that may change."""
-        nxt = INF
+        next_change = INF
         if self.valid_from is not None and t < self.valid_from:
             return None, self.valid_from
         if self.valid_to is not None:
             if t >= self.valid_to:
                 return None, INF
-            nxt = self.valid_to
+            next_change = self.valid_to
         if self.kind is ProfileKind.RELATIVE:
             start = tx_start if tx_start is not None else t
         elif self.kind is ProfileKind.ABSOLUTE:
@@ -175,21 +179,21 @@ class ChargingProfile:
             base = self._anchor()
             cycle = DAY if self.recurrency is Recurrency.DAILY else WEEK
             start = base + math.floor((t - base) / cycle) * cycle
-            nxt = min(nxt, start + cycle)
+            next_change = min(next_change, start + cycle)
         offset = t - start
         if offset < 0:
-            return None, min(nxt, start)
+            return None, min(next_change, start)
         if self.duration is not None:
             if offset >= self.duration:
-                return None, nxt
-            nxt = min(nxt, start + self.duration)
-        starts = [p.start for p in self.periods]
+                return None, next_change
+            next_change = min(next_change, start + self.duration)
+        starts = [period.start for period in self.periods]
         index = bisect_right(starts, offset) - 1
         if index < 0:
-            return None, min(nxt, start + starts[0])
+            return None, min(next_change, start + starts[0])
         if index + 1 < len(starts):
-            nxt = min(nxt, start + starts[index + 1])
-        return self.periods[index], nxt
+            next_change = min(next_change, start + starts[index + 1])
+        return self.periods[index], next_change
 
     def _anchor(self) -> float:
         if self.start_schedule is not None:
@@ -267,9 +271,9 @@ class ProfileStore:
                 return ProfileStatus.REJECTED
         # Same id, or same connector + purpose + stack level: the new one replaces the old.
         replaced = [
-            pid
-            for pid, old in self.profiles.items()
-            if pid == profile.profile_id
+            installed_id
+            for installed_id, old in self.profiles.items()
+            if installed_id == profile.profile_id
             or (
                 old.connector_id == connector_id
                 and old.purpose is profile.purpose
@@ -278,8 +282,8 @@ class ProfileStore:
         ]
         if len(self.profiles) - len(replaced) >= self.max_profiles:
             return ProfileStatus.REJECTED
-        for pid in replaced:
-            del self.profiles[pid]
+        for installed_id in replaced:
+            del self.profiles[installed_id]
         self.profiles[profile.profile_id] = profile
         return ProfileStatus.ACCEPTED
 
@@ -298,24 +302,24 @@ class ProfileStore:
             doomed = [profile_id] if profile_id in self.profiles else []
         else:
             doomed = [
-                pid
-                for pid, p in self.profiles.items()
-                if (connector_id is None or p.connector_id == connector_id)
-                and (purpose is None or p.purpose.value == purpose)
-                and (stack_level is None or p.stack_level == stack_level)
+                installed_id
+                for installed_id, installed in self.profiles.items()
+                if (connector_id is None or installed.connector_id == connector_id)
+                and (purpose is None or installed.purpose.value == purpose)
+                and (stack_level is None or installed.stack_level == stack_level)
             ]
-        for pid in doomed:
-            del self.profiles[pid]
+        for installed_id in doomed:
+            del self.profiles[installed_id]
         return bool(doomed)
 
     def end_transaction(self, connector_id: int) -> None:
         """Drop the TxProfiles of a connector whose transaction ended."""
-        for pid in [
-            pid
-            for pid, p in self.profiles.items()
-            if p.connector_id == connector_id and p.purpose is ProfilePurpose.TX
+        for installed_id in [
+            installed_id
+            for installed_id, installed in self.profiles.items()
+            if installed.connector_id == connector_id and installed.purpose is ProfilePurpose.TX
         ]:
-            del self.profiles[pid]
+            del self.profiles[installed_id]
 
     def to_watts(self, period: SchedulePeriod, unit: RateUnit) -> float:
         """A period's limit in watts."""
@@ -328,14 +332,14 @@ class ProfileStore:
         self, candidates: list[ChargingProfile], t: float, tx_start: float | None
     ) -> tuple[float | None, float]:
         """Highest stack level in force among ``candidates``: limit in W and next change."""
-        nxt = INF
+        next_change = INF
         best: tuple[int, float] | None = None
         for profile in candidates:
             period, change = profile.period_at(t, tx_start)
-            nxt = min(nxt, change)
+            next_change = min(next_change, change)
             if period is not None and (best is None or profile.stack_level > best[0]):
                 best = (profile.stack_level, self.to_watts(period, profile.unit))
-        return (best[1] if best else None), nxt
+        return (best[1] if best else None), next_change
 
     def limit_w(
         self, connector_id: int, t: float, tx_start: float | None, in_transaction: bool
@@ -352,14 +356,14 @@ class ProfileStore:
         if not self.profiles:
             return hardware, INF
         by_purpose: dict[tuple[int, ProfilePurpose], list[ChargingProfile]] = {}
-        for p in self.profiles.values():
-            by_purpose.setdefault((p.connector_id, p.purpose), []).append(p)
-        cp_max, nxt = self._best(
+        for installed in self.profiles.values():
+            by_purpose.setdefault((installed.connector_id, installed.purpose), []).append(installed)
+        charger_max, next_change = self._best(
             by_purpose.get((0, ProfilePurpose.CHARGE_POINT_MAX), []), t, tx_start
         )
-        limit = hardware if cp_max is None else min(hardware, cp_max)
+        limit = hardware if charger_max is None else min(hardware, charger_max)
         if connector_id == 0:
-            return limit, nxt
+            return limit, next_change
         tx_limit: float | None = None
         groups: list[list[ChargingProfile]] = []
         if in_transaction:
@@ -368,12 +372,12 @@ class ProfileStore:
         groups.append(by_purpose.get((0, ProfilePurpose.TX_DEFAULT), []))
         for group in groups:
             value, change = self._best(group, t, tx_start)
-            nxt = min(nxt, change)
+            next_change = min(next_change, change)
             if tx_limit is None and value is not None:
                 tx_limit = value
         if tx_limit is not None:
             limit = min(limit, tx_limit)
-        return limit, nxt
+        return limit, next_change
 
     def composite(
         self,
@@ -413,7 +417,7 @@ def composite_schedule(
     for _ in range(10_000):
         if t >= end:
             break
-        watts, nxt = limit_at(t)
+        watts, next_change = limit_at(t)
         value = convert(watts)
         offset = round(t - start)
         if periods and periods[-1][0] == offset:
@@ -422,7 +426,7 @@ def composite_schedule(
             periods.append((offset, value))
         if len(periods) >= 2 and periods[-1][1] == periods[-2][1]:
             periods.pop()
-        t = max(nxt, t + 1e-6)
+        t = max(next_change, t + 1e-6)
     return periods
 
 
