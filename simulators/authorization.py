@@ -36,7 +36,7 @@ class LocalAuthorization:
         expiry = info.get("expiryDate")
         if status == "Accepted" and expiry:
             try:
-                if parse_time(expiry) < clock.sim(now):
+                if parse_time(expiry) < clock.wall(now):
                     return "Expired"
             except ValueError:
                 return "Invalid"

@@ -143,7 +143,7 @@ class FirmwareUpdates:
         services = self._services
         self._location = payload["location"]
         try:
-            at = services.clock.real(parse_time(payload["retrieveDate"]))
+            at = services.clock.real_at_wall(parse_time(payload["retrieveDate"]))
         except ValueError:
             at = now
         self.status = FirmwareStatus.IDLE
@@ -207,7 +207,7 @@ class FirmwareUpdates:
         self._signed_firmware = firmware
         self.signed_status = SignedFirmwareStatus.IDLE
         try:
-            at = max(now, services.clock.real(parse_time(firmware["retrieveDateTime"])))
+            at = max(now, services.clock.real_at_wall(parse_time(firmware["retrieveDateTime"])))
         except ValueError:
             at = now
         if at > now:
@@ -245,7 +245,7 @@ class FirmwareUpdates:
             install_at = now
             if "installDateTime" in firmware:
                 try:
-                    install_at = clock.real(parse_time(firmware["installDateTime"]))
+                    install_at = clock.real_at_wall(parse_time(firmware["installDateTime"]))
                 except ValueError:
                     install_at = now
             if install_at > now:

@@ -288,10 +288,11 @@ class Fleet:
             span = self.scenario.duration
         if run_seconds is not None:
             span = run_seconds * self.speed if span is None else min(span, run_seconds * self.speed)
-        sim0 = time.time()
+        wall0 = time.time()
+        sim0 = wall0
         if self.speed > 1.0 and span is not None:
             sim0 -= span - span / self.speed
-        return Clock(speed=self.speed, real0=loop_time, sim0=sim0)
+        return Clock(speed=self.speed, real0=loop_time, sim0=sim0, wall0=wall0)
 
     async def run(
         self,

@@ -48,17 +48,18 @@ class Reservations:
         ):
             return {"status": "Occupied"}
         try:
-            expiry = parse_time(payload["expiryDate"])
+            expiry = parse_time(payload["expiryDate"])  # wall-clock time
         except ValueError:
             return {"status": "Rejected"}
         for other in connectors[1:]:
             if other.reservation and other.reservation.reservation_id == reservation_id:
                 self._release(other)
+        clock = services.clock
         connector.reservation = Reservation(
-            reservation_id, payload["idTag"], payload.get("parentIdTag"), expiry
+            reservation_id, payload["idTag"], payload.get("parentIdTag"), clock.sim_at_wall(expiry)
         )
         services.timers.start(
-            Timer.RESERVATION_EXPIRY, max(now, services.clock.real(expiry)), connector.id
+            Timer.RESERVATION_EXPIRY, max(now, clock.real_at_wall(expiry)), connector.id
         )
         self._status.refresh_after_reply(connector)
         return {"status": "Accepted"}

@@ -328,7 +328,7 @@ class SecurityActions:
         else:
             problem = self.keys.accept(
                 chain,
-                now=datetime.fromtimestamp(services.clock.sim(now), UTC),
+                now=datetime.fromtimestamp(services.clock.wall(now), UTC),
                 common_name=services.identity,
                 roots=self.certificates.roots(CertificateUse.CENTRAL_SYSTEM_ROOT),
             )

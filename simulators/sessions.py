@@ -230,7 +230,13 @@ class Sessions:
             "StartTransaction", payload, answered, transactional=True, session=session
         )
         if session.pending_profile is not None:
-            self._profiles.install(connector.id, session.pending_profile, session.started_at, True)
+            self._profiles.install(
+                connector.id,
+                session.pending_profile,
+                session.started_at,
+                True,
+                to_sim=services.clock.sim_at_wall,
+            )
             session.pending_profile = None
         self._metering.update_power(connector, session, now)
         self._status.refresh(connector)

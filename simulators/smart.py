@@ -113,8 +113,23 @@ class ChargingProfile:
     installed_at: float = 0.0
 
     @classmethod
-    def from_ocpp(cls, connector_id: int, data: dict[str, Any], now: float) -> ChargingProfile:
-        """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable."""
+    def from_ocpp(
+        cls,
+        connector_id: int,
+        data: dict[str, Any],
+        now: float,
+        to_sim: Callable[[float], float] | None = None,
+    ) -> ChargingProfile:
+        """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable.
+
+        ``to_sim`` maps the absolute times in it (validFrom, validTo, startSchedule: wall-clock
+        times) onto the simulated clock; by default they are taken as they are.
+        """
+
+        def when(text: str) -> float:
+            moment = parse_time(text)
+            return moment if to_sim is None else to_sim(moment)
+
         schedule = data["chargingSchedule"]
         periods = tuple(
             sorted(
@@ -153,11 +168,9 @@ class ChargingProfile:
             periods=periods,
             recurrency=recurrency,
             transaction_id=data.get("transactionId"),
-            valid_from=parse_time(data["validFrom"]) if "validFrom" in data else None,
-            valid_to=parse_time(data["validTo"]) if "validTo" in data else None,
-            start_schedule=(
-                parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
-            ),
+            valid_from=when(data["validFrom"]) if "validFrom" in data else None,
+            valid_to=when(data["validTo"]) if "validTo" in data else None,
+            start_schedule=when(schedule["startSchedule"]) if "startSchedule" in schedule else None,
             duration=float(duration) if duration is not None else None,
             installed_at=now,
         )
@@ -242,16 +255,19 @@ class ProfileStore:
         data: dict[str, Any],
         now: float,
         active_transaction: int | bool | None = None,
+        *,
+        to_sim: Callable[[float], float] | None = None,
     ) -> ProfileStatus:
         """Apply a SetChargingProfile.req.
 
         ``active_transaction`` is the transaction id running on the connector, ``True``
-        for one whose id is not known yet, or None when the connector has none.
+        for one whose id is not known yet, or None when the connector has none. ``to_sim``
+        maps the profile's absolute times onto the simulated clock.
         """
         if not 0 <= connector_id <= self.connectors:
             return ProfileStatus.REJECTED
         try:
-            profile = ChargingProfile.from_ocpp(connector_id, data, now)
+            profile = ChargingProfile.from_ocpp(connector_id, data, now, to_sim)
         except (ValueError, KeyError, TypeError):
             return ProfileStatus.REJECTED
         if not 0 <= profile.stack_level <= self.max_stack:
@@ -469,6 +485,7 @@ class SmartCharging:
             payload["csChargingProfiles"],
             self._services.clock.sim(now),
             self._transaction_on(connector_id),
+            to_sim=self._services.clock.sim_at_wall,
         )
         if status is ProfileStatus.ACCEPTED:
             self._services.after_reply(self._apply_limits)
