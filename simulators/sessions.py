@@ -99,8 +99,12 @@ class Sessions:
             return None
         return session.transaction_id if session.transaction_id is not None else True
 
-    def is_free_for(self, connector: Connector, id_tag: str) -> bool:
-        """Whether a session for ``id_tag`` could begin on the connector now."""
+    def is_free_for(self, connector: Connector, id_tag: str, *, restart: bool = False) -> bool:
+        """Whether a session for ``id_tag`` could begin on the connector now.
+
+        With ``restart``, also after a stopped transaction whose EV is still plugged in
+        (Finishing): OCPP 1.6 §4.9 allows Finishing -> Preparing when a user starts again.
+        """
         whole_charger = self._connectors[0]
         if (
             connector.id == 0
@@ -112,7 +116,8 @@ class Sessions:
             return False
         session = connector.session
         if session is not None and session.state is not SessionState.REFUSED:
-            return False
+            if not (restart and session.state is SessionState.STOPPED):
+                return False
         return connector.reservation is None or connector.reservation.id_tag == id_tag
 
     # -- from plug-in to the transaction
@@ -440,22 +445,13 @@ class Sessions:
         services = self._services
         if services.stopping or not services.powered:
             return {"status": "Rejected"}
-        connector_id = payload.get("connectorId")
-        connectors = self._connectors
-        target: Connector | None = None
-        if connector_id is not None:
-            if 1 <= connector_id < len(connectors) and self.is_free_for(
-                connectors[connector_id], id_tag
-            ):
-                target = connectors[connector_id]
-        else:
-            target = next((each for each in connectors[1:] if self.is_free_for(each, id_tag)), None)
+        target = self._remote_start_target(payload.get("connectorId"), id_tag)
         if target is None:
             return {"status": "Rejected"}
         chosen = target
 
         def start(later: float) -> None:
-            if chosen.session is not None:  # a refused or finished visit: replaced
+            if chosen.session is not None:  # a refused or stopped visit: replaced
                 services.timers.cancel(Timer.UNPLUG, chosen.id)
                 chosen.session = None
             self.plug_and_start(
@@ -472,6 +468,21 @@ class Sessions:
 
         services.after_reply(start)
         return {"status": "Accepted"}
+
+    def _remote_start_target(self, connector_id: int | None, id_tag: str) -> Connector | None:
+        """The connector asked for, if a session can start there; without one, a free
+        connector, else one whose EV is still plugged in after its transaction."""
+        connectors = self._connectors
+        if connector_id is not None:
+            if not 1 <= connector_id < len(connectors):
+                return None
+            connector = connectors[connector_id]
+            return connector if self.is_free_for(connector, id_tag, restart=True) else None
+        for restart in (False, True):
+            for connector in connectors[1:]:
+                if self.is_free_for(connector, id_tag, restart=restart):
+                    return connector
+        return None
 
     def remote_stop(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
         """RemoteStopTransaction of a running transaction, by id."""

@@ -371,6 +371,39 @@ def test_remote_start_rejections(bench: Bench) -> None:
     assert bench.station.session(2) is not None
 
 
+@pytest.mark.parametrize("connector_id", [1, None])
+def test_remote_start_in_finishing_starts_again(connector_id: int | None) -> None:
+    """RemoteStart while Finishing (EV still plugged) is Accepted: Finishing -> Preparing ->
+    Charging with a new transaction (OCPP 1.6 §4.9, F2)."""
+    bench = Bench(make_station(connectors=1)).start()
+    plug(bench, 1, dwell=None)
+    assert bench.station.stop_session(1, bench.now)
+    bench.pump()
+    assert bench.statuses(1)[-1] == "Finishing"
+    request: dict[str, Any] = {"idTag": "AGAIN"}
+    if connector_id is not None:
+        request["connectorId"] = connector_id
+    assert answer_ok(bench, "RemoteStartTransaction", request) == {"status": "Accepted"}
+    bench.advance(1)
+    assert bench.statuses(1)[-3:] == ["Finishing", "Preparing", "Charging"]
+    assert [p["idTag"] for p in bench.sent("StartTransaction")] == ["TAG1", "AGAIN"]
+    session = bench.station.session(1)
+    assert session is not None
+    assert session.transaction_id == 2
+    assert session.remote
+
+
+def test_remote_start_prefers_an_available_connector_to_a_finishing_one(bench: Bench) -> None:
+    """Without connectorId, RemoteStart goes to a free connector before a Finishing one."""
+    plug(bench, 1)
+    bench.station.stop_session(1, bench.now)
+    bench.pump()
+    assert answer_ok(bench, "RemoteStartTransaction", {"idTag": "R"})["status"] == "Accepted"
+    bench.pump()
+    assert bench.statuses(1)[-1] == "Finishing"
+    assert bench.statuses(2)[-1] == "Charging"
+
+
 def test_remote_start_with_tx_profile_limits_power(bench: Bench) -> None:
     """A TxProfile given with RemoteStart caps the power seen in the meter values."""
     body = {
