@@ -39,7 +39,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .authorization import LocalAuthorization
 from .boot import Boot
@@ -114,6 +114,28 @@ _CONNECTION_TIMERS = (
     Timer.CLOCK_ALIGNED_METER,
     Timer.WEBSOCKET_PING,
 )
+
+
+T = TypeVar("T")
+
+
+class _Forwarded(Generic[T]):
+    """An attribute of the station that one of its parts keeps: ``part.name``."""
+
+    __slots__ = ("_name", "_part")
+
+    def __init__(self, part: str, name: str) -> None:
+        self._part = part
+        self._name = name
+
+    def __get__(self, station: Station | None, owner: type[Station] | None = None) -> T:
+        if station is None:
+            raise AttributeError(f"{self._part}.{self._name} lives on a station")
+        value: T = getattr(getattr(station, self._part), self._name)
+        return value
+
+    def __set__(self, station: Station, value: T) -> None:
+        setattr(getattr(station, self._part), self._name, value)
 
 
 class Station:
@@ -606,21 +628,6 @@ class Station:
         """SecurityEventNotification."""
         self.security.send_event(kind, now, tech_info)
 
-    @property
-    def online(self) -> bool:
-        """Connected and not about to close."""
-        return self.connection.online
-
-    @property
-    def powered(self) -> bool:
-        """Not in a power cut."""
-        return self.connection.powered
-
-    @property
-    def calls_drained(self) -> bool:
-        """No CALL of ours waiting or in flight."""
-        return self.calls.drained
-
     # ------------------------------------------------------------------ the end of a step
 
     def _end_step(self, now: float) -> None:
@@ -674,128 +681,37 @@ class Station:
 
     # ------------------------------------------------------------------ state, by name
 
-    @property
-    def connected(self) -> bool:
-        """Whether the websocket is open."""
-        return self.connection.connected
-
-    @property
-    def want_connected(self) -> bool:
-        """Whether the charger wants a connection (False: stays offline until told)."""
-        return self.connection.want_connected
-
-    @want_connected.setter
-    def want_connected(self, value: bool) -> None:
-        self.connection.want_connected = value
-
-    @property
-    def close_request(self) -> CloseMode | None:
-        """How the shell should close the connection, if it should."""
-        return self.connection.close_request
-
-    @close_request.setter
-    def close_request(self, value: CloseMode | None) -> None:
-        self.connection.close_request = value
-
-    @property
-    def ping_requested(self) -> bool:
-        """The shell sends a websocket ping and clears this."""
-        return self.connection.ping_requested
-
-    @ping_requested.setter
-    def ping_requested(self, value: bool) -> None:
-        self.connection.ping_requested = value
-
-    @property
-    def registration(self) -> Registration:
-        """The last BootNotification outcome."""
-        return self.boot.registration
-
-    @property
-    def boot_required(self) -> bool:
-        """Whether a BootNotification must be accepted before anything else is sent."""
-        return self.boot.required
-
-    @property
-    def raw_inbox(self) -> deque[bytes]:
-        """Answers to :meth:`send_raw` CALLs and frames nobody expected."""
-        return self.calls.raw_inbox
-
-    @property
-    def incoming_hook(self) -> Callable[[IncomingCall], None] | None:
-        """Told every CALL from the central system, with our answer."""
-        return self.inbound.incoming_hook
-
-    @incoming_hook.setter
-    def incoming_hook(self, hook: Callable[[IncomingCall], None] | None) -> None:
-        self.inbound.incoming_hook = hook
+    # The station's attributes from before its parts were split out, kept by the parts.
+    connected = _Forwarded[bool]("connection", "connected")
+    want_connected = _Forwarded[bool]("connection", "want_connected")
+    close_request = _Forwarded[CloseMode | None]("connection", "close_request")
+    ping_requested = _Forwarded[bool]("connection", "ping_requested")
+    online = _Forwarded[bool]("connection", "online")
+    powered = _Forwarded[bool]("connection", "powered")
+    calls_drained = _Forwarded[bool]("calls", "drained")
+    raw_inbox = _Forwarded[deque[bytes]]("calls", "raw_inbox")
+    registration = _Forwarded[Registration]("boot", "registration")
+    boot_required = _Forwarded[bool]("boot", "required")
+    incoming_hook = _Forwarded[Callable[[IncomingCall], None] | None]("inbound", "incoming_hook")
+    security_extension = _Forwarded[bool]("inbound", "security_extension")
+    completed = _Forwarded[list[SessionRecord]]("sessions", "completed")
+    default_ev = _Forwarded[EvSpec]("sessions", "default_ev")
+    firmware = _Forwarded[str]("firmware_updates", "version")
+    fw_status = _Forwarded[FirmwareStatus]("firmware_updates", "status")
+    signed_fw_status = _Forwarded[SignedFirmwareStatus]("firmware_updates", "signed_status")
+    diag_status = _Forwarded[DiagnosticsStatus]("diagnostics", "status")
+    log_status = _Forwarded[LogStatus]("diagnostics", "log_status")
+    keys = _Forwarded[ChargerKeys]("security", "keys")
+    certificates = _Forwarded[CertificateStore]("security", "certificates")
+    local_list = _Forwarded[dict[str, dict[str, Any]]]("authorization", "local_list")
+    local_list_version = _Forwarded[int]("authorization", "local_list_version")
+    auth_cache = _Forwarded[dict[str, dict[str, Any]]]("authorization", "cache")
 
     @property
     def validate_outbound(self) -> bool:
-        """Whether what we send is checked against the OCPP 1.6 schemas."""
+        """Whether what we send (CALLs and answers) is checked against the 1.6 schemas."""
         return self.calls.validate_outbound
 
-    @property
-    def security_extension(self) -> bool:
-        """Whether the Security Whitepaper actions are supported."""
-        return self.inbound.security_extension
-
-    @property
-    def completed(self) -> list[SessionRecord]:
-        """Transactions finished, with their StopTransaction answered."""
-        return self.sessions.completed
-
-    @property
-    def default_ev(self) -> EvSpec:
-        """The EV of sessions that name none (plug_in, RemoteStart)."""
-        return self.sessions.default_ev
-
-    @property
-    def firmware(self) -> str:
-        """The installed firmware version."""
-        return self.firmware_updates.version
-
-    @property
-    def fw_status(self) -> FirmwareStatus:
-        """The UpdateFirmware in progress."""
-        return self.firmware_updates.status
-
-    @property
-    def signed_fw_status(self) -> SignedFirmwareStatus:
-        """The SignedUpdateFirmware in progress."""
-        return self.firmware_updates.signed_status
-
-    @property
-    def diag_status(self) -> DiagnosticsStatus:
-        """The GetDiagnostics upload in progress."""
-        return self.diagnostics.status
-
-    @property
-    def log_status(self) -> LogStatus:
-        """The GetLog upload in progress."""
-        return self.diagnostics.log_status
-
-    @property
-    def keys(self) -> ChargerKeys:
-        """The charger's key pair and certificate."""
-        return self.security.keys
-
-    @property
-    def certificates(self) -> CertificateStore:
-        """The installed root certificates."""
-        return self.security.certificates
-
-    @property
-    def local_list(self) -> dict[str, dict[str, Any]]:
-        """The Local Authorization List, by id tag."""
-        return self.authorization.local_list
-
-    @property
-    def local_list_version(self) -> int:
-        """The Local Authorization List's version."""
-        return self.authorization.local_list_version
-
-    @property
-    def auth_cache(self) -> dict[str, dict[str, Any]]:
-        """The Authorization Cache, by id tag."""
-        return self.authorization.cache
+    @validate_outbound.setter
+    def validate_outbound(self, value: bool) -> None:
+        self.calls.validate_outbound = self.inbound.validate_outbound = value
