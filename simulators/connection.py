@@ -15,7 +15,9 @@ class Connection:
     """The connection state the station and the shell share.
 
     The shell opens the websocket when :meth:`should_open` says so, closes it when
-    :attr:`close_request` is set, and sends a websocket ping when :attr:`ping_requested`.
+    :attr:`close_request` is set, sends a websocket ping when :attr:`ping_requested`, and
+    presents the charger's new certificate from the next connection on when
+    :attr:`new_certificate` (clearing each flag).
     """
 
     def __init__(self, *, rng: random.Random, reconnect_base: float, reconnect_cap: float) -> None:
@@ -27,6 +29,8 @@ class Connection:
         self.connect_at = 0.0
         self.close_request: CloseMode | None = None
         self.ping_requested = False  # the shell sends a websocket ping and clears this
+        self.new_certificate = False  # the shell switches certificates and clears this
+        self.reconnect_requested = False  # open a new connection as soon as this one closes
         self.offline_until = 0.0  # a scenario network outage: no attempts before then
         self.powered = True
         self.failed_attempts = 0
@@ -80,6 +84,12 @@ class Connection:
         self.connected = False
         self.close_request = None
         self.ping_requested = False
+
+    def reconnect(self) -> None:
+        """Close the connection gracefully and open a new one at once."""
+        if self.connected:
+            self.reconnect_requested = True
+            self.close_request = CloseMode.GRACEFUL
 
     def drop(self, mode: CloseMode = CloseMode.ABRUPT) -> None:
         """Ask the shell to close the connection, if there is one."""

@@ -14,7 +14,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -32,6 +32,7 @@ __all__ = [
     "ChargerKeys",
     "InstalledCertificate",
     "SecurityActions",
+    "SecurityServices",
     "is_base64_signature",
     "is_pem_certificate",
 ]
@@ -282,12 +283,20 @@ def is_base64_signature(text: str) -> bool:
 # ---------------------------------------------------------------- the charger's actions
 
 
+class SecurityServices(Services, Protocol):
+    """What the security actions need besides the common services."""
+
+    def use_new_certificate(self) -> None:
+        """Present the charger's new certificate from now on (reconnecting to do so)."""
+        ...
+
+
 class SecurityActions:
     """Certificates and security events of one charger (SecWP A02-A04, M03-M05)."""
 
     def __init__(
         self,
-        services: Services,
+        services: SecurityServices,
         *,
         keys: ChargerKeys,
         certificates: CertificateStore,
@@ -339,6 +348,9 @@ class SecurityActions:
                 lambda later: self.send_event("InvalidChargePointCertificate", later, problem)
             )
             return {"status": "Rejected"}
+        # SecWP A02: the charger then uses its new certificate; it reconnects to present it
+        # (after this answer is out).
+        services.after_reply(lambda _later: services.use_new_certificate())
         return {"status": "Accepted"}
 
     def install_certificate(self, payload: dict[str, Any], now: float) -> dict[str, Any]:

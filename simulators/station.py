@@ -419,12 +419,16 @@ class Station:
         if not connection.connected:
             return
         connection.closed()
+        reconnect, connection.reconnect_requested = connection.reconnect_requested, False
         self.stats.disconnects += 1
         for timer in _CONNECTION_TIMERS:
             self.timers.cancel(timer)
         lost = self.calls.keep_transactional()
         if self.faults.rebooting:
             self.faults.come_back_up(now)
+        elif reconnect and not self._stopping:
+            connection.want_connected = True
+            connection.connect_soon(now)
         elif self._stopping:
             if not self.calls.waiting or now >= self._stop_deadline or not connection.powered:
                 self.done = True
@@ -498,6 +502,12 @@ class Station:
         """Send an arbitrary message; answers to it go to :attr:`raw_inbox`."""
         self._now = now
         self.calls.send_raw(data)
+
+    def reconnect(self, now: float) -> None:
+        """Close the connection gracefully and open a new one at once (registration and
+        queued transaction messages are kept), e.g. to present a new certificate."""
+        self._now = now
+        self.connection.reconnect()
 
     def connect_now(self, now: float) -> None:
         """Ask the shell to connect as soon as possible."""
@@ -624,6 +634,10 @@ class Station:
         """Close the connection (``mode``) and come back up."""
         self.faults.reboot(now, mode)
 
+    def use_new_certificate(self) -> None:
+        """Ask the shell to present the new certificate (see :meth:`reconnect`)."""
+        self.connection.new_certificate = True
+
     def security_event(self, kind: str, now: float, tech_info: str = "") -> None:
         """SecurityEventNotification."""
         self.security.send_event(kind, now, tech_info)
@@ -686,6 +700,7 @@ class Station:
     want_connected = _Forwarded[bool]("connection", "want_connected")
     close_request = _Forwarded[CloseMode | None]("connection", "close_request")
     ping_requested = _Forwarded[bool]("connection", "ping_requested")
+    new_certificate = _Forwarded[bool]("connection", "new_certificate")
     online = _Forwarded[bool]("connection", "online")
     powered = _Forwarded[bool]("connection", "powered")
     calls_drained = _Forwarded[bool]("calls", "drained")

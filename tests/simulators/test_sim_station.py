@@ -10,7 +10,7 @@ import pytest
 from simulators.clock import iso
 from simulators.ocppj import ErrorCode, validate_response
 from simulators.scenario import FaultKind, PlannedFault
-from simulators.station import ConnectorStatus, EvSpec, Registration, StopReason
+from simulators.station import CloseMode, ConnectorStatus, EvSpec, Registration, StopReason
 from simulators.testing import SIM_EPOCH, Bench, make_station
 
 EV = EvSpec(capacity_wh=60_000.0, max_power_w=11_000.0, soc_start=0.2, soc_target=1.0)
@@ -92,6 +92,23 @@ def test_reconnect_does_not_boot_again(bench: Bench) -> None:
     assert bench.station.connected
     assert "BootNotification" not in bench.actions(start)
     assert bench.station.stats.connects == 2
+
+
+def test_reconnect_on_request_reopens_at_once_without_boot() -> None:
+    """reconnect() closes gracefully and reopens at once, even without auto reconnect;
+    no new BootNotification, and queued transaction messages go out on the new connection."""
+    bench = Bench(make_station(auto_reconnect=False)).start()
+    bench.silent.add("StartTransaction")
+    plug(bench, 1, authorize=False)
+    start = len(bench.calls)
+    bench.station.reconnect(bench.now)
+    assert bench.station.close_request is CloseMode.GRACEFUL
+    bench.silent.clear()
+    bench.pump()
+    assert bench.station.connected
+    assert bench.station.stats.connects == 2
+    assert bench.actions(start) == ["StartTransaction", "StatusNotification"]
+    assert bench.statuses(1)[-1] == "Charging"  # reported again, as after any reconnect
 
 
 def test_reconnect_reports_only_statuses_that_changed(bench: Bench) -> None:
