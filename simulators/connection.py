@@ -33,7 +33,14 @@ class Connection:
         self.reconnect_requested = False  # open a new connection as soon as this one closes
         self.offline_until = 0.0  # a scenario network outage: no attempts before then
         self.powered = True
-        self.failed_attempts = 0
+        self.failed_attempts = 0  # since the last success: paces the backoff
+        self.times_opened = 0
+        self.times_failed = 0
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether every attempt to connect failed, and there was one."""
+        return self.times_failed > 0 and self.times_opened == 0
 
     @property
     def online(self) -> bool:
@@ -73,10 +80,12 @@ class Connection:
         self.connected = True
         self.close_request = None
         self.failed_attempts = 0
+        self.times_opened += 1
 
     def attempt_failed(self, now: float) -> None:
         """A connection attempt failed: back off further."""
         self.failed_attempts += 1
+        self.times_failed += 1
         self.retry_later(now)
 
     def closed(self) -> None:

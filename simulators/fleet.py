@@ -364,6 +364,8 @@ class Fleet:
         end = self.end_snapshot
         counters = stats.as_dict()
         messages = stats.messages_sent + stats.messages_received
+        # A charger that never got a connection did not take part: the run failed.
+        unreachable = sum(1 for charger in self.chargers if charger.core.unreachable)
         return {
             "scenario": self.scenario.name,
             "url": self.url,
@@ -383,8 +385,9 @@ class Fleet:
             "callerrors_received": stats.callerrors_received,
             "protocol_errors": stats.protocol_errors,
             "timeouts": stats.timeouts,
+            "unreachable": unreachable,
             "latency_ms": counters["latency_ms"],
             "counters": {k: v for k, v in counters.items() if k not in ("latency_ms", "errors")},
             "errors": counters["errors"],
-            "ok": not stats.failed,
+            "ok": not stats.failed and not unreachable,
         }

@@ -703,6 +703,7 @@ class Station:
     new_certificate = _Forwarded[bool]("connection", "new_certificate")
     online = _Forwarded[bool]("connection", "online")
     powered = _Forwarded[bool]("connection", "powered")
+    unreachable = _Forwarded[bool]("connection", "unreachable")
     calls_drained = _Forwarded[bool]("calls", "drained")
     raw_inbox = _Forwarded[deque[bytes]]("calls", "raw_inbox")
     registration = _Forwarded[Registration]("boot", "registration")
