@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if not summary["ok"]:
         progress.message(
             f"csms-sim: FAILED: {summary['protocol_errors']} protocol error(s), "
-            f"{summary['callerrors_received']} CALLERROR(s), {summary['timeouts']} timeout(s)"
+            f"{summary['callerrors_received']} CALLERROR(s), {summary['timeouts']} timeout(s), "
+            f"{summary['unreachable']} charger(s) never connected"
         )
     return 0 if summary["ok"] else 1
 

@@ -13,8 +13,10 @@ import asyncio
 import base64
 import re
 import ssl as ssl_module
+import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +42,7 @@ from .station import (
 )
 from .stats import Stats
 
-__all__ = ["Charger", "basic_auth_header", "make_ssl_context"]
+__all__ = ["Charger", "basic_auth_header", "make_ssl_context", "with_client_certificate"]
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 
@@ -68,6 +70,33 @@ def make_ssl_context(
     context = ssl_module.create_default_context(cafile=ca_file)
     if cert_file:
         context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def with_client_certificate(
+    base: ssl_module.SSLContext, chain_pem: str, key_pem: str
+) -> ssl_module.SSLContext:
+    """A client TLS context that trusts what ``base`` trusts and presents another certificate.
+
+    A fresh context rather than ``base`` changed: chargers of a fleet share theirs.
+    """
+    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_CLIENT)
+    authorities = base.get_ca_certs(binary_form=True)
+    if authorities:
+        for der in authorities:
+            context.load_verify_locations(cadata=der)
+    else:  # the system store, which base loaded without listing it
+        context.load_default_certs()
+    context.check_hostname = base.check_hostname
+    context.verify_mode = base.verify_mode
+    context.minimum_version = base.minimum_version
+    context.maximum_version = base.maximum_version
+    # ssl loads certificates and keys from files only: a private directory, gone at once.
+    with tempfile.TemporaryDirectory(prefix="csms-sim-") as directory:
+        chain_file, key_file = Path(directory, "chain.pem"), Path(directory, "key.pem")
+        chain_file.write_text(chain_pem)
+        key_file.write_text(key_pem)
+        context.load_cert_chain(chain_file, key_file)
     return context
 
 
@@ -305,6 +334,9 @@ class Charger:
                     except ConnectionClosed:
                         self._lost()
                         continue
+                if core.new_certificate:
+                    core.new_certificate = False
+                    self._present_new_certificate(loop.time())
                 if core.close_request is not None:
                     await self._close_ws(ws, core.close_request)
                     continue
@@ -386,6 +418,19 @@ class Charger:
         for waiter in self._take_connect_waiters():
             waiter.set_result(None)
         self._changed()
+
+    def _present_new_certificate(self, now: float) -> None:
+        """SecWP A02: reconnect with the certificate the central system just signed.
+
+        Only a TLS connection presents one; without TLS the new certificate is kept for
+        when the charger is moved to security profile 3.
+        """
+        keys = self.core.keys
+        chain_pem, key_pem = keys.chain_pem, keys.key_pem()
+        if self._ssl is None or chain_pem is None or key_pem is None:
+            return
+        self._ssl = with_client_certificate(self._ssl, chain_pem, key_pem)
+        self.core.reconnect(now)
 
     def _take_connect_waiters(self) -> list[asyncio.Future[None]]:
         waiters, self._connect_waiters = self._connect_waiters, []
@@ -524,10 +569,10 @@ class Charger:
         core = self.core
 
         def done(result: dict[str, Any] | None, error: CallError | None) -> None:
-            core._on_boot(result, error)
+            core.boot.answered(result, error)
             resolve(result, error)
 
-        core.call("BootNotification", core.info.boot_payload(core.firmware), done, self._now())
+        core.call("BootNotification", core.boot.payload(), done, self._now())
         self._poke()
         async with asyncio.timeout(timeout):
             result: dict[str, Any] = await future

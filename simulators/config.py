@@ -1,17 +1,19 @@
-"""The charger's configuration key store (OCPP 1.6 §9), pure and synchronous."""
+"""The charger's configuration key store (OCPP 1.6 §9), pure and synchronous, and the
+GetConfiguration and ChangeConfiguration commands on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "MEASURANDS",
     "STANDARD_KEYS",
     "ConfigStatus",
     "ConfigStore",
+    "ConfigurationCommands",
     "KeySpec",
     "KeyType",
 ]
@@ -262,3 +264,36 @@ class ConfigStore:
         if unknown:
             result["unknownKey"] = unknown
         return result
+
+
+class ConfigurationCommands:
+    """GetConfiguration and ChangeConfiguration; a changed key is passed on to whoever
+    paces something by it, so a new interval takes effect at once."""
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        after_reply: Callable[[Callable[[float], None]], None],
+    ) -> None:
+        """``after_reply`` defers work until the answer is sent (the changes' CALLs follow it)."""
+        self._store = store
+        self._after_reply = after_reply
+        self._watchers: dict[str, Callable[[float], None]] = {}
+
+    def watch(self, key: str, changed: Callable[[float], None]) -> None:
+        """Call ``changed(now)`` after each accepted change of ``key``."""
+        self._watchers[key] = changed
+
+    def get_configuration(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """GetConfiguration: the keys asked for (all when none), unknown ones apart."""
+        return self._store.report(payload.get("key"))
+
+    def change_configuration(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """ChangeConfiguration."""
+        key = payload["key"]
+        status = self._store.change(key, payload["value"])
+        changed = self._watchers.get(key)
+        if changed is not None and status in (ConfigStatus.ACCEPTED, ConfigStatus.REBOOT_REQUIRED):
+            self._after_reply(changed)
+        return {"status": status.value}

@@ -288,10 +288,11 @@ class Fleet:
             span = self.scenario.duration
         if run_seconds is not None:
             span = run_seconds * self.speed if span is None else min(span, run_seconds * self.speed)
-        sim0 = time.time()
+        wall0 = time.time()
+        sim0 = wall0
         if self.speed > 1.0 and span is not None:
             sim0 -= span - span / self.speed
-        return Clock(speed=self.speed, real0=loop_time, sim0=sim0)
+        return Clock(speed=self.speed, real0=loop_time, sim0=sim0, wall0=wall0)
 
     async def run(
         self,
@@ -363,6 +364,8 @@ class Fleet:
         end = self.end_snapshot
         counters = stats.as_dict()
         messages = stats.messages_sent + stats.messages_received
+        # A charger that never got a connection did not take part: the run failed.
+        unreachable = sum(1 for charger in self.chargers if charger.core.unreachable)
         return {
             "scenario": self.scenario.name,
             "url": self.url,
@@ -382,8 +385,9 @@ class Fleet:
             "callerrors_received": stats.callerrors_received,
             "protocol_errors": stats.protocol_errors,
             "timeouts": stats.timeouts,
+            "unreachable": unreachable,
             "latency_ms": counters["latency_ms"],
             "counters": {k: v for k, v in counters.items() if k not in ("latency_ms", "errors")},
             "errors": counters["errors"],
-            "ok": not stats.failed,
+            "ok": not stats.failed and not unreachable,
         }

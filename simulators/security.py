@@ -1,7 +1,10 @@
-"""The charger's side of the OCPP 1.6 Security Whitepaper (edition 3): keys, CSRs, certificates.
+"""The charger's side of the OCPP 1.6 Security Whitepaper (edition 3): keys, CSRs,
+certificates, and the certificate and security-event actions.
 
-Pure and synchronous like :mod:`simulators.station`: PEM text and times in, PEM text,
-hash data and verdicts out. The station decides when to send what.
+:class:`CertificateStore` and :class:`ChargerKeys` are pure and synchronous: PEM text and
+times in, PEM text, hash data and verdicts out. :class:`SecurityActions` puts them behind
+the central system's commands and decides when to send what. (Signed firmware and log
+uploads are in :mod:`simulators.firmware`.)
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -20,11 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from .ocppj import CallError
+from .services import Services
+
 __all__ = [
     "CertificateStore",
     "CertificateUse",
     "ChargerKeys",
     "InstalledCertificate",
+    "SecurityActions",
+    "SecurityServices",
     "is_base64_signature",
     "is_pem_certificate",
 ]
@@ -270,3 +278,90 @@ def is_base64_signature(text: str) -> bool:
         return bool(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):
         return False
+
+
+# ---------------------------------------------------------------- the charger's actions
+
+
+class SecurityServices(Services, Protocol):
+    """What the security actions need besides the common services."""
+
+    def use_new_certificate(self) -> None:
+        """Present the charger's new certificate from now on (reconnecting to do so)."""
+        ...
+
+
+class SecurityActions:
+    """Certificates and security events of one charger (SecWP A02-A04, M03-M05)."""
+
+    def __init__(
+        self,
+        services: SecurityServices,
+        *,
+        keys: ChargerKeys,
+        certificates: CertificateStore,
+    ) -> None:
+        self._services = services
+        self.keys = keys
+        self.certificates = certificates
+
+    def send_event(self, kind: str, now: float, tech_info: str = "") -> None:
+        """SecurityEventNotification, queued with guaranteed delivery (SecWP A04.FR.02)."""
+        services = self._services
+        payload: dict[str, Any] = {"type": kind, "timestamp": services.clock.stamp(now)}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        services.send_call("SecurityEventNotification", payload, transactional=True)
+
+    def request_certificate(self, now: float) -> None:
+        """SignCertificate with a CSR for a new key pair (SecWP A02.FR.02/03)."""
+        services = self._services
+        csr = self.keys.new_csr(
+            common_name=services.identity, organization=services.config.get("CpoName")
+        )
+
+        def answered(result: dict[str, Any] | None, error: CallError | None) -> None:
+            if result is None or result.get("status") != "Accepted":
+                services.stats.note(services.identity, "SignCertificate was not accepted")
+
+        services.send_call("SignCertificate", {"csr": csr}, answered)
+
+    # -- handlers
+
+    def certificate_signed(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """CertificateSigned: keep the certificate if it is ours and valid (A02.FR.06)."""
+        services = self._services
+        chain = payload["certificateChain"]
+        if len(chain) > services.config.get_int("CertificateSignedMaxChainSize"):
+            problem: str | None = "certificate chain longer than CertificateSignedMaxChainSize"
+        else:
+            problem = self.keys.accept(
+                chain,
+                now=datetime.fromtimestamp(services.clock.wall(now), UTC),
+                common_name=services.identity,
+                roots=self.certificates.roots(CertificateUse.CENTRAL_SYSTEM_ROOT),
+            )
+        if problem is not None:
+            # SecWP A02.FR.07: discard it and report InvalidChargePointCertificate.
+            services.stats.note(services.identity, f"CertificateSigned rejected: {problem}")
+            services.after_reply(
+                lambda later: self.send_event("InvalidChargePointCertificate", later, problem)
+            )
+            return {"status": "Rejected"}
+        # SecWP A02: the charger then uses its new certificate; it reconnects to present it
+        # (after this answer is out).
+        services.after_reply(lambda _later: services.use_new_certificate())
+        return {"status": "Accepted"}
+
+    def install_certificate(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """InstallCertificate (M05)."""
+        use = CertificateUse(payload["certificateType"])
+        return {"status": self.certificates.install(use, payload["certificate"])}
+
+    def delete_certificate(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """DeleteCertificate (M04)."""
+        return {"status": self.certificates.delete(payload["certificateHashData"])}
+
+    def get_installed_certificate_ids(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """GetInstalledCertificateIds (M03)."""
+        return self.certificates.ids(CertificateUse(payload["certificateType"]))

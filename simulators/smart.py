@@ -1,7 +1,9 @@
-"""Smart charging (OCPP 1.6 §3.13): stored charging profiles, stacking, composite schedules.
+"""Smart charging (OCPP 1.6 §3.13): stored charging profiles, stacking, composite schedules,
+and the charger's Set/ClearChargingProfile and GetCompositeSchedule.
 
-Pure and synchronous. Times are POSIX seconds on the simulated clock (floats); limits are
-evaluated in watts using the charger's nominal voltage and phase count.
+The profile store is pure and synchronous. Times are POSIX seconds on the simulated clock
+(floats); limits are evaluated in watts using the charger's nominal voltage and phase
+count. :class:`SmartCharging` puts it behind the central system's commands.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .clock import iso
+from .model import Connector, SessionState
+from .services import Services
+
 __all__ = [
     "ChargingProfile",
     "ProfileKind",
@@ -23,6 +29,7 @@ __all__ = [
     "RateUnit",
     "Recurrency",
     "SchedulePeriod",
+    "SmartCharging",
     "parse_time",
 ]
 
@@ -106,24 +113,43 @@ class ChargingProfile:
     installed_at: float = 0.0
 
     @classmethod
-    def from_ocpp(cls, connector_id: int, data: dict[str, Any], now: float) -> ChargingProfile:
-        """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable."""
+    def from_ocpp(
+        cls,
+        connector_id: int,
+        data: dict[str, Any],
+        now: float,
+        to_sim: Callable[[float], float] | None = None,
+    ) -> ChargingProfile:
+        """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable.
+
+        ``to_sim`` maps the absolute times in it (validFrom, validTo, startSchedule: wall-clock
+        times) onto the simulated clock; by default they are taken as they are.
+        """
+
+        def when(text: str) -> float:
+            moment = parse_time(text)
+            return moment if to_sim is None else to_sim(moment)
+
         schedule = data["chargingSchedule"]
         periods = tuple(
             sorted(
                 (
-                    SchedulePeriod(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
-                    for p in schedule["chargingSchedulePeriod"]
+                    SchedulePeriod(
+                        int(period["startPeriod"]),
+                        float(period["limit"]),
+                        period.get("numberPhases"),
+                    )
+                    for period in schedule["chargingSchedulePeriod"]
                 ),
-                key=lambda p: p.start,
+                key=lambda period: period.start,
             )
         )
         if not periods:
             raise ValueError("no chargingSchedulePeriod")
-        starts = [p.start for p in periods]
+        starts = [period.start for period in periods]
         if len(set(starts)) != len(starts) or starts[0] < 0:
             raise ValueError("startPeriod values must be distinct and non-negative")
-        if any(p.limit < 0 for p in periods):
+        if any(period.limit < 0 for period in periods):
             raise ValueError("negative limit")
         kind = ProfileKind(data["chargingProfileKind"])
         recurrency = Recurrency(data["recurrencyKind"]) if "recurrencyKind" in data else None
@@ -142,24 +168,22 @@ class ChargingProfile:
             periods=periods,
             recurrency=recurrency,
             transaction_id=data.get("transactionId"),
-            valid_from=parse_time(data["validFrom"]) if "validFrom" in data else None,
-            valid_to=parse_time(data["validTo"]) if "validTo" in data else None,
-            start_schedule=(
-                parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
-            ),
+            valid_from=when(data["validFrom"]) if "validFrom" in data else None,
+            valid_to=when(data["validTo"]) if "validTo" in data else None,
+            start_schedule=when(schedule["startSchedule"]) if "startSchedule" in schedule else None,
             duration=float(duration) if duration is not None else None,
             installed_at=now,
         )
 
     def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
         """The period in force at ``t`` (None if none) and the next time that may change."""
-        nxt = INF
+        next_change = INF
         if self.valid_from is not None and t < self.valid_from:
             return None, self.valid_from
         if self.valid_to is not None:
             if t >= self.valid_to:
                 return None, INF
-            nxt = self.valid_to
+            next_change = self.valid_to
         if self.kind is ProfileKind.RELATIVE:
             start = tx_start if tx_start is not None else t
         elif self.kind is ProfileKind.ABSOLUTE:
@@ -168,21 +192,21 @@ class ChargingProfile:
             base = self._anchor()
             cycle = DAY if self.recurrency is Recurrency.DAILY else WEEK
             start = base + math.floor((t - base) / cycle) * cycle
-            nxt = min(nxt, start + cycle)
+            next_change = min(next_change, start + cycle)
         offset = t - start
         if offset < 0:
-            return None, min(nxt, start)
+            return None, min(next_change, start)
         if self.duration is not None:
             if offset >= self.duration:
-                return None, nxt
-            nxt = min(nxt, start + self.duration)
-        starts = [p.start for p in self.periods]
+                return None, next_change
+            next_change = min(next_change, start + self.duration)
+        starts = [period.start for period in self.periods]
         index = bisect_right(starts, offset) - 1
         if index < 0:
-            return None, min(nxt, start + starts[0])
+            return None, min(next_change, start + starts[0])
         if index + 1 < len(starts):
-            nxt = min(nxt, start + starts[index + 1])
-        return self.periods[index], nxt
+            next_change = min(next_change, start + starts[index + 1])
+        return self.periods[index], next_change
 
     def _anchor(self) -> float:
         if self.start_schedule is not None:
@@ -231,16 +255,19 @@ class ProfileStore:
         data: dict[str, Any],
         now: float,
         active_transaction: int | bool | None = None,
+        *,
+        to_sim: Callable[[float], float] | None = None,
     ) -> ProfileStatus:
         """Apply a SetChargingProfile.req.
 
         ``active_transaction`` is the transaction id running on the connector, ``True``
-        for one whose id is not known yet, or None when the connector has none.
+        for one whose id is not known yet, or None when the connector has none. ``to_sim``
+        maps the profile's absolute times onto the simulated clock.
         """
         if not 0 <= connector_id <= self.connectors:
             return ProfileStatus.REJECTED
         try:
-            profile = ChargingProfile.from_ocpp(connector_id, data, now)
+            profile = ChargingProfile.from_ocpp(connector_id, data, now, to_sim)
         except (ValueError, KeyError, TypeError):
             return ProfileStatus.REJECTED
         if not 0 <= profile.stack_level <= self.max_stack:
@@ -260,9 +287,9 @@ class ProfileStore:
                 return ProfileStatus.REJECTED
         # Same id, or same connector + purpose + stack level: the new one replaces the old.
         replaced = [
-            pid
-            for pid, old in self.profiles.items()
-            if pid == profile.profile_id
+            installed_id
+            for installed_id, old in self.profiles.items()
+            if installed_id == profile.profile_id
             or (
                 old.connector_id == connector_id
                 and old.purpose is profile.purpose
@@ -271,8 +298,8 @@ class ProfileStore:
         ]
         if len(self.profiles) - len(replaced) >= self.max_profiles:
             return ProfileStatus.REJECTED
-        for pid in replaced:
-            del self.profiles[pid]
+        for installed_id in replaced:
+            del self.profiles[installed_id]
         self.profiles[profile.profile_id] = profile
         return ProfileStatus.ACCEPTED
 
@@ -291,24 +318,24 @@ class ProfileStore:
             doomed = [profile_id] if profile_id in self.profiles else []
         else:
             doomed = [
-                pid
-                for pid, p in self.profiles.items()
-                if (connector_id is None or p.connector_id == connector_id)
-                and (purpose is None or p.purpose.value == purpose)
-                and (stack_level is None or p.stack_level == stack_level)
+                installed_id
+                for installed_id, installed in self.profiles.items()
+                if (connector_id is None or installed.connector_id == connector_id)
+                and (purpose is None or installed.purpose.value == purpose)
+                and (stack_level is None or installed.stack_level == stack_level)
             ]
-        for pid in doomed:
-            del self.profiles[pid]
+        for installed_id in doomed:
+            del self.profiles[installed_id]
         return bool(doomed)
 
     def end_transaction(self, connector_id: int) -> None:
         """Drop the TxProfiles of a connector whose transaction ended."""
-        for pid in [
-            pid
-            for pid, p in self.profiles.items()
-            if p.connector_id == connector_id and p.purpose is ProfilePurpose.TX
+        for installed_id in [
+            installed_id
+            for installed_id, installed in self.profiles.items()
+            if installed.connector_id == connector_id and installed.purpose is ProfilePurpose.TX
         ]:
-            del self.profiles[pid]
+            del self.profiles[installed_id]
 
     def to_watts(self, period: SchedulePeriod, unit: RateUnit) -> float:
         """A period's limit in watts."""
@@ -321,14 +348,14 @@ class ProfileStore:
         self, candidates: list[ChargingProfile], t: float, tx_start: float | None
     ) -> tuple[float | None, float]:
         """Highest stack level in force among ``candidates``: limit in W and next change."""
-        nxt = INF
+        next_change = INF
         best: tuple[int, float] | None = None
         for profile in candidates:
             period, change = profile.period_at(t, tx_start)
-            nxt = min(nxt, change)
+            next_change = min(next_change, change)
             if period is not None and (best is None or profile.stack_level > best[0]):
                 best = (profile.stack_level, self.to_watts(period, profile.unit))
-        return (best[1] if best else None), nxt
+        return (best[1] if best else None), next_change
 
     def limit_w(
         self, connector_id: int, t: float, tx_start: float | None, in_transaction: bool
@@ -345,14 +372,14 @@ class ProfileStore:
         if not self.profiles:
             return hardware, INF
         by_purpose: dict[tuple[int, ProfilePurpose], list[ChargingProfile]] = {}
-        for p in self.profiles.values():
-            by_purpose.setdefault((p.connector_id, p.purpose), []).append(p)
-        cp_max, nxt = self._best(
+        for installed in self.profiles.values():
+            by_purpose.setdefault((installed.connector_id, installed.purpose), []).append(installed)
+        charger_max, next_change = self._best(
             by_purpose.get((0, ProfilePurpose.CHARGE_POINT_MAX), []), t, tx_start
         )
-        limit = hardware if cp_max is None else min(hardware, cp_max)
+        limit = hardware if charger_max is None else min(hardware, charger_max)
         if connector_id == 0:
-            return limit, nxt
+            return limit, next_change
         tx_limit: float | None = None
         groups: list[list[ChargingProfile]] = []
         if in_transaction:
@@ -361,12 +388,12 @@ class ProfileStore:
         groups.append(by_purpose.get((0, ProfilePurpose.TX_DEFAULT), []))
         for group in groups:
             value, change = self._best(group, t, tx_start)
-            nxt = min(nxt, change)
+            next_change = min(next_change, change)
             if tx_limit is None and value is not None:
                 tx_limit = value
         if tx_limit is not None:
             limit = min(limit, tx_limit)
-        return limit, nxt
+        return limit, next_change
 
     def composite(
         self,
@@ -406,7 +433,7 @@ def composite_schedule(
     for _ in range(10_000):
         if t >= end:
             break
-        watts, nxt = limit_at(t)
+        watts, next_change = limit_at(t)
         value = convert(watts)
         offset = round(t - start)
         if periods and periods[-1][0] == offset:
@@ -415,5 +442,96 @@ def composite_schedule(
             periods.append((offset, value))
         if len(periods) >= 2 and periods[-1][1] == periods[-2][1]:
             periods.pop()
-        t = max(nxt, t + 1e-6)
+        t = max(next_change, t + 1e-6)
     return periods
+
+
+# ---------------------------------------------------------------- the charger's commands
+
+
+class SmartCharging:
+    """SetChargingProfile, ClearChargingProfile and GetCompositeSchedule on one charger."""
+
+    def __init__(
+        self,
+        services: Services,
+        connectors: list[Connector],
+        profiles: ProfileStore,
+        *,
+        transaction_on: Callable[[int], int | bool | None],
+        settle_energy: Callable[[float], None],
+        apply_limits: Callable[[float], None],
+    ) -> None:
+        """
+        Args:
+            transaction_on: the running transaction's id on a connector (True: not known
+                yet, None: no transaction), which a TxProfile must name.
+            settle_energy: bring every session's energy up to now, before limits change.
+            apply_limits: the limits changed: adjust the sessions' power and statuses.
+        """
+        self._services = services
+        self._connectors = connectors
+        self._profiles = profiles
+        self._transaction_on = transaction_on
+        self._settle_energy = settle_energy
+        self._apply_limits = apply_limits
+
+    def set_charging_profile(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """SetChargingProfile."""
+        connector_id = payload["connectorId"]
+        self._settle_energy(now)
+        status = self._profiles.install(
+            connector_id,
+            payload["csChargingProfiles"],
+            self._services.clock.sim(now),
+            self._transaction_on(connector_id),
+            to_sim=self._services.clock.sim_at_wall,
+        )
+        if status is ProfileStatus.ACCEPTED:
+            self._services.after_reply(self._apply_limits)
+        return {"status": status.value}
+
+    def clear_charging_profile(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """ClearChargingProfile: by id, or by connector, purpose and stack level."""
+        self._settle_energy(now)
+        removed = self._profiles.clear(
+            payload.get("id"),
+            payload.get("connectorId"),
+            payload.get("chargingProfilePurpose"),
+            payload.get("stackLevel"),
+        )
+        if removed:
+            self._services.after_reply(self._apply_limits)
+        return {"status": "Accepted" if removed else "Unknown"}
+
+    def get_composite_schedule(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """GetCompositeSchedule, starting now."""
+        connector_id = payload["connectorId"]
+        if not 0 <= connector_id < len(self._connectors):
+            return {"status": "Rejected"}
+        unit = RateUnit(payload.get("chargingRateUnit", "W"))
+        start = self._services.clock.sim(now)
+        session = self._connectors[connector_id].session if connector_id else None
+        running = session is not None and session.state is SessionState.CHARGING
+        periods = self._profiles.composite(
+            connector_id,
+            start,
+            payload["duration"],
+            unit,
+            session.started_at if session is not None and running else None,
+            running,
+        )
+        stamp = iso(start)
+        return {
+            "status": "Accepted",
+            "connectorId": connector_id,
+            "scheduleStart": stamp,
+            "chargingSchedule": {
+                "duration": payload["duration"],
+                "startSchedule": stamp,
+                "chargingRateUnit": unit.value,
+                "chargingSchedulePeriod": [
+                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
+                ],
+            },
+        }

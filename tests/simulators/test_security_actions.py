@@ -61,8 +61,10 @@ def test_sign_charge_point_certificate_flow(root: Issued) -> None:
     assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "BENCH-1"
     assert csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == CPO
     leaf = sign_csr(root, bench.sent("SignCertificate")[-1]["csr"], not_before=SIM_START)
+    assert not bench.station.new_certificate
     answer = answer_ok(bench, "CertificateSigned", {"certificateChain": pem(leaf)})
     assert answer == {"status": "Accepted"}
+    assert bench.station.new_certificate  # the shell reconnects with it (A02)
     keys = bench.station.keys
     assert keys.certificate == leaf
     key_pem = keys.key_pem()

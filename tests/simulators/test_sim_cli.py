@@ -7,6 +7,7 @@ import io
 import json
 import resource
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,37 @@ async def test_exit_status_1_on_protocol_errors(tmp_path: Path) -> None:
     summary = json.loads(out)
     assert summary["callerrors_received"] >= 1
     assert summary["ok"] is False
+
+
+async def test_exit_status_1_when_every_connection_is_refused(tmp_path: Path) -> None:
+    """A run whose chargers never get a connection fails: ok false, exit status 1."""
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    idle = tmp_path / "idle.toml"
+    idle.write_text('name = "idle-now"\n[connect]\nspread = "0s"\n')
+    process = await asyncio.create_subprocess_exec(
+        str(CSMS_SIM),
+        "run",
+        "--url",
+        f"ws://127.0.0.1:{port}/ocpp",
+        "--scenario",
+        str(idle),
+        "--chargers",
+        "2",
+        "--duration",
+        "1.5s",
+        "--progress",
+        "off",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await process.communicate()
+    assert process.returncode == 1, err.decode()
+    summary = json.loads(out)
+    assert summary["counters"]["connects"] == 0
+    assert summary["counters"]["connect_failures"] >= 2
+    assert summary["unreachable"] == 2
+    assert summary["ok"] is False
+    assert any("connect failed" in error for error in summary["errors"])

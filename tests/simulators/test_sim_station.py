@@ -1,4 +1,5 @@
-"""The charger state machine on a bench: protocol rules, queueing, and every CS->CP action."""
+"""The charger state machine on a bench: protocol rules, queueing, and CS->CP actions
+(those about sessions are in test_sim_sessions.py)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,11 @@ import orjson
 import pytest
 
 from simulators.clock import iso
-from simulators.ocppj import ErrorCode, validate_response
+from simulators.ocppj import ErrorCode
 from simulators.scenario import FaultKind, PlannedFault
-from simulators.station import ConnectorStatus, EvSpec, Registration, StopReason
+from simulators.station import CloseMode, EvSpec, Registration, StopReason
 from simulators.testing import SIM_EPOCH, Bench, make_station
-
-EV = EvSpec(capacity_wh=60_000.0, max_power_w=11_000.0, soc_start=0.2, soc_target=1.0)
-
-
-def plug(bench: Bench, connector: int = 1, tag: str = "TAG1", **kwargs: Any) -> None:
-    """Plug an EV in and let the session start."""
-    kwargs.setdefault("ev", EV)
-    assert bench.station.plug_in(connector, tag, bench.now, **kwargs)
-    bench.pump()
-
-
-def answer_ok(bench: Bench, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Send a CALL, check the answer is a schema-valid CALLRESULT and return its payload."""
-    frame = bench.send(action, payload)
-    assert frame[0] == 3, frame
-    assert validate_response(action, frame[2]) is None, frame
-    result: dict[str, Any] = frame[2]
-    return result
-
+from tests.simulators.helpers import EV, answer_ok, plug
 
 # --- boot, heartbeat, registration ------------------------------------------------------
 
@@ -94,6 +77,23 @@ def test_reconnect_does_not_boot_again(bench: Bench) -> None:
     assert bench.station.stats.connects == 2
 
 
+def test_reconnect_on_request_reopens_at_once_without_boot() -> None:
+    """reconnect() closes gracefully and reopens at once, even without auto reconnect;
+    no new BootNotification, and queued transaction messages go out on the new connection."""
+    bench = Bench(make_station(auto_reconnect=False)).start()
+    bench.silent.add("StartTransaction")
+    plug(bench, 1, authorize=False)
+    start = len(bench.calls)
+    bench.station.reconnect(bench.now)
+    assert bench.station.close_request is CloseMode.GRACEFUL
+    bench.silent.clear()
+    bench.pump()
+    assert bench.station.connected
+    assert bench.station.stats.connects == 2
+    assert bench.actions(start) == ["StartTransaction", "StatusNotification"]
+    assert bench.statuses(1)[-1] == "Charging"  # reported again, as after any reconnect
+
+
 def test_reconnect_reports_only_statuses_that_changed(bench: Bench) -> None:
     """Statuses that changed while offline are reported after reconnecting, the others not."""
     bench.disconnect()
@@ -114,9 +114,9 @@ def test_reconnect_reports_only_statuses_that_changed(bench: Bench) -> None:
 def test_backoff_is_exponential_with_jitter_and_capped(attempt: int) -> None:
     """Reconnect delays double per failed attempt, with jitter, capped at 30 s by default."""
     station = make_station()
-    station._attempt = attempt
+    station.connection.failed_attempts = attempt
     ceiling = min(30.0, 1.0 * 2**attempt)
-    delays = [station._backoff() for _ in range(200)]
+    delays = [station.connection.backoff() for _ in range(200)]
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert max(delays) - min(delays) > ceiling / 10
 
@@ -323,93 +323,6 @@ def test_non_transaction_call_lost_on_disconnect(bench: Bench) -> None:
 # --- CS -> CP actions ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("authorize_remote", [True, False])
-def test_remote_start_runs_a_real_session(authorize_remote: bool) -> None:
-    """RemoteStart starts a simulated session, Authorizing first when AuthorizeRemoteTxRequests."""
-    bench = Bench(make_station(config={"AuthorizeRemoteTxRequests": authorize_remote})).start()
-    start = len(bench.calls)
-    assert answer_ok(bench, "RemoteStartTransaction", {"idTag": "R1", "connectorId": 2}) == {
-        "status": "Accepted"
-    }
-    bench.advance(61)
-    actions = bench.actions(start)
-    expected = ["StatusNotification", "Authorize", "StartTransaction"]
-    if not authorize_remote:
-        expected.remove("Authorize")
-    assert actions[: len(expected)] == expected
-    assert "MeterValues" in actions
-    assert bench.station.status_of(2) is ConnectorStatus.CHARGING
-
-
-def test_remote_start_rejections(bench: Bench) -> None:
-    """Busy connectors, unknown connectors and non-TxProfile profiles are rejected."""
-    plug(bench, 1)
-    assert (
-        answer_ok(bench, "RemoteStartTransaction", {"idTag": "R", "connectorId": 1})["status"]
-        == "Rejected"
-    )
-    assert (
-        answer_ok(bench, "RemoteStartTransaction", {"idTag": "R", "connectorId": 9})["status"]
-        == "Rejected"
-    )
-    bad = {
-        "idTag": "R",
-        "chargingProfile": {
-            "chargingProfileId": 1,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {
-                "chargingRateUnit": "A",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6}],
-            },
-        },
-    }
-    assert answer_ok(bench, "RemoteStartTransaction", bad)["status"] == "Rejected"
-    assert answer_ok(bench, "RemoteStartTransaction", {"idTag": "R"})["status"] == "Accepted"
-    bench.pump()
-    assert bench.station.session(2) is not None
-
-
-def test_remote_start_with_tx_profile_limits_power(bench: Bench) -> None:
-    """A TxProfile given with RemoteStart caps the power seen in the meter values."""
-    body = {
-        "idTag": "R",
-        "connectorId": 1,
-        "chargingProfile": {
-            "chargingProfileId": 5,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {
-                "chargingRateUnit": "A",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}],
-            },
-        },
-    }
-    assert answer_ok(bench, "RemoteStartTransaction", body)["status"] == "Accepted"
-    bench.advance(61)
-    power = [
-        float(sv["value"])
-        for p in bench.sent("MeterValues")
-        for sv in p["meterValue"][0]["sampledValue"]
-        if sv["measurand"] == "Power.Active.Import"
-    ]
-    assert power == [pytest.approx(6.0 * 230 * 3)]
-
-
-def test_remote_stop(bench: Bench) -> None:
-    """RemoteStop ends the matching transaction with reason Remote; unknown ids are rejected."""
-    plug(bench, 1)
-    tid = bench.station.session(1).transaction_id  # type: ignore[union-attr]
-    assert answer_ok(bench, "RemoteStopTransaction", {"transactionId": 999})["status"] == "Rejected"
-    assert answer_ok(bench, "RemoteStopTransaction", {"transactionId": tid})["status"] == "Accepted"
-    assert bench.sent("StopTransaction")[-1]["reason"] == "Remote"
-    assert bench.statuses(1)[-1] == "Finishing"
-    bench.advance(61)
-    assert bench.statuses(1)[-1] == "Available"
-
-
 def test_soft_reset_stops_sessions_then_reboots(bench: Bench) -> None:
     """Soft reset: StopTransaction (SoftReset) first, then reconnect and BootNotification."""
     plug(bench, 1)
@@ -432,14 +345,6 @@ def test_hard_reset_drops_sessions_and_reports_after_boot(bench: Bench) -> None:
     assert actions[0] == "BootNotification"
     assert actions.index("BootNotification") < actions.index("StopTransaction")
     assert bench.sent("StopTransaction")[-1]["reason"] == "HardReset"
-
-
-def test_unlock_connector(bench: Bench) -> None:
-    """UnlockConnector stops a running transaction (UnlockCommand); bad connectors NotSupported."""
-    plug(bench, 1)
-    assert answer_ok(bench, "UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
-    assert bench.sent("StopTransaction")[-1]["reason"] == "UnlockCommand"
-    assert answer_ok(bench, "UnlockConnector", {"connectorId": 3}) == {"status": "NotSupported"}
 
 
 def test_change_availability(bench: Bench) -> None:
@@ -498,14 +403,6 @@ def test_get_configuration(bench: Bench) -> None:
     }
 
 
-def test_clear_cache_forgets_cached_tags(bench: Bench) -> None:
-    """ClearCache empties the authorization cache filled by Authorize answers."""
-    plug(bench, 1, tag="CACHED")
-    assert "CACHED" in bench.station.auth_cache
-    assert answer_ok(bench, "ClearCache", {}) == {"status": "Accepted"}
-    assert bench.station.auth_cache == {}
-
-
 @pytest.mark.parametrize(
     ("message", "connector", "expected"),
     [
@@ -538,51 +435,6 @@ def test_trigger_message_bad_connector(bench: Bench) -> None:
     assert answer_ok(
         bench, "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 7}
     ) == {"status": "Rejected"}
-
-
-def test_reservations(bench: Bench) -> None:
-    """ReserveNow/CancelReservation/expiry drive Reserved; the tag's Start has reservationId."""
-    expiry = iso(SIM_EPOCH + bench.now + 600)
-    reserve = {"connectorId": 1, "expiryDate": expiry, "idTag": "RES", "reservationId": 11}
-    assert answer_ok(bench, "ReserveNow", reserve)["status"] == "Accepted"
-    assert bench.statuses(1)[-1] == "Reserved"
-    assert not bench.station.plug_in(1, "OTHER", bench.now, ev=EV)
-    assert answer_ok(bench, "ReserveNow", {**reserve, "connectorId": 0})["status"] == "Rejected"
-    plug(bench, 1, tag="RES")
-    assert bench.sent("StartTransaction")[-1]["reservationId"] == 11
-    assert answer_ok(bench, "ReserveNow", {**reserve, "reservationId": 12})["status"] == "Occupied"
-    reserve2 = {**reserve, "connectorId": 2, "reservationId": 12}
-    assert answer_ok(bench, "ReserveNow", reserve2)["status"] == "Accepted"
-    assert answer_ok(bench, "CancelReservation", {"reservationId": 12})["status"] == "Accepted"
-    assert answer_ok(bench, "CancelReservation", {"reservationId": 12})["status"] == "Rejected"
-    assert answer_ok(bench, "ReserveNow", reserve2)["status"] == "Accepted"
-    bench.advance(601)
-    assert bench.statuses(2)[-1] == "Available"
-
-
-def test_local_list_and_offline_authorization(bench: Bench) -> None:
-    """SendLocalList stores the list (versions checked); offline, listed tags may charge."""
-    entries = [
-        {"idTag": "GOOD", "idTagInfo": {"status": "Accepted"}},
-        {"idTag": "BAD", "idTagInfo": {"status": "Blocked"}},
-    ]
-    full = {"listVersion": 3, "updateType": "Full", "localAuthorizationList": entries}
-    assert answer_ok(bench, "SendLocalList", full) == {"status": "Accepted"}
-    assert answer_ok(bench, "GetLocalListVersion", {}) == {"listVersion": 3}
-    stale = {"listVersion": 3, "updateType": "Differential", "localAuthorizationList": []}
-    assert answer_ok(bench, "SendLocalList", stale) == {"status": "VersionMismatch"}
-    diff = {
-        "listVersion": 4,
-        "updateType": "Differential",
-        "localAuthorizationList": [{"idTag": "BAD"}],
-    }
-    assert answer_ok(bench, "SendLocalList", diff) == {"status": "Accepted"}
-    assert set(bench.station.local_list) == {"GOOD"}
-    bench.disconnect()
-    plug(bench, 1, tag="GOOD")
-    plug(bench, 2, tag="STRANGER")
-    assert bench.station.session(1).state.value == "charging"  # type: ignore[union-attr]
-    assert bench.station.session(2).state.value == "refused"  # type: ignore[union-attr]
 
 
 def test_update_firmware_notifications_and_reboot(bench: Bench) -> None:

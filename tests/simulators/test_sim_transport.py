@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from cryptography import x509
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 
 from simulators import Charger
 from simulators.charger import basic_auth_header, make_ssl_context
+from tests.pki import Issued, make_ca, make_client_cert, make_server_cert, pem, sign_csr
 
 WAIT = 10.0
 
@@ -117,3 +121,76 @@ async def test_connection_refused_raises_for_scripted_chargers() -> None:
             await cp.connect()
     finally:
         await cp.close()
+
+
+class SigningCentralSystem:
+    """A central system at security profile 3 that has the charger's certificate renewed
+    (SecWP A02) and keeps the certificate each connection presented."""
+
+    def __init__(self, ca: Issued) -> None:
+        self.ca = ca
+        self.presented: list[x509.Certificate] = []
+        self.signed: list[x509.Certificate] = []
+        self.changed = asyncio.Event()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        der = ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        self.presented.append(x509.load_der_x509_certificate(der))
+        self.changed.set()
+        async for message in ws:
+            frame = orjson.loads(message)
+            if frame[0] != 2:
+                continue
+            action, payload = frame[2], frame[3]
+            answer: dict[str, Any] = {"status": "Accepted"}
+            if action == "BootNotification":
+                answer |= {"currentTime": "2026-01-01T00:00:00Z", "interval": 300}
+            elif action == "Heartbeat":
+                answer = {"currentTime": "2026-01-01T00:00:00Z"}
+            await ws.send(orjson.dumps([3, frame[1], answer]).decode())
+            if action == "BootNotification":
+                trigger = {"requestedMessage": "SignChargePointCertificate"}
+                await ws.send(orjson.dumps([2, "t", "ExtendedTriggerMessage", trigger]).decode())
+            elif action == "SignCertificate":
+                self.signed.append(sign_csr(self.ca, payload["csr"]))
+                chain = {"certificateChain": pem(self.signed[-1])}
+                await ws.send(orjson.dumps([2, "s", "CertificateSigned", chain]).decode())
+
+    async def wait_for_connections(self, count: int) -> None:
+        async with asyncio.timeout(WAIT):
+            while len(self.presented) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_reconnects_with_the_certificate_just_signed(tmp_path: Path) -> None:
+    """SecWP A02: after CertificateSigned the charger reconnects, presenting the new certificate."""
+    ca = make_ca(tmp_path, common_name="CPO Root")
+    server_cert = make_server_cert(ca, tmp_path)
+    first = make_client_cert(ca, tmp_path, common_name="CP-A02")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(server_cert.cert_file, server_cert.key_file)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    server_context.load_verify_locations(ca.cert_file)
+    central = SigningCentralSystem(ca)
+    async with serve(
+        central.handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        ssl=server_context,
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        context = make_ssl_context(str(ca.cert_file), str(first.cert_file), str(first.key_file))
+        async with Charger(
+            url=f"wss://127.0.0.1:{port}/ocpp", identity="CP-A02", ssl=context
+        ) as cp:
+            assert (await cp.boot())["status"] == "Accepted"
+            signed = await cp.next_incoming("CertificateSigned", timeout=WAIT)
+            assert signed.response == {"status": "Accepted"}
+            await central.wait_for_connections(2)
+            await cp.wait_for(lambda: cp.connected, timeout=WAIT)
+            assert "currentTime" in await cp.heartbeat()  # on the new connection
+    assert central.presented == [first.certificate, *central.signed]
+    assert cp.core.keys.certificate == central.signed[0]
+    assert cp.stats.protocol_errors == 0, cp.stats.errors
