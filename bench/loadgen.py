@@ -15,8 +15,8 @@ import contextlib
 import json
 import time
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from processes import (
