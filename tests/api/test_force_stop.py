@@ -61,11 +61,13 @@ async def test_force_stop_publishes_the_end_and_the_late_stop_credits_it(
         # The charger had not stopped: its repeated Start is still the same transaction.
         assert (await charger.call("StartTransaction", start))["transactionId"] == tx
         # Still charging until its own Stop: a reading after the forced end, no session.updated.
-        await charger.call("MeterValues", register(tx, 700, now + timedelta(seconds=1)))
+        # (Minutes ahead of the test's clock: later than the forced end however slow the
+        # run, yet within the 5 minutes before a timestamp is flagged future.)
+        await charger.call("MeterValues", register(tx, 700, now + timedelta(minutes=3)))
         forced_flags = [
             s["flags"] for s in (await api.get(f"/transactions/{tx}/meter-values")).json()["items"]
         ]
-        stop = {"transactionId": tx, "meterStop": 900, "timestamp": z(now + timedelta(seconds=2))}
+        stop = {"transactionId": tx, "meterStop": 900, "timestamp": z(now + timedelta(minutes=4))}
         await charger.call("StopTransaction", stop)
         stopped = await events.until(2, of_type="session.stopped")
         cdrs = await events.until(3, of_type="cdr.created")
