@@ -191,6 +191,7 @@ class Csms:
         try:
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(self.database.writer.run(), name="db-writer")
+                await self._end_lost_connections()
                 relay = tasks.create_task(self.relay.run(), name="outbox-relay")
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
@@ -210,6 +211,13 @@ class Csms:
                 await broker.stop()
             await self.database.dispose()
         log.info("csms_stopped")
+
+    async def _end_lost_connections(self) -> None:
+        # Before accepting connections: a charger shown connected now was connected to a
+        # process that ended without a clean shutdown (docs/events.md, "Offline chargers").
+        lost = await self.services.chargers.end_lost_connections(now=utc_now())
+        if lost:
+            log.warning("lost_connections_ended", chargers=lost)
 
     async def _api_started(self, api: asyncio.Task[None]) -> bool:
         # uvicorn exposes only a `started` flag, no event to wait on.

@@ -35,7 +35,7 @@ from csms.api.schemas import (
     Page,
     TransactionOut,
 )
-from csms.api.views import charge_point_out, id_tag_out, transaction_out
+from csms.api.views import charge_point_out, id_tag_out, meter_value_out, transaction_out
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
@@ -286,20 +286,7 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
                 offset=offset,
             )
         )
-        items = [
-            MeterValueOut(
-                timestamp=row.timestamp,
-                value=row.value,
-                measurand=row.measurand,
-                unit=row.unit,
-                context=row.context,
-                location=row.location,
-                phase=row.phase or None,
-                format=row.format,
-            )
-            for row in rows
-        ]
-        return Page[MeterValueOut](items=items, total=total)
+        return Page[MeterValueOut](items=[meter_value_out(row) for row in rows], total=total)
 
 
 def _health_route(router: APIRouter, ctx: ApiContext) -> None:

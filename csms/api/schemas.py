@@ -252,6 +252,8 @@ class MeterValueOut(CamelModel):
     location: str
     phase: str | None
     format: str
+    # unparsable_timestamp, future_timestamp, unset_timestamp, after_stop (docs/api.md)
+    flags: list[str]
 
 
 class Health(CamelModel):

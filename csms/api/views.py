@@ -4,12 +4,13 @@ from csms.api.schemas import (
     ChargePointOut,
     ConnectorOut,
     IdTagOut,
+    MeterValueOut,
     TransactionOut,
     TransactionStatus,
 )
 from csms.core.ocpi import ocpi_evse_status
-from csms.core.transactions import energy_wh
-from csms.store.tables import ChargePoint, Connector, IdTag, Transaction
+from csms.core.transactions import SAMPLE_AFTER_STOP, energy_wh
+from csms.store.tables import ChargePoint, Connector, IdTag, MeterValue, Transaction
 
 # (vendor, vendorErrorCode) -> what it means
 ErrorTexts = dict[tuple[str, str], str]
@@ -95,4 +96,20 @@ def transaction_out(row: Transaction) -> TransactionOut:
         if row.stop_timestamp is None
         else TransactionStatus.COMPLETED,
         flags=row.flags,
+    )
+
+
+def meter_value_out(row: MeterValue) -> MeterValueOut:
+    """A stored sample; `after_stop` joins its flags when it is later than its stop."""
+    assert row.timestamp is not None
+    return MeterValueOut(
+        timestamp=row.timestamp,
+        value=row.value,
+        measurand=row.measurand,
+        unit=row.unit,
+        context=row.context,
+        location=row.location,
+        phase=row.phase or None,
+        format=row.format,
+        flags=[*row.flags, SAMPLE_AFTER_STOP] if row.after_stop else list(row.flags),
     )

@@ -8,6 +8,11 @@ from datetime import UTC, datetime, timedelta
 # Timestamps more than this far in the future are flagged, never rejected: a charger whose
 # clock is wrong still reports real transactions (docs/ocpp.md, "Transactions").
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# A clock that was never set (no real-time clock, lost after a power cut) reads its epoch,
+# typically 1970 or 2000: nothing OCPP 1.6 carries was sent before this.
+UNSET_BEFORE = datetime(2010, 1, 1, tzinfo=UTC)
+# ...or a default far ahead (2038, 2099): a wrong time zone is hours off, never a year.
+UNSET_AFTER = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -17,11 +22,15 @@ class ParsedTime:
     value: datetime
     unparsable: bool = False
     future: bool = False
+    # The charger's clock is obviously not set (docs/ocpp.md, "Transactions").
+    unset: bool = False
 
     @property
     def flags(self) -> tuple[str, ...]:
-        return (("unparsable_timestamp",) if self.unparsable else ()) + (
-            ("future_timestamp",) if self.future else ()
+        return (
+            (("unparsable_timestamp",) if self.unparsable else ())
+            + (("future_timestamp",) if self.future else ())
+            + (("unset_timestamp",) if self.unset else ())
         )
 
 
@@ -36,7 +45,12 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
     parsed = _parse(text) if isinstance(text, str) else None
     if parsed is None:
         return ParsedTime(value=received, unparsable=True)
-    return ParsedTime(value=parsed, future=parsed - received > FUTURE_TOLERANCE)
+    ahead = parsed - received
+    return ParsedTime(
+        value=parsed,
+        future=ahead > FUTURE_TOLERANCE,
+        unset=parsed < UNSET_BEFORE or ahead > UNSET_AFTER,
+    )
 
 
 def _parse(text: str) -> datetime | None:

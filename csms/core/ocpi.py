@@ -429,6 +429,10 @@ _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 DEFAULT_PERIOD = timedelta(minutes=15)
 """Charging period length. mod_sessions §Session Object: one per minute is "too much" for
 a 3 h AC session, one per 30 min "not enough" for a 30 min DC session."""
+MAX_CHARGING_PERIODS = 672
+"""One week of DEFAULT_PERIOD. A longer session (a transaction forgotten for weeks, then
+forced; a clock set mid-session, from 2000 to today) gets longer periods, whole multiples
+of the length asked for, instead of hundreds of thousands of them in one event."""
 
 
 def round_number(value: Decimal) -> Decimal:
@@ -491,6 +495,12 @@ def _periods_end(facts: SessionFacts) -> datetime | None:
         return max(facts.stop, facts.start)
     times = [s.timestamp for s in facts.samples if s.timestamp >= facts.start]
     return max(times) if times else None
+
+
+def _widened(period: timedelta, *, span: timedelta) -> timedelta:
+    """`period`, or the least multiple of it that cuts `span` into MAX_CHARGING_PERIODS."""
+    multiple = -(-span // (period * MAX_CHARGING_PERIODS))  # ceiling division
+    return period * max(multiple, 1)
 
 
 def _boundaries(start: datetime, end: datetime, period: timedelta) -> list[datetime]:
@@ -601,11 +611,13 @@ def build_charging_periods(
     ``for_cdr`` the Session-only dimensions are left out (SESSION_ONLY_DIMENSIONS).
 
     Status changes are not known here, so no ``PARKING_TIME`` periods are made. An
-    active session with no samples yet has no periods (an empty list).
+    active session with no samples yet has no periods (an empty list). A session longer
+    than MAX_CHARGING_PERIODS periods gets longer ones (see there).
     """
     end = _periods_end(facts)
     if end is None:
         return []
+    period = _widened(period, span=end - facts.start)
     bounds = _boundaries(facts.start, end, period)
     registers = _Registers(facts, end)
     periods: list[dict[str, Any]] = []

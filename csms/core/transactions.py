@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from csms.core.clock import ParsedTime
 from csms.core.meter import Sample
+from csms.core.session import import_register_wh
 
 # OCPP 1.6 errata §3.18: transaction messages for a Start that never got through carry -1.
 UNDELIVERED_TRANSACTION_ID = -1
@@ -27,7 +29,40 @@ class TransactionFlag(StrEnum):
     ORPHAN_STOP = "orphan_stop"
     FORCED_STOP = "forced_stop"
     CDR_CREATED = "cdr_created"
+    # The charger's clock was obviously not set (before 2010 or a year ahead).
+    UNSET_START = "unset_start"
+    UNSET_STOP = "unset_stop"
+    # The first CDR was built from what csms knew (forced or implicitly ended)...
+    CDR_ESTIMATED = "cdr_estimated"
+    # ...and was credited and replaced once the charger's own Stop arrived.
+    CDR_CORRECTED = "cdr_corrected"
 
+
+class SessionEnd(StrEnum):
+    """Who ended a session, as `session.stopped` and `cdr.created` tell consumers."""
+
+    # The charger's own StopTransaction.
+    CHARGER = "charger"
+    # The operator's force stop (POST /transactions/{id}/stop with force).
+    FORCED = "forced"
+    # A new StartTransaction on the same connector while this one was open.
+    IMPLICITLY_ENDED = "implicitly_ended"
+
+
+class CdrStep(StrEnum):
+    """What a transaction that just ended needs in CDRs (docs/events.md, cdr.created)."""
+
+    NONE = "none"
+    # Its one CDR: from the charger's values, or estimated when csms ended it.
+    FIRST = "first"
+    # OCPI 2.2.1 mod_cdrs §Credit CDRs: a credit for the estimated CDR, then a new CDR
+    # with the charger's values.
+    CORRECTION = "correction"
+
+
+# A sample's flag: timestamped after its transaction's stop, so it counts for neither the
+# session's energy nor its CDR (kept in its own column, shown among the sample's flags).
+SAMPLE_AFTER_STOP = "after_stop"
 
 IMPLICIT_END_REASON = "Other"
 # Not an OCPP Reason: the operator ended the transaction in our data, whatever the charger did.
@@ -65,6 +100,8 @@ def start_flags(started: ParsedTime) -> list[TransactionFlag]:
         flags.append(TransactionFlag.UNPARSABLE_START)
     if started.future:
         flags.append(TransactionFlag.FUTURE_START)
+    if started.unset:
+        flags.append(TransactionFlag.UNSET_START)
     return flags
 
 
@@ -77,6 +114,8 @@ def stop_flags(
         flags.append(TransactionFlag.UNPARSABLE_STOP)
     if stopped.future:
         flags.append(TransactionFlag.FUTURE_STOP)
+    if stopped.unset:
+        flags.append(TransactionFlag.UNSET_STOP)
     if meter_stop < meter_start:
         flags.append(TransactionFlag.METER_REGRESSION)
     if started_at is not None and stopped.value < started_at:
@@ -131,17 +170,57 @@ def ends_on_new_start(*, open_started_at: datetime | None, new_start: StartKey) 
     return open_started_at is not None and open_started_at <= new_start.timestamp
 
 
-def cdr_due(
+def session_end(*, charger_stopped: bool, flags: Sequence[str]) -> SessionEnd:
+    """Who ended a stopped transaction: the charger's own Stop wins over what csms decided."""
+    if charger_stopped:
+        return SessionEnd.CHARGER
+    if TransactionFlag.FORCED_STOP.value in flags:
+        return SessionEnd.FORCED
+    return SessionEnd.IMPLICITLY_ENDED
+
+
+def cdr_step(
     *,
     started_at: datetime | None,
     stopped_at: datetime | None,
-    meter_stop: int | None,
+    charger_stopped: bool,
     flags: Sequence[str],
-) -> bool:
-    """Whether a stopped transaction still gets its one CDR (docs/events.md, cdr.created).
+) -> CdrStep:
+    """The CDRs a stopped transaction still needs (docs/events.md, cdr.created).
 
-    It needs the charger's own stop values (meterStop), times in order, and no CDR yet.
+    One CDR per transaction, as soon as it ends: from the charger's values, or estimated
+    when csms ended it (forced, implicitly ended). An estimated CDR is corrected once, when
+    the charger's own Stop arrives; a CDR with the charger's values is final. Times out of
+    order (a stop before its start) give no CDR: there is no duration to bill.
     """
-    if started_at is None or stopped_at is None or meter_stop is None:
-        return False
-    return stopped_at >= started_at and TransactionFlag.CDR_CREATED.value not in flags
+    if started_at is None or stopped_at is None or stopped_at < started_at:
+        return CdrStep.NONE
+    if TransactionFlag.CDR_CREATED.value not in flags:
+        return CdrStep.FIRST
+    corrected = TransactionFlag.CDR_CORRECTED.value in flags
+    if charger_stopped and TransactionFlag.CDR_ESTIMATED.value in flags and not corrected:
+        return CdrStep.CORRECTION
+    return CdrStep.NONE
+
+
+def register_at_stop(samples: Iterable[Sample], *, stopped_at: datetime) -> Decimal | None:
+    """The newest total import register (Wh) read at or before the stop, if any."""
+    best: tuple[datetime, Decimal] | None = None
+    for sample in samples:
+        if sample.timestamp > stopped_at:
+            continue
+        wh = import_register_wh(sample)
+        if wh is not None and (best is None or sample.timestamp >= best[0]):
+            best = (sample.timestamp, wh)
+    return None if best is None else best[1]
+
+
+def estimated_meter_stop(*, meter_start: int, register_wh: Decimal | float | None) -> int:
+    """A meterStop for a transaction csms ended without the charger's Stop.
+
+    The last register read at or before the end, rounded to the Wh as meterStop is an
+    integer of Wh (OCPP 1.6 §6.51); with none, no energy is known: meterStart.
+    """
+    if register_wh is None:
+        return meter_start
+    return int(Decimal(str(register_wh)).to_integral_value(rounding=ROUND_HALF_UP))

@@ -25,9 +25,10 @@ from csms.core.clock import format_utc
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.core.session import ChargerAtLocation, Party, SessionFacts
+from csms.core.transactions import SessionEnd
 from csms.events.envelope import EventType
 from csms.events.models_base import format_datetime, to_json_dict, to_utc
-from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Session
+from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Price, Session
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
 
 log = structlog.get_logger("csms.events")
@@ -196,6 +197,22 @@ def session(event_type: EventType, facts: SessionFacts, *, at: datetime) -> Even
     return _event(facts.charge_point_id, event_type, at, data)
 
 
+def session_stopped(
+    facts: SessionFacts, *, at: datetime, end: SessionEnd, stop_reason: str | None
+) -> Event:
+    """session.stopped: the COMPLETED Session, who ended it, and the charger's Reason.
+
+    `reason` is `charger` for the charger's own StopTransaction, which then carries its
+    OCPP 1.6 Reason as `stopReason` (§7.39; absent means Local, OCPP-J errata §2.6).
+    """
+    model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
+    data: dict[str, Any] = {"transactionId": facts.transaction_id, "reason": end.value}
+    if end is SessionEnd.CHARGER:
+        data["stopReason"] = stop_reason or "Local"
+    data["ocpi"] = to_json_dict(model)
+    return _event(facts.charge_point_id, EventType.SESSION_STOPPED, at, data)
+
+
 def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
     """session.updated for a MeterValues: the same Session as `session`, not validated again.
 
@@ -231,6 +248,11 @@ def ocpi_json(value: Any) -> Any:
     return value
 
 
+def cdr_id(transaction_id: int, *, replacement: bool = False) -> str:
+    """The OCPI CDR id: the transactionId; `-R` for the CDR replacing an estimated one."""
+    return f"{transaction_id}-R" if replacement else str(transaction_id)
+
+
 def cdr_created(
     facts: SessionFacts,
     *,
@@ -238,19 +260,25 @@ def cdr_created(
     location: ocpi.CdrLocationFacts | None,
     at: datetime,
     remark: str | None,
+    end: SessionEnd,
+    estimated: bool = False,
+    replaces: str | None = None,
 ) -> Event:
     """cdr.created with an OCPI 2.2.1 CDR and an OICP 2.3 ChargeDetailRecord.
 
     Without a location for the charger there is no OCPI CdrLocation to give, so `ocpi`
     is null until the charge point is linked to a location (PUT /charge-points/{id}).
+    `estimated` is a CDR from what csms knew when it ended the session itself; `replaces`
+    names the estimated CDR this one replaces, after its credit (docs/events.md).
     """
+    the_cdr_id = cdr_id(facts.transaction_id, replacement=replaces is not None)
     the_evse_id = evse_id(party, facts.charge_point_id, facts.connector_id)
     ocpi_part: dict[str, Any] | None = None
     if location is not None:
         model = Cdr.model_validate(
             ocpi.build_cdr(
                 facts,
-                cdr_id=f"{facts.transaction_id}",
+                cdr_id=the_cdr_id,
                 location=location,
                 total_cost=ocpi.PriceFacts(excl_vat=Decimal(0)),
                 last_updated=at,
@@ -258,12 +286,63 @@ def cdr_created(
             )
         )
         ocpi_part = to_json_dict(model)
-    data = {
+    data: dict[str, Any] = {
         "transactionId": facts.transaction_id,
+        "cdrId": the_cdr_id,
+        "reason": end.value,
+        "estimated": estimated,
+        "credit": False,
         "ocpi": ocpi_part,
         "oicp": _oicp_cdr(facts, evse_id=the_evse_id),
     }
+    if replaces is not None:
+        data["replacesCdrId"] = replaces
     return _event(facts.charge_point_id, EventType.CDR_CREATED, at, data)
+
+
+def cdr_credit(charge_point_id: str, first: dict[str, Any], *, at: datetime) -> Event:
+    """cdr.created crediting an earlier CDR, from that CDR's event data.
+
+    OCPI 2.2.1 mod_cdrs §Credit CDRs: a new id (the first's with `-C`), `credit` true,
+    `credit_reference_id` the first's id, all of the first's data, and only `total_cost`
+    negated. OICP 2.3 has no credit record, so `oicp` is null.
+    """
+    original_id = str(first["cdrId"])
+    credit_id = f"{original_id}-C"
+    ocpi_part: dict[str, Any] | None = None
+    if first.get("ocpi") is not None:
+        original = Cdr.model_validate_json(orjson.dumps(first["ocpi"]))
+        credit = original.model_copy(
+            update={
+                "id": credit_id,
+                "credit": True,
+                "credit_reference_id": original.id,
+                "total_cost": _negated(original.total_cost),
+                "last_updated": at,
+            }
+        )
+        # model_copy does not validate: round-trip so the credit meets the spec's rules too.
+        ocpi_part = to_json_dict(Cdr.model_validate_json(credit.model_dump_json()))
+    data = {
+        **first,
+        "cdrId": credit_id,
+        "credit": True,
+        "creditReferenceId": original_id,
+        "ocpi": ocpi_part,
+        "oicp": None,
+    }
+    data.pop("replacesCdrId", None)
+    return _event(charge_point_id, EventType.CDR_CREATED, at, data)
+
+
+def _negated(price: Price) -> Price:
+    # Decimal(0) - x, not -x: a zero stays 0, not -0.
+    return price.model_copy(
+        update={
+            "excl_vat": Decimal(0) - price.excl_vat,
+            "incl_vat": None if price.incl_vat is None else Decimal(0) - price.incl_vat,
+        }
+    )
 
 
 def _oicp_cdr(facts: SessionFacts, *, evse_id: str) -> dict[str, Any] | None:

@@ -8,7 +8,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from csms.core.charger import BootInfo, ConnectorStatusReport, SecurityEventFacts
+from csms.core.events import Event
 from csms.core.session import Party
 from csms.events import build
 from csms.store import chargers, outbox, security
@@ -22,6 +25,10 @@ _STATUS_COLUMN = {
     # (SecWP L01.FR.20: a signed-firmware charger refuses UpdateFirmware).
     "SignedFirmwareStatusNotification": "firmware_status",
 }
+
+
+# `chargepoint.disconnected` reason for a connection the previous csms process lost.
+LOST_AT_RESTART = "csms restarted"
 
 
 class ChargerFlows:
@@ -73,6 +80,27 @@ class ChargerFlows:
             charge_point_id=charge_point_id, connected=False, now=now
         )
         await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
+
+    async def end_lost_connections(self, *, now: datetime) -> int:
+        """At start-up: chargers connected to a previous process that ended without closing
+        them (a crash) are disconnected as of when they were last seen, with the events of a
+        disconnect. Returns how many."""
+
+        async def job(session: AsyncSession) -> int:
+            lost = await chargers.end_lost_connections(session)
+            events: list[Event] = []
+            for charger in lost:
+                assert charger.disconnected_at is not None
+                at = charger.disconnected_at
+                events += [
+                    build.disconnected(charger.id, at=at, reason=LOST_AT_RESTART),
+                    build.network_status(charger.id, at=at, status="temporarily_unavailable"),
+                ]
+            await outbox.add_events(session, events, now=now)
+            return len(lost)
+
+        count: int = await self._writer.submit(job)
+        return count
 
     async def booted(self, *, charge_point_id: str, info: BootInfo, now: datetime) -> None:
         """An accepted BootNotification: what the charger says of itself, `chargepoint.booted`."""

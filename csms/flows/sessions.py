@@ -6,15 +6,23 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.authorize import IdTagInfo
+from csms.core.events import Event
 from csms.core.meter import Sample, latest_register
 from csms.core.ocpi import CdrLocationFacts
 from csms.core.session import Party, SessionFacts
-from csms.core.transactions import StartKey, StopRequest, TransactionFlag, cdr_due
+from csms.core.transactions import (
+    CdrStep,
+    StartKey,
+    StopRequest,
+    TransactionFlag,
+    cdr_step,
+    estimated_meter_stop,
+    session_end,
+)
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
@@ -29,7 +37,11 @@ OpenSessions = MutableMapping[int, SessionFacts]
 def session_facts(
     row: Transaction, *, party: Party, location_id: str | None, samples: Sequence[Sample] = ()
 ) -> SessionFacts:
-    """What an OCPI Session or CDR needs, from a transaction row."""
+    """What an OCPI Session or CDR needs, from a transaction row.
+
+    A transaction csms ended without the charger's Stop (forced, implicitly ended) has no
+    meterStop of its own: it gets the estimate, so its Session and CDR tell the same energy.
+    """
     assert row.id is not None
     assert row.start_timestamp is not None
     return SessionFacts(
@@ -45,11 +57,17 @@ def session_facts(
         location_id=location_id or row.charge_point_id[:36],
         currency=party.currency,
         stop=row.stop_timestamp,
-        meter_stop_wh=row.meter_stop,
+        meter_stop_wh=_meter_stop(row),
         latest_register_wh=row.last_register_wh,
         samples=tuple(samples),
         invalid=row.start_id_tag_status not in (None, "Accepted"),
     )
+
+
+def _meter_stop(row: Transaction) -> int | None:
+    if row.meter_stop is not None or row.stop_timestamp is None or row.charger_stopped:
+        return row.meter_stop
+    return estimated_meter_stop(meter_start=row.meter_start or 0, register_wh=row.last_register_wh)
 
 
 class SessionFlows:
@@ -59,6 +77,9 @@ class SessionFlows:
         self._database = database
         self._writer = database.writer
         self.party = party
+        # Transactions force-stopped here whose charger has not sent its Stop yet: a cached
+        # open session of theirs must not publish session.updated any more.
+        self._forced: set[int] = set()
 
     async def authorize(self, *, charge_point_id: str, id_tag: str, now: datetime) -> IdTagInfo:
         """The tag's IdTagInfo, and `authorization` on MQTT."""
@@ -100,6 +121,8 @@ class SessionFlows:
         )
         if facts is not None:
             open_sessions[outcome.transaction_id] = facts
+        for ended in outcome.ended:
+            open_sessions.pop(ended, None)
         return outcome
 
     async def _start(
@@ -128,8 +151,13 @@ class SessionFlows:
                     status=outcome.id_tag_info.status.value,
                     source="StartTransaction",
                 ),
-                build.session(EventType.SESSION_STARTED, facts, at=key.timestamp),
             ]
+            # The transactions this Start ended end for consumers too, before it starts.
+            for ended in outcome.ended:
+                events += await self._ended_events(
+                    session, transaction_id=ended, location_id=location_id, now=now
+                )
+            events.append(build.session(EventType.SESSION_STARTED, facts, at=key.timestamp))
             await outbox.add_events(session, events, now=now)
         return outcome, (facts if row.stop_timestamp is None else None)
 
@@ -146,6 +174,7 @@ class SessionFlows:
             partial(self._stop, request=request, location_id=location_id, now=now)
         )
         open_sessions.pop(request.transaction_id, None)
+        self._forced.discard(request.transaction_id)
         return info
 
     async def _stop(
@@ -158,37 +187,69 @@ class SessionFlows:
     ) -> IdTagInfo | None:
         outcome = await transactions.stop_transaction(session, request=request, now=now)
         if outcome.stopped is not None:
-            await self._stopped_events(
+            events = await self._ended_events(
                 session, transaction_id=outcome.stopped, location_id=location_id, now=now
             )
+            await outbox.add_events(session, events, now=now)
         return outcome.id_tag_info
 
-    async def _stopped_events(
+    async def _ended_events(
         self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
-    ) -> None:
+    ) -> list[Event]:
+        """`session.stopped` for a transaction that has just ended, and the CDRs it needs.
+
+        The caller has just ended it in this job, so it holds the row (docs/events.md,
+        cdr.created): its one CDR, estimated when csms ended it; and when the charger's own
+        Stop follows an estimate, a credit for the estimate and a CDR with the real values
+        (OCPI 2.2.1 mod_cdrs §Credit CDRs).
+        """
         row = await session.get(Transaction, transaction_id, populate_existing=True)
         assert row is not None
         if row.start_timestamp is None or row.stop_timestamp is None:
-            return
+            return []
         stored = await transactions.transaction_samples(session, transaction_id)
         facts = session_facts(
-            row, party=self.party, location_id=location_id, samples=[_sample(m) for m in stored]
+            row,
+            party=self.party,
+            location_id=location_id,
+            samples=transactions.samples_of(stored),
         )
-        events = [build.session(EventType.SESSION_STOPPED, facts, at=row.stop_timestamp)]
-        due = cdr_due(
+        end = session_end(charger_stopped=row.charger_stopped, flags=row.flags)
+        events = [
+            build.session_stopped(
+                facts, at=row.stop_timestamp, end=end, stop_reason=row.stop_reason
+            )
+        ]
+        step = cdr_step(
             started_at=row.start_timestamp,
             stopped_at=row.stop_timestamp,
-            meter_stop=row.meter_stop,
+            charger_stopped=row.charger_stopped,
             flags=row.flags,
         )
-        if due and await transactions.claim_cdr(session, transaction_id=transaction_id, now=now):
-            location = await self._cdr_location(session, row)
-            events.append(
-                build.cdr_created(
-                    facts, party=self.party, location=location, at=now, remark=row.stop_reason
-                )
-            )
-        await outbox.add_events(session, events, now=now)
+        if step is CdrStep.NONE:
+            return events
+        location = await self._cdr_location(session, row)
+        if step is CdrStep.CORRECTION:
+            assert row.estimated_cdr is not None
+            first = row.estimated_cdr
+            events.append(build.cdr_credit(row.charge_point_id, first, at=now))
+            replaces: str | None = str(first["cdrId"])
+        else:
+            replaces = None
+        cdr = build.cdr_created(
+            facts,
+            party=self.party,
+            location=location,
+            at=now,
+            remark=row.stop_reason,
+            end=end,
+            estimated=not row.charger_stopped,
+            replaces=replaces,
+        )
+        events.append(cdr)
+        estimate = None if row.charger_stopped else cdr.data
+        await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
+        return events
 
     async def _cdr_location(
         self, session: AsyncSession, row: Transaction
@@ -257,6 +318,9 @@ class SessionFlows:
         """The open transaction a MeterValues names: cached, or (after a reconnect) read."""
         if transaction_id is None or transaction_id <= 0:
             return None
+        if transaction_id in self._forced:
+            cache.pop(transaction_id, None)
+            return None
         facts = cache.get(transaction_id)
         if facts is not None:
             return facts
@@ -272,24 +336,28 @@ class SessionFlows:
         return facts
 
     async def force_stop(self, *, transaction_id: int, now: datetime) -> Transaction | None:
-        """End a transaction in our data now (the operator's force stop); the row after it."""
+        """End a transaction in our data now (the operator's force stop); the row after it.
 
-        async def job(session: AsyncSession) -> Transaction | None:
-            await transactions.force_stop(session, transaction_id=transaction_id, now=now)
-            return await transactions.get_transaction(session, transaction_id)
+        Consumers learn it at once: `session.stopped` (reason `forced`) and an estimated
+        `cdr.created`; the charger's own Stop, if it comes, corrects them.
+        """
 
-        row: Transaction | None = await self._writer.submit(job)
+        async def job(session: AsyncSession) -> tuple[Transaction | None, bool]:
+            ended = await transactions.force_stop(session, transaction_id=transaction_id, now=now)
+            if ended:
+                row = await transactions.get_transaction(session, transaction_id)
+                assert row is not None
+                charger = await chargers.get_charge_point(session, row.charge_point_id)
+                events = await self._ended_events(
+                    session,
+                    transaction_id=transaction_id,
+                    location_id=charger.location_id if charger is not None else None,
+                    now=now,
+                )
+                await outbox.add_events(session, events, now=now)
+            return await transactions.get_transaction(session, transaction_id), ended
+
+        row, ended = await self._writer.submit(job)
+        if ended:
+            self._forced.add(transaction_id)
         return row
-
-
-def _sample(row: Any) -> Sample:
-    return Sample(
-        timestamp=row.timestamp,
-        value=row.value,
-        measurand=row.measurand,
-        unit=row.unit,
-        context=row.context,
-        location=row.location,
-        phase=row.phase,
-        format=row.format,
-    )

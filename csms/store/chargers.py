@@ -124,15 +124,42 @@ def boot(*, charge_point_id: str, info: BootInfo, now: datetime) -> BulkWrite:
 def _set_connected_at(dialect: str, column: str) -> Executable:
     table = table_of(ChargePoint)
     now = bindparam("now", type_=UTCDateTime)
-    return (
-        update(table).where(table.c.id == bindparam("cp")).values({column: now, "last_seen": now})
-    )
+    values: dict[str, Any] = {column: now, "last_seen": now}
+    if column == "connected_at":
+        # The offline rules start again from the next disconnect.
+        values["offline_stage"] = 0
+    return update(table).where(table.c.id == bindparam("cp")).values(values)
 
 
 _CONNECTION_COLUMNS: dict[bool, StatementFactory] = {
     True: partial(_set_connected_at, column="connected_at"),
     False: partial(_set_connected_at, column="disconnected_at"),
 }
+
+
+async def end_lost_connections(session: AsyncSession) -> list[ChargePoint]:
+    """Disconnect the chargers still shown connected, as of when each was last seen.
+
+    Only right at start-up, before csms accepts connections: a charger shown connected
+    then was connected to the previous process, which ended without recording the
+    disconnect (a crash, SIGKILL or power cut). The offline rules then run from there.
+    """
+    table = table_of(ChargePoint)
+    rows = await session.execute(
+        select(ChargePoint)
+        .where(
+            table.c.connected_at.is_not(None),
+            or_(table.c.disconnected_at.is_(None), table.c.disconnected_at < table.c.connected_at),
+        )
+        .order_by(table.c.id)
+    )
+    lost = list(rows.scalars())
+    for charger in lost:
+        assert charger.connected_at is not None
+        seen = charger.last_seen or charger.connected_at
+        charger.disconnected_at = max(seen, charger.connected_at)
+    await session.flush()
+    return lost
 
 
 def connection_change(*, charge_point_id: str, connected: bool, now: datetime) -> BulkWrite:

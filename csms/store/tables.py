@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -48,6 +49,12 @@ def table_of(model: type[SQLModel]) -> Table:
 
 def _utc(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+# A transaction whose StopTransaction the charger has not sent: the only ones a repeated
+# StartTransaction may match. Spelled the same in the index and in ON CONFLICT, so that
+# PostgreSQL infers the partial index; SQLite reads `false` as 0.
+OPEN_FOR_THE_CHARGER = "charger_stopped = false"
 
 
 class ChargePoint(SQLModel, table=True):
@@ -141,15 +148,20 @@ class Transaction(SQLModel, table=True):
 
     __tablename__ = "transactions"
     __table_args__ = (
-        # The same StartTransaction maps to one row, across processes too (docs/ocpp.md,
-        # "Transactions").
-        UniqueConstraint(
+        # The same StartTransaction (docs/ocpp.md, "Transactions") maps to one row, across processes too, while
+        # the charger has not stopped it: a conformant charger never resends a Start after
+        # the Stop that carries its id, so a charger without a clock or meter (same key
+        # every time) gets a new transaction for its next session.
+        Index(
+            "uq_transactions_start_open",
             "charge_point_id",
             "connector_id",
             "id_tag",
             "start_timestamp",
             "meter_start",
-            name="uq_transactions_start",
+            unique=True,
+            sqlite_where=text(OPEN_FOR_THE_CHARGER),
+            postgresql_where=text(OPEN_FOR_THE_CHARGER),
         ),
         # A StopTransaction for an unknown id (or -1, errata §3.18) is kept once per stop.
         UniqueConstraint(
@@ -176,13 +188,21 @@ class Transaction(SQLModel, table=True):
     flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime | None = _utc()
     updated_at: datetime | None = _utc()
+    # The data of the estimated cdr.created (forced or implicitly ended), kept so that its
+    # credit CDR can repeat it (OCPI 2.2.1 mod_cdrs §Credit CDRs).
+    estimated_cdr: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
 
 
 class MeterValue(SQLModel, table=True):
-    """One sampled value; a repeat of the same sample is stored once."""
+    """One sampled value; an exact repeat of a sample is stored once."""
 
     __tablename__ = "meter_values"
     __table_args__ = (
+        # Only an exact repeat is a repeat: a different value at the same instant is kept.
+        # The value goes in as its digest, because a SignedData value can outgrow a
+        # PostgreSQL btree entry (about 2.7 kB).
         UniqueConstraint(
             "charge_point_id",
             "connector_id",
@@ -191,6 +211,9 @@ class MeterValue(SQLModel, table=True):
             "phase",
             "location",
             "context",
+            "unit",
+            "format",
+            "value_digest",
             name="uq_meter_values_sample",
         ),
         Index("ix_meter_values_transaction", "transaction_id"),
@@ -211,6 +234,10 @@ class MeterValue(SQLModel, table=True):
     format: str = Field(max_length=16)
     flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     received_at: datetime | None = _utc(nullable=False)
+    # md5 of the value (hex), for the uniqueness of a sample only.
+    value_digest: str = Field(max_length=32)
+    # Timestamped after its transaction's stop: kept, but out of its energy and CDR.
+    after_stop: bool = Field(default=False)
 
 
 class ChargerMessage(SQLModel, table=True):

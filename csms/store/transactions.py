@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,9 +18,11 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    exists,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,34 +33,78 @@ from csms.core.meter import Sample, latest_register
 from csms.core.transactions import (
     FORCED_STOP_REASON,
     IMPLICIT_END_REASON,
+    CdrStep,
     StartKey,
     StopRequest,
     TransactionFlag,
     ends_on_new_start,
     is_own_transaction,
     merge_flags,
+    register_at_stop,
     stop_flags,
 )
 from csms.store.commands import use_reservation
 from csms.store.db import BulkWrite, StatementFactory
 from csms.store.registry import authorize_id_tag
-from csms.store.sql import dialect_insert, insert_into, page
-from csms.store.tables import MeterValue, Reservation, Transaction, UTCDateTime, table_of
+from csms.store.sql import dialect_insert, insert_into, page, rowcount
+from csms.store.tables import (
+    OPEN_FOR_THE_CHARGER,
+    MeterValue,
+    Reservation,
+    Transaction,
+    UTCDateTime,
+    table_of,
+)
 
 
-async def force_stop(session: AsyncSession, *, transaction_id: int, now: datetime) -> None:
-    """End a transaction in our data now (operator's force stop).
+async def _locked(session: AsyncSession, transaction_id: int) -> Transaction | None:
+    """The transaction, fresh and locked until commit (PostgreSQL; SQLite has one writer).
+
+    Its flags are rewritten from what is read here, so no other node may change them between.
+    """
+    return await session.get(
+        Transaction, transaction_id, with_for_update=True, populate_existing=True
+    )
+
+
+async def force_stop(session: AsyncSession, *, transaction_id: int, now: datetime) -> bool:
+    """End a transaction in our data now (operator's force stop); True when it ended here.
 
     The charger's own StopTransaction may still come: `charger_stopped` stays false, so its
     values replace ours once, as for an implicitly ended transaction.
     """
-    row = await session.get(Transaction, transaction_id)
+    row = await _locked(session, transaction_id)
     if row is None or row.stop_timestamp is not None:
-        return
-    row.stop_timestamp = now
-    row.stop_reason = FORCED_STOP_REASON
-    row.flags = merge_flags(row.flags, [TransactionFlag.FORCED_STOP])
+        return False
+    await _end_here(
+        session, row, at=now, reason=FORCED_STOP_REASON, flag=TransactionFlag.FORCED_STOP, now=now
+    )
+    return True
+
+
+async def _end_here(
+    session: AsyncSession,
+    row: Transaction,
+    *,
+    at: datetime,
+    reason: str,
+    flag: TransactionFlag,
+    now: datetime,
+) -> None:
+    """End an open transaction without the charger's Stop (forced, implicitly ended).
+
+    Its energy is the last register read by `at`: readings after it do not count.
+    """
+    assert row.id is not None
+    row.stop_timestamp = at
+    row.stop_reason = reason
+    row.flags = merge_flags(row.flags, [flag])
     row.updated_at = now
+    await session.flush()
+    await _flag_after_stop(session, transaction_id=row.id, stopped_at=at)
+    samples = await transaction_samples(session, row.id)
+    register = register_at_stop(samples_of(samples), stopped_at=at)
+    row.last_register_wh = None if register is None else float(register)
     await session.flush()
 
 
@@ -68,6 +115,8 @@ class StartOutcome:
     created: bool
     # Reservations this start fulfilled ('done').
     reservations: list[Reservation] = field(default_factory=list)
+    # Open transactions on the connector this start ended (flag implicitly_ended).
+    ended: list[int] = field(default_factory=list)
 
 
 async def start_transaction(
@@ -101,20 +150,24 @@ async def start_transaction(
             created_at=now,
             updated_at=now,
         )
-        .on_conflict_do_nothing(index_elements=list(key_values))
+        .on_conflict_do_nothing(
+            index_elements=list(key_values), index_where=text(OPEN_FOR_THE_CHARGER)
+        )
         .returning(table_of(Transaction).c.id)
     )
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     if inserted is None:
+        # A repeat of the Start of a transaction the charger has not stopped: the same id.
         table = table_of(Transaction)
         existing = await session.execute(
             select(table.c.id).where(
-                *(table.c[name] == value for name, value in key_values.items())
+                *(table.c[name] == value for name, value in key_values.items()),
+                text(OPEN_FOR_THE_CHARGER),
             )
         )
         row_id = existing.scalar_one()
         return StartOutcome(transaction_id=int(row_id), id_tag_info=info, created=False)
-    await _end_open_transactions(session, key=key, keep=inserted, now=now)
+    ended = await _end_open_transactions(session, key=key, keep=inserted, now=now)
     fulfilled = await use_reservation(
         session,
         charge_point_id=key.charge_point_id,
@@ -125,30 +178,44 @@ async def start_transaction(
         now=now,
     )
     return StartOutcome(
-        transaction_id=inserted, id_tag_info=info, created=True, reservations=fulfilled
+        transaction_id=inserted,
+        id_tag_info=info,
+        created=True,
+        reservations=fulfilled,
+        ended=ended,
     )
 
 
 async def _end_open_transactions(
     session: AsyncSession, *, key: StartKey, keep: int, now: datetime
-) -> None:
+) -> list[int]:
     """A Start on a connector with an open transaction means its Stop was lost: end it here."""
     result = await session.execute(
-        select(Transaction).where(
+        select(Transaction)
+        .where(
             col(Transaction.charge_point_id) == key.charge_point_id,
             col(Transaction.connector_id) == key.connector_id,
             col(Transaction.stop_timestamp).is_(None),
             col(Transaction.id) != keep,
         )
+        .order_by(col(Transaction.id))
+        .with_for_update()
     )
-    for previous in result.scalars():
+    ended: list[int] = []
+    for previous in list(result.scalars()):
         if not ends_on_new_start(open_started_at=previous.start_timestamp, new_start=key):
             continue
-        previous.stop_timestamp = key.timestamp
-        previous.stop_reason = IMPLICIT_END_REASON
-        previous.flags = merge_flags(previous.flags, [TransactionFlag.IMPLICITLY_ENDED])
-        previous.updated_at = now
-    await session.flush()
+        assert previous.id is not None
+        await _end_here(
+            session,
+            previous,
+            at=key.timestamp,
+            reason=IMPLICIT_END_REASON,
+            flag=TransactionFlag.IMPLICITLY_ENDED,
+            now=now,
+        )
+        ended.append(previous.id)
+    return ended
 
 
 @dataclass(frozen=True)
@@ -171,7 +238,7 @@ async def stop_transaction(
         if request.id_tag is not None
         else None
     )
-    row = await session.get(Transaction, request.transaction_id)
+    row = await _locked(session, request.transaction_id)
     owner = row.charge_point_id if row is not None else None
     own = is_own_transaction(owner=owner, charge_point_id=request.charge_point_id)
     if row is not None and own:
@@ -181,25 +248,86 @@ async def stop_transaction(
     return StopOutcome(id_tag_info=info, stopped=None)
 
 
-async def claim_cdr(session: AsyncSession, *, transaction_id: int, now: datetime) -> bool:
-    """True once per transaction: the caller emits its one CDR (flag `cdr_created`)."""
-    # The flag is the guard: of two nodes ending one transaction, one emits the CDR.
-    row = await session.get(Transaction, transaction_id)
-    if row is None or TransactionFlag.CDR_CREATED.value in row.flags:
-        return False
-    row.flags = merge_flags(row.flags, [TransactionFlag.CDR_CREATED])
+async def record_cdrs(
+    session: AsyncSession,
+    row: Transaction,
+    *,
+    step: CdrStep,
+    estimated_cdr: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Note on the transaction the CDRs its events carry (flags `cdr_*`).
+
+    The caller holds the row's lock (it has just ended the transaction), so the flags it
+    decided on are still the row's: of two nodes, only the one that ended it gets here.
+    """
+    if step is CdrStep.NONE:
+        return
+    if step is CdrStep.FIRST:
+        new = [TransactionFlag.CDR_CREATED]
+        if estimated_cdr is not None:
+            new.append(TransactionFlag.CDR_ESTIMATED)
+            row.estimated_cdr = estimated_cdr
+    else:
+        new = [TransactionFlag.CDR_CORRECTED]
+    row.flags = merge_flags(row.flags, new)
     row.updated_at = now
     await session.flush()
-    return True
 
 
 async def transaction_samples(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
+    """The samples that count for a transaction: all but those after its stop."""
     rows = await session.execute(
         select(MeterValue)
-        .where(col(MeterValue.transaction_id) == transaction_id)
+        .where(
+            col(MeterValue.transaction_id) == transaction_id,
+            col(MeterValue.after_stop).is_(False),
+        )
         .order_by(col(MeterValue.timestamp), col(MeterValue.id))
     )
     return list(rows.scalars())
+
+
+def samples_of(rows: Sequence[MeterValue]) -> list[Sample]:
+    """Stored samples as core samples."""
+    return [
+        Sample(
+            timestamp=row.timestamp,
+            value=row.value,
+            measurand=row.measurand,
+            unit=row.unit,
+            context=row.context,
+            location=row.location,
+            phase=row.phase,
+            format=row.format,
+        )
+        for row in rows
+        if row.timestamp is not None
+    ]
+
+
+async def _flag_after_stop(
+    session: AsyncSession, *, transaction_id: int, stopped_at: datetime
+) -> None:
+    """Flag the transaction's samples timestamped after its stop, and only those.
+
+    A stop csms decided (forced, implicitly ended) may be replaced by the charger's own,
+    so samples between the two lose the flag again. Only changed rows are written.
+    """
+    mv = table_of(MeterValue)
+    after = mv.c.timestamp > stopped_at
+    await session.execute(
+        update(mv)
+        .where(
+            mv.c.transaction_id == transaction_id,
+            or_(
+                and_(mv.c.after_stop.is_(False), after),
+                and_(mv.c.after_stop.is_(True), mv.c.timestamp <= stopped_at),
+            ),
+        )
+        .values(after_stop=after)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _stop_known(
@@ -226,7 +354,7 @@ async def _stop_known(
         )
         .execution_options(synchronize_session=False)
     )
-    if not getattr(result, "rowcount", 0):
+    if not rowcount(result):
         return False
     assert row.id is not None
     await _insert_samples(
@@ -237,6 +365,7 @@ async def _stop_known(
         samples=request.samples,
         now=now,
     )
+    await _flag_after_stop(session, transaction_id=row.id, stopped_at=request.stopped.value)
     return True
 
 
@@ -303,11 +432,19 @@ def _linked_transaction() -> Any:
             tx.c.start_timestamp <= at,
             or_(tx.c.stop_timestamp.is_(None), tx.c.stop_timestamp >= at),
         )
-        .order_by(tx.c.start_timestamp.desc())
+        # A charger without a clock starts every transaction at the same instant: the newest.
+        .order_by(tx.c.start_timestamp.desc(), tx.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )
     return func.coalesce(claimed, by_time)
+
+
+def _after_stop() -> Any:
+    """Whether a sample is timestamped after the stop of the transaction it is linked to."""
+    tx = table_of(Transaction)
+    at = bindparam("at", type_=UTCDateTime)
+    return exists().where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp < at)
 
 
 _SAMPLE_FIELDS = ("value", "measurand", "unit", "context", "location", "phase", "format")
@@ -323,9 +460,11 @@ def _insert_sample(dialect: str) -> Executable:
         timestamp=bindparam("at", type_=UTCDateTime),
         flags=bindparam("p_flags", type_=JSON),
         received_at=bindparam("now", type_=UTCDateTime),
-        **{name: bindparam(f"p_{name}") for name in _SAMPLE_FIELDS},
+        after_stop=_after_stop(),
+        **{name: bindparam(f"p_{name}") for name in (*_SAMPLE_FIELDS, "value_digest")},
     )
-    # A resent sample (same connector, instant, measurand, phase, location, context) is kept once.
+    # An exact repeat (same connector, instant, measurand, phase, location, context, unit,
+    # format and value) is kept once; a different value at the same instant is kept too.
     insert_once: Executable = stmt.on_conflict_do_nothing()
     return insert_once
 
@@ -369,6 +508,7 @@ def _sample_row(base: dict[str, Any], sample: Sample, now: datetime) -> dict[str
     return {
         **base,
         "p_value": sample.value,
+        "p_value_digest": value_digest(sample.value),
         "p_measurand": sample.measurand,
         "p_unit": sample.unit,
         "p_context": sample.context,
@@ -379,6 +519,11 @@ def _sample_row(base: dict[str, Any], sample: Sample, now: datetime) -> dict[str
         "p_flags": list(sample.flags),
         "now": now,
     }
+
+
+def value_digest(value: str) -> str:
+    """The md5 of a sample's value (hex), as PostgreSQL's md5() computes it: a dedup key."""
+    return hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
 
 
 async def _insert_samples(

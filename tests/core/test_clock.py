@@ -23,10 +23,23 @@ RECEIVED = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
         (12345, RECEIVED, ("unparsable_timestamp",)),
         ("2024-01-03T12:00:00Z", datetime(2024, 1, 3, 12, 0, tzinfo=UTC), ("future_timestamp",)),
         ("2024-01-01T12:04:00Z", datetime(2024, 1, 1, 12, 4, tzinfo=UTC), ()),
+        # A clock that was never set: its epoch, or a default far ahead.
+        ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC), ("unset_timestamp",)),
+        (
+            "2009-12-31T23:59:59Z",
+            datetime(2009, 12, 31, 23, 59, 59, tzinfo=UTC),
+            ("unset_timestamp",),
+        ),
+        ("2010-01-01T00:00:00Z", datetime(2010, 1, 1, tzinfo=UTC), ()),
+        (
+            "2038-01-19T03:14:07Z",
+            datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC),
+            ("future_timestamp", "unset_timestamp"),
+        ),
     ],
 )
 def test_parse_timestamp(text: object, expected: datetime, flags: tuple[str, ...]) -> None:
-    """Naive is UTC, offsets are normalised, fractions kept, garbage is receipt time + flag."""
+    """Naive is UTC, offsets normalised, garbage is receipt time + flag; unset clocks flagged."""
     parsed = parse_timestamp(text, received=RECEIVED)
     assert parsed.value == expected
     assert parsed.value.tzinfo is not None

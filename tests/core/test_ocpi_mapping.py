@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import (
+    MAX_CHARGING_PERIODS,
     CdrDimensionType,
     CdrLocationFacts,
     ConnectorFormat,
@@ -206,6 +208,26 @@ def test_periods_are_aligned_and_add_up() -> None:
     assert sum(energies) == session_energy_kwh(stopped)
     times = [dimensions(p)[CdrDimensionType.TIME] for p in periods]
     assert times == [Decimal("0.1333"), Decimal("0.2500"), Decimal("0.2500"), Decimal("0.0333")]
+
+
+def test_a_session_of_years_gets_at_most_a_week_of_periods() -> None:
+    """A start from an unset clock (2000) and a stop today: few long periods, same energy."""
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    stopped = session_facts(
+        start,
+        stop=datetime(2026, 3, 1, tzinfo=UTC),
+        meter_stop_wh=1_010_000,
+        samples=(sample(5, "1001000"),),
+    )
+    periods = build_charging_periods(stopped)
+    assert len(periods) <= MAX_CHARGING_PERIODS
+    # After the first (from the start to the first aligned boundary), all alike.
+    aligned = itertools.pairwise(periods[1:])
+    lengths = {b["start_date_time"] - a["start_date_time"] for a, b in aligned}
+    assert len(lengths) == 1
+    assert lengths.pop() % timedelta(minutes=15) == timedelta(0)
+    energies = [dimensions(p)[CdrDimensionType.ENERGY] for p in periods]
+    assert sum(energies) == session_energy_kwh(stopped)
 
 
 @pytest.mark.parametrize(

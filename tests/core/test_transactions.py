@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from csms.core.clock import ParsedTime
 from csms.core.meter import latest_register, register_wh
 from csms.core.transactions import (
+    CdrStep,
+    SessionEnd,
     StartKey,
-    cdr_due,
+    cdr_step,
     ends_on_new_start,
     energy_wh,
+    estimated_meter_stop,
     is_own_transaction,
     merge_flags,
+    register_at_stop,
+    session_end,
     start_flags,
     stop_flags,
 )
@@ -33,6 +39,7 @@ T1 = datetime(2024, 1, 1, 11, tzinfo=UTC)
         (100, 200, T1, ParsedTime(T0), [F.STOP_BEFORE_START]),
         (100, 200, T0, ParsedTime(T1, future=True), [F.FUTURE_STOP]),
         (100, 200, None, ParsedTime(T1, unparsable=True), [F.UNPARSABLE_STOP]),
+        (100, 200, None, ParsedTime(T1, unset=True), [F.UNSET_STOP]),
     ],
 )
 def test_stop_flags(
@@ -54,6 +61,7 @@ def test_start_flags() -> None:
     assert start_flags(ParsedTime(T0)) == []
     assert start_flags(ParsedTime(T0, future=True)) == [F.FUTURE_START]
     assert start_flags(ParsedTime(T0, unparsable=True)) == [F.UNPARSABLE_START]
+    assert start_flags(ParsedTime(T0, unset=True)) == [F.UNSET_START]
 
 
 @pytest.mark.parametrize(
@@ -153,24 +161,74 @@ def test_a_stop_for_another_chargers_transaction_is_an_orphan(owner: str | None,
 
 
 @pytest.mark.parametrize(
-    ("started", "stopped", "meter_stop", "flags", "due"),
+    ("started", "stopped", "charger_stopped", "flags", "step"),
     [
-        (T1, T2, 100, [], True),
-        (T1, T1, 100, [], True),
-        (T2, T1, 100, [], False),  # stopped before it started
-        (T1, T2, None, [], False),  # ended without the charger's Stop (forced, implicit)
-        (None, T2, 100, [], False),  # an orphan stop
-        (T1, T2, 100, ["cdr_created"], False),  # one CDR per transaction
+        (T1, T2, True, [], CdrStep.FIRST),
+        (T1, T1, True, [], CdrStep.FIRST),
+        (T1, T2, False, [], CdrStep.FIRST),  # forced or implicitly ended: an estimate
+        (T2, T1, True, [], CdrStep.NONE),  # stopped before it started
+        (None, T2, True, [], CdrStep.NONE),  # an orphan stop
+        (T1, None, False, [], CdrStep.NONE),  # still open
+        (T1, T2, True, ["cdr_created"], CdrStep.NONE),  # one CDR per transaction
+        (T1, T2, False, ["cdr_created", "cdr_estimated"], CdrStep.NONE),  # no Stop yet
+        (T1, T2, True, ["cdr_created", "cdr_estimated"], CdrStep.CORRECTION),
+        (T1, T2, True, ["cdr_created", "cdr_estimated", "cdr_corrected"], CdrStep.NONE),
+        (T2, T1, True, ["cdr_created", "cdr_estimated"], CdrStep.NONE),  # nonsense stays out
     ],
 )
-def test_cdr_due(
+def test_cdr_step(
     started: datetime | None,
     stopped: datetime | None,
-    meter_stop: int | None,
+    charger_stopped: bool,
     flags: list[str],
-    due: bool,
+    step: CdrStep,
 ) -> None:
-    """A CDR is due once, for a stopped transaction with the charger's values in time order."""
-    assert (
-        cdr_due(started_at=started, stopped_at=stopped, meter_stop=meter_stop, flags=flags) is due
+    """One CDR when a transaction ends; an estimated one is corrected once by the real Stop."""
+    got = cdr_step(
+        started_at=started, stopped_at=stopped, charger_stopped=charger_stopped, flags=flags
     )
+    assert got is step
+
+
+@pytest.mark.parametrize(
+    ("charger_stopped", "flags", "end"),
+    [
+        (True, [], SessionEnd.CHARGER),
+        (True, ["forced_stop"], SessionEnd.CHARGER),
+        (False, ["forced_stop"], SessionEnd.FORCED),
+        (False, ["implicitly_ended"], SessionEnd.IMPLICITLY_ENDED),
+    ],
+)
+def test_session_end(charger_stopped: bool, flags: list[str], end: SessionEnd) -> None:
+    """The charger's own Stop says who ended a session, else what csms decided."""
+    assert session_end(charger_stopped=charger_stopped, flags=flags) is end
+
+
+def test_register_at_stop_ignores_readings_after_the_stop() -> None:
+    """The estimate uses the newest total register at or before the stop, in Wh."""
+    samples = samples_from_meter_values(
+        [
+            {
+                "timestamp": "2024-01-01T10:10:00Z",
+                "sampledValue": [{"value": "1.2345", "unit": "kWh"}],
+            },
+            {
+                "timestamp": "2024-01-01T10:20:00Z",
+                "sampledValue": [{"value": "2000", "phase": "L1"}],
+            },
+            {"timestamp": "2024-01-01T11:00:01Z", "sampledValue": [{"value": "9000"}]},
+        ],
+        received=T0,
+    )
+    stop = datetime(2024, 1, 1, 11, 0, tzinfo=UTC)
+    assert register_at_stop(samples, stopped_at=stop) == Decimal("1234.5")
+    assert register_at_stop(samples, stopped_at=stop.replace(hour=10)) is None
+
+
+@pytest.mark.parametrize(
+    ("register", "meter_stop"),
+    [(None, 500), (Decimal("1234.5"), 1235), (Decimal("1234.4"), 1234), (800.0, 800)],
+)
+def test_estimated_meter_stop(register: Decimal | float | None, meter_stop: int) -> None:
+    """The last register rounded to the Wh; with none, no energy: meterStart."""
+    assert estimated_meter_stop(meter_start=500, register_wh=register) == meter_stop

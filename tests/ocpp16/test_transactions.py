@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from csms.store.tables import MeterValue, Transaction
-from tests.support import RunningCsms
+from tests.support import RunningCsms, mqtt_of, subscribed
 
 pytestmark = pytest.mark.postgres
 
@@ -242,3 +242,118 @@ async def test_expired_tag(csms: RunningCsms) -> None:
         assert (await cp.call("Authorize", {"idTag": "OLD"}))["idTagInfo"]["status"] == "Expired"
         started = await cp.call("StartTransaction", start(tag="OLD"))
     assert started["idTagInfo"]["status"] == "Expired"
+
+
+async def meter_values_of(csms: RunningCsms, tx: int) -> list[dict[str, Any]]:
+    async with csms.api() as api:
+        response = await api.get(f"/transactions/{tx}/meter-values")
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_a_clockless_charger_gets_a_new_transaction_after_its_stop(csms: RunningCsms) -> None:
+    """The Start key of a stopped transaction starts a new one whose Stop counts; clock flagged."""
+    unset = "2000-01-01T00:00:00Z"  # no real-time clock: every Start at its epoch, meterStart 0
+    async with csms.charger("CP-NORTC") as cp:
+        first = (await cp.call("StartTransaction", start(meter=0, at=unset)))["transactionId"]
+        await cp.call("StopTransaction", stop(first, 0, unset, reason="EVDisconnected"))
+        second = (await cp.call("StartTransaction", start(meter=0, at=unset)))["transactionId"]
+        # While it is open, the same Start resent is still the same transaction.
+        assert (await cp.call("StartTransaction", start(meter=0, at=unset)))[
+            "transactionId"
+        ] == second
+        await cp.call("StopTransaction", stop(second, 0, unset, reason="Remote"))
+    assert second != first
+    assert await count(csms, Transaction, Transaction.charge_point_id == "CP-NORTC") == 2
+    old, new = await transaction(csms, first), await transaction(csms, second)
+    assert (old["status"], old["stopReason"]) == ("completed", "EVDisconnected")
+    assert (new["status"], new["stopReason"]) == ("completed", "Remote")
+    assert {"unset_start", "unset_stop"} <= set(new["flags"])
+
+
+async def test_differing_values_at_one_instant_are_all_kept(csms: RunningCsms) -> None:
+    """Two MeterValues at one timestamp with different values are both stored; a repeat once."""
+    async with csms.charger("CP-SAME-T") as cp:
+        tx = (await cp.call("StartTransaction", start(meter=0)))["transactionId"]
+        for value in (100, 250, 250):
+            await cp.call("MeterValues", meter(tx, value, "2024-03-01T08:05:00Z"))
+    assert sorted(s["value"] for s in await meter_values_of(csms, tx)) == ["100", "250"]
+
+
+async def test_samples_after_the_stop_are_flagged_and_do_not_count(csms: RunningCsms) -> None:
+    """Samples later than the Stop are kept, flagged after_stop, and left out of the energy."""
+    after = {"timestamp": "2024-03-01T09:10:00Z", "sampledValue": [{"value": "2600"}]}
+    async with csms.charger("CP-AFTER") as cp:
+        tx = (await cp.call("StartTransaction", start()))["transactionId"]
+        await cp.call("MeterValues", meter(tx, 1500, "2024-03-01T08:30:00Z"))
+        await cp.call(
+            "StopTransaction", stop(tx, 2000, "2024-03-01T09:00:00Z", transactionData=[after])
+        )
+        await cp.call("MeterValues", meter(tx, 3000, "2024-03-01T09:20:00Z"))
+    flags = {s["timestamp"]: s["flags"] for s in await meter_values_of(csms, tx)}
+    assert flags == {
+        "2024-03-01T08:30:00Z": [],
+        "2024-03-01T09:10:00Z": ["after_stop"],
+        "2024-03-01T09:20:00Z": ["after_stop"],
+    }
+    assert (await transaction(csms, tx))["energyWh"] == 1000.0
+
+
+async def test_an_implicit_end_is_published_then_corrected_by_the_late_stop(
+    csms: RunningCsms,
+) -> None:
+    """A Start ending an open one publishes the end, an estimated CDR; the late Stop credits it."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        async with csms.charger("CP-IMPLICIT") as cp:
+            first = (await cp.call("StartTransaction", start()))["transactionId"]
+            await cp.call("MeterValues", meter(first, 1500, "2024-03-01T08:30:00Z"))
+            # Replayed out of order: a reading from after the next Start.
+            await cp.call("MeterValues", meter(first, 2500, "2024-03-01T09:30:00Z"))
+            await cp.call("StartTransaction", start(tag="OTHER", at="2024-03-01T09:00:00Z"))
+            ended = await events.until(1, of_type="session.stopped")
+            estimate = await events.until(1, of_type="cdr.created")
+            body = await transaction(csms, first)
+            late = await meter_values_of(csms, first)
+            await cp.call("StopTransaction", stop(first, 1800, "2024-03-01T08:50:00Z"))
+        stopped = await events.until(2, of_type="session.stopped")
+        cdrs = await events.until(3, of_type="cdr.created")
+    assert body["energyWh"] == 500.0
+    assert [s["flags"] for s in late] == [[], ["after_stop"]]
+    assert ended[0]["data"]["reason"] == "implicitly_ended"
+    assert "stopReason" not in ended[0]["data"]
+    assert ended[0]["data"]["ocpi"]["kwh"] == 0.5
+    assert ended[0]["time"] == "2024-03-01T09:00:00.000Z"
+    assert estimate[0]["data"] | {"ocpi": None, "oicp": None} == {
+        "transactionId": first,
+        "cdrId": str(first),
+        "reason": "implicitly_ended",
+        "estimated": True,
+        "credit": False,
+        "ocpi": None,
+        "oicp": None,
+    }
+    assert (stopped[1]["data"]["reason"], stopped[1]["data"]["stopReason"]) == ("charger", "Local")
+    assert stopped[1]["data"]["ocpi"]["kwh"] == 0.8
+    credit, replacement = cdrs[1]["data"], cdrs[2]["data"]
+    assert (credit["cdrId"], credit["credit"], credit["creditReferenceId"]) == (
+        f"{first}-C",
+        True,
+        str(first),
+    )
+    assert (credit["reason"], credit["estimated"], credit["oicp"]) == (
+        "implicitly_ended",
+        True,
+        None,
+    )
+    assert (replacement["cdrId"], replacement["replacesCdrId"]) == (f"{first}-R", str(first))
+    assert (replacement["reason"], replacement["estimated"], replacement["credit"]) == (
+        "charger",
+        False,
+        False,
+    )
+    assert "implicitly_ended" in (await transaction(csms, first))["flags"]
+    assert {"cdr_created", "cdr_estimated", "cdr_corrected"} <= set(
+        (await transaction(csms, first))["flags"]
+    )
