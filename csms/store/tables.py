@@ -149,9 +149,9 @@ class Transaction(SQLModel, table=True):
     __tablename__ = "transactions"
     __table_args__ = (
         # The same StartTransaction (docs/ocpp.md, "Transactions") maps to one row, across
-        # processes too, while the charger has not stopped it: a conformant charger never resends a Start after
-        # the Stop that carries its id, so a charger without a clock or meter (same key
-        # every time) gets a new transaction for its next session.
+        # processes too, while the charger has not stopped it: a conformant charger never
+        # resends a Start after the Stop that carries its id, so a charger without a clock or
+        # meter (same key every time) gets a new transaction for its next session.
         Index(
             "uq_transactions_start_open",
             "charge_point_id",
