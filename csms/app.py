@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.config import SecuritySettings, Settings
+from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.security import ClientCnRule
 from csms.core.session import Party
@@ -32,6 +37,7 @@ from csms.ingress import CommandIngress
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
+from csms.store import accounts
 from csms.store.db import Database
 
 log = structlog.get_logger("csms")
@@ -146,7 +152,11 @@ class Csms:
             on_reservations_changed=self.reservations.wake,
             party=party,
         )
-        api = create_api(context=context, token=settings.api.token)
+        self.api_app = api = create_api(
+            context=context,
+            token=settings.api.token,
+            metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
+        )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
             topic_prefix=settings.mqtt.topic_prefix,
@@ -273,4 +283,57 @@ async def migrate_only(settings: Settings) -> None:
         await database.dispose()
     log.info(
         "migrations_applied", database=database.engine.url.render_as_string(hide_password=True)
+    )
+
+
+async def add_account(
+    settings: Settings, *, username: str, role: Role, password: str, update: bool
+) -> bool:
+    """`csms user add`: create an operator account (or, with `update`, reset one).
+
+    Returns False when the username is taken (and `update` is off) or, with `update`,
+    unknown.
+    """
+    database = Database(settings.database.url)
+    password_hash = await asyncio.to_thread(
+        hash_account_password, password, salt=secrets.token_bytes(16)
+    )
+    writer = asyncio.create_task(database.writer.run())
+    try:
+        await database.migrate()
+        done = await database.writer.submit(
+            partial(
+                _save_account,
+                username=username,
+                role=role,
+                password_hash=password_hash,
+                update=update,
+            )
+        )
+    finally:
+        database.writer.close()
+        await writer
+        await database.dispose()
+    log.info("account_saved" if done else "account_not_saved", username=username, role=role)
+    return done
+
+
+async def _save_account(
+    session: AsyncSession, *, username: str, role: Role, password_hash: str, update: bool
+) -> bool:
+    now = utc_now()
+    existing = await accounts.find_account(session, username)
+    if update:
+        if existing is None:
+            return False
+        return await accounts.update_account(
+            session, account_id=existing.id, role=role.value, password_hash=password_hash, now=now
+        )
+    return await accounts.create_account(
+        session,
+        account_id=str(uuid.uuid4()),
+        username=username,
+        role=role.value,
+        password_hash=password_hash,
+        now=now,
     )
