@@ -24,6 +24,7 @@ from csms.core.certificates import load_authority
 from csms.core.security import ClientCnRule
 from csms.core.session import Party
 from csms.errors import ConfigError
+from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
 from csms.flows.certificates import CertificateSigning
@@ -34,6 +35,7 @@ from csms.flows.offline import OfflineWatch
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
 from csms.ingress import CommandIngress
+from csms.metrics import Metrics
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
@@ -95,7 +97,8 @@ class Csms:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.database = Database(settings.database.url)
+        self.metrics = Metrics()
+        self.database = Database(settings.database.url, metrics=self.metrics)
         party = Party(
             country_code=settings.ocpi.country_code,
             party_id=settings.ocpi.party_id,
@@ -108,8 +111,11 @@ class Csms:
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
         )
-        self.publisher = Publisher(settings.mqtt.url)
+        self.publisher = Publisher(settings.mqtt.url, metrics=self.metrics)
+        self.live = EventFanout()
         self.relay = Relay(
+            metrics=self.metrics,
+            fanout=self.live,
             database=self.database,
             publisher=self.publisher,
             topic_prefix=settings.mqtt.topic_prefix,
@@ -123,7 +129,10 @@ class Csms:
             services=self.services,
             handlers=HANDLERS,
             database=self.database,
+            metrics=self.metrics,
         )
+        self.metrics.watch(self.metrics.connected_chargers, lambda: len(self.ocpp.chargers))
+        self.metrics.watch(self.metrics.live_subscribers, lambda: len(self.live))
         self.offline = OfflineWatch(
             database=self.database,
             party=party,
@@ -140,6 +149,7 @@ class Csms:
             clock=utc_now,
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
+            metrics=self.metrics,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         context = ApiContext(
@@ -151,6 +161,8 @@ class Csms:
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,
+            metrics=self.metrics,
+            live=self.live,
         )
         self.api_app = api = create_api(
             context=context,
@@ -253,6 +265,8 @@ class Csms:
             # Contract: exit within 10 s, even if a charger, the database or the broker hangs.
             async with asyncio.timeout(SHUTDOWN_GRACE):
                 await self.ocpp.close()
+                # Live streams to browsers end, so that the API can close its connections.
+                self.live.close()
                 self._api.should_exit = True
                 await api
                 relay.cancel()

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.accounts import add_account_routes
-from csms.api.auth import Authenticator, guard, key_reader, require
+from csms.api.auth import Authenticator, guard, key_reader, require, require_metrics
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -41,6 +41,7 @@ from csms.core.access import Scope
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
+from csms.metrics import CONTENT_TYPE
 from csms.store import chargers, outbox, registry, transactions
 
 
@@ -76,6 +77,7 @@ def create_api(
     add_account_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
+    _metrics_route(app, ctx)
     return app
 
 
@@ -326,6 +328,27 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
             for row in rows
         ]
         return Page[MeterValueOut](items=items, total=total)
+
+
+def _metrics_route(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get(
+        "/metrics",
+        dependencies=[require_metrics()],
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        """The Prometheus text format; `read`, or no credential from a loopback address."""
+        try:
+            count, oldest = await ctx.read(outbox.backlog)
+        except StoreError:
+            pass  # the gauges keep their last values; /api/v1/health says the database is away
+        else:
+            age = 0.0 if oldest is None else (ctx.clock() - oldest).total_seconds()
+            ctx.metrics.outbox_backlog.set(count)
+            ctx.metrics.outbox_oldest_age_seconds.set(age)
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _health_route(router: APIRouter, ctx: ApiContext) -> None:
