@@ -168,6 +168,7 @@ class Csms:
             context=context,
             token=settings.api.token,
             metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
+            dashboard=settings.dashboard,
         )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
@@ -183,6 +184,8 @@ class Csms:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # Live streams end at shutdown (EventFanout.close); this bounds the rest.
+                timeout_graceful_shutdown=2,
             )
         )
         self.ready = asyncio.Event()

@@ -23,6 +23,7 @@ from csms.api.context import (
     TransactionIdPath,
     not_found,
 )
+from csms.api.dashboard import add_dashboard
 from csms.api.locations import add_location_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
@@ -37,6 +38,7 @@ from csms.api.schemas import (
     TransactionOut,
 )
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
+from csms.config import DashboardSettings
 from csms.core.access import Scope
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
@@ -46,7 +48,11 @@ from csms.store import chargers, outbox, registry, transactions
 
 
 def create_api(
-    *, context: ApiContext, token: str, metrics_open_on_loopback: bool = True
+    *,
+    context: ApiContext,
+    token: str,
+    metrics_open_on_loopback: bool = True,
+    dashboard: DashboardSettings | None = None,
 ) -> FastAPI:
     """Build the API. An empty token means an open API (loopback only, see config)."""
     ctx = context
@@ -78,6 +84,9 @@ def create_api(
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)
+    dashboard = dashboard or DashboardSettings()
+    if dashboard.enabled:
+        add_dashboard(app, ctx, dashboard, open_access=not token)
     return app
 
 

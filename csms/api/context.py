@@ -44,7 +44,7 @@ class ApiContext:
         self.party = party
         self.metrics = metrics or Metrics()
         # Events as the relay publishes them, for the dashboard's live stream.
-        self.live = live or EventFanout()
+        self.live = EventFanout() if live is None else live
         self.sessions = sessions
         self.locations = locations
         self.database = database

@@ -69,7 +69,7 @@ class Relay:
         fanout: EventFanout | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
-        self.fanout = fanout or EventFanout()
+        self.fanout = EventFanout() if fanout is None else fanout
         self._database = database
         self._publisher = publisher
         self._publish_nowait = (
