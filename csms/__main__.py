@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import getpass
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -13,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from csms.app import migrate_only, serve
-from csms.config import load_settings
-from csms.errors import ConfigError
+from csms.app import add_account, migrate_only, serve
+from csms.config import Settings, load_settings
+from csms.core.access import Role, password_problem, username_problem
+from csms.errors import ConfigError, CsmsError
 from csms.log import configure_logging
 
 DEFAULT_CONFIG = "config.toml"
@@ -55,7 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the effective configuration; api.token is masked.",
     )
     config_cmd.add_argument("--config", metavar="PATH", help=config_help)
+    _add_user_command(commands, config_help)
     return parser
+
+
+def _add_user_command(commands: Any, config_help: str) -> None:
+    user_cmd = commands.add_parser(
+        "user",
+        help="manage operator accounts (the first admin of the dashboard)",
+        description="Operator accounts for the dashboard; later ones are usually made "
+        "through the API (POST /api/v1/accounts).",
+    )
+    actions = user_cmd.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add_cmd = actions.add_parser(
+        "add",
+        help="add an account, asking for its password",
+        description="Add an operator account. The password is asked for twice on a "
+        "terminal, or read as the first line of standard input otherwise.",
+    )
+    add_cmd.add_argument("username")
+    add_cmd.add_argument("--role", choices=[role.value for role in Role], default=Role.ADMIN.value)
+    add_cmd.add_argument(
+        "--update",
+        action="store_true",
+        help="set the password and role of an existing account instead (a forgotten password)",
+    )
+    add_cmd.add_argument("--config", metavar="PATH", help=config_help)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return 0
     configure_logging(level=settings.log.level, fmt=settings.log.format)
+    if args.command == "user":
+        return _add_user(settings, args)
     try:
         _run(serve(settings) if args.command == "serve" else migrate_only(settings))
     except KeyboardInterrupt:
@@ -82,6 +111,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"csms: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_user(settings: Settings, args: argparse.Namespace) -> int:
+    problem = username_problem(args.username)
+    if problem is not None:
+        print(f"csms: {problem}", file=sys.stderr)
+        return 2
+    password = _read_password()
+    if password is None:
+        print("csms: the passwords do not match", file=sys.stderr)
+        return 2
+    problem = password_problem(password)
+    if problem is not None:
+        print(f"csms: {problem}", file=sys.stderr)
+        return 2
+    try:
+        saved = asyncio.run(
+            add_account(
+                settings,
+                username=args.username,
+                role=Role(args.role),
+                password=password,
+                update=args.update,
+            )
+        )
+    except CsmsError as exc:
+        print(f"csms: {exc}", file=sys.stderr)
+        return 1
+    if not saved:
+        reason = "no account named" if args.update else "there is already an account named"
+        print(f"csms: {reason} {args.username}", file=sys.stderr)
+        return 1
+    print(f"{'updated' if args.update else 'added'} {args.role} {args.username}")
+    return 0
+
+
+def _read_password() -> str | None:
+    """From a terminal: asked twice, None when they differ; else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        return first if getpass.getpass("again: ") == first else None
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

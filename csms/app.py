@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.config import SecuritySettings, Settings
+from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.security import ClientCnRule
 from csms.core.session import Party
 from csms.errors import ConfigError
+from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
 from csms.flows.certificates import CertificateSigning
@@ -29,9 +35,11 @@ from csms.flows.offline import OfflineWatch
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
 from csms.ingress import CommandIngress
+from csms.metrics import Metrics
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
+from csms.store import accounts
 from csms.store.db import Database
 
 log = structlog.get_logger("csms")
@@ -89,7 +97,8 @@ class Csms:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.database = Database(settings.database.url)
+        self.metrics = Metrics()
+        self.database = Database(settings.database.url, metrics=self.metrics)
         party = Party(
             country_code=settings.ocpi.country_code,
             party_id=settings.ocpi.party_id,
@@ -102,8 +111,11 @@ class Csms:
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
         )
-        self.publisher = Publisher(settings.mqtt.url)
+        self.publisher = Publisher(settings.mqtt.url, metrics=self.metrics)
+        self.live = EventFanout()
         self.relay = Relay(
+            metrics=self.metrics,
+            fanout=self.live,
             database=self.database,
             publisher=self.publisher,
             topic_prefix=settings.mqtt.topic_prefix,
@@ -117,7 +129,10 @@ class Csms:
             services=self.services,
             handlers=HANDLERS,
             database=self.database,
+            metrics=self.metrics,
         )
+        self.metrics.watch(self.metrics.connected_chargers, lambda: len(self.ocpp.chargers))
+        self.metrics.watch(self.metrics.live_subscribers, lambda: len(self.live))
         self.offline = OfflineWatch(
             database=self.database,
             party=party,
@@ -134,6 +149,7 @@ class Csms:
             clock=utc_now,
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
+            metrics=self.metrics,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         context = ApiContext(
@@ -145,8 +161,15 @@ class Csms:
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,
+            metrics=self.metrics,
+            live=self.live,
         )
-        api = create_api(context=context, token=settings.api.token)
+        self.api_app = api = create_api(
+            context=context,
+            token=settings.api.token,
+            metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
+            dashboard=settings.dashboard,
+        )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
             topic_prefix=settings.mqtt.topic_prefix,
@@ -161,6 +184,8 @@ class Csms:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # Live streams end at shutdown (EventFanout.close); this bounds the rest.
+                timeout_graceful_shutdown=2,
             )
         )
         self.ready = asyncio.Event()
@@ -252,6 +277,8 @@ class Csms:
             # (docs/architecture.md, "Stopping").
             async with asyncio.timeout(SHUTDOWN_GRACE):
                 await self.ocpp.close()
+                # Live streams to browsers end, so that the API can close its connections.
+                self.live.close()
                 self._api.should_exit = True
                 await api
                 relay.cancel()
@@ -282,4 +309,57 @@ async def migrate_only(settings: Settings) -> None:
         await database.dispose()
     log.info(
         "migrations_applied", database=database.engine.url.render_as_string(hide_password=True)
+    )
+
+
+async def add_account(
+    settings: Settings, *, username: str, role: Role, password: str, update: bool
+) -> bool:
+    """`csms user add`: create an operator account (or, with `update`, reset one).
+
+    Returns False when the username is taken (and `update` is off) or, with `update`,
+    unknown.
+    """
+    database = Database(settings.database.url)
+    password_hash = await asyncio.to_thread(
+        hash_account_password, password, salt=secrets.token_bytes(16)
+    )
+    writer = asyncio.create_task(database.writer.run())
+    try:
+        await database.migrate()
+        done = await database.writer.submit(
+            partial(
+                _save_account,
+                username=username,
+                role=role,
+                password_hash=password_hash,
+                update=update,
+            )
+        )
+    finally:
+        database.writer.close()
+        await writer
+        await database.dispose()
+    log.info("account_saved" if done else "account_not_saved", username=username, role=role)
+    return done
+
+
+async def _save_account(
+    session: AsyncSession, *, username: str, role: Role, password_hash: str, update: bool
+) -> bool:
+    now = utc_now()
+    existing = await accounts.find_account(session, username)
+    if update:
+        if existing is None:
+            return False
+        return await accounts.update_account(
+            session, account_id=existing.id, role=role.value, password_hash=password_hash, now=now
+        )
+    return await accounts.create_account(
+        session,
+        account_id=str(uuid.uuid4()),
+        username=username,
+        role=role.value,
+        password_hash=password_hash,
+        now=now,
     )

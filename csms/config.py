@@ -36,6 +36,8 @@ class ApiSettings:
     host: str = "127.0.0.1"
     port: int = 8180
     token: str = field(default="", repr=False)
+    # GET /metrics answers a client on a loopback address without a credential.
+    metrics_open_on_loopback: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,20 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The operator dashboard at `/` on the API listener (docs/operations.md)."""
+
+    enabled: bool = True
+    # How long a dashboard login lasts (hours), whatever the activity.
+    session_hours: float = 12.0
+    # Mark the session cookie Secure even over plain HTTP (behind a TLS-terminating proxy);
+    # it is always Secure when the request itself came over HTTPS.
+    cookie_secure: bool = False
+    # Failed logins per remote address and minute before the login answers 429.
+    max_failed_logins: int = 5
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -100,6 +116,7 @@ class Settings:
     mqtt: MqttSettings = MqttSettings()
     ocpi: OcpiSettings = OcpiSettings()
     security: SecuritySettings = SecuritySettings()
+    dashboard: DashboardSettings = DashboardSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -110,6 +127,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttSettings,
     "ocpi": OcpiSettings,
     "security": SecuritySettings,
+    "dashboard": DashboardSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -221,6 +239,8 @@ def _check(settings: Settings) -> None:
         "ocpp.offline_grace": settings.ocpp.offline_grace,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
+        "dashboard.session_hours": settings.dashboard.session_hours,
+        "dashboard.max_failed_logins": settings.dashboard.max_failed_logins,
     }
     for key, number in positive.items():
         if number <= 0:

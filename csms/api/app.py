@@ -2,16 +2,17 @@
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.api.accounts import add_account_routes
+from csms.api.auth import Authenticator, guard, key_reader, require, require_metrics
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -22,6 +23,7 @@ from csms.api.context import (
     TransactionIdPath,
     not_found,
 )
+from csms.api.dashboard import add_dashboard
 from csms.api.locations import add_location_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
@@ -36,14 +38,23 @@ from csms.api.schemas import (
     TransactionOut,
 )
 from csms.api.views import charge_point_out, id_tag_out, meter_value_out, transaction_out
+from csms.config import DashboardSettings
+from csms.core.access import Scope
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
+from csms.metrics import CONTENT_TYPE
 from csms.store import chargers, outbox, registry, transactions
 
 
-def create_api(*, context: ApiContext, token: str) -> FastAPI:
-    """Build the API. An empty token means no authentication (loopback only, see config)."""
+def create_api(
+    *,
+    context: ApiContext,
+    token: str,
+    metrics_open_on_loopback: bool = True,
+    dashboard: DashboardSettings | None = None,
+) -> FastAPI:
+    """Build the API. An empty token means an open API (loopback only, see config)."""
     ctx = context
     app = FastAPI(
         title="csms",
@@ -55,35 +66,28 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(token))])
+    app.state.authenticator = Authenticator(
+        token=token,
+        read_key=key_reader(ctx.read),
+        metrics_open_on_loopback=metrics_open_on_loopback,
+    )
+    # Each route declares its scope with require(Scope.X); `guard` holds the undeclared
+    # ones to admin (csms/api/auth.py).
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(guard)])
     _charge_point_routes(router, ctx)
     _id_tag_routes(router, ctx)
     _transaction_routes(router, ctx)
     add_command_routes(router, ctx)
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
+    add_account_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
+    _metrics_route(app, ctx)
+    dashboard = dashboard or DashboardSettings()
+    if dashboard.enabled:
+        add_dashboard(app, ctx, dashboard, open_access=not token)
     return app
-
-
-def _bearer(token: str) -> Callable[..., Awaitable[None]]:
-    scheme = HTTPBearer(auto_error=False)
-
-    async def check(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)],
-    ) -> None:
-        if not token:
-            return
-        given = credentials.credentials if credentials is not None else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or wrong bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return check
 
 
 async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -113,7 +117,12 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             row, connectors, connected=row.id in ctx.chargers, error_texts=texts
         )
 
-    @router.get("/charge-points", tags=["charge points"], summary="List charge points")
+    @router.get(
+        "/charge-points",
+        dependencies=[require(Scope.READ)],
+        tags=["charge points"],
+        summary="List charge points",
+    )
     async def list_charge_points(limit: Limit = 50, offset: Offset = 0) -> Page[ChargePointOut]:
         async def query(session: AsyncSession) -> Page[ChargePointOut]:
             rows, total = await chargers.list_charge_points(session, limit=limit, offset=offset)
@@ -130,7 +139,11 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         result: Page[ChargePointOut] = await ctx.read(query)
         return result
 
-    @router.get("/charge-points/{charge_point_id}", tags=["charge points"])
+    @router.get(
+        "/charge-points/{charge_point_id}",
+        dependencies=[require(Scope.READ)],
+        tags=["charge points"],
+    )
     async def get_charge_point(charge_point_id: str) -> ChargePointOut:
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))
         if found is None:
@@ -138,7 +151,11 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         assert isinstance(found, ChargePointOut)
         return found
 
-    @router.put("/charge-points/{charge_point_id}", tags=["charge points"])
+    @router.put(
+        "/charge-points/{charge_point_id}",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["charge points"],
+    )
     async def put_charge_point(
         charge_point_id: IdentityPath, body: ChargePointIn, response: Response
     ) -> ChargePointOut:
@@ -175,7 +192,12 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         assert isinstance(found, ChargePointOut)
         return found
 
-    @router.delete("/charge-points/{charge_point_id}", tags=["charge points"], status_code=204)
+    @router.delete(
+        "/charge-points/{charge_point_id}",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["charge points"],
+        status_code=204,
+    )
     async def delete_charge_point(charge_point_id: str) -> None:
         if not await ctx.write(
             partial(chargers.delete_charge_point, charge_point_id=charge_point_id)
@@ -187,7 +209,9 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
 
 
 def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
-    @router.get("/id-tags", tags=["id tags"], summary="List id tags")
+    @router.get(
+        "/id-tags", dependencies=[require(Scope.READ)], tags=["id tags"], summary="List id tags"
+    )
     async def list_id_tags(
         tag_status: Annotated[IdTagStatus | None, Query(alias="status")] = None,
         user_id: Annotated[str | None, Query(alias="userId", max_length=36)] = None,
@@ -206,14 +230,14 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
         )
         return Page[IdTagOut](items=[id_tag_out(row) for row in rows], total=total)
 
-    @router.get("/id-tags/{id_tag}", tags=["id tags"])
+    @router.get("/id-tags/{id_tag}", dependencies=[require(Scope.READ)], tags=["id tags"])
     async def get_id_tag(id_tag: IdTagPath) -> IdTagOut:
         row = await ctx.read(partial(registry.get_id_tag, id_tag=id_tag))
         if row is None:
             raise not_found("id tag")
         return id_tag_out(row)
 
-    @router.put("/id-tags/{id_tag}", tags=["id tags"])
+    @router.put("/id-tags/{id_tag}", dependencies=[require(Scope.ADMIN)], tags=["id tags"])
     async def put_id_tag(id_tag: IdTagPath, body: IdTagIn, response: Response) -> IdTagOut:
         """Create or replace an id tag; Authorize and StartTransaction answer from it."""
         values: Mapping[str, Any] = {
@@ -238,7 +262,9 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
             raise not_found("id tag")
         return id_tag_out(row)
 
-    @router.delete("/id-tags/{id_tag}", tags=["id tags"], status_code=204)
+    @router.delete(
+        "/id-tags/{id_tag}", dependencies=[require(Scope.ADMIN)], tags=["id tags"], status_code=204
+    )
     async def delete_id_tag(id_tag: IdTagPath) -> None:
         if not await ctx.write(partial(registry.delete_id_tag, id_tag=id_tag)):
             raise not_found("id tag")
@@ -248,7 +274,12 @@ def _id_tag_routes(router: APIRouter, ctx: ApiContext) -> None:
 
 
 def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
-    @router.get("/transactions", tags=["transactions"], summary="List transactions")
+    @router.get(
+        "/transactions",
+        dependencies=[require(Scope.READ)],
+        tags=["transactions"],
+        summary="List transactions",
+    )
     async def list_transactions(
         charge_point_id: Annotated[str | None, Query(alias="chargePointId")] = None,
         active: bool | None = None,
@@ -266,14 +297,20 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         )
         return Page[TransactionOut](items=[transaction_out(row) for row in rows], total=total)
 
-    @router.get("/transactions/{transaction_id}", tags=["transactions"])
+    @router.get(
+        "/transactions/{transaction_id}", dependencies=[require(Scope.READ)], tags=["transactions"]
+    )
     async def get_transaction(transaction_id: TransactionIdPath) -> TransactionOut:
         row = await ctx.read(partial(transactions.get_transaction, transaction_id=transaction_id))
         if row is None:
             raise not_found("transaction")
         return transaction_out(row)
 
-    @router.get("/transactions/{transaction_id}/meter-values", tags=["transactions"])
+    @router.get(
+        "/transactions/{transaction_id}/meter-values",
+        dependencies=[require(Scope.READ)],
+        tags=["transactions"],
+    )
     async def list_meter_values(
         transaction_id: TransactionIdPath, limit: Limit = 1000, offset: Offset = 0
     ) -> Page[MeterValueOut]:
@@ -289,8 +326,34 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         return Page[MeterValueOut](items=[meter_value_out(row) for row in rows], total=total)
 
 
+def _metrics_route(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get(
+        "/metrics",
+        dependencies=[require_metrics()],
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        """The Prometheus text format; `read`, or no credential from a loopback address."""
+        try:
+            count, oldest = await ctx.read(outbox.backlog)
+        except StoreError:
+            pass  # the gauges keep their last values; /api/v1/health says the database is away
+        else:
+            age = 0.0 if oldest is None else (ctx.clock() - oldest).total_seconds()
+            ctx.metrics.outbox_backlog.set(count)
+            ctx.metrics.outbox_oldest_age_seconds.set(age)
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
 def _health_route(router: APIRouter, ctx: ApiContext) -> None:
-    @router.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    @router.get(
+        "/health",
+        dependencies=[require(Scope.READ)],
+        tags=["operations"],
+        summary="Liveness and database reachability",
+    )
     async def health() -> Health:
         """Database reachability, live chargers, and the event backlog waiting for the broker."""
         try:

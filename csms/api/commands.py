@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Request, status
 from fastapi.responses import JSONResponse
 
+from csms.api.auth import require
 from csms.api.context import (
     ApiContext,
     IdentityPath,
@@ -25,6 +26,7 @@ from csms.api.schemas import (
     UnlockIn,
 )
 from csms.api.views import transaction_out
+from csms.core.access import Scope
 from csms.core.clock import format_utc
 from csms.core.commands import CENTRAL_SYSTEM_ACTIONS
 from csms.errors import CommandError, CommandQueueFull
@@ -152,6 +154,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/charge-points/{charge_point_id}/commands/{action}",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["commands"],
         summary="Send any OCPP 1.6 Central System -> Charge Point action",
         responses=COMMAND_RESPONSES,
@@ -168,7 +171,11 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         """The body is validated against the action's OCPP 1.6 schema before anything is sent."""
         return _command_out(await run_command(ctx, charge_point_id, action, payload, requested_by))
 
-    @router.get("/charge-points/{charge_point_id}/commands", tags=["commands"])
+    @router.get(
+        "/charge-points/{charge_point_id}/commands",
+        dependencies=[require(Scope.READ)],
+        tags=["commands"],
+    )
     async def list_charge_point_commands(
         charge_point_id: IdentityPath, limit: Limit = 50, offset: Offset = 0
     ) -> Page[CommandRecordOut]:
@@ -180,7 +187,12 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
         )
         return Page[CommandRecordOut](items=[_record_out(row) for row in rows], total=total)
 
-    @router.post("/sessions/start", tags=["operator actions"], responses=COMMAND_RESPONSES)
+    @router.post(
+        "/sessions/start",
+        dependencies=[require(Scope.COMMANDS)],
+        tags=["operator actions"],
+        responses=COMMAND_RESPONSES,
+    )
     async def start_session(body: StartSessionIn, requested_by: RequestedBy = None) -> CommandOut:
         """RemoteStartTransaction for a charger, connector and id tag."""
         payload: dict[str, Any] = {"idTag": body.id_tag}
@@ -193,6 +205,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/transactions/{transaction_id}/stop",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["operator actions"],
         responses=COMMAND_RESPONSES,
     )
@@ -233,6 +246,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/charge-points/{charge_point_id}/reset",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["operator actions"],
         responses=COMMAND_RESPONSES,
     )
@@ -245,6 +259,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/charge-points/{charge_point_id}/unlock",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["operator actions"],
         responses=COMMAND_RESPONSES,
     )
@@ -258,6 +273,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/charge-points/{charge_point_id}/reserve",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["operator actions"],
         responses=COMMAND_RESPONSES,
     )
@@ -292,6 +308,7 @@ def add_command_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post(
         "/charge-points/{charge_point_id}/charging-profile",
+        dependencies=[require(Scope.COMMANDS)],
         tags=["operator actions"],
         responses=COMMAND_RESPONSES,
     )

@@ -8,9 +8,11 @@ from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.session import Party
+from csms.events.fanout import EventFanout
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
+from csms.metrics import Metrics
 from csms.store.db import Database
 
 T = TypeVar("T")
@@ -36,8 +38,13 @@ class ApiContext:
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
         party: Party,
+        metrics: Metrics | None = None,
+        live: EventFanout | None = None,
     ) -> None:
         self.party = party
+        self.metrics = metrics or Metrics()
+        # Events as the relay publishes them, for the dashboard's live stream.
+        self.live = EventFanout() if live is None else live
         self.sessions = sessions
         self.locations = locations
         self.database = database

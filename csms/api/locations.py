@@ -7,8 +7,10 @@ import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 from pydantic import ValidationError
 
+from csms.api.auth import require
 from csms.api.context import ApiContext, Limit, Offset, not_found
 from csms.api.schemas import Page
+from csms.core.access import Scope
 from csms.core.session import Party
 from csms.events import build
 
@@ -35,7 +37,7 @@ _DERIVED = ("evses", "last_updated")
 
 
 def add_location_routes(router: APIRouter, ctx: ApiContext, party: Party) -> None:
-    @router.put("/locations/{location_id}", tags=["locations"])
+    @router.put("/locations/{location_id}", dependencies=[require(Scope.ADMIN)], tags=["locations"])
     async def put_location(
         location_id: LocationPath,
         body: Annotated[
@@ -55,7 +57,7 @@ def add_location_routes(router: APIRouter, ctx: ApiContext, party: Party) -> Non
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return location
 
-    @router.get("/locations/{location_id}", tags=["locations"])
+    @router.get("/locations/{location_id}", dependencies=[require(Scope.READ)], tags=["locations"])
     async def get_location(location_id: LocationPath) -> dict[str, Any]:
         """The OCPI Location with live EVSE statuses."""
         found = await ctx.locations.get(location_id)
@@ -63,12 +65,17 @@ def add_location_routes(router: APIRouter, ctx: ApiContext, party: Party) -> Non
             raise not_found("location")
         return found
 
-    @router.get("/locations", tags=["locations"])
+    @router.get("/locations", dependencies=[require(Scope.READ)], tags=["locations"])
     async def list_locations(limit: Limit = 50, offset: Offset = 0) -> Page[dict[str, Any]]:
         items, total = await ctx.locations.list(limit=limit, offset=offset)
         return Page[dict[str, Any]](items=items, total=total)
 
-    @router.delete("/locations/{location_id}", tags=["locations"], status_code=204)
+    @router.delete(
+        "/locations/{location_id}",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["locations"],
+        status_code=204,
+    )
     async def delete_location(location_id: LocationPath) -> None:
         """Remove a location; its chargers are unlinked."""
         if not await ctx.locations.delete(location_id):

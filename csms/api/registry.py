@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.api.auth import require
 from csms.api.context import ApiContext, IdentityPath, Limit, Offset, not_found
 from csms.api.schemas import (
     ChargingProfileOut,
@@ -18,6 +19,7 @@ from csms.api.schemas import (
     VendorErrorCodeOut,
 )
 from csms.api.views import ErrorTexts
+from csms.core.access import Scope
 from csms.core.charging import ReservationStatus
 from csms.store import chargers, registry
 from csms.store.commands import list_charging_profiles, list_configuration, list_reservations
@@ -81,7 +83,7 @@ def add_registry_routes(router: APIRouter, ctx: ApiContext) -> None:
 
 
 def _add_charger_views(router: APIRouter, ctx: ApiContext) -> None:
-    @router.get("/reservations", tags=["reservations"])
+    @router.get("/reservations", dependencies=[require(Scope.READ)], tags=["reservations"])
     async def get_reservations(
         charge_point_id: Annotated[str | None, Query(alias="chargePointId")] = None,
         reservation_status: Annotated[ReservationStatus | None, Query(alias="status")] = None,
@@ -100,7 +102,11 @@ def _add_charger_views(router: APIRouter, ctx: ApiContext) -> None:
         )
         return Page[ReservationOut](items=[_reservation_out(row) for row in rows], total=total)
 
-    @router.get("/charge-points/{charge_point_id}/charging-profiles", tags=["charge points"])
+    @router.get(
+        "/charge-points/{charge_point_id}/charging-profiles",
+        dependencies=[require(Scope.READ)],
+        tags=["charge points"],
+    )
     async def get_charging_profiles(charge_point_id: IdentityPath) -> Page[ChargingProfileOut]:
         """Charging profiles the charger accepted and has not had cleared."""
         rows = await ctx.read(
@@ -109,7 +115,11 @@ def _add_charger_views(router: APIRouter, ctx: ApiContext) -> None:
         items = [ChargingProfileOut.model_validate(row, from_attributes=True) for row in rows]
         return Page[ChargingProfileOut](items=items, total=len(items))
 
-    @router.get("/charge-points/{charge_point_id}/configuration", tags=["charge points"])
+    @router.get(
+        "/charge-points/{charge_point_id}/configuration",
+        dependencies=[require(Scope.READ)],
+        tags=["charge points"],
+    )
     async def get_configuration(charge_point_id: IdentityPath) -> Page[ConfigurationKeyOut]:
         """The last known configuration (from GetConfiguration and accepted changes)."""
         rows = await ctx.read(
@@ -120,7 +130,9 @@ def _add_charger_views(router: APIRouter, ctx: ApiContext) -> None:
 
 
 def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
-    @router.get("/vendor-error-codes", tags=["vendor error codes"])
+    @router.get(
+        "/vendor-error-codes", dependencies=[require(Scope.READ)], tags=["vendor error codes"]
+    )
     async def list_codes(limit: Limit = 50, offset: Offset = 0) -> Page[VendorErrorCodeOut]:
         rows, total = await ctx.read(
             lambda session: registry.list_vendor_error_codes(session, limit=limit, offset=offset)
@@ -128,7 +140,11 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
         items = [VendorErrorCodeOut.model_validate(row, from_attributes=True) for row in rows]
         return Page[VendorErrorCodeOut](items=items, total=total)
 
-    @router.get("/vendor-error-codes/{vendor}/{code}", tags=["vendor error codes"])
+    @router.get(
+        "/vendor-error-codes/{vendor}/{code}",
+        dependencies=[require(Scope.READ)],
+        tags=["vendor error codes"],
+    )
     async def get_code(vendor: VendorPath, code: CodePath) -> VendorErrorCodeOut:
         row = await ctx.read(
             lambda session: registry.get_vendor_error_code(session, vendor=vendor, code=code)
@@ -137,7 +153,11 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
             raise not_found("vendor error code")
         return VendorErrorCodeOut.model_validate(row, from_attributes=True)
 
-    @router.put("/vendor-error-codes/{vendor}/{code}", tags=["vendor error codes"])
+    @router.put(
+        "/vendor-error-codes/{vendor}/{code}",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["vendor error codes"],
+    )
     async def put_code(
         vendor: VendorPath, code: CodePath, body: VendorErrorCodeIn, response: Response
     ) -> VendorErrorCodeOut:
@@ -153,7 +173,10 @@ def _add_vendor_error_codes(router: APIRouter, ctx: ApiContext) -> None:
         )
 
     @router.delete(
-        "/vendor-error-codes/{vendor}/{code}", tags=["vendor error codes"], status_code=204
+        "/vendor-error-codes/{vendor}/{code}",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["vendor error codes"],
+        status_code=204,
     )
     async def delete_code(vendor: VendorPath, code: CodePath) -> None:
         if not await ctx.write(
@@ -169,7 +192,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
             return None
         return _user_out(row, await registry.tags_of_users(session, [row.id]))
 
-    @router.get("/users", tags=["users"])
+    @router.get("/users", dependencies=[require(Scope.READ)], tags=["users"])
     async def list_users(limit: Limit = 50, offset: Offset = 0) -> Page[UserOut]:
         async def query(session: AsyncSession) -> Page[UserOut]:
             rows, total = await registry.list_users(session, limit=limit, offset=offset)
@@ -179,7 +202,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
         page: Page[UserOut] = await ctx.read(query)
         return page
 
-    @router.post("/users", tags=["users"], status_code=201)
+    @router.post("/users", dependencies=[require(Scope.ADMIN)], tags=["users"], status_code=201)
     async def create_user(body: UserIn) -> UserOut:
         """Create a user with a generated id; link tags with PUT /id-tags/{idTag} userId."""
         user_id = str(uuid.uuid4())
@@ -190,7 +213,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
         )
         return UserOut(user_id=user_id, name=body.name, email=body.email, id_tags=[])
 
-    @router.get("/users/{user_id}", tags=["users"])
+    @router.get("/users/{user_id}", dependencies=[require(Scope.READ)], tags=["users"])
     async def get_user(user_id: UserPath) -> UserOut:
         found = await ctx.read(lambda session: load(session, user_id))
         if found is None:
@@ -198,7 +221,7 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
         assert isinstance(found, UserOut)
         return found
 
-    @router.put("/users/{user_id}", tags=["users"])
+    @router.put("/users/{user_id}", dependencies=[require(Scope.ADMIN)], tags=["users"])
     async def put_user(user_id: UserPath, body: UserIn, response: Response) -> UserOut:
         created = await ctx.write(
             lambda session: registry.upsert_user(
@@ -210,7 +233,9 @@ def _add_users(router: APIRouter, ctx: ApiContext) -> None:
         assert isinstance(found, UserOut)
         return found
 
-    @router.delete("/users/{user_id}", tags=["users"], status_code=204)
+    @router.delete(
+        "/users/{user_id}", dependencies=[require(Scope.ADMIN)], tags=["users"], status_code=204
+    )
     async def delete_user(user_id: UserPath) -> None:
         if not await ctx.write(lambda session: registry.delete_user(session, user_id=user_id)):
             raise not_found("user")

@@ -33,6 +33,7 @@ from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
 from csms.errors import BrokerUnavailable, EmbeddedBrokerError, EventPublishError
+from csms.metrics import Metrics, monotonic
 
 log = structlog.get_logger("csms.mqtt")
 
@@ -410,6 +411,7 @@ class Publisher:
         timeout: float = 10.0,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Configure; nothing connects until ``connect()`` or the first publish.
 
@@ -420,7 +422,9 @@ class Publisher:
             timeout: seconds to wait for CONNACK, and for each PUBACK.
             backoff: reconnect delays.
             rng: the jitter source; seed one for reproducible delays.
+            metrics: where PUBLISH-to-PUBACK times are recorded.
         """
+        self._publish_seconds = (metrics or Metrics()).mqtt_publish_seconds
         self._address = parse_mqtt_url(url)
         self._client_id = client_id or f"csms-{uuid.uuid4().hex[:16]}"
         self._keepalive = keepalive
@@ -485,7 +489,7 @@ class Publisher:
             client = await self._ensure_client(attempts=None)
         try:
             # The connection fails every publish still waiting after `timeout` seconds.
-            await client.publish(name, payload, retain=retain)
+            await self._timed(client.publish(name, payload, retain=retain))
         except EventPublishError as exc:
             self._drop(client)
             raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
@@ -507,7 +511,19 @@ class Publisher:
         client = self._client
         if client is None or client.lost or self._closed:
             return None
-        return client.publish(topic.encode(), payload, retain=retain)
+        return self._timed(client.publish(topic.encode(), payload, retain=retain))
+
+    def _timed(self, acked: asyncio.Future[None]) -> asyncio.Future[None]:
+        """Record the time to the PUBACK when it comes."""
+        started = monotonic()
+        histogram = self._publish_seconds
+
+        def done(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                histogram.observe(monotonic() - started)
+
+        acked.add_done_callback(done)
+        return acked
 
     async def close(self) -> None:
         """Disconnect; later calls raise BrokerUnavailable."""

@@ -24,6 +24,8 @@ from csms.events.envelope import (
     is_retained,
     topic_level,
 )
+from csms.events.fanout import EventFanout, LiveEvent
+from csms.metrics import Metrics
 from csms.store import outbox
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
@@ -63,7 +65,11 @@ class Relay:
         topic_prefix: str,
         clock: Callable[[], datetime],
         retention: timedelta = RETENTION,
+        metrics: Metrics | None = None,
+        fanout: EventFanout | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
+        self.fanout = EventFanout() if fanout is None else fanout
         self._database = database
         self._publisher = publisher
         self._publish_nowait = (
@@ -135,6 +141,7 @@ class Relay:
             await self._database.writer.submit(
                 partial(outbox.mark_delivered, ids=delivered, now=self._clock())
             )
+            self._delivered(rows, set(delivered))
             for listener in self.listeners:
                 listener(len(delivered))
         return len(delivered), len(delivered) == len(rows)
@@ -161,6 +168,19 @@ class Relay:
                 continue
             delivered.append(row.id)
         return delivered
+
+    def _delivered(self, rows: Sequence[PendingEvent], delivered: set[int]) -> None:
+        """Count the delivered events, their lag since commit, and hand them to followers."""
+        now = self._clock()
+        done = [row for row in rows if row.id in delivered]
+        self._metrics.events_published.inc(len(done))
+        lag = self._metrics.relay_lag_seconds
+        for row in done:
+            lag.observe(max(0.0, (now - row.created_at).total_seconds()))
+        if self.fanout.followed:
+            self.fanout.publish(
+                [LiveEvent(row.charge_point_id, row.type, self._message(row)[1]) for row in done]
+            )
 
     def _send(self, row: PendingEvent) -> asyncio.Future[None]:
         """Start publishing a row: on the open connection at once, else in a task."""

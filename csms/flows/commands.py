@@ -39,6 +39,7 @@ from csms.errors import (
 )
 from csms.events import build
 from csms.flows.reservations import reservation_events
+from csms.metrics import Metrics, monotonic
 from csms.store import chargers, outbox
 from csms.store.commands import CommandRecord, record_command
 from csms.store.db import Database
@@ -91,7 +92,9 @@ class Commands:
         clock: Callable[[], datetime],
         queue_size: int,
         call_timeout: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._chargers = chargers
         self._database = database
         self._check_request = check_request
@@ -179,12 +182,15 @@ class Commands:
             requested_at=self._clock(),
             new_password_hash=new_password_hash,
         )
+        started = monotonic()
         try:
             response = await connection.call(action, payload)
         except (CommandRejected, InvalidAnswer) as exc:
+            outcome = "callerror" if isinstance(exc, CommandRejected) else "invalid"
+            self._metrics.command(action, outcome, monotonic() - started)
             await self._keep(
                 record(
-                    outcome="callerror" if isinstance(exc, CommandRejected) else "invalid",
+                    outcome=outcome,
                     completed_at=self._clock(),
                     error_code=exc.error_code,
                     error_description=exc.description,
@@ -196,11 +202,13 @@ class Commands:
             raise
         except (CommandTimeout, ChargerNotConnected) as exc:
             outcome = "timeout" if isinstance(exc, CommandTimeout) else "disconnected"
+            self._metrics.command(action, outcome, monotonic() - started)
             await self._keep(
                 record(outcome=outcome, completed_at=self._clock(), error_description=str(exc)),
                 request=payload,
             )
             raise
+        self._metrics.command(action, "ok", monotonic() - started)
         command_id = await self._keep(
             record(outcome="ok", completed_at=self._clock(), response=response), request=payload
         )

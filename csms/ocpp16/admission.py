@@ -38,6 +38,7 @@ from csms.core.security import (
     hex_text_key,
     parse_basic_authorization,
 )
+from csms.metrics import Metrics
 from csms.store import chargers
 from csms.store.db import Database
 from csms.store.tables import ChargePoint
@@ -100,7 +101,9 @@ class Gatekeeper:
         database: Database,
         on_refused: RefusalHook | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.ocpp = ocpp
         self.security = security
         self.database = database
@@ -127,6 +130,7 @@ class Gatekeeper:
         wait = self._failures.retry_after(remote or "", now=self._monotonic())
         if wait is not None:
             log.warning("upgrade_throttled", charge_point_id=identity, remote_address=remote)
+            self.metrics.refusal("too many failed attempts")
             return refuse(
                 HTTPStatus.TOO_MANY_REQUESTS,
                 "too many failed attempts from this address",
@@ -225,6 +229,7 @@ class Gatekeeper:
             status=refusal.status,
         )
         self._failures.record(refusal.remote_address or "", now=self._monotonic())
+        self.metrics.refusal(refusal.reason)
         if self.on_refused is not None:
             await self.on_refused(refusal)
         status = HTTPStatus(refusal.status)

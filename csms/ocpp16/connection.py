@@ -17,6 +17,7 @@ from csms.errors import (
     InvalidAnswer,
     StoreError,
 )
+from csms.metrics import Metrics, monotonic
 from csms.ocpp16.context import ChargerContext, Handler
 from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
 from csms.ocpp16.schemas import ErrorCode
@@ -35,8 +36,10 @@ class ChargerConnection:
         rpc: RpcSession,
         handlers: Mapping[str, Handler],
         call_timeout: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self.websocket = websocket
+        self.metrics = metrics or Metrics()
         self.handlers = handlers
         self.context = context
         self.rpc = rpc
@@ -78,6 +81,7 @@ class ChargerConnection:
         elif isinstance(event, Answer):
             if event.error_code is not None:
                 log.warning("call_rejected", error_code=event.error_code.value, reason=event.reason)
+                self.metrics.ocpp_message(event.action or "unknown", event.error_code.value, None)
             await self.websocket.send(event.frame, text=True)
         elif isinstance(event, Reply):
             if self._reply is not None and not self._reply.done():
@@ -87,19 +91,24 @@ class ChargerConnection:
 
     async def _run_handler(self, call: Call) -> None:
         handler = self.handlers[call.action]
+        started = monotonic()
+        outcome = "ok"
         try:
             payload = await handler(self.context, call.payload)
         except StoreError as exc:
             # Errata §3.3: a failure to process is a CALLERROR; InternalError makes it retry.
             log.error("call_failed", action=call.action, error=str(exc))
             frame = self.rpc.fail(call, ErrorCode.INTERNAL_ERROR, "storage unavailable, retry")
+            outcome = ErrorCode.INTERNAL_ERROR.value
         except Exception:
             log.exception("handler_crashed", action=call.action)
             frame = self.rpc.fail(call, ErrorCode.INTERNAL_ERROR, "internal error")
+            outcome = ErrorCode.INTERNAL_ERROR.value
         else:
             frame = self.rpc.answer(call, payload)
             self.rpc.accepted = self.context.accepted
         await self.websocket.send(frame, text=True)
+        self.metrics.ocpp_message(call.action, outcome, monotonic() - started)
 
     async def call(
         self,

@@ -46,6 +46,8 @@ class Answer:
     frame: bytes
     error_code: ErrorCode | None = None
     reason: str = ""
+    # The CALL's action when it could be read (for metrics); "" otherwise.
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,19 +139,29 @@ class RpcSession:
         if action not in self._validators.actions:
             return self._reject(unique_id, ErrorCode.NOT_IMPLEMENTED, f"unknown action {action}")
         if action not in self._supported:
-            return self._reject(unique_id, ErrorCode.NOT_SUPPORTED, f"{action} is not supported")
+            return self._reject(
+                unique_id, ErrorCode.NOT_SUPPORTED, f"{action} is not supported", action=action
+            )
         if not self.accepted and action != _BOOT:
             # OCPP 1.6 errata §3.10: before the first accepted boot, answer SecurityError.
             return self._reject(
-                unique_id, ErrorCode.SECURITY_ERROR, "charger must be accepted by BootNotification"
+                unique_id,
+                ErrorCode.SECURITY_ERROR,
+                "charger must be accepted by BootNotification",
+                action=action,
             )
         if not isinstance(payload, dict):
             return self._reject(
-                unique_id, ErrorCode.FORMATION_VIOLATION, "CALL payload must be a JSON object"
+                unique_id,
+                ErrorCode.FORMATION_VIOLATION,
+                "CALL payload must be a JSON object",
+                action=action,
             )
         violation = self._validators.check_request(action, payload)
         if violation is not None:
-            return self._reject(unique_id, violation.code, violation.description, violation.details)
+            return self._reject(
+                unique_id, violation.code, violation.description, violation.details, action=action
+            )
         return Call(unique_id=unique_id, action=action, payload=payload, frame=frame)
 
     def _reject(
@@ -158,9 +170,11 @@ class RpcSession:
         code: ErrorCode,
         description: str,
         details: dict[str, Any] | None = None,
+        *,
+        action: str = "",
     ) -> Answer:
         frame = encode_call_error(unique_id, code, description, details)
-        return Answer(frame=frame, error_code=code, reason=description)
+        return Answer(frame=frame, error_code=code, reason=description, action=action)
 
     def _receive_reply(self, unique_id: str, message: list[Any]) -> Event:
         if unique_id != self._pending_id:

@@ -17,6 +17,7 @@ from csms.config import OcppSettings, SecuritySettings
 from csms.core.charger import SecurityEventFacts
 from csms.core.security_events import SecurityEventSource
 from csms.errors import StoreError
+from csms.metrics import Metrics
 from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
@@ -42,14 +43,20 @@ class OcppServer:
         handlers: Mapping[str, Handler],
         database: Database,
         security: SecuritySettings | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.handlers = handlers
         self.security = security or SecuritySettings()
         self.services = services
         self.database = database
         self.gatekeeper = Gatekeeper(
-            ocpp=settings, security=self.security, database=database, on_refused=self._refused
+            ocpp=settings,
+            security=self.security,
+            database=database,
+            on_refused=self._refused,
+            metrics=self.metrics,
         )
         self.validators = load_validators()
         self.chargers: dict[str, ChargerConnection] = {}
@@ -169,6 +176,7 @@ class OcppServer:
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
+            metrics=self.metrics,
         )
         previous = self.chargers.get(identity)
         self.chargers[identity] = connection

@@ -27,6 +27,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from csms.errors import StoreError
+from csms.metrics import Metrics, monotonic
 from csms.store.tables import UTCDateTime
 
 T = TypeVar("T")
@@ -100,8 +101,11 @@ class Writer:
     every job is retried alone, so one bad job cannot sink its neighbours.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, metrics: Metrics | None = None
+    ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._closed = False
         self._dialect = sessions.kw["bind"].dialect.name
@@ -153,9 +157,11 @@ class Writer:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Item]) -> None:
+        started = monotonic()
         try:
             await self._commit_batch(batch)
         finally:
+            self._metrics.commit(len(batch), monotonic() - started)
             for listener in self.listeners:
                 listener()
 
@@ -331,11 +337,11 @@ def _settle(future: asyncio.Future[Any], *, result: Any = None, error: Any = Non
 class Database:
     """The engine, a session factory for reads, and the writer for every change."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, metrics: Metrics | None = None) -> None:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = Writer(self.sessions)
+        self.writer = Writer(self.sessions, metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -81,6 +81,8 @@ class PendingEvent:
     subject: str
     time: datetime
     data: str
+    # When the event was committed (the relay's lag is measured from it).
+    created_at: datetime
 
 
 @cache
@@ -96,6 +98,7 @@ def _select_pending() -> Select[Any]:
             table.c.time,
             # The JSON text as stored: the relay puts it in the envelope without parsing it.
             cast(table.c.data, Text),
+            table.c.created_at,
         )
         .where(table.c.delivered_at.is_(None))
         .order_by(table.c.id)
