@@ -69,3 +69,26 @@ class Money:
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
         """Money rounded to the minor unit (a str or int, never a float)."""
         return cls(currency=currency, amount=round_money(Decimal(amount), currency))
+
+
+# Stored amounts are integers in ten-thousandths of the currency unit: exact on SQLite and
+# PostgreSQL alike, summable in SQL (a balance is SUM over the ledger), and every OCPI
+# number (4 decimals, OCPI types §number) fits.
+UNITS_PER_CURRENCY_UNIT = 10_000
+
+
+def to_units(amount: Decimal) -> int:
+    """An amount as stored: ten-thousandths, exact (raises on finer amounts).
+
+    Raises:
+        ValueError: the amount has more than 4 decimals.
+    """
+    scaled = amount * UNITS_PER_CURRENCY_UNIT
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"amount {amount} has more than 4 decimals")
+    return int(scaled)
+
+
+def from_units(units: int) -> Decimal:
+    """A stored amount back as a Decimal."""
+    return Decimal(units).scaleb(-4)

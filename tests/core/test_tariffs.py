@@ -16,15 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from csms.core.ocpi import PriceFacts
-from csms.core.tariffs import (
-    CostLine,
-    Costs,
-    UsagePeriod,
-    ocpi_charging_periods,
-    ocpi_cost_fields,
-    price_session,
-    tariff_from_ocpi,
-)
+from csms.core.tariff_ocpi import ocpi_charging_periods, ocpi_cost_fields, tariff_from_ocpi
+from csms.core.tariffs import CostLine, Costs, UsagePeriod, price_session
 
 BERLIN = ZoneInfo("Europe/Berlin")
 D = Decimal
