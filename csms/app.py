@@ -28,6 +28,8 @@ from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
+from csms.flows.tariffs import SessionPricing
+from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.ingress import CommandIngress
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
@@ -95,7 +97,19 @@ class Csms:
             party_id=settings.ocpi.party_id,
             currency=settings.ocpi.currency,
         )
-        sessions = SessionFlows(database=self.database, party=party)
+        pricing = SessionPricing(database=self.database, party=party)
+        self.wallet = WalletFlows(
+            database=self.database, party=party, pricing=pricing, clock=utc_now
+        )
+        self.renewal = SubscriptionRenewal(
+            flows=self.wallet,
+            database=self.database,
+            clock=utc_now,
+            interval=settings.wallet.renewal_interval,
+        )
+        sessions = SessionFlows(
+            database=self.database, party=party, pricing=pricing, wallet=self.wallet
+        )
         self.services = Services(
             chargers=ChargerFlows(database=self.database, party=party),
             sessions=sessions,
@@ -136,6 +150,7 @@ class Csms:
             call_timeout=settings.ocpp.call_timeout,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
+        self.wallet.stops.commands = self.commands
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -145,6 +160,7 @@ class Csms:
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,
+            wallet=self.wallet,
         )
         api = create_api(context=context, token=settings.api.token)
         self.ingress = CommandIngress(
@@ -195,6 +211,7 @@ class Csms:
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 offline = tasks.create_task(self.offline.run(), name="offline-watch")
+                renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
@@ -203,6 +220,7 @@ class Csms:
                     await self._stop.wait()
                 ingress.cancel()
                 offline.cancel()
+                renewal.cancel()
                 await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
         finally:
             await self.publisher.close()

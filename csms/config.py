@@ -83,6 +83,14 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class WalletSettings:
+    """Drivers' wallets and subscriptions (docs/tariffs.md)."""
+
+    # Seconds between looks for subscriptions whose period ended (renewed or expired).
+    renewal_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -100,6 +108,7 @@ class Settings:
     mqtt: MqttSettings = MqttSettings()
     ocpi: OcpiSettings = OcpiSettings()
     security: SecuritySettings = SecuritySettings()
+    wallet: WalletSettings = WalletSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -110,6 +119,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttSettings,
     "ocpi": OcpiSettings,
     "security": SecuritySettings,
+    "wallet": WalletSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -221,6 +231,7 @@ def _check(settings: Settings) -> None:
         "ocpp.offline_grace": settings.ocpp.offline_grace,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
+        "wallet.renewal_interval": settings.wallet.renewal_interval,
     }
     for key, number in positive.items():
         if number <= 0:

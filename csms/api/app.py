@@ -40,7 +40,7 @@ from csms.api.views import charge_point_out, id_tag_out, transaction_out
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
-from csms.store import chargers, outbox, registry, transactions
+from csms.store import chargers, outbox, registry, tariffs, transactions
 
 
 def create_api(*, context: ApiContext, token: str) -> FastAPI:
@@ -266,14 +266,18 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
                 offset=offset,
             )
         )
-        return Page[TransactionOut](items=[transaction_out(row) for row in rows], total=total)
+        ids = [row.id for row in rows if row.id is not None]
+        prices = await ctx.read(lambda session: tariffs.pricing_of(session, ids))
+        items = [transaction_out(row, prices.get(row.id or 0)) for row in rows]
+        return Page[TransactionOut](items=items, total=total)
 
     @router.get("/transactions/{transaction_id}", tags=["transactions"])
     async def get_transaction(transaction_id: TransactionIdPath) -> TransactionOut:
         row = await ctx.read(partial(transactions.get_transaction, transaction_id=transaction_id))
         if row is None:
             raise not_found("transaction")
-        return transaction_out(row)
+        pricing = await ctx.read(lambda session: tariffs.get_pricing(session, transaction_id))
+        return transaction_out(row, pricing)
 
     @router.get("/transactions/{transaction_id}/meter-values", tags=["transactions"])
     async def list_meter_values(

@@ -11,6 +11,7 @@ from csms.core.session import Party
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
+from csms.flows.wallet import WalletFlows
 from csms.store.db import Database
 
 T = TypeVar("T")
@@ -36,8 +37,10 @@ class ApiContext:
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
         party: Party,
+        wallet: WalletFlows | None = None,
     ) -> None:
         self.party = party
+        self.wallet = wallet
         self.sessions = sessions
         self.locations = locations
         self.database = database

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from csms.api.context import ApiContext, IdentityPath, Limit, Offset, not_found
 from csms.api.schemas import CamelModel, Page
@@ -46,6 +46,44 @@ _EXAMPLE = {
         }
     ],
 }
+_CDR_EXAMPLE = {
+    "country_code": "BE",
+    "party_id": "BEC",
+    "id": "12345",
+    "start_date_time": "2026-03-02T15:30:00Z",
+    "end_date_time": "2026-03-02T16:30:00Z",
+    "cdr_token": {
+        "country_code": "BE",
+        "party_id": "BEC",
+        "uid": "012345678",
+        "type": "RFID",
+        "contract_id": "DE8ACC12E46L89",
+    },
+    "auth_method": "WHITELIST",
+    "cdr_location": {
+        "id": "LOC1",
+        "address": "F.Rooseveltlaan 3A",
+        "city": "Gent",
+        "country": "BEL",
+        "coordinates": {"latitude": "51.047599", "longitude": "3.729944"},
+        "evse_uid": "3256",
+        "evse_id": "BE*BEC*E041503003",
+        "connector_id": "1",
+        "connector_standard": "IEC_62196_T2",
+        "connector_format": "SOCKET",
+        "connector_power_type": "AC_1_PHASE",
+    },
+    "currency": "EUR",
+    "charging_periods": [
+        {
+            "start_date_time": "2026-03-02T15:30:00Z",
+            "dimensions": [{"type": "ENERGY", "volume": 11.0}, {"type": "TIME", "volume": 1.0}],
+        }
+    ],
+    "total_energy": 11.0,
+    "total_time": 1.0,
+    "last_updated": "2026-03-02T16:30:05Z",
+}
 # Set by csms: the id comes from the path, the time of the change is ours.
 _DERIVED = ("last_updated",)
 _COST_FIELDS = (
@@ -59,6 +97,10 @@ _COST_FIELDS = (
 
 
 class TariffGroupIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"name": "Fleet customers", "tariffId": "FLEET-1"}]}
+    )
+
     name: str = Field(min_length=1, max_length=255)
     tariff_id: str = Field(min_length=1, max_length=36)
 
@@ -68,6 +110,10 @@ class TariffGroupOut(TariffGroupIn):
 
 
 class TariffAssignmentIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"tariffId": "AC-STANDARD"}]}
+    )
+
     tariff_id: str = Field(min_length=1, max_length=36)
 
 
@@ -118,7 +164,7 @@ def _add_tariffs(router: APIRouter, ctx: ApiContext) -> None:
             dict[str, Any],
             Body(
                 description="an OCPI 2.2.1 Tariff in OCPI's snake_case; id and last_updated "
-                "are set by csms, country_code and party_id default to [ocpi]",
+                "are set by csms, country_code, party_id and currency default to [ocpi]",
                 openapi_examples={"start fee and energy": {"summary": "", "value": _EXAMPLE}},
             ),
         ],
@@ -171,6 +217,7 @@ def checked_tariff(
     full = {
         "country_code": party.country_code,
         "party_id": party.party_id,
+        "currency": party.currency,
         **body,
         "id": tariff_id,
         "last_updated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -204,7 +251,10 @@ def _add_pricing(router: APIRouter, ctx: ApiContext) -> None:
         tariff_id: TariffPath,
         body: Annotated[
             dict[str, Any],
-            Body(description="an OCPI 2.2.1 CDR; its own cost fields are ignored"),
+            Body(
+                description="an OCPI 2.2.1 CDR; its own cost fields are ignored",
+                openapi_examples={"one hour": {"summary": "", "value": _CDR_EXAMPLE}},
+            ),
         ],
     ) -> dict[str, Any]:
         """What csms would charge for this CDR under the tariff (docs/tariffs.md)."""

@@ -8,13 +8,16 @@ writes Costs back as a CDR's cost fields and priced ChargingPeriods with `tariff
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from csms.core.money import ZERO
 from csms.core.ocpi import (
     CdrDimensionType,
     DayOfWeek,
+    PricedCdrParts,
     PriceFacts,
     ReservationRestrictionType,
     TariffDimensionType,
@@ -207,3 +210,47 @@ def usage_from_ocpi(periods: Iterable[Mapping[str, Any]]) -> list[UsagePeriod]:
         assert start is not None
         usage.append(UsagePeriod(start=start, **values))
     return usage
+
+
+# --- a priced session, for the event builders ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PricedSession:
+    """A session priced with the tariff version it started with.
+
+    `tariff` is that version's OCPI Tariff object, `purchase_cost` what its energy cost
+    to buy (csms.core.rates), when an electricity rate applies.
+    """
+
+    tariff: dict[str, Any]
+    costs: Costs
+    purchase_cost: Decimal | None = None
+
+    @property
+    def tariff_id(self) -> str:
+        return str(self.tariff["id"])
+
+
+def cdr_parts(priced: PricedSession) -> PricedCdrParts:
+    """The parts a tariff adds to an OCPI CDR (csms.core.ocpi.build_cdr)."""
+    lines = {name: priced.costs.line(name) for name in _CDR_LINES}
+    if CostLine.RESERVATION in priced.costs.lines:
+        lines[CostLine.RESERVATION] = priced.costs.lines[CostLine.RESERVATION]
+    return PricedCdrParts(
+        tariffs=[priced.tariff],
+        charging_periods=ocpi_charging_periods(priced.costs),
+        cost_lines=lines,
+        total_parking_h=priced.costs.total_parking_h,
+    )
+
+
+_CDR_LINES = (CostLine.FIXED, CostLine.ENERGY, CostLine.TIME, CostLine.PARKING)
+
+
+def cost_summary(priced: PricedSession | None, *, currency: str) -> dict[str, Any]:
+    """`cost` of the events: `{currency, exclVat, inclVat}` (zero without a tariff)."""
+    if priced is None:
+        return {"currency": currency, "exclVat": ZERO, "inclVat": ZERO}
+    total = priced.costs.total
+    return {"currency": priced.costs.currency, "exclVat": total.excl_vat, "inclVat": total.incl_vat}

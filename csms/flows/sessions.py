@@ -14,11 +14,14 @@ from csms.core.authorize import IdTagInfo
 from csms.core.meter import Sample, latest_register
 from csms.core.ocpi import CdrLocationFacts
 from csms.core.session import Party, SessionFacts
+from csms.core.tariff_ocpi import PricedSession
 from csms.core.transactions import StartKey, StopRequest, TransactionFlag, cdr_due
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
-from csms.store import chargers, outbox, registry, transactions
+from csms.flows.tariffs import SessionPricing
+from csms.flows.wallet import BALANCE_EXCEEDED, WalletFlows
+from csms.store import chargers, outbox, registry, tariffs, transactions
 from csms.store.db import Database
 from csms.store.tables import Location, Transaction
 
@@ -55,10 +58,20 @@ def session_facts(
 class SessionFlows:
     """Authorize, StartTransaction, MeterValues and StopTransaction, and the force stop."""
 
-    def __init__(self, *, database: Database, party: Party) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        party: Party,
+        pricing: SessionPricing | None = None,
+        wallet: WalletFlows | None = None,
+    ) -> None:
         self._database = database
         self._writer = database.writer
         self.party = party
+        # Tariffs and wallets (docs/tariffs.md); None prices nothing.
+        self.pricing = pricing
+        self.wallet = wallet
 
     async def authorize(self, *, charge_point_id: str, id_tag: str, now: datetime) -> IdTagInfo:
         """The tag's IdTagInfo, and `authorization` on MQTT."""
@@ -71,6 +84,17 @@ class SessionFlows:
         self, session: AsyncSession, *, charge_point_id: str, id_tag: str, now: datetime
     ) -> IdTagInfo:
         info = await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
+        if self.wallet is not None:
+            charger = await chargers.get_charge_point(session, charge_point_id)
+            info = await self.wallet.check_prepaid(
+                session,
+                info=info,
+                id_tag=id_tag,
+                charge_point_id=charge_point_id,
+                connector_id=0,
+                location_id=None if charger is None else charger.location_id,
+                at=now,
+            )
         event = build.authorization(
             charge_point_id, at=now, id_tag=id_tag, status=info.status.value, source="Authorize"
         )
@@ -117,6 +141,8 @@ class SessionFlows:
         )
         row = await session.get(Transaction, outcome.transaction_id)
         assert row is not None
+        if outcome.created:
+            outcome = await self._priced_start(session, outcome, row, location_id, now=now)
         facts = session_facts(row, party=self.party, location_id=location_id)
         if outcome.created:
             events = [
@@ -132,6 +158,34 @@ class SessionFlows:
             ]
             await outbox.add_events(session, events, now=now)
         return outcome, (facts if row.stop_timestamp is None else None)
+
+    async def _priced_start(
+        self,
+        session: AsyncSession,
+        outcome: transactions.StartOutcome,
+        row: Transaction,
+        location_id: str | None,
+        *,
+        now: datetime,
+    ) -> transactions.StartOutcome:
+        """Prepaid drivers who cannot pay are Blocked; the others get their tariff resolved."""
+        if self.wallet is not None and row.id_tag is not None and row.start_timestamp is not None:
+            info = await self.wallet.check_prepaid(
+                session,
+                info=outcome.id_tag_info,
+                id_tag=row.id_tag,
+                charge_point_id=row.charge_point_id,
+                connector_id=row.connector_id,
+                location_id=location_id,
+                at=row.start_timestamp,
+            )
+            if info.status is not outcome.id_tag_info.status:
+                row.start_id_tag_status = info.status.value
+                await session.flush()
+                return replace(outcome, id_tag_info=info)
+        if self.pricing is not None and outcome.id_tag_info.status.value == "Accepted":
+            await self.pricing.start(session, row=row, location_id=location_id, now=now)
+        return outcome
 
     async def stop(
         self,
@@ -174,7 +228,13 @@ class SessionFlows:
         facts = session_facts(
             row, party=self.party, location_id=location_id, samples=[_sample(m) for m in stored]
         )
-        events = [build.session(EventType.SESSION_STOPPED, facts, at=row.stop_timestamp)]
+        settled = None
+        if self.pricing is not None and row.meter_stop is not None:
+            settled = await self.pricing.settle(session, row=row, facts=facts, now=now)
+        priced = None if settled is None else settled.priced
+        events = [
+            build.session(EventType.SESSION_STOPPED, facts, at=row.stop_timestamp, priced=priced)
+        ]
         due = cdr_due(
             started_at=row.start_timestamp,
             stopped_at=row.stop_timestamp,
@@ -185,9 +245,26 @@ class SessionFlows:
             location = await self._cdr_location(session, row)
             events.append(
                 build.cdr_created(
-                    facts, party=self.party, location=location, at=now, remark=row.stop_reason
+                    facts,
+                    party=self.party,
+                    location=location,
+                    at=now,
+                    remark=row.stop_reason,
+                    priced=priced,
+                    parking_s=0 if settled is None else settled.parking_s,
                 )
             )
+            if self.wallet is not None and settled is not None and settled.user_id is not None:
+                assert priced is not None
+                total = priced.costs.total
+                events += await self.wallet.charge_session(
+                    session,
+                    user_id=settled.user_id,
+                    transaction_id=transaction_id,
+                    amount=total.incl_vat if total.incl_vat is not None else total.excl_vat,
+                    currency=priced.costs.currency,
+                    now=now,
+                )
         await outbox.add_events(session, events, now=now)
 
     async def _cdr_location(
@@ -243,8 +320,43 @@ class SessionFlows:
             )
             if active is not None:
                 updated = replace(active, latest_register_wh=register[1])
-                events.append(build.session_updated(updated, at=register[0]))
+                priced = await self._running_cost(updated, samples, at=register[0])
+                events.append(build.session_updated(updated, at=register[0], priced=priced))
         await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
+
+    async def _running_cost(
+        self, facts: SessionFacts, samples: Sequence[Sample], *, at: datetime
+    ) -> PricedSession | None:
+        """The cost so far; a prepaid session whose cost reached the balance is stopped."""
+        if self.pricing is None:
+            return None
+        found = await self.pricing.running_cost(facts, samples, at=at)
+        if found is None:
+            return None
+        priced, running = found
+        if running.prepaid and running.user_id is not None and self.wallet is not None:
+            total = priced.costs.total
+            cost = total.incl_vat if total.incl_vat is not None else total.excl_vat
+            if cost >= await self.pricing.balance(running.user_id):
+                await self._stop_for_balance(facts, priced, at=at)
+        return priced
+
+    async def _stop_for_balance(
+        self, facts: SessionFacts, priced: PricedSession, *, at: datetime
+    ) -> None:
+        """Once per transaction: `session.updated` says why, and the charger is asked to stop."""
+
+        async def job(session: AsyncSession) -> bool:
+            claimed = await tariffs.claim_balance_stop(
+                session, transaction_id=facts.transaction_id, reason=BALANCE_EXCEEDED
+            )
+            if claimed:
+                event = build.session_updated(facts, at=at, priced=priced, reason=BALANCE_EXCEEDED)
+                await outbox.add_events(session, [event], now=at)
+            return claimed
+
+        if await self._writer.submit(job) and self.wallet is not None:
+            self.wallet.stops.request(facts.charge_point_id, facts.transaction_id)
 
     async def _open_session(
         self,

@@ -15,6 +15,7 @@ from sqlmodel import col
 from csms.core.money import from_units, to_units
 from csms.store.sql import page, rowcount
 from csms.store.tables import (
+    StatusNotification,
     TariffAssignment,
     TariffGroup,
     TariffRow,
@@ -253,3 +254,36 @@ async def claim_balance_stop(session: AsyncSession, *, transaction_id: int, reas
 
 def money(units: int | None) -> Decimal | None:
     return None if units is None else from_units(units)
+
+
+async def connector_statuses(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    connector_id: int,
+    start: datetime,
+    stop: datetime,
+) -> list[tuple[datetime, str]]:
+    """The connector's statuses from the last one before `start` up to `stop`, in order."""
+    where = (
+        col(StatusNotification.charge_point_id) == charge_point_id,
+        col(StatusNotification.connector_id) == connector_id,
+    )
+    order = (col(StatusNotification.timestamp), col(StatusNotification.id))
+    before = await session.execute(
+        select(StatusNotification)
+        .where(*where, col(StatusNotification.timestamp) <= start)
+        .order_by(*(column.desc() for column in order))
+        .limit(1)
+    )
+    during = await session.execute(
+        select(StatusNotification)
+        .where(
+            *where,
+            col(StatusNotification.timestamp) > start,
+            col(StatusNotification.timestamp) <= stop,
+        )
+        .order_by(*order)
+    )
+    rows = [*before.scalars(), *during.scalars()]
+    return [(row.timestamp, row.status) for row in rows if row.timestamp is not None]
