@@ -37,9 +37,10 @@ from csms.api.schemas import (
 )
 from csms.api.tariffs import add_tariff_routes
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
+from csms.api.wallet import add_wallet_routes, wallet_error
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
-from csms.errors import CommandError, StoreError
+from csms.errors import CommandError, StoreError, WalletError
 from csms.store import chargers, outbox, registry, tariffs, transactions
 
 
@@ -56,6 +57,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(WalletError, wallet_error)
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(token))])
     _charge_point_routes(router, ctx)
     _id_tag_routes(router, ctx)
@@ -64,6 +66,8 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
     add_tariff_routes(router, ctx)
+    if ctx.wallet is not None:
+        add_wallet_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     return app
