@@ -23,6 +23,7 @@ from csms.api.context import (
     not_found,
 )
 from csms.api.locations import add_location_routes
+from csms.api.rates import add_rate_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
@@ -66,6 +67,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
     add_tariff_routes(router, ctx)
+    add_rate_routes(router, ctx)
     if ctx.wallet is not None:
         add_wallet_routes(router, ctx)
     _health_route(router, ctx)

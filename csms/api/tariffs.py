@@ -297,6 +297,8 @@ MAX_SESSION = timedelta(days=31)
 
 def _pricing_problem(cdr: Cdr) -> str | None:
     start, end = cdr.start_date_time, cdr.end_date_time
+    if not 2000 <= start.year <= 2200:
+        return "body.start_date_time: a time between the years 2000 and 2200"
     if end < start or end - start > MAX_SESSION:
         return f"body.end_date_time: a session ends after its start, within {MAX_SESSION.days} days"
     for index, period in enumerate(cdr.charging_periods):

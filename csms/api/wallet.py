@@ -9,11 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.context import ApiContext, Limit, Offset, not_found
-from csms.api.schemas import CamelModel, Page, UtcDateTime
+from csms.api.schemas import CamelModel, Page
+from csms.core.clock import as_utc
 from csms.core.money import from_units, round_money, to_units
 from csms.core.wallet import PostingKind
 from csms.errors import WalletError
@@ -25,6 +26,16 @@ UserPath = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-
 PlanPath = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._-]+$")]
 CodePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Amount = Annotated[Decimal, Field(gt=0, le=10**9, decimal_places=4)]
+
+
+def _moment(value: datetime) -> datetime:
+    # Checked before the conversion to UTC, which overflows at the ends of the calendar.
+    if not 2000 <= value.year <= 2200:
+        raise ValueError("a time between the years 2000 and 2200")
+    return as_utc(value)
+
+
+Moment = Annotated[datetime, AfterValidator(_moment)]
 
 
 async def wallet_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -90,7 +101,7 @@ class VoucherIn(CamelModel):
     )
     amount: Amount
     description: str | None = Field(default=None, max_length=255)
-    expires_at: UtcDateTime | None = None
+    expires_at: Moment | None = None
 
 
 class VoucherOut(CamelModel):

@@ -438,6 +438,9 @@ class PriceComponent(StrictModel):
     step_size: NonNegativeInt
 
 
+_TEN_YEARS = 10 * 366 * 86400
+
+
 def _ordered(low: object, high: object, names: str) -> None:
     if low is not None and high is not None and low > high:  # type: ignore[operator]
         raise ValueError(f"{names}: the minimum is above the maximum")
@@ -470,8 +473,8 @@ class TariffRestrictions(StrictModel):
         _ordered(self.start_date, self.end_date, "start_date/end_date")
         for name in ("min_duration", "max_duration"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name}: a duration is zero or more seconds")
+            if value is not None and not 0 <= value <= _TEN_YEARS:
+                raise ValueError(f"{name}: a duration is zero to {_TEN_YEARS} seconds")
         return self
 
 

@@ -15,24 +15,30 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.rates import purchase_cost
 from csms.core.session import Party, SessionFacts
 from csms.core.tariff_ocpi import PricedSession, tariff_from_ocpi
 from csms.core.tariffs import (
     SECONDS_PER_HOUR,
     Tariff,
     TariffSource,
+    UsagePeriod,
     price_session,
     resolve_tariff,
 )
 from csms.core.usage import Limits, limits_of, usage_periods
 from csms.core.zones import location_zone
-from csms.store import tariffs, transactions, wallet
+from csms.store import rates, tariffs, transactions, wallet
 from csms.store.db import Database
-from csms.store.tables import Location, Transaction
+from csms.store.tables import ChargePoint, Location, Transaction
 
+log = structlog.get_logger("csms.tariffs")
+# What pricing odd data can raise; it is logged, never allowed to refuse a charger message.
+PRICING_ERRORS = (ArithmeticError, ValueError, KeyError, OverflowError)
 # Measurands the running cost needs; the rest of a MeterValues is not kept in memory.
 _PRICED_MEASURANDS = frozenset({ENERGY_IMPORT_REGISTER, "Power.Active.Import", "Current.Import"})
 # Running sessions kept in memory per process (the oldest are read again when needed).
@@ -244,15 +250,21 @@ class SessionPricing:
         if running is None:
             return None
         running.samples.extend(s for s in samples if s.measurand in _PRICED_MEASURANDS)
-        periods = usage_periods(
-            start=facts.start,
-            end=max(at, facts.start),
-            meter_start_wh=facts.meter_start_wh,
-            meter_stop_wh=None,
-            samples=running.samples,
-            limits=running.limits,
-        )
-        costs = price_session(running.tariff, periods, end=max(at, facts.start), zone=running.zone)
+        end = max(at, facts.start)
+        try:
+            periods = usage_periods(
+                start=facts.start,
+                end=end,
+                meter_start_wh=facts.meter_start_wh,
+                meter_stop_wh=None,
+                samples=running.samples,
+                limits=running.limits,
+            )
+            costs = price_session(running.tariff, periods, end=end, zone=running.zone)
+        except PRICING_ERRORS as exc:
+            # A MeterValues is never refused over its price (docs/tariffs.md).
+            log.error("running_cost_failed", transaction_id=facts.transaction_id, error=repr(exc))
+            return None
         return PricedSession(tariff=running.data, costs=costs), running
 
     async def balance(self, user_id: str) -> Decimal:
@@ -299,18 +311,41 @@ class SessionPricing:
         if pricing is None or data is None or tariff is None:
             return Settlement(priced=None, parking_s=parking_s, user_id=None)
         zone = location_zone(pricing.time_zone, None)
-        costs = price_session(tariff, periods, end=facts.stop, zone=zone)
-        priced = PricedSession(tariff=data, costs=costs)
+        try:
+            costs = price_session(tariff, periods, end=facts.stop, zone=zone)
+            purchase = await _purchase_cost(session, row=row, facts=facts, periods=periods)
+        except PRICING_ERRORS as exc:
+            # A StopTransaction is never refused over its price: the CDR goes out without a
+            # cost (tariffId null) and the error is logged for the operator (docs/tariffs.md).
+            log.error("session_pricing_failed", transaction_id=row.id, error=repr(exc))
+            return Settlement(priced=None, parking_s=parking_s, user_id=None)
+        priced = PricedSession(tariff=data, costs=costs, purchase_cost=purchase)
         await tariffs.record_cost(
             session,
             transaction_id=row.id,
             excl=costs.total.excl_vat,
             incl=costs.total.incl_vat,
-            purchase_cost=None,
+            purchase_cost=purchase,
             parking_s=parking_s,
             now=now,
         )
         return Settlement(priced=priced, parking_s=parking_s, user_id=pricing.user_id)
+
+
+async def _purchase_cost(
+    session: AsyncSession, *, row: Transaction, facts: SessionFacts, periods: Sequence[UsagePeriod]
+) -> Decimal | None:
+    """What the session's energy cost to buy at its site's electricity rate, if it has one."""
+    assert facts.stop is not None
+    charger = await session.get(ChargePoint, row.charge_point_id)
+    if charger is None or charger.location_id is None:
+        return None
+    rate = await rates.rate_for(
+        session, scope="location", target=charger.location_id, start=facts.start, end=facts.stop
+    )
+    if rate is None:
+        return None
+    return purchase_cost(rate, periods, end=facts.stop)
 
 
 async def _group_tariff(session: AsyncSession, group_id: str) -> str | None:

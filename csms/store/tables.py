@@ -476,12 +476,13 @@ class ElectricityRate(SQLModel, table=True):
 
 
 class ElectricityPrice(SQLModel, table=True):
-    """One point of an uploaded series: the price per kWh from `start` until the next point."""
+    """One interval of an uploaded series: the price per kWh from `start` until `end`."""
 
     __tablename__ = "electricity_prices"
 
     rate_id: str = Field(primary_key=True, max_length=36)
     start: datetime | None = Field(default=None, sa_type=UTCDateTime, primary_key=True)
+    end: datetime | None = _utc(nullable=False)
     # Per kWh, as decimal text (day-ahead prices have more decimals than money).
     price: str = Field(max_length=32)
 

@@ -153,3 +153,78 @@ async def test_parking_time_from_connector_statuses(csms: RunningCsms) -> None:
     # 10 kWh * 0.30 + 22 min parked, billed as 25 min at 6.00/h = 3.00 + 2.50
     assert data["parkingS"] == 22 * 60
     assert data["cost"] == {"currency": "EUR", "exclVat": 5.5, "inclVat": None}
+
+
+@pytest.mark.postgres
+async def test_purchase_cost_and_margin_from_the_site_rate(csms: RunningCsms) -> None:
+    """A site's time-of-use rate with an uploaded hour gives the CDR purchaseCost and margin."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+        await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+        await api.put("/locations/BER", json=BERLIN)
+        await api.put("/charge-points/CP-RATE", json={"locationId": "BER"})
+        await api.put("/tariffs/TOD", json=DAY_AND_EVENING)
+        await api.put("/tariff-assignments/default", json={"tariffId": "TOD"})
+        rate = await api.put(
+            "/electricity-rates/grid",
+            json={
+                "locationId": "BER",
+                "timeOfUse": [{"startTime": "00:00", "endTime": "00:00", "price": 0.15}],
+            },
+        )
+        # Day-ahead price for 16:00-17:00 local (15:00-16:00 UTC).
+        upload = await api.put(
+            "/electricity-rates/grid/prices",
+            json={
+                "prices": [
+                    {"start": "2026-03-02T15:00:00Z", "end": "2026-03-02T16:00:00Z", "price": 0.05}
+                ]
+            },
+        )
+        async with csms.charger("CP-RATE") as cp:
+            tx = (await cp.call("StartTransaction", START))["transactionId"]
+            await cp.call(
+                "StopTransaction",
+                {"transactionId": tx, "meterStop": 13000, "timestamp": "2026-03-02T16:30:00Z"},
+            )
+        (cdr,) = await events.until(1, of_type="cdr.created")
+        transaction = (await api.get(f"/transactions/{tx}")).json()
+        prices = (
+            await api.get(
+                "/electricity-rates/grid/prices",
+                params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:00Z"},
+            )
+        ).json()
+    assert (rate.status_code, rate.json()["timeZone"]) == (201, "Europe/Berlin")
+    assert upload.json() == {"count": 1}
+    assert prices["total"] == 1
+    # 12 kWh over an hour: 6 kWh 16:30-17:00 at 0.05 and 6 after at 0.15 = 1.20 to buy;
+    # sold 6 at 0.20 and 6 at 0.40 = 3.60 excl. VAT: a margin of 2.40.
+    assert cdr["data"]["purchaseCost"] == 1.2
+    assert cdr["data"]["margin"] == 2.4
+    assert (transaction["purchaseCost"], transaction["margin"]) == (1.2, 2.4)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"timeOfUse": []}, "locationId"),
+        ({"locationId": "X", "circuitId": "Y"}, "locationId"),
+        ({"circuitId": "C1", "timeZone": "Mars/Olympus"}, "body.timeZone"),
+        (
+            {
+                "circuitId": "C1",
+                "timeOfUse": [{"startTime": "7:00", "endTime": "23:00", "price": 1}],
+            },
+            "startTime",
+        ),
+    ],
+)
+async def test_invalid_rates_are_refused(
+    csms: RunningCsms, body: dict[str, Any], reason: str
+) -> None:
+    """A rate names one site or circuit, a real zone and valid times, else 422."""
+    async with csms.api() as api:
+        answer = await api.put("/electricity-rates/bad", json=body)
+    assert answer.status_code == 422
+    assert reason in answer.json()["detail"]

@@ -88,6 +88,7 @@ def upgrade() -> None:
         "electricity_prices",
         sa.Column("rate_id", sa.String(length=36), nullable=False),
         sa.Column("start", _UTC, nullable=False),
+        sa.Column("end", _UTC, nullable=False),
         sa.Column("price", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("rate_id", "start"),
     )
