@@ -85,14 +85,14 @@ class SessionFlows:
     ) -> IdTagInfo:
         info = await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
         if self.wallet is not None:
-            charger = await chargers.get_charge_point(session, charge_point_id)
             info = await self.wallet.check_prepaid(
                 session,
                 info=info,
                 id_tag=id_tag,
                 charge_point_id=charge_point_id,
                 connector_id=0,
-                location_id=None if charger is None else charger.location_id,
+                location_id=None,
+                find_location=True,
                 at=now,
             )
         event = build.authorization(

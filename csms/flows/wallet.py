@@ -26,7 +26,7 @@ from csms.core.wallet import PostingKind, prepaid_minimum
 from csms.errors import WalletError
 from csms.events import build
 from csms.flows.tariffs import SessionPricing
-from csms.store import outbox, wallet
+from csms.store import chargers, outbox, wallet
 from csms.store.db import Database
 from csms.store.tables import SubscriptionPlan, UserSubscription
 
@@ -190,6 +190,7 @@ class WalletFlows:
         connector_id: int,
         location_id: str | None,
         at: datetime,
+        find_location: bool = False,
     ) -> IdTagInfo:
         """Blocked for a prepaid driver whose balance cannot cover the tariff's minimum.
 
@@ -204,6 +205,9 @@ class WalletFlows:
         account = await wallet.get_account(session, user_id)
         if account is None or not account.prepaid:
             return info
+        if find_location:  # Authorize names no transaction: the charger's location it is
+            charger = await chargers.get_charge_point(session, charge_point_id)
+            location_id = None if charger is None else charger.location_id
         resolved = await self._pricing.resolve(
             session,
             charge_point_id=charge_point_id,
