@@ -546,3 +546,24 @@ def test_vat_unknown_when_a_component_has_none() -> None:
     costs = priced(TARIFF_14, *session(_local(10, 0), charging_min=60, kwh="5"))
     assert costs.total == PriceFacts(D("1.20"), None)
     assert "incl_vat" not in ocpi_cost_fields(costs)["total_cost"]
+
+
+def test_resolution_order_and_validity_window() -> None:
+    """Subscription before user before EVSE before location before default; expired skipped."""
+    from csms.core.tariffs import TariffSource, resolve_tariff
+
+    def tariff(tariff_id: str, **window: str) -> Any:
+        return tariff_from_ocpi({**TARIFF_8, "id": tariff_id, **window})
+
+    candidates = [
+        (TariffSource.DEFAULT, tariff("D")),
+        (TariffSource.LOCATION, tariff("L")),
+        (TariffSource.EVSE, tariff("E")),
+        (TariffSource.USER, tariff("U", end_date_time="2019-01-01T00:00:00Z")),
+        (TariffSource.SUBSCRIPTION, tariff("S", start_date_time="2030-01-01T00:00:00Z")),
+    ]
+    found = resolve_tariff(candidates, at=START)
+    assert found is not None
+    assert (found[0], found[1].id) == (TariffSource.EVSE, "E")
+    assert resolve_tariff(candidates[:2], at=START) == (TariffSource.LOCATION, candidates[1][1])
+    assert resolve_tariff([], at=START) is None

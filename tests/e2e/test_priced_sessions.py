@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -228,3 +229,53 @@ async def test_invalid_rates_are_refused(
         answer = await api.put("/electricity-rates/bad", json=body)
     assert answer.status_code == 422
     assert reason in answer.json()["detail"]
+
+
+@pytest.mark.postgres
+async def test_tariff_resolution_order(csms: RunningCsms) -> None:
+    """Subscription plan, then user group, then EVSE, then location, then default."""
+
+    def flat(price: float) -> dict[str, Any]:
+        component = {"type": "FLAT", "price": price, "step_size": 1}
+        return {"elements": [{"price_components": [component]}]}
+
+    async with csms.api() as api:
+        user = (await api.post("/users", json={"name": "Order"})).json()["userId"]
+        await api.put(f"/id-tags/{TAG}", json={"status": "Accepted", "userId": user})
+        await api.put("/locations/BER", json=BERLIN)
+        await api.put("/charge-points/CP-ORDER", json={"locationId": "BER"})
+        for name, price in (("S", 1), ("U", 2), ("E", 3), ("L", 4), ("D", 5)):
+            await api.put(f"/tariffs/{name}", json=flat(price))
+        for group in ("S", "U"):
+            await api.put(f"/tariff-groups/g{group}", json={"name": group, "tariffId": group})
+        await api.put(
+            "/subscription-plans/p",
+            json={"name": "P", "price": 0, "periodDays": 30, "tariffGroupId": "gS"},
+        )
+        subscription = (await api.post(f"/users/{user}/subscriptions", json={"planId": "p"})).json()
+        await api.put(f"/users/{user}/wallet", json={"tariffGroupId": "gU"})
+        await api.put("/tariff-assignments/evses/CP-ORDER/1", json={"tariffId": "E"})
+        await api.put("/tariff-assignments/locations/BER", json={"tariffId": "L"})
+        await api.put("/tariff-assignments/default", json={"tariffId": "D"})
+        removals = [
+            ("POST", f"/users/{user}/subscriptions/{subscription['subscriptionId']}/cancel"),
+            ("PUT", f"/users/{user}/wallet"),
+            ("DELETE", "/tariff-assignments/evses/CP-ORDER/1"),
+            ("DELETE", "/tariff-assignments/locations/BER"),
+        ]
+        seen = []
+        # Sessions after the subscription started (it starts when it is made).
+        soon = datetime.now(UTC) + timedelta(milliseconds=10)
+        async with csms.charger("CP-ORDER") as cp:
+            for minute in range(5):
+                at = soon + timedelta(milliseconds=minute)
+                start = {**START, "timestamp": at.isoformat().replace("+00:00", "Z")}
+                tx = (await cp.call("StartTransaction", start))["transactionId"]
+                stopped = {"transactionId": tx, "meterStop": 1000, "timestamp": start["timestamp"]}
+                await cp.call("StopTransaction", stopped)
+                seen.append((await api.get(f"/transactions/{tx}")).json()["tariffId"])
+                if minute < len(removals):
+                    method, path = removals[minute]
+                    body = {"tariffGroupId": None} if method == "PUT" else None
+                    await api.request(method, path, json=body)
+    assert seen == ["S", "U", "E", "L", "D"]
