@@ -34,6 +34,8 @@ from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
+from csms.flows.tariffs import SessionPricing
+from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
 from csms.ocpp16.context import Services
@@ -104,7 +106,19 @@ class Csms:
             party_id=settings.ocpi.party_id,
             currency=settings.ocpi.currency,
         )
-        sessions = SessionFlows(database=self.database, party=party)
+        pricing = SessionPricing(database=self.database, party=party)
+        self.wallet = WalletFlows(
+            database=self.database, party=party, pricing=pricing, clock=utc_now
+        )
+        self.renewal = SubscriptionRenewal(
+            flows=self.wallet,
+            database=self.database,
+            clock=utc_now,
+            interval=settings.wallet.renewal_interval,
+        )
+        sessions = SessionFlows(
+            database=self.database, party=party, pricing=pricing, wallet=self.wallet
+        )
         self.services = Services(
             chargers=ChargerFlows(database=self.database, party=party),
             sessions=sessions,
@@ -152,6 +166,7 @@ class Csms:
             metrics=self.metrics,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
+        self.wallet.stops.commands = self.commands
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -163,6 +178,7 @@ class Csms:
             party=party,
             metrics=self.metrics,
             live=self.live,
+            wallet=self.wallet,
         )
         self.api_app = api = create_api(
             context=context,
@@ -221,6 +237,7 @@ class Csms:
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 offline = tasks.create_task(self.offline.run(), name="offline-watch")
+                renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
@@ -229,6 +246,7 @@ class Csms:
                     await self._stop.wait()
                 ingress.cancel()
                 offline.cancel()
+                renewal.cancel()
                 await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
         finally:
             await self.publisher.close()

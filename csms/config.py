@@ -99,6 +99,14 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class WalletSettings:
+    """Drivers' wallets and subscriptions (docs/tariffs.md)."""
+
+    # Seconds between looks for subscriptions whose period ended (renewed or expired).
+    renewal_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -117,6 +125,7 @@ class Settings:
     ocpi: OcpiSettings = OcpiSettings()
     security: SecuritySettings = SecuritySettings()
     dashboard: DashboardSettings = DashboardSettings()
+    wallet: WalletSettings = WalletSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -128,6 +137,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "ocpi": OcpiSettings,
     "security": SecuritySettings,
     "dashboard": DashboardSettings,
+    "wallet": WalletSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -241,6 +251,7 @@ def _check(settings: Settings) -> None:
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,
         "dashboard.max_failed_logins": settings.dashboard.max_failed_logins,
+        "wallet.renewal_interval": settings.wallet.renewal_interval,
     }
     for key, number in positive.items():
         if number <= 0:

@@ -10,6 +10,8 @@ so callers catch one type per failure, never a library's.
     ├── EventPublishError          the broker did not acknowledge a publish (no PUBACK)
     │   └── BrokerUnavailable          no connection to the broker could be made
     ├── EmbeddedBrokerError        the embedded broker could not start
+    ├── WalletError                a posting, voucher or subscription refused (its `status`:
+    │                              404 unknown user, 409 voucher used, 422 bad request)
     └── CommandError               a CSMS->charger command did not produce a usable answer
         ├── UnknownChargePoint         404  no charge point is registered under the identity
         ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
@@ -52,6 +54,14 @@ class BrokerUnavailable(EventPublishError):
 
 class EmbeddedBrokerError(CsmsError):
     """The embedded broker could not start (for example, the port is taken)."""
+
+
+class WalletError(CsmsError):
+    """A wallet operation was refused; `status` is the HTTP status of the wallet API."""
+
+    def __init__(self, message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CommandError(CsmsError):

@@ -25,6 +25,7 @@ from csms.api.context import (
 )
 from csms.api.dashboard import add_dashboard
 from csms.api.locations import add_location_routes
+from csms.api.rates import add_rate_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
@@ -37,14 +38,16 @@ from csms.api.schemas import (
     Page,
     TransactionOut,
 )
+from csms.api.tariffs import add_tariff_routes
 from csms.api.views import charge_point_out, id_tag_out, meter_value_out, transaction_out
+from csms.api.wallet import add_wallet_routes, wallet_error
 from csms.config import DashboardSettings
 from csms.core.access import Scope
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
-from csms.errors import CommandError, StoreError
+from csms.errors import CommandError, StoreError, WalletError
 from csms.metrics import CONTENT_TYPE
-from csms.store import chargers, outbox, registry, transactions
+from csms.store import chargers, outbox, registry, tariffs, transactions
 
 
 def create_api(
@@ -66,6 +69,7 @@ def create_api(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(WalletError, wallet_error)
     app.state.authenticator = Authenticator(
         token=token,
         read_key=key_reader(ctx.read),
@@ -81,6 +85,10 @@ def create_api(
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
     add_account_routes(router, ctx)
+    add_tariff_routes(router, ctx)
+    add_rate_routes(router, ctx)
+    if ctx.wallet is not None:
+        add_wallet_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)
@@ -295,7 +303,10 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
                 offset=offset,
             )
         )
-        return Page[TransactionOut](items=[transaction_out(row) for row in rows], total=total)
+        ids = [row.id for row in rows if row.id is not None]
+        prices = await ctx.read(lambda session: tariffs.pricing_of(session, ids))
+        items = [transaction_out(row, prices.get(row.id or 0)) for row in rows]
+        return Page[TransactionOut](items=items, total=total)
 
     @router.get(
         "/transactions/{transaction_id}", dependencies=[require(Scope.READ)], tags=["transactions"]
@@ -304,7 +315,8 @@ def _transaction_routes(router: APIRouter, ctx: ApiContext) -> None:
         row = await ctx.read(partial(transactions.get_transaction, transaction_id=transaction_id))
         if row is None:
             raise not_found("transaction")
-        return transaction_out(row)
+        pricing = await ctx.read(lambda session: tariffs.get_pricing(session, transaction_id))
+        return transaction_out(row, pricing)
 
     @router.get(
         "/transactions/{transaction_id}/meter-values",

@@ -12,6 +12,7 @@ from csms.events.fanout import EventFanout
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
+from csms.flows.wallet import WalletFlows
 from csms.metrics import Metrics
 from csms.store.db import Database
 
@@ -40,11 +41,13 @@ class ApiContext:
         party: Party,
         metrics: Metrics | None = None,
         live: EventFanout | None = None,
+        wallet: WalletFlows | None = None,
     ) -> None:
         self.party = party
         self.metrics = metrics or Metrics()
         # Events as the relay publishes them, for the dashboard's live stream.
         self.live = EventFanout() if live is None else live
+        self.wallet = wallet
         self.sessions = sessions
         self.locations = locations
         self.database = database

@@ -241,6 +241,22 @@ class TransactionOut(CamelModel):
     energy_wh: float | None
     status: TransactionStatus
     flags: list[str]
+    tariff_id: str | None = Field(
+        default=None, description="the tariff resolved at the start (docs/tariffs.md)"
+    )
+    cost: CostOut | None = Field(default=None, description="what the session cost, once priced")
+    purchase_cost: float | None = Field(
+        default=None, description="what its energy cost to buy (electricity rates)"
+    )
+    margin: float | None = Field(default=None, description="cost excl. VAT minus purchase cost")
+
+
+class CostOut(CamelModel):
+    """A cost in the events' and API's form: `{currency, exclVat, inclVat}`."""
+
+    currency: str
+    excl_vat: float
+    incl_vat: float | None
 
 
 class MeterValueOut(CamelModel):

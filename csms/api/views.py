@@ -3,14 +3,23 @@
 from csms.api.schemas import (
     ChargePointOut,
     ConnectorOut,
+    CostOut,
     IdTagOut,
     MeterValueOut,
     TransactionOut,
     TransactionStatus,
 )
+from csms.core.money import from_units
 from csms.core.ocpi import ocpi_evse_status
 from csms.core.transactions import SAMPLE_AFTER_STOP, energy_wh
-from csms.store.tables import ChargePoint, Connector, IdTag, MeterValue, Transaction
+from csms.store.tables import (
+    ChargePoint,
+    Connector,
+    IdTag,
+    MeterValue,
+    Transaction,
+    TransactionPricing,
+)
 
 # (vendor, vendorErrorCode) -> what it means
 ErrorTexts = dict[tuple[str, str], str]
@@ -75,7 +84,25 @@ def id_tag_out(row: IdTag) -> IdTagOut:
     )
 
 
-def transaction_out(row: Transaction) -> TransactionOut:
+def transaction_out(row: Transaction, pricing: TransactionPricing | None = None) -> TransactionOut:
+    assert row.id is not None
+    out = _transaction_out(row)
+    if pricing is None:
+        return out
+    out.tariff_id = pricing.tariff_id
+    if pricing.cost_excl is not None:
+        out.cost = CostOut(
+            currency=pricing.currency,
+            excl_vat=float(from_units(pricing.cost_excl)),
+            incl_vat=None if pricing.cost_incl is None else float(from_units(pricing.cost_incl)),
+        )
+        if pricing.purchase_cost is not None:
+            out.purchase_cost = float(from_units(pricing.purchase_cost))
+            out.margin = float(from_units(pricing.cost_excl - pricing.purchase_cost))
+    return out
+
+
+def _transaction_out(row: Transaction) -> TransactionOut:
     assert row.id is not None
     return TransactionOut(
         transaction_id=row.id,

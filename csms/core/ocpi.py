@@ -421,6 +421,19 @@ class PriceFacts:
     incl_vat: Decimal | None = None
 
 
+@dataclass(frozen=True)
+class PricedCdrParts:
+    """What a tariff adds to a CDR (mod_cdrs §CDR Object): the Tariff objects, the priced
+    ChargingPeriods, the cost lines by field name (``total_fixed_cost``...) and the
+    parking time in hours."""
+
+    # OCPI Tariff objects: JSON dicts, or what the CDR's validator takes for them.
+    tariffs: Sequence[Any]
+    charging_periods: Sequence[dict[str, Any]]
+    cost_lines: dict[str, PriceFacts]
+    total_parking_h: Decimal
+
+
 # --- numbers ---------------------------------------------------------------------------------
 
 # types §number: "Unless mentioned otherwise, numbers use 4 decimals".
@@ -684,11 +697,14 @@ def build_session(
     last_updated: datetime,
     total_cost: PriceFacts | None = None,
     period: timedelta = DEFAULT_PERIOD,
+    charging_periods: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """An OCPI 2.2.1 Session (mod_sessions §Session Object) for ``session.*`` events.
 
     ``kwh`` is the energy so far (session_energy_kwh). ``total_cost`` is left out unless
     given: "When omitted … it does not imply the session is/was free of charge".
+    ``charging_periods``, when given (a priced session's, with ``tariff_id``), replace
+    the periods made from the samples.
     """
     session: dict[str, Any] = {
         "country_code": facts.country_code,
@@ -709,7 +725,11 @@ def build_session(
     if facts.meter_id is not None:
         session["meter_id"] = facts.meter_id
     session["currency"] = facts.currency
-    periods = build_charging_periods(facts, period=period)
+    periods = (
+        charging_periods
+        if charging_periods is not None
+        else build_charging_periods(facts, period=period)
+    )
     if periods:
         session["charging_periods"] = periods
     if total_cost is not None:
@@ -750,8 +770,13 @@ def build_cdr(
     last_updated: datetime,
     remark: str | None = None,
     period: timedelta = DEFAULT_PERIOD,
+    priced: PricedCdrParts | None = None,
 ) -> dict[str, Any]:
     """An OCPI 2.2.1 CDR (mod_cdrs §CDR Object) for ``cdr.created``.
+
+    With ``priced`` (a session priced with a tariff), the CDR carries that tariff in
+    ``tariffs``, its priced charging periods (with ``tariff_id``), the cost lines and
+    ``total_parking_time``.
 
     ``total_energy`` = (meterStop - meterStart)/1000 kWh, ``total_time`` = (stop - start)
     in hours, ``charging_periods`` as build_charging_periods(for_cdr=True). ``cdr_id``
@@ -785,10 +810,17 @@ def build_cdr(
     if facts.meter_id is not None:
         cdr["meter_id"] = facts.meter_id
     cdr["currency"] = facts.currency
-    cdr["charging_periods"] = build_charging_periods(facts, period=period, for_cdr=True)
+    if priced is not None:
+        cdr["tariffs"] = list(priced.tariffs)
+        cdr["charging_periods"] = list(priced.charging_periods)
+    else:
+        cdr["charging_periods"] = build_charging_periods(facts, period=period, for_cdr=True)
     cdr["total_cost"] = _price(total_cost)
     cdr["total_energy"] = wh_to_kwh(facts.meter_stop_wh - facts.meter_start_wh)
     cdr["total_time"] = hours_between(facts.start, facts.stop)
+    if priced is not None:
+        cdr.update({name: _price(price) for name, price in priced.cost_lines.items()})
+        cdr["total_parking_time"] = round_number(priced.total_parking_h)
     if remark is not None:
         cdr["remark"] = remark
     cdr["last_updated"] = last_updated

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -25,10 +26,11 @@ from csms.core.clock import format_utc
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.core.session import ChargerAtLocation, Party, SessionFacts
+from csms.core.tariff_ocpi import PricedSession, cdr_parts, cost_summary, ocpi_charging_periods
 from csms.core.transactions import SessionEnd
 from csms.events.envelope import EventType
 from csms.events.models_base import format_datetime, to_json_dict, to_utc
-from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Price, Session
+from csms.events.models_ocpi import Cdr, EvseStatusUpdate, Location, Price, Session, Tariff
 from csms.events.models_oicp import ChargeDetailRecord, EvseStatusRecord
 
 log = structlog.get_logger("csms.events")
@@ -190,30 +192,56 @@ def meter_values(
     return _event(charge_point_id, EventType.METER_VALUES, at, data)
 
 
-def session(event_type: EventType, facts: SessionFacts, *, at: datetime) -> Event:
-    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session."""
-    model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
+def session(
+    event_type: EventType,
+    facts: SessionFacts,
+    *,
+    at: datetime,
+    priced: PricedSession | None = None,
+    reason: str | None = None,
+) -> Event:
+    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session.
+
+    A priced session also carries its cost so far: `cost` beside the Session and its
+    `total_cost` and priced charging periods in it; `reason` says why csms acted on it
+    (`balance_exceeded`, docs/events.md).
+    """
+    model = Session.model_validate(_session_ocpi(facts, at=at, priced=priced))
     data = {"transactionId": facts.transaction_id, "ocpi": to_json_dict(model)}
+    _add_cost(data, facts, priced=priced, reason=reason)
     return _event(facts.charge_point_id, event_type, at, data)
 
 
 def session_stopped(
-    facts: SessionFacts, *, at: datetime, end: SessionEnd, stop_reason: str | None
+    facts: SessionFacts,
+    *,
+    at: datetime,
+    end: SessionEnd,
+    stop_reason: str | None,
+    priced: PricedSession | None = None,
 ) -> Event:
     """session.stopped: the COMPLETED Session, who ended it, and the charger's Reason.
 
     `reason` is `charger` for the charger's own StopTransaction, which then carries its
-    OCPP 1.6 Reason as `stopReason` (§7.39; absent means Local, OCPP-J errata §2.6).
+    OCPP 1.6 Reason as `stopReason` (§7.39; absent means Local, OCPP-J errata §2.6). A priced
+    session carries its final cost as `session` does.
     """
-    model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
+    model = Session.model_validate(_session_ocpi(facts, at=at, priced=priced))
     data: dict[str, Any] = {"transactionId": facts.transaction_id, "reason": end.value}
     if end is SessionEnd.CHARGER:
         data["stopReason"] = stop_reason or "Local"
     data["ocpi"] = to_json_dict(model)
+    _add_cost(data, facts, priced=priced, reason=None)
     return _event(facts.charge_point_id, EventType.SESSION_STOPPED, at, data)
 
 
-def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
+def session_updated(
+    facts: SessionFacts,
+    *,
+    at: datetime,
+    priced: PricedSession | None = None,
+    reason: str | None = None,
+) -> Event:
     """session.updated for a MeterValues: the same Session as `session`, not validated again.
 
     This runs on every MeterValues, where the pydantic round trip cost more than the rest
@@ -223,9 +251,37 @@ def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
     """
     data = {
         "transactionId": facts.transaction_id,
-        "ocpi": ocpi_json(ocpi.build_session(facts, last_updated=at)),
+        "ocpi": ocpi_json(_session_ocpi(facts, at=at, priced=priced)),
     }
+    _add_cost(data, facts, priced=priced, reason=reason)
     return _event(facts.charge_point_id, EventType.SESSION_UPDATED, at, data)
+
+
+def _session_ocpi(
+    facts: SessionFacts, *, at: datetime, priced: PricedSession | None
+) -> dict[str, Any]:
+    if priced is None:
+        return ocpi.build_session(facts, last_updated=at)
+    return ocpi.build_session(
+        facts,
+        last_updated=at,
+        total_cost=priced.costs.total,
+        charging_periods=ocpi_charging_periods(priced.costs),
+    )
+
+
+def _add_cost(
+    data: dict[str, Any], facts: SessionFacts, *, priced: PricedSession | None, reason: str | None
+) -> None:
+    if priced is not None:
+        data["tariffId"] = priced.tariff_id
+        data["cost"] = _money_json(cost_summary(priced, currency=facts.currency))
+    if reason is not None:
+        data["reason"] = reason
+
+
+def _money_json(value: dict[str, Any]) -> dict[str, Any]:
+    return {key: float(item) if isinstance(item, Decimal) else item for key, item in value.items()}
 
 
 _JSON_SCALARS = frozenset({str, int, float, bool})
@@ -263,14 +319,21 @@ def cdr_created(
     end: SessionEnd,
     estimated: bool = False,
     replaces: str | None = None,
+    priced: PricedSession | None = None,
+    parking_s: int = 0,
 ) -> Event:
-    """cdr.created with an OCPI 2.2.1 CDR and an OICP 2.3 ChargeDetailRecord.
+    """cdr.created: the summary fields, an OCPI 2.2.1 CDR and an OICP 2.3 ChargeDetailRecord.
 
     Without a location for the charger there is no OCPI CdrLocation to give, so `ocpi`
-    is null until the charge point is linked to a location (PUT /charge-points/{id}).
-    `estimated` is a CDR from what csms knew when it ended the session itself; `replaces`
-    names the estimated CDR this one replaces, after its credit (docs/events.md).
+    is null until the charge point is linked to a location (PUT /charge-points/{id}); the
+    summary fields (docs/events.md) are always there. `estimated` is a CDR from what csms
+    knew when it ended the session itself; `replaces` names the estimated CDR this one
+    replaces, after its credit. A priced session's CDR carries its tariff, priced charging
+    periods and cost lines; OICP 2.3's ChargeDetailRecord has no price fields, so `oicp` is
+    the same priced or not.
     """
+    if facts.stop is None or facts.meter_stop_wh is None:
+        raise ValueError(f"transaction {facts.transaction_id} has not stopped")
     the_cdr_id = cdr_id(facts.transaction_id, replacement=replaces is not None)
     the_evse_id = evse_id(party, facts.charge_point_id, facts.connector_id)
     ocpi_part: dict[str, Any] | None = None
@@ -280,9 +343,12 @@ def cdr_created(
                 facts,
                 cdr_id=the_cdr_id,
                 location=location,
-                total_cost=ocpi.PriceFacts(excl_vat=Decimal(0)),
+                total_cost=ocpi.PriceFacts(excl_vat=Decimal(0))
+                if priced is None
+                else priced.costs.total,
                 last_updated=at,
                 remark=remark,
+                priced=None if priced is None else _cdr_parts(priced),
             )
         )
         ocpi_part = to_json_dict(model)
@@ -292,12 +358,32 @@ def cdr_created(
         "reason": end.value,
         "estimated": estimated,
         "credit": False,
+        "chargePointId": facts.charge_point_id,
+        "connectorId": facts.connector_id,
+        "idTag": facts.id_tag,
+        "start": format_utc(facts.start),
+        "stop": format_utc(facts.stop),
+        "energyWh": facts.meter_stop_wh - facts.meter_start_wh,
+        "durationS": int((facts.stop - facts.start).total_seconds()),
+        "parkingS": parking_s,
+        "tariffId": None if priced is None else priced.tariff_id,
+        "cost": _money_json(cost_summary(priced, currency=facts.currency)),
         "ocpi": ocpi_part,
         "oicp": _oicp_cdr(facts, evse_id=the_evse_id),
     }
     if replaces is not None:
         data["replacesCdrId"] = replaces
+    if priced is not None and priced.purchase_cost is not None:
+        data["purchaseCost"] = float(priced.purchase_cost)
+        data["margin"] = float(priced.costs.total.excl_vat - priced.purchase_cost)
     return _event(facts.charge_point_id, EventType.CDR_CREATED, at, data)
+
+
+def _cdr_parts(priced: PricedSession) -> ocpi.PricedCdrParts:
+    # The stored Tariff is JSON: parsed as JSON, so the strict CDR model takes it as it is.
+    parts = cdr_parts(priced)
+    tariffs = [Tariff.model_validate_json(orjson.dumps(tariff)) for tariff in parts.tariffs]
+    return replace(parts, tariffs=tariffs)
 
 
 def cdr_credit(charge_point_id: str, first: dict[str, Any], *, at: datetime) -> Event:
@@ -305,7 +391,8 @@ def cdr_credit(charge_point_id: str, first: dict[str, Any], *, at: datetime) -> 
 
     OCPI 2.2.1 mod_cdrs §Credit CDRs: a new id (the first's with `-C`), `credit` true,
     `credit_reference_id` the first's id, all of the first's data, and only `total_cost`
-    negated. OICP 2.3 has no credit record, so `oicp` is null.
+    negated (and with it the summary's `cost`, `purchaseCost` and `margin`). OICP 2.3 has
+    no credit record, so `oicp` is null.
     """
     original_id = str(first["cdrId"])
     credit_id = f"{original_id}-C"
@@ -332,7 +419,22 @@ def cdr_credit(charge_point_id: str, first: dict[str, Any], *, at: datetime) -> 
         "oicp": None,
     }
     data.pop("replacesCdrId", None)
+    if isinstance(first.get("cost"), dict):
+        data["cost"] = {
+            key: _negated_amount(value) if key in ("exclVat", "inclVat") else value
+            for key, value in first["cost"].items()
+        }
+    for key in ("purchaseCost", "margin"):
+        if key in first:
+            data[key] = _negated_amount(first[key])
     return _event(charge_point_id, EventType.CDR_CREATED, at, data)
+
+
+def _negated_amount(value: Any) -> Any:
+    # A zero stays 0, not -0; an unknown amount (null) stays unknown.
+    if value is None:
+        return None
+    return 0 - value if value else value
 
 
 def _negated(price: Price) -> Price:
@@ -361,6 +463,56 @@ def _oicp_cdr(facts: SessionFacts, *, evse_id: str) -> dict[str, Any] | None:
         log.info("oicp_cdr_skipped", transaction_id=facts.transaction_id, reason=str(exc))
         return None
     return to_json_dict(ChargeDetailRecord.model_validate(record))
+
+
+# -- wallets -------------------------------------------------------------------------------
+
+
+def user_balance_changed(
+    user_id: str,
+    *,
+    amount: Decimal,
+    balance: Decimal,
+    currency: str,
+    kind: str,
+    reason: str,
+    reference: str,
+    at: datetime,
+) -> Event:
+    """`user.balance_changed`, on topic `{prefix}/events/{userId}/user.balance_changed`."""
+    data = {
+        "userId": user_id,
+        "direction": "credit" if amount >= 0 else "debit",
+        "amount": float(abs(amount)),
+        "balance": float(balance),
+        "currency": currency,
+        "kind": kind,
+        "reason": reason,
+        "reference": reference,
+    }
+    return _event(user_id, EventType.USER_BALANCE_CHANGED, at, data)
+
+
+def user_subscription_changed(
+    user_id: str,
+    *,
+    subscription_id: str,
+    plan_id: str,
+    status: str,
+    period_start: datetime,
+    period_end: datetime,
+    at: datetime,
+) -> Event:
+    """`user.subscription_changed`: active, canceled or expired (renewal: active again)."""
+    data = {
+        "userId": user_id,
+        "subscriptionId": subscription_id,
+        "planId": plan_id,
+        "status": status,
+        "periodStart": format_utc(period_start),
+        "periodEnd": format_utc(period_end),
+    }
+    return _event(user_id, EventType.USER_SUBSCRIPTION_CHANGED, at, data)
 
 
 # -- commands and reservations -------------------------------------------------------------

@@ -52,6 +52,8 @@ class EventType(StrEnum):
     RESERVATION_STATUS = "reservation.status"
     LOCATION_UPDATED = "location.updated"
     SECURITY_EVENT = "security.event"
+    USER_BALANCE_CHANGED = "user.balance_changed"
+    USER_SUBSCRIPTION_CHANGED = "user.subscription_changed"
 
 
 RETAINED_EVENT_TYPES = frozenset(

@@ -430,16 +430,24 @@ class EvseStatusUpdate(StrictModel):
 
 
 class PriceComponent(StrictModel):
-    """mod_tariffs §PriceComponent."""
+    """mod_tariffs §PriceComponent: a price and a VAT percentage of zero or more."""
 
     type: TariffDimensionType
-    price: Number
-    vat: Number | None = None
+    price: Annotated[Number, Field(ge=0)]
+    vat: Annotated[Number, Field(ge=0, le=100)] | None = None
     step_size: NonNegativeInt
 
 
+_TEN_YEARS = 10 * 366 * 86400
+
+
+def _ordered(low: object, high: object, names: str) -> None:
+    if low is not None and high is not None and low > high:  # type: ignore[operator]
+        raise ValueError(f"{names}: the minimum is above the maximum")
+
+
 class TariffRestrictions(StrictModel):
-    """mod_tariffs §TariffRestrictions."""
+    """mod_tariffs §TariffRestrictions: each minimum at most its maximum."""
 
     start_time: TimeOfDay | None = None
     end_time: TimeOfDay | None = None
@@ -456,12 +464,35 @@ class TariffRestrictions(StrictModel):
     day_of_week: list[DayOfWeek] | None = None
     reservation: ReservationRestrictionType | None = None
 
+    @model_validator(mode="after")
+    def _minimum_below_maximum(self) -> Self:
+        _ordered(self.min_kwh, self.max_kwh, "min_kwh/max_kwh")
+        _ordered(self.min_current, self.max_current, "min_current/max_current")
+        _ordered(self.min_power, self.max_power, "min_power/max_power")
+        _ordered(self.min_duration, self.max_duration, "min_duration/max_duration")
+        _ordered(self.start_date, self.end_date, "start_date/end_date")
+        for name in ("min_duration", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= _TEN_YEARS:
+                raise ValueError(f"{name}: a duration is zero to {_TEN_YEARS} seconds")
+        return self
+
 
 class TariffElement(StrictModel):
     """mod_tariffs §TariffElement."""
 
     price_components: Annotated[list[PriceComponent], Field(min_length=1)]
     restrictions: TariffRestrictions | None = None
+
+    @model_validator(mode="after")
+    def _reservation_prices_flat_and_time(self) -> Self:
+        # mod_tariffs §TariffRestrictions, reservation: "A reservation can only have: FLAT
+        # and TIME TariffDimensions".
+        if self.restrictions is not None and self.restrictions.reservation is not None:
+            for component in self.price_components:
+                if component.type not in (TariffDimensionType.FLAT, TariffDimensionType.TIME):
+                    raise ValueError(f"a reservation element cannot price {component.type}")
+        return self
 
 
 class Tariff(StrictModel):
@@ -481,6 +512,15 @@ class Tariff(StrictModel):
     end_date_time: DateTime | None = None
     energy_mix: EnergyMix | None = None
     last_updated: DateTime
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Self:
+        if self.min_price is not None and self.max_price is not None:
+            _ordered(self.min_price.excl_vat, self.max_price.excl_vat, "min_price/max_price")
+        if self.start_date_time is not None and self.end_date_time is not None:
+            if self.end_date_time <= self.start_date_time:
+                raise ValueError("end_date_time must be later than start_date_time")
+        return self
 
 
 # --- mod_cdrs and mod_sessions ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from csms.core.events import Event
 from csms.core.meter import Sample, latest_register
 from csms.core.ocpi import CdrLocationFacts
 from csms.core.session import Party, SessionFacts
+from csms.core.tariff_ocpi import PricedSession
 from csms.core.transactions import (
     CdrStep,
     StartKey,
@@ -26,7 +27,9 @@ from csms.core.transactions import (
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
-from csms.store import chargers, outbox, registry, transactions
+from csms.flows.tariffs import SessionPricing
+from csms.flows.wallet import BALANCE_EXCEEDED, WalletFlows
+from csms.store import chargers, outbox, registry, tariffs, transactions
 from csms.store.db import Database
 from csms.store.tables import Location, Transaction
 
@@ -73,13 +76,23 @@ def _meter_stop(row: Transaction) -> int | None:
 class SessionFlows:
     """Authorize, StartTransaction, MeterValues and StopTransaction, and the force stop."""
 
-    def __init__(self, *, database: Database, party: Party) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        party: Party,
+        pricing: SessionPricing | None = None,
+        wallet: WalletFlows | None = None,
+    ) -> None:
         self._database = database
         self._writer = database.writer
         self.party = party
         # Transactions force-stopped here whose charger has not sent its Stop yet: a cached
         # open session of theirs must not publish session.updated any more.
         self._forced: set[int] = set()
+        # Tariffs and wallets (docs/tariffs.md); None prices nothing.
+        self.pricing = pricing
+        self.wallet = wallet
 
     async def authorize(self, *, charge_point_id: str, id_tag: str, now: datetime) -> IdTagInfo:
         """The tag's IdTagInfo, and `authorization` on MQTT."""
@@ -92,6 +105,17 @@ class SessionFlows:
         self, session: AsyncSession, *, charge_point_id: str, id_tag: str, now: datetime
     ) -> IdTagInfo:
         info = await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
+        if self.wallet is not None:
+            info = await self.wallet.check_prepaid(
+                session,
+                info=info,
+                id_tag=id_tag,
+                charge_point_id=charge_point_id,
+                connector_id=0,
+                location_id=None,
+                find_location=True,
+                at=now,
+            )
         event = build.authorization(
             charge_point_id, at=now, id_tag=id_tag, status=info.status.value, source="Authorize"
         )
@@ -140,6 +164,8 @@ class SessionFlows:
         )
         row = await session.get(Transaction, outcome.transaction_id)
         assert row is not None
+        if outcome.created:
+            outcome = await self._priced_start(session, outcome, row, location_id, now=now)
         facts = session_facts(row, party=self.party, location_id=location_id)
         if outcome.created:
             events = [
@@ -160,6 +186,34 @@ class SessionFlows:
             events.append(build.session(EventType.SESSION_STARTED, facts, at=key.timestamp))
             await outbox.add_events(session, events, now=now)
         return outcome, (facts if row.stop_timestamp is None else None)
+
+    async def _priced_start(
+        self,
+        session: AsyncSession,
+        outcome: transactions.StartOutcome,
+        row: Transaction,
+        location_id: str | None,
+        *,
+        now: datetime,
+    ) -> transactions.StartOutcome:
+        """Prepaid drivers who cannot pay are Blocked; the others get their tariff resolved."""
+        if self.wallet is not None and row.id_tag is not None and row.start_timestamp is not None:
+            info = await self.wallet.check_prepaid(
+                session,
+                info=outcome.id_tag_info,
+                id_tag=row.id_tag,
+                charge_point_id=row.charge_point_id,
+                connector_id=row.connector_id,
+                location_id=location_id,
+                at=row.start_timestamp,
+            )
+            if info.status is not outcome.id_tag_info.status:
+                row.start_id_tag_status = info.status.value
+                await session.flush()
+                return replace(outcome, id_tag_info=info)
+        if self.pricing is not None and outcome.id_tag_info.status.value == "Accepted":
+            await self.pricing.start(session, row=row, location_id=location_id, now=now)
+        return outcome
 
     async def stop(
         self,
@@ -215,9 +269,14 @@ class SessionFlows:
             samples=transactions.samples_of(stored),
         )
         end = session_end(charger_stopped=row.charger_stopped, flags=row.flags)
+        # Only the charger's own Stop is priced and charged: an estimate is not (docs/tariffs.md).
+        settled = None
+        if self.pricing is not None and row.meter_stop is not None:
+            settled = await self.pricing.settle(session, row=row, facts=facts, now=now)
+        priced = None if settled is None else settled.priced
         events = [
             build.session_stopped(
-                facts, at=row.stop_timestamp, end=end, stop_reason=row.stop_reason
+                facts, at=row.stop_timestamp, end=end, stop_reason=row.stop_reason, priced=priced
             )
         ]
         step = cdr_step(
@@ -245,10 +304,23 @@ class SessionFlows:
             end=end,
             estimated=not row.charger_stopped,
             replaces=replaces,
+            priced=priced,
+            parking_s=0 if settled is None else settled.parking_s,
         )
         events.append(cdr)
         estimate = None if row.charger_stopped else cdr.data
         await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
+        if self.wallet is not None and settled is not None and settled.user_id is not None:
+            assert priced is not None
+            total = priced.costs.total
+            events += await self.wallet.charge_session(
+                session,
+                user_id=settled.user_id,
+                transaction_id=transaction_id,
+                amount=total.incl_vat if total.incl_vat is not None else total.excl_vat,
+                currency=priced.costs.currency,
+                now=now,
+            )
         return events
 
     async def _cdr_location(
@@ -304,8 +376,43 @@ class SessionFlows:
             )
             if active is not None:
                 updated = replace(active, latest_register_wh=register[1])
-                events.append(build.session_updated(updated, at=register[0]))
+                priced = await self._running_cost(updated, samples, at=register[0])
+                events.append(build.session_updated(updated, at=register[0], priced=priced))
         await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
+
+    async def _running_cost(
+        self, facts: SessionFacts, samples: Sequence[Sample], *, at: datetime
+    ) -> PricedSession | None:
+        """The cost so far; a prepaid session whose cost reached the balance is stopped."""
+        if self.pricing is None:
+            return None
+        found = await self.pricing.running_cost(facts, samples, at=at)
+        if found is None:
+            return None
+        priced, running = found
+        if running.prepaid and running.user_id is not None and self.wallet is not None:
+            total = priced.costs.total
+            cost = total.incl_vat if total.incl_vat is not None else total.excl_vat
+            if cost >= await self.pricing.balance(running.user_id):
+                await self._stop_for_balance(facts, priced, at=at)
+        return priced
+
+    async def _stop_for_balance(
+        self, facts: SessionFacts, priced: PricedSession, *, at: datetime
+    ) -> None:
+        """Once per transaction: `session.updated` says why, and the charger is asked to stop."""
+
+        async def job(session: AsyncSession) -> bool:
+            claimed = await tariffs.claim_balance_stop(
+                session, transaction_id=facts.transaction_id, reason=BALANCE_EXCEEDED
+            )
+            if claimed:
+                event = build.session_updated(facts, at=at, priced=priced, reason=BALANCE_EXCEEDED)
+                await outbox.add_events(session, [event], now=at)
+            return claimed
+
+        if await self._writer.submit(job) and self.wallet is not None:
+            self.wallet.stops.request(facts.charge_point_id, facts.transaction_id)
 
     async def _open_session(
         self,

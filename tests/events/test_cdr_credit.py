@@ -43,6 +43,7 @@ def test_the_credit_repeats_the_estimate_with_its_costs_negated() -> None:
     )
     # A priced estimate (a tariff applied): the credit must cancel what was billed.
     first.data["ocpi"]["total_cost"] = {"excl_vat": 1.5, "incl_vat": 1.815}
+    first.data["cost"] = {"currency": "EUR", "exclVat": 1.5, "inclVat": 1.815}
     credit = build.cdr_credit("CP001", first.data, at=T0 + timedelta(hours=2))
     model = Cdr.model_validate_json(orjson.dumps(credit.data["ocpi"]))
     assert (model.id, model.credit, model.credit_reference_id) == ("42-C", True, "42")
@@ -55,15 +56,18 @@ def test_the_credit_repeats_the_estimate_with_its_costs_negated() -> None:
     assert model.model_dump(exclude=unchanged) == original.model_dump(exclude=unchanged)
     assert credit.type == "cdr.created"
     assert credit.data | {"ocpi": None} == {
+        **first.data,
         "transactionId": 42,
         "cdrId": "42-C",
         "reason": "forced",
         "estimated": True,
         "credit": True,
         "creditReferenceId": "42",
+        "cost": {"currency": "EUR", "exclVat": -1.5, "inclVat": -1.815},
         "ocpi": None,
         "oicp": None,
     }
+    assert credit.data["energyWh"] == first.data["energyWh"] == 3000
 
 
 def test_a_free_estimate_is_credited_with_zero_not_minus_zero() -> None:

@@ -41,6 +41,8 @@ CONTRACT_TYPES = [
     "reservation.status",
     "location.updated",
     "security.event",
+    "user.balance_changed",
+    "user.subscription_changed",
 ]
 
 

@@ -1,0 +1,264 @@
+"""A session's charging periods from its meter values and its connector's status history.
+
+Pure. OCPI mod_cdrs §CDR Object, *ChargingPeriod*: "A CPO SHALL at least start (and add)
+a ChargingPeriod every moment/event that has relevance for the total costs", for example
+"the moment the charging power goes over 32A". So a period starts:
+
+- at the session start, and where the connector stops or resumes charging: time connected
+  but not charging is PARKING_TIME: the connector is Finishing, or SuspendedEV/SuspendedEVSE
+  while no energy flows (OCPP 1.6 §7.7 ChargePointStatus);
+- where measured power or current crosses a limit some tariff element names (`limits`).
+
+The cost engine then cuts these periods further where a time, duration or kWh restriction
+changes its verdict (csms.core.tariffs). Energy between two register readings is spread
+over the time between them in which the connector could charge (docs/tariffs.md).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+from csms.core.meter import Sample
+from csms.core.money import ZERO
+from csms.core.session import (
+    TOTAL_PHASES,
+    WH_PER_KWH,
+    import_register_wh,
+    is_measured,
+    parse_decimal,
+)
+from csms.core.tariffs import SECONDS_PER_HOUR, Tariff, UsagePeriod
+
+# OCPP 1.6 §7.7: Finishing is "no longer charging"; Suspended* may still be plugged in.
+_FINISHING = "Finishing"
+_SUSPENDED = frozenset({"SuspendedEV", "SuspendedEVSE"})
+_PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
+_POWER_UNITS = {"W": Decimal("0.001"), "kW": Decimal(1)}
+_CURRENT_UNITS = {"A": Decimal(1)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The power (kW) and current (A) values at which some tariff element changes."""
+
+    power_kw: tuple[Decimal, ...] = ()
+    current_a: tuple[Decimal, ...] = ()
+
+
+def limits_of(tariff: Tariff) -> Limits:
+    """Every min/max power and current a restriction of the tariff names, sorted."""
+    power: set[Decimal] = set()
+    current: set[Decimal] = set()
+    for element in tariff.elements:
+        rules = element.restrictions
+        power.update(v for v in (rules.min_power, rules.max_power) if v is not None)
+        current.update(v for v in (rules.min_current, rules.max_current) if v is not None)
+    return Limits(power_kw=tuple(sorted(power)), current_a=tuple(sorted(current)))
+
+
+@dataclass
+class _Segment:
+    start: datetime
+    end: datetime
+    status: str | None
+    energy_wh: Decimal = ZERO
+    power: tuple[Decimal, Decimal] | None = None
+    current: tuple[Decimal, Decimal] | None = None
+
+    @property
+    def seconds(self) -> Decimal:
+        return Decimal((self.end - self.start) // timedelta(microseconds=1)) / 1_000_000
+
+    @property
+    def can_charge(self) -> bool:
+        return self.status not in _SUSPENDED and self.status != _FINISHING
+
+    @property
+    def parking(self) -> bool:
+        if self.status == _FINISHING:
+            return True
+        return self.status in _SUSPENDED and self.energy_wh == 0
+
+
+def _readings(
+    *,
+    start: datetime,
+    end: datetime,
+    meter_start_wh: int,
+    meter_stop_wh: int | None,
+    samples: Sequence[Sample],
+) -> list[tuple[datetime, Decimal]]:
+    readings = [(start, Decimal(meter_start_wh))]
+    readings += sorted(
+        (
+            (sample.timestamp, wh)
+            for sample in samples
+            if start < sample.timestamp < end and (wh := import_register_wh(sample)) is not None
+        ),
+        key=lambda reading: reading[0],
+    )
+    last = [
+        (s.timestamp, wh)
+        for s in samples
+        if s.timestamp == end and (wh := import_register_wh(s)) is not None
+    ]
+    if meter_stop_wh is not None:
+        # Errata §3.91: start and stop meter values are never dropped; meterStop wins.
+        readings.append((end, Decimal(meter_stop_wh)))
+    elif last:
+        readings.append(last[-1])
+    return readings
+
+
+def _totals(
+    samples: Sequence[Sample], measurand: str, units: dict[str, Decimal]
+) -> list[tuple[datetime, Decimal]]:
+    """Per timestamp, the phase-less value or else the sum over the phases."""
+    total: dict[datetime, Decimal] = {}
+    by_phase: dict[datetime, Decimal] = {}
+    for sample in samples:
+        if sample.measurand != measurand or not is_measured(sample):
+            continue
+        scale = units.get(sample.unit)
+        number = parse_decimal(sample.value)
+        if scale is None or number is None:
+            continue
+        if sample.phase in TOTAL_PHASES:
+            total[sample.timestamp] = number * scale
+        elif sample.phase in _PHASES:
+            by_phase[sample.timestamp] = by_phase.get(sample.timestamp, ZERO) + number * scale
+    return sorted({**by_phase, **total}.items())
+
+
+def _status_at(statuses: Sequence[tuple[datetime, str]], when: datetime) -> str | None:
+    index = bisect_right([at for at, _ in statuses], when) - 1
+    return statuses[index][1] if index >= 0 else None
+
+
+def _observed(
+    observations: list[tuple[datetime, Decimal]], start: datetime, end: datetime
+) -> tuple[Decimal, Decimal] | None:
+    """Min and max of what was measured in (start, end]; else the last value before it."""
+    inside = [value for at, value in observations if start < at <= end]
+    if inside:
+        return min(inside), max(inside)
+    before = [value for at, value in observations if at <= start]
+    return (before[-1], before[-1]) if before else None
+
+
+def usage_periods(
+    *,
+    start: datetime,
+    end: datetime,
+    meter_start_wh: int,
+    meter_stop_wh: int | None,
+    samples: Sequence[Sample],
+    statuses: Sequence[tuple[datetime, str]] = (),
+    limits: Limits = Limits(),
+) -> list[UsagePeriod]:
+    """The session's periods: charging or parking, split where power or current cross a limit.
+
+    Args:
+        start, end: the session's start and its stop (or, while it runs, the last reading).
+        meter_start_wh, meter_stop_wh: the registers of StartTransaction and StopTransaction.
+        samples: the transaction's sampled values (energy registers, power, current).
+        statuses: (time, OCPP status) of the connector, in time order, including the last
+            one before the start; none known means charging all along.
+        limits: where a tariff element changes with power or current (limits_of).
+    """
+    end = max(end, start)
+    statuses = sorted(statuses, key=lambda change: change[0])
+    readings = _readings(
+        start=start,
+        end=end,
+        meter_start_wh=meter_start_wh,
+        meter_stop_wh=meter_stop_wh,
+        samples=samples,
+    )
+    cuts = (
+        {start, end} | {at for at, _ in readings} | {at for at, _ in statuses if start < at < end}
+    )
+    ordered = sorted(cut for cut in cuts if start <= cut <= end)
+    segments = [
+        _Segment(start=a, end=b, status=_status_at(statuses, a)) for a, b in pairwise(ordered)
+    ] or [_Segment(start=start, end=end, status=_status_at(statuses, start))]
+    _spread_energy(segments, readings)
+    power = _totals(samples, "Power.Active.Import", _POWER_UNITS)
+    current = _totals(samples, "Current.Import", _CURRENT_UNITS)
+    for segment in segments:
+        segment.power = _observed(power, segment.start, segment.end)
+        segment.current = _observed(current, segment.start, segment.end)
+    return _periods(segments, limits)
+
+
+def _spread_energy(segments: list[_Segment], readings: list[tuple[datetime, Decimal]]) -> None:
+    for (begin, before), (finish, after) in pairwise(readings):
+        inside = [s for s in segments if begin <= s.start and s.end <= finish]
+        if not inside:
+            continue
+        charging = [s for s in inside if s.can_charge] or inside
+        seconds = sum((s.seconds for s in charging), ZERO)
+        delta = after - before
+        for segment in charging:
+            share = segment.seconds / seconds if seconds else Decimal(1) / len(charging)
+            segment.energy_wh += delta * share
+
+
+def _band(value: tuple[Decimal, Decimal] | None, limits: tuple[Decimal, ...]) -> int | None:
+    return None if value is None or not limits else bisect_right(limits, value[1])
+
+
+def _periods(segments: list[_Segment], limits: Limits) -> list[UsagePeriod]:
+    periods: list[UsagePeriod] = []
+    key: tuple[object, ...] | None = None
+    for segment in segments:
+        hours = segment.seconds / SECONDS_PER_HOUR
+        this = (
+            segment.parking,
+            _band(segment.power, limits.power_kw),
+            _band(segment.current, limits.current_a),
+        )
+        if periods and this == key:
+            last = periods[-1]
+            periods[-1] = UsagePeriod(
+                start=last.start,
+                energy_kwh=last.energy_kwh + segment.energy_wh / WH_PER_KWH,
+                time_h=last.time_h + (ZERO if segment.parking else hours),
+                parking_h=last.parking_h + (hours if segment.parking else ZERO),
+                min_power_kw=_low(last.min_power_kw, segment.power),
+                max_power_kw=_high(last.max_power_kw, segment.power),
+                min_current_a=_low(last.min_current_a, segment.current),
+                max_current_a=_high(last.max_current_a, segment.current),
+            )
+        else:
+            periods.append(
+                UsagePeriod(
+                    start=segment.start,
+                    energy_kwh=segment.energy_wh / WH_PER_KWH,
+                    time_h=ZERO if segment.parking else hours,
+                    parking_h=hours if segment.parking else ZERO,
+                    min_power_kw=None if segment.power is None else segment.power[0],
+                    max_power_kw=None if segment.power is None else segment.power[1],
+                    min_current_a=None if segment.current is None else segment.current[0],
+                    max_current_a=None if segment.current is None else segment.current[1],
+                )
+            )
+        key = this
+    return periods
+
+
+def _low(known: Decimal | None, seen: tuple[Decimal, Decimal] | None) -> Decimal | None:
+    if seen is None:
+        return known
+    return seen[0] if known is None else min(known, seen[0])
+
+
+def _high(known: Decimal | None, seen: tuple[Decimal, Decimal] | None) -> Decimal | None:
+    if seen is None:
+        return known
+    return seen[1] if known is None else max(known, seen[1])

@@ -1,0 +1,399 @@
+"""Tariffs applied to sessions: resolved at the start, the running cost, the final cost.
+
+docs/tariffs.md, "Which tariff a session gets": the driver's subscription plan, then the
+driver's tariff group, the EVSE, the location and the default tariff; the first that
+exists and is valid at the start wins. The version found is kept with the transaction
+(`transaction_pricing`), so a later edit never reprices a running or finished session.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.rates import purchase_cost
+from csms.core.session import Party, SessionFacts
+from csms.core.tariff_ocpi import PricedSession, tariff_from_ocpi
+from csms.core.tariffs import (
+    SECONDS_PER_HOUR,
+    Tariff,
+    TariffSource,
+    UsagePeriod,
+    price_session,
+    resolve_tariff,
+)
+from csms.core.usage import Limits, limits_of, usage_periods
+from csms.core.zones import location_zone
+from csms.store import rates, tariffs, transactions, wallet
+from csms.store.db import Database
+from csms.store.tables import ChargePoint, Location, Transaction
+
+log = structlog.get_logger("csms.tariffs")
+# What pricing odd data can raise; it is logged, never allowed to refuse a charger message.
+PRICING_ERRORS = (ArithmeticError, ValueError, KeyError, OverflowError)
+# Measurands the running cost needs; the rest of a MeterValues is not kept in memory.
+_PRICED_MEASURANDS = frozenset({ENERGY_IMPORT_REGISTER, "Power.Active.Import", "Current.Import"})
+# Running sessions kept in memory per process (the oldest are read again when needed).
+MAX_RUNNING = 50_000
+
+
+@dataclass
+class RunningSession:
+    """What the running cost of one session needs, kept between its MeterValues."""
+
+    tariff: Tariff
+    data: dict[str, Any]
+    zone: tzinfo
+    limits: Limits
+    prepaid: bool
+    user_id: str | None
+    samples: list[Sample] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A stopped session's cost (None without a tariff) and its parking time."""
+
+    priced: PricedSession | None
+    parking_s: int
+    user_id: str | None
+
+
+def zone_name(zone: tzinfo) -> str:
+    return str(getattr(zone, "key", "UTC"))
+
+
+class SessionPricing:
+    """Resolves, keeps and applies the tariff of every session."""
+
+    def __init__(self, *, database: Database, party: Party) -> None:
+        self._database = database
+        self._party = party
+        self._running: OrderedDict[int, RunningSession | None] = OrderedDict()
+
+    # -- at the start --------------------------------------------------------------------
+
+    async def resolve(
+        self,
+        session: AsyncSession,
+        *,
+        charge_point_id: str,
+        connector_id: int,
+        user_id: str | None,
+        location_id: str | None,
+        at: datetime,
+    ) -> tuple[TariffSource, int, dict[str, Any], tzinfo] | None:
+        """The tariff a session there, for that user, would start with: (source, version,
+        OCPI Tariff, the location's zone), or None when no tariff applies."""
+        candidates = await self._candidates(
+            session,
+            charge_point_id=charge_point_id,
+            connector_id=connector_id,
+            user_id=user_id,
+            location_id=location_id,
+            at=at,
+        )
+        rows = await tariffs.current_tariffs(session, candidates)
+        by_source = {TariffSource(source): row for source, row in rows}
+        chosen = resolve_tariff(
+            ((source, tariff_from_ocpi(row.data)) for source, row in by_source.items()), at=at
+        )
+        if chosen is None:
+            return None
+        source, _ = chosen
+        row = by_source[source]
+        return source, row.version, row.data, await self._zone(session, location_id)
+
+    async def _candidates(
+        self,
+        session: AsyncSession,
+        *,
+        charge_point_id: str,
+        connector_id: int,
+        user_id: str | None,
+        location_id: str | None,
+        at: datetime,
+    ) -> list[tuple[str, str | None]]:
+        found: list[tuple[str, str | None]] = []
+        if user_id is not None:
+            subscription = await wallet.active_subscription(session, user_id=user_id, at=at)
+            if subscription is not None:
+                plan = await wallet.get_plan(session, subscription.plan_id)
+                if plan is not None:
+                    found.append(
+                        (
+                            TariffSource.SUBSCRIPTION,
+                            await _group_tariff(session, plan.tariff_group_id),
+                        )
+                    )
+            account = await wallet.get_account(session, user_id)
+            if account is not None and account.tariff_group_id is not None:
+                found.append(
+                    (TariffSource.USER, await _group_tariff(session, account.tariff_group_id))
+                )
+        for connector in (connector_id, 0):
+            found.append(
+                (
+                    TariffSource.EVSE,
+                    await tariffs.assigned_tariff(
+                        session, scope="evse", target=f"{charge_point_id}*{connector}"
+                    ),
+                )
+            )
+        if location_id is not None:
+            found.append(
+                (
+                    TariffSource.LOCATION,
+                    await tariffs.assigned_tariff(session, scope="location", target=location_id),
+                )
+            )
+        found.append(
+            (
+                TariffSource.DEFAULT,
+                await tariffs.assigned_tariff(session, scope="default", target=""),
+            )
+        )
+        # The first EVSE candidate that exists (the connector's, then the charger's) counts.
+        return _first_per_source(found)
+
+    async def _zone(self, session: AsyncSession, location_id: str | None) -> tzinfo:
+        location = None if location_id is None else await session.get(Location, location_id)
+        data = {} if location is None else location.data
+        return location_zone(data.get("time_zone"), data.get("country"))
+
+    async def start(
+        self,
+        session: AsyncSession,
+        *,
+        row: Transaction,
+        location_id: str | None,
+        now: datetime,
+    ) -> RunningSession | None:
+        """Resolve and keep the tariff of a transaction just created (inside its write)."""
+        assert row.id is not None
+        assert row.start_timestamp is not None
+        user_id = None if row.id_tag is None else await wallet.user_of_tag(session, row.id_tag)
+        resolved = await self.resolve(
+            session,
+            charge_point_id=row.charge_point_id,
+            connector_id=row.connector_id,
+            user_id=user_id,
+            location_id=location_id,
+            at=row.start_timestamp,
+        )
+        if resolved is None:
+            self._remember(row.id, None)
+            return None
+        source, version, data, zone = resolved
+        account = None if user_id is None else await wallet.get_account(session, user_id)
+        prepaid = account is not None and account.prepaid
+        await tariffs.record_pricing(
+            session,
+            transaction_id=row.id,
+            resolved=tariffs.ResolvedTariff(
+                tariff_id=str(data["id"]), version=version, source=source.value, data=data
+            ),
+            user_id=user_id,
+            prepaid=prepaid,
+            currency=str(data["currency"]),
+            time_zone=zone_name(zone),
+            now=now,
+        )
+        tariff = tariff_from_ocpi(data)
+        running = RunningSession(
+            tariff=tariff,
+            data=data,
+            zone=zone,
+            limits=limits_of(tariff),
+            prepaid=prepaid,
+            user_id=user_id,
+        )
+        self._remember(row.id, running)
+        return running
+
+    def _remember(self, transaction_id: int, running: RunningSession | None) -> None:
+        self._running[transaction_id] = running
+        self._running.move_to_end(transaction_id)
+        while len(self._running) > MAX_RUNNING:
+            self._running.popitem(last=False)
+
+    def forget(self, transaction_id: int) -> None:
+        self._running.pop(transaction_id, None)
+
+    # -- while it runs -------------------------------------------------------------------
+
+    async def running(self, transaction_id: int) -> RunningSession | None:
+        """The session's pricing: kept in memory, or read once (after a restart)."""
+        if transaction_id in self._running:
+            return self._running[transaction_id]
+        loaded = await self._database.read(lambda session: _load(session, transaction_id))
+        self._remember(transaction_id, loaded)
+        return loaded
+
+    async def running_cost(
+        self, facts: SessionFacts, samples: Sequence[Sample], *, at: datetime
+    ) -> tuple[PricedSession, RunningSession] | None:
+        """The cost so far of a priced session, from its readings up to `at`.
+
+        The connector's statuses are not followed while it runs, so the running cost
+        counts all the time as charging time; the CDR settles parking (docs/tariffs.md).
+        """
+        running = await self.running(facts.transaction_id)
+        if running is None:
+            return None
+        running.samples.extend(s for s in samples if s.measurand in _PRICED_MEASURANDS)
+        end = max(at, facts.start)
+        try:
+            periods = usage_periods(
+                start=facts.start,
+                end=end,
+                meter_start_wh=facts.meter_start_wh,
+                meter_stop_wh=None,
+                samples=running.samples,
+                limits=running.limits,
+            )
+            costs = price_session(running.tariff, periods, end=end, zone=running.zone)
+        except PRICING_ERRORS as exc:
+            # A MeterValues is never refused over its price (docs/tariffs.md).
+            log.error("running_cost_failed", transaction_id=facts.transaction_id, error=repr(exc))
+            return None
+        return PricedSession(tariff=running.data, costs=costs), running
+
+    async def balance(self, user_id: str) -> Decimal:
+        return await self._database.read(lambda session: wallet.balance(session, user_id))
+
+    # -- at the stop ---------------------------------------------------------------------
+
+    async def settle(
+        self,
+        session: AsyncSession,
+        *,
+        row: Transaction,
+        facts: SessionFacts,
+        now: datetime,
+    ) -> Settlement:
+        """The final cost of a stopped transaction, kept with it (inside its write)."""
+        assert row.id is not None
+        assert facts.stop is not None
+        self.forget(row.id)
+        pricing = await tariffs.get_pricing(session, row.id)
+        statuses = await tariffs.connector_statuses(
+            session,
+            charge_point_id=row.charge_point_id,
+            connector_id=row.connector_id,
+            start=facts.start,
+            stop=facts.stop,
+        )
+        data = None
+        if pricing is not None:
+            data = await tariffs.get_tariff_version(
+                session, tariff_id=pricing.tariff_id, version=pricing.tariff_version
+            )
+        tariff = None if data is None else tariff_from_ocpi(data)
+        periods = usage_periods(
+            start=facts.start,
+            end=facts.stop,
+            meter_start_wh=facts.meter_start_wh,
+            meter_stop_wh=facts.meter_stop_wh,
+            samples=facts.samples,
+            statuses=statuses,
+            limits=Limits() if tariff is None else limits_of(tariff),
+        )
+        parking_s = int(sum((p.parking_h for p in periods), Decimal(0)) * SECONDS_PER_HOUR)
+        if pricing is None or data is None or tariff is None:
+            return Settlement(priced=None, parking_s=parking_s, user_id=None)
+        zone = location_zone(pricing.time_zone, None)
+        try:
+            costs = price_session(tariff, periods, end=facts.stop, zone=zone)
+            purchase = await _purchase_cost(session, row=row, facts=facts, periods=periods)
+        except PRICING_ERRORS as exc:
+            # A StopTransaction is never refused over its price: the CDR goes out without a
+            # cost (tariffId null) and the error is logged for the operator (docs/tariffs.md).
+            log.error("session_pricing_failed", transaction_id=row.id, error=repr(exc))
+            return Settlement(priced=None, parking_s=parking_s, user_id=None)
+        priced = PricedSession(tariff=data, costs=costs, purchase_cost=purchase)
+        await tariffs.record_cost(
+            session,
+            transaction_id=row.id,
+            excl=costs.total.excl_vat,
+            incl=costs.total.incl_vat,
+            purchase_cost=purchase,
+            parking_s=parking_s,
+            now=now,
+        )
+        return Settlement(priced=priced, parking_s=parking_s, user_id=pricing.user_id)
+
+
+async def _purchase_cost(
+    session: AsyncSession, *, row: Transaction, facts: SessionFacts, periods: Sequence[UsagePeriod]
+) -> Decimal | None:
+    """What the session's energy cost to buy at its site's electricity rate, if it has one."""
+    assert facts.stop is not None
+    charger = await session.get(ChargePoint, row.charge_point_id)
+    if charger is None or charger.location_id is None:
+        return None
+    rate = await rates.rate_for(
+        session, scope="location", target=charger.location_id, start=facts.start, end=facts.stop
+    )
+    if rate is None:
+        return None
+    return purchase_cost(rate, periods, end=facts.stop)
+
+
+async def _group_tariff(session: AsyncSession, group_id: str) -> str | None:
+    group = await tariffs.get_group(session, group_id)
+    return None if group is None else group.tariff_id
+
+
+def _first_per_source(found: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    seen: set[str] = set()
+    kept: list[tuple[str, str | None]] = []
+    for source, tariff_id in found:
+        if tariff_id is None or source in seen:
+            continue
+        seen.add(source)
+        kept.append((source, tariff_id))
+    return kept
+
+
+async def _load(session: AsyncSession, transaction_id: int) -> RunningSession | None:
+    pricing = await tariffs.get_pricing(session, transaction_id)
+    if pricing is None:
+        return None
+    data = await tariffs.get_tariff_version(
+        session, tariff_id=pricing.tariff_id, version=pricing.tariff_version
+    )
+    if data is None:
+        return None
+    tariff = tariff_from_ocpi(data)
+    stored = await transactions.transaction_samples(session, transaction_id)
+    return RunningSession(
+        tariff=tariff,
+        data=data,
+        zone=location_zone(pricing.time_zone, None),
+        limits=limits_of(tariff),
+        prepaid=pricing.prepaid,
+        user_id=pricing.user_id,
+        samples=[
+            Sample(
+                timestamp=m.timestamp,
+                value=m.value,
+                measurand=m.measurand,
+                unit=m.unit,
+                context=m.context,
+                location=m.location,
+                phase=m.phase,
+                format=m.format,
+            )
+            for m in stored
+            if m.measurand in _PRICED_MEASURANDS and m.timestamp is not None
+        ],
+    )

@@ -1,0 +1,289 @@
+"""Tariffs (every version kept), tariff groups, assignments and how transactions are priced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from csms.core.money import from_units, to_units
+from csms.store.sql import page, rowcount
+from csms.store.tables import (
+    StatusNotification,
+    TariffAssignment,
+    TariffGroup,
+    TariffRow,
+    TariffVersion,
+    TransactionPricing,
+)
+
+# -- tariffs -------------------------------------------------------------------------------
+
+
+async def put_tariff(
+    session: AsyncSession, *, tariff_id: str, data: dict[str, Any], now: datetime
+) -> tuple[bool, int]:
+    """Store a new version of a tariff and make it current: (created, version)."""
+    latest = (
+        await session.execute(
+            select(func.max(col(TariffVersion.version))).where(
+                col(TariffVersion.tariff_id) == tariff_id
+            )
+        )
+    ).scalar_one_or_none()
+    version = (latest or 0) + 1
+    session.add(TariffVersion(tariff_id=tariff_id, version=version, data=data, created_at=now))
+    row = await session.get(TariffRow, tariff_id)
+    created = row is None
+    if row is None:
+        row = TariffRow(id=tariff_id, version=version, data=data, last_updated=now)
+        session.add(row)
+    else:
+        row.version = version
+        row.data = data
+        row.last_updated = now
+    await session.flush()
+    return created, version
+
+
+async def get_tariff(session: AsyncSession, tariff_id: str) -> TariffRow | None:
+    return await session.get(TariffRow, tariff_id)
+
+
+async def get_tariff_version(
+    session: AsyncSession, *, tariff_id: str, version: int
+) -> dict[str, Any] | None:
+    row = await session.get(TariffVersion, (tariff_id, version))
+    return None if row is None else row.data
+
+
+async def list_tariffs(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[TariffRow], int]:
+    return await page(session, TariffRow, None, col(TariffRow.id), limit, offset)
+
+
+async def delete_tariff(session: AsyncSession, *, tariff_id: str) -> bool:
+    """Remove a tariff from use; its versions stay for the sessions priced with them."""
+    await session.execute(
+        delete(TariffAssignment).where(col(TariffAssignment.tariff_id) == tariff_id)
+    )
+    result = await session.execute(delete(TariffRow).where(col(TariffRow.id) == tariff_id))
+    return bool(rowcount(result))
+
+
+# -- groups and assignments ----------------------------------------------------------------
+
+
+async def put_group(
+    session: AsyncSession, *, group_id: str, name: str, tariff_id: str, now: datetime
+) -> bool:
+    row = await session.get(TariffGroup, group_id)
+    created = row is None
+    if row is None:
+        row = TariffGroup(id=group_id, name=name, tariff_id=tariff_id, created_at=now)
+        session.add(row)
+    row.name = name
+    row.tariff_id = tariff_id
+    row.updated_at = now
+    await session.flush()
+    return created
+
+
+async def get_group(session: AsyncSession, group_id: str) -> TariffGroup | None:
+    return await session.get(TariffGroup, group_id)
+
+
+async def list_groups(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[TariffGroup], int]:
+    return await page(session, TariffGroup, None, col(TariffGroup.id), limit, offset)
+
+
+async def delete_group(session: AsyncSession, *, group_id: str) -> bool:
+    result = await session.execute(delete(TariffGroup).where(col(TariffGroup.id) == group_id))
+    return bool(rowcount(result))
+
+
+async def put_assignment(
+    session: AsyncSession, *, scope: str, target: str, tariff_id: str, now: datetime
+) -> bool:
+    row = await session.get(TariffAssignment, (scope, target))
+    created = row is None
+    if row is None:
+        row = TariffAssignment(scope=scope, target=target, tariff_id=tariff_id, updated_at=now)
+        session.add(row)
+    row.tariff_id = tariff_id
+    row.updated_at = now
+    await session.flush()
+    return created
+
+
+async def delete_assignment(session: AsyncSession, *, scope: str, target: str) -> bool:
+    result = await session.execute(
+        delete(TariffAssignment).where(
+            col(TariffAssignment.scope) == scope, col(TariffAssignment.target) == target
+        )
+    )
+    return bool(rowcount(result))
+
+
+async def list_assignments(session: AsyncSession) -> list[TariffAssignment]:
+    rows = await session.execute(
+        select(TariffAssignment).order_by(col(TariffAssignment.scope), col(TariffAssignment.target))
+    )
+    return list(rows.scalars())
+
+
+async def assigned_tariff(session: AsyncSession, *, scope: str, target: str) -> str | None:
+    row = await session.get(TariffAssignment, (scope, target))
+    return None if row is None else row.tariff_id
+
+
+# -- transactions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedTariff:
+    """The tariff version a transaction is priced with, and where it came from."""
+
+    tariff_id: str
+    version: int
+    source: str
+    data: dict[str, Any]
+
+
+async def current_tariffs(
+    session: AsyncSession, candidates: Sequence[tuple[str, str | None]]
+) -> list[tuple[str, TariffRow]]:
+    """The current version of each candidate (source, tariff id) that exists, in order."""
+    found = []
+    for source, tariff_id in candidates:
+        if tariff_id is None:
+            continue
+        row = await session.get(TariffRow, tariff_id)
+        if row is not None:
+            found.append((source, row))
+    return found
+
+
+async def record_pricing(
+    session: AsyncSession,
+    *,
+    transaction_id: int,
+    resolved: ResolvedTariff,
+    user_id: str | None,
+    prepaid: bool,
+    currency: str,
+    time_zone: str,
+    now: datetime,
+) -> None:
+    """Keep the tariff a transaction started with (once: a resent Start changes nothing)."""
+    if await session.get(TransactionPricing, transaction_id) is not None:
+        return
+    session.add(
+        TransactionPricing(
+            transaction_id=transaction_id,
+            tariff_id=resolved.tariff_id,
+            tariff_version=resolved.version,
+            source=resolved.source,
+            user_id=user_id,
+            prepaid=prepaid,
+            currency=currency,
+            time_zone=time_zone,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def get_pricing(session: AsyncSession, transaction_id: int) -> TransactionPricing | None:
+    return await session.get(TransactionPricing, transaction_id)
+
+
+async def pricing_of(
+    session: AsyncSession, transaction_ids: Sequence[int]
+) -> dict[int, TransactionPricing]:
+    if not transaction_ids:
+        return {}
+    rows = await session.execute(
+        select(TransactionPricing).where(
+            col(TransactionPricing.transaction_id).in_(transaction_ids)
+        )
+    )
+    return {row.transaction_id: row for row in rows.scalars()}
+
+
+async def record_cost(
+    session: AsyncSession,
+    *,
+    transaction_id: int,
+    excl: Decimal,
+    incl: Decimal | None,
+    purchase_cost: Decimal | None,
+    parking_s: int,
+    now: datetime,
+) -> None:
+    """The final cost of a stopped transaction (its CDR's)."""
+    row = await session.get(TransactionPricing, transaction_id)
+    if row is None:
+        return
+    row.cost_excl = to_units(excl)
+    row.cost_incl = None if incl is None else to_units(incl)
+    row.purchase_cost = None if purchase_cost is None else to_units(purchase_cost)
+    row.parking_s = parking_s
+    row.priced_at = now
+    await session.flush()
+
+
+async def claim_balance_stop(session: AsyncSession, *, transaction_id: int, reason: str) -> bool:
+    """True once per transaction: the caller asks the charger to stop it."""
+    row = await session.get(TransactionPricing, transaction_id)
+    if row is None or row.stop_reason is not None:
+        return False
+    row.stop_reason = reason
+    await session.flush()
+    return True
+
+
+def money(units: int | None) -> Decimal | None:
+    return None if units is None else from_units(units)
+
+
+async def connector_statuses(
+    session: AsyncSession,
+    *,
+    charge_point_id: str,
+    connector_id: int,
+    start: datetime,
+    stop: datetime,
+) -> list[tuple[datetime, str]]:
+    """The connector's statuses from the last one before `start` up to `stop`, in order."""
+    where = (
+        col(StatusNotification.charge_point_id) == charge_point_id,
+        col(StatusNotification.connector_id) == connector_id,
+    )
+    order = (col(StatusNotification.timestamp), col(StatusNotification.id))
+    before = await session.execute(
+        select(StatusNotification)
+        .where(*where, col(StatusNotification.timestamp) <= start)
+        .order_by(*(column.desc() for column in order))
+        .limit(1)
+    )
+    during = await session.execute(
+        select(StatusNotification)
+        .where(
+            *where,
+            col(StatusNotification.timestamp) > start,
+            col(StatusNotification.timestamp) <= stop,
+        )
+        .order_by(*order)
+    )
+    rows = [*before.scalars(), *during.scalars()]
+    return [(row.timestamp, row.status) for row in rows if row.timestamp is not None]

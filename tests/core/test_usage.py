@@ -1,0 +1,120 @@
+"""Charging periods from meter values and connector statuses (csms.core.usage)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from csms.core.meter import Sample
+from csms.core.usage import Limits, usage_periods
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+D = Decimal
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def register(minutes: int, wh: int) -> Sample:
+    return Sample(
+        at(minutes),
+        str(wh),
+        "Energy.Active.Import.Register",
+        "Wh",
+        "Sample.Periodic",
+        "Outlet",
+        "",
+        "Raw",
+    )
+
+
+def power(minutes: int, watts: int) -> Sample:
+    return Sample(
+        at(minutes), str(watts), "Power.Active.Import", "W", "Sample.Periodic", "Outlet", "", "Raw"
+    )
+
+
+def test_suspended_without_energy_and_finishing_are_parking() -> None:
+    """Charging 60 min, SuspendedEV with no energy 20 min, Finishing 10 min: 60 + 30 parked."""
+    periods = usage_periods(
+        start=T0,
+        end=at(90),
+        meter_start_wh=1000,
+        meter_stop_wh=11000,
+        samples=[register(30, 6000), register(60, 11000), register(75, 11000)],
+        statuses=[
+            (at(-1), "Preparing"),
+            (T0, "Charging"),
+            (at(60), "SuspendedEV"),
+            (at(80), "Finishing"),
+        ],
+    )
+    assert [(p.start, p.time_h, p.parking_h) for p in periods] == [
+        (T0, D(1), D(0)),
+        (at(60), D(0), D("0.5")),
+    ]
+    assert periods[0].energy_kwh == D(10)
+    assert periods[1].energy_kwh == D(0)
+
+
+def test_energy_goes_to_the_time_the_connector_could_charge() -> None:
+    """A reading interval that ends suspended puts its energy in the charging part only."""
+    periods = usage_periods(
+        start=T0,
+        end=at(60),
+        meter_start_wh=0,
+        meter_stop_wh=3000,
+        samples=[],
+        statuses=[(T0, "Charging"), (at(30), "SuspendedEVSE")],
+    )
+    assert [(p.energy_kwh, p.time_h, p.parking_h) for p in periods] == [
+        (D(3), D("0.5"), D(0)),
+        (D(0), D(0), D("0.5")),
+    ]
+
+
+def test_no_status_known_means_charging_all_along() -> None:
+    """Without StatusNotifications, the whole session is charging time."""
+    periods = usage_periods(
+        start=T0, end=at(45), meter_start_wh=0, meter_stop_wh=500, samples=[register(15, 100)]
+    )
+    assert len(periods) == 1
+    assert (periods[0].time_h, periods[0].parking_h, periods[0].energy_kwh) == (
+        D("0.75"),
+        D(0),
+        D("0.5"),
+    )
+
+
+def test_power_crossing_a_tariff_limit_starts_a_period() -> None:
+    """Power samples below, above, below 16 kW make three periods with their extremes."""
+    samples = [
+        power(10, 6000),
+        register(10, 1000),
+        power(20, 48000),
+        register(20, 9000),
+        power(30, 4000),
+        register(30, 9600),
+    ]
+    periods = usage_periods(
+        start=T0,
+        end=at(30),
+        meter_start_wh=0,
+        meter_stop_wh=9600,
+        samples=samples,
+        limits=Limits(power_kw=(D(16),)),
+    )
+    assert [(p.start, p.max_power_kw, p.energy_kwh) for p in periods] == [
+        (T0, D(6), D(1)),
+        (at(10), D(48), D(8)),
+        (at(20), D(4), D("0.6")),
+    ]
+
+
+def test_running_session_ends_at_the_last_reading() -> None:
+    """While running (no meterStop), the last register reading closes the usage."""
+    periods = usage_periods(
+        start=T0, end=at(20), meter_start_wh=500, meter_stop_wh=None, samples=[register(20, 2500)]
+    )
+    assert sum((p.energy_kwh for p in periods), D(0)) == D(2)
