@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.config import SecuritySettings, Settings
 from csms.core.certificates import load_authority
+from csms.core.passwords import PasswordHasher
 from csms.core.security import ClientCnRule
 from csms.core.session import Party
 from csms.errors import ConfigError
@@ -33,6 +35,7 @@ from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
 from csms.store.db import Database
+from csms.store.pepper import load_pepper
 
 log = structlog.get_logger("csms")
 
@@ -90,6 +93,13 @@ class Csms:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = Database(settings.database.url)
+        # docs/security.md, "Passwords": AuthorizationKeys are HMACs keyed by this pepper.
+        self.passwords = PasswordHasher(
+            pepper=load_pepper(
+                configured=settings.security.password_pepper, database_url=settings.database.url
+            )
+        )
+        self.counters: Counter[str] = Counter()
         party = Party(
             country_code=settings.ocpi.country_code,
             party_id=settings.ocpi.party_id,
@@ -101,6 +111,7 @@ class Csms:
             sessions=sessions,
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
+            pending_interval=settings.ocpp.pending_interval,
         )
         self.publisher = Publisher(settings.mqtt.url)
         self.relay = Relay(
@@ -117,6 +128,8 @@ class Csms:
             services=self.services,
             handlers=HANDLERS,
             database=self.database,
+            passwords=self.passwords,
+            counters=self.counters,
         )
         self.offline = OfflineWatch(
             database=self.database,
@@ -134,6 +147,7 @@ class Csms:
             clock=utc_now,
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
+            passwords=self.passwords,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         context = ApiContext(
@@ -145,6 +159,8 @@ class Csms:
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,
+            passwords=self.passwords,
+            counters=self.counters,
         )
         api = create_api(context=context, token=settings.api.token)
         self.ingress = CommandIngress(
