@@ -623,7 +623,8 @@ async def test_failures_are_throttled_per_identity_and_correct_credentials_still
             assert (await refusal(url, authorization=wrong))[0] == 401
         status, retry_after = await throttled_or_refused(url, wrong)
         assert status == 429
-        assert retry_after is not None and int(retry_after) >= 1
+        assert retry_after is not None
+        assert int(retry_after) >= 1
         # The same address, another identity: neither its failures nor its login suffer.
         other = f"{csms.plain_url}/{healthy}"
         assert (await refusal(other, authorization=basic(healthy, b"typo-typo-typo-x")))[0] == 401
@@ -686,10 +687,27 @@ async def check_upgrade(csms_tls: SecureCsms) -> None:
     await app.ocpp.wait_background()
     async with app.database.sessions() as db:
         row = await chargers.get_charge_point(db, identity)
-    assert row is not None and row.password_hash is not None
+    assert row is not None
+    assert row.password_hash is not None
     assert row.password_hash.startswith(f"hmac-sha256${app.passwords.pepper_id}$")
     assert await connects(url, authorization=basic(identity, KEY))
     assert (await refusal(url, authorization=basic(identity, b"guess-guess-guess")))[0] == 401
+
+
+async def test_keys_still_verify_after_a_restart_with_no_pepper_configured(
+    tmp_path: Path, certificates: Pki
+) -> None:
+    """make run needs no setup: the pepper csms generated next to the SQLite database is
+    read again at the next start, so a key set before the restart still logs in."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
+    identity = new_identity()
+    async with secure_csms(database_url, certificates) as csms:
+        await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        pepper_id = csms.running.app.passwords.pepper_id
+    async with secure_csms(database_url, certificates) as csms:
+        assert csms.running.app.passwords.pepper_id == pepper_id
+        url = f"{csms.plain_url}/{identity}"
+        assert await connects(url, authorization=basic(identity, KEY))
 
 
 async def test_min_profile_refuses_unsecured_chargers(database_url: str, certificates: Pki) -> None:
