@@ -39,9 +39,9 @@ class ScryptCost:
     p: int
 
 
-# 1 MiB and about 2-3 ms per check on one core: 10,000 re-authentications after a restart
-# take ~25 s of CPU, spread over the thread pool's cores, inside the 30 s storm target.
-# The old cost (n = 2**14, 16 MiB, ~40 ms) took ~400 s; hashes made with it are upgraded.
+# 1 MiB and about 3 ms per check on one core: 10,000 re-authentications after a restart
+# take ~30 s of CPU, shared by the thread pool's cores (docs/security.md). The old cost
+# (n = 2**14, 16 MiB, ~40-60 ms) took 400-600 s; hashes made with it are upgraded.
 TEXT_PASSWORD_COST = ScryptCost(n=2**10, r=8, p=1)
 # Hashes in the database are checked with the cost they name, within these bounds, so a
 # forged or corrupt row cannot make a login burn gigabytes or minutes.
