@@ -202,6 +202,9 @@ def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
             waiter: asyncio.Future[None],
         ) -> None:
             error = waiter.exception() if not waiter.cancelled() else TimeoutError()
+            if error is None and recorder.inner._app_transport is None:
+                # The peer went away cleanly before the handshake finished.
+                error = ConnectionResetError()
             if error is None:
                 transport.set_protocol(recorder.inner)  # recording ends with the handshake
                 self._tls_ready = True
