@@ -61,6 +61,7 @@ class ChargerConnection:
         self._calls_queued = 0
         # Why csms closed the socket itself, for the disconnect event (None: the charger did).
         self.closed_because: str | None = None
+        self._frame_heard = asyncio.get_running_loop().time()
 
     @property
     def charge_point_id(self) -> str:
@@ -93,24 +94,37 @@ class ChargerConnection:
 
     async def _next_frame(self) -> str | bytes | None:
         """The charger's next frame, or None once it has been silent too long."""
-        if self.silence_limit is None:
+        limit = self.silence_limit
+        if limit is None:
             return await self.websocket.recv()
-        try:
-            # Cancelling recv() loses nothing (websockets.asyncio: "canceling recv() is safe").
-            async with asyncio.timeout(self.silence_limit):
-                return await self.websocket.recv()
-        except TimeoutError:
-            pass
-        # OCPP 1.6 §4.6: any message from the charger counts as a heartbeat. A charger
-        # silent for longer than two intervals and the grace is gone, whatever its TCP
-        # socket says: a hung application often still answers pings.
+        loop = asyncio.get_running_loop()
+        while (remaining := self._last_heard() + limit - loop.time()) > 0:
+            try:
+                # Cancelling recv() loses nothing (websockets.asyncio: "canceling recv()
+                # is safe"); a ping or pong meanwhile moves the deadline on.
+                async with asyncio.timeout(remaining):
+                    return await self.websocket.recv()
+            except TimeoutError:
+                continue
+        # OCPP 1.6 §4.6: any message counts as a heartbeat, and with JSON a ping or pong
+        # may stand in for one (OCPP-J §5.3). A charger that sent none of them for longer
+        # than two intervals and the grace is gone, whatever its TCP socket says.
         self.counters["chargers.silent"] += 1
-        log.warning("charger_silent", seconds=self.silence_limit)
-        self.closed_because = f"silent for {self.silence_limit:g} s"
+        log.warning("charger_silent", seconds=limit)
+        self.closed_because = f"silent for {limit:g} s"
         await self.close(code=CloseCode.GOING_AWAY, reason=self.closed_because)
         return None
 
+    def _last_heard(self) -> float:
+        """When the charger last sent anything (a frame, ping or pong): loop time."""
+        heard: float | None = getattr(self.websocket, "last_heard", None)
+        if heard is None:
+            # A plain ServerConnection (the benchmarks'): count from the last frame read.
+            heard = self._frame_heard
+        return max(heard, self._frame_heard)
+
     async def _receive(self, text: str) -> None:
+        self._frame_heard = asyncio.get_running_loop().time()
         event = self.rpc.receive_text(text)
         if isinstance(event, Call):
             if event.normalised:

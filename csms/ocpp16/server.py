@@ -26,7 +26,7 @@ from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
-from csms.ocpp16.tls import HandshakeFailure, TlsSettings, tls_connection_class
+from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
 from csms.store import chargers
 from csms.store.db import Database
 
@@ -105,7 +105,7 @@ class OcppServer:
             log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
 
     async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
-        tls_options: dict[str, Any] = {"ssl": tls}
+        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
         if tls is not None and isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
             # The handshake runs in the connection, so that a failed one is logged and
             # counted (tls.py). uvloop's transports cannot host it; there the TLS layer

@@ -167,11 +167,26 @@ class TlsSettings:
     on_failure: FailureHook
 
 
+class HeardConnection(ServerConnection):
+    """A ServerConnection that notes when the charger last sent anything: an OCPP frame,
+    a ping or a pong (the silence rule, docs/ocpp.md "Connecting")."""
+
+    last_heard = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.last_heard = self.loop.time()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
+        super().data_received(data)
+
+
 def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
     """A websockets ServerConnection that runs the TLS handshake on its TCP connection
     first, and reports a handshake that fails to `settings.on_failure`."""
 
-    class TlsServerConnection(ServerConnection):
+    class TlsServerConnection(HeardConnection):
         _tls_ready = False
         # What the TLS layer decrypted before the WebSocket was told the connection is up
         # (the upgrade request may come in the same segment as the client's Finished).

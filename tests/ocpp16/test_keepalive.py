@@ -27,8 +27,9 @@ GRACE = 200 * MS
 async def test_a_silent_charger_is_marked_offline_and_its_socket_closed(
     database_url: str,
 ) -> None:
-    """A socket that stays up but carries nothing for 2 x heartbeat interval + grace is
-    closed (1001), and the charger is published disconnected and temporarily_unavailable."""
+    """A socket that stays up but carries nothing (no message, no pong) for 2 x heartbeat
+    interval + grace is closed (1001), and the charger is published disconnected and
+    temporarily_unavailable."""
     settings = settings_for(
         database_url, heartbeat_interval=1, pending_interval=1, heartbeat_grace=GRACE
     )
@@ -65,6 +66,26 @@ async def test_a_charger_that_keeps_talking_stays_connected(database_url: str) -
                         await charger.ws.wait_closed()
                 assert "currentTime" in await charger.call("Heartbeat", {})
             assert identity in csms.chargers
+
+
+async def test_pongs_count_as_signs_of_life(database_url: str) -> None:
+    """With JSON, pings may stand in for Heartbeats (OCPP-J §5.3): a charger that answers
+    csms's pings but sends no OCPP message is not silent."""
+    settings = settings_for(
+        database_url,
+        heartbeat_interval=1,
+        pending_interval=1,
+        heartbeat_grace=GRACE,
+        ping_interval=300 * MS,
+    )
+    async with running_csms(settings) as csms:
+        identity = new_identity("PONG")
+        async with csms.charger(identity) as charger:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(3_000 * MS):
+                    await charger.ws.wait_closed()
+            assert identity in csms.chargers
+        assert csms.app.counters["chargers.silent"] == 0
 
 
 async def test_a_frame_over_the_maximum_closes_with_1009(database_url: str) -> None:
