@@ -50,8 +50,9 @@ class ChargerConnection:
         self.context = context
         self.rpc = rpc
         self.call_timeout = call_timeout
-        # Seconds without a frame from the charger after which it counts as gone, even
-        # though its socket is up (docs/ocpp.md, "Keep-alive"); None: no limit.
+        # Seconds without anything from the charger (frame, ping, pong) after which it
+        # counts as gone, even though its socket is up (docs/ocpp.md, "Connecting");
+        # None: no limit.
         self.silence_limit = silence_limit
         self.counters = counters if counters is not None else Counter()
         # Tolerant mode logs each kind of normalisation once per charger, not per message.

@@ -1,8 +1,9 @@
 """OCPP-J 1.6 RPC, sans I/O: frame text in; calls to dispatch, frames to send and replies out.
 
 It owns framing (OCPP-J §4.1), message ids (§4.1.4), schema validation with the exact 1.6
-error codes (§4.2.3), the boot gate (1.6 errata §3.10) and the rule of one outstanding
-CSMS->charger CALL (§4.1.1). It never touches a socket, a clock or a task.
+error codes (§4.2.3), tolerant-mode normalisation before it (`leniency.py`), the boot gate
+(1.6 errata §3.10, OCPP 1.6 §4.2) and the rule of one outstanding CSMS->charger CALL
+(§4.1.1). It never touches a socket, a clock or a task.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class RpcSession:
         # and model, until a BootNotification names them again).
         self._leniency = leniency
         self.profile = profile
-        # What a charger that is not accepted may send because csms triggered it (§4.2).
+        # What a charger that is not accepted may send because csms triggered it
+        # (OCPP 1.6 §4.2).
         self._triggered: set[str] = set()
         self._pending_id: str | None = None
         self._pending_action = ""
@@ -156,7 +158,7 @@ class RpcSession:
             return self._reject(unique_id, ErrorCode.NOT_SUPPORTED, f"{action} is not supported")
         if not self.accepted and action != _BOOT and action not in self._triggered:
             # OCPP 1.6 errata §3.10: before the first accepted boot, answer SecurityError;
-            # §4.2: a Pending charger sends only what csms triggered.
+            # OCPP 1.6 §4.2: a Pending charger sends only what csms triggered.
             return self._reject(
                 unique_id, ErrorCode.SECURITY_ERROR, "charger must be accepted by BootNotification"
             )
