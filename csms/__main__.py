@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmd = commands.add_parser(
         "config",
         help="print the effective configuration (file + environment) as JSON and exit",
-        description="Print the effective configuration; api.token is masked.",
+        description="Print the effective configuration; api.token and the pepper are masked.",
     )
     config_cmd.add_argument("--config", metavar="PATH", help=config_help)
     _add_user_command(commands, config_help)
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         shown = dataclasses.asdict(settings)
         shown["api"]["token"] = "***" if settings.api.token else ""
+        shown["security"]["password_pepper"] = "***" if settings.security.password_pepper else ""
         print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return 0
     configure_logging(level=settings.log.level, fmt=settings.log.format)

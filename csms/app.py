@@ -7,6 +7,7 @@ import contextlib
 import secrets
 import signal
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -21,6 +22,7 @@ from csms.api.context import ApiContext
 from csms.config import SecuritySettings, Settings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
+from csms.core.passwords import PasswordHasher
 from csms.core.security import ClientCnRule
 from csms.core.session import Party
 from csms.errors import ConfigError
@@ -43,6 +45,7 @@ from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
 from csms.store import accounts
 from csms.store.db import Database
+from csms.store.pepper import load_pepper
 
 log = structlog.get_logger("csms")
 
@@ -101,6 +104,13 @@ class Csms:
         self.settings = settings
         self.metrics = Metrics()
         self.database = Database(settings.database.url, metrics=self.metrics)
+        # docs/security.md, "Passwords": AuthorizationKeys are HMACs keyed by this pepper.
+        self.passwords = PasswordHasher(
+            pepper=load_pepper(
+                configured=settings.security.password_pepper, database_url=settings.database.url
+            )
+        )
+        self.counters: Counter[str] = Counter()
         party = Party(
             country_code=settings.ocpi.country_code,
             party_id=settings.ocpi.party_id,
@@ -124,6 +134,7 @@ class Csms:
             sessions=sessions,
             clock=utc_now,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
+            pending_interval=settings.ocpp.pending_interval,
         )
         self.publisher = Publisher(settings.mqtt.url, metrics=self.metrics)
         self.live = EventFanout()
@@ -144,6 +155,8 @@ class Csms:
             handlers=HANDLERS,
             database=self.database,
             metrics=self.metrics,
+            passwords=self.passwords,
+            counters=self.counters,
         )
         self.metrics.watch(self.metrics.connected_chargers, lambda: len(self.ocpp.chargers))
         self.metrics.watch(self.metrics.live_subscribers, lambda: len(self.live))
@@ -164,6 +177,7 @@ class Csms:
             queue_size=settings.ocpp.command_queue_size,
             call_timeout=settings.ocpp.call_timeout,
             metrics=self.metrics,
+            passwords=self.passwords,
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         self.wallet.stops.commands = self.commands
@@ -179,6 +193,8 @@ class Csms:
             metrics=self.metrics,
             live=self.live,
             wallet=self.wallet,
+            passwords=self.passwords,
+            counters=self.counters,
         )
         self.api_app = api = create_api(
             context=context,

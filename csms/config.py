@@ -7,14 +7,42 @@ import ipaddress
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from csms.errors import ConfigError
 
 ENV_PREFIX = "CSMS_"
+
+# What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
+UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
+# The schema deviations a leniency rule may normalise (docs/ocpp.md, "Tolerant mode").
+LENIENCY_DEVIATIONS = (
+    "long_strings",
+    "decimal_integers",
+    "enum_case",
+    "numbers_as_strings",
+    "strings_as_numbers",
+    "naive_timestamps",
+    "unknown_fields",
+)
+
+
+@dataclass(frozen=True)
+class LeniencyRule:
+    """Which schema deviations to normalise for the chargers whose BootNotification vendor
+    and model match (shell-style patterns, case-insensitive)."""
+
+    vendor: str = "*"
+    model: str = "*"
+    normalise: tuple[str, ...] = ()
+    # For naive_timestamps: the IANA zone the charger's timestamps without offset are in.
+    timezone: str = ""
 
 
 @dataclass(frozen=True)
@@ -23,12 +51,30 @@ class OcppSettings:
     port: int = 9000
     call_timeout: float = 30.0
     heartbeat_interval: int = 300
+    # Deprecated alias of unknown_chargers: true = "accept", false = "reject".
     allow_unknown_chargers: bool = True
+    # "accept", "reject" or "pending"; empty takes allow_unknown_chargers.
+    unknown_chargers: str = ""
+    # Seconds a Pending charger waits before its next BootNotification (OCPP 1.6 §4.2).
+    pending_interval: int = 300
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    # A charger silent for 2 x heartbeat_interval + heartbeat_grace seconds is offline.
+    heartbeat_grace: float = 60.0
+    # Largest frame a charger may send; a bigger one closes the connection with 1009.
+    max_frame_size: int = 1024 * 1024
     command_queue_size: int = 16
     offline_grace: float = 600.0
     long_term_offline: float = 86400.0
+    # Tolerant mode: strict unless a rule matches the charger's vendor and model.
+    leniency: tuple[LeniencyRule, ...] = ()
+
+    @property
+    def unknown_charger_policy(self) -> str:
+        """The effective policy for unknown chargers: accept, reject or pending."""
+        if self.unknown_chargers:
+            return self.unknown_chargers
+        return "accept" if self.allow_unknown_chargers else "reject"
 
 
 @dataclass(frozen=True)
@@ -80,8 +126,12 @@ class SecuritySettings:
     organization: str = ""
     # The lowest profile any charger may connect with.
     min_profile: int = 0
-    # Failed authentications per remote address and minute before csms answers 429.
+    # Failed authentications per charger identity and minute before its failures get 429.
     max_failed_auth: int = 10
+    # The same per remote address: many chargers behind one carrier NAT share one.
+    max_failed_auth_per_address: int = 1000
+    # Keys the HMAC of AuthorizationKeys; empty: a file next to a SQLite database.
+    password_pepper: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -204,6 +254,8 @@ def _build_section(section: str, values: dict[str, Any]) -> Any:
 
 
 def _coerce(key: str, value: Any, kind: type[Any]) -> Any:
+    if kind is tuple:
+        return _table_list(key, value)
     if isinstance(value, _EnvText):
         return _parse_env(key, str(value), kind)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -213,6 +265,39 @@ def _coerce(key: str, value: Any, kind: type[Any]) -> Any:
             f"config key {key} must be {kind.__name__}, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+# Keys holding a list of tables (TOML `[[section.key]]`; JSON text in the environment).
+_TABLE_LISTS: dict[str, type[Any]] = {"ocpp.leniency": LeniencyRule}
+
+
+def _table_list(key: str, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, _EnvText):
+        try:
+            value = orjson.loads(str(value))
+        except orjson.JSONDecodeError:
+            raise ConfigError(f"config key {key} must be a JSON list of objects") from None
+    cls = _TABLE_LISTS[key]
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"config key {key} must be a list of tables")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    items = []
+    for index, table in enumerate(value):
+        kwargs: dict[str, Any] = {}
+        for name, item in table.items():
+            where = f"{key}[{index}].{name}"
+            if name not in names:
+                raise ConfigError(f"unknown config key {where} (known: {', '.join(names)})")
+            kind = type(names[name].default)
+            if kind is tuple:
+                if not isinstance(item, list) or not all(isinstance(x, str) for x in item):
+                    raise ConfigError(f"config key {where} must be a list of strings")
+                item = tuple(item)
+            elif type(item) is not kind:
+                raise ConfigError(f"config key {where} must be {kind.__name__}, got {item!r}")
+            kwargs[name] = item
+        items.append(cls(**kwargs))
+    return tuple(items)
 
 
 def _parse_env(key: str, text: str, kind: type[Any]) -> Any:
@@ -247,6 +332,9 @@ def _check(settings: Settings) -> None:
         "ocpp.ping_timeout": settings.ocpp.ping_timeout,
         "ocpp.command_queue_size": settings.ocpp.command_queue_size,
         "ocpp.offline_grace": settings.ocpp.offline_grace,
+        "ocpp.pending_interval": settings.ocpp.pending_interval,
+        "ocpp.heartbeat_grace": settings.ocpp.heartbeat_grace,
+        "ocpp.max_frame_size": settings.ocpp.max_frame_size,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,
@@ -256,6 +344,7 @@ def _check(settings: Settings) -> None:
     for key, number in positive.items():
         if number <= 0:
             raise ConfigError(f"config key {key} must be positive, got {number}")
+    _check_ocpp(settings.ocpp)
     if settings.log.level not in _LOG_LEVELS:
         raise ConfigError(f"config key log.level must be one of {', '.join(_LOG_LEVELS)}")
     if settings.log.format not in _LOG_FORMATS:
@@ -281,6 +370,30 @@ def _check(settings: Settings) -> None:
         )
 
 
+def _check_ocpp(ocpp: OcppSettings) -> None:
+    if ocpp.unknown_chargers and ocpp.unknown_chargers not in UNKNOWN_CHARGER_POLICIES:
+        raise ConfigError(
+            "config key ocpp.unknown_chargers must be one of " + ", ".join(UNKNOWN_CHARGER_POLICIES)
+        )
+    for index, rule in enumerate(ocpp.leniency):
+        where = f"ocpp.leniency[{index}]"
+        unknown = [name for name in rule.normalise if name not in LENIENCY_DEVIATIONS]
+        if unknown:
+            raise ConfigError(
+                f"config key {where}.normalise has unknown deviations {', '.join(unknown)} "
+                f"(known: {', '.join(LENIENCY_DEVIATIONS)})"
+            )
+        if ("naive_timestamps" in rule.normalise) != bool(rule.timezone):
+            raise ConfigError(f"config key {where}.timezone goes with naive_timestamps, only")
+        if rule.timezone:
+            try:
+                zoneinfo.ZoneInfo(rule.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(
+                    f"config key {where}.timezone is not an IANA time zone: {rule.timezone!r}"
+                ) from None
+
+
 def _check_security(security: SecuritySettings) -> None:
     if security.client_cn not in _CLIENT_CN_RULES:
         raise ConfigError(
@@ -288,10 +401,17 @@ def _check_security(security: SecuritySettings) -> None:
         )
     if not 0 <= security.min_profile <= 3:
         raise ConfigError("config key security.min_profile must be between 0 and 3")
-    if security.certificate_days <= 0 or security.max_failed_auth <= 0:
+    if (
+        security.certificate_days <= 0
+        or security.max_failed_auth <= 0
+        or security.max_failed_auth_per_address <= 0
+    ):
         raise ConfigError(
-            "config keys security.certificate_days and security.max_failed_auth must be positive"
+            "config keys security.certificate_days, max_failed_auth and "
+            "max_failed_auth_per_address must be positive"
         )
+    if security.password_pepper and len(security.password_pepper) < 32:
+        raise ConfigError("config key security.password_pepper must have 32 characters or more")
     if security.tls_port and not (security.cert_file and security.key_file):
         raise ConfigError(
             "config keys security.cert_file and security.key_file are needed for security.tls_port"

@@ -16,6 +16,7 @@ so callers catch one type per failure, never a library's.
         ├── UnknownChargePoint         404  no charge point is registered under the identity
         ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
         ├── ChargerNotConnected        409  no live connection for the identity
+        ├── ChargerNotAccepted         409  pending or rejected: OCPP 1.6 §4.2 forbids it
         ├── CommandQueueFull           429  too many commands waiting for this charger
         ├── CommandRejected            502  the charger answered with a CALLERROR
         ├── InvalidAnswer              502  the charger's CALLRESULT breaks the 1.6 schema
@@ -93,6 +94,12 @@ class InvalidCommand(CommandError):
 
 class ChargerNotConnected(CommandError):
     """The charger has no live connection."""
+
+    status: ClassVar[int] = 409
+
+
+class ChargerNotAccepted(CommandError):
+    """The charger is pending or rejected, and the action may not be sent to it yet."""
 
     status: ClassVar[int] = 409
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from csms.config import load_settings
+from csms.config import LeniencyRule, OcppSettings, load_settings
 from csms.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.toml"
@@ -69,6 +69,28 @@ def test_no_file_means_defaults() -> None:
         ('[database]\nurl = "mysql://x"\n', {}, "database.url must start with"),
         ('[api]\nhost = "0.0.0.0"\n', {}, "api.token must be set"),
         ("[ocpp\n", {}, "not valid TOML"),
+        ('[ocpp]\nunknown_chargers = "maybe"\n', {}, "ocpp.unknown_chargers must be one of"),
+        ("[ocpp]\nmax_frame_size = 0\n", {}, "ocpp.max_frame_size must be positive"),
+        ('[security]\npassword_pepper = "short"\n', {}, "password_pepper must have 32"),
+        ("[security]\nmax_failed_auth_per_address = 0\n", {}, "must be positive"),
+        ("[ocpp]\nleniency = 1\n", {}, "ocpp.leniency must be a list of tables"),
+        (
+            '[[ocpp.leniency]]\nnormalise = ["guessing"]\n',
+            {},
+            "ocpp.leniency[0].normalise has unknown deviations guessing",
+        ),
+        (
+            '[[ocpp.leniency]]\nnormalise = ["naive_timestamps"]\n',
+            {},
+            "ocpp.leniency[0].timezone goes with naive_timestamps",
+        ),
+        (
+            '[[ocpp.leniency]]\nnormalise = ["naive_timestamps"]\ntimezone = "Mars/Olympus"\n',
+            {},
+            "is not an IANA time zone",
+        ),
+        ('[[ocpp.leniency]]\nvendr = "x"\n', {}, "unknown config key ocpp.leniency[0].vendr"),
+        ("", {"CSMS_OCPP__LENIENCY": "[{"}, "ocpp.leniency must be a JSON list of objects"),
     ],
 )
 def test_bad_configuration_names_the_key(
@@ -91,3 +113,56 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     """A config path that does not exist is reported, not ignored."""
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_shipped_config_is_strict_except_for_its_named_chargers() -> None:
+    """Hardening defaults: 1 MiB frames, a 60 s silence grace, Pending retries after 300 s,
+    per-address throttling at 1000, no pepper in the file, one shipped leniency rule."""
+    settings = load_settings(SHIPPED, environ={})
+    ocpp = settings.ocpp
+    assert ocpp.max_frame_size == 1024 * 1024
+    assert (ocpp.heartbeat_grace, ocpp.pending_interval) == (60, 300)
+    assert ocpp.unknown_charger_policy == "accept"
+    assert settings.security.max_failed_auth_per_address == 1000
+    assert settings.security.password_pepper == ""
+    assert ocpp.leniency == (
+        LeniencyRule(vendor="Schneider Electric", model="EVlink*", normalise=("long_strings",)),
+    )
+    assert OcppSettings().leniency == ()  # strict unless configured
+
+
+@pytest.mark.parametrize(
+    ("environ", "policy"),
+    [
+        ({}, "accept"),
+        ({"CSMS_OCPP__ALLOW_UNKNOWN_CHARGERS": "false"}, "reject"),
+        ({"CSMS_OCPP__UNKNOWN_CHARGERS": "pending"}, "pending"),
+        (
+            {"CSMS_OCPP__ALLOW_UNKNOWN_CHARGERS": "false", "CSMS_OCPP__UNKNOWN_CHARGERS": "accept"},
+            "accept",
+        ),
+    ],
+)
+def test_unknown_chargers_and_its_deprecated_alias(environ: dict[str, str], policy: str) -> None:
+    """unknown_chargers wins; left empty, allow_unknown_chargers true/false means accept/reject."""
+    assert load_settings(None, environ=environ).ocpp.unknown_charger_policy == policy
+
+
+def test_leniency_rules_from_the_environment() -> None:
+    """CSMS_OCPP__LENIENCY takes the rules as a JSON list."""
+    environ = {
+        "CSMS_OCPP__LENIENCY": '[{"vendor": "Growatt", "normalise": ["naive_timestamps"],'
+        ' "timezone": "Europe/Berlin"}]'
+    }
+    (rule,) = load_settings(None, environ=environ).ocpp.leniency
+    assert rule == LeniencyRule(
+        vendor="Growatt", model="*", normalise=("naive_timestamps",), timezone="Europe/Berlin"
+    )
+
+
+def test_the_pepper_is_never_shown() -> None:
+    """password_pepper is a secret: not in the settings' repr."""
+    pepper = "p" * 40
+    settings = load_settings(None, environ={"CSMS_SECURITY__PASSWORD_PEPPER": pepper})
+    assert settings.security.password_pepper == pepper
+    assert pepper not in repr(settings)

@@ -30,6 +30,7 @@ from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
     ChargePointOut,
+    Counters,
     Health,
     IdTagIn,
     IdTagOut,
@@ -43,7 +44,8 @@ from csms.api.views import charge_point_out, id_tag_out, meter_value_out, transa
 from csms.api.wallet import add_wallet_routes, wallet_error
 from csms.config import DashboardSettings
 from csms.core.access import Scope
-from csms.core.passwords import hash_password
+from csms.core.passwords import Scheme
+from csms.core.registration import RegistrationStatus
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError, WalletError
 from csms.metrics import CONTENT_TYPE
@@ -131,9 +133,20 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         tags=["charge points"],
         summary="List charge points",
     )
-    async def list_charge_points(limit: Limit = 50, offset: Offset = 0) -> Page[ChargePointOut]:
+    async def list_charge_points(
+        registration: Annotated[RegistrationStatus | None, Query(alias="status")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[ChargePointOut]:
+        """Charge points; `status=pending` lists those waiting for an operator's decision."""
+
         async def query(session: AsyncSession) -> Page[ChargePointOut]:
-            rows, total = await chargers.list_charge_points(session, limit=limit, offset=offset)
+            rows, total = await chargers.list_charge_points(
+                session,
+                limit=limit,
+                offset=offset,
+                registration_status=registration.value if registration else None,
+            )
             connectors = await chargers.list_connectors(session, [row.id for row in rows])
             texts = await error_texts(session, connectors)
             items = [
@@ -183,10 +196,15 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             problem = password_problem(body.password)
             if problem is not None:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
-            # SecWP A01.FR.08: only a salted hash is kept; scrypt runs off the event loop.
-            values["password_hash"] = await asyncio.to_thread(
-                hash_password, password_bytes(body.password), salt=secrets.token_bytes(16)
-            )
+            # SecWP A01.FR.08: only a salted hash is kept (docs/security.md, "Passwords");
+            # scrypt, for text passwords, runs off the event loop.
+            secret, salt = password_bytes(body.password), secrets.token_bytes(16)
+            if ctx.passwords.scheme_for(secret) is Scheme.SCRYPT:
+                values["password_hash"] = await asyncio.to_thread(
+                    ctx.passwords.hash, secret, salt=salt
+                )
+            else:
+                values["password_hash"] = ctx.passwords.hash(secret, salt=salt)
         created = await ctx.write(
             partial(
                 chargers.upsert_charge_point,
@@ -211,6 +229,62 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             partial(chargers.delete_charge_point, charge_point_id=charge_point_id)
         ):
             raise not_found("charge point")
+
+    async def decide(charge_point_id: str, decision: RegistrationStatus) -> ChargePointOut:
+        changed = await ctx.write(
+            partial(
+                chargers.set_registration_status,
+                charge_point_id=charge_point_id,
+                status=decision.value,
+                now=ctx.clock(),
+            )
+        )
+        if not changed:
+            raise not_found("charge point")
+        found = await ctx.read(partial(load, charge_point_id=charge_point_id))
+        if found is None:  # deleted meanwhile
+            raise not_found("charge point")
+        assert isinstance(found, ChargePointOut)
+        return found
+
+    @router.post(
+        "/charge-points/{charge_point_id}/accept",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["charge points"],
+    )
+    async def accept_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+        """Accept a charger: its next BootNotification is answered Accepted (OCPP 1.6 §4.2).
+
+        A connected Pending charger boots again when its retry interval is over; send it
+        TriggerMessage BootNotification to make that happen now.
+        """
+        return await decide(charge_point_id, RegistrationStatus.ACCEPTED)
+
+    @router.post(
+        "/charge-points/{charge_point_id}/reject",
+        dependencies=[require(Scope.ADMIN)],
+        tags=["charge points"],
+    )
+    async def reject_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+        """Reject a charger: its BootNotifications are answered Rejected, anything else
+        SecurityError, and csms sends it nothing (OCPP 1.6 §4.2). A live connection is
+        closed, so that the charger boots again and hears it."""
+        found = await decide(charge_point_id, RegistrationStatus.REJECTED)
+        connection = ctx.chargers.get(charge_point_id)
+        if connection is not None:
+            await connection.close(code=1000, reason="rejected by the operator")
+        return found
+
+    @router.get(
+        "/counters",
+        dependencies=[require(Scope.READ)],
+        tags=["operations"],
+        summary="OCPP edge counters",
+    )
+    async def counters() -> Counters:
+        """Failed TLS handshakes, refused and throttled logins, tolerant-mode normalisations,
+        oversized frames and silent chargers, counted since start (docs/api.md)."""
+        return Counters(counters=dict(sorted(ctx.counters.items())))
 
 
 # -- id tags -------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """What every route needs: the database, the live chargers, commands, and shared parameters."""
 
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Protocol, TypeVar
 
 from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
 from csms.flows.commands import Commands
@@ -19,12 +21,20 @@ from csms.store.db import Database
 T = TypeVar("T")
 
 
+class LiveConnection(Protocol):
+    """A live charger connection, as far as the API needs it."""
+
+    async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
+
+
 class LiveChargers(Protocol):
     """The connection registry, as far as the API needs it."""
 
     def __contains__(self, charge_point_id: object) -> bool: ...
 
     def __len__(self) -> int: ...
+
+    def get(self, charge_point_id: str, /) -> LiveConnection | None: ...
 
 
 class ApiContext:
@@ -42,12 +52,18 @@ class ApiContext:
         metrics: Metrics | None = None,
         live: EventFanout | None = None,
         wallet: WalletFlows | None = None,
+        passwords: PasswordHasher | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> None:
         self.party = party
         self.metrics = metrics or Metrics()
         # Events as the relay publishes them, for the dashboard's live stream.
         self.live = EventFanout() if live is None else live
         self.wallet = wallet
+        # Hashes the passwords the API sets (AuthorizationKeys with the server's pepper).
+        self.passwords = passwords or PasswordHasher()
+        # The OCPP server's counters (TLS handshake failures, throttled logins, ...).
+        self.counters: Mapping[str, int] = counters if counters is not None else Counter()
         self.sessions = sessions
         self.locations = locations
         self.database = database

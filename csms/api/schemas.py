@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from csms.core.clock import as_utc
 from csms.core.ocpi import ConnectorFormat, ConnectorType, PowerType
+from csms.core.registration import RegistrationStatus
 
 T = TypeVar("T")
 
@@ -73,6 +74,11 @@ class ChargePointOut(CamelModel):
         default=False, description="whether a password is stored (it is never returned)"
     )
     password_hex_compat: bool = False
+    registration_status: RegistrationStatus = Field(
+        default=RegistrationStatus.ACCEPTED,
+        description="the operator's decision: accepted, pending (answered BootNotification "
+        "Pending until accepted or rejected, ocpp.unknown_chargers) or rejected",
+    )
     location_id: str | None
     local_list_version: int | None = Field(
         default=None, description="from the last accepted SendLocalList or GetLocalListVersion"
@@ -270,6 +276,30 @@ class MeterValueOut(CamelModel):
     format: str
     # unparsable_timestamp, future_timestamp, unset_timestamp, after_stop (docs/api.md)
     flags: list[str]
+
+
+class Counters(CamelModel):
+    """What went wrong at the OCPP edge since start, by kind (docs/api.md, "Counters")."""
+
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "counters": {
+                        "tls.handshake_failed": 2,
+                        "tls.handshake_failed.certificate has expired": 1,
+                        "auth.refused": 14,
+                        "auth.throttled": 3,
+                        "leniency.long_strings": 5,
+                        "frames.too_big": 1,
+                        "chargers.silent": 1,
+                    }
+                }
+            ]
+        }
+    )
+
+    counters: dict[str, int]
 
 
 class Health(CamelModel):

@@ -11,6 +11,7 @@ from csms.api.schemas import (
 )
 from csms.core.money import from_units
 from csms.core.ocpi import ocpi_evse_status
+from csms.core.registration import RegistrationStatus
 from csms.core.transactions import SAMPLE_AFTER_STOP, energy_wh
 from csms.store.tables import (
     ChargePoint,
@@ -53,6 +54,7 @@ def charge_point_out(
         security_profile=row.security_profile,
         password_set=row.password_hash is not None,
         password_hex_compat=row.password_hex_compat,
+        registration_status=RegistrationStatus(row.registration_status),
         location_id=row.location_id,
         local_list_version=row.local_list_version,
         connectors=[

@@ -223,36 +223,44 @@ def _require(reached: int, required: int) -> Verdict:
 
 
 class FailedAttempts:
-    """Failed authentications per remote address in a sliding window, to answer 429.
+    """Failed authentications per key (a charger identity, or a remote address) in a
+    sliding window, to answer 429 to the next failure.
 
-    Bounded: the least recently failing addresses are forgotten first.
+    It throttles failures, never logins: a throttled key with correct credentials still
+    gets in (docs/security.md, "Failed attempts"). Bounded: the least recently failing
+    keys are forgotten first.
     """
 
-    def __init__(self, *, limit: int, window: float = 60.0, max_addresses: int = 65536) -> None:
+    def __init__(self, *, limit: int, window: float = 60.0, max_keys: int = 65536) -> None:
         self.limit = limit
         self.window = window
-        self.max_addresses = max_addresses
+        self.max_keys = max_keys
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def retry_after(self, address: str, *, now: float) -> float | None:
-        """Seconds until `address` may try again, or None when it is not blocked."""
-        failures = self._failures.get(address)
+    def retry_after(self, key: str, *, now: float) -> float | None:
+        """Seconds until `key` is below its limit again, or None when it is not throttled."""
+        failures = self._failures.get(key)
         if failures is None:
             return None
         while failures and failures[0] <= now - self.window:
             failures.popleft()
         if not failures:
-            del self._failures[address]
+            del self._failures[key]
             return None
         if len(failures) < self.limit:
             return None
         return failures[0] + self.window - now
 
-    def record(self, address: str, *, now: float) -> None:
-        failures = self._failures.pop(address, None) or deque()
+    def record(self, key: str, *, now: float) -> None:
+        """One more failure for `key`."""
+        failures = self._failures.pop(key, None) or deque()
         failures.append(now)
         while len(failures) > self.limit:
             failures.popleft()
-        self._failures[address] = failures
-        while len(self._failures) > self.max_addresses:
+        self._failures[key] = failures
+        while len(self._failures) > self.max_keys:
             self._failures.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        """`key` logged in: its earlier failures no longer count."""
+        self._failures.pop(key, None)

@@ -35,6 +35,13 @@ class SecurityEventType(StrEnum):
     INVALID_TLS_CIPHER_SUITE = "InvalidTLSCipherSuite"
 
 
+class CsmsSecurityEventType(StrEnum):
+    """Security events csms reports that SecWP §8 has no name for (type is string[50])."""
+
+    # SecWP A02/A03: a SignCertificate CSR csms refused to sign (wrong CN or O, weak key...).
+    CSR_REJECTED = "CsrRejected"
+
+
 # SecWP §8, column "critical": the events a charger pushes at once (A04.FR.01).
 CRITICAL = frozenset(
     {

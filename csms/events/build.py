@@ -95,13 +95,16 @@ def network_status(charge_point_id: str, *, at: datetime, status: str) -> Event:
     return _event(charge_point_id, EventType.CHARGEPOINT_NETWORK_STATUS, at, {"status": status})
 
 
-def booted(charge_point_id: str, *, at: datetime, info: BootInfo) -> Event:
+def booted(
+    charge_point_id: str, *, at: datetime, info: BootInfo, boot_status: str = "Accepted"
+) -> Event:
+    """`chargepoint.booted`; `boot_status` is how csms answered (Accepted, Pending, Rejected)."""
     data = {
         "vendor": info.vendor,
         "model": info.model,
         "serialNumber": info.serial_number or info.charge_box_serial_number,
         "firmwareVersion": info.firmware_version,
-        "bootStatus": "Accepted",
+        "bootStatus": boot_status,
     }
     return _event(charge_point_id, EventType.CHARGEPOINT_BOOTED, at, data)
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.charger import BootInfo, ConnectorStatusReport, SecurityEventFacts
 from csms.core.events import Event
+from csms.core.registration import RegistrationStatus
 from csms.core.session import Party
 from csms.events import build
 from csms.store import chargers, outbox, security
@@ -39,10 +40,29 @@ class ChargerFlows:
         self._writer = database.writer
         self.party = party
 
-    async def register(self, *, charge_point_id: str, now: datetime) -> None:
-        """First contact of an unknown charger allowed in: create it."""
+    async def register(
+        self,
+        *,
+        charge_point_id: str,
+        now: datetime,
+        registration: RegistrationStatus = RegistrationStatus.ACCEPTED,
+    ) -> None:
+        """First contact of an unknown charger allowed in: create it, accepted or pending
+        as `ocpp.unknown_chargers` says."""
         await self._writer.submit_bulk(
-            chargers.registration(charge_point_id=charge_point_id, now=now)
+            chargers.registration(
+                charge_point_id=charge_point_id, now=now, registration_status=registration.value
+            )
+        )
+
+    async def password_upgraded(
+        self, *, charge_point_id: str, old_hash: str, new_hash: str
+    ) -> None:
+        """A login proved the password: keep it under the current scheme (contract v1.1)."""
+        await self._writer.submit_bulk(
+            chargers.password_upgrade(
+                charge_point_id=charge_point_id, old_hash=old_hash, new_hash=new_hash
+            )
         )
 
     async def raise_profile(self, *, charge_point_id: str, profile: int, now: datetime) -> None:
@@ -102,11 +122,33 @@ class ChargerFlows:
         count: int = await self._writer.submit(job)
         return count
 
-    async def booted(self, *, charge_point_id: str, info: BootInfo, now: datetime) -> None:
-        """An accepted BootNotification: what the charger says of itself, `chargepoint.booted`."""
-        write = chargers.boot(charge_point_id=charge_point_id, info=info, now=now)
-        event = build.booted(charge_point_id, at=now, info=info)
+    async def booted(
+        self,
+        *,
+        charge_point_id: str,
+        info: BootInfo,
+        now: datetime,
+        registration: RegistrationStatus = RegistrationStatus.ACCEPTED,
+    ) -> RegistrationStatus:
+        """A BootNotification: what the charger says of itself, `chargepoint.booted`, and
+        how it is answered (OCPP 1.6 §4.2).
+
+        `registration` is the decision known when the charger connected. An accepted
+        charger is answered from it, with no read; for any other the decision is read
+        again, since an operator may have accepted the charger since.
+        """
+        status = registration
+        if status is not RegistrationStatus.ACCEPTED:
+            current = await self._database.read(
+                lambda session: chargers.get_registration_status(session, charge_point_id)
+            )
+            status = RegistrationStatus(current) if current else status
+        write = chargers.boot(
+            charge_point_id=charge_point_id, info=info, now=now, boot_status=status.boot_status
+        )
+        event = build.booted(charge_point_id, at=now, info=info, boot_status=status.boot_status)
         await self._writer.submit_bulk(outbox.with_events(write, [event], now=now))
+        return status
 
     async def seen(self, *, charge_point_id: str, now: datetime) -> None:
         """The charger was heard from (Heartbeat)."""

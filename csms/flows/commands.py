@@ -27,8 +27,10 @@ from csms.core.commands import (
     is_authorization_key,
     redacted,
 )
-from csms.core.passwords import hash_password
+from csms.core.passwords import PasswordHasher, Scheme
+from csms.core.registration import RegistrationStatus, command_refusal
 from csms.errors import (
+    ChargerNotAccepted,
     ChargerNotConnected,
     CommandQueueFull,
     CommandRejected,
@@ -93,9 +95,11 @@ class Commands:
         queue_size: int,
         call_timeout: float,
         metrics: Metrics | None = None,
+        passwords: PasswordHasher | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._chargers = chargers
+        self._passwords = passwords or PasswordHasher()
         self._database = database
         self._check_request = check_request
         self._clock = clock
@@ -124,6 +128,9 @@ class Commands:
             problem = configuration_problem(payload, security_profile=row.security_profile)
             if problem is not None:
                 raise InvalidCommand(problem)
+        refusal = command_refusal(RegistrationStatus(row.registration_status), action)
+        if refusal is not None:
+            raise ChargerNotAccepted(refusal)
         connection = self._chargers.get(charge_point_id)
         if connection is None:
             raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
@@ -170,9 +177,11 @@ class Commands:
         if is_authorization_key(action, payload):
             # SecWP A01.FR.08: the new key is kept only as a salted hash, and only once the
             # charger accepted it (A01.FR.03/04); the request is recorded without it.
-            new_password_hash = await asyncio.to_thread(
-                hash_password, bytes.fromhex(payload["value"]), salt=secrets.token_bytes(16)
-            )
+            key, salt = bytes.fromhex(payload["value"]), secrets.token_bytes(16)
+            if self._passwords.scheme_for(key) is Scheme.SCRYPT:
+                new_password_hash = await asyncio.to_thread(self._passwords.hash, key, salt=salt)
+            else:
+                new_password_hash = self._passwords.hash(key, salt=salt)
         record = partial(
             CommandRecord,
             charge_point_id=charge_point_id,

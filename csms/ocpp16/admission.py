@@ -13,6 +13,7 @@ import hmac
 import secrets
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,7 +26,8 @@ from websockets.http11 import Request, Response
 
 from csms.config import OcppSettings, SecuritySettings
 from csms.core.identity import identity_from_path
-from csms.core.passwords import verify_password
+from csms.core.passwords import PasswordHasher, Scheme
+from csms.core.registration import RegistrationStatus, UnknownChargerPolicy
 from csms.core.security import (
     BasicCredentials,
     ClientCertificate,
@@ -58,6 +60,11 @@ class Admission:
     profile: int = 0
     # Raise the charger's registered profile to `profile` (SecWP A05.FR.09).
     ratchet: bool = False
+    # The operator's decision (a new charger gets the unknown-charger policy's).
+    registration: RegistrationStatus = RegistrationStatus.ACCEPTED
+    # From its last BootNotification: which leniency rule applies (docs/ocpp.md).
+    vendor: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Refusal:
 
 
 RefusalHook = Callable[[Refusal], Awaitable[None]]
+# (charge point id, the stored hash that matched, its replacement)
+UpgradeHook = Callable[[str, str, str], None]
 
 
 def server_tls_context(security: SecuritySettings) -> ssl.SSLContext:
@@ -99,22 +108,36 @@ class Gatekeeper:
         ocpp: OcppSettings,
         security: SecuritySettings,
         database: Database,
+        passwords: PasswordHasher | None = None,
         on_refused: RefusalHook | None = None,
+        on_password_upgrade: UpgradeHook | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        counters: Counter[str] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.ocpp = ocpp
         self.security = security
         self.database = database
+        self.passwords = passwords or PasswordHasher()
         self.on_refused = on_refused
+        self.on_password_upgrade = on_password_upgrade
+        self.counters = counters if counters is not None else Counter()
         self._monotonic = monotonic
-        self._failures = FailedAttempts(limit=security.max_failed_auth)
+        self._policy = UnknownChargerPolicy(ocpp.unknown_charger_policy)
+        # Failures are throttled per identity, and per address only at a much higher limit:
+        # many healthy chargers may share one carrier NAT address.
+        self._identity_failures = FailedAttempts(limit=security.max_failed_auth)
+        self._address_failures = FailedAttempts(limit=security.max_failed_auth_per_address)
         self._lookup = ChargePointLookup(database)
         # Verified passwords, so that a reconnect does not pay for scrypt again: keyed by
         # identity, holding the stored hash and a keyed digest of the password it matched.
         self._verified: dict[str, tuple[str, bytes]] = {}
-        self._pepper = secrets.token_bytes(32)
+        self._cache_key = secrets.token_bytes(32)
+
+    async def lookup(self, identity: str) -> ChargePoint | None:
+        """The registration of `identity`, read together with concurrent upgrades'."""
+        return await self._lookup.get(identity)
 
     async def admit(self, connection: ServerConnection, request: Request) -> Admission | Response:
         """An Admission for the session, or the HTTP response that refuses it."""
@@ -127,17 +150,8 @@ class Gatekeeper:
             )
             log.warning("upgrade_refused", path=request.path[:200], reason=problem)
             return refuse(status, problem)
-        wait = self._failures.retry_after(remote or "", now=self._monotonic())
-        if wait is not None:
-            log.warning("upgrade_throttled", charge_point_id=identity, remote_address=remote)
-            self.metrics.refusal("too many failed attempts")
-            return refuse(
-                HTTPStatus.TOO_MANY_REQUESTS,
-                "too many failed attempts from this address",
-                retry_after=wait,
-            )
         row = await self._lookup.get(identity)
-        if row is None and not self.ocpp.allow_unknown_chargers:
+        if row is None and self._policy is UnknownChargerPolicy.REJECT:
             # OCPP-J §3.2 and 1.6 errata §3.68: an unknown charger gets HTTP 404, not a Reject.
             return await self._refused(
                 Refusal(identity, False, remote, "unknown charge point", HTTPStatus.NOT_FOUND)
@@ -159,14 +173,9 @@ class Gatekeeper:
             return await self._refused(
                 Refusal(identity, row is not None, remote, verdict.reason, verdict.status)
             )
-        return Admission(
-            charge_point_id=identity,
-            known=row is not None,
-            accepted=row is not None and row.first_accepted_at is not None,
-            location_id=row.location_id if row is not None else None,
-            profile=verdict.profile,
-            ratchet=row is not None and verdict.profile > row.security_profile,
-        )
+        # Correct credentials always get in, however many failures came before them.
+        self._identity_failures.forget(identity)
+        return _admission(identity, row, verdict.profile, self._policy)
 
     async def _presented(
         self, connection: ServerConnection, request: Request, identity: str, row: ChargePoint | None
@@ -194,11 +203,11 @@ class Gatekeeper:
             return False
         if self._matches(row.id, stored, presented):
             return True
-        if await asyncio.to_thread(verify_password, presented, stored):
+        if await self._verify(row.id, presented, stored):
             self._remember(row.id, stored, presented)
             return True
         meant = hex_text_key(presented) if row.password_hex_compat else None
-        if meant is not None and await asyncio.to_thread(verify_password, meant, stored):
+        if meant is not None and await self._verify(row.id, meant, stored):
             # Some chargers send the key's hex text instead of the raw bytes (OCPP-J §6.2.2);
             # allowed per charger, and logged so that the operator can get the charger fixed
             # (docs/security.md, "Passwords (profiles 1 and 2)").
@@ -207,8 +216,27 @@ class Gatekeeper:
             return True
         return False
 
+    async def _verify(self, identity: str, secret: bytes, stored: str) -> bool:
+        """Check a secret against the stored hash; a hash of an older scheme is replaced."""
+        passwords = self.passwords
+        if passwords.is_slow(stored):
+            check = await asyncio.to_thread(passwords.verify, secret, stored)
+        else:
+            check = passwords.verify(secret, stored)  # an HMAC: microseconds, on the loop
+        if check.problem is not None:
+            log.error("password_not_checked", charge_point_id=identity, reason=check.problem)
+        if check.ok and check.upgrade and self.on_password_upgrade is not None:
+            # Contract v1.1: a hash of an older scheme is upgraded on the next good login.
+            salt = secrets.token_bytes(16)
+            if passwords.scheme_for(secret) is Scheme.SCRYPT:
+                upgraded = await asyncio.to_thread(passwords.hash, secret, salt=salt)
+            else:
+                upgraded = passwords.hash(secret, salt=salt)
+            self.on_password_upgrade(identity, stored, upgraded)
+        return check.ok
+
     def _digest(self, presented: bytes) -> bytes:
-        return hmac.new(self._pepper, presented, hashlib.sha256).digest()
+        return hmac.new(self._cache_key, presented, hashlib.sha256).digest()
 
     def _matches(self, identity: str, stored: str, presented: bytes) -> bool:
         cached = self._verified.get(identity)
@@ -220,6 +248,31 @@ class Gatekeeper:
         self._verified[identity] = (stored, self._digest(presented))
 
     async def _refused(self, refusal: Refusal) -> Response:
+        now = self._monotonic()
+        address = refusal.remote_address or ""
+        wait = max(
+            self._identity_failures.retry_after(refusal.charge_point_id, now=now) or 0.0,
+            self._address_failures.retry_after(address, now=now) or 0.0,
+        )
+        self._identity_failures.record(refusal.charge_point_id, now=now)
+        self._address_failures.record(address, now=now)
+        self.counters["auth.refused"] += 1
+        if wait > 0:
+            self.metrics.refusal("too many failed attempts")
+            # Past the limit a failure costs a log line and a 429, no stored event: a
+            # misconfigured fleet or a guesser is told to back off and fills nothing.
+            self.counters["auth.throttled"] += 1
+            log.warning(
+                "upgrade_throttled",
+                charge_point_id=refusal.charge_point_id,
+                remote_address=refusal.remote_address,
+                reason=refusal.reason,
+            )
+            return refuse(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "too many failed attempts; correct credentials are still accepted",
+                retry_after=wait,
+            )
         # A01.FR.09: the reason is safe to log; the password never is.
         log.warning(
             "upgrade_refused",
@@ -228,13 +281,39 @@ class Gatekeeper:
             reason=refusal.reason,
             status=refusal.status,
         )
-        self._failures.record(refusal.remote_address or "", now=self._monotonic())
         self.metrics.refusal(refusal.reason)
         if self.on_refused is not None:
             await self.on_refused(refusal)
         status = HTTPStatus(refusal.status)
         challenge = status is HTTPStatus.UNAUTHORIZED
         return refuse(status, refusal.reason, challenge=challenge)
+
+
+def _admission(
+    identity: str, row: ChargePoint | None, profile: int, policy: UnknownChargerPolicy
+) -> Admission:
+    if row is None:
+        return Admission(
+            charge_point_id=identity,
+            known=False,
+            accepted=False,
+            location_id=None,
+            profile=profile,
+            registration=policy.first_status,
+        )
+    registration = RegistrationStatus(row.registration_status)
+    return Admission(
+        charge_point_id=identity,
+        known=True,
+        # OCPP-J §5.4: a charger accepted once may carry on without booting again.
+        accepted=registration is RegistrationStatus.ACCEPTED and row.first_accepted_at is not None,
+        location_id=row.location_id,
+        profile=profile,
+        ratchet=profile > row.security_profile,
+        registration=registration,
+        vendor=row.vendor,
+        model=row.model,
+    )
 
 
 class ChargePointLookup:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from csms.errors import (
     ChargerNotConnected,
@@ -18,11 +21,14 @@ from csms.errors import (
     StoreError,
 )
 from csms.metrics import Metrics, monotonic
+from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
 from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
 from csms.ocpp16.schemas import ErrorCode
 
 log = structlog.get_logger("csms.ocpp")
+
+_INDEX = re.compile(r"/\d+(?=/|$)")
 
 
 class ChargerConnection:
@@ -37,6 +43,9 @@ class ChargerConnection:
         handlers: Mapping[str, Handler],
         call_timeout: float,
         metrics: Metrics | None = None,
+        silence_limit: float | None = None,
+        counters: Counter[str] | None = None,
+        normalisations_logged: set[tuple[str, str, str]] | None = None,
     ) -> None:
         self.websocket = websocket
         self.metrics = metrics or Metrics()
@@ -44,9 +53,19 @@ class ChargerConnection:
         self.context = context
         self.rpc = rpc
         self.call_timeout = call_timeout
+        # Seconds without anything from the charger (frame, ping, pong) after which it
+        # counts as gone, even though its socket is up (docs/ocpp.md, "Connecting");
+        # None: no limit.
+        self.silence_limit = silence_limit
+        self.counters = counters if counters is not None else Counter()
+        # Tolerant mode logs each kind of normalisation once per charger, not per message.
+        self._logged = normalisations_logged if normalisations_logged is not None else set()
         self._call_lock = asyncio.Lock()
         self._reply: asyncio.Future[Reply] | None = None
         self._calls_queued = 0
+        # Why csms closed the socket itself, for the disconnect event (None: the charger did).
+        self.closed_because: str | None = None
+        self._frame_heard = asyncio.get_running_loop().time()
 
     @property
     def charge_point_id(self) -> str:
@@ -60,23 +79,60 @@ class ChargerConnection:
     async def serve(self) -> None:
         """Process frames until the socket closes. A CALL is answered before the next is read."""
         try:
-            async for message in self.websocket:
+            while (message := await self._next_frame()) is not None:
                 if isinstance(message, bytes):
                     # OCPP-J §4.1.2: frames are UTF-8 text; binary cannot be answered.
                     log.warning("frame_dropped", reason="binary frame")
                     continue
                 await self._receive(message)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                # RFC 6455 §7.4.1: 1009, a frame over ocpp.max_frame_size.
+                self.counters["frames.too_big"] += 1
+                log.warning("frame_too_big", reason=closed.sent.reason, code=closed.sent.code)
         finally:
             if self._reply is not None and not self._reply.done():
                 self._reply.set_exception(
                     ChargerNotConnected("connection closed before the answer")
                 )
 
+    async def _next_frame(self) -> str | bytes | None:
+        """The charger's next frame, or None once it has been silent too long."""
+        limit = self.silence_limit
+        if limit is None:
+            return await self.websocket.recv()
+        loop = asyncio.get_running_loop()
+        while (remaining := self._last_heard() + limit - loop.time()) > 0:
+            try:
+                # Cancelling recv() loses nothing (websockets.asyncio: "canceling recv()
+                # is safe"); a ping or pong meanwhile moves the deadline on.
+                async with asyncio.timeout(remaining):
+                    return await self.websocket.recv()
+            except TimeoutError:
+                continue
+        # OCPP 1.6 §4.6: any message counts as a heartbeat, and with JSON a ping or pong
+        # may stand in for one (OCPP-J §5.3). A charger that sent none of them for longer
+        # than two intervals and the grace is gone, whatever its TCP socket says.
+        self.counters["chargers.silent"] += 1
+        log.warning("charger_silent", seconds=limit)
+        self.closed_because = f"silent for {limit:g} s"
+        await self.close(code=CloseCode.GOING_AWAY, reason=self.closed_because)
+        return None
+
+    def _last_heard(self) -> float:
+        """When the charger last sent anything (a frame, ping or pong): loop time."""
+        heard: float | None = getattr(self.websocket, "last_heard", None)
+        if heard is None:
+            # A plain ServerConnection (the benchmarks'): count from the last frame read.
+            heard = self._frame_heard
+        return max(heard, self._frame_heard)
+
     async def _receive(self, text: str) -> None:
+        self._frame_heard = asyncio.get_running_loop().time()
         event = self.rpc.receive_text(text)
         if isinstance(event, Call):
+            if event.normalised:
+                self._report_normalised(event)
             await self._run_handler(event)
         elif isinstance(event, Answer):
             if event.error_code is not None:
@@ -88,6 +144,22 @@ class ChargerConnection:
                 self._reply.set_result(event)
         elif isinstance(event, Dropped):
             log.warning("frame_dropped", reason=event.reason, frame=text[:200])
+
+    def _report_normalised(self, call: Call) -> None:
+        for change in call.normalised:
+            self.counters[f"leniency.{change.deviation.value}"] += 1
+            key = (call.action, change.deviation.value, _INDEX.sub("/*", change.path))
+            if key in self._logged:
+                continue
+            self._logged.add(key)
+            log.warning(
+                "payload_normalised",
+                action=call.action,
+                deviation=change.deviation.value,
+                path=change.path,
+                sent=change.before,
+                stored=change.after,
+            )
 
     async def _run_handler(self, call: Call) -> None:
         handler = self.handlers[call.action]
@@ -150,6 +222,8 @@ class ChargerConnection:
             finally:
                 self.rpc.abandon_call(unique_id)
                 self._reply = None
+        if reply.payload is not None and reply.violation is None:
+            self.rpc.allow_triggered(convert.triggered_actions(action, payload, reply.payload))
         if reply.error_code is not None:
             raise CommandRejected(
                 error_code=reply.error_code,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from csms.core.registration import RegistrationStatus
 from csms.core.session import SessionFacts
 from csms.flows.certificates import CertificateSigning
 from csms.flows.chargers import ChargerFlows
@@ -27,6 +28,8 @@ class Services:
     sessions: SessionFlows
     clock: Clock
     heartbeat_interval: int
+    # The BootNotification interval of a Pending or Rejected charger (OCPP 1.6 §4.2).
+    pending_interval: int = 300
     # DataTransfer handlers by vendorId; unknown vendors get UnknownVendorId (§4.3).
     vendors: dict[str, VendorHandler] = field(default_factory=dict)
     # Signs SignCertificate CSRs (SecWP A02/A03); None answers them Rejected.
@@ -41,6 +44,8 @@ class ChargerContext:
     services: Services
     accepted: bool = False
     location_id: str | None = None
+    # The operator's decision as it was when the charger connected (the boot reads it again).
+    registration: RegistrationStatus = RegistrationStatus.ACCEPTED
     # Open transactions of this charger, for session.updated without a database read.
     transactions: dict[int, SessionFacts] = field(default_factory=dict)
 

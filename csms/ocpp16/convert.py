@@ -17,6 +17,10 @@ from csms.core.clock import ParsedTime, format_utc, parse_timestamp
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.transactions import StartKey, StopRequest
 
+# Identifiers a lenient normalisation must never cut short: a shortened idTag could match
+# another driver's tag (OCPP 1.6 §7.28 IdToken). An over-long one stays an error.
+NEVER_SHORTENED = frozenset({"idTag", "parentIdTag"})
+
 
 def boot_info(payload: Mapping[str, Any]) -> BootInfo:
     """BootNotification.req (OCPP 1.6 §6.2)."""
@@ -105,3 +109,39 @@ def stop_request(
         reason=payload.get("reason"),
         samples=samples(payload.get("transactionData", ()), received=received),
     )
+
+
+def vendor_and_model(payload: Any) -> tuple[str | None, str | None]:
+    """The vendor and model a BootNotification.req names, read before it is validated:
+    they choose the charger's leniency rule (docs/ocpp.md, "Tolerant mode")."""
+    if not isinstance(payload, Mapping):
+        return None, None
+    vendor, model = payload.get("chargePointVendor"), payload.get("chargePointModel")
+    return (
+        vendor if isinstance(vendor, str) else None,
+        model if isinstance(model, str) else None,
+    )
+
+
+# SecWP ExtendedTriggerMessage names some messages differently from the action they start.
+_EXTENDED_TRIGGERS = {
+    "SignChargePointCertificate": ("SignCertificate",),
+    "FirmwareStatusNotification": ("SignedFirmwareStatusNotification",),
+}
+_TRIGGER_ACTIONS = ("TriggerMessage", "ExtendedTriggerMessage")
+
+
+def triggered_actions(
+    action: str, payload: Mapping[str, Any], answer: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The messages a trigger the charger accepted asks it to send, or () (OCPP 1.6 §5.17
+    TriggerMessage, and SecWP ExtendedTriggerMessage). A charger that is not accepted yet
+    may send those all the same (OCPP 1.6 §4.2)."""
+    if action not in _TRIGGER_ACTIONS or answer.get("status") != "Accepted":
+        return ()
+    requested = payload.get("requestedMessage")
+    if not isinstance(requested, str):
+        return ()
+    if action == "ExtendedTriggerMessage":
+        return _EXTENDED_TRIGGERS.get(requested, (requested,))
+    return (requested,)

@@ -8,11 +8,13 @@ deadlock its receive loop); anything to send it goes through a separate task.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import structlog
 
 from csms.core.clock import format_utc
+from csms.core.registration import RegistrationStatus, retry_interval
 from csms.core.transactions import start_flags
 from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
@@ -24,7 +26,17 @@ log = structlog.get_logger("csms.ocpp")
 async def on_boot_notification(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
     info = convert.boot_info(payload)
-    await ctx.services.chargers.booted(charge_point_id=ctx.charge_point_id, info=info, now=now)
+    status = await ctx.services.chargers.booted(
+        charge_point_id=ctx.charge_point_id, info=info, now=now, registration=ctx.registration
+    )
+    ctx.registration = status
+    if status is not RegistrationStatus.ACCEPTED:
+        # OCPP 1.6 §4.2: Pending or Rejected; `interval` is the least wait before the next
+        # BootNotification, spread a little so that a fleet does not come back at once.
+        ctx.accepted = False
+        log.info("boot_not_accepted", status=status.boot_status, vendor=info.vendor)
+        interval = retry_interval(ctx.services.pending_interval, jitter=random.random())
+        return {"status": status.boot_status, "currentTime": format_utc(now), "interval": interval}
     ctx.accepted = True
     log.info("boot_accepted", vendor=info.vendor, model=info.model)
     return {

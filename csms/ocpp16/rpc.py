@@ -1,8 +1,9 @@
 """OCPP-J 1.6 RPC, sans I/O: frame text in; calls to dispatch, frames to send and replies out.
 
 It owns framing (OCPP-J §4.1), message ids (§4.1.4), schema validation with the exact 1.6
-error codes (§4.2.3), the boot gate (1.6 errata §3.10) and the rule of one outstanding
-CSMS->charger CALL (§4.1.1). It never touches a socket, a clock or a task.
+error codes (§4.2.3), tolerant-mode normalisation before it (`leniency.py`), the boot gate
+(1.6 errata §3.10, OCPP 1.6 §4.2) and the rule of one outstanding CSMS->charger CALL
+(§4.1.1). It never touches a socket, a clock or a task.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from uuid import uuid4
 
 import orjson
 
+from csms.ocpp16 import convert
+from csms.ocpp16.leniency import Leniency, Normalisation, Profile, normalise
 from csms.ocpp16.schemas import ErrorCode, SchemaViolation, Validators
 
 MAX_MESSAGE_ID_LENGTH = 36
@@ -37,6 +40,8 @@ class Call:
     action: str
     payload: dict[str, Any]
     frame: str
+    # What tolerant mode changed in the payload before it was validated (leniency.py).
+    normalised: tuple[Normalisation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,24 @@ class RpcSession:
     """The RPC state of one OCPP-J connection."""
 
     def __init__(
-        self, *, validators: Validators, supported: Collection[str], accepted: bool
+        self,
+        *,
+        validators: Validators,
+        supported: Collection[str],
+        accepted: bool,
+        leniency: Leniency | None = None,
+        profile: Profile | None = None,
     ) -> None:
         self._validators = validators
         self._supported = supported
         self.accepted = accepted
+        # Tolerant mode: the rules, and the profile of this charger (its last boot's vendor
+        # and model, until a BootNotification names them again).
+        self._leniency = leniency
+        self.profile = profile
+        # What a charger that is not accepted may send because csms triggered it
+        # (OCPP 1.6 §4.2).
+        self._triggered: set[str] = set()
         self._pending_id: str | None = None
         self._pending_action = ""
         self._recent: OrderedDict[str, bytes] = OrderedDict()
@@ -142,8 +160,9 @@ class RpcSession:
             return self._reject(
                 unique_id, ErrorCode.NOT_SUPPORTED, f"{action} is not supported", action=action
             )
-        if not self.accepted and action != _BOOT:
-            # OCPP 1.6 errata §3.10: before the first accepted boot, answer SecurityError.
+        if not self.accepted and action != _BOOT and action not in self._triggered:
+            # OCPP 1.6 errata §3.10: before the first accepted boot, answer SecurityError;
+            # OCPP 1.6 §4.2: a Pending charger sends only what csms triggered.
             return self._reject(
                 unique_id,
                 ErrorCode.SECURITY_ERROR,
@@ -157,12 +176,41 @@ class RpcSession:
                 "CALL payload must be a JSON object",
                 action=action,
             )
+        payload, changes = self._normalise(action, payload)
         violation = self._validators.check_request(action, payload)
         if violation is not None:
             return self._reject(
                 unique_id, violation.code, violation.description, violation.details, action=action
             )
-        return Call(unique_id=unique_id, action=action, payload=payload, frame=frame)
+        return Call(
+            unique_id=unique_id,
+            action=action,
+            payload=payload,
+            frame=frame,
+            normalised=tuple(changes),
+        )
+
+    def _normalise(
+        self, action: str, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Normalisation]]:
+        if self._leniency is None:
+            return payload, []
+        if action == _BOOT:
+            # The boot names the charger, so it picks the rule, for itself and what follows.
+            self.profile = self._leniency.profile_for(*convert.vendor_and_model(payload))
+        profile = self.profile
+        if profile is None:
+            return payload, []
+        # Strict payloads take the fast path; only naive timestamps are valid and still
+        # need rewriting (the schema's date-time format is not checked).
+        if profile.zone is None and self._validators.request_is_valid(action, payload):
+            return payload, []
+        normalised, changes = normalise(self._validators.request_schema(action), payload, profile)
+        return normalised, changes
+
+    def allow_triggered(self, actions: Collection[str]) -> None:
+        """Let a charger that is not accepted send what csms asked for (OCPP 1.6 §4.2)."""
+        self._triggered.update(actions)
 
     def _reject(
         self,

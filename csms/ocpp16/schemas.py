@@ -75,6 +75,7 @@ class Validators:
     def __init__(self, schema_dir: Path) -> None:
         self._requests: dict[str, Any] = {}
         self._responses: dict[str, Any] = {}
+        self._request_schemas: dict[str, dict[str, Any]] = {}
         for path in sorted(schema_dir.glob("*.json")):
             schema = json.loads(path.read_text(encoding="utf-8"))
             # Formats are not checked: an odd timestamp is parsed leniently, stored and flagged,
@@ -84,6 +85,7 @@ class Validators:
                 self._responses[path.stem.removesuffix("Response")] = validator
             else:
                 self._requests[path.stem] = validator
+                self._request_schemas[path.stem] = schema
         self._actions = frozenset(self._requests)
 
     @property
@@ -93,6 +95,14 @@ class Validators:
 
     def check_request(self, action: str, payload: Any) -> SchemaViolation | None:
         return _check(self._requests[action], payload, f"{action}.req")
+
+    def request_is_valid(self, action: str, payload: Any) -> bool:
+        """Whether a request payload matches its schema (the fast path: no error built)."""
+        return bool(self._requests[action].is_valid(payload))
+
+    def request_schema(self, action: str) -> dict[str, Any]:
+        """The JSON schema of an action's request, for tolerant mode (`leniency.py`)."""
+        return self._request_schemas[action]
 
     def check_response(self, action: str, payload: Any) -> SchemaViolation | None:
         return _check(self._responses[action], payload, f"{action}.conf")

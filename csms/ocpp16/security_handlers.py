@@ -17,7 +17,7 @@ from csms.core.certificates import CsrRejected
 from csms.core.charger import SecurityEventFacts
 from csms.core.clock import parse_timestamp
 from csms.core.security import ClientCnRule
-from csms.core.security_events import SecurityEventSource, is_critical
+from csms.core.security_events import CsmsSecurityEventType, SecurityEventSource, is_critical
 from csms.ocpp16.context import ChargerContext, Handler
 
 log = structlog.get_logger("csms.ocpp")
@@ -59,6 +59,18 @@ async def on_sign_certificate(ctx: ChargerContext, payload: dict[str, Any]) -> d
         )
     except CsrRejected as exc:
         log.warning("csr_rejected", reason=str(exc))
+        # SecWP A02/A03: a CSR csms will not sign may be an attempt to obtain a certificate
+        # for someone else; it is kept and published like any security event (A04).
+        await ctx.services.chargers.security_event(
+            SecurityEventFacts(
+                charge_point_id=ctx.charge_point_id,
+                kind=CsmsSecurityEventType.CSR_REJECTED,
+                timestamp=now,
+                source=SecurityEventSource.CSMS,
+                tech_info=f"csr rejected: {exc}",
+            ),
+            now=now,
+        )
         return {"status": "Rejected"}
     # Kept before Accepted goes out: what csms signed is on record even if the charger
     # is gone before CertificateSigned reaches it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -15,14 +16,19 @@ from websockets.typing import Subprotocol
 
 from csms.config import OcppSettings, SecuritySettings
 from csms.core.charger import SecurityEventFacts
+from csms.core.passwords import PasswordHasher
+from csms.core.security import ClientCnRule
 from csms.core.security_events import SecurityEventSource
 from csms.errors import StoreError
 from csms.metrics import Metrics
 from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
+from csms.ocpp16.leniency import Leniency
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
+from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
+from csms.store import chargers
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.ocpp")
@@ -44,6 +50,8 @@ class OcppServer:
         database: Database,
         security: SecuritySettings | None = None,
         metrics: Metrics | None = None,
+        passwords: PasswordHasher | None = None,
+        counters: Counter[str] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -51,14 +59,24 @@ class OcppServer:
         self.security = security or SecuritySettings()
         self.services = services
         self.database = database
+        # What went wrong and how often, for operators (GET /api/v1/counters).
+        self.counters: Counter[str] = counters if counters is not None else Counter()
         self.gatekeeper = Gatekeeper(
             ocpp=settings,
             security=self.security,
             database=database,
+            passwords=passwords,
             on_refused=self._refused,
+            on_password_upgrade=self._password_upgraded,
             metrics=self.metrics,
+            counters=self.counters,
         )
         self.validators = load_validators()
+        self.leniency = Leniency.from_rules(settings.leniency) if settings.leniency else None
+        # OCPP 1.6 §4.6: two heartbeat intervals and a grace without a message is silence.
+        interval = max(settings.heartbeat_interval, settings.pending_interval)
+        self.silence_limit = 2 * interval + settings.heartbeat_grace
+        self._normalisations_logged: dict[str, set[tuple[str, str, str]]] = {}
         self.chargers: dict[str, ChargerConnection] = {}
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
             weakref.WeakKeyDictionary()
@@ -91,11 +109,27 @@ class OcppServer:
             log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
 
     async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
+        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
+        if tls is not None and isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+            # The handshake runs in the connection, so that a failed one is logged and
+            # counted (tls.py). uvloop's transports cannot host it; there the TLS layer
+            # stays asyncio's and failed handshakes go unseen (docs/security.md).
+            settings = TlsSettings(
+                context=tls,
+                handshake_timeout=HANDSHAKE_TIMEOUT,
+                shutdown_timeout=self.settings.ping_timeout,
+                on_failure=self._tls_failed,
+            )
+            tls_options = {"create_connection": tls_connection_class(settings)}
+        elif tls is not None:
+            log.warning("tls_handshake_failures_not_seen", reason="event loop is not asyncio's")
         return await serve(
             self._serve_charger,
             host,
             port,
-            ssl=tls,
+            **tls_options,
+            # A bigger frame closes the connection with 1009 (RFC 6455 §7.4.1).
+            max_size=self.settings.max_frame_size,
             subprotocols=[SUBPROTOCOL],
             select_subprotocol=_select_subprotocol,
             process_request=self._admit,
@@ -157,10 +191,13 @@ class OcppServer:
         identity = admission.charge_point_id
         now = self.services.clock()
         if not admission.known:
-            await self.services.chargers.register(charge_point_id=identity, now=now)
-            log.info("charge_point_registered")
+            await self.services.chargers.register(
+                charge_point_id=identity, registration=admission.registration, now=now
+            )
+            log.info("charge_point_registered", registration=admission.registration.value)
         if admission.ratchet:
             await self._raise_profile(identity, admission.profile)
+        leniency = self.leniency
         connection = ChargerConnection(
             websocket=websocket,
             context=ChargerContext(
@@ -168,15 +205,23 @@ class OcppServer:
                 services=self.services,
                 accepted=admission.accepted,
                 location_id=admission.location_id,
+                registration=admission.registration,
             ),
             rpc=RpcSession(
                 validators=self.validators,
                 supported=self.handlers.keys(),
                 accepted=admission.accepted,
+                leniency=leniency,
+                profile=leniency.profile_for(admission.vendor, admission.model)
+                if leniency is not None
+                else None,
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
             metrics=self.metrics,
+            silence_limit=self.silence_limit,
+            counters=self.counters,
+            normalisations_logged=self._normalisations_logged.setdefault(identity, set()),
         )
         previous = self.chargers.get(identity)
         self.chargers[identity] = connection
@@ -204,7 +249,7 @@ class OcppServer:
         try:
             await self.services.chargers.disconnected(
                 charge_point_id=identity,
-                reason=connection.websocket.close_reason or None,
+                reason=connection.closed_because or connection.websocket.close_reason or None,
                 now=now,
             )
         except StoreError as exc:
@@ -234,6 +279,66 @@ class OcppServer:
         except StoreError as exc:
             log.error("security_event_not_recorded", error=str(exc))
 
+    def _tls_failed(self, failure: HandshakeFailure) -> None:
+        self.counters["tls.handshake_failed"] += 1
+        self.counters[f"tls.handshake_failed.{failure.reason}"] += 1
+        certificate = failure.certificate
+        log.warning(
+            "tls_handshake_failed",
+            remote_address=failure.remote_address,
+            reason=failure.reason,
+            certificate_cn=certificate.common_name if certificate else None,
+        )
+        if failure.kind is not None and certificate is not None and certificate.common_name:
+            self._spawn(self._tls_security_event(failure, certificate.common_name))
+
+    async def _tls_security_event(self, failure: HandshakeFailure, common_name: str) -> None:
+        # SecWP A00.FR.408: an invalid client certificate is a security event; it belongs to
+        # the charger the certificate names, if that is one csms knows.
+        rule = ClientCnRule(self.security.client_cn)
+        try:
+            if rule is ClientCnRule.IDENTITY:
+                row = await self.gatekeeper.lookup(common_name)
+            elif rule is ClientCnRule.SERIAL:
+                row = await self.database.read(
+                    lambda session: chargers.find_by_serial_number(session, common_name)
+                )
+            else:
+                return
+        except StoreError as exc:
+            log.error("security_event_not_recorded", error=str(exc))
+            return
+        if row is None:
+            return
+        assert failure.kind is not None
+        now = self.services.clock()
+        facts = SecurityEventFacts(
+            charge_point_id=row.id,
+            kind=failure.kind.value,
+            timestamp=now,
+            source=SecurityEventSource.CSMS,
+            tech_info=f"tls handshake failed: {failure.reason}",
+            remote_address=failure.remote_address,
+        )
+        try:
+            await self.services.chargers.security_event(facts, now=now)
+        except StoreError as exc:
+            log.error("security_event_not_recorded", error=str(exc))
+
+    def _password_upgraded(self, identity: str, old_hash: str, new_hash: str) -> None:
+        self._spawn(self._upgrade_password(identity, old_hash, new_hash))
+
+    async def _upgrade_password(self, identity: str, old_hash: str, new_hash: str) -> None:
+        try:
+            await self.services.chargers.password_upgraded(
+                charge_point_id=identity, old_hash=old_hash, new_hash=new_hash
+            )
+        except StoreError as exc:
+            # The old hash still works; the next login tries again.
+            log.warning("password_upgrade_not_stored", charge_point_id=identity, error=str(exc))
+            return
+        log.info("password_hash_upgraded", charge_point_id=identity)
+
     async def _raise_profile(self, identity: str, profile: int) -> None:
         # SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
         # back lower.
@@ -241,6 +346,11 @@ class OcppServer:
             charge_point_id=identity, profile=profile, now=self.services.clock()
         )
         log.warning("security_profile_raised", security_profile=profile)
+
+    async def wait_background(self) -> None:
+        """Wait for the work connections left behind (security events, password upgrades)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _notify(self, charge_point_id: str, *, connected: bool) -> None:
         for listener in self.listeners:

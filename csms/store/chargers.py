@@ -53,15 +53,21 @@ async def get_charge_points(
 def _insert_charge_point(dialect: str) -> Executable:
     now = bindparam("now", type_=UTCDateTime)
     stmt = dialect_insert(dialect, table_of(ChargePoint)).values(
-        id=bindparam("cp"), created_at=now, updated_at=now
+        id=bindparam("cp"),
+        created_at=now,
+        updated_at=now,
+        registration_status=bindparam("p_registration"),
     )
     insert_once: Executable = stmt.on_conflict_do_nothing(index_elements=["id"])
     return insert_once
 
 
-def registration(*, charge_point_id: str, now: datetime) -> BulkWrite:
+def registration(
+    *, charge_point_id: str, now: datetime, registration_status: str = "accepted"
+) -> BulkWrite:
     """Create the charge point if it does not exist (first contact of an unknown charger)."""
-    return BulkWrite(steps=((_insert_charge_point, {"cp": charge_point_id, "now": now}),))
+    row = {"cp": charge_point_id, "now": now, "p_registration": registration_status}
+    return BulkWrite(steps=((_insert_charge_point, row),))
 
 
 async def upsert_charge_point(
@@ -113,11 +119,88 @@ def _set_booted(dialect: str) -> Executable:
     )
 
 
-def boot(*, charge_point_id: str, info: BootInfo, now: datetime) -> BulkWrite:
-    """Store what the charger says about itself and that it was accepted."""
+@cache
+def _set_booted_not_accepted(dialect: str) -> Executable:
+    table = table_of(ChargePoint)
+    now = bindparam("now", type_=UTCDateTime)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("cp"))
+        .values(
+            boot_status=bindparam("p_boot_status"),
+            last_boot_at=now,
+            last_seen=now,
+            updated_at=now,
+            **{column: bindparam(f"p_{column}") for column in _BOOT_FIELDS},
+        )
+    )
+
+
+def boot(
+    *, charge_point_id: str, info: BootInfo, now: datetime, boot_status: str = "Accepted"
+) -> BulkWrite:
+    """Store what the charger says about itself and how its boot was answered; only an
+    Accepted boot counts as the first acceptance (OCPP-J §5.4)."""
     row: dict[str, Any] = {"cp": charge_point_id, "now": now}
     row |= {f"p_{column}": getattr(info, column) for column in _BOOT_FIELDS}
-    return BulkWrite(steps=((_set_booted, row),))
+    if boot_status == "Accepted":
+        return BulkWrite(steps=((_set_booted, row),))
+    row["p_boot_status"] = boot_status
+    return BulkWrite(steps=((_set_booted_not_accepted, row),))
+
+
+async def get_registration_status(session: AsyncSession, charge_point_id: str) -> str | None:
+    """The operator's decision about a charger (accepted, pending, rejected), or None."""
+    result = await session.execute(
+        select(col(ChargePoint.registration_status)).where(col(ChargePoint.id) == charge_point_id)
+    )
+    status: str | None = result.scalar_one_or_none()
+    return status
+
+
+async def set_registration_status(
+    session: AsyncSession, *, charge_point_id: str, status: str, now: datetime
+) -> bool:
+    """Record the operator's decision; False when the charger does not exist."""
+    result = await session.execute(
+        update(ChargePoint)
+        .where(col(ChargePoint.id) == charge_point_id)
+        .values(registration_status=status, updated_at=now)
+    )
+    return bool(rowcount(result))
+
+
+@cache
+def _replace_password_hash(dialect: str) -> Executable:
+    table = table_of(ChargePoint)
+    # Only if the hash is still the one that was checked: an operator's new password, set
+    # meanwhile, must not be overwritten by the upgrade of the old one.
+    return (
+        update(table)
+        .where(table.c.id == bindparam("cp"), table.c.password_hash == bindparam("p_old"))
+        .values(password_hash=bindparam("p_new"))
+    )
+
+
+def password_upgrade(*, charge_point_id: str, old_hash: str, new_hash: str) -> BulkWrite:
+    """Replace a password hash of an older scheme by its upgrade (docs/security.md)."""
+    row = {"cp": charge_point_id, "p_old": old_hash, "p_new": new_hash}
+    return BulkWrite(steps=((_replace_password_hash, row),))
+
+
+async def find_by_serial_number(session: AsyncSession, serial_number: str) -> ChargePoint | None:
+    """The charger whose last BootNotification gave this serial number (A00.FR.405)."""
+    result = await session.execute(
+        select(ChargePoint)
+        .where(
+            or_(
+                col(ChargePoint.charge_box_serial_number) == serial_number,
+                col(ChargePoint.serial_number) == serial_number,
+            )
+        )
+        .limit(1)
+    )
+    return result.scalars().first()
 
 
 @cache
@@ -326,6 +409,11 @@ async def set_offline_stage(session: AsyncSession, *, charge_point_id: str, stag
 
 
 async def list_charge_points(
-    session: AsyncSession, *, limit: int, offset: int
+    session: AsyncSession, *, limit: int, offset: int, registration_status: str | None = None
 ) -> tuple[list[ChargePoint], int]:
-    return await page(session, ChargePoint, None, col(ChargePoint.id), limit, offset)
+    where = (
+        None
+        if registration_status is None
+        else col(ChargePoint.registration_status) == registration_status
+    )
+    return await page(session, ChargePoint, where, col(ChargePoint.id), limit, offset)

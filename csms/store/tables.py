@@ -96,6 +96,13 @@ class ChargePoint(SQLModel, table=True):
     offline_stage: int = Field(default=0)
     created_at: datetime | None = _utc()
     updated_at: datetime | None = _utc()
+    # The operator's decision: accepted, pending or rejected (csms/core/registration.py).
+    registration_status: str = Field(
+        default="accepted",
+        max_length=16,
+        index=True,
+        sa_column_kwargs={"server_default": "accepted"},
+    )
 
 
 class Connector(SQLModel, table=True):

@@ -65,11 +65,15 @@ async def test_config_errors_exit_2_and_name_the_key(tmp_path: Path) -> None:
 
 
 async def test_config_command_masks_the_token(tmp_path: Path) -> None:
-    """`csms config` prints the effective configuration without the API token."""
-    code, out, _ = await run("config", env=env_for(tmp_path, CSMS_API__TOKEN="hush"))
+    """`csms config` prints the effective configuration without the API token or pepper."""
+    pepper = "pepper-" * 6
+    env = env_for(tmp_path, CSMS_API__TOKEN="hush", CSMS_SECURITY__PASSWORD_PEPPER=pepper)
+    code, out, _ = await run("config", env=env)
     assert code == 0
     shown = orjson.loads(out)
     assert shown["api"]["token"] == "***"
+    assert shown["security"]["password_pepper"] == "***"
+    assert pepper not in out
     assert shown["ocpp"]["port"] == 0
 
 

@@ -221,6 +221,27 @@ async def test_unacceptable_csr_is_rejected_and_nothing_is_sent(
     assert await issued(csms, "CP-NO") == []
 
 
+@pytest.mark.postgres
+async def test_rejected_csr_is_a_published_security_event(signing_csms: RunningCsms) -> None:
+    """A CSR csms refuses is kept and published as security.event (type CsrRejected) with
+    the reason, not only logged."""
+    csms = signing_csms
+    mqtt = mqtt_of(csms)
+    csr = make_csr(common_name="SOMEONE-ELSE", organization=CPO)[0]
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        async with strict_charger(f"{csms.ocpp_url}/CP-CSR") as charger:
+            assert await charger.call("SignCertificate", {"csr": csr}) == {"status": "Rejected"}
+        (event,) = await events.until(1, of_type="security.event")
+    assert event["subject"] == "CP-CSR"
+    assert event["data"]["type"] == "CsrRejected"
+    assert event["data"]["source"] == "csms"
+    assert event["data"]["techInfo"].startswith("csr rejected: ")
+    assert "CN" in event["data"]["techInfo"]
+    async with csms.app.database.sessions() as db:
+        (row,) = await security.list_security_events(db, charge_point_id="CP-CSR")
+    assert (row.type, row.source) == ("CsrRejected", "csms")
+
+
 async def test_without_a_ca_key_every_csr_is_rejected(csms: RunningCsms) -> None:
     """No [security] ca_key_file: csms cannot process a CSR, so Rejected (A02.FR.12)."""
     assert csms.app.services.certificates is None

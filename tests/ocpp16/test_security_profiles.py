@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ssl
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from csms.config import SecuritySettings
-from csms.store import security
+from csms.store import chargers, security
 from simulators.charger import Charger, make_ssl_context
 from tests import pki
 from tests.strict_charger import StrictCharger
@@ -406,6 +409,76 @@ async def test_untrusted_or_expired_certificates_fail_the_handshake(
         await connects(f"{csms_tls.tls_url}/{identity}", tls=client_tls(certificates, cert))
 
 
+def expired_client(certificates: Pki, identity: str) -> pki.Issued:
+    ten_days_ago = datetime.now(UTC) - timedelta(days=10)
+    return certificates.client(identity, days=1, not_before=ten_days_ago)
+
+
+def tls_1_2_only(context: ssl.SSLContext) -> ssl.SSLContext:
+    # TLS 1.2 sends the client certificate in the clear, so csms can tell whose it was.
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@pytest.mark.postgres
+async def test_a_failed_tls_handshake_is_logged_counted_and_published(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """A00.FR.407/408: an expired client certificate fails the handshake; csms logs the
+    peer address and reason, counts it, and publishes a security.event for the charger the
+    certificate names."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=3)
+    tls = tls_1_2_only(client_tls(certificates, expired_client(certificates, identity)))
+    mqtt = csms_tls.running.app.settings.mqtt
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        with capture_logs() as logs:
+            with pytest.raises((ssl.SSLError, ConnectionError, InvalidMessage)):
+                await connects(f"{csms_tls.tls_url}/{identity}", tls=tls)
+            (event,) = await events.until(1, of_type="security.event")
+    assert event["subject"] == identity
+    assert event["data"]["type"] == "InvalidChargePointCertificate"
+    assert event["data"]["techInfo"] == "tls handshake failed: certificate has expired"
+    assert event["data"]["remoteAddress"] == "127.0.0.1"
+    (failed,) = [entry for entry in logs if entry["event"] == "tls_handshake_failed"]
+    assert failed["remote_address"] == "127.0.0.1"
+    assert failed["reason"] == "certificate has expired"
+    assert failed["certificate_cn"] == identity
+    async with csms_tls.running.api() as api:
+        counters = (await api.get("/counters")).json()["counters"]
+    assert counters["tls.handshake_failed"] == 1
+    assert counters["tls.handshake_failed.certificate has expired"] == 1
+
+
+async def test_failed_handshakes_without_a_readable_identity_are_logged_and_counted(
+    csms_tls: SecureCsms, certificates: Pki
+) -> None:
+    """TLS 1.3 hides the client certificate and TLS 1.1 never gets to it: both failures are
+    logged and counted, and no charger gets an event it cannot be tied to."""
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=3)
+    tls_1_3 = client_tls(certificates, expired_client(certificates, identity))
+    tls_1_3.minimum_version = ssl.TLSVersion.TLSv1_3
+    old = client_tls(certificates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1_1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with capture_logs() as logs:
+        for context in (tls_1_3, old):
+            with pytest.raises((ssl.SSLError, ConnectionError, InvalidMessage)):
+                await connects(f"{csms_tls.tls_url}/{identity}", tls=context)
+        await csms_tls.running.app.ocpp.wait_background()
+    failed = [entry for entry in logs if entry["event"] == "tls_handshake_failed"]
+    assert [entry["certificate_cn"] for entry in failed] == [None, None]
+    assert failed[0]["reason"] == "certificate has expired"
+    assert "version" in failed[1]["reason"] or "protocol" in failed[1]["reason"]
+    assert csms_tls.running.app.counters["tls.handshake_failed"] == 2
+    async with csms_tls.running.app.database.sessions() as db:
+        assert await security.list_security_events(db, charge_point_id=identity) == []
+
+
 async def test_organization_and_serial_rules(database_url: str, certificates: Pki) -> None:
     """A00.FR.404/405: O must be the CPO's; with client_cn = serial, CN is the serial number."""
     async with secure_csms(
@@ -525,23 +598,116 @@ async def test_unsafe_configuration_changes_are_refused(
         assert charger.received == []
 
 
-async def test_failed_attempts_are_rate_limited_per_address(
+async def throttled_or_refused(url: str, authorization: str) -> tuple[int, str | None]:
+    """The status of a refused upgrade and its Retry-After header."""
+    with pytest.raises(InvalidStatus) as caught:
+        async with session(url, authorization=authorization, boot=False):
+            pass
+    response = caught.value.response
+    return response.status_code, response.headers.get("Retry-After")
+
+
+@pytest.mark.postgres
+async def test_failures_are_throttled_per_identity_and_correct_credentials_still_get_in(
     database_url: str, certificates: Pki
 ) -> None:
-    """After max_failed_auth failures from one address even the right password gets 429."""
+    """Past max_failed_auth failures an identity's wrong guesses get 429 with Retry-After;
+    its right key still connects, and so does every other charger behind the same NAT."""
     async with secure_csms(database_url, certificates, max_failed_auth=3) as csms:
-        identity = new_identity()
-        await csms.register(identity, securityProfile=1, password=KEY_HEX)
-        url = f"{csms.plain_url}/{identity}"
+        noisy, healthy = new_identity("NOISY"), new_identity("OK")
+        for identity in (noisy, healthy):
+            await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        url = f"{csms.plain_url}/{noisy}"
+        wrong = basic(noisy, b"guess-guess-guess")
         for _ in range(3):
-            assert (await refusal(url, authorization=basic(identity, b"guess-guess-guess")))[
-                0
-            ] == 401
-        with pytest.raises(InvalidStatus) as caught:
-            async with session(url, authorization=basic(identity, KEY), boot=False):
-                pass
-        assert caught.value.response.status_code == 429
-        assert int(caught.value.response.headers["Retry-After"]) >= 1
+            assert (await refusal(url, authorization=wrong))[0] == 401
+        status, retry_after = await throttled_or_refused(url, wrong)
+        assert status == 429
+        assert retry_after is not None
+        assert int(retry_after) >= 1
+        # The same address, another identity: neither its failures nor its login suffer.
+        other = f"{csms.plain_url}/{healthy}"
+        assert (await refusal(other, authorization=basic(healthy, b"typo-typo-typo-x")))[0] == 401
+        assert await connects(other, authorization=basic(healthy, KEY))
+        # Correct credentials are never refused, however many failures came before.
+        assert await connects(url, authorization=basic(noisy, KEY))
+        async with csms.running.api() as api:
+            counters = (await api.get("/counters")).json()["counters"]
+        assert counters["auth.throttled"] == 1
+
+
+async def test_failures_per_address_are_throttled_only_at_their_own_higher_limit(
+    database_url: str, certificates: Pki
+) -> None:
+    """One address failing for many identities is throttled at max_failed_auth_per_address,
+    and even then a charger with the right key connects from it."""
+    async with secure_csms(
+        database_url, certificates, max_failed_auth=10, max_failed_auth_per_address=4
+    ) as csms:
+        strangers = [new_identity("X") for _ in range(5)]
+        for identity in strangers:
+            await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        wrong = b"guess-guess-guess"
+        for identity in strangers[:4]:
+            url = f"{csms.plain_url}/{identity}"
+            assert (await refusal(url, authorization=basic(identity, wrong)))[0] == 401
+        last = strangers[4]
+        url = f"{csms.plain_url}/{last}"
+        assert (await throttled_or_refused(url, basic(last, wrong)))[0] == 429
+        assert await connects(url, authorization=basic(last, KEY))
+
+
+@pytest.mark.postgres
+async def test_old_scrypt_hash_is_upgraded_on_the_next_login(
+    database_url: str, certificates: Pki
+) -> None:
+    """A key stored as scrypt (before this release) still logs in, and is then kept as an
+    HMAC with the pepper; the next login is checked against the new hash."""
+    async with secure_csms(database_url, certificates, password_pepper="t" * 32) as csms:
+        await check_upgrade(csms)
+
+
+async def check_upgrade(csms_tls: SecureCsms) -> None:
+    identity = new_identity()
+    await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
+    salt = b"legacy-salt-16by"
+    digest = hashlib.scrypt(KEY, salt=salt, n=2**14, r=8, p=1)
+    legacy = f"scrypt$16384$8$1${salt.hex()}${digest.hex()}"
+    app = csms_tls.running.app
+    await app.database.writer.submit(
+        partial(
+            chargers.upsert_charge_point,
+            charge_point_id=identity,
+            values={"password_hash": legacy},
+            now=datetime.now(UTC),
+        )
+    )
+    url = f"{csms_tls.plain_url}/{identity}"
+    assert await connects(url, authorization=basic(identity, KEY))
+    await app.ocpp.wait_background()
+    async with app.database.sessions() as db:
+        row = await chargers.get_charge_point(db, identity)
+    assert row is not None
+    assert row.password_hash is not None
+    assert row.password_hash.startswith(f"hmac-sha256${app.passwords.pepper_id}$")
+    assert await connects(url, authorization=basic(identity, KEY))
+    assert (await refusal(url, authorization=basic(identity, b"guess-guess-guess")))[0] == 401
+
+
+async def test_keys_still_verify_after_a_restart_with_no_pepper_configured(
+    tmp_path: Path, certificates: Pki
+) -> None:
+    """make run needs no setup: the pepper csms generated next to the SQLite database is
+    read again at the next start, so a key set before the restart still logs in."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
+    identity = new_identity()
+    async with secure_csms(database_url, certificates) as csms:
+        await csms.register(identity, securityProfile=1, password=KEY_HEX)
+        pepper_id = csms.running.app.passwords.pepper_id
+    async with secure_csms(database_url, certificates) as csms:
+        assert csms.running.app.passwords.pepper_id == pepper_id
+        url = f"{csms.plain_url}/{identity}"
+        assert await connects(url, authorization=basic(identity, KEY))
 
 
 async def test_min_profile_refuses_unsecured_chargers(database_url: str, certificates: Pki) -> None:
