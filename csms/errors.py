@@ -10,6 +10,7 @@ so callers catch one type per failure, never a library's.
     ├── EventPublishError          the broker did not acknowledge a publish (no PUBACK)
     │   └── BrokerUnavailable          no connection to the broker could be made
     ├── EmbeddedBrokerError        the embedded broker could not start
+    ├── WebhookTargetRefused  422  a webhook URL csms will not call (scheme, SSRF rules)
     └── CommandError               a CSMS->charger command did not produce a usable answer
         ├── UnknownChargePoint         404  no charge point is registered under the identity
         ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
@@ -52,6 +53,12 @@ class BrokerUnavailable(EventPublishError):
 
 class EmbeddedBrokerError(CsmsError):
     """The embedded broker could not start (for example, the port is taken)."""
+
+
+class WebhookTargetRefused(CsmsError):
+    """A webhook URL is not http(s), or its host is (or resolves to) a refused address."""
+
+    status: ClassVar[int] = 422
 
 
 class CommandError(CsmsError):
