@@ -28,11 +28,14 @@ from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
+from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
 from csms.store.db import Database
+from csms.webhooks.dispatcher import WebhookDispatcher
+from csms.webhooks.http import Resolve, TargetGuard, resolve_host
 
 log = structlog.get_logger("csms")
 
@@ -87,7 +90,8 @@ class _ApiServer(uvicorn.Server):
 class Csms:
     """One csms process: OCPP server, HTTP API and database writer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolve = resolve_host) -> None:
+        """`resolve` turns webhook host names into addresses (tests pass a fixed table)."""
         self.settings = settings
         self.database = Database(settings.database.url)
         party = Party(
@@ -109,8 +113,23 @@ class Csms:
             topic_prefix=settings.mqtt.topic_prefix,
             clock=utc_now,
             retention=timedelta(seconds=settings.mqtt.outbox_retention),
+            webhook_hold=timedelta(seconds=settings.webhooks.max_hold),
         )
         self.database.writer.listeners.append(self.relay.wake)
+        guard = TargetGuard(allow_private=settings.webhooks.allow_private_targets, resolve=resolve)
+        self.webhook_flows = WebhookFlows(
+            database=self.database,
+            check_target=guard.check,
+            rotation_overlap=timedelta(seconds=settings.webhooks.rotation_overlap),
+        )
+        self.webhooks = WebhookDispatcher(
+            database=self.database,
+            flows=self.webhook_flows,
+            settings=settings.webhooks,
+            guard=guard,
+            clock=utc_now,
+        )
+        self.database.writer.listeners.append(self.webhooks.wake)
         self.ocpp = OcppServer(
             settings=settings.ocpp,
             security=settings.security,
@@ -145,6 +164,7 @@ class Csms:
             clock=utc_now,
             on_reservations_changed=self.reservations.wake,
             party=party,
+            webhooks=self.webhook_flows,
         )
         api = create_api(context=context, token=settings.api.token)
         self.ingress = CommandIngress(
@@ -195,6 +215,7 @@ class Csms:
                 expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 offline = tasks.create_task(self.offline.run(), name="offline-watch")
+                webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
@@ -203,7 +224,9 @@ class Csms:
                     await self._stop.wait()
                 ingress.cancel()
                 offline.cancel()
-                await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
+                await self._shutdown(
+                    api=api, writer=writer, relay=relay, expiry=expiry, webhooks=webhooks
+                )
         finally:
             await self.publisher.close()
             if broker is not None:
@@ -236,6 +259,7 @@ class Csms:
         writer: asyncio.Task[None],
         relay: asyncio.Task[None],
         expiry: asyncio.Task[None],
+        webhooks: asyncio.Task[None],
     ) -> None:
         log.info("csms_stopping")
         expiry.cancel()
@@ -247,11 +271,15 @@ class Csms:
                 await api
                 relay.cancel()
                 await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
+                # Each webhook worker saves its cursor: what was delivered is not sent again.
+                webhooks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await webhooks
                 self.database.writer.close()
                 await writer
         except TimeoutError:
             log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
-            for task in (api, writer, relay):
+            for task in (api, writer, relay, webhooks):
                 task.cancel()
 
 

@@ -36,6 +36,7 @@ from csms.api.schemas import (
     TransactionOut,
 )
 from csms.api.views import charge_point_out, id_tag_out, transaction_out
+from csms.api.webhooks import add_webhook_routes
 from csms.core.passwords import hash_password
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError
@@ -62,6 +63,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     add_command_routes(router, ctx)
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
+    add_webhook_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     return app

@@ -11,6 +11,7 @@ from csms.core.session import Party
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
+from csms.flows.webhooks import WebhookFlows
 from csms.store.db import Database
 
 T = TypeVar("T")
@@ -36,8 +37,10 @@ class ApiContext:
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
         party: Party,
+        webhooks: WebhookFlows,
     ) -> None:
         self.party = party
+        self.webhooks = webhooks
         self.sessions = sessions
         self.locations = locations
         self.database = database

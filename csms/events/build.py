@@ -447,3 +447,30 @@ def security_event(facts: SecurityEventFacts) -> Event:
     if facts.remote_address is not None:
         data["remoteAddress"] = facts.remote_address
     return _event(facts.charge_point_id, EventType.SECURITY_EVENT, facts.timestamp, data)
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def webhook_failing(
+    subscription_id: str,
+    *,
+    at: datetime,
+    event_id: str,
+    attempts: int,
+    status_code: int | None,
+    error: str | None,
+) -> Event:
+    """`webhook.failing`: a delivery failed its last scheduled attempt (docs/webhooks.md).
+
+    Published under the subscription's id (`{prefix}/events/{webhookId}/webhook.failing`,
+    source `/webhooks/{webhookId}`). The URL is left out: it may carry a token.
+    """
+    data = {
+        "webhookId": subscription_id,
+        "eventId": event_id,
+        "attempts": attempts,
+        "statusCode": status_code,
+        "error": error,
+    }
+    return _event(subscription_id, EventType.WEBHOOK_FAILING, at, data)

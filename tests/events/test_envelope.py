@@ -41,6 +41,7 @@ CONTRACT_TYPES = [
     "reservation.status",
     "location.updated",
     "security.event",
+    "webhook.failing",
 ]
 
 
