@@ -261,7 +261,7 @@ class SubscriptionWorker:
                 if due or len(self._delivered) >= FLUSH_ATTEMPTS:
                     await self._save()
                     saved_at = time.monotonic()
-                busy = self._queued or self._delivered
+                busy = self._queued or self._delivered or self._watermark() > self._saved_upto
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FLUSH_EVERY if busy else IDLE_POLL):
                         await self._new_rows.wait()

@@ -64,10 +64,14 @@ class TargetGuard:
         return addresses[0]
 
     async def _addresses(self, target: Target, *, fresh: bool) -> list[str]:
+        """The host's addresses; `fresh` (the API's check) neither uses nor fills the cache,
+        so what a delivery connects to is always what the delivery itself resolved."""
+        if fresh:
+            return await self._resolve(target.host, target.port)
         key = (target.host, target.port)
         now = time.monotonic()
         cached = self._cache.get(key)
-        if cached is not None and cached[0] > now and not fresh:
+        if cached is not None and cached[0] > now:
             return cached[1]
         addresses = await self._resolve(target.host, target.port)
         if addresses:
