@@ -79,6 +79,15 @@ class Receiver:
                 await self.arrived.wait()
         return chosen
 
+    async def until_distinct(self, count: int, *, path: str) -> list[str]:
+        """Wait until `count` different webhook-ids reached `path`; return them in the order
+        they first arrived."""
+        async with asyncio.timeout(20_000 * MS):
+            while len(ids := list(dict.fromkeys(d.webhook_id for d in self.at(path)))) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return ids
+
     async def __call__(
         self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[..., Any]
     ) -> None:
