@@ -165,6 +165,7 @@ class Csms:
             on_reservations_changed=self.reservations.wake,
             party=party,
             webhooks=self.webhook_flows,
+            charger_flows=self.services.chargers,
         )
         api = create_api(context=context, token=settings.api.token)
         self.ingress = CommandIngress(

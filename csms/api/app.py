@@ -164,13 +164,8 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             values["password_hash"] = await asyncio.to_thread(
                 hash_password, password_bytes(body.password), salt=secrets.token_bytes(16)
             )
-        created = await ctx.write(
-            partial(
-                chargers.upsert_charge_point,
-                charge_point_id=charge_point_id,
-                values=values,
-                now=ctx.clock(),
-            )
+        created = await ctx.charger_flows.put(
+            charge_point_id=charge_point_id, values=values, now=ctx.clock()
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))

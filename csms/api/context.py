@@ -8,6 +8,7 @@ from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.session import Party
+from csms.flows.chargers import ChargerFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
@@ -38,9 +39,11 @@ class ApiContext:
         on_reservations_changed: Callable[[], None],
         party: Party,
         webhooks: WebhookFlows,
+        charger_flows: ChargerFlows,
     ) -> None:
         self.party = party
         self.webhooks = webhooks
+        self.charger_flows = charger_flows
         self.sessions = sessions
         self.locations = locations
         self.database = database

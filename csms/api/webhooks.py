@@ -33,24 +33,16 @@ MAX_PATTERNS = 64
 MAX_CHARGERS = 10_000
 
 
-def _secret(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_secret(value)
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+def _check_secret(value: str) -> str:
+    try:
+        parse_secret(value)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
     return value
 
 
-Secret = Annotated[
-    str | None,
-    AfterValidator(_secret),
-    Field(
-        default=None,
-        max_length=700,
-        description="whsec_ + base64 of 24-512 random bytes; write-only",
-    ),
-]
+Secret = Annotated[str, Field(min_length=1, max_length=700), AfterValidator(_check_secret)]
+SECRET_TEXT = "whsec_ + base64 of 24-512 random bytes; write-only"
 
 
 class WebhookIn(CamelModel):
@@ -76,7 +68,7 @@ class WebhookIn(CamelModel):
     charge_point_ids: list[Annotated[str, Field(min_length=1, max_length=48)]] | None = Field(
         default=None, max_length=MAX_CHARGERS, description="only these chargers' events"
     )
-    secret: Secret = None
+    secret: Secret | None = Field(default=None, description=SECRET_TEXT)
     enabled: bool = True
     description: str | None = Field(default=None, max_length=1000)
 
@@ -91,7 +83,11 @@ class WebhookIn(CamelModel):
 
 
 class RotationIn(CamelModel):
-    secret: Secret = None
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{}, {"overlapSeconds": 3600}]}
+    )
+
+    secret: Secret | None = Field(default=None, description=SECRET_TEXT)
     overlap_seconds: float | None = Field(
         default=None,
         ge=0,
@@ -107,6 +103,15 @@ class RotationOut(CamelModel):
 
 class ReplayIn(CamelModel):
     """One logged delivery (`deliveryId`), or the events recorded in [`from`, `to`)."""
+
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"deliveryId": 1234},
+                {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"},
+            ]
+        }
+    )
 
     delivery_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     recorded_from: UtcDateTime | None = Field(default=None, alias="from")

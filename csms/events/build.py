@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import structlog
 
-from csms.core import ocpi, oicp
+from csms.core import notifications, ocpi, oicp
 from csms.core.charger import BootInfo, SecurityEventFacts
 from csms.core.clock import format_utc
 from csms.core.events import Event
@@ -189,11 +189,25 @@ def meter_values(
     return _event(charge_point_id, EventType.METER_VALUES, at, data)
 
 
-def session(event_type: EventType, facts: SessionFacts, *, at: datetime) -> Event:
-    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session."""
+def session(
+    event_type: EventType, facts: SessionFacts, *, at: datetime, stop_reason: str | None = None
+) -> Event:
+    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session, and
+    the platform's `status` and `reason` (docs/events.md, "Naming")."""
     model = Session.model_validate(ocpi.build_session(facts, last_updated=at))
-    data = {"transactionId": facts.transaction_id, "ocpi": to_json_dict(model)}
+    data = {
+        "transactionId": facts.transaction_id,
+        **_session_naming(facts, stopped=event_type == EventType.SESSION_STOPPED, stop=stop_reason),
+        "ocpi": to_json_dict(model),
+    }
     return _event(facts.charge_point_id, event_type, at, data)
+
+
+def _session_naming(facts: SessionFacts, *, stopped: bool, stop: str | None) -> dict[str, Any]:
+    status, reason = notifications.session_status(stopped=stopped, authorized=not facts.invalid)
+    if stopped and reason is None:
+        reason = notifications.stop_reason(stop)
+    return {"status": status.value, "reason": reason}
 
 
 def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
@@ -206,6 +220,7 @@ def session_updated(facts: SessionFacts, *, at: datetime) -> Event:
     """
     data = {
         "transactionId": facts.transaction_id,
+        **_session_naming(facts, stopped=False, stop=None),
         "ocpi": ocpi_json(ocpi.build_session(facts, last_updated=at)),
     }
     return _event(facts.charge_point_id, EventType.SESSION_UPDATED, at, data)

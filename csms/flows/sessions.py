@@ -174,7 +174,11 @@ class SessionFlows:
         facts = session_facts(
             row, party=self.party, location_id=location_id, samples=[_sample(m) for m in stored]
         )
-        events = [build.session(EventType.SESSION_STOPPED, facts, at=row.stop_timestamp)]
+        events = [
+            build.session(
+                EventType.SESSION_STOPPED, facts, at=row.stop_timestamp, stop_reason=row.stop_reason
+            )
+        ]
         due = cdr_due(
             started_at=row.start_timestamp,
             stopped_at=row.stop_timestamp,
