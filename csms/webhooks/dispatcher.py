@@ -129,6 +129,10 @@ class WebhookDispatcher:
                     await self._prune()
                 except StoreError as exc:
                     log.warning("webhooks_paused", error=repr(exc))
+                except Exception:
+                    # A bug must not take the OCPP server down: the deliveries wait in the
+                    # outbox behind their cursors, and the next pass starts the workers again.
+                    log.exception("webhooks_failed")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(IDLE_POLL):
                         await self._reload.wait()
@@ -152,8 +156,12 @@ class WebhookDispatcher:
             if subscription_id not in wanted or task.done():
                 del self._workers[subscription_id]
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("webhook_worker_failed", webhook_id=subscription_id)
         for subscription_id in wanted - set(self._workers):
             worker = SubscriptionWorker(
                 subscription_id,
@@ -336,6 +344,12 @@ class SubscriptionWorker:
                 lane.popleft()
                 self._done.add(row.id)
         except _Gone:
+            self._gone = True
+            self._new_rows.set()
+        except Exception:
+            # The worker stops and starts again from its saved cursor, so this charger's
+            # events are neither skipped nor sent out of order.
+            log.exception("webhook_lane_failed", webhook_id=self.id)
             self._gone = True
             self._new_rows.set()
         finally:
