@@ -225,6 +225,9 @@ def parse_target(url: str) -> Target:
     Raises:
         WebhookTargetRefused: not http(s), no host, credentials in it, or a bad port.
     """
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        # It goes into the request line as it is: percent-encode, and use punycode names.
+        raise WebhookTargetRefused("the URL has spaces, control or non-ASCII characters")
     try:
         parts = urlsplit(url)
         port = parts.port

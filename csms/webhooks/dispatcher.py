@@ -238,7 +238,6 @@ class SubscriptionWorker:
             connect_timeout=self._settings.connect_timeout,
             read_timeout=self._settings.read_timeout,
             body_bytes=self._settings.response_body_bytes,
-            max_connections=self._settings.max_in_flight,
         )
         try:
             await self._loop(sender)

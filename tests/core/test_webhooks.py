@@ -200,6 +200,9 @@ def test_a_bad_schedule_is_refused(text: str) -> None:
         ("http:///path", "no host"),
         ("https://user:pw@example.com/", "credentials"),
         ("http://example.com:99999/", "not a valid URL"),
+        ("http://example.com/a b", "spaces, control or non-ASCII"),
+        ("http://example.com/a\r\nx-injected: 1", "spaces, control or non-ASCII"),
+        ("http://bücher.example/", "spaces, control or non-ASCII"),
     ],
 )
 def test_only_plain_http_and_https_urls_are_targets(url: str, problem: str) -> None:

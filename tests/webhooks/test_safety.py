@@ -130,7 +130,6 @@ async def test_a_delivery_connects_to_the_checked_address_naming_the_host(
         connect_timeout=2_000 * MS,
         read_timeout=2_000 * MS,
         body_bytes=6,
-        max_connections=2,
     )
     try:
         answer = await sender.post(f"http://hooks.test:{port}/named", headers={}, body=b"{}")
