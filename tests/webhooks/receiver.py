@@ -122,8 +122,9 @@ class Receiver:
 
 
 @asynccontextmanager
-async def serving(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
-    """The receiver on 127.0.0.1 at a free port, stopped afterwards."""
+async def serving(receiver: Receiver | None = None, **options: Any) -> AsyncIterator[Receiver]:
+    """The receiver on 127.0.0.1 at a free port, stopped afterwards; `options` go to
+    uvicorn (e.g. ssl_certfile and ssl_keyfile for https)."""
     receiver = receiver or Receiver()
     port = free_port()
     server = uvicorn.Server(
@@ -135,6 +136,7 @@ async def serving(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            **options,
         )
     )
     with _no_signal_handlers(server):
@@ -142,7 +144,8 @@ async def serving(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
         async with asyncio.timeout(10_000 * MS):
             while not server.started:  # noqa: ASYNC110 uvicorn has only this flag
                 await asyncio.sleep(10 * MS)
-        receiver.url = f"http://127.0.0.1:{port}"
+        scheme = "https" if "ssl_certfile" in options else "http"
+        receiver.url = f"{scheme}://127.0.0.1:{port}"
         try:
             yield receiver
         finally:

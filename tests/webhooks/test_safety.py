@@ -6,7 +6,10 @@ fixed table given to csms at its resolver seam, and are refused before any conne
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
@@ -15,6 +18,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from csms.core.webhooks import parse_target
 from csms.errors import WebhookTargetRefused
 from csms.webhooks.http import Sender, TargetGuard, resolve_host
+from tests.pki import make_ca, make_server_cert
 from tests.strict_charger import strict_charger
 from tests.support import MS, RunningCsms, running_csms
 from tests.webhooks.helpers import attempts_logged, caught_up, subscribe, webhook_settings
@@ -140,6 +144,39 @@ async def test_a_delivery_connects_to_the_checked_address_naming_the_host(
     assert (answer.status_code, answer.body) == (200, "answer")
 
 
+@pytest.mark.parametrize(("certified", "error"), [("hooks.test", None), ("other.test", "SSL")])
+async def test_https_is_verified_against_the_name_not_the_address(
+    tmp_path: Path, certified: str, error: str | None
+) -> None:
+    """Over https the connection goes to the checked address while SNI and the certificate
+    check use the URL's name: a certificate for another name fails the attempt."""
+    ca = make_ca(tmp_path)
+    server = make_server_cert(ca, tmp_path, hosts=[certified])
+    options = {"ssl_certfile": str(server.cert_file), "ssl_keyfile": str(server.key_file)}
+    async with serving(**options) as receiver:
+        port = receiver.url.rsplit(":", 1)[1]
+        guard = TargetGuard(allow_private=True, resolve=Table({"hooks.test": [["127.0.0.1"]]}))
+        sender = Sender(
+            guard=guard,
+            connect_timeout=2_000 * MS,
+            read_timeout=2_000 * MS,
+            body_bytes=100,
+            tls=ssl.create_default_context(cafile=str(ca.cert_file)),
+        )
+        try:
+            answer = await sender.post(f"https://hooks.test:{port}/tls", headers={}, body=b"{}")
+        finally:
+            await sender.close()
+    if error is None:
+        assert (answer.status_code, answer.body) == (200, "answer 200")
+        assert receiver.at("/tls")[0].headers["host"] == f"hooks.test:{port}"
+    else:
+        assert answer.status_code is None
+        assert answer.error is not None
+        assert error in answer.error
+        assert receiver.deliveries == []
+
+
 async def test_redirects_are_not_followed(database_url: str, receiver: Receiver) -> None:
     """A 307 to another (private) address is a failed attempt, not a request there; the
     retry to the subscribed URL delivers."""
@@ -200,3 +237,42 @@ async def _boot(csms: RunningCsms, receiver: Receiver, *, count: int) -> Deliver
     async with strict_charger(f"{csms.ocpp_url}/CP-ROT"):
         pass
     return (await receiver.until(count, path="/rot"))[-1]
+
+
+async def test_a_kept_alive_connection_the_receiver_closed_is_replaced() -> None:
+    """A receiver that drops an idle keep-alive connection gets the next POST on a new
+    one; answers of every body framing are read within the size bound."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 202 Accepted\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 500 Oops\r\n\r\nsomething broke",
+    ]
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(answers[connections - 1])
+        await writer.drain()
+        writer.close()  # after every answer: the kept-alive connection is gone
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    guard = TargetGuard(allow_private=True)
+    sender = Sender(guard=guard, connect_timeout=2_000 * MS, read_timeout=2_000 * MS, body_bytes=9)
+    try:
+        got = [
+            await sender.post(f"http://127.0.0.1:{port}/k", headers={}, body=b"{}") for _ in answers
+        ]
+    finally:
+        await sender.close()
+        server.close()
+    assert [(a.status_code, a.body, a.error) for a in got] == [
+        (200, "ok", None),
+        (202, "abc", None),
+        (500, "something", None),
+    ]
+    assert connections == 3
