@@ -79,3 +79,22 @@ async def attempts_logged(csms: RunningCsms, webhook_id: str, count: int) -> lis
                 await committed.wait()
     finally:
         database.writer.listeners.remove(committed.set)
+
+
+async def until_status(csms: RunningCsms, webhook_id: str, status: str) -> None:
+    """Wait until the subscription's status is `status` (deliveries change it)."""
+    database = csms.app.database
+    committed = asyncio.Event()
+    database.writer.listeners.append(committed.set)
+    try:
+        async with asyncio.timeout(10_000 * MS):
+            while True:
+                committed.clear()
+                row = await database.read(
+                    lambda session: webhooks.get_subscription(session, webhook_id)
+                )
+                if row is not None and row.status == status:
+                    return
+                await committed.wait()
+    finally:
+        database.writer.listeners.remove(committed.set)

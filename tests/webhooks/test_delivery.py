@@ -11,7 +11,7 @@ import pytest
 from tests.sessions import RFID, START, STOP, meter
 from tests.strict_charger import EXAMPLES, strict_charger
 from tests.support import MS, RunningCsms, mqtt_of, running_csms, subscribed
-from tests.webhooks.helpers import caught_up, subscribe, webhook_settings
+from tests.webhooks.helpers import caught_up, subscribe, until_status, webhook_settings
 from tests.webhooks.receiver import HANG, Receiver, serving
 
 LOCATION = {
@@ -185,6 +185,7 @@ async def test_410_gone_disables_the_subscription(hooks: RunningCsms, receiver: 
             pass
         await receiver.until(5, path="/control")
         await receiver.until(1, path="/gone")
+        await until_status(hooks, "gone", "disabled")
         found = (await api.get("/webhooks/gone")).json()
         assert (found["enabled"], found["status"]) == (False, "disabled")
         assert "410" in found["statusReason"]

@@ -10,7 +10,7 @@ import pytest
 
 from tests.strict_charger import strict_charger
 from tests.support import MS, mqtt_of, running_csms, subscribed
-from tests.webhooks.helpers import caught_up, subscribe, webhook_settings
+from tests.webhooks.helpers import attempts_logged, caught_up, subscribe, webhook_settings
 from tests.webhooks.receiver import Receiver, serving
 
 
@@ -82,6 +82,7 @@ async def test_a_delivery_or_a_time_range_can_be_replayed(
         got = await receiver.until(3, path="/again")
         missing = await api.post("/webhooks/again/replay", json={"deliveryId": 999_999})
         bad = await api.post("/webhooks/again/replay", json={"deliveryId": 1, "from": until})
+        await attempts_logged(csms, "again", 3)  # a replay's attempt is logged after it
         log = (await api.get("/webhooks/again/deliveries")).json()["items"]
     assert [d.webhook_id for d in got] == [first.webhook_id] * 3
     assert all(d.verified(secret)["type"] == "chargepoint.booted" for d in got)
