@@ -157,5 +157,5 @@ async def serving(receiver: Receiver | None = None, **options: Any) -> AsyncIter
 @contextlib.contextmanager
 def _no_signal_handlers(server: uvicorn.Server) -> Iterator[None]:
     # The test process owns its signals, as csms's own API server does (csms/app.py).
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
     yield

@@ -152,8 +152,8 @@ async def test_https_is_verified_against_the_name_not_the_address(
     check use the URL's name: a certificate for another name fails the attempt."""
     ca = make_ca(tmp_path)
     server = make_server_cert(ca, tmp_path, hosts=[certified])
-    options = {"ssl_certfile": str(server.cert_file), "ssl_keyfile": str(server.key_file)}
-    async with serving(**options) as receiver:
+    tls = {"ssl_certfile": str(server.cert_file), "ssl_keyfile": str(server.key_file)}
+    async with serving(None, **tls) as receiver:
         port = receiver.url.rsplit(":", 1)[1]
         guard = TargetGuard(allow_private=True, resolve=Table({"hooks.test": [["127.0.0.1"]]}))
         sender = Sender(
