@@ -166,7 +166,13 @@ class Sender:
                 status, text, connection = await self._exchange(key, request)
         except TimeoutError:
             return Answer(None, "timeout", _ms(started), None)
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, BadResponse) as exc:
+        except (
+            OSError,  # refused, reset, unreachable, TLS (ssl.SSLError)
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            BadResponse,
+            ValueError,
+        ) as exc:
             error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT]
             return Answer(None, error, _ms(started), None)
         if connection is not None:

@@ -276,3 +276,40 @@ async def test_a_kept_alive_connection_the_receiver_closed_is_replaced() -> None
         (500, "something", None),
     ]
     assert connections == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "BadResponse: not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", "BadResponse: bad content-length"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", "IncompleteReadError"),
+    ],
+)
+async def test_an_answer_that_is_not_http_is_a_failed_attempt(answer: bytes, error: str) -> None:
+    """Garbage, a bad length or chunk, a cut-off body: the attempt fails with the reason
+    (and is retried); nothing raises into the delivery worker."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = Sender(
+        guard=TargetGuard(allow_private=True),
+        connect_timeout=2_000 * MS,
+        read_timeout=2_000 * MS,
+        body_bytes=100,
+    )
+    try:
+        got = await sender.post(f"http://127.0.0.1:{port}/bad", headers={}, body=b"")
+    finally:
+        await sender.close()
+        server.close()
+    assert got.status_code is None
+    assert got.error is not None
+    assert error in got.error
