@@ -38,6 +38,7 @@ from csms.flows.reservations import ReservationExpiry
 from csms.flows.sessions import SessionFlows
 from csms.flows.tariffs import SessionPricing
 from csms.flows.wallet import SubscriptionRenewal, WalletFlows
+from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
 from csms.ocpp16.context import Services
@@ -46,6 +47,8 @@ from csms.ocpp16.server import OcppServer
 from csms.store import accounts
 from csms.store.db import Database
 from csms.store.pepper import load_pepper
+from csms.webhooks.dispatcher import WebhookDispatcher
+from csms.webhooks.http import Resolve, TargetGuard, resolve_host
 
 log = structlog.get_logger("csms")
 
@@ -100,7 +103,8 @@ class _ApiServer(uvicorn.Server):
 class Csms:
     """One csms process: OCPP server, HTTP API and database writer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolve = resolve_host) -> None:
+        """`resolve` turns webhook host names into addresses (tests pass a fixed table)."""
         self.settings = settings
         self.metrics = Metrics()
         self.database = Database(settings.database.url, metrics=self.metrics)
@@ -146,8 +150,23 @@ class Csms:
             topic_prefix=settings.mqtt.topic_prefix,
             clock=utc_now,
             retention=timedelta(seconds=settings.mqtt.outbox_retention),
+            webhook_hold=timedelta(seconds=settings.webhooks.max_hold),
         )
         self.database.writer.listeners.append(self.relay.wake)
+        guard = TargetGuard(allow_private=settings.webhooks.allow_private_targets, resolve=resolve)
+        self.webhook_flows = WebhookFlows(
+            database=self.database,
+            check_target=guard.check,
+            rotation_overlap=timedelta(seconds=settings.webhooks.rotation_overlap),
+        )
+        self.webhooks = WebhookDispatcher(
+            database=self.database,
+            flows=self.webhook_flows,
+            settings=settings.webhooks,
+            guard=guard,
+            clock=utc_now,
+        )
+        self.database.writer.listeners.append(self.webhooks.wake)
         self.ocpp = OcppServer(
             settings=settings.ocpp,
             security=settings.security,
@@ -195,6 +214,8 @@ class Csms:
             wallet=self.wallet,
             passwords=self.passwords,
             counters=self.counters,
+            webhooks=self.webhook_flows,
+            charger_flows=self.services.chargers,
         )
         self.api_app = api = create_api(
             context=context,
@@ -254,6 +275,7 @@ class Csms:
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 offline = tasks.create_task(self.offline.run(), name="offline-watch")
                 renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
+                webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 if await self._api_started(api):
@@ -263,7 +285,9 @@ class Csms:
                 ingress.cancel()
                 offline.cancel()
                 renewal.cancel()
-                await self._shutdown(api=api, writer=writer, relay=relay, expiry=expiry)
+                await self._shutdown(
+                    api=api, writer=writer, relay=relay, expiry=expiry, webhooks=webhooks
+                )
         finally:
             await self.publisher.close()
             if broker is not None:
@@ -303,6 +327,7 @@ class Csms:
         writer: asyncio.Task[None],
         relay: asyncio.Task[None],
         expiry: asyncio.Task[None],
+        webhooks: asyncio.Task[None],
     ) -> None:
         log.info("csms_stopping")
         expiry.cancel()
@@ -317,11 +342,15 @@ class Csms:
                 await api
                 relay.cancel()
                 await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
+                # Each webhook worker saves its cursor: what was delivered is not sent again.
+                webhooks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await webhooks
                 self.database.writer.close()
                 await writer
         except TimeoutError:
             log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
-            for task in (api, writer, relay):
+            for task in (api, writer, relay, webhooks):
                 task.cancel()
 
 

@@ -157,6 +157,37 @@ class WalletSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries (docs/webhooks.md): targets, retries, bounds, rotation, pruning."""
+
+    # Loopback, private and link-local targets are refused unless this is set.
+    allow_private_targets: bool = False
+    # Delays between attempts of one delivery; the last one repeats while it keeps failing.
+    retry_schedule: str = "5s, 30s, 2m, 10m, 1h, 6h, 12h"
+    connect_timeout: float = 5.0
+    # Seconds for the whole answer after connecting (Standard Webhooks: 15-30 s).
+    read_timeout: float = 15.0
+    # Bytes of an answer's body read and kept in the delivery log; the rest is not read.
+    response_body_bytes: int = 1024
+    # Deliveries in flight per subscription (each for a different charger).
+    max_in_flight: int = 16
+    # Seconds the previous secret still signs after POST .../rotate-secret.
+    rotation_overlap: float = 86400.0
+    # Delivery log rows are kept this long (seconds).
+    log_retention: float = 86400.0
+    # An enabled subscription keeps outbox rows it has not had for at most this long.
+    max_hold: float = 259200.0
+
+    def retry_delays(self) -> tuple[float, ...]:
+        """`retry_schedule` in seconds.
+
+        Raises:
+            ValueError: empty, or an item that is not a positive duration.
+        """
+        return parse_durations(self.retry_schedule)
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -176,6 +207,7 @@ class Settings:
     security: SecuritySettings = SecuritySettings()
     dashboard: DashboardSettings = DashboardSettings()
     wallet: WalletSettings = WalletSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -188,6 +220,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "security": SecuritySettings,
     "dashboard": DashboardSettings,
     "wallet": WalletSettings,
+    "webhooks": WebhookSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -364,6 +397,7 @@ def _check(settings: Settings) -> None:
             "config key database.url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     _check_security(settings.security)
+    _check_webhooks(settings.webhooks)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
@@ -422,6 +456,45 @@ def _check_security(security: SecuritySettings) -> None:
         raise ConfigError(
             "config keys security.plain_listener and security.tls_port leave no OCPP listener"
         )
+
+
+def _check_webhooks(webhooks: WebhookSettings) -> None:
+    try:
+        webhooks.retry_delays()
+    except ValueError as exc:
+        raise ConfigError(f"config key webhooks.retry_schedule: {exc}") from None
+    positive = {
+        "webhooks.connect_timeout": webhooks.connect_timeout,
+        "webhooks.read_timeout": webhooks.read_timeout,
+        "webhooks.response_body_bytes": webhooks.response_body_bytes,
+        "webhooks.max_in_flight": webhooks.max_in_flight,
+        "webhooks.log_retention": webhooks.log_retention,
+        "webhooks.max_hold": webhooks.max_hold,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"config key {key} must be positive, got {number}")
+    if webhooks.rotation_overlap < 0:
+        raise ConfigError("config key webhooks.rotation_overlap must not be negative")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_durations(text: str) -> tuple[float, ...]:
+    """Seconds from text such as ``"5s, 30s, 2m, 1h"`` (a bare number is seconds).
+
+    Raises:
+        ValueError: empty, or an item that is not a positive duration.
+    """
+    seconds = []
+    for item in text.split(","):
+        match = _DURATION.fullmatch(item.strip())
+        if match is None or float(match.group(1)) <= 0:
+            raise ValueError(f"{item.strip()!r} is not a positive duration like 5s, 2m or 1h")
+        seconds.append(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return tuple(seconds)
 
 
 def is_loopback(host: str) -> bool:

@@ -163,9 +163,9 @@ def settings_for(
 
 
 @asynccontextmanager
-async def running_csms(settings: Settings) -> AsyncIterator[RunningCsms]:
-    """A real csms on free ports; stopped cleanly afterwards."""
-    app = Csms(settings)
+async def running_csms(settings: Settings, **parts: Any) -> AsyncIterator[RunningCsms]:
+    """A real csms on free ports; stopped cleanly afterwards. `parts` go to `Csms`."""
+    app = Csms(settings, **parts)
     task = asyncio.create_task(app.run())
     ready = asyncio.create_task(app.ready.wait())
     await asyncio.wait([task, ready], timeout=10_000 * MS, return_when=asyncio.FIRST_COMPLETED)

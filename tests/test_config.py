@@ -166,3 +166,33 @@ def test_the_pepper_is_never_shown() -> None:
     settings = load_settings(None, environ={"CSMS_SECURITY__PASSWORD_PEPPER": pepper})
     assert settings.security.password_pepper == pepper
     assert pepper not in repr(settings)
+
+
+def test_webhook_settings_come_from_the_file_and_the_environment() -> None:
+    """[webhooks]: private targets refused by default, the shipped schedule, env overrides."""
+    shipped = load_settings(SHIPPED, environ={}).webhooks
+    assert shipped.allow_private_targets is False
+    assert shipped.retry_delays() == (5, 30, 120, 600, 3600, 21600, 43200)
+    changed = load_settings(
+        SHIPPED,
+        environ={
+            "CSMS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
+            "CSMS_WEBHOOKS__RETRY_SCHEDULE": "100ms, 1s",
+        },
+    ).webhooks
+    assert changed.allow_private_targets is True
+    assert changed.retry_delays() == (0.1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CSMS_WEBHOOKS__RETRY_SCHEDULE": "soon"}, "webhooks.retry_schedule"),
+        ({"CSMS_WEBHOOKS__MAX_IN_FLIGHT": "0"}, "webhooks.max_in_flight"),
+        ({"CSMS_WEBHOOKS__ROTATION_OVERLAP": "-1"}, "webhooks.rotation_overlap"),
+    ],
+)
+def test_bad_webhook_settings_name_the_key(environ: dict[str, str], message: str) -> None:
+    """A bad schedule or bound stops start-up with the key's name."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, environ=environ)

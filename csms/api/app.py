@@ -42,6 +42,7 @@ from csms.api.schemas import (
 from csms.api.tariffs import add_tariff_routes
 from csms.api.views import charge_point_out, id_tag_out, meter_value_out, transaction_out
 from csms.api.wallet import add_wallet_routes, wallet_error
+from csms.api.webhooks import add_webhook_routes
 from csms.config import DashboardSettings
 from csms.core.access import Scope
 from csms.core.passwords import Scheme
@@ -91,6 +92,7 @@ def create_api(
     add_rate_routes(router, ctx)
     if ctx.wallet is not None:
         add_wallet_routes(router, ctx)
+    add_webhook_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)
@@ -205,13 +207,8 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
                 )
             else:
                 values["password_hash"] = ctx.passwords.hash(secret, salt=salt)
-        created = await ctx.write(
-            partial(
-                chargers.upsert_charge_point,
-                charge_point_id=charge_point_id,
-                values=values,
-                now=ctx.clock(),
-            )
+        created = await ctx.charger_flows.put(
+            charge_point_id=charge_point_id, values=values, now=ctx.clock()
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))

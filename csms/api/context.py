@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
+from csms.flows.chargers import ChargerFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.sessions import SessionFlows
 from csms.flows.wallet import WalletFlows
+from csms.flows.webhooks import WebhookFlows
 from csms.metrics import Metrics
 from csms.store.db import Database
 
@@ -54,8 +56,12 @@ class ApiContext:
         wallet: WalletFlows | None = None,
         passwords: PasswordHasher | None = None,
         counters: Mapping[str, int] | None = None,
+        webhooks: WebhookFlows,
+        charger_flows: ChargerFlows,
     ) -> None:
         self.party = party
+        self.webhooks = webhooks
+        self.charger_flows = charger_flows
         self.metrics = metrics or Metrics()
         # Events as the relay publishes them, for the dashboard's live stream.
         self.live = EventFanout() if live is None else live

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import structlog
 
-from csms.core import ocpi, oicp
+from csms.core import notifications, ocpi, oicp
 from csms.core.charger import BootInfo, SecurityEventFacts
 from csms.core.clock import format_utc
 from csms.core.events import Event
@@ -203,14 +203,19 @@ def session(
     priced: PricedSession | None = None,
     reason: str | None = None,
 ) -> Event:
-    """session.started / session.updated / session.stopped with an OCPI 2.2.1 Session.
+    """session.started / session.updated with an OCPI 2.2.1 Session, and the platform's
+    `status` and `reason` (docs/events.md, "Naming").
 
     A priced session also carries its cost so far: `cost` beside the Session and its
-    `total_cost` and priced charging periods in it; `reason` says why csms acted on it
-    (`balance_exceeded`, docs/events.md).
+    `total_cost` and priced charging periods in it; `reason`, when given, says why csms
+    acted on it (`balance_exceeded`).
     """
     model = Session.model_validate(_session_ocpi(facts, at=at, priced=priced))
-    data = {"transactionId": facts.transaction_id, "ocpi": to_json_dict(model)}
+    data = {
+        "transactionId": facts.transaction_id,
+        **_session_naming(facts, stopped=event_type == EventType.SESSION_STOPPED, stop=None),
+        "ocpi": to_json_dict(model),
+    }
     _add_cost(data, facts, priced=priced, reason=reason)
     return _event(facts.charge_point_id, event_type, at, data)
 
@@ -223,19 +228,32 @@ def session_stopped(
     stop_reason: str | None,
     priced: PricedSession | None = None,
 ) -> Event:
-    """session.stopped: the COMPLETED Session, who ended it, and the charger's Reason.
+    """session.stopped: the COMPLETED Session, its `status`, why it ended, and the charger's
+    Reason.
 
-    `reason` is `charger` for the charger's own StopTransaction, which then carries its
-    OCPP 1.6 Reason as `stopReason` (§7.39; absent means Local, OCPP-J errata §2.6). A priced
-    session carries its final cost as `session` does.
+    `reason` is `forced` or `implicitly_ended` when csms ended the session itself; for the
+    charger's own StopTransaction it is the OCPP 1.6 Reason in snake_case (`local`,
+    `ev_disconnected`, ...; absent means Local, OCPP-J errata §2.6), or `not_authorized`,
+    and `stopReason` carries the Reason as the charger sent it (§7.39). A priced session
+    carries its final cost as `session` does.
     """
     model = Session.model_validate(_session_ocpi(facts, at=at, priced=priced))
-    data: dict[str, Any] = {"transactionId": facts.transaction_id, "reason": end.value}
+    naming = _session_naming(facts, stopped=True, stop=stop_reason)
+    if end is not SessionEnd.CHARGER:
+        naming["reason"] = end.value
+    data: dict[str, Any] = {"transactionId": facts.transaction_id, **naming}
     if end is SessionEnd.CHARGER:
         data["stopReason"] = stop_reason or "Local"
     data["ocpi"] = to_json_dict(model)
     _add_cost(data, facts, priced=priced, reason=None)
     return _event(facts.charge_point_id, EventType.SESSION_STOPPED, at, data)
+
+
+def _session_naming(facts: SessionFacts, *, stopped: bool, stop: str | None) -> dict[str, Any]:
+    status, reason = notifications.session_status(stopped=stopped, authorized=not facts.invalid)
+    if stopped and reason is None:
+        reason = notifications.stop_reason(stop)
+    return {"status": status.value, "reason": reason}
 
 
 def session_updated(
@@ -254,6 +272,7 @@ def session_updated(
     """
     data = {
         "transactionId": facts.transaction_id,
+        **_session_naming(facts, stopped=False, stop=None),
         "ocpi": ocpi_json(_session_ocpi(facts, at=at, priced=priced)),
     }
     _add_cost(data, facts, priced=priced, reason=reason)
@@ -681,3 +700,30 @@ def security_event(facts: SecurityEventFacts) -> Event:
     if facts.remote_address is not None:
         data["remoteAddress"] = facts.remote_address
     return _event(facts.charge_point_id, EventType.SECURITY_EVENT, facts.timestamp, data)
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def webhook_failing(
+    subscription_id: str,
+    *,
+    at: datetime,
+    event_id: str,
+    attempts: int,
+    status_code: int | None,
+    error: str | None,
+) -> Event:
+    """`webhook.failing`: a delivery failed its last scheduled attempt (docs/webhooks.md).
+
+    Published under the subscription's id (`{prefix}/events/{webhookId}/webhook.failing`,
+    source `/webhooks/{webhookId}`). The URL is left out: it may carry a token.
+    """
+    data = {
+        "webhookId": subscription_id,
+        "eventId": event_id,
+        "attempts": attempts,
+        "statusCode": status_code,
+        "error": error,
+    }
+    return _event(subscription_id, EventType.WEBHOOK_FAILING, at, data)

@@ -54,6 +54,7 @@ class EventType(StrEnum):
     SECURITY_EVENT = "security.event"
     USER_BALANCE_CHANGED = "user.balance_changed"
     USER_SUBSCRIPTION_CHANGED = "user.subscription_changed"
+    WEBHOOK_FAILING = "webhook.failing"
 
 
 RETAINED_EVENT_TYPES = frozenset(
@@ -100,6 +101,18 @@ def event_topic(prefix: str, charge_point_id: str, event_type: EventType) -> str
 def event_source(charge_point_id: str) -> str:
     """The CloudEvents ``source``: exactly ``/charge-points/{chargePointId}``."""
     return f"/charge-points/{charge_point_id}"
+
+
+# Events about something other than a charge point: the source names that thing, and the
+# outbox's charge point column holds its id.
+_SOURCE_PREFIXES = {EventType.WEBHOOK_FAILING.value: "/webhooks/"}
+
+
+def stored_source(event_type: str, key: str) -> str:
+    """The ``source`` of an outbox row: ``/webhooks/{id}`` for webhook events, else
+    ``/charge-points/{chargePointId}``."""
+    prefix = _SOURCE_PREFIXES.get(event_type)
+    return event_source(key) if prefix is None else f"{prefix}{key}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +183,7 @@ def encode_stored(
         {
             "specversion": SPECVERSION,
             "id": event_id,
-            "source": event_source(charge_point_id),
+            "source": stored_source(event_type, charge_point_id),
             "type": event_type,
             "subject": subject,
             "time": format_utc(time),

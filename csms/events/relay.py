@@ -26,7 +26,7 @@ from csms.events.envelope import (
 )
 from csms.events.fanout import EventFanout, LiveEvent
 from csms.metrics import Metrics
-from csms.store import outbox
+from csms.store import outbox, webhooks
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
 
@@ -37,6 +37,8 @@ log = structlog.get_logger("csms.events")
 BATCH = 2000
 IDLE_POLL = 5.0  # also picks up what another process left undelivered
 RETENTION = timedelta(days=1)
+# How long an enabled webhook subscription may keep delivered rows it has not had yet.
+WEBHOOK_HOLD = timedelta(days=3)
 PRUNE_EVERY = timedelta(minutes=5)
 TOPICS_CACHED = 50_000
 
@@ -67,6 +69,7 @@ class Relay:
         retention: timedelta = RETENTION,
         metrics: Metrics | None = None,
         fanout: EventFanout | None = None,
+        webhook_hold: timedelta = WEBHOOK_HOLD,
     ) -> None:
         self._metrics = metrics or Metrics()
         self.fanout = EventFanout() if fanout is None else fanout
@@ -78,6 +81,7 @@ class Relay:
         self._prefix = topic_prefix
         self._clock = clock
         self._retention = retention
+        self._webhook_hold = webhook_hold
         self._wake = asyncio.Event()
         self._topics: dict[tuple[str, EventType], str] = {}
         self._failures = 0
@@ -227,7 +231,15 @@ class Relay:
 
     async def _prune(self) -> None:
         self._pruned_at = self._clock()
-        before = self._clock() - self._retention
-        pruned = await self._database.writer.submit(partial(outbox.prune, delivered_before=before))
+        now = self._clock()
+        keep_after = await self._database.read(webhooks.oldest_needed)
+        pruned = await self._database.writer.submit(
+            partial(
+                outbox.prune,
+                delivered_before=now - self._retention,
+                keep_after=keep_after,
+                held_before=now - self._webhook_hold,
+            )
+        )
         if pruned:
             log.info("outbox_pruned", events=pruned)

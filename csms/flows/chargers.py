@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.charger import BootInfo, ConnectorStatusReport, SecurityEventFacts
 from csms.core.events import Event
+from csms.core.notifications import NetworkStatus
 from csms.core.registration import RegistrationStatus
 from csms.core.session import Party
 from csms.events import build
@@ -64,6 +65,23 @@ class ChargerFlows:
                 charge_point_id=charge_point_id, old_hash=old_hash, new_hash=new_hash
             )
         )
+
+    async def put(self, *, charge_point_id: str, values: dict[str, Any], now: datetime) -> bool:
+        """Register or update a charge point (the API); True when it was created. A new one
+        is published as network status `never_connected` until it first connects."""
+
+        async def job(session: AsyncSession) -> bool:
+            created = await chargers.upsert_charge_point(
+                session, charge_point_id=charge_point_id, values=values, now=now
+            )
+            if created:
+                status = NetworkStatus.NEVER_CONNECTED.value
+                event = build.network_status(charge_point_id, at=now, status=status)
+                await outbox.add_events(session, [event], now=now)
+            return created
+
+        created: bool = await self._writer.submit(job)
+        return created
 
     async def raise_profile(self, *, charge_point_id: str, profile: int, now: datetime) -> None:
         """SecWP A05.FR.09: once a charger connected at a higher profile, it may not come

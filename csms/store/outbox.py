@@ -118,11 +118,25 @@ async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: date
     await session.execute(update(table).where(table.c.id.in_(ids)).values(delivered_at=now))
 
 
-async def prune(session: AsyncSession, *, delivered_before: datetime) -> int:
-    """Delete events delivered before the time; returns how many."""
-    result = await session.execute(
-        delete(OutboxEvent).where(col(OutboxEvent.delivered_at) < delivered_before)
-    )
+async def prune(
+    session: AsyncSession,
+    *,
+    delivered_before: datetime,
+    keep_after: int | None = None,
+    held_before: datetime | None = None,
+) -> int:
+    """Delete events delivered before the time; returns how many.
+
+    Rows after `keep_after` (a webhook subscription has not had them yet) are kept unless
+    they were written before `held_before` (docs/webhooks.md, "The outbox and pruning").
+    """
+    query = delete(OutboxEvent).where(col(OutboxEvent.delivered_at) < delivered_before)
+    if keep_after is not None:
+        wanted = col(OutboxEvent.id) > keep_after
+        if held_before is not None:
+            wanted = wanted & (col(OutboxEvent.created_at) >= held_before)
+        query = query.where(~wanted)
+    result = await session.execute(query)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

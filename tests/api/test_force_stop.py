@@ -83,7 +83,7 @@ async def test_force_stop_publishes_the_end_and_the_late_stop_credits_it(
     assert (estimate["data"]["reason"], estimate["data"]["estimated"]) == ("forced", True)
     assert forced_flags == [[], ["after_stop"]]
     assert len(events.of("session.updated")) == 1
-    assert (stopped[1]["data"]["reason"], stopped[1]["data"]["stopReason"]) == ("charger", "Local")
+    assert (stopped[1]["data"]["reason"], stopped[1]["data"]["stopReason"]) == ("local", "Local")
     assert stopped[1]["data"]["ocpi"]["kwh"] == 0.8
     credit = Cdr.model_validate_json(orjson.dumps(cdrs[1]["data"]["ocpi"]))
     assert (credit.id, credit.credit, credit.credit_reference_id) == (f"{tx}-C", True, str(tx))

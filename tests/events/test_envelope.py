@@ -43,6 +43,7 @@ CONTRACT_TYPES = [
     "security.event",
     "user.balance_changed",
     "user.subscription_changed",
+    "webhook.failing",
 ]
 
 

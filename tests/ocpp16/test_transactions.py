@@ -344,7 +344,10 @@ async def test_an_implicit_end_is_published_then_corrected_by_the_late_stop(
         "ocpi": None,
         "oicp": None,
     }
-    assert (stopped[1]["data"]["reason"], stopped[1]["data"]["stopReason"]) == ("charger", "Local")
+    assert (stopped[1]["data"]["reason"], stopped[1]["data"]["stopReason"]) == (
+        "not_authorized",
+        "Local",
+    )
     assert stopped[1]["data"]["ocpi"]["kwh"] == 0.8
     credit, replacement = cdrs[1]["data"], cdrs[2]["data"]
     assert (credit["cdrId"], credit["credit"], credit["creditReferenceId"]) == (

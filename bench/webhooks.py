@@ -1,0 +1,313 @@
+"""Webhook benchmark: deliveries per second to a local receiver, and OCPP message -> webhook
+POST latency at a steady rate.
+
+    python bench/webhooks.py [--backlog 20000] [--rate 2000] [--seconds 10] [--chargers 100]
+
+csms runs as a subprocess (pinned to core 0 when `taskset` exists); the receiver (a small
+HTTP/1.1 server) and the chargers run here. Two phases:
+
+- drain: a subscription with `--backlog` events waiting in the outbox (100 chargers' worth);
+  csms starts and delivers them; deliveries/s from the first POST to the last.
+- rate: `--chargers` chargers send MeterValues at `--rate` messages/s in total for
+  `--seconds`; each one's meter.values event is POSTed to the receiver; the time from
+  sending the MeterValues to the POST's arrival gives p50/p99, and the achieved
+  deliveries/s is what arrived over the sending time.
+
+Uses Mosquitto on 127.0.0.1:1883 when it listens (csms publishes the same events there),
+else csms's embedded broker. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+
+from csms.core.events import Event
+from csms.store import outbox, webhooks
+from csms.store.db import Database
+
+SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhISE="
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Receiver:
+    """A minimal keep-alive HTTP/1.1 server answering 200 to every POST, recording when
+    each webhook arrived (by the receiver's clock)."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, bytes]] = []
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                self.arrivals.append((time.perf_counter(), body))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
+    command = [sys.executable, "-m", "csms", "serve"]
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        command = ["taskset", "-c", "0", *command]
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    while b'"csms_ready"' not in (line := await process.stderr.readline()):
+        if not line:
+            raise SystemExit("csms exited before it was ready")
+    _DRAINS.add(asyncio.create_task(_drain_log(process.stderr)))
+    return process
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain_log(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere).
+
+    On a busy machine deliveries/s falls with the CPU csms gets; deliveries per CPU second
+    does not, so the bench reports both."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def stop_csms(process: asyncio.subprocess.Process) -> None:
+    process.terminate()
+    await process.wait()
+
+
+async def prepare_backlog(url: str, receiver_url: str, count: int) -> None:
+    """A subscription first (cursor 0), then `count` events behind it in the outbox."""
+    database = Database(url)
+    await database.migrate()
+    writer = asyncio.create_task(database.writer.run())
+    now = datetime.now(UTC)
+    values = {
+        "url": receiver_url,
+        "event_types": ["meter.values"],
+        "enabled": True,
+        "status": "active",
+        "secret": SECRET,
+    }
+    await database.writer.submit(
+        partial(webhooks.put_subscription, subscription_id="bench", values=values, now=now)
+    )
+    for start in range(0, count, 5000):
+        events = [
+            Event(
+                id=uuid.uuid4(),
+                charge_point_id=f"BENCH-{n % 100}",
+                type="meter.values",
+                time=now,
+                data={"connectorId": 1, "transactionId": n, "sampledValues": []},
+            )
+            for n in range(start, min(count, start + 5000))
+        ]
+        await database.writer.submit(partial(outbox.add_events, events=events, now=now))
+    database.writer.close()
+    await writer
+    await database.dispose()
+
+
+async def drain(env: dict[str, str], receiver: Receiver, count: int) -> dict[str, float]:
+    process = await start_csms(env)
+    deadline = time.perf_counter() + 600
+    cpu_start = cpu_end = 0.0
+    try:
+        while len(receiver.arrivals) < count and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+            if receiver.arrivals and not cpu_start:
+                cpu_start = cpu_seconds(process.pid)
+        cpu_end = cpu_seconds(process.pid)
+    finally:
+        await stop_csms(process)
+    got = len(receiver.arrivals)
+    first, last = receiver.arrivals[0][0], receiver.arrivals[-1][0]
+    rate = got / max(last - first, 1e-3)
+    per_cpu = got / max(cpu_end - cpu_start, 1e-3)
+    print(
+        f"webhook drain: {got} of {count} deliveries, {rate:,.0f} deliveries/s, "
+        f"{per_cpu:,.0f} deliveries per csms CPU second"
+    )
+    return {"deliveries_per_s": rate, "delivered": got, "deliveries_per_cpu_s": per_cpu}
+
+
+async def steady_rate(
+    env: dict[str, str], receiver: Receiver, *, rate: float, seconds: float, chargers: int
+) -> dict[str, float]:
+    process = await start_csms(env)
+    sent: dict[str, float] = {}
+    try:
+        base = f"http://127.0.0.1:{env['CSMS_API__PORT']}/api/v1"
+        async with httpx.AsyncClient(base_url=base) as api:
+            answer = await api.put(
+                "/webhooks/bench",
+                json={
+                    "url": f"http://127.0.0.1:{receiver.port}/hook",
+                    "eventTypes": ["meter.values"],
+                },
+            )
+            answer.raise_for_status()
+        each = chargers / rate  # seconds between one charger's messages
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                _charger(env, f"RATE-{n:04d}", each, started + n * each / chargers, seconds, sent)
+                for n in range(chargers)
+            )
+        )
+        sending = time.perf_counter() - started
+        deadline = time.perf_counter() + 60
+        while len(receiver.arrivals) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    finally:
+        await stop_csms(process)
+    delays = []
+    for arrived, body in receiver.arrivals:
+        tag = orjson.loads(body)["data"]["sampledValues"][0]["value"]
+        if tag in sent:
+            delays.append((arrived - sent[tag]) * 1000)
+    delays.sort()
+    p99 = delays[max(int(len(delays) * 0.99) - 1, 0)]
+    achieved = len(receiver.arrivals) / sending
+    print(
+        f"webhooks at {rate:,.0f} MeterValues/s offered for {seconds:.0f} s: "
+        f"{len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
+        f"OCPP MeterValues -> webhook POST p50={statistics.median(delays):.1f} ms "
+        f"p99={p99:.1f} ms max={delays[-1]:.1f} ms"
+    )
+    return {"deliveries_per_s": achieved, "p50_ms": statistics.median(delays), "p99_ms": p99}
+
+
+async def _charger(
+    env: dict[str, str],
+    identity: str,
+    interval: float,
+    first_at: float,
+    seconds: float,
+    sent: dict[str, float],
+) -> None:
+    url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/{identity}"
+    async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        boot = {"chargePointVendor": "bench", "chargePointModel": "b"}
+        await ws.send(orjson.dumps([2, "b", "BootNotification", boot]).decode())
+        await ws.recv()
+        end = first_at + seconds
+        due = first_at
+        n = 0
+        while due < end:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tag = f"{identity}-{n}"
+            at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            payload: dict[str, Any] = {
+                "connectorId": 1,
+                "meterValue": [{"timestamp": at, "sampledValue": [{"value": tag}]}],
+            }
+            sent[tag] = time.perf_counter()
+            await ws.send(orjson.dumps([2, str(n), "MeterValues", payload]).decode())
+            await ws.recv()
+            n += 1
+            due += interval
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backlog", type=int, default=20_000, help="events to drain")
+    parser.add_argument("--rate", type=float, default=2000, help="MeterValues/s in the rate phase")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the rate phase")
+    parser.add_argument("--chargers", type=int, default=100, help="chargers in the rate phase")
+    parser.add_argument("--only", choices=("drain", "rate"), help="run one phase")
+    parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for phase in ("drain", "rate"):
+            if args.only and phase != args.only:
+                continue
+            receiver = Receiver()
+            await receiver.start()
+            database = args.database or f"sqlite+aiosqlite:///{Path(scratch) / phase}.db"
+            env = {
+                **os.environ,
+                "CSMS_DATABASE__URL": database,
+                "CSMS_OCPP__HOST": "127.0.0.1",
+                "CSMS_OCPP__PORT": str(free_port()),
+                "CSMS_API__PORT": str(free_port()),
+                "CSMS_MQTT__TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+                "CSMS_LOG__FORMAT": "json",
+                "CSMS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
+            }
+            try:
+                if phase == "drain":
+                    url = f"http://127.0.0.1:{receiver.port}/hook"
+                    await prepare_backlog(database, url, args.backlog)
+                    results[phase] = await drain(env, receiver, args.backlog)
+                else:
+                    results[phase] = await steady_rate(
+                        env,
+                        receiver,
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        chargers=args.chargers,
+                    )
+            finally:
+                await receiver.stop()
+    print(orjson.dumps(results).decode())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

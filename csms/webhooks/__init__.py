@@ -1,0 +1,1 @@
+"""Webhook deliveries: outgoing HTTP to the receivers of subscriptions (docs/webhooks.md)."""
