@@ -23,6 +23,7 @@ from csms.api.context import (
     not_found,
 )
 from csms.api.locations import add_location_routes
+from csms.api.partners import add_partner_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
     ChargePointIn,
@@ -62,6 +63,7 @@ def create_api(*, context: ApiContext, token: str) -> FastAPI:
     add_command_routes(router, ctx)
     add_registry_routes(router, ctx)
     add_location_routes(router, ctx, ctx.party)
+    add_partner_routes(router, ctx, ctx.partners)
     _health_route(router, ctx)
     app.include_router(router)
     return app

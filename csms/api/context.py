@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.session import Party
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
+from csms.flows.partners import PartnerFlows
 from csms.flows.sessions import SessionFlows
 from csms.store.db import Database
 
@@ -36,8 +37,11 @@ class ApiContext:
         clock: Callable[[], datetime],
         on_reservations_changed: Callable[[], None],
         party: Party,
+        partners: PartnerFlows | None = None,
     ) -> None:
         self.party = party
+        # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
+        self.partners = partners
         self.sessions = sessions
         self.locations = locations
         self.database = database
