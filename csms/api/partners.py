@@ -231,6 +231,22 @@ def add_partner_routes(router: APIRouter, ctx: ApiContext, flows: PartnerFlows |
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"update failed: {exc}") from exc
         return await load(partner_id)
 
+    @router.post("/partners/{partner_id}/cdrs/{cdr_id}/credit", tags=["partners"], status_code=201)
+    async def credit_cdr(
+        partner_id: PartnerPath,
+        cdr_id: Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[\x20-\x7e]+$")],
+    ) -> dict[str, Any]:
+        """Cancel a CDR the partner was sent with a Credit CDR (OCPI mod_cdrs §Credit CDRs):
+        same data, `total_cost` negated, id `{cdrId}-C`; it is POSTed to the partner."""
+        await load(partner_id)
+        try:
+            credit = await enabled().credit_cdr(partner_id, cdr_id)
+        except OcpiRequestError as exc:
+            raise HTTPException(exc.http_status, str(exc)) from exc
+        if credit is None:
+            raise not_found("CDR of this partner")
+        return credit
+
     @router.get("/partners/{partner_id}/locations", tags=["partners"])
     async def get_partner_locations(partner_id: PartnerPath) -> PublishedOut:
         return (await load(partner_id)).publishes

@@ -130,3 +130,31 @@ async def test_sessions_of_other_tags_are_not_pushed(roaming: RunningCsms, emsp:
     await emsp.until(lambda: len(emsp.cdrs) == 1)
     assert set(emsp.sessions) == {str(later)}
     assert [cdr["session_id"] for cdr in emsp.cdrs] == [str(later)]
+
+
+async def test_a_sent_cdr_is_corrected_by_a_credit_cdr(
+    roaming: RunningCsms, emsp: FakeEmsp
+) -> None:
+    """mod_cdrs §Credit CDRs: the CDR is never sent again; the operator's credit is a new
+    CDR `{id}-C` with credit true, credit_reference_id and total_cost negated; a CDR is
+    credited once, and an unknown one is 404."""
+    await add_location(roaming, "LOC-1", "CP-C")
+    await registered_emsp(roaming, emsp)
+    await push_token(emsp, "AAAA0003")
+    tx = await charge(roaming, "CP-C", "AAAA0003")
+    await emsp.until(lambda: len(emsp.cdrs) == 1)
+    async with roaming.api() as api:
+        credited = await api.post(f"/partners/emsp/cdrs/{tx}/credit")
+        again = await api.post(f"/partners/emsp/cdrs/{tx}/credit")
+        unknown = await api.post("/partners/emsp/cdrs/999999/credit")
+    assert (credited.status_code, again.status_code, unknown.status_code) == (201, 409, 404)
+    await emsp.until(lambda: len(emsp.cdrs) == 2)
+    original, credit = emsp.cdrs
+    assert (credit["id"], credit["credit"], credit["credit_reference_id"]) == (
+        f"{tx}-C",
+        True,
+        str(tx),
+    )
+    assert credit["total_cost"] == {"excl_vat": -original["total_cost"]["excl_vat"]}
+    assert credit["total_energy"] == original["total_energy"]
+    assert emsp.invalid == []
