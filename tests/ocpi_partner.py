@@ -75,6 +75,8 @@ class FakeEmsp:
     authorize_gate: asyncio.Event | None = None
     authorize_reference: str | None = "AUTH-REF-1"
     down: bool = False
+    # The demo (python -m tests.ocpi_partner): any token gets in, and each request is printed.
+    demo: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
@@ -194,7 +196,7 @@ def _app(emsp: FakeEmsp) -> FastAPI:
         """Down: 503 to everything. Otherwise only tokens we handed out get in."""
         if emsp.down:
             return Response(status_code=503)
-        if _token(request.headers.get("authorization")) not in emsp.accepted:
+        if not emsp.demo and _token(request.headers.get("authorization")) not in emsp.accepted:
             return _ok(status=2000, http=401)
         if request.method == "GET":
             emsp.received.append(Received("GET", request.url.path, None, dict(request.headers)))
@@ -210,6 +212,8 @@ def _app(emsp: FakeEmsp) -> FastAPI:
         emsp.received.append(
             Received(request.method, request.url.path, body, dict(request.headers))
         )
+        if emsp.demo:
+            print(request.method, request.url.path, orjson.dumps(body).decode(), flush=True)
         return body
 
     def check(model: type[BaseModel], body: Any, where: str) -> None:
@@ -372,3 +376,19 @@ async def registered_emsp(csms: RunningCsms, emsp: FakeEmsp, partner_id: str = "
         )
     assert created.status_code == 201, created.text
     await emsp.register_with(csms.ocpi_versions_url, created.json()["tokenA"])
+
+
+async def _demo(port: int) -> None:
+    emsp = FakeEmsp(port=port, demo=True)
+    server = _Server(uvicorn.Config(_app(emsp), host="127.0.0.1", port=port, log_config=None))
+    print(f"test eMSP: versions at {emsp.versions_url}, any token accepted", flush=True)
+    await server.serve()
+
+
+if __name__ == "__main__":
+    # The README's roaming walk-through: a partner that shows what csms sends it.
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a test OCPI 2.2.1 eMSP on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8290)
+    asyncio.run(_demo(parser.parse_args().port))
