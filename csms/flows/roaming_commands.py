@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -34,10 +34,10 @@ from csms.core.roaming import (
     CommandType,
     OcpiStatus,
     PushKind,
-    TokenState,
     command_decision,
     command_result,
     failure_of_call_error,
+    id_tag_for,
 )
 from csms.errors import (
     CommandError,
@@ -48,6 +48,7 @@ from csms.errors import (
     UnsafeTarget,
 )
 from csms.events.models_base import StrictModel, to_json_dict
+from csms.events.models_ocpi import DisplayText
 from csms.events.models_ocpi_roaming import (
     COMMAND_BODIES,
     CancelReservation,
@@ -70,28 +71,33 @@ log = structlog.get_logger("csms.ocpi")
 
 
 @dataclass(frozen=True)
-class _CommandToken:
-    """The token a command came with, as kept: its row id, idTag and state."""
-
-    token_id: int
-    id_tag: str
-    state: TokenState
-
-
-@dataclass(frozen=True)
 class _Order:
-    """An OCPP command to send for an accepted OCPI command."""
+    """An OCPP command to send for an OCPI command the charger may get.
+
+    `payload` is what `Commands.check` sees; `commit` keeps what the command needs (its
+    token, how it was authorized, a reservation id) once the check passed, and gives the
+    payload to send.
+    """
 
     charge_point_id: str
     payload: dict[str, Any]
+    commit: Callable[[], Awaitable[dict[str, Any]]]
 
 
-class _Refusal(Exception):
-    """The immediate CommandResponse is not ACCEPTED."""
+@dataclass(frozen=True)
+class _Refused:
+    """The CPO's immediate answer is not ACCEPTED (mod_commands §CommandResponseType)."""
 
-    def __init__(self, result: CommandResponseType, message: str) -> None:
-        super().__init__(message)
-        self.result = result
+    result: CommandResponseType
+    message: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The EVSE a command is for, and whether its location has several chargers."""
+
+    evse: EvseTarget
+    several: bool
 
 
 class RoamingCommands:
@@ -144,19 +150,20 @@ class RoamingCommands:
             raise OcpiRequestError(
                 f"response_url: {exc}", ocpi_status=OcpiStatus.INVALID_PARAMETERS
             ) from exc
+        order = await self._prepare(caller, kind, body)
+        if isinstance(order, _Refused):
+            return _response(order.result, self._timeout, order.message)
         try:
-            order = await self._prepare(caller, kind, body)
             connection = await self._commands.check(
                 order.charge_point_id, OCPP_ACTIONS[kind], order.payload
             )
-        except _Refusal as refusal:
-            return _response(refusal.result, self._timeout, str(refusal))
         except CommandError as exc:
             # Unknown, offline or busy charger: the CPO cannot send it (mod_commands
             # §CommandResponseType enum: REJECTED "Command request rejected by the CPO").
             return _response(CommandResponseType.REJECTED, self._timeout, str(exc))
+        payload = await order.commit()
         task = asyncio.create_task(
-            self._run(caller, kind, response_url, connection, order),
+            self._run(caller, kind, response_url, connection, order.charge_point_id, payload),
             name=f"ocpi-command-{kind.value}",
         )
         self._running.add(task)
@@ -171,7 +178,9 @@ class RoamingCommands:
 
     # -- per command ------------------------------------------------------------------------
 
-    async def _prepare(self, caller: Caller, kind: CommandType, body: StrictModel) -> _Order:
+    async def _prepare(
+        self, caller: Caller, kind: CommandType, body: StrictModel
+    ) -> _Order | _Refused:
         if isinstance(body, StartSession):
             return await self._start(caller, body)
         if isinstance(body, StopSession):
@@ -183,19 +192,27 @@ class RoamingCommands:
         assert isinstance(body, UnlockConnector), kind
         return await self._unlock(caller, body)
 
-    async def _start(self, caller: Caller, body: StartSession) -> _Order:
-        target, several = await self._evse(caller, body.location_id, body.evse_uid)
-        token = await self._command_token(caller, to_json_dict(body.token))
-        payload: dict[str, Any] = {"idTag": token.id_tag}
-        if body.evse_uid is not None or several:
-            payload["connectorId"] = target.connector_id
-        await self._accepted(token, target, body.authorization_reference)
-        return _Order(charge_point_id=target.charge_point_id, payload=payload)
+    async def _start(self, caller: Caller, body: StartSession) -> _Order | _Refused:
+        target = await self._evse(caller, body.location_id, body.evse_uid)
+        token = to_json_dict(body.token)
+        if isinstance(target, _Refused):
+            return target
+        if not owns(caller.partner, token["country_code"], token["party_id"]):
+            return _FOREIGN_TOKEN
+        payload: dict[str, Any] = {"idTag": _id_tag(token)}
+        if body.evse_uid is not None or target.several:
+            payload["connectorId"] = target.evse.connector_id
 
-    async def _stop(self, caller: Caller, body: StopSession) -> _Order:
-        unknown = _Refusal(CommandResponseType.UNKNOWN_SESSION, "unknown session")
+        async def commit() -> dict[str, Any]:
+            await self._keep_token(caller, token, target, body.authorization_reference)
+            return payload
+
+        return _Order(charge_point_id=target.evse.charge_point_id, payload=payload, commit=commit)
+
+    async def _stop(self, caller: Caller, body: StopSession) -> _Order | _Refused:
+        unknown = _Refused(CommandResponseType.UNKNOWN_SESSION, "unknown session")
         if not body.session_id.isdigit() or len(body.session_id) > 10:
-            raise unknown
+            return unknown
         transaction_id = int(body.session_id)
 
         async def query(session: AsyncSession) -> tuple[Any, Any]:
@@ -209,88 +226,105 @@ class RoamingCommands:
         # mod_commands §CommandResponseType: "Session might not be from a customer of the
         # eMSP that send this request": only the token owner's sessions are known to it.
         if row is None or token is None or token.partner_id != caller.partner.id:
-            raise unknown
+            return unknown
         if row.stop_timestamp is not None:
-            raise _Refusal(CommandResponseType.REJECTED, "the session has ended")
-        return _Order(charge_point_id=row.charge_point_id, payload={"transactionId": row.id})
+            return _Refused(CommandResponseType.REJECTED, "the session has ended")
+        payload = {"transactionId": row.id}
+        return _Order(charge_point_id=row.charge_point_id, payload=payload, commit=_as(payload))
 
-    async def _reserve(self, caller: Caller, body: ReserveNow) -> _Order:
-        target, several = await self._evse(caller, body.location_id, body.evse_uid)
-        token = await self._command_token(caller, to_json_dict(body.token))
+    async def _reserve(self, caller: Caller, body: ReserveNow) -> _Order | _Refused:
+        target = await self._evse(caller, body.location_id, body.evse_uid)
+        token = to_json_dict(body.token)
+        if isinstance(target, _Refused):
+            return target
+        if not owns(caller.partner, token["country_code"], token["party_id"]):
+            return _FOREIGN_TOKEN
+        cp = target.evse.charge_point_id
         # OCPP 1.6 §5.13: connectorId 0 reserves the charge point, whichever connector.
-        connector_id = target.connector_id if body.evse_uid is not None or several else 0
-        now = self._clock()
-        kept = await self._database.read(
-            lambda s: partners.get_reservation(
-                s, partner_id=caller.partner.id, reservation_id=body.reservation_id
-            )
+        connector_id = (
+            target.evse.connector_id if body.evse_uid is not None or target.several else 0
         )
-        if kept is not None and kept.charge_point_id == target.charge_point_id:
-            # mod_commands §ReserveNow Object: the same reservation_id replaces it.
-            reservation_id = kept.ocpp_reservation_id
-        else:
-            reservation_id = await self._database.writer.submit(
+        id_tag = _id_tag(token)
+        # Checked with a stand-in id: the real one is allocated only for a command that goes.
+        probe: dict[str, Any] = {
+            "connectorId": connector_id,
+            "expiryDate": format_utc(body.expiry_date),
+            "idTag": id_tag,
+            "reservationId": 0,
+        }
+
+        async def commit() -> dict[str, Any]:
+            now = self._clock()
+            kept = await self._database.read(
+                lambda s: partners.get_reservation(
+                    s, partner_id=caller.partner.id, reservation_id=body.reservation_id
+                )
+            )
+            if kept is not None and kept.charge_point_id == cp:
+                # mod_commands §ReserveNow Object: the same reservation_id replaces it.
+                reservation_id = kept.ocpp_reservation_id
+            else:
+                reservation_id = await self._database.writer.submit(
+                    partial(
+                        new_reservation_id,
+                        charge_point_id=cp,
+                        connector_id=connector_id,
+                        id_tag=id_tag,
+                        expiry=body.expiry_date,
+                        now=now,
+                    )
+                )
+            await self._database.writer.submit(
                 partial(
-                    new_reservation_id,
-                    charge_point_id=target.charge_point_id,
-                    connector_id=connector_id,
-                    id_tag=token.id_tag,
-                    expiry=body.expiry_date,
+                    partners.save_reservation,
+                    partner_id=caller.partner.id,
+                    reservation_id=body.reservation_id,
+                    charge_point_id=cp,
+                    ocpp_reservation_id=reservation_id,
                     now=now,
                 )
             )
-        await self._database.writer.submit(
-            partial(
-                partners.save_reservation,
-                partner_id=caller.partner.id,
-                reservation_id=body.reservation_id,
-                charge_point_id=target.charge_point_id,
-                ocpp_reservation_id=reservation_id,
-                now=now,
-            )
-        )
-        await self._accepted(token, target, body.authorization_reference)
-        payload = {
-            "connectorId": connector_id,
-            "expiryDate": format_utc(body.expiry_date),
-            "idTag": token.id_tag,
-            "reservationId": reservation_id,
-        }
-        return _Order(charge_point_id=target.charge_point_id, payload=payload)
+            await self._keep_token(caller, token, target, body.authorization_reference)
+            return {**probe, "reservationId": reservation_id}
 
-    async def _cancel(self, caller: Caller, body: CancelReservation) -> _Order:
+        return _Order(charge_point_id=cp, payload=probe, commit=commit)
+
+    async def _cancel(self, caller: Caller, body: CancelReservation) -> _Order | _Refused:
         kept = await self._database.read(
             lambda s: partners.get_reservation(
                 s, partner_id=caller.partner.id, reservation_id=body.reservation_id
             )
         )
         if kept is None:
-            raise _Refusal(CommandResponseType.REJECTED, "unknown reservation")
-        return _Order(
-            charge_point_id=kept.charge_point_id,
-            payload={"reservationId": kept.ocpp_reservation_id},
-        )
+            return _Refused(CommandResponseType.REJECTED, "unknown reservation")
+        payload = {"reservationId": kept.ocpp_reservation_id}
+        return _Order(charge_point_id=kept.charge_point_id, payload=payload, commit=_as(payload))
 
-    async def _unlock(self, caller: Caller, body: UnlockConnector) -> _Order:
-        target, _ = await self._evse(caller, body.location_id, body.evse_uid)
+    async def _unlock(self, caller: Caller, body: UnlockConnector) -> _Order | _Refused:
+        target = await self._evse(caller, body.location_id, body.evse_uid)
+        if isinstance(target, _Refused):
+            return target
         # One OCPI Connector "1" per virtual EVSE (docs/events.md, "Mapping decisions").
         if body.connector_id != "1":
             raise _unknown_location(f"unknown connector {body.connector_id}")
+        payload = {"connectorId": target.evse.connector_id}
         return _Order(
-            charge_point_id=target.charge_point_id,
-            payload={"connectorId": target.connector_id},
+            charge_point_id=target.evse.charge_point_id, payload=payload, commit=_as(payload)
         )
 
     # -- helpers ----------------------------------------------------------------------------
 
     async def _evse(
         self, caller: Caller, location_id: str, evse_uid: str | None
-    ) -> tuple[EvseTarget, bool]:
-        """The EVSE a command is for, and whether the location has several chargers.
+    ) -> _Target | _Refused:
+        """The EVSE a command is for, among those the partner sees.
 
         Without an EVSE, the first AVAILABLE one of the location (mod_commands §StartSession
         Object: "If no EVSE is specified, the Charge Point can itself decide"; with one
         charger csms leaves the choice to it).
+
+        Raises:
+            OcpiRequestError: 2003, the partner has no such location or EVSE.
         """
         now = self._clock()
 
@@ -306,37 +340,29 @@ class RoamingCommands:
         if state is None or view is None:
             raise _unknown_location(f"unknown location {location_id}")
         shown = [evse["uid"] for evse in view.get("evses", ()) if evse["status"] != "REMOVED"]
-        chargers = {state.evses[uid].charge_point_id for uid in shown if uid in state.evses}
+        targets = {uid: state.evses[uid] for uid in shown if uid in state.evses}
+        several = len({target.charge_point_id for target in targets.values()}) > 1
         if evse_uid is not None:
-            if evse_uid not in shown or evse_uid not in state.evses:
+            if evse_uid not in targets:
                 raise _unknown_location(f"unknown EVSE {evse_uid}")
-            return state.evses[evse_uid], len(chargers) > 1
-        free = [
-            uid for uid in shown if state.evses.get(uid) and state.evses[uid].status == "AVAILABLE"
-        ]
+            return _Target(evse=targets[evse_uid], several=several)
+        free = [target for target in targets.values() if target.status == "AVAILABLE"]
         if not free:
-            raise _Refusal(CommandResponseType.REJECTED, "no EVSE is available at the location")
-        return state.evses[free[0]], len(chargers) > 1
+            return _Refused(CommandResponseType.REJECTED, "no EVSE is available at the location")
+        return _Target(evse=free[0], several=several)
 
-    async def _command_token(self, caller: Caller, token: dict[str, Any]) -> _CommandToken:
-        """Keep the command's token (it goes into the Session and CDR)."""
-        if not owns(caller.partner, token["country_code"], token["party_id"]):
-            # mod_commands §StartSession Object: "An eMSP sending a StartSession SHALL
-            # only use Token that are owned by this eMSP".
-            raise _Refusal(CommandResponseType.REJECTED, "the token is not yours")
+    async def _keep_token(
+        self, caller: Caller, token: dict[str, Any], target: _Target, reference: str | None
+    ) -> None:
+        """Keep the command's token (it goes into the Session and CDR) and that the eMSP
+        authorized it, so the charger's Authorize and StartTransaction that follow are
+        accepted without asking again."""
         row = await self._tokens.keep_from_command(caller, token)
         assert row.id is not None
-        return _CommandToken(token_id=row.id, id_tag=row.id_tag, state=tokens.token_state(row))
-
-    async def _accepted(
-        self, token: _CommandToken, target: EvseTarget, reference: str | None
-    ) -> None:
-        """The eMSP authorized the token for this command: recorded, so the charger's
-        Authorize and StartTransaction that follow are accepted without asking again."""
         await self._tokens.record(
-            token_id=token.token_id,
-            charge_point_id=target.charge_point_id,
-            decision=command_decision(token.state, authorization_reference=reference),
+            token_id=row.id,
+            charge_point_id=target.evse.charge_point_id,
+            decision=command_decision(tokens.token_state(row), authorization_reference=reference),
         )
 
     async def _run(
@@ -345,18 +371,20 @@ class RoamingCommands:
         kind: CommandType,
         response_url: str,
         connection: ChargerLink,
-        order: _Order,
+        charge_point_id: str,
+        payload: dict[str, Any],
     ) -> None:
         """Send the OCPP command, then queue its CommandResult for the partner."""
         action = OCPP_ACTIONS[kind]
         status: str | None = None
         failure: CommandFailure | None = None
         try:
+            # Checked in `receive`: sent without checking again (as the API's reserve).
             sent = await self._commands.send(
                 connection,
-                order.charge_point_id,
+                charge_point_id,
                 action,
-                order.payload,
+                payload,
                 requested_by=f"ocpi:{caller.partner.id}",
             )
             status = answer_status(sent.response)
@@ -392,6 +420,29 @@ class RoamingCommands:
         self._on_result_queued()
 
 
+# mod_commands §StartSession Object: "An eMSP sending a StartSession SHALL only use Token
+# that are owned by this eMSP" (and §ReserveNow Object likewise).
+_FOREIGN_TOKEN = _Refused(CommandResponseType.REJECTED, "the token is not yours")
+
+
+def _id_tag(token: dict[str, Any]) -> str:
+    return id_tag_for(
+        country_code=token["country_code"],
+        party_id=token["party_id"],
+        uid=token["uid"],
+        token_type=token["type"],
+    )
+
+
+def _as(payload: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A commit with nothing to keep."""
+
+    async def commit() -> dict[str, Any]:
+        return payload
+
+    return commit
+
+
 def _parse(model: type[StrictModel], raw: bytes) -> StrictModel:
     try:
         orjson.loads(raw)
@@ -410,10 +461,9 @@ def _parse(model: type[StrictModel], raw: bytes) -> StrictModel:
 def _response(
     result: CommandResponseType, timeout: int, message: str | None = None
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"result": result, "timeout": timeout}
-    if message is not None:
-        body["message"] = [{"language": "en", "text": message[:512]}]
-    return to_json_dict(CommandResponse.model_validate(body, strict=False))
+    """mod_commands §CommandResponse Object, with a message in English when there is one."""
+    texts = None if message is None else [DisplayText(language="en", text=message[:512])]
+    return to_json_dict(CommandResponse(result=result, timeout=timeout, message=texts))
 
 
 def _unknown_location(message: str) -> OcpiRequestError:

@@ -61,7 +61,13 @@ from csms.flows.partners import PartnerClient
 from csms.flows.roaming_locations import LocationState, PartnerLocations, validated, view_for
 from csms.store import chargers, locations, partners, tokens
 from csms.store.db import Database
-from csms.store.tables import OcpiPartner, OcpiPartnerLocation, OcpiPush, OutboxEvent
+from csms.store.tables import (
+    OcpiPartner,
+    OcpiPartnerLocation,
+    OcpiPush,
+    OcpiToken,
+    OutboxEvent,
+)
 
 log = structlog.get_logger("csms.ocpi")
 
@@ -106,6 +112,8 @@ class _Router:
     now: datetime
     locations_of: dict[str, str | None] = field(default_factory=dict)
     metas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    # A session sends many events (session.updated per MeterValues): one token lookup.
+    owners: dict[str, OcpiToken | None] = field(default_factory=dict)
 
     async def route(self, row: OutboxEvent) -> None:
         data = row.data
@@ -223,8 +231,10 @@ class _Router:
         if created and plan.has(ModuleID.CDRS):
             await self._enqueue(plan, f"cdr:{converted['id']}", PushKind.CDR_POST, converted)
 
-    async def _owner(self, id_tag: str) -> tuple[_PartnerPlan, Any] | None:
-        token = await tokens.token_by_id_tag(self.session, id_tag)
+    async def _owner(self, id_tag: str) -> tuple[_PartnerPlan, OcpiToken] | None:
+        if id_tag not in self.owners:
+            self.owners[id_tag] = await tokens.token_by_id_tag(self.session, id_tag)
+        token = self.owners[id_tag]
         if token is None:
             return None
         plan = self.plans.get(token.partner_id)

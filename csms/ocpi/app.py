@@ -24,6 +24,7 @@ from csms.core.roaming import (
     ChargingPreferencesResponse,
     OcpiStatus,
     PartnerState,
+    VersionNumber,
     latest_update,
 )
 from csms.core.session import TokenType
@@ -32,6 +33,7 @@ from csms.events.models_base import to_json_dict
 from csms.events.models_ocpi_roaming import (
     ChargingPreferences,
     Credentials,
+    Endpoint,
     Version,
     VersionDetails,
 )
@@ -205,14 +207,8 @@ def _configuration_routes(router: APIRouter, services: OcpiServices) -> None:
     @router.get("/versions")
     async def versions(_caller: Authenticated) -> Response:
         """version_information_endpoint §Version information endpoint."""
-        data = [
-            to_json_dict(
-                Version.model_validate(
-                    {"version": VERSION, "url": services.url(f"/{VERSION}")}, strict=False
-                )
-            )
-        ]
-        return envelope(data, now=services.clock())
+        version = Version(version=VersionNumber(VERSION), url=services.url(f"/{VERSION}"))
+        return envelope([to_json_dict(version)], now=services.clock())
 
     @router.get(f"/{VERSION}")
     async def version_details(_caller: Authenticated) -> Response:
@@ -221,16 +217,10 @@ def _configuration_routes(router: APIRouter, services: OcpiServices) -> None:
         Tariffs are left out until csms keeps tariffs (docs/ocpi.md, "Not implemented").
         """
         endpoints = [
-            {
-                "identifier": module.value,
-                "role": role.value,
-                "url": services.url(f"/{VERSION}/{module.value}"),
-            }
+            Endpoint(identifier=module, role=role, url=services.url(f"/{VERSION}/{module.value}"))
             for module, role in OUR_ENDPOINTS
         ]
-        details = VersionDetails.model_validate(
-            {"version": VERSION, "endpoints": endpoints}, strict=False
-        )
+        details = VersionDetails(version=VersionNumber(VERSION), endpoints=endpoints)
         return envelope(to_json_dict(details), now=services.clock())
 
     @router.get(f"/{VERSION}/credentials")
