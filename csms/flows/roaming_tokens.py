@@ -208,6 +208,14 @@ class TokenFlows:
         last_updated = datetime.fromisoformat(token["last_updated"])
 
         async def job(session: AsyncSession) -> bool:
+            kept = await _find(session, token)
+            if kept is not None and kept.partner_id != caller.partner.id:
+                # Two partners set up with one party: neither takes the other's tokens.
+                raise OcpiRequestError(
+                    "the token belongs to another partner",
+                    ocpi_status=OcpiStatus.CLIENT_ERROR,
+                    http_status=404,
+                )
             created, _ = await tokens.save_token(
                 session,
                 partner_id=caller.partner.id,

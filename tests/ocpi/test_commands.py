@@ -162,3 +162,17 @@ async def test_a_silent_charger_is_a_timeout(impatient: RunningCsms, emsp: FakeE
         assert reply["data"]["result"] == "ACCEPTED"
         await cp.recv_frame()
         assert await result(emsp, "t1") == {"result": "TIMEOUT"}
+
+
+async def test_a_response_url_csms_may_not_call_is_2001(
+    roaming: RunningCsms, emsp: FakeEmsp
+) -> None:
+    """The response_url follows the outgoing-call rules: a non-http URL is 2001, nothing sent."""
+    await site_with(roaming, emsp, "CP-URL")
+    url = f"{emsp.endpoint('commands', 'RECEIVER')}/STOP_SESSION"
+    async with emsp.client() as http:
+        answer = await http.post(
+            url, json={"response_url": "ftp://files.example/x", "session_id": "1"}
+        )
+    assert answer.json()["status_code"] == 2001
+    assert "response_url" in answer.json()["status_message"]

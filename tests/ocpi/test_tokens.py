@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.ocpi_partner import FakeEmsp, ocpi_settings, registered_emsp, token_object
+from tests.ocpi_partner import (
+    FakeEmsp,
+    ocpi_settings,
+    registered_emsp,
+    running_emsp,
+    token_object,
+)
 from tests.support import MS, RunningCsms, running_csms, settings_for
 
 pytestmark = pytest.mark.postgres
@@ -182,3 +188,21 @@ async def test_unregistered_partners_tokens_are_refused(
     async with emsp.client() as http:
         await http.delete(emsp.endpoint("credentials", "SENDER"))
     assert await authorize(roaming, "0123ABCD") == "Invalid"
+
+
+async def test_a_partner_sees_and_changes_only_its_own_tokens(
+    roaming: RunningCsms, emsp: FakeEmsp
+) -> None:
+    """Another partner, even one set up with the same party, gets 404 for a token it did not
+    push, and cannot replace it."""
+    await registered_emsp(roaming, emsp)
+    await push_token(emsp, "0123ABCD")
+    async with running_emsp() as other:
+        await registered_emsp(roaming, other, partner_id="other")
+        async with other.client() as http:
+            seen = await http.get(token_url(other, "0123ABCD"))
+            taken = await http.put(token_url(other, "0123ABCD"), json=token_object("0123ABCD"))
+    assert (seen.status_code, taken.status_code) == (404, 404)
+    async with emsp.client() as http:
+        mine = await http.get(token_url(emsp, "0123ABCD"))
+    assert mine.json()["data"]["uid"] == "0123ABCD"
