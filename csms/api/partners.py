@@ -132,6 +132,10 @@ class PartnerLocationsIn(CamelModel):
 
 
 class PartnerLocationIn(CamelModel):
+    model_config = CamelModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{}, {"chargePointIds": ["CP-1", "CP-2"]}]}
+    )
+
     charge_point_ids: list[Annotated[str, Field(min_length=1, max_length=48)]] | None = Field(
         default=None,
         description="null or left out: every charger of the location, now and later; a list "
