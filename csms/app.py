@@ -8,7 +8,7 @@ import secrets
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
-from csms.config import SecuritySettings, Settings
+from csms.config import OcpiSettings, SecuritySettings, Settings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.passwords import PasswordHasher
@@ -34,13 +34,20 @@ from csms.flows.chargers import ChargerFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
+from csms.flows.partners import Identity, PartnerFlows
 from csms.flows.reservations import ReservationExpiry
+from csms.flows.roaming_commands import RoamingCommands
+from csms.flows.roaming_locations import PartnerLocations
+from csms.flows.roaming_push import PushDelivery
+from csms.flows.roaming_tokens import TokenFlows
 from csms.flows.sessions import SessionFlows
 from csms.flows.tariffs import SessionPricing
 from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
+from csms.ocpi.app import OcpiServices, create_ocpi_app
+from csms.ocpi.client import OcpiClient
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
@@ -98,6 +105,108 @@ class _ApiServer(uvicorn.Server):
     @property
     def port(self) -> int:
         return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+class Roaming:
+    """The OCPI side of csms (docs/ocpi.md): the listener, the client, the pushes."""
+
+    def __init__(
+        self,
+        settings: OcpiSettings,
+        *,
+        database: Database,
+        party: Party,
+        sessions: SessionFlows,
+        commands: Commands,
+        online: OcppServer,
+        call_timeout: float,
+        on_reservations_changed: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.client = OcpiClient(
+            country_code=settings.country_code,
+            party_id=settings.party_id,
+            timeout=settings.call_timeout,
+            allow_private_targets=settings.allow_private_targets,
+        )
+        views = PartnerLocations(party=party, online=online.chargers)
+        self.partners = PartnerFlows(
+            database=database,
+            client=self.client,
+            identity=Identity(
+                country_code=settings.country_code,
+                party_id=settings.party_id,
+                name=settings.name,
+                base_url=self.base_url,
+            ),
+            clock=utc_now,
+        )
+        self.tokens = TokenFlows(
+            database=database,
+            client=self.client,
+            clock=utc_now,
+            authorize_timeout=settings.authorize_timeout,
+        )
+        self.push = PushDelivery(
+            database=database,
+            client=self.client,
+            views=views,
+            country_code=settings.country_code,
+            party_id=settings.party_id,
+            clock=utc_now,
+            retry_ceiling=settings.retry_max_delay,
+            resync_interval=settings.resync_interval,
+        )
+        self.partners.listeners.append(self.push.partner_changed)
+        database.writer.listeners.append(self.push.wake)
+        sessions.roaming = self.tokens
+        self.commands = RoamingCommands(
+            database=database,
+            commands=commands,
+            tokens=self.tokens,
+            views=views,
+            client=self.client,
+            clock=utc_now,
+            call_timeout=call_timeout,
+            on_result_queued=self.push.wake_sender,
+            on_reservations_changed=on_reservations_changed,
+        )
+        app = create_ocpi_app(
+            OcpiServices(
+                database=database,
+                partners=self.partners,
+                tokens=self.tokens,
+                commands=self.commands,
+                views=views,
+                clock=utc_now,
+                country_code=settings.country_code,
+                party_id=settings.party_id,
+                base_url=self.base_url,
+                max_body_bytes=settings.max_body_bytes,
+            )
+        )
+        self.server = _ApiServer(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                ssl_certfile=settings.cert_file or None,
+                ssl_keyfile=settings.key_file or None,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+
+    def base_url(self) -> str:
+        """Where partners reach the listener: `ocpi.base_url`, else its own address."""
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        scheme = "https" if self.settings.cert_file else "http"
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        port = self.server.port if self.server.started else self.settings.port
+        return f"{scheme}://{host}:{port}"
 
 
 class Csms:
@@ -200,6 +309,18 @@ class Csms:
         )
         self.services.certificates = certificate_signing(settings.security, commands=self.commands)
         self.wallet.stops.commands = self.commands
+        self.roaming: Roaming | None = None
+        if settings.ocpi.port:
+            self.roaming = Roaming(
+                settings.ocpi,
+                database=self.database,
+                party=party,
+                sessions=sessions,
+                commands=self.commands,
+                online=self.ocpp,
+                call_timeout=settings.ocpp.call_timeout,
+                on_reservations_changed=self.reservations.wake,
+            )
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -216,6 +337,7 @@ class Csms:
             counters=self.counters,
             webhooks=self.webhook_flows,
             charger_flows=self.services.chargers,
+            partners=self.roaming.partners if self.roaming is not None else None,
         )
         self.api_app = api = create_api(
             context=context,
@@ -258,6 +380,11 @@ class Csms:
     def api_port(self) -> int:
         return self._api.port
 
+    @property
+    def ocpi_port(self) -> int:
+        """The OCPI listener's port (0 when it is off)."""
+        return self.roaming.server.port if self.roaming is not None else 0
+
     def stop(self) -> None:
         """Ask `run` to shut down cleanly."""
         self._stop.set()
@@ -278,17 +405,26 @@ class Csms:
                 webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
-                if await self._api_started(api):
+                ocpi, pushes = None, None
+                started = await _started(self._api, api)
+                if started and self.roaming is not None:
+                    ocpi = tasks.create_task(self.roaming.server.serve(), name="ocpi-listener")
+                    pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
+                    started = await _started(self.roaming.server, ocpi)
+                if started:
                     self._log_ready(broker)
                     self.ready.set()
                     await self._stop.wait()
                 ingress.cancel()
                 offline.cancel()
                 renewal.cancel()
+                await self._stop_roaming(ocpi, pushes)
                 await self._shutdown(
                     api=api, writer=writer, relay=relay, expiry=expiry, webhooks=webhooks
                 )
         finally:
+            if self.roaming is not None:
+                await self.roaming.client.close()
             await self.publisher.close()
             if broker is not None:
                 await broker.stop()
@@ -302,12 +438,22 @@ class Csms:
         if lost:
             log.warning("lost_connections_ended", chargers=lost)
 
-    async def _api_started(self, api: asyncio.Task[None]) -> bool:
-        # uvicorn exposes only a `started` flag, no event to wait on.
-        while not self._api.started and not api.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        # A finished task here means the API could not bind; the TaskGroup re-raises it.
-        return not api.done()
+    async def _stop_roaming(
+        self, ocpi: asyncio.Task[None] | None, pushes: asyncio.Task[None] | None
+    ) -> None:
+        """Stop taking OCPI requests and pushing; what waits is sent at the next start."""
+        if self.roaming is None:
+            return
+        self.roaming.commands.close()
+        if pushes is not None:
+            pushes.cancel()
+        if ocpi is not None:
+            self.roaming.server.should_exit = True
+            try:
+                async with asyncio.timeout(SHUTDOWN_GRACE / 2):
+                    await ocpi
+            except TimeoutError:
+                ocpi.cancel()
 
     def _log_ready(self, broker: EmbeddedBroker | None) -> None:
         log.info(
@@ -315,6 +461,7 @@ class Csms:
             ocpp_port=self.ocpp_port if self.settings.security.plain_listener else None,
             ocpp_tls_port=self.ocpp_tls_port if self.settings.security.tls_port else None,
             api_port=self.api_port,
+            ocpi_url=self.roaming.base_url() if self.roaming is not None else None,
             database=self.database.engine.url.render_as_string(hide_password=True),
             mqtt=self.settings.mqtt.url,
             mqtt_broker="embedded" if broker is not None else "external",
@@ -352,6 +499,15 @@ class Csms:
             log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
             for task in (api, writer, relay, webhooks):
                 task.cancel()
+
+
+async def _started(server: _ApiServer, task: asyncio.Task[None]) -> bool:
+    """Wait until a uvicorn server listens; False when it stopped (could not bind: the
+    TaskGroup re-raises its error)."""
+    # uvicorn exposes only a `started` flag, no event to wait on.
+    while not server.started and not task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    return not task.done()
 
 
 async def serve(settings: Settings) -> None:

@@ -96,11 +96,33 @@ class MqttSettings:
 
 @dataclass(frozen=True)
 class OcpiSettings:
-    """Who we are in OCPI/OICP terms: the party that emits Sessions, CDRs and EVSE ids."""
+    """Who we are in OCPI/OICP terms, and the OCPI 2.2.1 CPO listener (docs/ocpi.md)."""
 
     country_code: str = "XX"
     party_id: str = "CSM"
     currency: str = "EUR"
+    # The OCPI listener, separate from the operator API; port 0 means no listener.
+    host: str = "127.0.0.1"
+    port: int = 0
+    # The URL partners reach the listener at (behind a proxy, say); empty: http(s)://host:port.
+    base_url: str = ""
+    # TLS for the listener (PEM); both or neither.
+    cert_file: str = ""
+    key_file: str = ""
+    # The name in our credentials' business_details.
+    name: str = "csms"
+    # Outgoing calls to private, loopback or link-local addresses (like webhooks).
+    allow_private_targets: bool = False
+    # Seconds an outgoing OCPI call may take, and a real-time authorization (mod_tokens).
+    call_timeout: float = 10.0
+    authorize_timeout: float = 3.0
+    # Largest request body the listener reads, in bytes.
+    max_body_bytes: int = 1_000_000
+    # Seconds between checks that each partner holds what it should (locations withdrawn,
+    # EVSEs added), besides the pushes that follow every change.
+    resync_interval: float = 300.0
+    # Longest wait (seconds) between retries of a push to a partner that is down.
+    retry_max_delay: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -354,6 +376,7 @@ def _check(settings: Settings) -> None:
         ("ocpp.port", settings.ocpp.port),
         ("api.port", settings.api.port),
         ("security.tls_port", settings.security.tls_port),
+        ("ocpi.port", settings.ocpi.port),
     )
     for key, port in ports:
         if not 0 <= port <= 65535:
@@ -373,6 +396,11 @@ def _check(settings: Settings) -> None:
         "dashboard.session_hours": settings.dashboard.session_hours,
         "dashboard.max_failed_logins": settings.dashboard.max_failed_logins,
         "wallet.renewal_interval": settings.wallet.renewal_interval,
+        "ocpi.call_timeout": settings.ocpi.call_timeout,
+        "ocpi.authorize_timeout": settings.ocpi.authorize_timeout,
+        "ocpi.max_body_bytes": settings.ocpi.max_body_bytes,
+        "ocpi.resync_interval": settings.ocpi.resync_interval,
+        "ocpi.retry_max_delay": settings.ocpi.retry_max_delay,
     }
     for key, number in positive.items():
         if number <= 0:
@@ -389,6 +417,7 @@ def _check(settings: Settings) -> None:
         raise ConfigError("config key ocpi.party_id must be three capital letters or digits")
     if not re.fullmatch(r"[A-Z]{3}", ocpi.currency):
         raise ConfigError("config key ocpi.currency must be an ISO 4217 code such as EUR")
+    _check_ocpi_listener(ocpi)
     if not settings.mqtt.url.startswith("mqtt://"):
         raise ConfigError("config key mqtt.url must start with mqtt://")
     db = settings.database.url
@@ -495,6 +524,27 @@ def parse_durations(text: str) -> tuple[float, ...]:
             raise ValueError(f"{item.strip()!r} is not a positive duration like 5s, 2m or 1h")
         seconds.append(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     return tuple(seconds)
+
+
+def _check_ocpi_listener(ocpi: OcpiSettings) -> None:
+    if bool(ocpi.cert_file) != bool(ocpi.key_file):
+        raise ConfigError("config keys ocpi.cert_file and ocpi.key_file go together")
+    if ocpi.base_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", ocpi.base_url):
+        raise ConfigError("config key ocpi.base_url must be an http(s) URL without query")
+    if not ocpi.port or is_loopback(ocpi.host):
+        return
+    # Partners cannot guess the address they reach us at, and OCPI transport_and_format
+    # §Security and authentication protects the interfaces with TLS: off loopback, the
+    # listener has its own certificate or sits behind a TLS proxy (an https base_url).
+    if not ocpi.base_url:
+        raise ConfigError(
+            f"config key ocpi.base_url must be set when ocpi.host ({ocpi.host}) is not loopback"
+        )
+    if not ocpi.cert_file and not ocpi.base_url.startswith("https://"):
+        raise ConfigError(
+            f"config key ocpi.host ({ocpi.host}) is not loopback: set ocpi.cert_file and "
+            "ocpi.key_file, or an https ocpi.base_url for a TLS proxy in front"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -13,15 +13,21 @@ so callers catch one type per failure, never a library's.
     ├── WalletError                a posting, voucher or subscription refused (its `status`:
     │                              404 unknown user, 409 voucher used, 422 bad request)
     ├── WebhookTargetRefused  422  a webhook URL csms will not call (scheme, SSRF rules)
-    └── CommandError               a CSMS->charger command did not produce a usable answer
-        ├── UnknownChargePoint         404  no charge point is registered under the identity
-        ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
-        ├── ChargerNotConnected        409  no live connection for the identity
-        ├── ChargerNotAccepted         409  pending or rejected: OCPP 1.6 §4.2 forbids it
-        ├── CommandQueueFull           429  too many commands waiting for this charger
-        ├── CommandRejected            502  the charger answered with a CALLERROR
-        ├── InvalidAnswer              502  the charger's CALLRESULT breaks the 1.6 schema
-        └── CommandTimeout             504  no answer within ocpp.call_timeout
+    ├── CommandError               a CSMS->charger command did not produce a usable answer
+    │   ├── UnknownChargePoint         404  no charge point is registered under the identity
+    │   ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
+    │   ├── ChargerNotConnected        409  no live connection for the identity
+    │   ├── ChargerNotAccepted         409  pending or rejected: OCPP 1.6 §4.2 forbids it
+    │   ├── CommandQueueFull           429  too many commands waiting for this charger
+    │   ├── CommandRejected            502  the charger answered with a CALLERROR
+    │   ├── InvalidAnswer              502  the charger's CALLRESULT breaks the 1.6 schema
+    │   └── CommandTimeout             504  no answer within ocpp.call_timeout
+    ├── PartnerError               an OCPI call to a roaming partner did not succeed
+    │   ├── UnsafeTarget               the URL is not one csms may call (SSRF rules)
+    │   ├── PartnerUnreachable         no usable answer: network, timeout, 5xx, not OCPI
+    │   ├── PartnerRefused             the partner answered 4xx or an OCPI error status
+    │   └── NoCommonVersion            the partner offers no OCPI 2.2.1
+    └── OcpiRequestError           an OCPI request to csms cannot be served as asked
 
 The number beside each command error is its `status`: the HTTP status of the command API
 and the `status` field of an MQTT command reply (docs/api.md, "Commands").
@@ -161,3 +167,49 @@ class CommandTimeout(CommandError):
     """The charger did not answer within the call timeout."""
 
     status: ClassVar[int] = 504
+
+
+class PartnerError(CsmsError):
+    """An OCPI call to a roaming partner did not succeed (docs/ocpi.md)."""
+
+
+class UnsafeTarget(PartnerError):
+    """The URL breaks the outgoing-call rules: scheme, credentials, or a private address."""
+
+
+class PartnerUnreachable(PartnerError):
+    """No usable answer: connection failed, timed out, HTTP 5xx, or not an OCPI response.
+
+    Worth retrying later: the partner may be down.
+    """
+
+
+class PartnerRefused(PartnerError):
+    """The partner answered, and said no: HTTP 4xx or an OCPI status outside 1xxx."""
+
+    def __init__(self, message: str, *, http_status: int, ocpi_status: int | None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.ocpi_status = ocpi_status
+
+
+class NoCommonVersion(PartnerError):
+    """The partner's versions endpoint lists no OCPI 2.2.1 (status_codes §3002)."""
+
+
+class OcpiRequestError(CsmsError):
+    """An OCPI request to csms that cannot be served: the answer's HTTP and OCPI status.
+
+    status_codes: a request that reached the OCPI layer gets HTTP 200 with an OCPI error
+    status (2xxx the caller's fault, 3xxx ours); a few cases have their own HTTP status
+    (401 unknown token, 404 unknown object, 405 credentials out of turn).
+    """
+
+    def __init__(
+        self, message: str, *, ocpi_status: int, http_status: int = 200, data: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.ocpi_status = ocpi_status
+        self.http_status = http_status
+        # Some errors still carry data, e.g. a CommandResponse REJECTED with status 2003.
+        self.data = data

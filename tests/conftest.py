@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ocpi_partner import FakeEmsp, ocpi_settings, running_emsp
 from tests.support import (
     MOSQUITTO_UP,
     RunningCsms,
@@ -74,3 +75,17 @@ async def csms(database_url: str) -> AsyncIterator[RunningCsms]:
     """A real csms on free ports, unknown chargers allowed, fresh database."""
     async with running_csms(settings_for(database_url)) as running:
         yield running
+
+
+@pytest.fixture
+async def roaming(database_url: str) -> AsyncIterator[RunningCsms]:
+    """A real csms with its OCPI listener on (docs/ocpi.md), fresh database."""
+    async with running_csms(settings_for(database_url, ocpi=ocpi_settings())) as running:
+        yield running
+
+
+@pytest.fixture
+async def emsp() -> AsyncIterator[FakeEmsp]:
+    """A test eMSP (tests/ocpi_partner.py) on a free port."""
+    async with running_emsp() as partner:
+        yield partner

@@ -25,6 +25,7 @@ from csms.config import (
     DatabaseSettings,
     LogSettings,
     MqttSettings,
+    OcpiSettings,
     OcppSettings,
     SecuritySettings,
     Settings,
@@ -96,6 +97,12 @@ class RunningCsms:
     def chargers(self) -> Any:
         return self.app.ocpp.chargers
 
+    @property
+    def ocpi_versions_url(self) -> str:
+        """csms's OCPI versions endpoint (the OCPI listener must be on)."""
+        assert self.app.roaming is not None
+        return f"{self.app.roaming.base_url()}/ocpi/versions"
+
     def api(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.api_url,
@@ -150,10 +157,12 @@ def settings_for(
     *,
     mqtt: MqttSettings | None = None,
     security: SecuritySettings | None = None,
+    ocpi: OcpiSettings | None = None,
     **ocpp: Any,
 ) -> Settings:
     return Settings(
         ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
+        ocpi=ocpi or OcpiSettings(),
         security=security or SecuritySettings(),
         api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN),
         mqtt=mqtt or mqtt_settings(),

@@ -196,3 +196,43 @@ def test_bad_webhook_settings_name_the_key(environ: dict[str, str], message: str
     """A bad schedule or bound stops start-up with the key's name."""
     with pytest.raises(ConfigError, match=message):
         load_settings(None, environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CSMS_OCPI__PORT": "70000"}, "ocpi.port must be between 0 and 65535"),
+        ({"CSMS_OCPI__CERT_FILE": "c.pem"}, "ocpi.cert_file and ocpi.key_file go together"),
+        ({"CSMS_OCPI__BASE_URL": "ftp://x"}, "ocpi.base_url must be an http"),
+        ({"CSMS_OCPI__AUTHORIZE_TIMEOUT": "0"}, "ocpi.authorize_timeout must be positive"),
+        (
+            {"CSMS_OCPI__PORT": "8190", "CSMS_OCPI__HOST": "0.0.0.0"},
+            "ocpi.base_url must be set when ocpi.host",
+        ),
+        (
+            {
+                "CSMS_OCPI__PORT": "8190",
+                "CSMS_OCPI__HOST": "0.0.0.0",
+                "CSMS_OCPI__BASE_URL": "http://ocpi.example.com",
+            },
+            "set ocpi.cert_file and ocpi.key_file, or an https ocpi.base_url",
+        ),
+    ],
+)
+def test_bad_ocpi_listener_settings(environ: dict[str, str], message: str) -> None:
+    """The OCPI listener off loopback needs a base_url and TLS (its own, or a proxy's)."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, environ=environ)
+
+
+def test_ocpi_listener_behind_a_tls_proxy() -> None:
+    """An https base_url lets the listener bind beyond loopback without its own certificate."""
+    settings = load_settings(
+        None,
+        environ={
+            "CSMS_OCPI__PORT": "8190",
+            "CSMS_OCPI__HOST": "0.0.0.0",
+            "CSMS_OCPI__BASE_URL": "https://ocpi.example.com/cpo",
+        },
+    )
+    assert (settings.ocpi.port, settings.ocpi.base_url) == (8190, "https://ocpi.example.com/cpo")

@@ -25,6 +25,7 @@ from csms.api.context import (
 )
 from csms.api.dashboard import add_dashboard
 from csms.api.locations import add_location_routes
+from csms.api.partners import add_partner_routes
 from csms.api.rates import add_rate_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
@@ -93,6 +94,7 @@ def create_api(
     if ctx.wallet is not None:
         add_wallet_routes(router, ctx)
     add_webhook_routes(router, ctx)
+    add_partner_routes(router, ctx, ctx.partners)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)

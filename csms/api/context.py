@@ -14,6 +14,7 @@ from csms.events.fanout import EventFanout
 from csms.flows.chargers import ChargerFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
+from csms.flows.partners import PartnerFlows
 from csms.flows.sessions import SessionFlows
 from csms.flows.wallet import WalletFlows
 from csms.flows.webhooks import WebhookFlows
@@ -58,8 +59,11 @@ class ApiContext:
         counters: Mapping[str, int] | None = None,
         webhooks: WebhookFlows,
         charger_flows: ChargerFlows,
+        partners: PartnerFlows | None = None,
     ) -> None:
         self.party = party
+        # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
+        self.partners = partners
         self.webhooks = webhooks
         self.charger_flows = charger_flows
         self.metrics = metrics or Metrics()

@@ -271,3 +271,10 @@ _EFFECTS = {
     "ChangeConfiguration": _change_configuration,
     "GetConfiguration": _get_configuration,
 }
+
+
+def answer_status(response: dict[str, Any]) -> str | None:
+    """The `status` of a charger's answer to a command, when it has one (OCPP 1.6 §6: the
+    .conf of RemoteStart/StopTransaction, ReserveNow, CancelReservation, UnlockConnector)."""
+    status = response.get("status")
+    return status if isinstance(status, str) else None

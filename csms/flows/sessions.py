@@ -6,6 +6,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,6 +74,15 @@ def _meter_stop(row: Transaction) -> int | None:
     return estimated_meter_stop(meter_start=row.meter_start or 0, register_wh=row.last_register_wh)
 
 
+class RoamingAuthority(Protocol):
+    """Roaming partners' tokens (csms.flows.roaming_tokens): an IdTagInfo for an idTag that
+    is a partner's token, None for any other."""
+
+    async def authorize(
+        self, *, id_tag: str, charge_point_id: str, now: datetime, starting: bool = False
+    ) -> IdTagInfo | None: ...
+
+
 class SessionFlows:
     """Authorize, StartTransaction, MeterValues and StopTransaction, and the force stop."""
 
@@ -93,18 +103,44 @@ class SessionFlows:
         # Tariffs and wallets (docs/tariffs.md); None prices nothing.
         self.pricing = pricing
         self.wallet = wallet
+        # Set when OCPI roaming is on: partners' tokens are decided there (docs/ocpi.md).
+        self.roaming: RoamingAuthority | None = None
+
+    async def _roaming_info(
+        self, *, charge_point_id: str, id_tag: str, now: datetime, starting: bool
+    ) -> IdTagInfo | None:
+        if self.roaming is None:
+            return None
+        return await self.roaming.authorize(
+            id_tag=id_tag, charge_point_id=charge_point_id, now=now, starting=starting
+        )
 
     async def authorize(self, *, charge_point_id: str, id_tag: str, now: datetime) -> IdTagInfo:
         """The tag's IdTagInfo, and `authorization` on MQTT."""
+        decided = await self._roaming_info(
+            charge_point_id=charge_point_id, id_tag=id_tag, now=now, starting=False
+        )
         info: IdTagInfo = await self._writer.submit(
-            partial(self._authorize, charge_point_id=charge_point_id, id_tag=id_tag, now=now)
+            partial(
+                self._authorize,
+                charge_point_id=charge_point_id,
+                id_tag=id_tag,
+                now=now,
+                decided=decided,
+            )
         )
         return info
 
     async def _authorize(
-        self, session: AsyncSession, *, charge_point_id: str, id_tag: str, now: datetime
+        self,
+        session: AsyncSession,
+        *,
+        charge_point_id: str,
+        id_tag: str,
+        now: datetime,
+        decided: IdTagInfo | None = None,
     ) -> IdTagInfo:
-        info = await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
+        info = decided or await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
         if self.wallet is not None:
             info = await self.wallet.check_prepaid(
                 session,
@@ -133,6 +169,9 @@ class SessionFlows:
         now: datetime,
     ) -> transactions.StartOutcome:
         """Record a StartTransaction once, however often it is sent (OCPP 1.6 §4.8)."""
+        decided = await self._roaming_info(
+            charge_point_id=key.charge_point_id, id_tag=key.id_tag, now=now, starting=True
+        )
         outcome, facts = await self._writer.submit(
             partial(
                 self._start,
@@ -141,6 +180,7 @@ class SessionFlows:
                 flags=flags,
                 location_id=location_id,
                 now=now,
+                decided=decided,
             )
         )
         if facts is not None:
@@ -158,9 +198,15 @@ class SessionFlows:
         flags: Sequence[TransactionFlag],
         location_id: str | None,
         now: datetime,
+        decided: IdTagInfo | None = None,
     ) -> tuple[transactions.StartOutcome, SessionFacts | None]:
         outcome = await transactions.start_transaction(
-            session, key=key, reservation_id=reservation_id, flags=flags, now=now
+            session,
+            key=key,
+            reservation_id=reservation_id,
+            flags=flags,
+            now=now,
+            id_tag_info=decided,
         )
         row = await session.get(Transaction, outcome.transaction_id)
         assert row is not None

@@ -126,12 +126,15 @@ async def start_transaction(
     reservation_id: int | None,
     flags: Sequence[TransactionFlag],
     now: datetime,
+    id_tag_info: IdTagInfo | None = None,
 ) -> StartOutcome:
     """Record a StartTransaction once, however often it is sent.
 
     OCPP 1.6 §4.8 and errata §3.17: a transactionId goes back whatever the tag's status.
+    `id_tag_info`, when given, is the decision made elsewhere (a roaming partner's token);
+    otherwise the id-tags registry decides.
     """
-    info = await authorize_id_tag(session, id_tag=key.id_tag, now=now)
+    info = id_tag_info or await authorize_id_tag(session, id_tag=key.id_tag, now=now)
     key_values = {
         "charge_point_id": key.charge_point_id,
         "connector_id": key.connector_id,
