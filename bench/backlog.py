@@ -41,7 +41,7 @@ class SqliteReader:
 
     def _read(self) -> tuple[int, datetime | None]:
         rows, oldest = self._db.execute(PENDING_SQL).fetchone()
-        # csms keeps naive UTC text in SQLite (csms/store/tables.py UTCDateTime).
+        # csms keeps naive UTC text in SQLite (csms/store/tables/columns.py UTCDateTime).
         when = None if oldest is None else datetime.fromisoformat(oldest).replace(tzinfo=UTC)
         return int(rows), when
 

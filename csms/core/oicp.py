@@ -1,6 +1,6 @@
 """OCPP 1.6 -> Hubject OICP 2.3 (CPO side): EvseStatus mapping and ChargeDetailRecord builder.
 
-Pure like csms/core/ocpi.py, and for the same reason it returns plain dicts keyed by the
+Pure like csms/core/ocpi/, and for the same reason it returns plain dicts keyed by the
 spec's field names (PascalCase), with ``Decimal``, aware ``datetime`` and the enums of
 this module as values; ``csms/events/models_oicp.py`` validates and serialises them.
 The regular expressions of the OICP restricted string types live here so that the

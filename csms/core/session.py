@@ -1,6 +1,6 @@
 """One charging session as csms knows it, and who we are: the facts every event builder needs.
 
-Shared by the OCPI and OICP mappings (`core/ocpi.py`, `core/oicp.py`), the application
+Shared by the OCPI and OICP mappings (`core/ocpi/`, `core/oicp.py`), the application
 layer and the event builders, so none of them depends on another for these types.
 Pure: no I/O, no clock.
 """
