@@ -75,6 +75,8 @@ class FakeEmsp:
     authorize_gate: asyncio.Event | None = None
     authorize_reference: str | None = "AUTH-REF-1"
     down: bool = False
+    # Requests answered 503 because the partner was down.
+    turned_away: int = 0
     # The demo (python -m tests.ocpi_partner): any token gets in, and each request is printed.
     demo: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -195,6 +197,9 @@ def _app(emsp: FakeEmsp) -> FastAPI:
     async def gate(request: Request, call_next: Any) -> Any:
         """Down: 503 to everything. Otherwise only tokens we handed out get in."""
         if emsp.down:
+            emsp.turned_away += 1
+            async with emsp.changed:
+                emsp.changed.notify_all()
             return Response(status_code=503)
         if not emsp.demo and _token(request.headers.get("authorization")) not in emsp.accepted:
             return _ok(status=2000, http=401)

@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.accounts import add_account_routes
-from csms.api.auth import Authenticator, guard, key_reader, require, require_metrics
+from csms.api.auth import (
+    Authenticator,
+    Caller,
+    Principal,
+    guard,
+    key_reader,
+    require,
+    require_metrics,
+)
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -229,16 +237,16 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         ):
             raise not_found("charge point")
 
-    async def decide(charge_point_id: str, decision: RegistrationStatus) -> ChargePointOut:
-        changed = await ctx.write(
-            partial(
-                chargers.set_registration_status,
-                charge_point_id=charge_point_id,
-                status=decision.value,
-                now=ctx.clock(),
-            )
+    async def decide(
+        charge_point_id: str, decision: RegistrationStatus, principal: Principal
+    ) -> ChargePointOut:
+        found_before = await ctx.charger_flows.decide_registration(
+            charge_point_id=charge_point_id,
+            status=decision,
+            decided_by=principal.name,
+            now=ctx.clock(),
         )
-        if not changed:
+        if not found_before:
             raise not_found("charge point")
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))
         if found is None:  # deleted meanwhile
@@ -251,24 +259,28 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         dependencies=[require(Scope.ADMIN)],
         tags=["charge points"],
     )
-    async def accept_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+    async def accept_charge_point(
+        charge_point_id: IdentityPath, principal: Caller
+    ) -> ChargePointOut:
         """Accept a charger: its next BootNotification is answered Accepted (OCPP 1.6 §4.2).
 
         A connected Pending charger boots again when its retry interval is over; send it
         TriggerMessage BootNotification to make that happen now.
         """
-        return await decide(charge_point_id, RegistrationStatus.ACCEPTED)
+        return await decide(charge_point_id, RegistrationStatus.ACCEPTED, principal)
 
     @router.post(
         "/charge-points/{charge_point_id}/reject",
         dependencies=[require(Scope.ADMIN)],
         tags=["charge points"],
     )
-    async def reject_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+    async def reject_charge_point(
+        charge_point_id: IdentityPath, principal: Caller
+    ) -> ChargePointOut:
         """Reject a charger: its BootNotifications are answered Rejected, anything else
         SecurityError, and csms sends it nothing (OCPP 1.6 §4.2). A live connection is
         closed, so that the charger boots again and hears it."""
-        found = await decide(charge_point_id, RegistrationStatus.REJECTED)
+        found = await decide(charge_point_id, RegistrationStatus.REJECTED, principal)
         connection = ctx.chargers.get(charge_point_id)
         if connection is not None:
             await connection.close(code=1000, reason="rejected by the operator")

@@ -169,7 +169,7 @@ def add_partner_routes(router: APIRouter, ctx: ApiContext, flows: PartnerFlows |
             row = await partners.get_partner(session, partner_id)
             if row is None:
                 return None
-            return await _out(session, row)
+            return await partner_out(session, row)
 
         found = await ctx.read(query)
         if found is None:
@@ -209,7 +209,9 @@ def add_partner_routes(router: APIRouter, ctx: ApiContext, flows: PartnerFlows |
     async def list_partners(limit: Limit = 50, offset: Offset = 0) -> Page[PartnerOut]:
         async def query(session: Any) -> Page[PartnerOut]:
             rows, total = await partners.list_partners(session, limit=limit, offset=offset)
-            return Page[PartnerOut](items=[await _out(session, row) for row in rows], total=total)
+            return Page[PartnerOut](
+                items=[await partner_out(session, row) for row in rows], total=total
+            )
 
         result: Page[PartnerOut] = await ctx.read(query)
         return result
@@ -324,7 +326,8 @@ async def _known_locations(ctx: ApiContext, location_ids: list[str]) -> None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown location {unknown[0]}")
 
 
-async def _out(session: Any, row: OcpiPartner) -> PartnerOut:
+async def partner_out(session: Any, row: OcpiPartner) -> PartnerOut:
+    """The partner as the API and the dashboard show it (never a token)."""
     waiting, refused = await partners.push_counts(session, row.id)
     rows = await partners.partner_locations(session, row.id)
     return PartnerOut(

@@ -95,6 +95,15 @@ def network_status(charge_point_id: str, *, at: datetime, status: str) -> Event:
     return _event(charge_point_id, EventType.CHARGEPOINT_NETWORK_STATUS, at, {"status": status})
 
 
+def registration_status(
+    charge_point_id: str, *, at: datetime, status: str, previous: str, decided_by: str | None
+) -> Event:
+    """`chargepoint.registration_status`: an operator accepted or rejected a charger
+    (docs/events.md); `previous` is the status it had before."""
+    data = {"status": status, "previousStatus": previous, "decidedBy": decided_by}
+    return _event(charge_point_id, EventType.CHARGEPOINT_REGISTRATION_STATUS, at, data)
+
+
 def booted(
     charge_point_id: str, *, at: datetime, info: BootInfo, boot_status: str = "Accepted"
 ) -> Event:

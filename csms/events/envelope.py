@@ -41,6 +41,7 @@ class EventType(StrEnum):
     CHARGEPOINT_DISCONNECTED = "chargepoint.disconnected"
     CHARGEPOINT_BOOTED = "chargepoint.booted"
     CHARGEPOINT_NETWORK_STATUS = "chargepoint.network_status"
+    CHARGEPOINT_REGISTRATION_STATUS = "chargepoint.registration_status"
     EVSE_STATUS = "evse.status"
     SESSION_STARTED = "session.started"
     SESSION_UPDATED = "session.updated"

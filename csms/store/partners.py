@@ -310,6 +310,20 @@ async def push_counts(session: AsyncSession, partner_id: str) -> tuple[int, int]
     return counts.get(True, 0), counts.get(False, 0)
 
 
+async def pushes_of(
+    session: AsyncSession, partner_id: str, *, refused: bool, limit: int
+) -> list[OcpiPush]:
+    """A partner's waiting pushes in the order they go, or (`refused`) those it refused for
+    good, newest first: the push backlog the dashboard shows."""
+    query = select(OcpiPush).where(col(OcpiPush.partner_id) == partner_id)
+    if refused:
+        query = query.where(col(OcpiPush.failed_at).is_not(None)).order_by(col(OcpiPush.id).desc())
+    else:
+        query = query.where(col(OcpiPush.failed_at).is_(None)).order_by(col(OcpiPush.id))
+    rows = await session.execute(query.limit(limit))
+    return list(rows.scalars())
+
+
 # -- the feed: how far the outbox has been read ----------------------------------------------
 
 FEED = "outbox"

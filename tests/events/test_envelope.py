@@ -30,6 +30,7 @@ CONTRACT_TYPES = [
     "chargepoint.disconnected",
     "chargepoint.booted",
     "chargepoint.network_status",
+    "chargepoint.registration_status",
     "evse.status",
     "session.started",
     "session.updated",
