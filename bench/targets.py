@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 from report import Report, Row, fmt
 from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_RATE
+from scenarios.webhook_delivery import RATE_SETTING, TARGET_P99_MS
+from scenarios.webhook_delivery import SYSTEM as WEBHOOK_SYSTEM
+from scenarios.webhook_delivery import TARGET_RATE as WEBHOOK_RATE
 
 # (target, measured, reference, met); met is None for information and for targets not run.
 Target = tuple[str, str, str, bool | None]
@@ -119,6 +122,65 @@ def targets(report: Report) -> list[Target]:
     check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
+    out += webhook_targets(report)
+    return out
+
+
+def webhook_targets(report: Report) -> list[Target]:
+    """The webhooks issue's: >= 2,000 deliveries/s to a local receiver, and p99 OCPP ->
+    webhook POST < 200 ms at that rate, with nothing lost."""
+    drain = [
+        r
+        for r in report.rows
+        if (r.scenario, r.system, r.metric) == ("P7", WEBHOOK_SYSTEM, "webhook deliveries")
+        and r.setting != RATE_SETTING
+    ]
+    p99 = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "OCPP -> webhook p99")
+    lost = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "webhooks not delivered")
+    achieved = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "webhook deliveries")
+    out: list[Target] = []
+
+    def check(name: str, row: Row | None, shown: str, good: Callable[[float], bool]) -> None:
+        value = row.median if row is not None else None
+        if value is None:
+            out.append((name, "not run", "", None))
+            return
+        ratio_text = f"{shown.format(value)}"
+        out.append((name, ratio_text, "", good(value)))
+
+    check(
+        f"P7 webhooks >= {WEBHOOK_RATE:,} deliveries/s (backlog)",
+        drain[0] if drain else None,
+        "{:,.0f} deliveries/s",
+        lambda v: v >= WEBHOOK_RATE,
+    )
+    if achieved is not None and achieved.median is not None:
+        share = achieved.median / WEBHOOK_RATE
+        out.append(
+            (
+                f"P7 webhooks at {WEBHOOK_RATE:,}/s offered (information)",
+                f"{achieved.median:,.0f} deliveries/s ({share:.2f}x the offered rate)",
+                "",
+                None,
+            )
+        )
+    check(
+        f"P7 OCPP -> webhook p99 < {TARGET_P99_MS} ms at {WEBHOOK_RATE:,}/s",
+        p99,
+        "{:.1f} ms"
+        + (f" ({p99.median / TARGET_P99_MS:.2f}x the target)" if p99 and p99.median else ""),
+        lambda v: v < TARGET_P99_MS,
+    )
+    if lost is not None and lost.values:
+        missing = max(lost.values)
+        out.append(
+            (
+                f"P7 webhooks at {WEBHOOK_RATE:,}/s: nothing lost",
+                f"{missing:.0f} missing",
+                "",
+                missing == 0,
+            )
+        )
     return out
 
 
