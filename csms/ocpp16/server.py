@@ -109,25 +109,24 @@ class OcppServer:
             log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
 
     async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
-        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
-        if tls is not None and isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        connection: type[ServerConnection] = HeardConnection
+        if tls is not None:
             # The handshake runs in the connection, so that a failed one is logged and
-            # counted (tls.py). uvloop's transports cannot host it; there the TLS layer
-            # stays asyncio's and failed handshakes go unseen (docs/security.md).
+            # counted (tls.py), on asyncio's loop and on uvloop alike: the loop's own TLS
+            # server (ssl=) drops a failed handshake silently on both (uvloop logs it only
+            # in debug mode), so the listener takes plain TCP and never gets ssl= here.
             settings = TlsSettings(
                 context=tls,
                 handshake_timeout=HANDSHAKE_TIMEOUT,
                 shutdown_timeout=self.settings.ping_timeout,
                 on_failure=self._tls_failed,
             )
-            tls_options = {"create_connection": tls_connection_class(settings)}
-        elif tls is not None:
-            log.warning("tls_handshake_failures_not_seen", reason="event loop is not asyncio's")
+            connection = tls_connection_class(settings)
         return await serve(
             self._serve_charger,
             host,
             port,
-            **tls_options,
+            create_connection=connection,
             # A bigger frame closes the connection with 1009 (RFC 6455 §7.4.1).
             max_size=self.settings.max_frame_size,
             subprotocols=[SUBPROTOCOL],

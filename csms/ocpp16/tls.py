@@ -1,12 +1,17 @@
 """TLS on the wss:// listener, run so that a failed handshake is seen (SecWP A00.FR.408).
 
-asyncio's own TLS server drops a failed handshake silently: the WebSocket layer never
-hears of the connection, so a charger with an expired or untrusted certificate, or one
-that speaks TLS 1.1, left no trace. Here each accepted TCP connection starts TLS itself
-and, when the handshake fails, reports the peer address, the reason, and the subject of
-the client certificate when it can be read: in TLS 1.2 the client's Certificate message
-travels in the clear, so the first bytes of the connection are kept until the handshake
-ends (TLS 1.3 encrypts it, so there the identity stays unknown).
+The event loop's own TLS server drops a failed handshake silently: the WebSocket layer
+never hears of the connection, so a charger with an expired or untrusted certificate, or
+one that speaks TLS 1.1, left no trace. asyncio's does; so does uvloop's (`csms serve`
+runs on it when installed): its server-side handshake waiter only closes the transport,
+and its SSLProtocol logs an `ssl.SSLError` (an OSError) only in debug mode
+(uvloop/handles/streamserver.pyx `__on_ssl_connected`, uvloop/sslproto.pyx
+`_fatal_error`). Here each accepted TCP connection, on either loop, starts TLS itself
+with asyncio's SSLProtocol and, when the handshake fails, reports the peer address, the
+reason, and the subject of the client certificate when it can be read: in TLS 1.2 the
+client's Certificate message travels in the clear, so the first bytes of the connection
+are kept until the handshake ends (TLS 1.3 encrypts it, so there the identity stays
+unknown).
 """
 
 from __future__ import annotations
