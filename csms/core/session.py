@@ -85,7 +85,7 @@ class SessionFacts:
     meter_stop_wh: int | None = None
     latest_register_wh: Decimal | int | float | None = None
     samples: tuple[Sample, ...] = ()
-    # None: format_evse_uid(charge_point_id, connector_id) (one virtual EVSE per connector)
+    # None: evse_uid_or_derived(charge_point_id, connector_id) (one virtual EVSE per connector)
     evse_uid: str | None = None
     # One OCPI Connector with id "1" per virtual EVSE (docs/events.md, "Mapping decisions")
     ocpi_connector_id: str = "1"

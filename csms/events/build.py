@@ -57,10 +57,7 @@ def _event(
 
 def evse_uid(charge_point_id: str, connector_id: int) -> str:
     """The OCPI EVSE uid of a connector; a stable derived uid when the identity is too long."""
-    try:
-        return ocpi.format_evse_uid(charge_point_id, connector_id)
-    except ValueError:
-        return str(uuid.uuid5(_UID_NAMESPACE, f"{charge_point_id}*{connector_id}"))
+    return ocpi.evse_uid_or_derived(charge_point_id, connector_id)
 
 
 def evse_id(party: Party, charge_point_id: str, connector_id: int) -> str:
