@@ -27,6 +27,7 @@ from csms.core.tariffs import TariffSource, price_session
 from csms.core.zones import location_zone
 from csms.events.models_base import to_json_dict
 from csms.events.models_ocpi import Cdr, ChargingPeriod, Price, Tariff
+from csms.flows import tariff_catalog
 from csms.store import locations, tariffs
 from csms.store.tables import TariffAssignment, TariffGroup
 
@@ -175,8 +176,10 @@ def _add_tariffs(router: APIRouter, ctx: ApiContext) -> None:
         """Create or replace a tariff; sessions already started keep the version they began with."""
         now = ctx.clock()
         data = checked_tariff(tariff_id, body, ctx.party, now=now)
-        created, _ = await ctx.write(
-            lambda session: tariffs.put_tariff(session, tariff_id=tariff_id, data=data, now=now)
+        created = await ctx.write(
+            lambda session: tariff_catalog.put_tariff(
+                session, tariff_id=tariff_id, data=data, now=now
+            )
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return data
@@ -203,7 +206,10 @@ def _add_tariffs(router: APIRouter, ctx: ApiContext) -> None:
     )
     async def delete_tariff(tariff_id: TariffPath) -> None:
         """Remove a tariff and its assignments; sessions priced with it keep their version."""
-        if not await ctx.write(lambda session: tariffs.delete_tariff(session, tariff_id=tariff_id)):
+        now = ctx.clock()
+        if not await ctx.write(
+            lambda session: tariff_catalog.delete_tariff(session, tariff_id=tariff_id, now=now)
+        ):
             raise not_found("tariff")
 
 

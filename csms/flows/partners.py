@@ -41,6 +41,14 @@ from csms.core.roaming import (
     token_digest,
     usable_endpoints,
 )
+from csms.core.roaming_hub import (
+    DIRECT,
+    PartyRef,
+    Requester,
+    is_hub,
+    own_parties,
+    token_owner_allowed,
+)
 from csms.errors import (
     NoCommonVersion,
     OcpiRequestError,
@@ -133,12 +141,30 @@ class PutOutcome:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent an OCPI request: the partner, the token it presented, and whether that was
-    token A (allowed only on versions and credentials, transport_and_format §Authorization)."""
+    """Who sent an OCPI request: the partner, the token it presented, whether that was
+    token A (allowed only on versions and credentials, transport_and_format §Authorization),
+    and the party it speaks for (core.roaming_hub: a hub relays for its clients)."""
 
     partner: OcpiPartner
     token: str
     with_token_a: bool
+    requester: Requester = DIRECT
+
+    @property
+    def hub(self) -> bool:
+        return is_hub(self.partner.roles, self.partner.their_roles)
+
+    @property
+    def own(self) -> frozenset[PartyRef]:
+        return own_parties(
+            self.partner.country_code, self.partner.party_id, self.partner.their_roles
+        )
+
+    def may_act_for(self, country_code: str, party_id: str) -> bool:
+        """Whether the caller may push, read or use a token of this party."""
+        return token_owner_allowed(
+            self.requester, hub=self.hub, own=self.own, owner=PartyRef.of(country_code, party_id)
+        )
 
 
 def new_token() -> str:
