@@ -31,6 +31,7 @@ from csms.events.models_ocpi_roaming import CommandResult, Credentials
 from tests.support import MS, RunningCsms, free_port
 
 COUNTRY, PARTY = "NL", "EMS"
+NAMES = {"EMSP": "Test eMSP", "HUB": "Test hub"}
 
 
 @dataclass
@@ -133,7 +134,7 @@ class FakeEmsp:
                     "role": self.role,
                     "party_id": self.party,
                     "country_code": self.country,
-                    "business_details": {"name": f"Test {self.role}"},
+                    "business_details": {"name": NAMES.get(self.role, "Test partner")},
                 }
             ],
         }

@@ -153,6 +153,11 @@ async def test_hub_client_info_and_foreign_parties(
         got = await http.get(url)
     assert put.json()["status_code"] == 1000, put.text
     assert got.json()["data"] == info
+    async with roaming.api() as api:
+        shown = (await api.get("/partners/hub")).json()
+    assert [(c["countryCode"], c["partyId"], c["status"]) for c in shown["hubClients"]] == [
+        ("FR", "BBB", "SUSPENDED")
+    ]
     assert "ocpi-to-party-id" not in got.headers
     assert await push_for(hub, A, "AAAA0001") == 201
     async with hub.client(on_behalf_of=B) as http:

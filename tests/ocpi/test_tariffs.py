@@ -97,6 +97,12 @@ async def test_tariff_changes_are_pushed_and_a_late_partner_gets_them_all(
         await registered_emsp(roaming, late, partner_id="late")
         await late.until(lambda: set(late.tariffs) == {"KWH"})
         assert late.tariffs["KWH"]["tariff_alt_url"] == "https://csms.example/tariffs/kwh"
+        # Another resync (a location chosen for it) sends what differs, and no tariff: it
+        # queues tariffs before locations, so a repeat would arrive before the Location.
+        await add_location(roaming, "LOC-L", publish=False)
+        await publish(roaming, {"locationIds": ["LOC-L"]}, partner_id="late")
+        await late.until(lambda: "LOC-L" in late.locations)
+        assert len(late.of("PUT", "/ocpi/2.2.1/tariffs/")) == 1
         assert not late.invalid
     assert not emsp.invalid
 
