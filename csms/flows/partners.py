@@ -402,8 +402,19 @@ class PartnerFlows:
                     )
                 )
             )
+            # The credit is for the original's owner (through a hub: the token's party).
+            owner = (
+                None
+                if original.owner_country_code is None or original.owner_party_id is None
+                else PartyRef.of(original.owner_country_code, original.owner_party_id)
+            )
             if not await partners.save_cdr(
-                session, partner_id=partner_id, cdr_id=credit_id, data=credit, last_updated=now
+                session,
+                partner_id=partner_id,
+                cdr_id=credit_id,
+                data=credit,
+                last_updated=now,
+                owner=owner,
             ):
                 raise OcpiRequestError(
                     f"CDR {cdr_id} was credited already",
@@ -417,6 +428,7 @@ class PartnerFlows:
                 kind=PushKind.CDR_POST,
                 body=credit,
                 now=now,
+                to=owner,
             )
             return credit
 

@@ -100,6 +100,17 @@ async def test_a_hub_relays_for_two_emsps(roaming: RunningCsms, hub: FakeEmsp) -
     assert seen[A] == {str(tx_a), f"cdr:{tx_a}"}
     assert seen[B] == {str(tx_b), f"cdr:{tx_b}"}
     assert seen[None] == seen[A] | seen[B]
+
+    # The operator's credit of A's CDR goes to A through the hub, and A sees it.
+    async with roaming.api() as api:
+        assert (await api.post(f"/partners/hub/cdrs/{tx_a}/credit")).status_code == 201
+    await hub.until(lambda: len(hub.cdrs) == 3)
+    assert addressed(hub.of("POST", "/ocpi/2.2.1/cdrs")[-1]) == A
+    async with hub.client(on_behalf_of=A) as as_a, hub.client(on_behalf_of=B) as as_b:
+        of_a = (await as_a.get(hub.endpoint("cdrs", "SENDER"))).json()["data"]
+        of_b = (await as_b.get(hub.endpoint("cdrs", "SENDER"))).json()["data"]
+    assert [c["id"] for c in of_a] == [str(tx_a), f"{tx_a}-C"]
+    assert [c["id"] for c in of_b] == [str(tx_b)]
     assert not hub.invalid
 
 
