@@ -13,16 +13,19 @@ own plan and group do not apply to another eMSP's driver). docs/ocpi.md, "Tariff
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.core.clock import format_utc
 from csms.core.roaming import PushKind
 from csms.events.models_ocpi import Tariff
 from csms.events.models_ocpi import to_json_dict as ocpi_json
 from csms.store import partners, roaming_catalog, tariffs
+from csms.store.tables import TariffAssignment
 
 
 def validated_tariff(data: dict[str, Any]) -> dict[str, Any]:
@@ -70,58 +73,77 @@ def _valid_at(data: Mapping[str, Any], now: datetime) -> bool:
     return not (isinstance(end, str) and datetime.fromisoformat(end) <= now)
 
 
+@dataclass(frozen=True)
+class ConnectorTariffs:
+    """The tariffs a connector names, and since when (the assignment's last change)."""
+
+    tariff_ids: list[str]
+    since: datetime
+
+
 async def roaming_tariff_ids(
     session: AsyncSession,
     *,
     location_id: str,
     evses: Iterable[tuple[str, str, int]],
     now: datetime,
-) -> dict[str, list[str]]:
-    """For each (evse uid, charge point, connector): the tariff ids a roaming session
-    starting now would get there (mod_locations §Connector Object: "Identifiers of the
-    currently valid charging tariffs"): the first valid of the connector's, the charger's,
-    the location's and the default assignment. An EVSE without one is left out."""
+) -> dict[str, ConnectorTariffs]:
+    """For each (evse uid, charge point, connector): the tariff a roaming session starting
+    now would get there (mod_locations §Connector Object: "Identifiers of the currently
+    valid charging tariffs"): the first valid of the connector's, the charger's, the
+    location's and the default assignment. An EVSE without one is left out."""
     cache: dict[str, dict[str, Any] | None] = {}
 
-    async def valid(tariff_id: str | None) -> bool:
-        if tariff_id is None:
+    async def valid(found: TariffAssignment | None) -> bool:
+        if found is None:
             return False
-        if tariff_id not in cache:
-            row = await tariffs.get_tariff(session, tariff_id)
-            cache[tariff_id] = None if row is None else row.data
-        data = cache[tariff_id]
+        if found.tariff_id not in cache:
+            row = await tariffs.get_tariff(session, found.tariff_id)
+            cache[found.tariff_id] = None if row is None else row.data
+        data = cache[found.tariff_id]
         return data is not None and _valid_at(data, now)
 
     shared = [
-        await tariffs.assigned_tariff(session, scope="location", target=location_id),
-        await tariffs.assigned_tariff(session, scope="default", target=""),
+        await tariffs.get_assignment(session, scope="location", target=location_id),
+        await tariffs.get_assignment(session, scope="default", target=""),
     ]
-    found: dict[str, list[str]] = {}
+    out: dict[str, ConnectorTariffs] = {}
     for uid, charge_point_id, connector_id in evses:
         candidates = [
-            await tariffs.assigned_tariff(
+            await tariffs.get_assignment(
                 session, scope="evse", target=f"{charge_point_id}*{connector}"
             )
             for connector in (connector_id, 0)
         ]
-        for tariff_id in [*candidates, *shared]:
-            if await valid(tariff_id):
-                assert tariff_id is not None
-                found[uid] = [tariff_id]
+        for found in [*candidates, *shared]:
+            if found is not None and await valid(found):
+                assert found.updated_at is not None
+                out[uid] = ConnectorTariffs(tariff_ids=[found.tariff_id], since=found.updated_at)
                 break
-    return found
+    return out
 
 
-def with_tariff_ids(location: dict[str, Any], ids: Mapping[str, list[str]]) -> dict[str, Any]:
-    """The Location with each EVSE's connectors carrying its `tariff_ids`."""
+def with_tariff_ids(
+    location: dict[str, Any], named: Mapping[str, ConnectorTariffs]
+) -> dict[str, Any]:
+    """The Location with each EVSE's connectors carrying its `tariff_ids`; a connector's
+    last_updated is no older than the assignment it names, so a pull with date_from
+    finds the change (mod_locations §GET List)."""
     evses = []
     for evse in location.get("evses", ()):
-        tariff_ids = ids.get(evse["uid"])
-        if tariff_ids:
-            connectors = [{**c, "tariff_ids": tariff_ids} for c in evse.get("connectors", ())]
+        found = named.get(evse["uid"])
+        if found is not None:
+            connectors = [_named(connector, found) for connector in evse.get("connectors", ())]
             evse = {**evse, "connectors": connectors}
         evses.append(evse)
     return {**location, "evses": evses} if evses else location
+
+
+def _named(connector: dict[str, Any], found: ConnectorTariffs) -> dict[str, Any]:
+    updated = connector.get("last_updated")
+    if isinstance(updated, str) and datetime.fromisoformat(updated) < found.since:
+        updated = format_utc(found.since)
+    return {**connector, "tariff_ids": found.tariff_ids, "last_updated": updated}
 
 
 def tariff_signature(location: Mapping[str, Any] | None) -> frozenset[tuple[str, tuple[str, ...]]]:

@@ -5,6 +5,7 @@ connectors' tariff_ids, and Sessions and CDRs naming the tariff they were priced
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,17 @@ async def test_connectors_name_their_tariff_and_cdrs_the_one_used(
         for connector in evse["connectors"]
     }
     assert named == {"CP-T1*1": ["SITE"], "CP-T2*1": ["FAST"]}
+    # A new assignment: named at once, and the Location's last_updated moves with it, so
+    # a pull with date_from finds it.
+    before = location["data"]["last_updated"]
+    async with roaming.api() as api:
+        await api.put("/tariff-assignments/evses/CP-T1/1", json={"tariffId": "FAST"})
+    async with emsp.client() as http:
+        changed = await http.get(emsp.endpoint("locations", "SENDER"), params={"date_from": before})
+    (again,) = changed.json()["data"]
+    assert datetime.fromisoformat(again["last_updated"]) > datetime.fromisoformat(before)
+    evse = next(e for e in again["evses"] if e["uid"] == "CP-T1*1")
+    assert evse["connectors"][0]["tariff_ids"] == ["FAST"]
     tx = await charge(roaming, "CP-T2", RFID)
     await emsp.until(lambda: len(emsp.cdrs) == 1)
     cdr = emsp.cdrs[0]
