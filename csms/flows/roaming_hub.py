@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import structlog
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.roaming import OcpiStatus
 from csms.core.roaming_hub import ConnectionStatus, PartyRef, Refusal, requester
@@ -114,7 +115,7 @@ class HubFlows:
                 ocpi_status=OcpiStatus.INVALID_PARAMETERS,
             )
 
-        async def job(session: Any) -> bool:
+        async def job(session: AsyncSession) -> bool:
             return await roaming_catalog.put_hub_client(
                 session,
                 partner_id=caller.partner.id,
