@@ -74,6 +74,32 @@ async def test_tariffs_are_listed_paginated_and_the_spec_example_round_trips(
     assert "tariffs:SENDER" in emsp.csms_endpoints
 
 
+async def test_every_spec_tariff_example_round_trips(roaming: RunningCsms, emsp: FakeEmsp) -> None:
+    """All 18 mod_tariffs examples put through the API come back from GET tariffs as they
+    went in (our party, their id), each valid under the strict Tariff model."""
+    await registered_emsp(roaming, emsp)
+    names = sorted(path.name for path in FIXTURES.glob("tariff_*.json"))
+    assert len(names) == 18
+    sent = {}
+    for name in names:
+        tariff_id = name.split("_")[1]
+        sent[tariff_id] = spec_example(name)
+        await put_tariff(roaming, tariff_id, sent[tariff_id])
+    shown: dict[str, dict[str, Any]] = {}
+    next_url: str | None = emsp.endpoint("tariffs", "SENDER")
+    async with emsp.client() as http:
+        while next_url is not None:
+            page = await http.get(next_url, params={"limit": 5} if "?" not in next_url else None)
+            shown |= {t["id"]: t for t in page.json()["data"]}
+            link = page.headers.get("link")
+            next_url = None if link is None else link.split(";")[0].strip("<>")
+    assert set(shown) == set(sent)
+    for tariff_id, tariff in shown.items():
+        Tariff.model_validate_json(json.dumps(tariff))
+        kept = {k: v for k, v in tariff.items() if k != "last_updated"}
+        assert kept == {**sent[tariff_id], "country_code": "XX", "party_id": "CSM", "id": tariff_id}
+
+
 async def test_tariff_changes_are_pushed_and_a_late_partner_gets_them_all(
     roaming: RunningCsms, emsp: FakeEmsp
 ) -> None:
