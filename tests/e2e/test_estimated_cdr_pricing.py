@@ -111,3 +111,41 @@ async def test_forced_estimate_is_priced_and_its_credit_negates_it(csms: Running
         (f"{tx}-R", Decimal("-9.60")),
     ]
     assert money(shown["cost"]["inclVat"]) == Decimal("9.60")
+
+
+async def test_an_implicitly_ended_session_is_priced_from_its_estimate(csms: RunningCsms) -> None:
+    """The connector's next Start ends the open session implicitly: its estimated CDR costs
+    its last reading's energy (4 kWh: 2.00 / 2.40), charged to the driver."""
+    now = datetime.now(UTC)
+    began = now - timedelta(hours=1)
+    mqtt = mqtt_of(csms)
+    async with csms.api() as api:
+        user = (await api.post("/users", json={"name": "Driver"})).json()["userId"]
+        await api.put(f"/id-tags/{TAG}", json={"status": "Accepted", "userId": user})
+        await api.put("/tariffs/KWH", json=ENERGY)
+        await api.put("/tariff-assignments/default", json={"tariffId": "KWH"})
+    async with (
+        subscribed(mqtt.url, mqtt.topic_prefix) as events,
+        strict_charger(f"{csms.ocpp_url}/CP-IMPL") as charger,
+        csms.api() as api,
+    ):
+        first = {"connectorId": 1, "idTag": TAG, "meterStart": 0, "timestamp": z(began)}
+        tx = (await charger.call("StartTransaction", first))["transactionId"]
+        await charger.call("MeterValues", register(tx, 4_000, began + timedelta(minutes=20)))
+        second = {**first, "meterStart": 4_000, "timestamp": z(now)}
+        await charger.call("StartTransaction", second)
+        (estimate,) = await events.until(1, of_type="cdr.created")
+        ledger = (await api.get(f"/users/{user}/ledger")).json()["items"]
+    data = estimate["data"]
+    assert (data["transactionId"], data["reason"], data["estimated"]) == (
+        tx,
+        "implicitly_ended",
+        True,
+    )
+    assert (money(data["cost"]["exclVat"]), money(data["cost"]["inclVat"])) == (
+        Decimal("2.00"),
+        Decimal("2.40"),
+    )
+    assert [(e["reference"], money(e["amount"])) for e in ledger if e["kind"] == "session"] == [
+        (str(tx), Decimal("-2.40"))
+    ]
