@@ -160,6 +160,7 @@ class Roaming:
             resync_interval=settings.resync_interval,
         )
         self.partners.listeners.append(self.push.partner_changed)
+        self.partners.everyone_listeners.append(self.push.everyone_changed)
         database.writer.listeners.append(self.push.wake)
         sessions.roaming = self.tokens
         self.commands = RoamingCommands(

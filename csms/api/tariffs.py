@@ -372,6 +372,13 @@ async def _tariff_exists(ctx: ApiContext, tariff_id: str) -> None:
         raise _invalid(f"body.tariffId: unknown tariff {tariff_id}")
 
 
+def _roaming_changed(ctx: ApiContext) -> None:
+    """Connectors name their tariff to roaming partners (docs/ocpi.md, "Tariffs"): an
+    assignment changes what partners should hold."""
+    if ctx.partners is not None:
+        ctx.partners.everyone_changed()
+
+
 def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
     async def assign(scope: TariffSource, target: str, body: TariffAssignmentIn) -> bool:
         await _tariff_exists(ctx, body.tariff_id)
@@ -380,6 +387,7 @@ def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
                 session, scope=scope.value, target=target, tariff_id=body.tariff_id, now=ctx.clock()
             )
         )
+        _roaming_changed(ctx)
         return created
 
     async def unassign(scope: TariffSource, target: str) -> None:
@@ -387,6 +395,7 @@ def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
             lambda session: tariffs.delete_assignment(session, scope=scope.value, target=target)
         ):
             raise not_found("tariff assignment")
+        _roaming_changed(ctx)
 
     @router.get("/tariff-assignments", tags=["tariffs"], dependencies=[require(Scope.READ)])
     async def list_assignments() -> Page[TariffAssignmentOut]:

@@ -182,10 +182,18 @@ class PartnerFlows:
     clock: Callable[[], datetime]
     # Called with a partner id whenever what it should hold may have changed.
     listeners: list[Callable[[str], None]] = field(default_factory=list)
+    # Called when what every partner should hold may have changed.
+    everyone_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def _changed(self, partner_id: str) -> None:
         for listener in self.listeners:
             listener(partner_id)
+
+    def everyone_changed(self) -> None:
+        """What every partner holds may be out of date (a tariff assignment changed which
+        tariff connectors name): bring them all in line now, not at the next resync."""
+        for listener in self.everyone_listeners:
+            listener()
 
     # -- the operator's side ----------------------------------------------------------------
 

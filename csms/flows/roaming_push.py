@@ -104,6 +104,7 @@ class PushDelivery:
         self._wake_sender = asyncio.Event()
         self._wake_resync = asyncio.Event()
         self._changed: set[str] = set()
+        self._everyone = False
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._has_partners: bool | None = None
         self._rng = random.Random()
@@ -120,6 +121,12 @@ class PushDelivery:
         """What a partner should hold may have changed: resync it now."""
         self._changed.add(partner_id)
         self._has_partners = None
+        self._wake_resync.set()
+
+    def everyone_changed(self) -> None:
+        """What every partner should hold may have changed (a tariff assignment moved the
+        connectors' tariff_ids): resync them all now."""
+        self._everyone = True
         self._wake_resync.set()
 
     async def run(self) -> None:
@@ -460,6 +467,7 @@ class PushDelivery:
         every = True
         while True:
             changed, self._changed = self._changed, set()
+            every, self._everyone = every or self._everyone, False
             self._wake_resync.clear()
             try:
                 await self._database.writer.submit(

@@ -139,6 +139,13 @@ async def test_connectors_name_their_tariff_and_cdrs_the_one_used(
 ) -> None:
     """Connectors carry tariff_ids (the EVSE's assignment before the location's); the
     partner's Session and CDR name the tariff the session was priced with."""
+
+    def pushed(uid: str) -> list[str] | None:
+        """The tariff_ids of an EVSE's connector in the Location the partner holds."""
+        held = emsp.locations.get("LOC-T", {}).get("evses", [])
+        found = [e["connectors"][0].get("tariff_ids") for e in held if e["uid"] == uid]
+        return found[0] if found else None
+
     await add_location(roaming, "LOC-T", "CP-T1", "CP-T2")
     await put_tariff(roaming, "SITE", ENERGY)
     await put_tariff(roaming, "FAST", {**ENERGY, "type": "PROFILE_FAST"})
@@ -153,6 +160,7 @@ async def test_connectors_name_their_tariff_and_cdrs_the_one_used(
     await push_token(emsp, RFID, whitelist="ALWAYS")
     async with emsp.client() as http:
         location = (await http.get(f"{emsp.endpoint('locations', 'SENDER')}/LOC-T")).json()
+    await emsp.until(lambda: pushed("CP-T1*1") == ["SITE"])
     named = {
         evse["uid"]: connector.get("tariff_ids")
         for evse in location["data"]["evses"]
@@ -170,6 +178,10 @@ async def test_connectors_name_their_tariff_and_cdrs_the_one_used(
     assert datetime.fromisoformat(again["last_updated"]) > datetime.fromisoformat(before)
     evse = next(e for e in again["evses"] if e["uid"] == "CP-T1*1")
     assert evse["connectors"][0]["tariff_ids"] == ["FAST"]
+
+    # The partner holding the location gets it again at once (not at the next periodic
+    # resync, 300 s away): the assignment woke the resync.
+    await emsp.until(lambda: pushed("CP-T1*1") == ["FAST"])
     tx = await charge(roaming, "CP-T2", RFID)
     await emsp.until(lambda: len(emsp.cdrs) == 1)
     cdr = emsp.cdrs[0]
