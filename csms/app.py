@@ -37,6 +37,7 @@ from csms.flows.offline import OfflineWatch
 from csms.flows.partners import Identity, PartnerFlows
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.roaming_commands import RoamingCommands
+from csms.flows.roaming_hub import HubFlows
 from csms.flows.roaming_locations import PartnerLocations
 from csms.flows.roaming_push import PushDelivery
 from csms.flows.roaming_tokens import TokenFlows
@@ -46,8 +47,9 @@ from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
-from csms.ocpi.app import OcpiServices, create_ocpi_app
+from csms.ocpi.app import create_ocpi_app
 from csms.ocpi.client import OcpiClient
+from csms.ocpi.services import OcpiServices
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
@@ -129,7 +131,7 @@ class Roaming:
             timeout=settings.call_timeout,
             allow_private_targets=settings.allow_private_targets,
         )
-        views = PartnerLocations(party=party, online=online.chargers)
+        views = PartnerLocations(party=party, online=online.chargers, clock=utc_now)
         self.partners = PartnerFlows(
             database=database,
             client=self.client,
@@ -158,6 +160,7 @@ class Roaming:
             resync_interval=settings.resync_interval,
         )
         self.partners.listeners.append(self.push.partner_changed)
+        self.partners.everyone_listeners.append(self.push.everyone_changed)
         database.writer.listeners.append(self.push.wake)
         sessions.roaming = self.tokens
         self.commands = RoamingCommands(
@@ -178,6 +181,7 @@ class Roaming:
                 tokens=self.tokens,
                 commands=self.commands,
                 views=views,
+                hubs=HubFlows(database=database),
                 clock=utc_now,
                 country_code=settings.country_code,
                 party_id=settings.party_id,

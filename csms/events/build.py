@@ -688,6 +688,15 @@ def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
     return _event(location["id"], EventType.LOCATION_UPDATED, at, {"ocpi": location})
 
 
+def tariff_updated(tariff_id: str, tariff: dict[str, Any] | None, *, at: datetime) -> Event:
+    """`tariff.updated`: a tariff was created or replaced (`ocpi` the OCPI 2.2.1 Tariff) or
+    deleted (`deleted` true, `ocpi` null), under the tariff's id in the topic
+    (`{prefix}/events/{tariffId}/tariff.updated`, docs/events.md). Roaming partners get it
+    from here (docs/ocpi.md, "Tariffs")."""
+    data = {"tariffId": tariff_id, "deleted": tariff is None, "ocpi": tariff}
+    return _event(tariff_id, EventType.TARIFF_UPDATED, at, data)
+
+
 # -- security ------------------------------------------------------------------------------
 
 

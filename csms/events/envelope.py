@@ -52,6 +52,7 @@ class EventType(StrEnum):
     AUTHORIZATION = "authorization"
     RESERVATION_STATUS = "reservation.status"
     LOCATION_UPDATED = "location.updated"
+    TARIFF_UPDATED = "tariff.updated"
     SECURITY_EVENT = "security.event"
     USER_BALANCE_CHANGED = "user.balance_changed"
     USER_SUBSCRIPTION_CHANGED = "user.subscription_changed"

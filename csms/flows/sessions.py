@@ -315,9 +315,11 @@ class SessionFlows:
             samples=transactions.samples_of(stored),
         )
         end = session_end(charger_stopped=row.charger_stopped, flags=row.flags)
-        # Only the charger's own Stop is priced and charged: an estimate is not (docs/tariffs.md).
+        # Priced and charged with the charger's values, or with the estimate when csms ended
+        # the session itself; a correction credits the estimate (docs/tariffs.md, "Estimated
+        # and corrected CDRs").
         settled = None
-        if self.pricing is not None and row.meter_stop is not None:
+        if self.pricing is not None and facts.meter_stop_wh is not None:
             settled = await self.pricing.settle(session, row=row, facts=facts, now=now)
         priced = None if settled is None else settled.priced
         events = [
@@ -357,6 +359,15 @@ class SessionFlows:
         estimate = None if row.charger_stopped else cdr.data
         await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
         if self.wallet is not None and settled is not None and settled.user_id is not None:
+            if replaces is not None:
+                events += await self.wallet.credit_session(
+                    session,
+                    user_id=settled.user_id,
+                    transaction_id=transaction_id,
+                    credited_cdr_id=replaces,
+                    credit_cdr_id=f"{replaces}-C",
+                    now=now,
+                )
             assert priced is not None
             total = priced.costs.total
             events += await self.wallet.charge_session(
@@ -366,6 +377,7 @@ class SessionFlows:
                 amount=total.incl_vat if total.incl_vat is not None else total.excl_vat,
                 currency=priced.costs.currency,
                 now=now,
+                cdr_id=str(cdr.data["cdrId"]),
             )
         return events
 

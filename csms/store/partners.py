@@ -20,13 +20,16 @@ from csms.core.roaming import (
     Selection,
     collapsed_kind,
 )
+from csms.core.roaming_hub import PartyRef
 from csms.store.sql import page, rowcount
 from csms.store.tables import (
     OcpiAuthorization,
     OcpiCdr,
     OcpiFeed,
+    OcpiHubClient,
     OcpiPartner,
     OcpiPartnerLocation,
+    OcpiPartnerTariff,
     OcpiPush,
     OcpiReservation,
     OcpiSession,
@@ -97,6 +100,8 @@ async def delete_partner(session: AsyncSession, *, partner_id: str) -> bool:
         OcpiSession,
         OcpiCdr,
         OcpiReservation,
+        OcpiPartnerTariff,
+        OcpiHubClient,
     ):
         table = table_of(model)
         await session.execute(delete(table).where(table.c.partner_id == partner_id))
@@ -229,9 +234,11 @@ async def enqueue(
     now: datetime,
     body: dict[str, Any] | None = None,
     url: str | None = None,
+    to: PartyRef | None = None,
 ) -> None:
     """Queue a push behind the partner's others; it replaces an unsent push of the same
-    object where only the latest state matters (core.roaming.COLLAPSIBLE)."""
+    object where only the latest state matters (core.roaming.COLLAPSIBLE). `to` is the
+    party it is addressed to when that is not the partner itself (a hub's client)."""
     if kind in COLLAPSIBLE:
         pending = await session.execute(
             select(OcpiPush)
@@ -253,6 +260,8 @@ async def enqueue(
             kind=kind.value,
             url=url,
             body=body,
+            to_country_code=None if to is None else to.country_code,
+            to_party_id=None if to is None else to.party_id,
             attempts=0,
             next_attempt_at=now,
             created_at=now,
@@ -396,6 +405,7 @@ async def save_session(
     authorization_reference: str | None,
     data: dict[str, Any],
     last_updated: datetime,
+    owner: PartyRef | None = None,
 ) -> None:
     row = await session.get(OcpiSession, (partner_id, session_id))
     if row is None:
@@ -405,6 +415,8 @@ async def save_session(
             token_id=token_id,
             auth_method=auth_method,
             authorization_reference=authorization_reference,
+            owner_country_code=None if owner is None else owner.country_code,
+            owner_party_id=None if owner is None else owner.party_id,
         )
         session.add(row)
     row.data = data
@@ -423,11 +435,21 @@ async def save_cdr(
     cdr_id: str,
     data: dict[str, Any],
     last_updated: datetime,
+    owner: PartyRef | None = None,
 ) -> bool:
     """Keep a CDR once; False when it exists already (a CDR never changes, mod_cdrs)."""
     if await session.get(OcpiCdr, (partner_id, cdr_id)) is not None:
         return False
-    session.add(OcpiCdr(partner_id=partner_id, cdr_id=cdr_id, data=data, last_updated=last_updated))
+    session.add(
+        OcpiCdr(
+            partner_id=partner_id,
+            cdr_id=cdr_id,
+            data=data,
+            last_updated=last_updated,
+            owner_country_code=None if owner is None else owner.country_code,
+            owner_party_id=None if owner is None else owner.party_id,
+        )
+    )
     await session.flush()
     return True
 
@@ -440,6 +462,7 @@ async def sessions_page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of a partner's Sessions, oldest update first."""
     return await _page(
@@ -451,6 +474,7 @@ async def sessions_page(
         date_to=date_to,
         offset=offset,
         limit=limit,
+        owner=owner,
     )
 
 
@@ -462,6 +486,7 @@ async def cdrs_page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of a partner's CDRs, oldest first."""
     return await _page(
@@ -473,6 +498,7 @@ async def cdrs_page(
         date_to=date_to,
         offset=offset,
         limit=limit,
+        owner=owner,
     )
 
 
@@ -486,11 +512,16 @@ async def _page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """transport_and_format §Paginated Response: "It is best practice to return the oldest
-    objects first"; date_from inclusive, date_to exclusive."""
+    objects first"; date_from inclusive, date_to exclusive. With `owner`, only that party's
+    (a hub's client asking through the hub sees its own only)."""
     table = table_of(model)
     conditions = [table.c.partner_id == partner_id]
+    if owner is not None:
+        conditions.append(table.c.owner_country_code == owner.country_code)
+        conditions.append(table.c.owner_party_id == owner.party_id)
     if date_from is not None:
         conditions.append(table.c.last_updated >= date_from)
     if date_to is not None:

@@ -141,6 +141,12 @@ async def list_assignments(session: AsyncSession) -> list[TariffAssignment]:
     return list(rows.scalars())
 
 
+async def get_assignment(
+    session: AsyncSession, *, scope: str, target: str
+) -> TariffAssignment | None:
+    return await session.get(TariffAssignment, (scope, target))
+
+
 async def assigned_tariff(session: AsyncSession, *, scope: str, target: str) -> str | None:
     row = await session.get(TariffAssignment, (scope, target))
     return None if row is None else row.tariff_id

@@ -41,6 +41,7 @@ CONTRACT_TYPES = [
     "authorization",
     "reservation.status",
     "location.updated",
+    "tariff.updated",
     "security.event",
     "user.balance_changed",
     "user.subscription_changed",
