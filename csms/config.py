@@ -63,6 +63,14 @@ class OcppSettings:
     heartbeat_grace: float = 60.0
     # Largest frame a charger may send; a bigger one closes the connection with 1009.
     max_frame_size: int = 1024 * 1024
+    # Fragments of one message, and seconds from its first fragment to its last; beyond
+    # either the connection is closed with 1009 (docs/security.md, "Limits and hostile input").
+    max_fragments: int = 1024
+    fragment_timeout: float = 10.0
+    # Largest DataTransfer data (characters) kept; a bigger one gets a CALLERROR.
+    max_data_transfer: int = 65536
+    # Bytes of answers kept per connection so that a retried message gets the same answer.
+    answer_cache_bytes: int = 65536
     command_queue_size: int = 16
     offline_grace: float = 600.0
     long_term_offline: float = 86400.0
@@ -391,6 +399,10 @@ def _check(settings: Settings) -> None:
         "ocpp.pending_interval": settings.ocpp.pending_interval,
         "ocpp.heartbeat_grace": settings.ocpp.heartbeat_grace,
         "ocpp.max_frame_size": settings.ocpp.max_frame_size,
+        "ocpp.max_fragments": settings.ocpp.max_fragments,
+        "ocpp.fragment_timeout": settings.ocpp.fragment_timeout,
+        "ocpp.max_data_transfer": settings.ocpp.max_data_transfer,
+        "ocpp.answer_cache_bytes": settings.ocpp.answer_cache_bytes,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,

@@ -23,7 +23,7 @@ from csms.errors import (
 from csms.metrics import Metrics, monotonic
 from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
-from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
+from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession, shorten
 from csms.ocpp16.schemas import ErrorCode
 
 log = structlog.get_logger("csms.ocpp")
@@ -133,6 +133,8 @@ class ChargerConnection:
         if isinstance(event, Call):
             if event.normalised:
                 self._report_normalised(event)
+            if event.repaired:
+                self._report_repaired(event)
             await self._run_handler(event)
         elif isinstance(event, Answer):
             if event.error_code is not None:
@@ -159,6 +161,17 @@ class ChargerConnection:
                 path=change.path,
                 sent=change.before,
                 stored=change.after,
+            )
+
+    def _report_repaired(self, call: Call) -> None:
+        # OCPP 1.6 §4.10: a StopTransaction csms could not store as sent is kept repaired.
+        for repair in call.repaired:
+            self.counters["stops.repaired"] += 1
+            log.warning(
+                "stop_repaired",
+                path=repair.path,
+                sent=shorten(repr(repair.before)),
+                stored=shorten(repr(repair.after)),
             )
 
     async def _run_handler(self, call: Call) -> None:

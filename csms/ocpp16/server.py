@@ -7,6 +7,7 @@ import ssl
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_con
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
+from csms.ocpp16.limits import Limits
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
 from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
@@ -72,6 +74,7 @@ class OcppServer:
             counters=self.counters,
         )
         self.validators = load_validators()
+        self.limits = Limits.from_settings(settings)
         self.leniency = Leniency.from_rules(settings.leniency) if settings.leniency else None
         # OCPP 1.6 §4.6: two heartbeat intervals and a grace without a message is silence.
         interval = max(settings.heartbeat_interval, settings.pending_interval)
@@ -109,7 +112,10 @@ class OcppServer:
             log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
 
     async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
-        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
+        tls_options: dict[str, Any] = {
+            "ssl": tls,
+            "create_connection": partial(HeardConnection, limits=self.limits),
+        }
         if tls is not None and isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
             # The handshake runs in the connection, so that a failed one is logged and
             # counted (tls.py). uvloop's transports cannot host it; there the TLS layer
@@ -120,7 +126,8 @@ class OcppServer:
                 shutdown_timeout=self.settings.ping_timeout,
                 on_failure=self._tls_failed,
             )
-            tls_options = {"create_connection": tls_connection_class(settings)}
+            connection_class = tls_connection_class(settings)
+            tls_options = {"create_connection": partial(connection_class, limits=self.limits)}
         elif tls is not None:
             log.warning("tls_handshake_failures_not_seen", reason="event loop is not asyncio's")
         return await serve(
@@ -215,6 +222,7 @@ class OcppServer:
                 profile=leniency.profile_for(admission.vendor, admission.model)
                 if leniency is not None
                 else None,
+                limits=self.limits,
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
