@@ -344,6 +344,7 @@ class Csms:
             token=settings.api.token,
             metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
             dashboard=settings.dashboard,
+            max_body_bytes=settings.api.max_body_bytes,
         )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,

@@ -92,6 +92,8 @@ class ApiSettings:
     token: str = field(default="", repr=False)
     # GET /metrics answers a client on a loopback address without a credential.
     metrics_open_on_loopback: bool = True
+    # Largest request body read (bytes); a bigger one gets 413 before it is parsed.
+    max_body_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -411,6 +413,7 @@ def _check(settings: Settings) -> None:
         "ocpi.call_timeout": settings.ocpi.call_timeout,
         "ocpi.authorize_timeout": settings.ocpi.authorize_timeout,
         "ocpi.max_body_bytes": settings.ocpi.max_body_bytes,
+        "api.max_body_bytes": settings.api.max_body_bytes,
         "ocpi.resync_interval": settings.ocpi.resync_interval,
         "ocpi.retry_max_delay": settings.ocpi.retry_max_delay,
     }

@@ -63,3 +63,35 @@ class FragmentBound:
         if fragments > 1 and now - started > self._limits.fragment_timeout:
             return f"fragmented message took over {self._limits.fragment_timeout:g} s"
         return None
+
+
+class LogBudget:
+    """How many rejection log lines one connection may write per window; the rest are counted.
+
+    A charger that sends the same bad message in a loop must not fill the disk: the first
+    `burst` lines of each window are written, the others only counted, and the next line
+    written says how many were left out.
+    """
+
+    def __init__(self, *, burst: int = 10, window: float = 60.0) -> None:
+        self._burst = burst
+        self._window = window
+        self._opened = float("-inf")
+        self._written = 0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        """Whether a line may be written now; when not, it is counted in `suppressed`."""
+        if now - self._opened >= self._window:
+            self._opened = now
+            self._written = 0
+        if self._written < self._burst:
+            self._written += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        """Lines left out since the last call (reported with the next line written)."""
+        count, self.suppressed = self.suppressed, 0
+        return count

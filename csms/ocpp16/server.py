@@ -38,6 +38,8 @@ log = structlog.get_logger("csms.ocpp")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 LISTEN_BACKLOG = 8192
 HANDSHAKE_TIMEOUT = 60.0
+# Seconds a charger refused with 503 (the database is away) is asked to wait.
+RETRY_AFTER_SECONDS = 30
 
 
 class OcppServer:
@@ -169,7 +171,10 @@ class OcppServer:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        outcome = await self.gatekeeper.admit(connection, request)
+        try:
+            outcome = await self.gatekeeper.admit(connection, request)
+        except StoreError as exc:
+            return _unavailable(connection, exc)
         if isinstance(outcome, Response):
             return outcome
         self._admissions[connection] = outcome
@@ -368,6 +373,15 @@ class OcppServer:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _unavailable(connection: ServerConnection, exc: StoreError) -> Response:
+    """HTTP 503 with Retry-After for an upgrade csms cannot decide on: the database is
+    away (RFC 9110 §15.6.4); the charger comes back later instead of seeing our 500."""
+    log.warning("upgrade_refused_store_unavailable", error=str(exc))
+    response = connection.respond(503, "database unavailable, retry later\n")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _select_subprotocol(

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from csms.ocpp16.handlers import HANDLERS
-from csms.ocpp16.limits import FragmentBound, Limits
+from csms.ocpp16.limits import FragmentBound, Limits, LogBudget
 from csms.ocpp16.poison import find_poison, repair_stop
 from csms.ocpp16.rpc import Answer, Call, Dropped, RpcSession, shorten
 from csms.ocpp16.schemas import load_validators
@@ -144,3 +144,12 @@ def test_fragment_bound() -> None:
     assert slow.receive_frame(fin=False, now=0.0) is None
     assert "took over" in (slow.receive_frame(fin=True, now=2.0) or "")
     assert slow.receive_frame(fin=True, now=50.0) is None
+
+
+def test_log_budget() -> None:
+    """A burst of lines per window is written; the rest are counted and reported once."""
+    budget = LogBudget(burst=2, window=60.0)
+    assert [budget.allow(0.0) for _ in range(5)] == [True, True, False, False, False]
+    assert budget.take_suppressed() == 3
+    assert budget.take_suppressed() == 0
+    assert budget.allow(61.0)

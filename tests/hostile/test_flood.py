@@ -103,3 +103,14 @@ async def test_data_transfer_over_the_cap_is_refused(bounded: RunningCsms) -> No
         assert "1024" in caught.value.description
         answer = await cp.call("DataTransfer", {"vendorId": "acme", "data": "x" * 1024})
         assert answer == {"status": "UnknownVendorId"}
+
+
+async def test_repeated_rejections_are_logged_a_few_times(csms: RunningCsms) -> None:
+    """A charger looping on a bad message gets every answer, but only a few log lines."""
+    async with csms.charger() as cp:
+        for _ in range(30):
+            with pytest.raises(CallErrorReceived):
+                await cp.call("Authorize", {"idTag": "B" * 30})
+    counters = csms.app.ocpp.counters
+    assert counters["calls.rejected"] == 30
+    assert counters["log.rejections_suppressed"] == 20
