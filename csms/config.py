@@ -18,6 +18,8 @@ import orjson
 from csms.errors import ConfigError
 
 ENV_PREFIX = "CSMS_"
+# The bootstrap admin key, when the API is reachable beyond loopback (docs/security.md).
+MIN_API_TOKEN_LENGTH = 16
 
 # What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
 UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
@@ -446,6 +448,33 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+    if not is_loopback(settings.api.host) and len(settings.api.token) < MIN_API_TOKEN_LENGTH:
+        # Reachable from the network, the bootstrap admin key must not be guessable.
+        raise ConfigError(
+            f"config key api.token must have {MIN_API_TOKEN_LENGTH} characters or more when "
+            f"api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What in a valid configuration lets anyone on the network act as a charger.
+
+    The shipped config.toml keeps a newcomer's first five minutes easy: a plain listener on
+    every interface, no charger authentication (profile 0), unknown chargers registered on
+    first contact. Together these let anyone who reaches the port register identities or
+    take over a charger's session; docs/security.md, "Production configuration", says what
+    to change. Empty when any of the three is closed.
+    """
+    ocpp, security = settings.ocpp, settings.security
+    if not security.plain_listener or is_loopback(ocpp.host):
+        return []
+    if security.min_profile > 0 or ocpp.unknown_charger_policy != "accept":
+        return []
+    return [
+        f"the plain ws:// listener on {ocpp.host}:{ocpp.port} is reachable beyond loopback",
+        "security.min_profile is 0: chargers connect without any authentication",
+        "ocpp.unknown_chargers accepts any identity on first contact",
+    ]
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:
