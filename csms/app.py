@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
-from csms.config import OcpiSettings, SecuritySettings, Settings
+from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.passwords import PasswordHasher
@@ -348,6 +348,7 @@ class Csms:
             token=settings.api.token,
             metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
             dashboard=settings.dashboard,
+            max_body_bytes=settings.api.max_body_bytes,
         )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
@@ -416,6 +417,7 @@ class Csms:
                     pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
                     started = await _started(self.roaming.server, ocpi)
                 if started:
+                    self._warn_exposure()
                     self._log_ready(broker)
                     self.ready.set()
                     await self._stop.wait()
@@ -458,6 +460,18 @@ class Csms:
                     await ocpi
             except TimeoutError:
                 ocpi.cancel()
+
+    def _warn_exposure(self) -> None:
+        """Loud, at every start: anyone on the network can act as a charger (issue 13)."""
+        reasons = exposure_warnings(self.settings)
+        if reasons:
+            log.warning(
+                "unsafe_configuration",
+                risk="anyone who reaches the OCPP port can register identities or take over "
+                "a charger's session",
+                reasons=reasons,
+                fix="docs/security.md, 'Production configuration'",
+            )
 
     def _log_ready(self, broker: EmbeddedBroker | None) -> None:
         log.info(

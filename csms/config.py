@@ -18,6 +18,8 @@ import orjson
 from csms.errors import ConfigError
 
 ENV_PREFIX = "CSMS_"
+# The bootstrap admin key, when the API is reachable beyond loopback (docs/security.md).
+MIN_API_TOKEN_LENGTH = 16
 
 # What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
 UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
@@ -63,6 +65,14 @@ class OcppSettings:
     heartbeat_grace: float = 60.0
     # Largest frame a charger may send; a bigger one closes the connection with 1009.
     max_frame_size: int = 1024 * 1024
+    # Fragments of one message, and seconds from its first fragment to its last; beyond
+    # either the connection is closed with 1009 (docs/security.md, "Limits and hostile input").
+    max_fragments: int = 1024
+    fragment_timeout: float = 10.0
+    # Largest DataTransfer data (characters) kept; a bigger one gets a CALLERROR.
+    max_data_transfer: int = 65536
+    # Bytes of answers kept per connection so that a retried message gets the same answer.
+    answer_cache_bytes: int = 65536
     command_queue_size: int = 16
     offline_grace: float = 600.0
     long_term_offline: float = 86400.0
@@ -84,6 +94,8 @@ class ApiSettings:
     token: str = field(default="", repr=False)
     # GET /metrics answers a client on a loopback address without a credential.
     metrics_open_on_loopback: bool = True
+    # Largest request body read (bytes); a bigger one gets 413 before it is parsed.
+    max_body_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -391,6 +403,10 @@ def _check(settings: Settings) -> None:
         "ocpp.pending_interval": settings.ocpp.pending_interval,
         "ocpp.heartbeat_grace": settings.ocpp.heartbeat_grace,
         "ocpp.max_frame_size": settings.ocpp.max_frame_size,
+        "ocpp.max_fragments": settings.ocpp.max_fragments,
+        "ocpp.fragment_timeout": settings.ocpp.fragment_timeout,
+        "ocpp.max_data_transfer": settings.ocpp.max_data_transfer,
+        "ocpp.answer_cache_bytes": settings.ocpp.answer_cache_bytes,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,
@@ -399,6 +415,7 @@ def _check(settings: Settings) -> None:
         "ocpi.call_timeout": settings.ocpi.call_timeout,
         "ocpi.authorize_timeout": settings.ocpi.authorize_timeout,
         "ocpi.max_body_bytes": settings.ocpi.max_body_bytes,
+        "api.max_body_bytes": settings.api.max_body_bytes,
         "ocpi.resync_interval": settings.ocpi.resync_interval,
         "ocpi.retry_max_delay": settings.ocpi.retry_max_delay,
     }
@@ -431,6 +448,33 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+    if not is_loopback(settings.api.host) and len(settings.api.token) < MIN_API_TOKEN_LENGTH:
+        # Reachable from the network, the bootstrap admin key must not be guessable.
+        raise ConfigError(
+            f"config key api.token must have {MIN_API_TOKEN_LENGTH} characters or more when "
+            f"api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What in a valid configuration lets anyone on the network act as a charger.
+
+    The shipped config.toml keeps a newcomer's first five minutes easy: a plain listener on
+    every interface, no charger authentication (profile 0), unknown chargers registered on
+    first contact. Together these let anyone who reaches the port register identities or
+    take over a charger's session; docs/security.md, "Production configuration", says what
+    to change. Empty when any of the three is closed.
+    """
+    ocpp, security = settings.ocpp, settings.security
+    if not security.plain_listener or is_loopback(ocpp.host):
+        return []
+    if security.min_profile > 0 or ocpp.unknown_charger_policy != "accept":
+        return []
+    return [
+        f"the plain ws:// listener on {ocpp.host}:{ocpp.port} is reachable beyond loopback",
+        "security.min_profile is 0: chargers connect without any authentication",
+        "ocpp.unknown_chargers accepts any identity on first contact",
+    ]
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:

@@ -32,6 +32,7 @@ from csms.api.context import (
     not_found,
 )
 from csms.api.dashboard import add_dashboard
+from csms.api.limits import RETRY_AFTER_SECONDS, RequestLimits
 from csms.api.locations import add_location_routes
 from csms.api.partners import add_partner_routes
 from csms.api.rates import add_rate_routes
@@ -59,7 +60,7 @@ from csms.core.registration import RegistrationStatus
 from csms.core.security import password_bytes, password_problem
 from csms.errors import CommandError, StoreError, WalletError
 from csms.metrics import CONTENT_TYPE
-from csms.store import chargers, outbox, registry, tariffs, transactions
+from csms.store import chargers, locations, outbox, registry, tariffs, transactions
 
 
 def create_api(
@@ -68,6 +69,7 @@ def create_api(
     token: str,
     metrics_open_on_loopback: bool = True,
     dashboard: DashboardSettings | None = None,
+    max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
     """Build the API. An empty token means an open API (loopback only, see config)."""
     ctx = context
@@ -78,6 +80,7 @@ def create_api(
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
@@ -113,7 +116,12 @@ def create_api(
 
 
 async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": str(exc)})
+    # docs/api.md: the database is away, ours to fix; the client may retry after a while.
+    return JSONResponse(
+        status_code=503,
+        content={"detail": str(exc)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -196,6 +204,14 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         values = body.model_dump(exclude_unset=True, exclude={"password", "connector_spec"})
         if body.connector_spec is not None:
             values["connector_spec"] = body.connector_spec.to_ocpi()
+        if body.location_id is not None:
+            place = partial(locations.get_location, location_id=body.location_id)
+            if await ctx.read(place) is None:
+                # Like an unknown userId on an id tag: the caller named what does not exist.
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"body.locationId: unknown location {body.location_id}",
+                )
         if body.security_profile in (1, 2) and body.password is None:
             lookup = partial(chargers.get_charge_point, charge_point_id=charge_point_id)
             existing = await ctx.read(lookup)

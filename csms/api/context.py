@@ -107,7 +107,8 @@ IdentityPath = Annotated[
     Path(
         min_length=1,
         max_length=48,
-        pattern=r"^[^/\s\x00-\x1f\x7f]+$",
+        # csms/core/identity.py: what a charger's URL can name (docs/ocpp.md, "Connecting").
+        pattern=r'^[^/\s\x00-\x1f\x7f#<>\\"`{}]+$',
         description="the charge point identity, as in its OCPP URL",
     ),
 ]

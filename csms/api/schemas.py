@@ -16,7 +16,15 @@ from csms.core.registration import RegistrationStatus
 T = TypeVar("T")
 
 
-UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+def _utc(value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 has no UTC datetime: the caller's fault, a 422.
+        raise ValueError("date-time out of range in UTC") from None
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class CamelModel(BaseModel):

@@ -69,8 +69,10 @@ def session_facts(
 
 
 def _meter_stop(row: Transaction) -> int | None:
-    if row.meter_stop is not None or row.stop_timestamp is None or row.charger_stopped:
+    if row.meter_stop is not None or row.stop_timestamp is None:
         return row.meter_stop
+    # Ended by csms, or the charger's meterStop was unreadable (flag unreadable_meter_stop):
+    # the last register stands in for it, as for a forced stop.
     return estimated_meter_stop(meter_start=row.meter_start or 0, register_wh=row.last_register_wh)
 
 

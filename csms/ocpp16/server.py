@@ -7,7 +7,8 @@ import ssl
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,6 +26,7 @@ from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_con
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
+from csms.ocpp16.limits import Limits
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
 from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
@@ -36,6 +38,8 @@ log = structlog.get_logger("csms.ocpp")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 LISTEN_BACKLOG = 8192
 HANDSHAKE_TIMEOUT = 60.0
+# Seconds a charger refused with 503 (the database is away) is asked to wait.
+RETRY_AFTER_SECONDS = 30
 
 
 class OcppServer:
@@ -72,6 +76,7 @@ class OcppServer:
             counters=self.counters,
         )
         self.validators = load_validators()
+        self.limits = Limits.from_settings(settings)
         self.leniency = Leniency.from_rules(settings.leniency) if settings.leniency else None
         # OCPP 1.6 §4.6: two heartbeat intervals and a grace without a message is silence.
         interval = max(settings.heartbeat_interval, settings.pending_interval)
@@ -109,7 +114,7 @@ class OcppServer:
             log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
 
     async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
-        connection: type[ServerConnection] = HeardConnection
+        connection: type[HeardConnection] = HeardConnection
         if tls is not None:
             # The handshake runs in the connection, so that a failed one is logged and
             # counted (tls.py), on asyncio's loop and on uvloop alike: the loop's own TLS
@@ -126,7 +131,8 @@ class OcppServer:
             self._serve_charger,
             host,
             port,
-            create_connection=connection,
+            # websockets calls create_connection like the class; a partial carries the limits.
+            create_connection=cast(type[ServerConnection], partial(connection, limits=self.limits)),
             # A bigger frame closes the connection with 1009 (RFC 6455 §7.4.1).
             max_size=self.settings.max_frame_size,
             subprotocols=[SUBPROTOCOL],
@@ -161,7 +167,10 @@ class OcppServer:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        outcome = await self.gatekeeper.admit(connection, request)
+        try:
+            outcome = await self.gatekeeper.admit(connection, request)
+        except StoreError as exc:
+            return _unavailable(connection, exc)
         if isinstance(outcome, Response):
             return outcome
         self._admissions[connection] = outcome
@@ -214,6 +223,7 @@ class OcppServer:
                 profile=leniency.profile_for(admission.vendor, admission.model)
                 if leniency is not None
                 else None,
+                limits=self.limits,
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
@@ -359,6 +369,15 @@ class OcppServer:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _unavailable(connection: ServerConnection, exc: StoreError) -> Response:
+    """HTTP 503 with Retry-After for an upgrade csms cannot decide on: the database is
+    away (RFC 9110 §15.6.4); the charger comes back later instead of seeing our 500."""
+    log.warning("upgrade_refused_store_unavailable", error=str(exc))
+    response = connection.respond(503, "database unavailable, retry later\n")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _select_subprotocol(

@@ -17,6 +17,7 @@ unknown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
@@ -27,9 +28,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, CloseCode, Frame
+from websockets.protocol import Event, State
 
 from csms.core.security import ClientCertificate
 from csms.core.security_events import SecurityEventType
+from csms.ocpp16.limits import FragmentBound, Limits
 
 # A client's TLS 1.2 handshake up to its Certificate message is a few KiB; the bytes kept
 # for one connection are capped so that a peer cannot make csms hold more.
@@ -174,9 +178,37 @@ class TlsSettings:
 
 class HeardConnection(ServerConnection):
     """A ServerConnection that notes when the charger last sent anything: an OCPP frame,
-    a ping or a pong (the silence rule, docs/ocpp.md "Connecting")."""
+    a ping or a pong (the silence rule, docs/ocpp.md "Connecting"), and that bounds the
+    fragments of a message (`limits.FragmentBound`)."""
 
     last_heard = 0.0
+
+    def __init__(self, *args: Any, limits: Limits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fragments = FragmentBound(limits) if limits is not None else None
+
+    def process_event(self, event: Event) -> None:
+        if self._refuse_fragment(event):
+            return
+        super().process_event(event)
+
+    def _refuse_fragment(self, event: Event) -> bool:
+        """websockets' side of `FragmentBound`: fail the connection with 1009 when a
+        message comes in too many fragments or too slowly, and drop what follows."""
+        if self.protocol.state is not State.OPEN:
+            return isinstance(event, Frame) and event.opcode in DATA_OPCODES
+        if self._fragments is None or not isinstance(event, Frame):
+            return False
+        if event.opcode not in DATA_OPCODES:
+            return False
+        reason = self._fragments.receive_frame(fin=event.fin, now=self.loop.time())
+        if reason is None:
+            return False
+        # RFC 6455 §7.4.1: 1009, the message is too big to process (here: too fragmented).
+        self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, reason)
+        with contextlib.suppress(Exception):
+            self.send_data()
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.last_heard = self.loop.time()
@@ -187,7 +219,7 @@ class HeardConnection(ServerConnection):
         super().data_received(data)
 
 
-def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
+def tls_connection_class(settings: TlsSettings) -> type[HeardConnection]:
     """A websockets ServerConnection that runs the TLS handshake on its TCP connection
     first, and reports a handshake that fails to `settings.on_failure`."""
 
