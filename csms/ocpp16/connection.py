@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
@@ -25,6 +24,7 @@ from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
 from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
 from csms.ocpp16.schemas import ErrorCode
+from csms.ocpp16.sockets import OcppSocket
 
 log = structlog.get_logger("csms.ocpp")
 
@@ -37,7 +37,7 @@ class ChargerConnection:
     def __init__(
         self,
         *,
-        websocket: ServerConnection,
+        websocket: OcppSocket,
         context: ChargerContext,
         rpc: RpcSession,
         handlers: Mapping[str, Handler],
