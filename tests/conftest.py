@@ -12,6 +12,7 @@ from tests import support
 from tests.ocpi_partner import FakeEmsp, ocpi_settings, running_emsp
 from tests.support import (
     MOSQUITTO_UP,
+    TRANSPORTS,
     RunningCsms,
     fresh_postgres_database,
     postgres_reachable,
@@ -47,7 +48,6 @@ def pytest_report_header() -> list[str]:
 # Where the tests run on both WebSocket transports (ocpp.transport): every test here that
 # starts a csms talks OCPP-J to it (docs/development.md).
 _BOTH_TRANSPORTS = ("ocpp16",)
-TRANSPORTS = ("websockets", "picows")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

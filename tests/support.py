@@ -155,6 +155,7 @@ def mqtt_settings() -> MqttSettings:
 # The WebSocket layer of every csms a test starts: the `transport` fixture (tests/conftest.py)
 # sets it, so that the OCPP-facing tests run on both transports.
 TRANSPORT = "websockets"
+TRANSPORTS = ("websockets", "picows")
 
 
 def settings_for(
