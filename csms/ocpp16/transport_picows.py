@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from picows import (
@@ -189,8 +189,8 @@ class Upgrading(asyncio.Protocol, Generic[A]):
         if server.tls is not None:
             accept_tls(transport, self, server.tls, self._ready)
         else:
-            assert isinstance(transport, asyncio.Transport)
-            self._ready(transport)
+            # Not an isinstance check: uvloop's transports do not derive from asyncio's.
+            self._ready(cast(asyncio.Transport, transport))
 
     def _ready(self, transport: asyncio.Transport) -> None:
         self._transport = transport
