@@ -121,7 +121,7 @@ class PicowsServer(Generic[A]):
         for upgrading in list(self.upgrading):
             upgrading.abort()
         for connection in list(self.connections):
-            self._spawn(connection.close(CloseCode.GOING_AWAY, "server shutdown"))
+            self.spawn(connection.close(CloseCode.GOING_AWAY, "server shutdown"))
 
     async def wait_closed(self) -> None:
         """Wait until the listener is closed and every connection's handler has returned."""
@@ -132,7 +132,7 @@ class PicowsServer(Generic[A]):
 
     def connected(self, connection: PicowsSocket, admission: A) -> None:
         self.connections.add(connection)
-        self._spawn(self._serve(connection, admission))
+        self.spawn(self._serve(connection, admission))
 
     async def _serve(self, connection: PicowsSocket, admission: A) -> None:
         code, reason = CloseCode.NORMAL_CLOSURE, ""
@@ -146,7 +146,8 @@ class PicowsServer(Generic[A]):
             await connection.close(code, reason)
             self.connections.discard(connection)
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def spawn(self, coroutine: Awaitable[None]) -> None:
+        """Run `coroutine` as a task that `wait_closed` waits for."""
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -164,7 +165,6 @@ class Upgrading(asyncio.Protocol, Generic[A]):
         self._parser: Generator[None, None, Request] | None = Request.parse(self._reader.read_line)
         next(self._parser)
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
 
     # -- what admission reads (sockets.Peer) ------------------------------------------------
 
@@ -243,7 +243,8 @@ class Upgrading(asyncio.Protocol, Generic[A]):
         # Nothing more is read until the charger is admitted: a client must wait for the
         # 101 before it sends frames (RFC 6455 §4.1).
         self.transport.pause_reading()
-        self._task = asyncio.get_running_loop().create_task(self._run_admission(request))
+        # Tracked by the server, so that a shutdown waits for admissions under way.
+        self._server.spawn(self._run_admission(request))
 
     async def _run_admission(self, request: Request) -> None:
         outcome: A | Response
