@@ -478,6 +478,7 @@ class Csms:
             "csms_ready",
             ocpp_port=self.ocpp_port if self.settings.security.plain_listener else None,
             ocpp_tls_port=self.ocpp_tls_port if self.settings.security.tls_port else None,
+            ocpp_transport=self.ocpp.transport,
             api_port=self.api_port,
             ocpi_url=self.roaming.base_url() if self.roaming is not None else None,
             database=self.database.engine.url.render_as_string(hide_password=True),

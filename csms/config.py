@@ -23,6 +23,9 @@ MIN_API_TOKEN_LENGTH = 16
 
 # What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
 UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
+# The WebSocket layer under the OCPP-J listeners (docs/ocpp.md, "Transports"): "auto" takes
+# picows when it is installed (the `speed` extra), else websockets, the reference.
+OCPP_TRANSPORTS = ("auto", "websockets", "picows")
 # The schema deviations a leniency rule may normalise (docs/ocpp.md, "Tolerant mode").
 LENIENCY_DEVIATIONS = (
     "long_strings",
@@ -78,6 +81,8 @@ class OcppSettings:
     long_term_offline: float = 86400.0
     # Tolerant mode: strict unless a rule matches the charger's vendor and model.
     leniency: tuple[LeniencyRule, ...] = ()
+    # "auto", "websockets" or "picows" (OCPP_TRANSPORTS).
+    transport: str = "auto"
 
     @property
     def unknown_charger_policy(self) -> str:
@@ -478,6 +483,8 @@ def exposure_warnings(settings: Settings) -> list[str]:
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:
+    if ocpp.transport not in OCPP_TRANSPORTS:
+        raise ConfigError("config key ocpp.transport must be one of " + ", ".join(OCPP_TRANSPORTS))
     if ocpp.unknown_chargers and ocpp.unknown_chargers not in UNKNOWN_CHARGER_POLICIES:
         raise ConfigError(
             "config key ocpp.unknown_chargers must be one of " + ", ".join(UNKNOWN_CHARGER_POLICIES)

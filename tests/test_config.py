@@ -91,6 +91,7 @@ def test_no_file_means_defaults() -> None:
         ),
         ('[[ocpp.leniency]]\nvendr = "x"\n', {}, "unknown config key ocpp.leniency[0].vendr"),
         ("", {"CSMS_OCPP__LENIENCY": "[{"}, "ocpp.leniency must be a JSON list of objects"),
+        ("", {"CSMS_OCPP__TRANSPORT": "aiohttp"}, "ocpp.transport must be one of auto, "),
     ],
 )
 def test_bad_configuration_names_the_key(

@@ -219,6 +219,69 @@ class HeardConnection(ServerConnection):
         super().data_received(data)
 
 
+ReadyHook = Callable[[asyncio.Transport], None]
+
+
+def accept_tls(
+    transport: asyncio.BaseTransport,
+    app: asyncio.BaseProtocol,
+    settings: TlsSettings,
+    on_ready: ReadyHook,
+) -> None:
+    """Run the server side of a TLS handshake on an accepted TCP connection.
+
+    `app` receives the decrypted stream; `on_ready` is called with the TLS transport once
+    the handshake succeeds (bytes may reach `app` just before that). A failed handshake
+    closes the connection and is reported to `settings.on_failure`. Shared by both
+    WebSocket transports.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls = sslproto.SSLProtocol(
+        loop,
+        app,
+        settings.context,
+        waiter,
+        server_side=True,
+        call_connection_made=False,
+        ssl_handshake_timeout=settings.handshake_timeout,  # type: ignore[arg-type]
+        ssl_shutdown_timeout=settings.shutdown_timeout,
+    )
+    recorder = _Recorder(tls)
+    transport.set_protocol(recorder)
+    recorder.connection_made(transport)
+    waiter.add_done_callback(partial(_handshake_done, transport, recorder, settings, on_ready))
+
+
+def _handshake_done(
+    transport: asyncio.BaseTransport,
+    recorder: _Recorder,
+    settings: TlsSettings,
+    on_ready: ReadyHook,
+    waiter: asyncio.Future[None],
+) -> None:
+    error = waiter.exception() if not waiter.cancelled() else TimeoutError()
+    if error is None and recorder.inner._app_transport is None:
+        # The peer went away cleanly before the handshake finished.
+        error = ConnectionResetError()
+    if error is None:
+        transport.set_protocol(recorder.inner)  # recording ends with the handshake
+        on_ready(recorder.inner._app_transport)
+        return
+    transport.close()
+    peer = transport.get_extra_info("peername")
+    reason, kind = describe_failure(error)
+    der = client_certificate_in(bytes(recorder.seen))
+    settings.on_failure(
+        HandshakeFailure(
+            remote_address=str(peer[0]) if peer else None,
+            reason=reason,
+            kind=kind,
+            certificate=certificate_subject(der) if der else None,
+        )
+    )
+
+
 def tls_connection_class(settings: TlsSettings) -> type[HeardConnection]:
     """A websockets ServerConnection that runs the TLS handshake on its TCP connection
     first, and reports a handshake that fails to `settings.on_failure`."""
@@ -230,53 +293,14 @@ def tls_connection_class(settings: TlsSettings) -> type[HeardConnection]:
         _early: bytes = b""
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[None] = loop.create_future()
-            tls = sslproto.SSLProtocol(
-                loop,
-                self,
-                settings.context,
-                waiter,
-                server_side=True,
-                call_connection_made=False,
-                ssl_handshake_timeout=settings.handshake_timeout,  # type: ignore[arg-type]
-                ssl_shutdown_timeout=settings.shutdown_timeout,
-            )
-            recorder = _Recorder(tls)
-            transport.set_protocol(recorder)
-            recorder.connection_made(transport)
-            waiter.add_done_callback(partial(self._handshake_done, transport, recorder))
+            accept_tls(transport, self, settings, self._tls_up)
 
-        def _handshake_done(
-            self,
-            transport: asyncio.BaseTransport,
-            recorder: _Recorder,
-            waiter: asyncio.Future[None],
-        ) -> None:
-            error = waiter.exception() if not waiter.cancelled() else TimeoutError()
-            if error is None and recorder.inner._app_transport is None:
-                # The peer went away cleanly before the handshake finished.
-                error = ConnectionResetError()
-            if error is None:
-                transport.set_protocol(recorder.inner)  # recording ends with the handshake
-                self._tls_ready = True
-                super().connection_made(recorder.inner._app_transport)
-                early, self._early = self._early, b""
-                if early:
-                    super().data_received(early)
-                return
-            transport.close()
-            peer = transport.get_extra_info("peername")
-            reason, kind = describe_failure(error)
-            der = client_certificate_in(bytes(recorder.seen))
-            settings.on_failure(
-                HandshakeFailure(
-                    remote_address=str(peer[0]) if peer else None,
-                    reason=reason,
-                    kind=kind,
-                    certificate=certificate_subject(der) if der else None,
-                )
-            )
+        def _tls_up(self, transport: asyncio.Transport) -> None:
+            self._tls_ready = True
+            super().connection_made(transport)
+            early, self._early = self._early, b""
+            if early:
+                super().data_received(early)
 
         def connection_lost(self, exc: Exception | None) -> None:
             # The TLS layer reports a connection lost during its handshake too; the
