@@ -28,6 +28,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from csms.errors import StoreError
 from csms.metrics import Metrics, monotonic
+from csms.store.sqlite_inline import inline_engine
 from csms.store.tables import UTCDateTime
 
 T = TypeVar("T")
@@ -61,11 +62,16 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys.
+
+    `writer`: the engine of the writer's transactions; on SQLite its statements run on the
+    event loop's thread (csms.store.sqlite_inline says why).
+    """
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **json)
+        make = inline_engine if writer else create_async_engine
+        engine = make(url, connect_args={"timeout": 30}, **json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json)
@@ -341,7 +347,11 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = Writer(self.sessions, metrics=metrics)
+        # PostgreSQL's writer shares the engine; SQLite's has its own (create_engine).
+        self.write_engine = create_engine(url, writer=True) if _is_sqlite(url) else self.engine
+        self.writer = Writer(
+            async_sessionmaker(self.write_engine, expire_on_commit=False), metrics=metrics
+        )
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -369,3 +379,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
