@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import structlog
@@ -49,7 +49,26 @@ class BulkWrite:
     steps: tuple[tuple[StatementFactory, dict[str, Any]], ...]
 
 
-_Item = tuple[Job[Any] | BulkWrite, asyncio.Future[Any]]
+# Runs the items of one kind of grouped job together: one result per item, in order.
+GroupRunner = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True)
+class GroupJob:
+    """An item of work the writer runs together with the items of the same `run` in a batch.
+
+    A batch's StartTransactions (or StopTransactions) from many chargers become a few
+    set-based statements for all of them instead of a dozen statements each: what `run`
+    reads, it reads once for the group. When a batch fails, each item is run again alone
+    (a group of one), as jobs are.
+    """
+
+    run: GroupRunner
+    item: Any
+
+
+_Work = Job[Any] | BulkWrite | GroupJob
+_Item = tuple[_Work, asyncio.Future[Any]]
 
 log = structlog.get_logger("csms.store")
 
@@ -134,7 +153,16 @@ class Writer:
         """
         await self._enqueue(write)
 
-    async def _enqueue(self, item: Job[Any] | BulkWrite) -> Any:
+    async def submit_group(self, job: GroupJob) -> Any:
+        """Run a grouped job in the next batch, with the others of its kind; its result once
+        committed.
+
+        Raises:
+            StoreError: the database failed, or the writer is closed; nothing was committed.
+        """
+        return await self._enqueue(job)
+
+    async def _enqueue(self, item: _Work) -> Any:
         if self._closed:
             raise StoreError("the writer is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -191,13 +219,16 @@ class Writer:
         for (_, future), result in zip(live, results, strict=True):
             _settle(future, result=result)
 
-    async def _run_jobs(self, jobs: list[Job[Any] | BulkWrite]) -> list[Any]:
+    async def _run_jobs(self, jobs: list[_Work]) -> list[Any]:
         grouped: dict[StatementFactory, list[dict[str, Any]]] = {}
-        for job in jobs:
+        groups: dict[GroupRunner, list[int]] = {}
+        for index, job in enumerate(jobs):
             if isinstance(job, BulkWrite):
                 for factory, params in job.steps:
                     grouped.setdefault(factory, []).append(params)
-        results: list[Any] = []
+            elif isinstance(job, GroupJob):
+                groups.setdefault(job.run, []).append(index)
+        results: list[Any] = [None] * len(jobs)
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
             for factory, rows in grouped.items():
@@ -206,11 +237,19 @@ class Writer:
                     await connection.execute(factory(self._dialect), rows)
                 else:
                     await connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 if isinstance(job, BulkWrite):
-                    results.append(None)
                     continue
-                results.append(await job(session))
+                if isinstance(job, GroupJob):
+                    # A group runs once, where its first item was queued.
+                    members = groups.pop(job.run, None)
+                    if members is None:
+                        continue
+                    items = [cast(GroupJob, jobs[i]).item for i in members]
+                    for member, result in zip(members, await job.run(session, items), strict=True):
+                        results[member] = result
+                else:
+                    results[index] = await job(session)
                 # Each job starts from the database, not from objects a neighbour loaded.
                 await session.flush()
                 session.expunge_all()

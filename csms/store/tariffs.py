@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, Select, delete, func, literal, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +22,7 @@ from csms.store.tables import (
     TariffRow,
     TariffVersion,
     TransactionPricing,
+    table_of,
 )
 
 # -- tariffs -------------------------------------------------------------------------------
@@ -144,6 +146,24 @@ async def list_assignments(session: AsyncSession) -> list[TariffAssignment]:
 async def assigned_tariff(session: AsyncSession, *, scope: str, target: str) -> str | None:
     row = await session.get(TariffAssignment, (scope, target))
     return None if row is None else row.tariff_id
+
+
+async def assignments_of(
+    session: AsyncSession, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], str | None]:
+    """The tariff assigned at each (scope, target), None where there is none; one query."""
+    if not keys:
+        return {}
+    table = table_of(TariffAssignment)
+    rows = await session.execute(
+        select(table.c.scope, table.c.target, table.c.tariff_id).where(
+            tuple_(table.c.scope, table.c.target).in_(list(keys))
+        )
+    )
+    found: dict[tuple[str, str], str | None] = dict.fromkeys(keys)
+    for scope, target, tariff_id in rows:
+        found[scope, target] = tariff_id
+    return found
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -287,3 +307,43 @@ async def connector_statuses(
     )
     rows = [*before.scalars(), *during.scalars()]
     return [(row.timestamp, row.status) for row in rows if row.timestamp is not None]
+
+
+# One connector's span: (charger, connector, start, stop).
+Span = tuple[str, int, datetime, datetime]
+# SQLite allows 500 SELECTs in a compound one; each span takes two.
+_SPANS_PER_QUERY = 200
+
+
+async def connector_statuses_of(
+    session: AsyncSession, spans: Sequence[Span]
+) -> list[list[tuple[datetime, str]]]:
+    """`connector_statuses` of many spans, with one query per 200 of them (a UNION ALL of
+    each one's two SELECTs, which are the ones `connector_statuses` runs)."""
+    found: list[list[tuple[datetime, str]]] = [[] for _ in spans]
+    for first in range(0, len(spans), _SPANS_PER_QUERY):
+        chunk = spans[first : first + _SPANS_PER_QUERY]
+        rows = await session.execute(union_all(*_status_selects(chunk, first)))
+        for span, timestamp, status, _ in sorted(rows, key=itemgetter(0, 1, 3)):
+            found[span].append((timestamp, status))
+    return found
+
+
+def _status_selects(spans: Sequence[Span], first: int) -> list[Select[Any]]:
+    sn = table_of(StatusNotification)
+    selects: list[Select[Any]] = []
+    for index, (charge_point_id, connector_id, start, stop) in enumerate(spans, start=first):
+        where = (sn.c.charge_point_id == charge_point_id, sn.c.connector_id == connector_id)
+        columns = (literal(index, Integer), sn.c.timestamp, sn.c.status, sn.c.id)
+        before = (
+            select(sn.c.id)
+            .where(*where, sn.c.timestamp <= start)
+            .order_by(sn.c.timestamp.desc(), sn.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        selects.append(select(*columns).where(sn.c.id == before))
+        selects.append(
+            select(*columns).where(*where, sn.c.timestamp > start, sn.c.timestamp <= stop)
+        )
+    return selects
