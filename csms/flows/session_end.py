@@ -80,15 +80,8 @@ class SessionEnd:
         """The connector statuses that settle these stopped transactions, one query for all."""
         if self.pricing is None:
             return {}
-        ids: list[int] = []
-        spans: list[tariffs.Span] = []
-        for row in rows:
-            if row.id is not None and row.start_timestamp and row.stop_timestamp:
-                ids.append(row.id)
-                start, stop = row.start_timestamp, row.stop_timestamp
-                spans.append((row.charge_point_id, row.connector_id, start, stop))
-        found = await tariffs.connector_statuses_of(session, spans)
-        return dict(zip(ids, found, strict=True))
+        ids = [row.id for row in rows if row.id is not None]
+        return await tariffs.connector_statuses_of(session, ids)
 
     async def ended(
         self,

@@ -6,10 +6,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Integer, Select, delete, func, literal, select, tuple_, union_all
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +22,7 @@ from csms.store.tables import (
     TariffGroup,
     TariffRow,
     TariffVersion,
+    Transaction,
     TransactionPricing,
     table_of,
 )
@@ -309,41 +311,59 @@ async def connector_statuses(
     return [(row.timestamp, row.status) for row in rows if row.timestamp is not None]
 
 
-# One connector's span: (charger, connector, start, stop).
-Span = tuple[str, int, datetime, datetime]
-# SQLite allows 500 SELECTs in a compound one; each span takes two.
-_SPANS_PER_QUERY = 200
-
-
 async def connector_statuses_of(
-    session: AsyncSession, spans: Sequence[Span]
-) -> list[list[tuple[datetime, str]]]:
-    """`connector_statuses` of many spans, with one query per 200 of them (a UNION ALL of
-    each one's two SELECTs, which are the ones `connector_statuses` runs)."""
-    found: list[list[tuple[datetime, str]]] = [[] for _ in spans]
-    for first in range(0, len(spans), _SPANS_PER_QUERY):
-        chunk = spans[first : first + _SPANS_PER_QUERY]
-        rows = await session.execute(union_all(*_status_selects(chunk, first)))
-        for span, timestamp, status, _ in sorted(rows, key=itemgetter(0, 1, 3)):
-            found[span].append((timestamp, status))
+    session: AsyncSession, transaction_ids: Collection[int]
+) -> dict[int, list[tuple[datetime, str]]]:
+    """`connector_statuses` of many ended transactions, from their start to their stop as
+    stored, with one query (a statement of one shape, whatever the number)."""
+    found: dict[int, list[tuple[datetime, str]]] = {tid: [] for tid in transaction_ids}
+    if not transaction_ids:
+        return found
+    rows = await session.execute(_statuses_query(), {"ids": list(transaction_ids)})
+    for transaction_id, timestamp, status, _ in sorted(rows, key=itemgetter(0, 1, 3)):
+        found[transaction_id].append((timestamp, status))
     return found
 
 
-def _status_selects(spans: Sequence[Span], first: int) -> list[Select[Any]]:
+@cache
+def _statuses_query() -> Select[Any]:
+    tx = table_of(Transaction)
     sn = table_of(StatusNotification)
-    selects: list[Select[Any]] = []
-    for index, (charge_point_id, connector_id, start, stop) in enumerate(spans, start=first):
-        where = (sn.c.charge_point_id == charge_point_id, sn.c.connector_id == connector_id)
-        columns = (literal(index, Integer), sn.c.timestamp, sn.c.status, sn.c.id)
-        before = (
-            select(sn.c.id)
-            .where(*where, sn.c.timestamp <= start)
-            .order_by(sn.c.timestamp.desc(), sn.c.id.desc())
-            .limit(1)
-            .scalar_subquery()
+    earlier = sn.alias("earlier")
+    # The connector's last status at the start, per transaction (connector_statuses' first).
+    before = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.charge_point_id == tx.c.charge_point_id,
+            earlier.c.connector_id == tx.c.connector_id,
+            earlier.c.timestamp <= tx.c.start_timestamp,
         )
-        selects.append(select(*columns).where(sn.c.id == before))
-        selects.append(
-            select(*columns).where(*where, sn.c.timestamp > start, sn.c.timestamp <= stop)
+        .order_by(earlier.c.timestamp.desc(), earlier.c.id.desc())
+        .limit(1)
+        .correlate(tx)
+        .scalar_subquery()
+    )
+    spans = (
+        select(
+            tx.c.id.label("tid"),
+            tx.c.charge_point_id.label("cp"),
+            tx.c.connector_id.label("conn"),
+            tx.c.start_timestamp.label("started"),
+            tx.c.stop_timestamp.label("stopped"),
+            before.label("before_id"),
         )
-    return selects
+        .where(tx.c.id.in_(bindparam("ids", expanding=True)))
+        .cte("spans")
+    )
+    return (
+        select(spans.c.tid, sn.c.timestamp, sn.c.status, sn.c.id)
+        .join_from(
+            spans, sn, and_(sn.c.charge_point_id == spans.c.cp, sn.c.connector_id == spans.c.conn)
+        )
+        .where(
+            or_(
+                sn.c.id == spans.c.before_id,
+                and_(sn.c.timestamp > spans.c.started, sn.c.timestamp <= spans.c.stopped),
+            )
+        )
+    )
