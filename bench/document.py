@@ -72,7 +72,11 @@ HOW_IT_WAS_MEASURED = [
     "  the window. The runner polls the outbox every 100 ms for undelivered rows and the",
     "  oldest one's age, and times it to empty after the last session. After csms stops,",
     "  transactions, meter values, status notifications and each event type are counted",
-    "  against the acknowledged messages.",
+    "  against the acknowledged messages. sessions per CPU-second of csms is sessions/s",
+    "  divided by csms's share of a core: what one core of its own would give, steadier",
+    "  than sessions/s when other work shares core 0.",
+    "- csms-sim reproduces P6 at scale: `simulators/scenarios/lifecycle.toml`",
+    "  (docs/simulator.md).",
 ]
 
 PROFILE_INTRO = [

@@ -48,6 +48,7 @@ FULL, HALF = "full rate", "half rate"
 OLDEST = "outbox oldest undelivered max"
 EMPTY = "outbox empty after the load"
 LOST = "lost (rows + events)"
+PER_CPU = "sessions per CPU-second of csms"
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,10 @@ def add_rows(report: Report, system: str, setting: str, runs: list[dict[str, Any
             core0,
         )
     )
+    # What a core would do if csms had it to itself: complete sessions per CPU-second of
+    # csms. Steadier than sessions/s on a machine shared with other work (docs/performance.md).
+    per_cpu = [r["sessions_per_s"] * 100 / cpu for r, cpu in zip(runs, srv, strict=True) if cpu]
+    report.add(Row(LABEL, system, setting, PER_CPU, "sessions/CPU-s", per_cpu, gen, srv))
     for action in ACTIONS:
         for metric, key in (("p50", "p50_ms"), ("p99", "p99_ms")):
             values = [r["actions"][action][key] for r in runs]
