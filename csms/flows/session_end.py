@@ -16,8 +16,8 @@ from csms.core.transactions import CdrStep, cdr_step, estimated_meter_stop, sess
 from csms.events import build
 from csms.flows.tariffs import SessionPricing
 from csms.flows.wallet import WalletFlows
-from csms.store import chargers, tariffs, transactions
-from csms.store.tables import Location, MeterValue, Transaction, TransactionPricing
+from csms.store import chargers, tariffs
+from csms.store.tables import Location, Transaction, TransactionPricing
 
 # What a transaction's row notes of the CDRs its events carry (`transactions.record_cdrs`).
 CdrMark = tuple[CdrStep, dict[str, Any] | None]
@@ -88,7 +88,7 @@ class SessionEnd:
         session: AsyncSession,
         row: Transaction,
         *,
-        stored: Sequence[MeterValue],
+        samples: Sequence[Sample],
         location_id: str | None,
         now: datetime,
         known: Mapping[int, TransactionPricing] | None = None,
@@ -109,7 +109,7 @@ class SessionEnd:
             row,
             party=self.party,
             location_id=location_id,
-            samples=transactions.samples_of(stored),
+            samples=samples,
         )
         end = session_end(charger_stopped=row.charger_stopped, flags=row.flags)
         # Only the charger's own Stop is priced and charged: an estimate is not (docs/tariffs.md).

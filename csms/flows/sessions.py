@@ -407,7 +407,7 @@ class SessionFlows:
         await transactions.flag_after_stops(
             session, [(s.request.transaction_id, s.request.stopped.value) for s, _ in here]
         )
-        stored = await bulk.samples_of(session, ids)
+        samples = await bulk.samples_of(session, ids)
         # Held to the end of the group: `_cdr_location`'s reads of them cost no query.
         chargers_read = await bulk.charge_points(session, {row.charge_point_id for _, row in here})
         known = None if self.pricing is None else await tariffs.pricing_of(session, ids)
@@ -419,7 +419,7 @@ class SessionFlows:
             ended, mark = await self._end.ended(
                 session,
                 row,
-                stored=stored[s.request.transaction_id],
+                samples=samples[s.request.transaction_id],
                 location_id=s.location_id,
                 now=s.now,
                 known=known,
@@ -461,8 +461,9 @@ class SessionFlows:
         row = await session.get(Transaction, transaction_id, populate_existing=True)
         assert row is not None
         stored = await transactions.transaction_samples(session, transaction_id)
+        samples = transactions.samples_of(stored)
         events, mark = await self._end.ended(
-            session, row, stored=stored, location_id=location_id, now=now
+            session, row, samples=samples, location_id=location_id, now=now
         )
         if mark is not None:
             step, estimate = mark
