@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from allocation import allocation
 from report import Report
 
 from scenarios.command_round_trip import command_round_trip
@@ -69,6 +70,13 @@ SCENARIOS = [
         "P6",
         "sessions/s, latency per action, outbox backlog; nothing lost",
         session_lifecycle,
+        quick=True,
+    ),
+    Scenario(
+        "allocation",
+        "P7",
+        "one circuit allocation pass, 1,000 connectors; profiles/connector/hour",
+        allocation,
         quick=True,
     ),
     Scenario(
