@@ -308,13 +308,22 @@ def safe_default_profile(*, safe_da: int, caps: Caps, phases: int = 3) -> dict[s
     }
 
 
-def collides_with_balancer(profile: Mapping[str, Any]) -> str | None:
-    """Why an operator's profile would replace one of the balancer's, or None."""
+def reserved_id(profile: Mapping[str, Any]) -> str | None:
+    """Why an operator's profile may not use its id (the balancer's range), or None."""
     if profile["chargingProfileId"] in RESERVED_IDS:
         return (
             f"chargingProfileId {PROFILE_ID_BASE}-{RESERVED_IDS.stop - 1} is reserved for "
             "the balancer"
         )
+    return None
+
+
+def collides_with_balancer(profile: Mapping[str, Any]) -> str | None:
+    """Why an operator's profile would replace one of the balancer's on a circuit member
+    (same purpose and stackLevel, OCPP 1.6 §3.13.2), or None."""
+    reserved = reserved_id(profile)
+    if reserved is not None:
+        return reserved
     pair = (profile["chargingProfilePurpose"], profile["stackLevel"])
     if pair in {("TxProfile", TX_STACK_LEVEL), ("TxDefaultProfile", SAFE_STACK_LEVEL)}:
         return f"{pair[0]} at stackLevel {pair[1]} is the balancer's on a circuit member"
