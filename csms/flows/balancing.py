@@ -66,6 +66,11 @@ from csms.store.tables import CircuitAllocation
 log = structlog.get_logger("csms.balancing")
 
 REQUESTED_BY = BALANCER
+SMART_KEYS = (
+    "ChargingScheduleMaxPeriods",
+    "ChargeProfileMaxStackLevel",
+    "ChargingScheduleAllowedChargingRateUnit",
+)
 _TRIGGERS = frozenset(
     {
         "session.started",
@@ -99,6 +104,7 @@ class _Snapshot:
     violating: set[str]
     applied: dict[ConnectorKey, CircuitAllocation]
     connectors: dict[str, int]
+    probed: set[str]  # chargers whose smart-charging keys are known
     defaults: dict[str, dict[str, Any]]  # the safe default each charger accepted
     shares: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -471,6 +477,8 @@ class Balancer:
         shares = [v for (c, _), v in snap.shares.items() if c == cp]
         if not shares:
             return
+        if cp not in snap.probed:
+            await self._probe(cp, snap)
         members = [m for (c, _), m in snap.members.items() if c == cp]
         payload = safe_default_profile(
             safe_da=min(shares), caps=snap.caps.get(cp, Caps()), phases=members[0].phases
@@ -489,6 +497,21 @@ class Balancer:
             return
         if result.response.get("status") != "Accepted":
             log.warning("balancer_default_rejected", charge_point_id=cp)
+
+    async def _probe(self, cp: str, snap: _Snapshot) -> None:
+        """Read the charger's smart-charging limits (OCPP 1.6 §9.4) once; the answer is kept
+        with its configuration like any GetConfiguration."""
+        try:
+            result = await self._commands.run(
+                cp, "GetConfiguration", {"key": list(SMART_KEYS)}, requested_by=REQUESTED_BY
+            )
+        except CommandError as exc:
+            log.info("balancer_probe_failed", charge_point_id=cp, error=str(exc))
+            return
+        values = {
+            item["key"]: item.get("value") for item in result.response.get("configurationKey", [])
+        }
+        snap.caps[cp] = Caps.from_configuration(values)
 
     # -- overdraw --
 
@@ -595,6 +618,7 @@ async def _snapshot(session: AsyncSession, root: str) -> _Snapshot | None:
             for row in await circuits.allocations(session, list(tree))
         },
         connectors=await circuits.connector_counts(session, cps),
+        probed={cp for cp, keys in configuration.items() if SMART_KEYS[0] in keys},
         defaults={
             cp: row.profile
             for cp, rows in (await circuits.profiles_of(session, cps)).items()

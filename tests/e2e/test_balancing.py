@@ -1,0 +1,167 @@
+"""Load balancing end to end: simulated chargers on a 32 A/phase circuit, the real csms.
+
+The oracle is what the simulated cars draw, summed per phase at the circuit, checked after
+every profile any charger applies: under the limit, always (a new session starts at the
+safe share, and decreases are confirmed before increases, so there is no ramp to allow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from csms.config import BalancingSettings
+from simulators import Charger
+from simulators.model import EvSpec, SessionState
+from tests.support import MS, RunningCsms, mqtt_of, running_csms, settings_for, subscribed
+
+WAIT = 20_000 * MS
+LIMIT_A = 32.0
+VOLTS = 230.0
+CAR = EvSpec(capacity_wh=200_000.0, max_power_w=22_080.0, soc_start=0.1)
+FAST = BalancingSettings(coalesce=0.05, increase_hold=0.001, resume_hold=0.001, tick=3600)
+
+
+@pytest.fixture
+async def csms(database_url: str) -> AsyncIterator[RunningCsms]:
+    settings = dataclasses.replace(settings_for(database_url), balancing=FAST)
+    async with running_csms(settings) as running:
+        yield running
+
+
+class Site:
+    """Ten one-connector chargers on one circuit, and the oracle watching them."""
+
+    def __init__(self, csms: RunningCsms, count: int = 10, quirks: dict[int, str] | None = None):
+        self.csms = csms
+        self.chargers = [
+            Charger(
+                url=csms.ocpp_url,
+                identity=f"LB-{n:02d}",
+                connectors=1,
+                quirks=[quirks[n]] if quirks and n in quirks else [],
+            )
+            for n in range(count)
+        ]
+        self.profiles: Counter[str] = Counter()
+        self.worst = 0.0
+        self._watchers: list[asyncio.Task[None]] = []
+
+    def drawn(self) -> list[float]:
+        """Amps per grid phase the cars draw now (all chargers wired RST)."""
+        total = [0.0, 0.0, 0.0]
+        for cp in self.chargers:
+            session = cp.core.connectors[1].session
+            if session is None or session.state is not SessionState.CHARGING:
+                continue
+            amps = session.power_w / (VOLTS * session.ev.phases)
+            for phase in range(session.ev.phases):
+                total[phase] += amps
+        return total
+
+    async def _watch(self, cp: Charger) -> None:
+        while True:
+            call = await cp.next_incoming("SetChargingProfile", timeout=3600)
+            self.profiles[cp.identity] += 1
+            self.worst = max(self.worst, *self.drawn())
+
+    async def start(self) -> None:
+        async with self.csms.api() as api:
+            for n in range(len(self.chargers)):
+                await api.put(f"/id-tags/TAG-{n:02d}", json={"status": "Accepted"})
+        for cp in self.chargers:
+            await cp.connect(timeout=WAIT)
+            assert (await cp.boot(timeout=WAIT))["status"] == "Accepted"
+            await cp.status(0, "Available")
+            await cp.status(1, "Available")
+            self._watchers.append(asyncio.create_task(self._watch(cp)))
+
+    async def stop(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        for cp in self.chargers:
+            await cp.close()
+
+    def limit_of(self, n: int) -> float:
+        """The limit the simulated charger applies to its session now (A per phase)."""
+        cp = self.chargers[n]
+        session = cp.core.connectors[1].session
+        assert session is not None
+        return session.limit_w / (VOLTS * session.ev.phases)
+
+
+@pytest.fixture
+async def site(csms: RunningCsms) -> AsyncIterator[Site]:
+    site = Site(csms)
+    await site.start()
+    try:
+        yield site
+    finally:
+        await site.stop()
+
+
+async def allocations(csms: RunningCsms) -> dict[str, float]:
+    async with csms.api() as api:
+        body = (await api.get("/circuits/site/allocation")).json()
+    return {row["chargePointId"]: row["limitA"] for row in body["connectors"]}
+
+
+async def settle(csms: RunningCsms, events: Any, count: int) -> list[dict[str, Any]]:
+    """Wait for `count` circuit.allocation events in all."""
+    found: list[dict[str, Any]] = await events.until(count, of_type="circuit.allocation")
+    return found
+
+
+async def test_cascade_of_ten_stays_under_the_fuse(csms: RunningCsms, site: Site) -> None:
+    """Ten cars arrive one by one and five leave: the per-phase sum never passes 32 A, cars
+    that cannot get 6 A wait at 0, shares are fair, and each connector gets a bounded
+    number of profiles."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+        members = [{"chargePointId": cp.identity} for cp in site.chargers]
+        body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
+        assert (await api.put("/circuits/site", json=body)).status_code == 201
+        for n, cp in enumerate(site.chargers):
+            # The safe default first: (32 - 0.5) / 10 is below 6 A, so new sessions pause.
+            await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
+            assert cp.core.profiles.limit_w(1, 0.0, None, False)[0] == 0.0
+        seen = 0
+        for n, cp in enumerate(site.chargers):
+            assert cp.plug_in(1, f"TAG-{n:02d}", ev=CAR, dwell=3600)
+            seen = len(await events.until(seen + 1, of_type="circuit.allocation"))
+            assert max(site.drawn()) <= LIMIT_A
+        # Five cars fit at 6 A (30 of 31.5 A); the others are queued at 0, never below 6 A.
+        final = await allocations(csms)
+        for _ in range(50):
+            if sum(1 for v in final.values() if v > 0) == 5:
+                break
+            await events.until(
+                len(events.of("circuit.allocation")) + 1, of_type="circuit.allocation"
+            )
+            final = await allocations(csms)
+        granted = sorted(v for v in final.values() if v > 0)
+        assert granted == [6.3] * 5
+        assert all(v == 0 or v >= 6 for v in final.values())
+        # The first five leave: the queued five take their places.
+        for cp in site.chargers[:5]:
+            cp.stop_session(1)
+        for _ in range(100):
+            final = await allocations(csms)
+            waiting = [site.chargers[n].identity for n in range(5, 10)]
+            if all(final.get(identity, 0) >= 6 for identity in waiting):
+                break
+            await events.until(
+                len(events.of("circuit.allocation")) + 1, of_type="circuit.allocation"
+            )
+        assert [final[site.chargers[n].identity] for n in range(5, 10)] == [6.3] * 5
+        for n in range(5, 10):
+            await site.chargers[n].wait_for(lambda n=n: site.limit_of(n) > 6, timeout=WAIT)
+        assert max(site.drawn()) <= LIMIT_A
+    assert site.worst <= LIMIT_A, site.worst
+    # Each connector: the probe's default, then one profile per change it saw at most.
+    assert max(site.profiles.values()) <= 12, site.profiles
