@@ -66,7 +66,7 @@ class Site:
 
     async def _watch(self, cp: Charger) -> None:
         while True:
-            call = await cp.next_incoming("SetChargingProfile", timeout=3600)
+            await cp.next_incoming("SetChargingProfile", timeout=3600)
             self.profiles[cp.identity] += 1
             self.worst = max(self.worst, *self.drawn())
 
@@ -126,7 +126,7 @@ async def test_cascade_of_ten_stays_under_the_fuse(csms: RunningCsms, site: Site
         members = [{"chargePointId": cp.identity} for cp in site.chargers]
         body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
         assert (await api.put("/circuits/site", json=body)).status_code == 201
-        for n, cp in enumerate(site.chargers):
+        for cp in site.chargers:
             # The safe default first: (32 - 0.5) / 10 is below 6 A, so new sessions pause.
             await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
             assert cp.core.profiles.limit_w(1, 0.0, None, False)[0] == 0.0
