@@ -290,7 +290,21 @@ class Metering:
             elif measurand == "Power.Offered":
                 value, unit = f"{limit:.1f}", "W"
             elif measurand == "Current.Import":
-                value, unit = f"{power / watts_per_amp:.2f}", "A"
+                # Per phase, as real AC chargers report it: a single-phase car draws on L1.
+                car = session.ev.phases if session is not None else electrical.phases
+                per_phase = power / (electrical.voltage * car) if power else 0.0
+                for phase in range(electrical.phases):
+                    amps = per_phase if phase < car else 0.0
+                    values.append(
+                        {
+                            "value": f"{amps:.2f}",
+                            "context": context,
+                            "measurand": measurand,
+                            "phase": f"L{phase + 1}",
+                            "unit": "A",
+                        }
+                    )
+                continue
             elif measurand == "Current.Offered":
                 value, unit = f"{limit / watts_per_amp:.2f}", "A"
             elif measurand == "Voltage":

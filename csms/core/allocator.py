@@ -273,26 +273,33 @@ def _fill(
 def violations(
     nodes: Sequence[Node], demands: Sequence[Demand], grants: Mapping[ConnectorKey, Grant]
 ) -> list[Violation]:
-    """Every node phase where reserved load plus granted limits exceed the limit.
+    """Every node phase where reserved load plus granted limits exceed the limit, and a
+    controlled session's limit is part of it.
 
     Run before any limit is sent: a non-empty answer means a bug or a bad snapshot, and the
-    balancer keeps the limits it has (docs/load-balancing.md, "Safety").
+    balancer keeps the limits it has (docs/load-balancing.md, "Safety"). A node phase that
+    fixed draws alone overload (a charger that does not keep its limit) is no violation:
+    the allocator gives nobody anything there, and nothing it sends can change it.
     """
     tree = _Tree.build(nodes)
     load = [0] * (len(nodes) * PHASES)
+    controlled = [0] * (len(nodes) * PHASES)
     for i, node in enumerate(nodes):
         for p in range(PHASES):
             load[i * PHASES + p] = node.reserved[p]
     for demand in demands:
         grant = grants.get(demand.key)
-        value = demand.fixed_da if demand.fixed_da is not None else None
-        if value is None:
-            value = grant.limit_da if grant is not None else 0
+        if demand.fixed_da is not None:
+            value, mine = demand.fixed_da, 0
+        else:
+            value = mine = grant.limit_da if grant is not None else 0
         for c in tree.constraints(demand):
             load[c] += value
+            controlled[c] += mine
     found = []
     for i, node in enumerate(nodes):
         for p in range(PHASES):
-            if load[i * PHASES + p] > node.limit[p]:
-                found.append(Violation(node.node_id, p, load[i * PHASES + p], node.limit[p]))
+            c = i * PHASES + p
+            if load[c] > node.limit[p] and controlled[c] > 0:
+                found.append(Violation(node.node_id, p, load[c], node.limit[p]))
     return found

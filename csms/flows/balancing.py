@@ -210,9 +210,13 @@ class Balancer:
         for sample in data.get("sampledValues", []):
             if sample.get("measurand") != "Current.Import":
                 continue
-            phase = str(sample.get("phase") or "L1")[:2]
+            # Without a phase the value is taken for every phase: the car's phases stay
+            # unknown (the member's are assumed), never fewer than it really uses.
+            phase = str(sample.get("phase") or "")[:2]
             with contextlib.suppress(ValueError, TypeError):
-                currents[phase] = deci_down(float(sample["value"]))
+                amps = deci_down(float(sample["value"]))
+                for each in (phase,) if phase in ("L1", "L2", "L3") else ("L1", "L2", "L3"):
+                    currents[each] = amps
         if not currents:
             return False
         phases = tuple(currents.get(p, 0) for p in ("L1", "L2", "L3"))

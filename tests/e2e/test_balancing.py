@@ -42,7 +42,13 @@ async def csms(database_url: str) -> AsyncIterator[RunningCsms]:
 class Site:
     """Ten one-connector chargers on one circuit, and the oracle watching them."""
 
-    def __init__(self, csms: RunningCsms, count: int = 10, quirks: dict[int, str] | None = None):
+    def __init__(
+        self,
+        csms: RunningCsms,
+        count: int = 10,
+        quirks: dict[int, str] | None = None,
+        config: dict[str, Any] | None = None,
+    ):
         self.csms = csms
         self.chargers = [
             Charger(
@@ -50,6 +56,7 @@ class Site:
                 identity=f"LB-{n:02d}",
                 connectors=1,
                 quirks=[quirks[n]] if quirks and n in quirks else [],
+                config=config,
             )
             for n in range(count)
         ]
@@ -251,3 +258,58 @@ async def test_offline_charger_keeps_its_capacity(csms: RunningCsms, site: Site)
         assert max(site.drawn()) <= LIMIT_A
     assert site.longest_over <= RAMP, (site.longest_over, site.worst)
     assert site._over_since is None
+
+
+QUIRKY = BalancingSettings(
+    coalesce=0.05, increase_hold=0.001, resume_hold=0.001, tick=3600, overdraw_grace=0.0
+)
+
+
+async def test_one_charger_per_quirk(database_url: str) -> None:
+    """A charger per quirk on a 63 A circuit: the one that ignores TxDefaultProfile is
+    held by its TxProfile, the amps-only one gets amps, the one-period one gets one period
+    with validTo, and the one that overdraws is reported and counted at its draw, so the
+    others make room."""
+    settings = dataclasses.replace(settings_for(database_url), balancing=QUIRKY)
+    quirks = {1: "ignores_tx_default", 2: "overdraws", 3: "amps_only", 4: "one_period"}
+    config = {"MeterValuesSampledData": "Current.Import", "MeterValueSampleInterval": 1}
+    async with running_csms(settings) as csms:
+        site = Site(csms, count=5, quirks=quirks, config=config)
+        await site.start()
+        mqtt = mqtt_of(csms)
+        try:
+            async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+                members = [
+                    {"chargePointId": cp.identity, "maxCurrentA": 16} for cp in site.chargers
+                ]
+                body = {"name": "site", "phaseLimitsA": [63] * 3, "members": members}
+                assert (await api.put("/circuits/site", json=body)).status_code == 201
+                for cp in site.chargers:
+                    await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
+                for n in range(5):
+                    await site.plug(n)
+                # 62.5 A over five: 12.5 A each.
+                await until_allocated(csms, events, {cp.identity: 12.5 for cp in site.chargers})
+                one_period = site.chargers[4].core.profiles.profiles[9001]
+                assert len(one_period.periods) == 1
+                assert one_period.valid_to is not None
+                assert site.chargers[3].core.profiles.profiles[9001].unit.value == "A"
+                await site.chargers[1].wait_for(
+                    lambda: site.limit_of(1) == pytest.approx(12.5), timeout=WAIT
+                )
+                # The overdrawing charger draws 32 A whatever it accepted: reported, then
+                # counted at 32 A, so the other four share 30.5 A (7.6 A each).
+                [report] = await events.until(1, of_type="circuit.member.uncontrollable")
+                assert report["data"]["reason"] == "overdraw"
+                assert report["source"] == "/charge-points/LB-02"
+                others = [cp.identity for n, cp in enumerate(site.chargers) if n != 2]
+                await until_allocated(csms, events, dict.fromkeys(others, 7.6))
+                for n in (0, 1, 3, 4):
+                    await site.chargers[n].wait_for(
+                        lambda n=n: site.limit_of(n) == pytest.approx(7.6), timeout=WAIT
+                    )
+                assert max(site.drawn()) <= 63
+                learned = (await api.get("/circuits/site/allocation")).json()
+                assert {c["chargePointId"] for c in learned["connectors"]} >= set(others)
+        finally:
+            await site.stop()
