@@ -139,6 +139,9 @@ class Balancer:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._roots_of: dict[str, set[str]] = {}  # charge point -> its root circuits
         self._draws: dict[ConnectorKey, _Draw] = {}
+        # The limit each connector accepted, and since when: meter values are checked
+        # against it as they come (docs/load-balancing.md, "Safety").
+        self._limits: dict[ConnectorKey, tuple[int, datetime]] = {}
         self._defaults: set[str] = set()  # chargers whose safe default may be due
         self._booted: set[str] = set()  # ... and those that lost it (they booted)
         self.passes = 0  # completed passes, for tests and metrics
@@ -221,7 +224,9 @@ class Balancer:
             return False
         phases = tuple(currents.get(p, 0) for p in ("L1", "L2", "L3"))
         before = self._draws.get(key)
-        self._draws[key] = _Draw(phases, self._clock(), before.over if before else 0)
+        draw = self._draws[key] = _Draw(phases, self._clock(), before.over if before else 0)
+        if self._overdrawn(key, draw) and draw.over == 2:
+            return True  # a pass counts it at its draw from now on
         if before is None:
             return True
         moved = max(abs(a - b) for a, b in zip(phases, before.phases_da, strict=True))
@@ -271,6 +276,11 @@ class Balancer:
         snap = await self._database.read(lambda s: _snapshot(s, root))
         if snap is None:
             return
+        self._limits = {
+            key: (deci_down(row.limit_a), row.changed_at or now)
+            for key, row in snap.applied.items()
+            if row.status == "accepted"
+        }
         snap.shares = safe_shares(
             list(snap.circuits.values()), list(snap.members.values()), connectors=snap.connectors
         )
@@ -445,6 +455,8 @@ class Balancer:
             await outbox.add_events(session, events, now=now)
 
         await self._database.writer.submit(job)
+        if status == "accepted":
+            self._limits[change.key] = (limit_da, now)
 
     async def _step_down(
         self, cp: str, strategy: Strategy, member: MemberSpec, snap: _Snapshot, now: datetime
@@ -526,10 +538,10 @@ class Balancer:
             cp = key[0]
             if cp in snap.violating or row.status != "accepted" or row.changed_at is None:
                 continue
-            if not self._overdrawn(key, deci_down(row.limit_a), row.changed_at):
+            draw = self._draws.get(key)
+            if draw is None or draw.over < 2:
                 continue
             snap.violating.add(cp)
-            draw = self._draws[key]
             event = member_uncontrollable(
                 cp,
                 circuit_id=row.circuit_id,
@@ -548,11 +560,14 @@ class Balancer:
                 )
             )
 
-    def _overdrawn(self, key: ConnectorKey, limit_da: int, changed_at: datetime) -> bool:
-        """Whether a connector drew over its limit twice in a row past the grace period."""
-        draw = self._draws.get(key)
-        grace = timedelta(seconds=self._settings.overdraw_grace)
-        if draw is None or draw.at - changed_at < grace:
+    def _overdrawn(self, key: ConnectorKey, draw: _Draw) -> bool:
+        """Count a sample over the accepted limit (past the grace period); True when the
+        connector has been over it twice in a row."""
+        accepted = self._limits.get(key)
+        if accepted is None:
+            return False
+        limit_da, changed_at = accepted
+        if draw.at - changed_at < timedelta(seconds=self._settings.overdraw_grace):
             return False
         if overdraws(Draw(draw.phases_da, draw.at), limit_da=limit_da):
             draw.over += 1
