@@ -36,7 +36,7 @@ NODE_PACKAGES = ("ws", "ocpp-rpc", "bufferutil")
 HOW_IT_WAS_MEASURED = [
     "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
     "  `idle_memory` and `boot_storm`, P4 `command_round_trip`, P5 `event_latency` and",
-    "  `outbox_drain`, P6 `session_lifecycle`, PROFILE `cpu_profile`.",
+    "  `outbox_drain`, P6 `session_lifecycle`, P7 `allocation`, PROFILE `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -73,6 +73,12 @@ HOW_IT_WAS_MEASURED = [
     "  oldest one's age, and times it to empty after the last session. After csms stops,",
     "  transactions, meter values, status notifications and each event type are counted",
     "  against the acknowledged messages.",
+    "- P7: `bench/allocation.py`: CPU time (process time) of one allocation pass and of",
+    "  the invariant check for 1,000 connectors in a three-level tree (a site, 10 feeders,",
+    "  100 sub-boards), beside an EVerest-style 0.5 A-slice allocator on the same",
+    "  snapshot; and the profiles per connector per hour that the allocator and the",
+    "  balancer's sending rules give over a simulated commuter day (20 connectors, a pass",
+    "  every minute and on every arrival and departure).",
 ]
 
 PROFILE_INTRO = [
