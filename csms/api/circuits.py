@@ -108,7 +108,7 @@ class AllocationOut(CamelModel):
     transaction_id: int | None
     limit_a: float
     reason: str
-    status: str = Field(description="accepted, or unknown after a timeout")
+    status: str = Field(description="accepted, or unknown: sent and not confirmed")
     lease_until: datetime | None
     changed_at: datetime | None
 

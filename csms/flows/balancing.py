@@ -390,6 +390,14 @@ class Balancer:
             strategy=strategy,
             phases=member.phases,
         )
+        share = snap.shares.get((member.charge_point_id, member.connector_id), 0)
+        higher = max(change.limit_da, share if change.previous_da is None else change.previous_da)
+        if change.kind is not ChangeKind.RENEW:
+            # Kept before it is sent: if csms dies before the answer is recorded, the next
+            # start counts the connector at the higher of its old and new limits.
+            await self._record(
+                change, member, transaction, higher, "unknown", None, now, history=False
+            )
         try:
             result = await self._commands.run(
                 cp, "SetChargingProfile", payload, requested_by=REQUESTED_BY
@@ -397,7 +405,6 @@ class Balancer:
             status = result.response.get("status")
         except CommandTimeout:
             # Unknown: count the higher of the old and new limits until it is confirmed.
-            higher = max(change.limit_da, change.previous_da or 0)
             await self._record(change, member, transaction, higher, "unknown", None, now)
             return False
         except CommandRejected:
@@ -420,6 +427,8 @@ class Balancer:
         status: str,
         lease_end: datetime | None,
         now: datetime,
+        *,
+        history: bool = True,
     ) -> None:
         cp, connector = change.key
         reason = _reason(change.grant)
@@ -451,7 +460,7 @@ class Balancer:
             )
 
         async def job(session: AsyncSession) -> None:
-            await circuits.record_allocation(session, row=row, previous_a=previous)
+            await circuits.record_allocation(session, row=row, previous_a=previous, history=history)
             await outbox.add_events(session, events, now=now)
 
         await self._database.writer.submit(job)

@@ -184,9 +184,14 @@ async def allocations(
 
 
 async def record_allocation(
-    session: AsyncSession, *, row: CircuitAllocation, previous_a: float | None
+    session: AsyncSession,
+    *,
+    row: CircuitAllocation,
+    previous_a: float | None,
+    history: bool = True,
 ) -> None:
-    """Keep a connector's new limit and add it to the history."""
+    """Keep a connector's new limit, and add it to the history unless it is only what is
+    about to be sent."""
     existing = await session.get(CircuitAllocation, (row.charge_point_id, row.connector_id))
     if existing is None:
         session.add(row)
@@ -201,6 +206,8 @@ async def record_allocation(
             "changed_at",
         ):
             setattr(existing, name, getattr(row, name))
+    if not history:
+        return
     session.add(
         CircuitAllocationChange(
             circuit_id=row.circuit_id,

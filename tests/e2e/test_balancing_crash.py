@@ -65,7 +65,8 @@ async def test_sessions_decay_to_the_safe_share_after_sigkill(tmp_path: Path) ->
     """Two sessions at 15.7 A each on a 32 A circuit of three chargers; csms is killed: they
     keep 15.7 A until the lease ends, then fall to the 10.5 A safe share, so with a third
     car started meanwhile (at the safe default) the circuit is under 32 A again once the
-    lease is over. Until then it is not: the lease is what bounds that window."""
+    lease is over. Until then it is not: the lease is what bounds that window. After the
+    restart a charger still away counts at its last applied limit."""
     mqtt = mqtt_settings()
     api_port, ocpp_port = free_port(), free_port()
     env = {
@@ -133,6 +134,26 @@ async def test_sessions_decay_to_the_safe_share_after_sigkill(tmp_path: Path) ->
         decayed = [limit_at(cp, after) for cp in chargers]
         assert decayed == pytest.approx([10.5, 10.5, 10.5])
         assert sum(decayed) <= 32
+
+        # csms comes back; two chargers reconnect. The one still away counts at its last
+        # applied 15.7 A until it confirms a new limit: the two share the 15.8 A left.
+        process = await _serve(env)
+        for cp in (first, third):
+            await cp.connect(timeout=WAIT)
+            await cp.boot(timeout=WAIT)
+        for cp in (first, third):
+
+            def reallocated(cp: Charger = cp) -> bool:
+                now = cp.core.clock.sim_at_wall(time.time())
+                return 9001 in cp.core.profiles.profiles and abs(limit_at(cp, now) - 7.9) < 0.01
+
+            await cp.wait_for(reallocated, timeout=WAIT)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}/api/v1", timeout=WAIT
+        ) as api:
+            rows = (await api.get("/circuits/site/allocation")).json()["connectors"]
+        held = {row["chargePointId"]: row["limitA"] for row in rows}
+        assert held == {"KILL-0": 7.9, "KILL-1": 15.7, "KILL-2": 7.9}
     finally:
         for cp in chargers:
             await cp.close()
