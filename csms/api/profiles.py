@@ -98,7 +98,7 @@ def add_profile_routes(router: APIRouter, ctx: ApiContext) -> None:
     ) -> CommandOut:
         """Send a profile; once the charger accepts it, it is kept and listed."""
         result = await run_command(
-            ctx, charge_point_id, "SetChargingProfile", payload, requested_by
+            ctx, charge_point_id, "SetChargingProfile", payload, requested_by or "api"
         )
         return _command_out(result)
 
@@ -130,7 +130,7 @@ def add_profile_routes(router: APIRouter, ctx: ApiContext) -> None:
             if value is not None:
                 payload[key] = value
         result = await run_command(
-            ctx, charge_point_id, "ClearChargingProfile", payload, requested_by
+            ctx, charge_point_id, "ClearChargingProfile", payload, requested_by or "api"
         )
         return _command_out(result)
 

@@ -147,6 +147,11 @@ async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: Runnin
             assert (row["chargePointId"], row["connectorId"], row["limitA"]) == ("CIR-B", 1, 16.0)
             assert row["status"] == "accepted"
             assert row["reason"] == "cap"
+            kept = (await api.get("/charge-points/CIR-B/charging-profiles")).json()["items"]
+            assert {(p["chargingProfileId"], p["source"]) for p in kept} == {
+                (9100, "balancer"),
+                (9001, "balancer"),
+            }
             history = (await api.get("/circuits/solo/allocation/history")).json()
             assert history["items"][0]["limitA"] == 16.0
     finally:
@@ -189,6 +194,7 @@ async def test_profiles_api_checks_the_chargers_limits(csms: RunningCsms) -> Non
             assert (await api.post(path, json=default)).json()["response"]["status"] == "Accepted"
             listed = (await api.get(path)).json()
             assert sorted(p["chargingProfileId"] for p in listed["items"]) == [5, 7]
+            assert {p["source"] for p in listed["items"]} == {"api"}
 
             ours = await api.get(
                 "/charge-points/PRO-1/composite-schedule",

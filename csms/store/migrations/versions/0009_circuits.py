@@ -20,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("charging_profiles", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source", sa.String(length=255), nullable=True))
     op.create_table(
         "charger_balancing",
         sa.Column("charge_point_id", sa.String(length=48), nullable=False),
@@ -99,6 +101,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("charging_profiles", schema=None) as batch_op:
+        batch_op.drop_column("source")
     with op.batch_alter_table("circuits", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_circuits_parent_id"))
 
