@@ -37,7 +37,7 @@ HOW_IT_WAS_MEASURED = [
     "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
     "  `idle_memory`, `boot_storm` and `secured_storm`, P4 `command_round_trip`, P5",
     "  `event_latency` and `outbox_drain`, P6 `session_lifecycle`, P7 `webhook_delivery`,",
-    "  PROFILE `cpu_profile`.",
+    "  P8 `allocation`, PROFILE `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -94,6 +94,12 @@ HOW_IT_WAS_MEASURED = [
     "  MeterValues at 2,000/s in total; each POST is matched to its MeterValues by the",
     "  sampled value and timed from sending it. The generator's CPU column is the runner's",
     "  (receiver and chargers).",
+    "- P8: `bench/allocation.py`: CPU time (process time) of one allocation pass and of",
+    "  the invariant check for 1,000 connectors in a three-level tree (a site, 10 feeders,",
+    "  100 sub-boards), beside an EVerest-style 0.5 A-slice allocator on the same",
+    "  snapshot; and the profiles per connector per hour that the allocator and the",
+    "  balancer's sending rules give over a simulated commuter day (20 connectors, a pass",
+    "  every minute and on every arrival and departure).",
 ]
 
 PROFILE_INTRO = [

@@ -151,6 +151,18 @@ def targets(report: Report) -> list[Target]:
     check("P5 OCPP -> MQTT p99 < 100 ms", v, f"{v or 0:.1f} ms", lambda x: x < 100)
     v = med("P5", "csms + sqlite", "backlog 100,000", "outbox drain")
     check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
+    setting = "1,000 conn., 3 levels"
+    v = med("P8", "csms allocator", setting, "one pass")
+    check("P8 one allocation pass, 1,000 connectors < 5 ms", v, f"{v or 0:.2f} ms", lambda x: x < 5)
+    r = ratio(
+        report,
+        ("P8", "csms allocator", setting, "one pass"),
+        ("P8", "0.5 A slices (EVerest-style)", setting, "one pass"),
+    )
+    if r is not None:
+        out.append(("P8 allocator vs 0.5 A slices (information)", f"{r:.2f}x", "", None))
+    v = med("P8", "csms balancer", "busy simulated day", "profiles per connector per hour")
+    check("P8 profiles per connector per hour <= 12", v, f"{v or 0:.2f}", lambda x: x <= 12)
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
     out += webhook_targets(report)

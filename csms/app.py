@@ -29,8 +29,10 @@ from csms.errors import ConfigError
 from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
+from csms.flows.balancing import Balancer
 from csms.flows.certificates import CertificateSigning
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
@@ -325,6 +327,17 @@ class Csms:
                 call_timeout=settings.ocpp.call_timeout,
                 on_reservations_changed=self.reservations.wake,
             )
+        self.balancer = Balancer(
+            database=self.database,
+            commands=self.commands,
+            online=self.ocpp.chargers,
+            fanout=self.live,
+            clock=utc_now,
+            settings=settings.balancing,
+        )
+        circuit_flows = CircuitFlows(
+            database=self.database, clock=utc_now, on_changed=self.balancer.wake
+        )
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -342,6 +355,7 @@ class Csms:
             webhooks=self.webhook_flows,
             charger_flows=self.services.chargers,
             partners=self.roaming.partners if self.roaming is not None else None,
+            circuits=circuit_flows,
         )
         self.api_app = api = create_api(
             context=context,
@@ -408,6 +422,9 @@ class Csms:
                 offline = tasks.create_task(self.offline.run(), name="offline-watch")
                 renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
                 webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
+                balancer = None
+                if self.settings.balancing.enabled:
+                    balancer = tasks.create_task(self.balancer.run(), name="balancer")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 ocpi, pushes = None, None
@@ -423,6 +440,8 @@ class Csms:
                     await self._stop.wait()
                 ingress.cancel()
                 offline.cancel()
+                if balancer is not None:
+                    balancer.cancel()
                 renewal.cancel()
                 await self._stop_roaming(ocpi, pushes)
                 await self._shutdown(

@@ -227,6 +227,30 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class BalancingSettings:
+    """Circuit load balancing (docs/load-balancing.md): when passes run, leases, hysteresis."""
+
+    enabled: bool = True
+    # Seconds a pass waits after its first trigger, to take the others with it.
+    coalesce: float = 1.0
+    # Seconds between safety passes (they also renew leases).
+    tick: float = 60.0
+    # Seconds a TxProfile's limit holds before it falls back to the safe share; renewed
+    # when less than renew_before is left.
+    lease: int = 1800
+    renew_before: int = 600
+    # An increase goes only when it is at least this many amps, after the connector's limit
+    # has been steady for increase_hold seconds (resume_hold from 0 A).
+    increase_min: float = 1.0
+    increase_hold: float = 30.0
+    resume_hold: float = 60.0
+    # A session whose meter values are older than this freezes increases on its circuit.
+    meter_stale: float = 180.0
+    # Seconds after a change before the draw is compared with the limit.
+    overdraw_grace: float = 60.0
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -247,6 +271,7 @@ class Settings:
     dashboard: DashboardSettings = DashboardSettings()
     wallet: WalletSettings = WalletSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    balancing: BalancingSettings = BalancingSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
 
@@ -260,6 +285,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dashboard": DashboardSettings,
     "wallet": WalletSettings,
     "webhooks": WebhookSettings,
+    "balancing": BalancingSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
 }
@@ -449,6 +475,7 @@ def _check(settings: Settings) -> None:
         )
     _check_security(settings.security)
     _check_webhooks(settings.webhooks)
+    _check_balancing(settings.balancing)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
@@ -536,6 +563,16 @@ def _check_security(security: SecuritySettings) -> None:
         raise ConfigError(
             "config keys security.plain_listener and security.tls_port leave no OCPP listener"
         )
+
+
+def _check_balancing(balancing: BalancingSettings) -> None:
+    for name in ("coalesce", "tick", "lease", "increase_hold", "resume_hold", "meter_stale"):
+        if getattr(balancing, name) <= 0 and name not in ("coalesce",):
+            raise ConfigError(f"config key balancing.{name} must be positive")
+    if balancing.coalesce < 0 or balancing.increase_min < 0 or balancing.overdraw_grace < 0:
+        raise ConfigError("config keys balancing.coalesce, increase_min, overdraw_grace >= 0")
+    if not 0 <= balancing.renew_before < balancing.lease:
+        raise ConfigError("config key balancing.renew_before must be below balancing.lease")
 
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from allocation import allocation
 from report import Report
 
 from scenarios.command_round_trip import command_round_trip
@@ -85,6 +86,13 @@ SCENARIOS = [
         "P7",
         "webhook deliveries/s to a local receiver, OCPP -> POST p99",
         webhook_delivery,
+        quick=True,
+    ),
+    Scenario(
+        "allocation",
+        "P8",
+        "one circuit allocation pass, 1,000 connectors; profiles/connector/hour",
+        allocation,
         quick=True,
     ),
     Scenario(

@@ -21,6 +21,7 @@ from csms.api.auth import (
     require,
     require_metrics,
 )
+from csms.api.circuits import add_circuit_routes, circuit_error
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -35,6 +36,7 @@ from csms.api.dashboard import add_dashboard
 from csms.api.limits import RETRY_AFTER_SECONDS, RequestLimits
 from csms.api.locations import add_location_routes
 from csms.api.partners import add_partner_routes
+from csms.api.profiles import add_profile_routes
 from csms.api.rates import add_rate_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
@@ -58,7 +60,7 @@ from csms.core.access import Scope
 from csms.core.passwords import Scheme
 from csms.core.registration import RegistrationStatus
 from csms.core.security import password_bytes, password_problem
-from csms.errors import CommandError, StoreError, WalletError
+from csms.errors import CircuitError, CommandError, StoreError, WalletError
 from csms.metrics import CONTENT_TYPE
 from csms.store import chargers, locations, outbox, registry, tariffs, transactions
 
@@ -85,6 +87,7 @@ def create_api(
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(WalletError, wallet_error)
+    app.add_exception_handler(CircuitError, circuit_error)
     app.state.authenticator = Authenticator(
         token=token,
         read_key=key_reader(ctx.read),
@@ -105,6 +108,8 @@ def create_api(
     if ctx.wallet is not None:
         add_wallet_routes(router, ctx)
     add_webhook_routes(router, ctx)
+    add_circuit_routes(router, ctx)
+    add_profile_routes(router, ctx)
     add_partner_routes(router, ctx, ctx.partners)
     _health_route(router, ctx)
     app.include_router(router)

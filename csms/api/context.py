@@ -12,6 +12,7 @@ from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.partners import PartnerFlows
@@ -60,8 +61,13 @@ class ApiContext:
         webhooks: WebhookFlows,
         charger_flows: ChargerFlows,
         partners: PartnerFlows | None = None,
+        circuits: CircuitFlows | None = None,
     ) -> None:
         self.party = party
+        # Circuit edits; without a balancer (tests of other parts) they only write.
+        self.circuits = circuits or CircuitFlows(
+            database=database, clock=clock, on_changed=lambda _ids: None
+        )
         # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
         self.partners = partners
         self.webhooks = webhooks

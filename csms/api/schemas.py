@@ -470,6 +470,9 @@ class ChargingProfileOut(CamelModel):
     purpose: str
     transaction_id: int | None
     profile: dict[str, Any]
+    source: str | None = Field(
+        default=None, description="who sent it (X-Requested-By; balancer for csms's balancer)"
+    )
     updated_at: datetime
 
 

@@ -57,6 +57,8 @@ class EventType(StrEnum):
     USER_BALANCE_CHANGED = "user.balance_changed"
     USER_SUBSCRIPTION_CHANGED = "user.subscription_changed"
     WEBHOOK_FAILING = "webhook.failing"
+    CIRCUIT_ALLOCATION = "circuit.allocation"
+    CIRCUIT_MEMBER_UNCONTROLLABLE = "circuit.member.uncontrollable"
 
 
 RETAINED_EVENT_TYPES = frozenset(

@@ -46,6 +46,8 @@ CONTRACT_TYPES = [
     "user.balance_changed",
     "user.subscription_changed",
     "webhook.failing",
+    "circuit.allocation",
+    "circuit.member.uncontrollable",
 ]
 
 

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from csms.store.tables.accounts import Account, AccountSession, ApiKey
+from csms.store.tables.circuits import (
+    ChargerBalancing,
+    Circuit,
+    CircuitAllocation,
+    CircuitAllocationChange,
+    CircuitMember,
+)
 from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, UTCDateTime, table_of
 from csms.store.tables.platform import IssuedCertificate, Location, OutboxEvent, SecurityEvent, User
 from csms.store.tables.pricing import (
@@ -54,8 +61,13 @@ __all__ = [
     "AccountSession",
     "ApiKey",
     "ChargePoint",
+    "ChargerBalancing",
     "ChargerMessage",
     "ChargingProfile",
+    "Circuit",
+    "CircuitAllocation",
+    "CircuitAllocationChange",
+    "CircuitMember",
     "Command",
     "ConfigurationKey",
     "Connector",
