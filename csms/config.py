@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -215,6 +216,25 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Several nodes on one PostgreSQL and one broker (docs/deployment.md)."""
+
+    enabled: bool = False
+    # Stable per node (a restart with the same id ends that node's old connections);
+    # empty takes the host name.
+    node_id: str = ""
+    # Outbox partitions, each published by one node at a time; the same on every node.
+    partitions: int = 16
+    heartbeat_interval: float = 2.0
+    # A node silent this long is dead: its chargers are let go, its partitions adopted.
+    lease_seconds: float = 10.0
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -232,6 +252,7 @@ class Settings:
     webhooks: WebhookSettings = WebhookSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -245,6 +266,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "webhooks": WebhookSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
+    "cluster": ClusterSettings,
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "console")
@@ -427,10 +449,28 @@ def _check(settings: Settings) -> None:
         )
     _check_security(settings.security)
     _check_webhooks(settings.webhooks)
+    _check_cluster(settings.cluster, database_url=db)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+
+
+def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
+    if not cluster.enabled:
+        return
+    if not database_url.startswith("postgresql+asyncpg://"):
+        raise ConfigError("config key cluster.enabled needs a postgresql+asyncpg:// database.url")
+    if not 1 <= cluster.partitions <= 4096:
+        raise ConfigError("config key cluster.partitions must be between 1 and 4096")
+    if cluster.heartbeat_interval <= 0:
+        raise ConfigError("config key cluster.heartbeat_interval must be positive")
+    if cluster.lease_seconds < 2 * cluster.heartbeat_interval:
+        raise ConfigError(
+            "config key cluster.lease_seconds must be at least twice cluster.heartbeat_interval"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", cluster.node):
+        raise ConfigError("config key cluster.node_id must be 1-64 letters, digits, '.', '_', '-'")
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:

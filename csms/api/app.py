@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.accounts import add_account_routes
 from csms.api.auth import Authenticator, guard, key_reader, require, require_metrics
+from csms.api.cluster import add_cluster_routes
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -95,6 +96,7 @@ def create_api(
         add_wallet_routes(router, ctx)
     add_webhook_routes(router, ctx)
     add_partner_routes(router, ctx, ctx.partners)
+    add_cluster_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)

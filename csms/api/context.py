@@ -21,6 +21,17 @@ from csms.flows.webhooks import WebhookFlows
 from csms.metrics import Metrics
 from csms.store.db import Database
 
+
+class ClusterView(Protocol):
+    """This node in cluster mode, as GET /api/v1/cluster needs it (csms/cluster/node.py)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def partition_count(self) -> int: ...
+
+
 T = TypeVar("T")
 
 
@@ -64,6 +75,8 @@ class ApiContext:
         self.party = party
         # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
         self.partners = partners
+        # Cluster mode: this node (GET /api/v1/cluster); None on a standalone node.
+        self.cluster: ClusterView | None = None
         self.webhooks = webhooks
         self.charger_flows = charger_flows
         self.metrics = metrics or Metrics()

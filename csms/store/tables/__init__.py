@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from csms.store.tables.accounts import Account, AccountSession, ApiKey
+from csms.store.tables.cluster import ChargerOwner, ClusterLease, ClusterNode
 from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, UTCDateTime, table_of
 from csms.store.tables.platform import IssuedCertificate, Location, OutboxEvent, SecurityEvent, User
 from csms.store.tables.pricing import (
@@ -53,7 +54,10 @@ __all__ = [
     "ApiKey",
     "ChargePoint",
     "ChargerMessage",
+    "ChargerOwner",
     "ChargingProfile",
+    "ClusterLease",
+    "ClusterNode",
     "Command",
     "ConfigurationKey",
     "Connector",
