@@ -130,7 +130,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         connectors = await chargers.list_connectors(session, [row.id])
         texts = await error_texts(session, connectors)
         return charge_point_out(
-            row, connectors, connected=row.id in ctx.chargers, error_texts=texts
+            row, connectors, connected=ctx.connected(row), error_texts=texts
         )
 
     @router.get(
@@ -157,7 +157,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             texts = await error_texts(session, connectors)
             items = [
                 charge_point_out(
-                    row, connectors, connected=row.id in ctx.chargers, error_texts=texts
+                    row, connectors, connected=ctx.connected(row), error_texts=texts
                 )
                 for row in rows
             ]

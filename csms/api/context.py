@@ -20,6 +20,7 @@ from csms.flows.wallet import WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.metrics import Metrics
 from csms.store.db import Database
+from csms.store.tables import ChargePoint
 
 
 class ClusterView(Protocol):
@@ -94,6 +95,15 @@ class ApiContext:
         self.commands = commands
         self.clock = clock
         self.on_reservations_changed = on_reservations_changed
+
+    def connected(self, row: ChargePoint) -> bool:
+        """Whether the charger is connected: here, or in cluster mode to any node (the
+        database records the connections of every node, docs/deployment.md)."""
+        if row.id in self.chargers:
+            return True
+        if self.cluster is None or row.connected_at is None:
+            return False
+        return row.disconnected_at is None or row.disconnected_at < row.connected_at
 
     async def read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a query; a database failure is a StoreError, answered 503 by the app."""
