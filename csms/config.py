@@ -228,6 +228,9 @@ class ClusterSettings:
     heartbeat_interval: float = 2.0
     # A node silent this long is dead: its chargers are let go, its partitions adopted.
     lease_seconds: float = 10.0
+    # QoS 2 messages a partition keeps unreleased at once: at most the broker's
+    # max_inflight_messages (Mosquitto: 20), which drops the excess after acknowledging it.
+    mqtt_inflight: int = 20
 
     @property
     def node(self) -> str:
@@ -461,6 +464,8 @@ def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
         return
     if not database_url.startswith("postgresql+asyncpg://"):
         raise ConfigError("config key cluster.enabled needs a postgresql+asyncpg:// database.url")
+    if not 1 <= cluster.mqtt_inflight <= 65535:
+        raise ConfigError("config key cluster.mqtt_inflight must be between 1 and 65535")
     if not 1 <= cluster.partitions <= 4096:
         raise ConfigError("config key cluster.partitions must be between 1 and 4096")
     if cluster.heartbeat_interval <= 0:

@@ -129,9 +129,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             return None
         connectors = await chargers.list_connectors(session, [row.id])
         texts = await error_texts(session, connectors)
-        return charge_point_out(
-            row, connectors, connected=ctx.connected(row), error_texts=texts
-        )
+        return charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
 
     @router.get(
         "/charge-points",
@@ -156,9 +154,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             connectors = await chargers.list_connectors(session, [row.id for row in rows])
             texts = await error_texts(session, connectors)
             items = [
-                charge_point_out(
-                    row, connectors, connected=ctx.connected(row), error_texts=texts
-                )
+                charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
                 for row in rows
             ]
             return Page[ChargePointOut](items=items, total=total)

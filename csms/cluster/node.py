@@ -161,6 +161,7 @@ class ClusterNode:
             mqtt_url=self._mqtt_url,
             client_prefix=self._prefix,
             clock=self._clock,
+            window=self.settings.mqtt_inflight,
         )
         task = asyncio.create_task(relay.run(), name=f"relay-{partition}")
         self.partitions[partition] = (relay, task)

@@ -60,7 +60,9 @@ class PartitionRelay:
         client_prefix: str,
         clock: Callable[[], datetime],
         timeout: float = 10.0,
+        window: int = 20,
     ) -> None:
+        self._window = window
         self.partition = partition
         self.generation = generation
         self._lease = f"relay:{partition}"
@@ -135,18 +137,32 @@ class PartitionRelay:
         # Packet ids are unique only within PACKET_WINDOW row ids (core/cluster.py).
         rows = [row for row in rows if row.event.id < rows[0].event.id + PACKET_WINDOW]
         link = await self._connect()
-        received = await self._publish(link, [row for row in rows if not row.released])
-        if received:
-            await self._fenced_release(received)
-        ready = _in_order(rows, received)
-        completed = await self._complete(link, ready)
+        completed: list[int] = []
+        blocked: set[str] = set()
+        # Mosquitto keeps at most max_inflight_messages (20 by default) unreleased QoS 2
+        # messages per session and drops the rest after acknowledging them: send windows.
+        for start in range(0, len(rows), self._window):
+            chunk = [r for r in rows[start : start + self._window]]
+            completed += await self._window_pass(link, chunk, blocked)
         if completed:
             async with cluster.transaction(self._database) as session:
                 await cluster.mark_delivered(session, ids=completed, now=self._clock())
             done = set(completed)
             self._relay.count_delivered([row.event for row in rows], done)
+            self._sent_here.difference_update(done)
             self.published += len(done)
         return len(completed), len(completed) == len(rows)
+
+    async def _window_pass(
+        self, link: SessionLink, rows: list[PartitionEvent], blocked: set[str]
+    ) -> list[int]:
+        """One window: PUBLISH, commit PUBRECs (fenced), PUBREL, PUBCOMP."""
+        rows = [row for row in rows if row.event.charge_point_id not in blocked]
+        received = await self._publish(link, [row for row in rows if not row.released])
+        if received:
+            await self._fenced_release(received)
+        ready = _in_order(rows, received, blocked)
+        return await self._complete(link, ready, blocked)
 
     async def _publish(self, link: SessionLink, rows: Sequence[PartitionEvent]) -> set[int]:
         """PUBLISH (QoS 2) and wait for PUBRECs; returns the ids acknowledged."""
@@ -180,18 +196,19 @@ class PartitionRelay:
                 raise LeaseLost(self._lease)
             await cluster.mark_released(session, ids=sorted(ids))
 
-    async def _complete(self, link: SessionLink, rows: Sequence[PendingEvent]) -> list[int]:
+    async def _complete(
+        self, link: SessionLink, rows: Sequence[PendingEvent], blocked: set[str]
+    ) -> list[int]:
         """PUBREL in outbox order; returns the ids whose PUBCOMP came, per charger in order."""
         outcomes = await asyncio.gather(
             *(link.release(packet_id(row.id)) for row in rows), return_exceptions=True
         )
         done: list[int] = []
-        failed: set[str] = set()
         for row, outcome in zip(rows, outcomes, strict=True):
-            if row.charge_point_id in failed:
+            if row.charge_point_id in blocked:
                 continue
             if isinstance(outcome, BaseException):
-                failed.add(row.charge_point_id)
+                blocked.add(row.charge_point_id)
                 continue
             done.append(row.id)
         return done
@@ -219,11 +236,13 @@ class PartitionRelay:
             pass
 
 
-def _in_order(rows: Sequence[PartitionEvent], received: set[int]) -> list[PendingEvent]:
+def _in_order(
+    rows: Sequence[PartitionEvent], received: set[int], blocked: set[str]
+) -> list[PendingEvent]:
     """The rows that may be PUBRELed now: released before or just acknowledged, and for
-    each charger only up to its first row that is neither (its order must hold)."""
+    each charger only up to its first row that is neither (its order must hold); such a
+    charger is added to `blocked` for the rest of the batch."""
     ready: list[PendingEvent] = []
-    blocked: set[str] = set()
     for row in rows:
         charger = row.event.charge_point_id
         if charger in blocked:
