@@ -51,16 +51,31 @@ class LeaseView:
     expired: bool
 
 
+def holdings(leases: Sequence[LeaseView], live: Sequence[str]) -> dict[str, list[int]]:
+    """The partitions each live node holds (every live node listed, holding none or more)."""
+    held: dict[str, list[int]] = {node: [] for node in live}
+    for lease in leases:
+        partition = partition_of_lease(lease.name)
+        if partition is not None and not lease.expired and lease.holder in held:
+            held[lease.holder].append(partition)
+    return held
+
+
 def partitions_to_take(
-    leases: Sequence[LeaseView], *, me: str, partitions: int, live_nodes: int
+    leases: Sequence[LeaseView], *, me: str, partitions: int, live: Sequence[str]
 ) -> list[int]:
-    """Free or expired partitions this node should take now, lowest first, up to its share."""
-    held = sum(
-        1
-        for lease in leases
-        if lease.holder == me and not lease.expired and partition_of_lease(lease.name) is not None
-    )
-    room = fair_share(partitions, live_nodes) - held
+    """Free or expired partitions this node should take now, lowest first.
+
+    A node takes while under the ceiling of an even split and no other live node holds
+    fewer than it does: the least loaded node fills up first, so a partition one node
+    gives away goes to the node that needs it, not back.
+    """
+    held = holdings(leases, [*live, me] if me not in live else live)
+    mine = len(held[me])
+    others = [len(p) for node, p in held.items() if node != me]
+    if others and min(others) < mine:
+        return []
+    room = fair_share(partitions, len(held)) - mine
     if room <= 0:
         return []
     taken = {
@@ -71,10 +86,19 @@ def partitions_to_take(
     return [p for p in range(partitions) if p not in taken][:room]
 
 
-def partitions_to_give(held: Sequence[int], *, partitions: int, live_nodes: int) -> list[int]:
-    """Partitions over this node's share, highest first: released for others to take."""
-    extra = len(held) - fair_share(partitions, live_nodes)
-    return sorted(held, reverse=True)[: max(extra, 0)]
+def partitions_to_give(
+    leases: Sequence[LeaseView], *, me: str, partitions: int, live: Sequence[str]
+) -> list[int]:
+    """Partitions this node should release, highest first, for others to take: the excess
+    over the ceiling of an even split, or one when another live node holds two fewer
+    (4 partitions on 3 nodes settle at 2, 1, 1 rather than 2, 2, 0)."""
+    held = holdings(leases, [*live, me] if me not in live else live)
+    mine = sorted(held[me], reverse=True)
+    extra = len(mine) - fair_share(partitions, len(held))
+    others = [len(p) for node, p in held.items() if node != me]
+    if extra <= 0 and others and min(others) + 1 < len(mine):
+        extra = 1
+    return mine[: max(extra, 0)]
 
 
 def packet_id(outbox_id: int) -> int:

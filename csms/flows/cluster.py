@@ -179,7 +179,7 @@ class Membership:
         self._notice_losses(beat.held)
         if not self.draining:
             await self._take(beat)
-            await self._give_extras(beat.live_nodes)
+            await self._give_extras(beat)
         self.beats += 1
         self._beaten.set()
 
@@ -203,7 +203,7 @@ class Membership:
     async def _take(self, beat: cluster.Beat) -> None:
         s = self.settings
         wanted = rules.partitions_to_take(
-            beat.leases, me=s.node_id, partitions=s.partitions, live_nodes=beat.live_nodes
+            beat.leases, me=s.node_id, partitions=s.partitions, live=beat.live
         )
         names = [rules.partition_lease(p) for p in wanted]
         leader_free = not any(
@@ -232,11 +232,9 @@ class Membership:
             for gained in self.partition_gained:
                 gained(partition, generation)
 
-    async def _give_extras(self, live_nodes: int) -> None:
+    async def _give_extras(self, beat: cluster.Beat) -> None:
         extras = rules.partitions_to_give(
-            list(self.held.partitions),
-            partitions=self.settings.partitions,
-            live_nodes=live_nodes,
+            beat.leases, me=self.node_id, partitions=self.settings.partitions, live=beat.live
         )
         for partition in extras:
             await self.release_partition(partition)

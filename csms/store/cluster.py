@@ -51,7 +51,8 @@ class Beat:
 
     leases: list[LeaseView]
     held: dict[str, int]
-    live_nodes: int
+    # Live nodes that are not draining: those that should hold partitions.
+    live: list[str]
 
 
 async def heartbeat(
@@ -86,9 +87,12 @@ async def heartbeat(
         if holder == node_id and not expired:
             held[name] = int(generation)
     live = await session.execute(
-        text("SELECT count(*) FROM cluster_nodes WHERE lease_until > now() AND NOT draining")
+        text(
+            "SELECT node_id FROM cluster_nodes WHERE lease_until > now() AND NOT draining"
+            " ORDER BY node_id"
+        )
     )
-    return Beat(leases=leases, held=held, live_nodes=max(int(live.scalar_one()), 1))
+    return Beat(leases=leases, held=held, live=[str(node) for node in live.scalars()])
 
 
 async def acquire(
