@@ -465,7 +465,6 @@ class Csms:
         ]
         if self.roaming is not None:
             node.leader_work.append(("ocpi-push", self.roaming.push.run))
-        self.database.writer.listeners.append(node.wake)
         return node
 
     async def _end_lost_connections(self) -> None:

@@ -21,6 +21,7 @@ from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_co
 from csms.flows.commands import ChargerLink, Commands
 from csms.store import cluster
 from csms.store.db import Database
+from csms.store.signal import CommitSignal
 
 log = structlog.get_logger("csms.cluster")
 
@@ -76,6 +77,9 @@ class ClusterNode:
             queue_size=config.ocpp.command_queue_size,
         )
         commands.remote = self.forwarder
+        self.signal = CommitSignal(config.database.url)
+        self.signal.listeners.append(self.wake)
+        database.writer.listeners += [self.wake, self.signal.committed]
         self.partitions: dict[int, tuple[PartitionRelay, asyncio.Task[None]]] = {}
         self.leader_work: list[tuple[str, Work]] = []
         self._leading: list[asyncio.Task[None]] = []
@@ -107,6 +111,7 @@ class ClusterNode:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.membership.run(), name="cluster-heartbeat")
             tasks.create_task(self.forwarder.run(), name="cluster-forwarder")
+            tasks.create_task(self.signal.run(), name="cluster-commit-signal")
 
     async def lead(self) -> None:
         """Run the leader's work (timers, deliveries, sweeps) while this node is leader."""
