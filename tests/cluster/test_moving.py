@@ -4,9 +4,11 @@ the node it left changes nothing; commands reach it wherever it is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any
 
+import aiomqtt
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -141,3 +143,48 @@ async def test_a_duplicated_start_on_two_nodes_makes_one_transaction(
         listed = (await api.get("/transactions", params={"chargePointId": identity})).json()
     items = listed["items"] if isinstance(listed, dict) else listed
     assert len([t for t in items if t["chargePointId"] == identity]) == 1
+
+
+async def test_an_mqtt_command_is_answered_once_by_the_cluster(three_nodes: Cluster) -> None:
+    """A command over MQTT is taken by one node (shared subscription), forwarded to the
+    charger's node, and answered once on the reply topic."""
+    n1, _, _ = three_nodes.nodes
+    identity = new_identity("MQTT")
+    prefix = three_nodes.prefix
+    async with asyncio.timeout(10_000 * MS):
+        # Each node logs its command subscription once it is active.
+        while True:
+            if all(
+                any(b"commands/+/+" in line and b"mqtt_subscribed" in line for line in node.log)
+                for node in three_nodes.nodes
+            ):
+                break
+            await asyncio.sleep(50 * MS)
+    ws, charger = await _open(n1, identity)
+    try:
+        await charger.boot()
+        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"t-{identity}") as client:
+            await client.subscribe(f"{prefix}/replies/#", qos=1)
+            await client.publish(
+                f"{prefix}/commands/{identity}/ClearCache",
+                orjson.dumps({"correlationId": "c1", "payload": {}}),
+                qos=1,
+            )
+            await _answer_one_call(charger, {"status": "Accepted"})
+            replies = []
+            async with asyncio.timeout(10_000 * MS):
+                async for message in client.messages:
+                    assert isinstance(message.payload, bytes)
+                    replies.append(orjson.loads(message.payload))
+                    break
+            # A second reply would come right behind the first: give it the time of one.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(500 * MS):
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        replies.append(orjson.loads(message.payload))
+    finally:
+        await ws.close()
+    assert len(replies) == 1
+    assert replies[0]["status"] == 200
+    assert replies[0]["response"] == {"status": "Accepted"}
