@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
+from csms.cluster.node import ClusterNode
 from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
@@ -369,7 +370,10 @@ class Csms:
             topic_prefix=settings.mqtt.topic_prefix,
             commands=self.commands,
             publisher=self.publisher,
+            shared=settings.cluster.enabled,
         )
+        self.cluster = self._cluster_node() if settings.cluster.enabled else None
+        context.cluster = self.cluster
         self._api = _ApiServer(
             uvicorn.Config(
                 api,
@@ -415,23 +419,32 @@ class Csms:
         try:
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(self.database.writer.run(), name="db-writer")
-                await self._end_lost_connections()
-                relay = tasks.create_task(self.relay.run(), name="outbox-relay")
-                expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                if self.cluster is not None:
+                    # docs/deployment.md: the timers and deliveries run on the leader only.
+                    await self.cluster.start()
+                    relay = tasks.create_task(self.cluster.run(), name="cluster")
+                    expiry = webhooks = tasks.create_task(self.cluster.lead(), name="leader")
+                    periodic: list[asyncio.Task[None]] = []
+                else:
+                    await self._end_lost_connections()
+                    relay = tasks.create_task(self.relay.run(), name="outbox-relay")
+                    expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                    periodic = [
+                        tasks.create_task(self.offline.run(), name="offline-watch"),
+                        tasks.create_task(self.renewal.run(), name="subscription-renewal"),
+                    ]
+                    if self.settings.balancing.enabled:
+                        periodic.append(tasks.create_task(self.balancer.run(), name="balancer"))
+                    webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
-                offline = tasks.create_task(self.offline.run(), name="offline-watch")
-                renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
-                webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
-                balancer = None
-                if self.settings.balancing.enabled:
-                    balancer = tasks.create_task(self.balancer.run(), name="balancer")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 ocpi, pushes = None, None
                 started = await _started(self._api, api)
                 if started and self.roaming is not None:
                     ocpi = tasks.create_task(self.roaming.server.serve(), name="ocpi-listener")
-                    pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
+                    if self.cluster is None:
+                        pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
                     started = await _started(self.roaming.server, ocpi)
                 if started:
                     self._warn_exposure()
@@ -439,10 +452,8 @@ class Csms:
                     self.ready.set()
                     await self._stop.wait()
                 ingress.cancel()
-                offline.cancel()
-                if balancer is not None:
-                    balancer.cancel()
-                renewal.cancel()
+                for task in periodic:
+                    task.cancel()
                 await self._stop_roaming(ocpi, pushes)
                 await self._shutdown(
                     api=api, writer=writer, relay=relay, expiry=expiry, webhooks=webhooks
@@ -455,6 +466,31 @@ class Csms:
                 await broker.stop()
             await self.database.dispose()
         log.info("csms_stopped")
+
+    def _cluster_node(self) -> ClusterNode:
+        """Cluster mode's parts (docs/deployment.md); the leader runs the periodic work."""
+        node = ClusterNode(
+            self.settings,
+            database=self.database,
+            relay=self.relay,
+            chargers=self.services.chargers,
+            online=self.ocpp.chargers,
+            commands=self.commands,
+            publisher=self.publisher,
+            clock=utc_now,
+        )
+        node.leader_work += [
+            ("reservation-expiry", self.reservations.run),
+            ("offline-watch", self.offline.run),
+            ("subscription-renewal", self.renewal.run),
+            ("webhook-deliveries", self.webhooks.run),
+        ]
+        if self.settings.balancing.enabled:
+            # One balancer per cluster: two would send competing profiles to one circuit.
+            node.leader_work.append(("balancer", self.balancer.run))
+        if self.roaming is not None:
+            node.leader_work.append(("ocpi-push", self.roaming.push.run))
+        return node
 
     async def _end_lost_connections(self) -> None:
         # Before accepting connections: a charger shown connected now was connected to a
@@ -526,7 +562,11 @@ class Csms:
                 self._api.should_exit = True
                 await api
                 relay.cancel()
-                await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
+                if self.cluster is not None:
+                    # Chargers are closed (1001): hand the partitions over and leave.
+                    await self.cluster.drain(within=EVENT_FLUSH_TIMEOUT)
+                else:
+                    await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
                 # Each webhook worker saves its cursor: what was delivered is not sent again.
                 webhooks.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

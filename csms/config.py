@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -256,6 +257,28 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Several nodes on one PostgreSQL and one broker (docs/deployment.md)."""
+
+    enabled: bool = False
+    # Stable per node (a restart with the same id ends that node's old connections);
+    # empty takes the host name.
+    node_id: str = ""
+    # Outbox partitions, each published by one node at a time; the same on every node.
+    partitions: int = 16
+    heartbeat_interval: float = 2.0
+    # A node silent this long is dead: its chargers are let go, its partitions adopted.
+    lease_seconds: float = 10.0
+    # QoS 2 messages a partition keeps unreleased at once: at most the broker's
+    # max_inflight_messages (Mosquitto: 20), which drops the excess after acknowledging it.
+    mqtt_inflight: int = 20
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -274,6 +297,7 @@ class Settings:
     balancing: BalancingSettings = BalancingSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -288,6 +312,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "balancing": BalancingSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
+    "cluster": ClusterSettings,
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "console")
@@ -476,6 +501,7 @@ def _check(settings: Settings) -> None:
     _check_security(settings.security)
     _check_webhooks(settings.webhooks)
     _check_balancing(settings.balancing)
+    _check_cluster(settings.cluster, database_url=db)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
@@ -507,6 +533,25 @@ def exposure_warnings(settings: Settings) -> list[str]:
         "security.min_profile is 0: chargers connect without any authentication",
         "ocpp.unknown_chargers accepts any identity on first contact",
     ]
+
+
+def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
+    if not cluster.enabled:
+        return
+    if not database_url.startswith("postgresql+asyncpg://"):
+        raise ConfigError("config key cluster.enabled needs a postgresql+asyncpg:// database.url")
+    if not 1 <= cluster.mqtt_inflight <= 65535:
+        raise ConfigError("config key cluster.mqtt_inflight must be between 1 and 65535")
+    if not 1 <= cluster.partitions <= 4096:
+        raise ConfigError("config key cluster.partitions must be between 1 and 4096")
+    if cluster.heartbeat_interval <= 0:
+        raise ConfigError("config key cluster.heartbeat_interval must be positive")
+    if cluster.lease_seconds < 2 * cluster.heartbeat_interval:
+        raise ConfigError(
+            "config key cluster.lease_seconds must be at least twice cluster.heartbeat_interval"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", cluster.node):
+        raise ConfigError("config key cluster.node_id must be 1-64 letters, digits, '.', '_', '-'")
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:

@@ -22,6 +22,7 @@ from csms.api.auth import (
     require_metrics,
 )
 from csms.api.circuits import add_circuit_routes, circuit_error
+from csms.api.cluster import add_cluster_routes
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -111,6 +112,7 @@ def create_api(
     add_circuit_routes(router, ctx)
     add_profile_routes(router, ctx)
     add_partner_routes(router, ctx, ctx.partners)
+    add_cluster_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)
@@ -148,9 +150,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             return None
         connectors = await chargers.list_connectors(session, [row.id])
         texts = await error_texts(session, connectors)
-        return charge_point_out(
-            row, connectors, connected=row.id in ctx.chargers, error_texts=texts
-        )
+        return charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
 
     @router.get(
         "/charge-points",
@@ -175,9 +175,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             connectors = await chargers.list_connectors(session, [row.id for row in rows])
             texts = await error_texts(session, connectors)
             items = [
-                charge_point_out(
-                    row, connectors, connected=row.id in ctx.chargers, error_texts=texts
-                )
+                charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
                 for row in rows
             ]
             return Page[ChargePointOut](items=items, total=total)

@@ -223,6 +223,20 @@ class Relay:
             self._topics[row.charge_point_id, event_type] = topic
         return topic, payload, is_retained(event_type)
 
+    def encode(self, row: PendingEvent) -> tuple[str, bytes, bool]:
+        """The topic, CloudEvent and retain flag of a row (the cluster relay's too)."""
+        return self._message(row)
+
+    def count_delivered(self, rows: Sequence[PendingEvent], delivered: set[int]) -> None:
+        """Metrics and live followers for rows another relay delivered (cluster mode)."""
+        self._delivered(rows, delivered)
+        for listener in self.listeners:
+            listener(len(delivered))
+
+    async def prune(self) -> None:
+        """Delete delivered events past retention (cluster mode: the leader's job)."""
+        await self._prune()
+
     def _backoff(self) -> float:
         ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))
         return ceiling / 2 + self._rng.random() * ceiling / 2

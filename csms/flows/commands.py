@@ -69,6 +69,12 @@ class ChargerLink(Protocol):
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
 
+class RemoteLinks(Protocol):
+    """Chargers held by other nodes (cluster mode, csms/cluster/forward.py)."""
+
+    async def find(self, charge_point_id: str) -> ChargerLink | None: ...
+
+
 class Violation(Protocol):
     """A payload's first schema violation."""
 
@@ -116,6 +122,8 @@ class Commands:
         self._clock = clock
         self._queue_size = queue_size
         self._call_timeout = call_timeout
+        # Cluster mode: a charger not connected here may be connected to another node.
+        self.remote: RemoteLinks | None = None
 
     async def check(
         self, charge_point_id: str, action: str, payload: Any, *, own: bool = False
@@ -153,6 +161,8 @@ class Commands:
         if refusal is not None:
             raise ChargerNotAccepted(refusal)
         connection = self._chargers.get(charge_point_id)
+        if connection is None and self.remote is not None:
+            connection = await self.remote.find(charge_point_id)
         if connection is None:
             raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
         if connection.calls_queued >= self._queue_size:

@@ -15,7 +15,7 @@ import orjson
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, Connection, Dialect, Executable, event
+from sqlalchemy import JSON, Connection, Dialect, Executable, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -108,6 +108,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 async def migrate(engine: AsyncEngine) -> None:
     """Apply every Alembic migration up to head."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Cluster mode: nodes starting together migrate one after the other (the lock
+            # ends with this transaction). The key is arbitrary and fixed.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(7305861204)"))
         await connection.run_sync(_upgrade)
 
 

@@ -10,6 +10,7 @@ from csms.store.tables.circuits import (
     CircuitAllocationChange,
     CircuitMember,
 )
+from csms.store.tables.cluster import ChargerOwner, ClusterLease, ClusterNode
 from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, UTCDateTime, table_of
 from csms.store.tables.platform import IssuedCertificate, Location, OutboxEvent, SecurityEvent, User
 from csms.store.tables.pricing import (
@@ -63,11 +64,14 @@ __all__ = [
     "ChargePoint",
     "ChargerBalancing",
     "ChargerMessage",
+    "ChargerOwner",
     "ChargingProfile",
     "Circuit",
     "CircuitAllocation",
     "CircuitAllocationChange",
     "CircuitMember",
+    "ClusterLease",
+    "ClusterNode",
     "Command",
     "ConfigurationKey",
     "Connector",

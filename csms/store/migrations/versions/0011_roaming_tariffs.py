@@ -1,8 +1,8 @@
 """roaming tariffs and hubs: tariffs each partner holds, a hub's clients, the party a
 Session, CDR or push is for
 
-Revision ID: 0013_roaming_tariffs
-Revises: 0008_ocpi_partners
+Revision ID: 0011_roaming_tariffs
+Revises: 0010_cluster
 Create Date: 2026-12-07 06:30:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import csms.store.tables
 
-revision: str = "0013_roaming_tariffs"
-down_revision: str | None = "0008_ocpi_partners"
+revision: str = "0011_roaming_tariffs"
+down_revision: str | None = "0010_cluster"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
