@@ -31,8 +31,10 @@ from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
 from csms.store.tables import Transaction
 
-# Open transactions of one connection, by transactionId (session.updated without a read).
-OpenSessions = MutableMapping[int, SessionFacts]
+# Open transactions of one connection, by transactionId (session.updated without a read);
+# None: a transactionId its MeterValues named that is not an open transaction of its own.
+OpenSessions = MutableMapping[int, SessionFacts | None]
+MAX_CACHED_PER_CONNECTION = 1024
 
 
 @dataclass(frozen=True)
@@ -558,15 +560,22 @@ class SessionFlows:
         if transaction_id in self._forced:
             cache.pop(transaction_id, None)
             return None
-        facts = cache.get(transaction_id)
-        if facts is not None:
-            return facts
+        if transaction_id in cache:
+            return cache[transaction_id]
         row = await self._database.read(
             lambda session: transactions.get_transaction(session, transaction_id)
         )
-        if row is None or row.charge_point_id != charge_point_id or row.stop_timestamp is not None:
-            return None
-        if row.start_timestamp is None:
+        if (
+            row is None
+            or row.charge_point_id != charge_point_id
+            or row.stop_timestamp is not None
+            or row.start_timestamp is None
+        ):
+            # Unknown, another charger's, or stopped: it stays so (ids are never reused and
+            # a stop is never undone), so the charger's next MeterValues naming it costs no
+            # read. A Start that creates it replaces the entry. Bounded per connection.
+            if len(cache) < MAX_CACHED_PER_CONNECTION:
+                cache[transaction_id] = None
             return None
         facts = session_facts(row, party=self.party, location_id=location_id)
         cache[transaction_id] = facts
