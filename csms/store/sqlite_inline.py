@@ -9,7 +9,8 @@ good part of the CPU (docs/performance.md, "Sessions under load").
 `InlineConnection` runs statements on the calling thread. What can wait still goes to
 aiosqlite's thread, so the event loop never blocks on a lock or a disk flush:
 - `BEGIN IMMEDIATE` (the writer's engine begins every transaction so, see `inline_engine`)
-  waits up to the busy timeout for another process's write lock;
+  is tried here without waiting; only when another process holds the write lock does it
+  go to the thread, to wait up to the busy timeout;
 - `COMMIT` and `ROLLBACK` may run a WAL checkpoint, which writes and fsyncs the database.
 Between the two, this connection holds SQLite's write lock: no statement can wait for a
 lock (in WAL mode readers never block the writer, https://sqlite.org/wal.html §2.2).
@@ -33,13 +34,31 @@ _WAITS = ("BEGIN",)
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose statements run on the event loop's thread (see above)."""
 
+    _busy_timeout: int | None = None  # ms, as configured; read at the first BEGIN
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
         # aiosqlite's cursor passes the SQL text first: a BEGIN may wait for a lock.
         if args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() in _WAITS:
-            return await self._on_thread(fn, *args, **kwargs)
+            return await self._begin(fn, *args, **kwargs)
         return fn(*args, **kwargs)
+
+    async def _begin(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Take the write lock: here when it is free (no thread hop, the common case), else
+        on aiosqlite's thread, waiting up to the busy timeout."""
+        connection = self._conn
+        if self._busy_timeout is None:
+            self._busy_timeout = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+        return await self._on_thread(fn, *args, **kwargs)
 
     async def _on_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         on_thread: Callable[..., Awaitable[Any]] = super()._execute
@@ -75,5 +94,6 @@ def inline_engine(url: str, **options: Any) -> AsyncEngine:
 
 
 def _begin_immediate(connection: Connection) -> None:
-    # Taken at BEGIN, on aiosqlite's thread: later statements cannot meet SQLITE_BUSY.
+    # The write lock taken at BEGIN (InlineConnection._begin): later statements cannot meet
+    # SQLITE_BUSY, so none of them waits.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
