@@ -251,9 +251,7 @@ class SessionFlows:
         reserved = await bulk.reserved_chargers(session, charge_point_ids)
         known = None
         if self.pricing is not None:
-            places = [
-                (cp, connector, s.location_id) for s in firsts for cp, connector in [_place(s)]
-            ]
+            places = [(*_place(s), s.location_id) for s in firsts]
             known = await self.pricing.assignments(session, places)
         done: dict[int, _Started] = {}
         events: list[Event] = []
@@ -390,7 +388,7 @@ class SessionFlows:
         here = [
             (s, row)
             for s in firsts
-            if (row := rows.get(s.request.transaction_id)) and _open(row, s)
+            if (row := rows.get(s.request.transaction_id)) is not None and _open(row, s)
         ]
         for s, row in here:
             bulk.record_stop(row, request=s.request, now=s.now)
@@ -459,7 +457,7 @@ class SessionFlows:
         self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
     ) -> list[Event]:
         """`session.stopped` for a transaction that has just ended, and the CDRs it needs
-        (`_session_ended`), read and recorded for this transaction alone."""
+        (`SessionEnd.ended`), read and recorded for this transaction alone."""
         row = await session.get(Transaction, transaction_id, populate_existing=True)
         assert row is not None
         stored = await transactions.transaction_samples(session, transaction_id)
