@@ -31,8 +31,10 @@ from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
 from csms.store.tables import Transaction
 
-# Open transactions of one connection, by transactionId (session.updated without a read).
-OpenSessions = MutableMapping[int, SessionFacts]
+# Open transactions of one connection, by transactionId (session.updated without a read);
+# None: a transactionId its MeterValues named that is not an open transaction of its own.
+OpenSessions = MutableMapping[int, SessionFacts | None]
+MAX_CACHED_PER_CONNECTION = 1024
 
 
 @dataclass(frozen=True)
@@ -249,9 +251,7 @@ class SessionFlows:
         reserved = await bulk.reserved_chargers(session, charge_point_ids)
         known = None
         if self.pricing is not None:
-            places = [
-                (cp, connector, s.location_id) for s in firsts for cp, connector in [_place(s)]
-            ]
+            places = [(*_place(s), s.location_id) for s in firsts]
             known = await self.pricing.assignments(session, places)
         done: dict[int, _Started] = {}
         events: list[Event] = []
@@ -388,7 +388,7 @@ class SessionFlows:
         here = [
             (s, row)
             for s in firsts
-            if (row := rows.get(s.request.transaction_id)) and _open(row, s)
+            if (row := rows.get(s.request.transaction_id)) is not None and _open(row, s)
         ]
         for s, row in here:
             bulk.record_stop(row, request=s.request, now=s.now)
@@ -457,7 +457,7 @@ class SessionFlows:
         self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
     ) -> list[Event]:
         """`session.stopped` for a transaction that has just ended, and the CDRs it needs
-        (`_session_ended`), read and recorded for this transaction alone."""
+        (`SessionEnd.ended`), read and recorded for this transaction alone."""
         row = await session.get(Transaction, transaction_id, populate_existing=True)
         assert row is not None
         stored = await transactions.transaction_samples(session, transaction_id)
@@ -558,15 +558,22 @@ class SessionFlows:
         if transaction_id in self._forced:
             cache.pop(transaction_id, None)
             return None
-        facts = cache.get(transaction_id)
-        if facts is not None:
-            return facts
+        if transaction_id in cache:
+            return cache[transaction_id]
         row = await self._database.read(
             lambda session: transactions.get_transaction(session, transaction_id)
         )
-        if row is None or row.charge_point_id != charge_point_id or row.stop_timestamp is not None:
-            return None
-        if row.start_timestamp is None:
+        if (
+            row is None
+            or row.charge_point_id != charge_point_id
+            or row.stop_timestamp is not None
+            or row.start_timestamp is None
+        ):
+            # Unknown, another charger's, or stopped: it stays so (ids are never reused and
+            # a stop is never undone), so the charger's next MeterValues naming it costs no
+            # read. A Start that creates it replaces the entry. Bounded per connection.
+            if len(cache) < MAX_CACHED_PER_CONNECTION:
+                cache[transaction_id] = None
             return None
         facts = session_facts(row, party=self.party, location_id=location_id)
         cache[transaction_id] = facts

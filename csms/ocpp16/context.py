@@ -46,8 +46,9 @@ class ChargerContext:
     location_id: str | None = None
     # The operator's decision as it was when the charger connected (the boot reads it again).
     registration: RegistrationStatus = RegistrationStatus.ACCEPTED
-    # Open transactions of this charger, for session.updated without a database read.
-    transactions: dict[int, SessionFacts] = field(default_factory=dict)
+    # Open transactions of this charger, for session.updated without a database read (None:
+    # a transactionId it named that is not one of its open transactions, csms.flows.sessions).
+    transactions: dict[int, SessionFacts | None] = field(default_factory=dict)
 
 
 # A handler takes the charger's context and the validated payload, commits what must be

@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import JSON, Connection, Dialect, Executable, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -139,7 +140,6 @@ class Writer:
         self._metrics = metrics or Metrics()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._closed = False
-        self._dialect = sessions.kw["bind"].dialect.name
         # Called after every batch (the outbox relay wakes on it).
         self.listeners: list[Callable[[], None]] = []
 
@@ -242,11 +242,7 @@ class Writer:
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
             for factory, rows in grouped.items():
-                prepared = _prepare(factory, connection.dialect)
-                if prepared is None:
-                    await connection.execute(factory(self._dialect), rows)
-                else:
-                    await connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
+                await execute_many(connection, factory, rows)
             for index, job in enumerate(jobs):
                 if isinstance(job, BulkWrite):
                     continue
@@ -264,6 +260,17 @@ class Writer:
                 await session.flush()
                 session.expunge_all()
         return results
+
+
+async def execute_many(
+    connection: AsyncConnection, factory: StatementFactory, rows: list[dict[str, Any]]
+) -> None:
+    """Run a bulk statement for many rows: one executemany, compiled once (`_Prepared`)."""
+    prepared = _prepare(factory, connection.dialect)
+    if prepared is None:
+        await connection.execute(factory(connection.dialect.name), rows)
+    else:
+        await connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
 
 
 _Convert = Callable[[Any], Any]

@@ -27,7 +27,7 @@ from sqlmodel import col
 from csms.core.clock import as_utc
 from csms.core.cluster import slot_of
 from csms.core.events import Event
-from csms.store.db import BulkWrite, StatementFactory
+from csms.store.db import BulkWrite, StatementFactory, execute_many
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
 
 
@@ -68,9 +68,8 @@ async def add_events(session: AsyncSession, events: Sequence[Event], *, now: dat
     """Write events from a job, in the job's transaction."""
     if not events:
         return
-    dialect = session.get_bind().dialect.name
     rows = [event_step(event, now=now)[1] for event in events]
-    await (await session.connection()).execute(_insert_event(dialect), rows)
+    await execute_many(await session.connection(), _insert_event, rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,14 @@ good part of the CPU (docs/performance.md, "Sessions under load").
 `InlineConnection` runs statements on the calling thread. What can wait still goes to
 aiosqlite's thread, so the event loop never blocks on a lock or a disk flush:
 - `BEGIN IMMEDIATE` (the writer's engine begins every transaction so, see `inline_engine`)
-  waits up to the busy timeout for another process's write lock;
-- `COMMIT` and `ROLLBACK` may run a WAL checkpoint, which writes and fsyncs the database.
-Between the two, this connection holds SQLite's write lock: no statement can wait for a
-lock (in WAL mode readers never block the writer, https://sqlite.org/wal.html §2.2).
+  is tried here without waiting; only when another process holds the write lock does it
+  go to the thread, to wait up to the busy timeout;
+- a WAL checkpoint, which writes and fsyncs the database: this connection's commits do
+  not run one (`wal_autocheckpoint = 0`); every CHECKPOINT_EVERY commits one runs on the
+  thread, and the commit after it too (it may start the WAL over and sync its header). Any
+  other COMMIT, in WAL mode with synchronous=NORMAL, appends to the WAL without a sync.
+Between BEGIN and COMMIT this connection holds SQLite's write lock: no statement can wait
+for a lock (in WAL mode readers never block the writer, https://sqlite.org/wal.html §2.2).
 Reads elsewhere keep aiosqlite's thread: an API page may take longer than a write.
 """
 
@@ -28,26 +32,66 @@ from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _WAITS = ("BEGIN",)
+# Commits between two WAL checkpoints. SQLite's own default is every 1,000 pages (~4 MB); a
+# batch of the writer adds a few to a few dozen pages.
+CHECKPOINT_EVERY = 100
 
 
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose statements run on the event loop's thread (see above)."""
+
+    _busy_timeout: int | None = None  # ms, as configured; read at the first BEGIN
+    _commits = 0  # since the last checkpoint
+    _wal_may_restart = False
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
         # aiosqlite's cursor passes the SQL text first: a BEGIN may wait for a lock.
         if args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() in _WAITS:
-            return await self._on_thread(fn, *args, **kwargs)
+            return await self._begin(fn, *args, **kwargs)
         return fn(*args, **kwargs)
+
+    async def _begin(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Take the write lock: here when it is free (no thread hop, the common case), else
+        on aiosqlite's thread, waiting up to the busy timeout."""
+        connection = self._conn
+        if self._busy_timeout is None:
+            self._busy_timeout = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+        return await self._on_thread(fn, *args, **kwargs)
 
     async def _on_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         on_thread: Callable[..., Awaitable[Any]] = super()._execute
         return await on_thread(fn, *args, **kwargs)
 
     async def commit(self) -> None:
-        if self._conn.in_transaction:
+        if not self._conn.in_transaction:
+            return
+        if self._wal_may_restart:
+            # The first commit after a checkpoint may start the WAL over, and syncs its
+            # header then (https://sqlite.org/pragma.html#pragma_synchronous): a disk flush.
             await self._on_thread(self._conn.commit)
+            self._wal_may_restart = False
+        else:
+            # WAL, synchronous=NORMAL, no automatic checkpoint: appends to the WAL, no sync.
+            self._conn.commit()
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            await self._on_thread(self._checkpoint)
+            self._wal_may_restart = True
+
+    def _checkpoint(self) -> None:
+        # PASSIVE: copies what no reader still needs, never waits (https://sqlite.org/wal.html).
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def rollback(self) -> None:
         if self._conn.in_transaction:
@@ -60,8 +104,16 @@ def _connect(database: str, **kwargs: Any) -> InlineConnection:
     kwargs["check_same_thread"] = False
     # Transactions are begun explicitly (BEGIN IMMEDIATE), not by the sqlite3 module.
     kwargs["isolation_level"] = None
-    connection = InlineConnection(partial(sqlite3.connect, database, **kwargs), 64)
+    connection = InlineConnection(partial(_open, database, **kwargs), 64)
     connection._thread.daemon = True
+    return connection
+
+
+def _open(database: str, **kwargs: Any) -> sqlite3.Connection:
+    connection: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+    # This connection's commits never checkpoint (a checkpoint syncs the database to disk):
+    # `InlineConnection.commit` runs one on aiosqlite's thread every CHECKPOINT_EVERY.
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
     return connection
 
 
@@ -75,5 +127,6 @@ def inline_engine(url: str, **options: Any) -> AsyncEngine:
 
 
 def _begin_immediate(connection: Connection) -> None:
-    # Taken at BEGIN, on aiosqlite's thread: later statements cannot meet SQLITE_BUSY.
+    # The write lock taken at BEGIN (InlineConnection._begin): later statements cannot meet
+    # SQLITE_BUSY, so none of them waits.
     connection.exec_driver_sql("BEGIN IMMEDIATE")

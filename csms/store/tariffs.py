@@ -162,16 +162,19 @@ async def assignments_of(
     """The tariff assigned at each (scope, target), None where there is none; one query."""
     if not keys:
         return {}
-    table = table_of(TariffAssignment)
-    rows = await session.execute(
-        select(table.c.scope, table.c.target, table.c.tariff_id).where(
-            tuple_(table.c.scope, table.c.target).in_(list(keys))
-        )
-    )
+    rows = await session.execute(_select_assignments(), {"keys": list(keys)})
     found: dict[tuple[str, str], str | None] = dict.fromkeys(keys)
     for scope, target, tariff_id in rows:
         found[scope, target] = tariff_id
     return found
+
+
+@cache
+def _select_assignments() -> Select[Any]:
+    table = table_of(TariffAssignment)
+    return select(table.c.scope, table.c.target, table.c.tariff_id).where(
+        tuple_(table.c.scope, table.c.target).in_(bindparam("keys", expanding=True))
+    )
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -240,12 +243,14 @@ async def pricing_of(
 ) -> dict[int, TransactionPricing]:
     if not transaction_ids:
         return {}
-    rows = await session.execute(
-        select(TransactionPricing).where(
-            col(TransactionPricing.transaction_id).in_(transaction_ids)
-        )
-    )
-    return {row.transaction_id: row for row in rows.scalars()}
+    rows = await session.scalars(_select_pricing(), {"ids": list(transaction_ids)})
+    return {row.transaction_id: row for row in rows}
+
+
+@cache
+def _select_pricing() -> Select[TransactionPricing]:
+    ids: Any = bindparam("ids", expanding=True)
+    return select(TransactionPricing).where(col(TransactionPricing.transaction_id).in_(ids))
 
 
 async def record_cost(

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -42,8 +43,17 @@ async def id_tags(session: AsyncSession, tags: Collection[str]) -> dict[str, IdT
     answer, a `session.get` of one of them costs no query (the identity map is weak)."""
     if not tags:
         return {}
-    rows = await session.scalars(select(IdTag).where(col(IdTag.id_tag).in_(tags)))
+    rows = await session.scalars(_select_id_tags(), {"tags": list(tags)})
     return {row.id_tag: row for row in rows}
+
+
+# The group's queries are built once: building a statement and its cache key costs more
+# than running it on SQLite (about 125 µs of 200).
+
+
+@cache
+def _select_id_tags() -> Select[IdTag]:
+    return select(IdTag).where(col(IdTag.id_tag).in_(bindparam("tags", expanding=True)))
 
 
 # -- starts --------------------------------------------------------------------------------
@@ -107,31 +117,40 @@ async def open_connectors(
     """The (charger, connector) pairs of these chargers with an open transaction not in `keep`."""
     if not charge_point_ids:
         return set()
-    tx = table_of(Transaction)
-    result = await session.execute(
-        select(tx.c.charge_point_id, tx.c.connector_id).where(
-            tx.c.charge_point_id.in_(charge_point_ids),
-            tx.c.stop_timestamp.is_(None),
-            tx.c.id.not_in(keep),
-        )
-    )
+    params = {"cps": list(charge_point_ids), "keep": list(keep)}
+    result = await session.execute(_select_open_connectors(), params)
     return {(cp, connector) for cp, connector in result}
+
+
+@cache
+def _select_open_connectors() -> Select[Any]:
+    tx = table_of(Transaction)
+    return select(tx.c.charge_point_id, tx.c.connector_id).where(
+        tx.c.charge_point_id.in_(bindparam("cps", expanding=True)),
+        tx.c.stop_timestamp.is_(None),
+        tx.c.id.not_in(bindparam("keep", expanding=True)),
+    )
 
 
 async def reserved_chargers(session: AsyncSession, charge_point_ids: Collection[str]) -> set[str]:
     """Those of these chargers with an active reservation (a Start there may fulfil it)."""
     if not charge_point_ids:
         return set()
+    result = await session.execute(_select_reserved(), {"cps": list(charge_point_ids)})
+    return set(result.scalars())
+
+
+@cache
+def _select_reserved() -> Select[Any]:
     table = table_of(Reservation)
-    result = await session.execute(
+    return (
         select(table.c.charge_point_id)
         .where(
-            table.c.charge_point_id.in_(charge_point_ids),
+            table.c.charge_point_id.in_(bindparam("cps", expanding=True)),
             table.c.status == ReservationStatus.ACTIVE,
         )
         .distinct()
     )
-    return set(result.scalars())
 
 
 async def complete_start(
@@ -183,13 +202,18 @@ async def locked_transactions(
     with one query; they stay in the session. As `transactions._locked`, for many."""
     if not transaction_ids:
         return {}
-    rows = await session.scalars(
+    rows = await session.scalars(_select_locked(), {"ids": list(transaction_ids)})
+    return {row.id: row for row in rows if row.id is not None}
+
+
+@cache
+def _select_locked() -> Select[Transaction]:
+    return (
         select(Transaction)
-        .where(col(Transaction.id).in_(transaction_ids))
+        .where(col(Transaction.id).in_(bindparam("ids", expanding=True)))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return {row.id: row for row in rows if row.id is not None}
 
 
 def record_stop(row: Transaction, *, request: StopRequest, now: datetime) -> None:
@@ -209,16 +233,24 @@ async def samples_of(
     found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
     if not transaction_ids:
         return found
-    mv = table_of(MeterValue)
-    rows = await session.execute(
-        select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
-        .where(mv.c.transaction_id.in_(transaction_ids), mv.c.after_stop.is_(False))
-        .order_by(mv.c.timestamp, mv.c.id)
-    )
+    rows = await session.execute(_select_samples(), {"ids": list(transaction_ids)})
     for transaction_id, timestamp, *fields in rows:
         if timestamp is not None:
             found[transaction_id].append(Sample(timestamp, *fields))
     return found
+
+
+@cache
+def _select_samples() -> Select[Any]:
+    mv = table_of(MeterValue)
+    return (
+        select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
+        .where(
+            mv.c.transaction_id.in_(bindparam("ids", expanding=True)),
+            mv.c.after_stop.is_(False),
+        )
+        .order_by(mv.c.timestamp, mv.c.id)
+    )
 
 
 # Sample's fields in order, each kept in the meter_values column of the same name.
@@ -241,5 +273,10 @@ async def charge_points(
     `session.get` of one of them costs no query (the session's identity map is weak)."""
     if not charge_point_ids:
         return {}
-    query = select(ChargePoint).where(col(ChargePoint.id).in_(charge_point_ids))
-    return {row.id: row for row in await session.scalars(query)}
+    rows = await session.scalars(_select_chargers(), {"ids": list(charge_point_ids)})
+    return {row.id: row for row in rows}
+
+
+@cache
+def _select_chargers() -> Select[ChargePoint]:
+    return select(ChargePoint).where(col(ChargePoint.id).in_(bindparam("ids", expanding=True)))

@@ -4,13 +4,14 @@ events as one by one, repeats and odd cases included."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from csms.core.session import Party
 from csms.core.transactions import StartKey
@@ -21,7 +22,7 @@ from csms.metrics import Metrics
 from csms.ocpp16 import convert
 from csms.store import registry
 from csms.store.db import Database
-from csms.store.tables import OutboxEvent, Transaction, table_of
+from csms.store.tables import MeterValue, OutboxEvent, Transaction, table_of
 
 pytestmark = pytest.mark.postgres
 
@@ -184,3 +185,53 @@ async def test_stops_of_one_batch_with_repeats_and_strangers(setup: Setup) -> No
     assert await setup.count(open_three) == 1
     assert await setup.events("session.stopped") == 2
     assert await setup.events("cdr.created") == 2
+
+
+_REGISTER = itertools.count(1500, 100)
+
+
+def _meter(flows: SessionFlows, cp: str, tx: int, opened: OpenSessions) -> Any:
+    # A new reading each time: an exact repeat of a sample would be stored once.
+    register = {"value": str(next(_REGISTER)), "measurand": "Energy.Active.Import.Register"}
+    payload = [{"timestamp": (NOW + timedelta(minutes=5)).isoformat(), "sampledValue": [register]}]
+    return flows.meter_values(
+        charge_point_id=cp,
+        connector_id=1,
+        transaction_id=tx,
+        samples=convert.samples(payload, received=NOW),
+        location_id=None,
+        open_sessions=opened,
+        now=NOW,
+    )
+
+
+async def test_an_unknown_transaction_id_is_read_once_per_connection(setup: Setup) -> None:
+    """MeterValues naming an unknown (or another charger's) transactionId read it once; the
+    next ones cost no read, and their samples are still stored."""
+    flows = setup.flows
+    other = await _start(flows, _key("CP2"))
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM transactions" in statement:
+            reads.append(statement)
+
+    opened: OpenSessions = {}
+    event.listen(setup.database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for tx in (999_999, other.transaction_id):
+            await _meter(flows, "CP1", tx, opened)
+            first = len(reads)
+            await _meter(flows, "CP1", tx, opened)
+            await _meter(flows, "CP1", tx, opened)
+            assert len(reads) == first
+    finally:
+        event.remove(setup.database.engine.sync_engine, "before_cursor_execute", count)
+    assert len(reads) == 2
+    mv = table_of(MeterValue)
+    assert await setup.count(select(func.count()).select_from(mv)) == 6
+    assert await setup.events("session.updated") == 0
+    # The charger's own transaction, once started, is an open session again.
+    mine = await _start(flows, _key("CP1"), opened)
+    await _meter(flows, "CP1", mine.transaction_id, opened)
+    assert await setup.events("session.updated") == 1

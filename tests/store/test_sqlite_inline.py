@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.store import registry
 from csms.store.db import Database
+from csms.store.sqlite_inline import CHECKPOINT_EVERY
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 S = 1.0
@@ -76,3 +77,31 @@ async def test_waiting_for_the_write_lock_does_not_block_the_loop(
     other.close()
     async with asyncio.timeout(10 * S):
         assert await pending == 1
+
+
+async def test_commits_on_the_loop_thread_checkpoints_off_it(database: Database) -> None:
+    """Commits run on the loop's thread; every CHECKPOINT_EVERY commits a WAL checkpoint,
+    and the commit after it (which may sync the WAL's header), run on aiosqlite's thread."""
+    seen: list[tuple[str, int]] = []
+
+    async def trace(session: AsyncSession) -> None:
+        raw = await (await session.connection()).get_raw_connection()
+        await raw.driver_connection.set_trace_callback(
+            lambda sql: seen.append((sql.strip().upper(), threading.get_ident()))
+        )
+
+    await database.writer.submit(trace)
+    for n in range(CHECKPOINT_EVERY + 2):
+        await database.writer.submit(
+            lambda session, n=n: registry.upsert_id_tag(
+                session, id_tag=f"T{n}", values={"status": "Accepted"}, now=NOW
+            )
+        )
+    loop = threading.get_ident()
+    checkpoints = [thread for sql, thread in seen if "WAL_CHECKPOINT" in sql]
+    commits = [thread for sql, thread in seen if sql == "COMMIT"]
+    assert checkpoints
+    assert loop not in checkpoints
+    assert len(commits) >= CHECKPOINT_EVERY
+    off_loop = [thread for thread in commits if thread != loop]
+    assert 1 <= len(off_loop) <= len(checkpoints)

@@ -86,7 +86,11 @@ class StatusNotification(SQLModel, table=True):
     """Every StatusNotification received: the connector's history."""
 
     __tablename__ = "status_notifications"
-    __table_args__ = (Index("ix_status_notifications_cp", "charge_point_id", "connector_id"),)
+    # By connector and time: a stopped session's statuses (its parking time) are the
+    # connector's last one before its start and those up to its stop (store.tariffs).
+    __table_args__ = (
+        Index("ix_status_notifications_cp_time", "charge_point_id", "connector_id", "timestamp"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     charge_point_id: str = Field(max_length=48)
