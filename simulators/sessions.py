@@ -241,6 +241,7 @@ class Sessions:
                 session.started_at,
                 True,
                 to_sim=services.clock.sim_at_wall,
+                scale=services.clock.speed,
             )
             session.pending_profile = None
         # Every session's power: a ChargePointMaxProfile is shared with the newcomer.

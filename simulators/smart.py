@@ -87,9 +87,9 @@ def parse_time(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class SchedulePeriod:
-    """One chargingSchedulePeriod."""
+    """One chargingSchedulePeriod (``start`` in simulated seconds)."""
 
-    start: int
+    start: float
     limit: float
     phases: int | None = None
 
@@ -113,6 +113,7 @@ class ChargingProfile:
     duration: float | None = None
     installed_at: float = 0.0
     min_rate: float | None = None  # minChargingRate, in the schedule's unit
+    cycle: float = DAY  # a Recurring profile's period in simulated seconds
 
     @classmethod
     def from_ocpp(
@@ -121,11 +122,16 @@ class ChargingProfile:
         data: dict[str, Any],
         now: float,
         to_sim: Callable[[float], float] | None = None,
+        scale: float = 1.0,
     ) -> ChargingProfile:
         """Build from a csChargingProfiles object (already schema-valid); ValueError if unusable.
 
         ``to_sim`` maps the absolute times in it (validFrom, validTo, startSchedule: wall-clock
-        times) onto the simulated clock; by default they are taken as they are.
+        times) onto the simulated clock; by default they are taken as they are. ``scale`` is
+        simulated seconds per schedule second: a real charger counts startPeriod, duration
+        and the recurrence in real seconds, so a charger simulated at 600x stretches them
+        600 times (a central system's 30-minute lease is 30 real minutes, whatever the
+        speed).
         """
 
         def when(text: str) -> float:
@@ -137,7 +143,7 @@ class ChargingProfile:
             sorted(
                 (
                     SchedulePeriod(
-                        int(period["startPeriod"]),
+                        int(period["startPeriod"]) * scale,
                         float(period["limit"]),
                         period.get("numberPhases"),
                     )
@@ -173,9 +179,10 @@ class ChargingProfile:
             valid_from=when(data["validFrom"]) if "validFrom" in data else None,
             valid_to=when(data["validTo"]) if "validTo" in data else None,
             start_schedule=when(schedule["startSchedule"]) if "startSchedule" in schedule else None,
-            duration=float(duration) if duration is not None else None,
+            duration=float(duration) * scale if duration is not None else None,
             installed_at=now,
             min_rate=schedule.get("minChargingRate"),
+            cycle=(DAY if recurrency is not Recurrency.WEEKLY else WEEK) * scale,
         )
 
     def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
@@ -193,7 +200,7 @@ class ChargingProfile:
             start = self._anchor()
         else:
             base = self._anchor()
-            cycle = DAY if self.recurrency is Recurrency.DAILY else WEEK
+            cycle = self.cycle
             start = base + math.floor((t - base) / cycle) * cycle
             next_change = min(next_change, start + cycle)
         offset = t - start
@@ -285,6 +292,7 @@ class ProfileStore:
         active_transaction: int | bool | None = None,
         *,
         to_sim: Callable[[float], float] | None = None,
+        scale: float = 1.0,
     ) -> ProfileStatus:
         """Apply a SetChargingProfile.req.
 
@@ -295,7 +303,7 @@ class ProfileStore:
         if not 0 <= connector_id <= self.connectors:
             return ProfileStatus.REJECTED
         try:
-            profile = ChargingProfile.from_ocpp(connector_id, data, now, to_sim)
+            profile = ChargingProfile.from_ocpp(connector_id, data, now, to_sim, scale)
         except (ValueError, KeyError, TypeError):
             return ProfileStatus.REJECTED
         if not 0 <= profile.stack_level <= self.max_stack:
@@ -556,6 +564,7 @@ class SmartCharging:
             self._services.clock.sim(now),
             self._transaction_on(connector_id),
             to_sim=self._services.clock.sim_at_wall,
+            scale=self._services.clock.speed,
         )
         if status is ProfileStatus.ACCEPTED:
             self._services.after_reply(self._apply_limits)
@@ -583,14 +592,18 @@ class SmartCharging:
         start = self._services.clock.sim(now)
         session = self._connectors[connector_id].session if connector_id else None
         running = session is not None and session.state is SessionState.CHARGING
+        # The duration and the offsets are real seconds; the profiles run on the simulated
+        # clock (see ChargingProfile.from_ocpp's scale).
+        speed = self._services.clock.speed
         periods = self._profiles.composite(
             connector_id,
             start,
-            payload["duration"],
+            math.ceil(payload["duration"] * speed),
             unit,
             session.started_at if session is not None and running else None,
             running,
         )
+        periods = [(round(offset / speed), limit) for offset, limit in periods]
         stamp = iso(start)
         return {
             "status": "Accepted",

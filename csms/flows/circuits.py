@@ -93,7 +93,7 @@ class CircuitFlows:
             if m.circuit_id != body.circuit_id
         }
         for member in body.members:
-            await _check_member(session, member, taken, body.circuit_id)
+            await _check_member(session, member, taken)
         return await circuits.put_circuit(
             session,
             circuit=Circuit(
@@ -168,7 +168,6 @@ async def _check_member(
     session: AsyncSession,
     member: MemberInput,
     taken: dict[tuple[str, int], str],
-    circuit_id: str,
 ) -> None:
     if await chargers.get_charge_point(session, member.charge_point_id) is None:
         raise CircuitError(f"charge point {member.charge_point_id} not found", status=404)
@@ -184,4 +183,3 @@ async def _check_member(
             f"on circuit {clashes[0]}",
             status=409,
         )
-    _ = circuit_id

@@ -128,7 +128,8 @@ def test_priority_respected(snapshot: tuple[list[Node], list[Demand]]) -> None:
 def test_max_min_fair(snapshot: tuple[list[Node], list[Demand]]) -> None:
     """A session below its cap has a full node phase on its path (less than one step left per
     session sharing it) where no session of its priority got more than it, unless that one
-    only holds its own minimum."""
+    only holds its own minimum. (Of a lower class, one may hold more: its higher minimum, or
+    the last steps too few to share in the class above.)"""
     nodes, demands = snapshot
     demands = [replace(d, step_da=1) for d in demands]
     grants = allocate(nodes, demands)
@@ -150,7 +151,7 @@ def test_max_min_fair(snapshot: tuple[list[Node], list[Demand]]) -> None:
             ]
             if left[where] < len(sharing) and all(
                 grants[d.key].limit_da <= value
-                or d.priority > s.priority
+                or d.priority != s.priority
                 or grants[d.key].limit_da == d.min_da
                 for d in sharing
             ):
@@ -163,9 +164,14 @@ def test_max_min_fair(snapshot: tuple[list[Node], list[Demand]]) -> None:
 def test_raising_the_root_limit_lowers_no_one(
     snapshot: tuple[list[Node], list[Demand]], more: int
 ) -> None:
-    """With the same sessions admitted, a higher root limit never lowers a grant."""
+    """With the same sessions admitted, all in one priority class and on the same phases, a
+    higher root limit never lowers a grant.
+
+    Only then: across classes or phase sets a session that rises at the root can take a
+    sub-board's or another phase's capacity from a session it shares only that with
+    (docs/load-balancing.md, "The allocator")."""
     nodes, demands = snapshot
-    demands = [replace(d, step_da=1) for d in demands]
+    demands = [replace(d, step_da=1, priority=0, phases=(0, 1, 2)) for d in demands]
     root = nodes[0]
     bigger = [replace(root, limit=tuple(x + more for x in root.limit)), *nodes[1:]]
     before, after = allocate(nodes, demands), allocate(bigger, demands)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from simulators.model import EvSpec
+from simulators.smart import Electrical, ProfileStore
 from simulators.testing import Bench, make_station
 from tests.simulators.helpers import plug
 
@@ -130,3 +131,28 @@ def test_quirk_one_period() -> None:
     assert set_profile(bench, profile(0, "TxDefaultProfile", 16)) == "Accepted"
     keys = bench.send("GetConfiguration", {"key": ["ChargingScheduleMaxPeriods"]})
     assert keys[2]["configurationKey"][0]["value"] == "1"
+
+
+def test_schedule_seconds_are_real_seconds_at_any_speed() -> None:
+    """At 600x a 30-minute lease is still 30 real minutes: startPeriod and duration are
+    stretched onto the simulated clock, like the absolute times are mapped."""
+    store = ProfileStore(1, Electrical(230.0, 3, 22_080.0))
+    t0 = 1_767_225_600.0
+    lease = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "startSchedule": "2026-01-01T00:00:00Z",
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 16.0},
+                {"startPeriod": 1800, "limit": 8.0},
+            ],
+        },
+    }
+    assert store.install(0, lease, t0, to_sim=lambda wall: wall, scale=600.0).value == "Accepted"
+    before, _ = store.limit_w(1, t0 + 1799 * 600, None, False)
+    after, _ = store.limit_w(1, t0 + 1800 * 600, None, False)
+    assert (before / (VOLTS * 3), after / (VOLTS * 3)) == (16.0, 8.0)
