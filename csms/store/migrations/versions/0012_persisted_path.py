@@ -1,7 +1,7 @@
 """persisted path: connector statuses indexed by time (a stopped session's parking time)
 
 Revision ID: 0012_persisted_path
-Revises: 0008_ocpi_partners
+Revises: 0011_roaming_tariffs
 Create Date: 2026-12-07 06:45:00
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0012_persisted_path"
-down_revision: str | None = "0008_ocpi_partners"
+down_revision: str | None = "0011_roaming_tariffs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
