@@ -217,6 +217,13 @@ class PartitionRelay:
         if self._link is not None and not self._link.lost:
             return self._link
         self._drop_link()
+        # Taking the session over would cut off the node that holds the lease now (a
+        # node that was frozen past its lease wakes up here): check first.
+        async with cluster.transaction(self._database) as session:
+            if not await cluster.holds(
+                session, name=self._lease, node_id=self._node_id, generation=self.generation
+            ):
+                raise LeaseLost(self._lease)
         self._link = await open_session(self._url, client_id=self._client_id, timeout=self._timeout)
         self._sent_here.clear()
         self._resuming = True

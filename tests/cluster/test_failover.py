@@ -4,6 +4,7 @@ partitions are adopted, and every committed event reaches the broker exactly onc
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from typing import Any
 
@@ -153,3 +154,34 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
     assert moved
     assert all(c.close_codes == [1001] for c in moved)
     assert n2.logged("cluster_left")
+
+
+async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: Cluster) -> None:
+    """SIGSTOP of a node past its lease (a zombie): its partitions are adopted; after
+    SIGCONT its publishers find their lease gone (fenced) and stop; each id still once."""
+    view = await three_nodes.settled()
+    held = {n["nodeId"]: len(n["partitions"]) for n in view["nodes"]}
+    zombie = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
+    survivors = [n for n in three_nodes.nodes if n is not zombie]
+    assert zombie.process is not None
+    async with subscribed(MQTT_URL, three_nodes.prefix) as events:
+        fleet = await _fleet(three_nodes, 60)
+        reports = [asyncio.create_task(c.report(10, survivors)) for c in fleet]
+        await events.until(100, of_type="evse.status")
+        zombie.process.send_signal(signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(30_000 * MS):
+                while True:
+                    now = await three_nodes.cluster_view(survivors[0])
+                    holders = {p["nodeId"] for p in now["partitions"]}
+                    if holders <= {n.node_id for n in survivors}:
+                        break
+                    await asyncio.sleep(100 * MS)
+        finally:
+            zombie.process.send_signal(signal.SIGCONT)
+        await asyncio.gather(*reports)
+        await _drained(three_nodes, survivors[0])
+        await _exactly_once(three_nodes, events)
+        for charger in fleet:
+            await charger.close()
+    assert zombie.logged("partition_lost") or zombie.logged("partition_lease_lost")
