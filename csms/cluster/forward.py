@@ -200,9 +200,12 @@ class Forwarder:
         assert isinstance(call_id, str)
         assert isinstance(charge_point_id, str)
         assert isinstance(action, str)
-        await self._reply(origin, {"id": call_id, "outcome": "accepted"})
+        # The acknowledgement goes out while the CALL runs: published first on the one
+        # connection, it reaches the broker before the outcome (MQTT 3.1.1 §4.6).
+        ack = asyncio.create_task(self._reply(origin, {"id": call_id, "outcome": "accepted"}))
         outcome = await self._run_call(charge_point_id, action, payload)
         await self._reply(origin, {"id": call_id, **outcome})
+        await ack
 
     async def _run_call(
         self, charge_point_id: str, action: str, payload: dict[str, Any]

@@ -79,6 +79,7 @@ class ClusterNode:
         commands.remote = self.forwarder
         self.signal = CommitSignal(config.database.url)
         self.signal.listeners.append(self.wake)
+        self.signal.alone = lambda: len(self.membership.held.partitions) == settings.partitions
         database.writer.listeners += [self.wake, self.signal.committed]
         self.partitions: dict[int, tuple[PartitionRelay, asyncio.Task[None]]] = {}
         self.leader_work: list[tuple[str, Work]] = []
