@@ -91,7 +91,7 @@ class Node:
             "CSMS_LOG__LEVEL": "warning",
             "CSMS_CLUSTER__ENABLED": "true" if cluster else "false",
             "CSMS_CLUSTER__NODE_ID": node_id,
-            "CSMS_CLUSTER__PARTITIONS": "4",
+            "CSMS_CLUSTER__PARTITIONS": "16",  # the default
             "CSMS_CLUSTER__HEARTBEAT_INTERVAL": "0.5",
             "CSMS_CLUSTER__LEASE_SECONDS": "2",
         }

@@ -38,7 +38,6 @@ log = structlog.get_logger("csms.events")
 
 BATCH = 1000
 IDLE_POLL = 2.0
-GATHER = 0.01
 
 
 class LeaseLost(Exception):
@@ -112,9 +111,9 @@ class PartitionRelay:
                     if not count:
                         await self._sleep(IDLE_POLL)
                     elif count < BATCH:
-                        # Let a few more commits gather: a pass costs three round trips
-                        # to the database whatever its size.
-                        await asyncio.sleep(GATHER)
+                        # Woken by the node's scanner when more is pending: a pass costs
+                        # round trips to the database whatever its size.
+                        await self._sleep(IDLE_POLL)
                 else:
                     failures += 1
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * self._rng.random())

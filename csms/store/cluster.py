@@ -289,6 +289,15 @@ async def partition_pending(
     ]
 
 
+async def partitions_pending(session: Conn, *, partitions: int) -> set[int]:
+    """The partitions with undelivered events (the partial pending index answers it)."""
+    rows = await session.execute(
+        text("SELECT DISTINCT slot % :n FROM outbox_events WHERE delivered_at IS NULL"),
+        {"n": partitions},
+    )
+    return {int(p) for p in rows.scalars()}
+
+
 async def mark_released(session: Conn, *, ids: Sequence[int]) -> None:
     """PUBREC received: from now on only a PUBREL may be sent for these (MQTT 3.1.1 §4.3.3)."""
     await session.execute(
