@@ -37,6 +37,10 @@ MQTT_URL = "mqtt://127.0.0.1:1883"
 # name -> (label in the report, command); each prints "listening" once it accepts.
 REFERENCES = {
     "csms": ("csms (protocol path)", [PYTHON, str(SERVERS / "csms_protocol.py")]),
+    "csms-picows": (
+        "csms picows (protocol path)",
+        [PYTHON, str(SERVERS / "csms_protocol.py"), "--transport", "picows"],
+    ),
     "raw-websockets": ("raw websockets+orjson", [PYTHON, str(SERVERS / "raw_websockets.py")]),
     "raw-picows": ("raw picows+orjson", [PYTHON, str(SERVERS / "raw_picows.py")]),
     "ocpp-chargepoint": ("ocpp ChargePoint", [PYTHON, str(SERVERS / "ocpp_chargepoint.py")]),

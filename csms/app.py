@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.cluster.node import ClusterNode
-from csms.config import OcpiSettings, SecuritySettings, Settings
+from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.passwords import PasswordHasher
@@ -30,14 +30,17 @@ from csms.errors import ConfigError
 from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
+from csms.flows.balancing import Balancer
 from csms.flows.certificates import CertificateSigning
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
 from csms.flows.partners import Identity, PartnerFlows
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.roaming_commands import RoamingCommands
+from csms.flows.roaming_hub import HubFlows
 from csms.flows.roaming_locations import PartnerLocations
 from csms.flows.roaming_push import PushDelivery
 from csms.flows.roaming_tokens import TokenFlows
@@ -47,8 +50,9 @@ from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
-from csms.ocpi.app import OcpiServices, create_ocpi_app
+from csms.ocpi.app import create_ocpi_app
 from csms.ocpi.client import OcpiClient
+from csms.ocpi.services import OcpiServices
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
@@ -130,7 +134,7 @@ class Roaming:
             timeout=settings.call_timeout,
             allow_private_targets=settings.allow_private_targets,
         )
-        views = PartnerLocations(party=party, online=online.chargers)
+        views = PartnerLocations(party=party, online=online.chargers, clock=utc_now)
         self.partners = PartnerFlows(
             database=database,
             client=self.client,
@@ -159,6 +163,7 @@ class Roaming:
             resync_interval=settings.resync_interval,
         )
         self.partners.listeners.append(self.push.partner_changed)
+        self.partners.everyone_listeners.append(self.push.everyone_changed)
         database.writer.listeners.append(self.push.wake)
         sessions.roaming = self.tokens
         self.commands = RoamingCommands(
@@ -179,6 +184,7 @@ class Roaming:
                 tokens=self.tokens,
                 commands=self.commands,
                 views=views,
+                hubs=HubFlows(database=database),
                 clock=utc_now,
                 country_code=settings.country_code,
                 party_id=settings.party_id,
@@ -322,6 +328,17 @@ class Csms:
                 call_timeout=settings.ocpp.call_timeout,
                 on_reservations_changed=self.reservations.wake,
             )
+        self.balancer = Balancer(
+            database=self.database,
+            commands=self.commands,
+            online=self.ocpp.chargers,
+            fanout=self.live,
+            clock=utc_now,
+            settings=settings.balancing,
+        )
+        circuit_flows = CircuitFlows(
+            database=self.database, clock=utc_now, on_changed=self.balancer.wake
+        )
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -339,12 +356,14 @@ class Csms:
             webhooks=self.webhook_flows,
             charger_flows=self.services.chargers,
             partners=self.roaming.partners if self.roaming is not None else None,
+            circuits=circuit_flows,
         )
         self.api_app = api = create_api(
             context=context,
             token=settings.api.token,
             metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
             dashboard=settings.dashboard,
+            max_body_bytes=settings.api.max_body_bytes,
         )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
@@ -414,6 +433,8 @@ class Csms:
                         tasks.create_task(self.offline.run(), name="offline-watch"),
                         tasks.create_task(self.renewal.run(), name="subscription-renewal"),
                     ]
+                    if self.settings.balancing.enabled:
+                        periodic.append(tasks.create_task(self.balancer.run(), name="balancer"))
                     webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 await self.ocpp.start()
@@ -426,6 +447,7 @@ class Csms:
                         pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
                     started = await _started(self.roaming.server, ocpi)
                 if started:
+                    self._warn_exposure()
                     self._log_ready(broker)
                     self.ready.set()
                     await self._stop.wait()
@@ -463,6 +485,9 @@ class Csms:
             ("subscription-renewal", self.renewal.run),
             ("webhook-deliveries", self.webhooks.run),
         ]
+        if self.settings.balancing.enabled:
+            # One balancer per cluster: two would send competing profiles to one circuit.
+            node.leader_work.append(("balancer", self.balancer.run))
         if self.roaming is not None:
             node.leader_work.append(("ocpi-push", self.roaming.push.run))
         return node
@@ -491,11 +516,24 @@ class Csms:
             except TimeoutError:
                 ocpi.cancel()
 
+    def _warn_exposure(self) -> None:
+        """Loud, at every start: anyone on the network can act as a charger (issue 13)."""
+        reasons = exposure_warnings(self.settings)
+        if reasons:
+            log.warning(
+                "unsafe_configuration",
+                risk="anyone who reaches the OCPP port can register identities or take over "
+                "a charger's session",
+                reasons=reasons,
+                fix="docs/security.md, 'Production configuration'",
+            )
+
     def _log_ready(self, broker: EmbeddedBroker | None) -> None:
         log.info(
             "csms_ready",
             ocpp_port=self.ocpp_port if self.settings.security.plain_listener else None,
             ocpp_tls_port=self.ocpp_tls_port if self.settings.security.tls_port else None,
+            ocpp_transport=self.ocpp.transport,
             api_port=self.api_port,
             ocpi_url=self.roaming.base_url() if self.roaming is not None else None,
             database=self.database.engine.url.render_as_string(hide_password=True),

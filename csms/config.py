@@ -19,9 +19,14 @@ import orjson
 from csms.errors import ConfigError
 
 ENV_PREFIX = "CSMS_"
+# The bootstrap admin key, when the API is reachable beyond loopback (docs/security.md).
+MIN_API_TOKEN_LENGTH = 16
 
 # What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
 UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
+# The WebSocket layer under the OCPP-J listeners (docs/ocpp.md, "Transports"): "auto" takes
+# picows when it is installed (the `speed` extra), else websockets, the reference.
+OCPP_TRANSPORTS = ("auto", "websockets", "picows")
 # The schema deviations a leniency rule may normalise (docs/ocpp.md, "Tolerant mode").
 LENIENCY_DEVIATIONS = (
     "long_strings",
@@ -64,11 +69,21 @@ class OcppSettings:
     heartbeat_grace: float = 60.0
     # Largest frame a charger may send; a bigger one closes the connection with 1009.
     max_frame_size: int = 1024 * 1024
+    # Fragments of one message, and seconds from its first fragment to its last; beyond
+    # either the connection is closed with 1009 (docs/security.md, "Limits and hostile input").
+    max_fragments: int = 1024
+    fragment_timeout: float = 10.0
+    # Largest DataTransfer data (characters) kept; a bigger one gets a CALLERROR.
+    max_data_transfer: int = 65536
+    # Bytes of answers kept per connection so that a retried message gets the same answer.
+    answer_cache_bytes: int = 65536
     command_queue_size: int = 16
     offline_grace: float = 600.0
     long_term_offline: float = 86400.0
     # Tolerant mode: strict unless a rule matches the charger's vendor and model.
     leniency: tuple[LeniencyRule, ...] = ()
+    # "auto", "websockets" or "picows" (OCPP_TRANSPORTS).
+    transport: str = "auto"
 
     @property
     def unknown_charger_policy(self) -> str:
@@ -85,6 +100,8 @@ class ApiSettings:
     token: str = field(default="", repr=False)
     # GET /metrics answers a client on a loopback address without a credential.
     metrics_open_on_loopback: bool = True
+    # Largest request body read (bytes); a bigger one gets 413 before it is parsed.
+    max_body_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -211,6 +228,30 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class BalancingSettings:
+    """Circuit load balancing (docs/load-balancing.md): when passes run, leases, hysteresis."""
+
+    enabled: bool = True
+    # Seconds a pass waits after its first trigger, to take the others with it.
+    coalesce: float = 1.0
+    # Seconds between safety passes (they also renew leases).
+    tick: float = 60.0
+    # Seconds a TxProfile's limit holds before it falls back to the safe share; renewed
+    # when less than renew_before is left.
+    lease: int = 1800
+    renew_before: int = 600
+    # An increase goes only when it is at least this many amps, after the connector's limit
+    # has been steady for increase_hold seconds (resume_hold from 0 A).
+    increase_min: float = 1.0
+    increase_hold: float = 30.0
+    resume_hold: float = 60.0
+    # A session whose meter values are older than this freezes increases on its circuit.
+    meter_stale: float = 180.0
+    # Seconds after a change before the draw is compared with the limit.
+    overdraw_grace: float = 60.0
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
 
@@ -253,6 +294,7 @@ class Settings:
     dashboard: DashboardSettings = DashboardSettings()
     wallet: WalletSettings = WalletSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    balancing: BalancingSettings = BalancingSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
     cluster: ClusterSettings = ClusterSettings()
@@ -267,6 +309,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dashboard": DashboardSettings,
     "wallet": WalletSettings,
     "webhooks": WebhookSettings,
+    "balancing": BalancingSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
     "cluster": ClusterSettings,
@@ -416,6 +459,10 @@ def _check(settings: Settings) -> None:
         "ocpp.pending_interval": settings.ocpp.pending_interval,
         "ocpp.heartbeat_grace": settings.ocpp.heartbeat_grace,
         "ocpp.max_frame_size": settings.ocpp.max_frame_size,
+        "ocpp.max_fragments": settings.ocpp.max_fragments,
+        "ocpp.fragment_timeout": settings.ocpp.fragment_timeout,
+        "ocpp.max_data_transfer": settings.ocpp.max_data_transfer,
+        "ocpp.answer_cache_bytes": settings.ocpp.answer_cache_bytes,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,
@@ -424,6 +471,7 @@ def _check(settings: Settings) -> None:
         "ocpi.call_timeout": settings.ocpi.call_timeout,
         "ocpi.authorize_timeout": settings.ocpi.authorize_timeout,
         "ocpi.max_body_bytes": settings.ocpi.max_body_bytes,
+        "api.max_body_bytes": settings.api.max_body_bytes,
         "ocpi.resync_interval": settings.ocpi.resync_interval,
         "ocpi.retry_max_delay": settings.ocpi.retry_max_delay,
     }
@@ -452,11 +500,39 @@ def _check(settings: Settings) -> None:
         )
     _check_security(settings.security)
     _check_webhooks(settings.webhooks)
+    _check_balancing(settings.balancing)
     _check_cluster(settings.cluster, database_url=db)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+    if not is_loopback(settings.api.host) and len(settings.api.token) < MIN_API_TOKEN_LENGTH:
+        # Reachable from the network, the bootstrap admin key must not be guessable.
+        raise ConfigError(
+            f"config key api.token must have {MIN_API_TOKEN_LENGTH} characters or more when "
+            f"api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What in a valid configuration lets anyone on the network act as a charger.
+
+    The shipped config.toml keeps a newcomer's first five minutes easy: a plain listener on
+    every interface, no charger authentication (profile 0), unknown chargers registered on
+    first contact. Together these let anyone who reaches the port register identities or
+    take over a charger's session; docs/security.md, "Production configuration", says what
+    to change. Empty when any of the three is closed.
+    """
+    ocpp, security = settings.ocpp, settings.security
+    if not security.plain_listener or is_loopback(ocpp.host):
+        return []
+    if security.min_profile > 0 or ocpp.unknown_charger_policy != "accept":
+        return []
+    return [
+        f"the plain ws:// listener on {ocpp.host}:{ocpp.port} is reachable beyond loopback",
+        "security.min_profile is 0: chargers connect without any authentication",
+        "ocpp.unknown_chargers accepts any identity on first contact",
+    ]
 
 
 def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
@@ -479,6 +555,8 @@ def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:
+    if ocpp.transport not in OCPP_TRANSPORTS:
+        raise ConfigError("config key ocpp.transport must be one of " + ", ".join(OCPP_TRANSPORTS))
     if ocpp.unknown_chargers and ocpp.unknown_chargers not in UNKNOWN_CHARGER_POLICIES:
         raise ConfigError(
             "config key ocpp.unknown_chargers must be one of " + ", ".join(UNKNOWN_CHARGER_POLICIES)
@@ -530,6 +608,16 @@ def _check_security(security: SecuritySettings) -> None:
         raise ConfigError(
             "config keys security.plain_listener and security.tls_port leave no OCPP listener"
         )
+
+
+def _check_balancing(balancing: BalancingSettings) -> None:
+    for name in ("coalesce", "tick", "lease", "increase_hold", "resume_hold", "meter_stale"):
+        if getattr(balancing, name) <= 0 and name not in ("coalesce",):
+            raise ConfigError(f"config key balancing.{name} must be positive")
+    if balancing.coalesce < 0 or balancing.increase_min < 0 or balancing.overdraw_grace < 0:
+        raise ConfigError("config keys balancing.coalesce, increase_min, overdraw_grace >= 0")
+    if not 0 <= balancing.renew_before < balancing.lease:
+        raise ConfigError("config key balancing.renew_before must be below balancing.lease")
 
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:

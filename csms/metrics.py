@@ -9,15 +9,18 @@ grow the scrape.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Seconds: from a fast handler (~0.1 ms) to a charger's slow answer (ocpp.call_timeout).
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BOUNDS: tuple[float, ...] = (*_LATENCY, float("inf"))
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _LAG = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -38,6 +41,54 @@ class BoundedLabel:
         return value
 
 
+class CallMetrics:
+    """csms_ocpp_messages and csms_ocpp_handler_seconds, kept in plain dicts and read at
+    scrape time: recording a CALL costs a lookup and three additions, where prometheus'
+    own Counter and Histogram take four locks (docs/performance.md, the protocol path)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        # action -> a count per bucket of _LATENCY, the +Inf bucket, then the sum of seconds.
+        self.seconds: dict[str, list[float]] = {}
+
+    def record(self, key: tuple[str, str], seconds: float | None) -> None:
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        if seconds is None:
+            return
+        histogram = self.seconds.get(key[0])
+        if histogram is None:
+            histogram = self.seconds[key[0]] = [0.0] * (len(_LATENCY) + 2)
+        # A bucket counts what is <= its bound: the first bound not below the value.
+        histogram[bisect_left(_LATENCY, seconds)] += 1
+        histogram[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        messages = CounterMetricFamily(
+            "csms_ocpp_messages",
+            "CALLs received from chargers, by action and outcome (ok, or the CALLERROR code)",
+            labels=["action", "outcome"],
+        )
+        # Copies: a scrape may run on another thread than the loop that records.
+        for (action, outcome), count in list(self.counts.items()):
+            messages.add_metric([action, outcome], count)
+        yield messages
+        handler = HistogramMetricFamily(
+            "csms_ocpp_handler_seconds",
+            "Time from a charger's CALL to our answer being sent, by action",
+            labels=["action"],
+        )
+        for action, histogram in list(self.seconds.items()):
+            values = list(histogram)
+            buckets: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, in_bucket in zip(_BOUNDS, values, strict=False):
+                running += in_bucket
+                buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
+            handler.add_metric([action], buckets, sum_value=values[-1])
+        yield handler
+
+
 class Metrics:
     """Every metric csms exports; the parts of csms are handed this object and record."""
 
@@ -46,19 +97,8 @@ class Metrics:
         self.connected_chargers = Gauge(
             "csms_connected_chargers", "Chargers with a live OCPP connection", registry=registry
         )
-        self.ocpp_messages = Counter(
-            "csms_ocpp_messages",
-            "CALLs received from chargers, by action and outcome (ok, or the CALLERROR code)",
-            ["action", "outcome"],
-            registry=registry,
-        )
-        self.ocpp_handler_seconds = Histogram(
-            "csms_ocpp_handler_seconds",
-            "Time from a charger's CALL to our answer being sent, by action",
-            ["action"],
-            buckets=_LATENCY,
-            registry=registry,
-        )
+        self.calls = CallMetrics()
+        registry.register(self.calls)
         self.commands = Counter(
             "csms_commands",
             "CSMS->charger commands sent, by action and outcome "
@@ -83,6 +123,11 @@ class Metrics:
             "csms_db_batch_jobs",
             "Jobs committed together in one batch",
             buckets=_BATCH,
+            registry=registry,
+        )
+        self.db_batch_splits = Counter(
+            "csms_db_batch_splits",
+            "Batches split in halves because a job in them failed (store/db.py)",
             registry=registry,
         )
         self.outbox_backlog = Gauge(
@@ -131,25 +176,19 @@ class Metrics:
         )
         self._actions = BoundedLabel()
         self._reasons = BoundedLabel()
-        # Label children cached: `labels()` costs more than the increment itself.
-        self._message_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # (action, outcome) -> its labels, the action bounded by `_actions`.
+        self._message_keys: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- recording, for the hot paths: one call each ------------------------------------------
 
     def ocpp_message(self, action: str, outcome: str, seconds: float | None) -> None:
         """A charger CALL answered (ok) or refused (its CALLERROR code)."""
-        children = self._message_children.get((action, outcome))
-        if children is None:
-            label = self._actions(action)
-            children = (
-                self.ocpp_messages.labels(label, outcome),
-                self.ocpp_handler_seconds.labels(label),
-            )
-            if len(self._message_children) < 4096:
-                self._message_children[action, outcome] = children
-        children[0].inc()
-        if seconds is not None:
-            children[1].observe(seconds)
+        key = self._message_keys.get((action, outcome))
+        if key is None:
+            key = (self._actions(action), outcome)
+            if len(self._message_keys) < 4096:
+                self._message_keys[action, outcome] = key
+        self.calls.record(key, seconds)
 
     def command(self, action: str, outcome: str, seconds: float) -> None:
         label = self._actions(action)
@@ -159,6 +198,9 @@ class Metrics:
     def commit(self, jobs: int, seconds: float) -> None:
         self.db_batch_jobs.observe(jobs)
         self.db_commit_seconds.observe(seconds)
+
+    def batch_split(self) -> None:
+        self.db_batch_splits.inc()
 
     def refusal(self, reason: str) -> None:
         self.security_refusals.labels(self._reasons(reason)).inc()

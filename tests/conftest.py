@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.ocpi_partner import FakeEmsp, ocpi_settings, running_emsp
 from tests.support import (
     MOSQUITTO_UP,
+    TRANSPORTS,
     RunningCsms,
     fresh_postgres_database,
     postgres_reachable,
@@ -43,7 +45,14 @@ def pytest_report_header() -> list[str]:
     return [f"postgresql: NOT reachable at 127.0.0.1:5432; {verdict}", broker]
 
 
+# Where the tests run on both WebSocket transports (ocpp.transport): every test here that
+# starts a csms talks OCPP-J to it (docs/development.md).
+_BOTH_TRANSPORTS = ("ocpp16",)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "transport" in metafunc.fixturenames and _on_both_transports(metafunc):
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker
@@ -54,6 +63,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         backends = ["sqlite"]
     metafunc.parametrize("backend", backends)
+
+
+def _on_both_transports(metafunc: pytest.Metafunc) -> bool:
+    tests = Path(__file__).parent
+    relative = metafunc.definition.path.relative_to(tests)
+    return relative.parts[0] in _BOTH_TRANSPORTS
+
+
+@pytest.fixture(autouse=True)
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The WebSocket layer of the csms the test starts: both, where the tests speak OCPP."""
+    name: str = getattr(request, "param", "websockets")
+    support.TRANSPORT = name
+    try:
+        yield name
+    finally:
+        support.TRANSPORT = "websockets"
 
 
 @pytest.fixture

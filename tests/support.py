@@ -152,6 +152,12 @@ def mqtt_settings() -> MqttSettings:
     return MqttSettings(url=url, topic_prefix=f"csms-test-{uuid.uuid4().hex[:12]}", embedded=True)
 
 
+# The WebSocket layer of every csms a test starts: the `transport` fixture (tests/conftest.py)
+# sets it, so that the OCPP-facing tests run on both transports.
+TRANSPORT = "websockets"
+TRANSPORTS = ("websockets", "picows")
+
+
 def settings_for(
     database_url: str,
     *,
@@ -160,6 +166,7 @@ def settings_for(
     ocpi: OcpiSettings | None = None,
     **ocpp: Any,
 ) -> Settings:
+    ocpp = {"transport": TRANSPORT, **ocpp}
     return Settings(
         ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
         ocpi=ocpi or OcpiSettings(),

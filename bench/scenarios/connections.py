@@ -14,6 +14,12 @@ from report import Report, Row, progress
 from scenarios.common import Options
 
 LABEL = "P3"
+# csms serve on each WebSocket layer (ocpp.transport); the issue's P3 targets are picows'.
+TRANSPORTS = ("websockets", "picows")
+
+
+def system(transport: str) -> str:
+    return f"csms + sqlite ({transport})"
 
 
 def idle_sizes(report: Report, opts: Options) -> list[int]:
@@ -32,60 +38,73 @@ def idle_sizes(report: Report, opts: Options) -> list[int]:
 
 async def idle_memory(report: Report, opts: Options) -> None:
     progress("P3 connections: RSS per idle booted charger")
-    for connections in idle_sizes(report, opts):
-        values, setup = [], []
-        for n in range(opts.repeats):
-            progress(f"P3 RSS {connections} idle chargers, run {n + 1}/{opts.repeats}")
-            with fresh_database("sqlite", opts.scratch) as database:
-                async with csms_server(database, opts.scratch) as server:
-                    # Warm up code paths and caches once, so they do not count per connection.
-                    async with idle_chargers(server, 200, 200, f"W{n}-"):
-                        pass
-                    await asyncio.sleep(1)
-                    before = rss_bytes(server.pid)
-                    async with idle_chargers(
-                        server, connections, 500, f"I{uuid.uuid4().hex[:5]}-"
-                    ) as ready:
-                        await asyncio.sleep(3)
-                        after = rss_bytes(server.pid)
-            if ready["booted"] < connections:
-                report.notes.append(
-                    f"P3 {connections}: only {ready['booted']} booted ({ready['failure_reasons']})"
-                )
-            values.append((after - before) / max(1, ready["booted"]) / 1024)
-            setup.append(ready["setup_s"])
-        report.add(
-            Row(
-                LABEL,
-                "csms + sqlite",
-                f"{connections:,} idle",
-                "RSS per booted charger",
-                "KiB",
-                values,
-                higher_is_better=False,
-                note=f"(connect+boot {statistics.median(setup):.1f} s, 500 at a time)",
+    for transport in TRANSPORTS:
+        for connections in idle_sizes(report, opts):
+            await idle_memory_of(report, opts, transport, connections)
+
+
+async def idle_memory_of(report: Report, opts: Options, transport: str, connections: int) -> None:
+    values, setup = [], []
+    for n in range(opts.repeats):
+        progress(f"P3 RSS {connections} idle chargers, {transport}, run {n + 1}/{opts.repeats}")
+        with fresh_database("sqlite", opts.scratch) as database:
+            async with csms_server(
+                database, opts.scratch, CSMS_OCPP__TRANSPORT=transport
+            ) as server:
+                # Warm up code paths and caches once, so they do not count per connection.
+                async with idle_chargers(server, 200, 200, f"W{n}-"):
+                    pass
+                await asyncio.sleep(1)
+                before = rss_bytes(server.pid)
+                async with idle_chargers(
+                    server, connections, 500, f"I{uuid.uuid4().hex[:5]}-"
+                ) as ready:
+                    await asyncio.sleep(3)
+                    after = rss_bytes(server.pid)
+        if ready["booted"] < connections:
+            report.notes.append(
+                f"P3 {connections} {transport}: only {ready['booted']} booted "
+                f"({ready['failure_reasons']})"
             )
+        values.append((after - before) / max(1, ready["booted"]) / 1024)
+        setup.append(ready["setup_s"])
+    report.add(
+        Row(
+            LABEL,
+            system(transport),
+            f"{connections:,} idle",
+            "RSS per booted charger",
+            "KiB",
+            values,
+            higher_is_better=False,
+            note=f"(connect+boot {statistics.median(setup):.1f} s, 500 at a time)",
         )
+    )
 
 
 async def boot_storm(report: Report, opts: Options) -> None:
     progress("P3 connections: a boot storm")
+    for transport in TRANSPORTS:
+        await boot_storm_of(report, opts, transport)
+
+
+async def boot_storm_of(report: Report, opts: Options, transport: str) -> None:
     storm = 2000 if opts.quick else 10000
     times: list[float] = []
     failures: list[float] = []
     for n in range(opts.repeats):
-        progress(f"P3 boot storm: {storm} chargers at once, run {n + 1}/{opts.repeats}")
+        progress(f"P3 boot storm: {storm} at once, {transport}, run {n + 1}/{opts.repeats}")
         with fresh_database("sqlite", opts.scratch) as database:
             overflows_before = listen_overflows()
             async with (
-                csms_server(database, opts.scratch) as server,
+                csms_server(database, opts.scratch, CSMS_OCPP__TRANSPORT=transport) as server,
                 idle_chargers(server, storm, 0, f"S{uuid.uuid4().hex[:5]}-") as ready,
             ):
                 times.append(ready["setup_s"])
                 failures.append(float(ready["setup_failures"]))
                 overflows = listen_overflows() - overflows_before
                 report.notes.append(
-                    f"P3 storm run {n + 1}: {ready['booted']:,} booted in "
+                    f"P3 storm run {n + 1} ({transport}): {ready['booted']:,} booted in "
                     f"{ready['setup_s']:.1f} s, failures {ready['failure_reasons'] or 0}; "
                     "the kernel dropped "
                     f"{overflows:,} SYNs on full accept queues (ListenOverflows) meanwhile"
@@ -94,7 +113,7 @@ async def boot_storm(report: Report, opts: Options) -> None:
     report.add(
         Row(
             LABEL,
-            "csms + sqlite",
+            system(transport),
             setting,
             "boot storm, all accepted",
             "s",
@@ -105,7 +124,7 @@ async def boot_storm(report: Report, opts: Options) -> None:
     report.add(
         Row(
             LABEL,
-            "csms + sqlite",
+            system(transport),
             setting,
             "boot storm failures",
             "",

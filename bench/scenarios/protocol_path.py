@@ -15,10 +15,18 @@ LABEL = "P1"
 
 async def protocol_path(report: Report, opts: Options) -> None:
     progress("P1 protocol path: csms beside the references, no storage")
+    # csms on each of its transports (ocpp.transport), beside the raw ceiling of each.
     names = (
-        ["csms", "raw-websockets", "raw-picows"]
+        ["csms", "csms-picows", "raw-websockets", "raw-picows"]
         if opts.quick
-        else ["csms", "raw-websockets", "raw-picows", "ocpp-chargepoint", "ocpp-rpc"]
+        else [
+            "csms",
+            "csms-picows",
+            "raw-websockets",
+            "raw-picows",
+            "ocpp-chargepoint",
+            "ocpp-rpc",
+        ]
     )
     sizes = [100] if opts.quick else [100, 1000]
     for name in names:

@@ -34,6 +34,12 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument(
         "--no-uvloop", action="store_true", help="use asyncio's own loop even if uvloop is there"
     )
+    parser.add_argument(
+        "--transport",
+        choices=["websockets", "picows"],
+        default="websockets",
+        help="csms's WebSocket layer (csms_protocol.py only; ocpp.transport)",
+    )
     return parser.parse_args()
 
 

@@ -5,7 +5,10 @@ settings, with handlers that answer Heartbeat, BootNotification, MeterValues and
 StartTransaction as csms does (MeterValues' sampled values are parsed as csms parses them)
 but store nothing and emit no events.
 
-    python bench/servers/csms_protocol.py --port 9000 [--no-uvloop]
+    python bench/servers/csms_protocol.py --port 9000 [--no-uvloop] [--transport picows]
+
+With `--transport picows` the same loop runs on csms's picows transport
+(`csms.ocpp16.transport_picows`), upgrades admitted without a database.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from _common import run
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request
 
 from csms.app import utc_now
 from csms.core.clock import format_utc
@@ -24,7 +28,9 @@ from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.convert import samples
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
-from csms.ocpp16.server import SUBPROTOCOL, _select_subprotocol
+from csms.ocpp16.server import LISTEN_BACKLOG, SUBPROTOCOL, _select_subprotocol
+from csms.ocpp16.sockets import OcppSocket, Peer
+from csms.ocpp16.transport_picows import PicowsOptions, PicowsServer
 
 _transactions = itertools.count(1)
 
@@ -70,7 +76,14 @@ SERVICES = Services(
 
 async def serve_charger(websocket: ServerConnection) -> None:
     assert websocket.request is not None
-    identity = websocket.request.path.rstrip("/").rsplit("/", 1)[-1]
+    await serve_identity(websocket, websocket.request.path.rstrip("/").rsplit("/", 1)[-1])
+
+
+async def admit(peer: Peer, request: Request) -> str:
+    return request.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def serve_identity(websocket: OcppSocket, identity: str) -> None:
     connection = ChargerConnection(
         websocket=websocket,
         context=ChargerContext(charge_point_id=identity, services=SERVICES),
@@ -82,6 +95,8 @@ async def serve_charger(websocket: ServerConnection) -> None:
 
 
 async def start(args: argparse.Namespace) -> object:
+    if args.transport == "picows":
+        return await start_picows(args)
     # The same WebSocket settings as csms.ocpp16.server.OcppServer.start.
     return await serve(
         serve_charger,
@@ -95,6 +110,24 @@ async def start(args: argparse.Namespace) -> object:
         server_header="csms",
         compression=None,
     )
+
+
+async def start_picows(args: argparse.Namespace) -> object:
+    # The same WebSocket settings as csms.ocpp16.server.OcppServer._listen_picows.
+    server = PicowsServer(
+        admit=admit,
+        serve=serve_identity,
+        options=PicowsOptions(
+            subprotocol=SUBPROTOCOL,
+            max_frame_size=1024 * 1024,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=20,
+            handshake_timeout=60,
+        ),
+    )
+    await server.listen(args.host, args.port, backlog=LISTEN_BACKLOG)
+    return server
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.partners import PartnerFlows
@@ -72,8 +73,13 @@ class ApiContext:
         webhooks: WebhookFlows,
         charger_flows: ChargerFlows,
         partners: PartnerFlows | None = None,
+        circuits: CircuitFlows | None = None,
     ) -> None:
         self.party = party
+        # Circuit edits; without a balancer (tests of other parts) they only write.
+        self.circuits = circuits or CircuitFlows(
+            database=database, clock=clock, on_changed=lambda _ids: None
+        )
         # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
         self.partners = partners
         # Cluster mode: this node (GET /api/v1/cluster); None on a standalone node.
@@ -130,7 +136,8 @@ IdentityPath = Annotated[
     Path(
         min_length=1,
         max_length=48,
-        pattern=r"^[^/\s\x00-\x1f\x7f]+$",
+        # csms/core/identity.py: what a charger's URL can name (docs/ocpp.md, "Connecting").
+        pattern=r'^[^/\s\x00-\x1f\x7f#<>\\"`{}]+$',
         description="the charge point identity, as in its OCPP URL",
     ),
 ]

@@ -56,15 +56,19 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
 def _parse(text: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        # 0001-01-01T00:00:00+14:00 and 9999-12-31T23:59:59-14:00 have no UTC datetime:
+        # they are as unreadable as garbage (issue 13).
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def as_utc(value: datetime) -> datetime:
     """Aware UTC for a datetime that may be naive (naive means UTC, as stored by SQLite)."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -72,4 +76,6 @@ def as_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision and a 'Z' (many chargers reject '+00:00')."""
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: a third of the cost, on every Heartbeat and boot answered.
+    text = as_utc(value).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z"

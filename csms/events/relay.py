@@ -110,7 +110,12 @@ class Relay:
                 published, complete = 0, False
             if not published and complete:
                 if self._clock() - self._pruned_at > PRUNE_EVERY:
-                    await self._prune()
+                    try:
+                        await self._prune()
+                    except StoreError as exc:
+                        # The database went away between the pass and the prune: pruning
+                        # waits for the next round; it must not end the process.
+                        log.warning("outbox_prune_paused", error=repr(exc))
                 await self._sleep(IDLE_POLL)
             elif not complete:
                 self._failures += 1

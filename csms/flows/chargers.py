@@ -99,6 +99,39 @@ class ChargerFlows:
         created: bool = await self._writer.submit(job)
         return created
 
+    async def decide_registration(
+        self,
+        *,
+        charge_point_id: str,
+        status: RegistrationStatus,
+        decided_by: str | None,
+        now: datetime,
+    ) -> bool:
+        """The operator's decision on a charger (OCPP 1.6 §4.2, T22/T23), and
+        `chargepoint.registration_status` when it changes what the charger had, in one
+        transaction. False when the charger does not exist."""
+
+        async def job(session: AsyncSession) -> bool:
+            previous = await chargers.get_registration_status(session, charge_point_id)
+            if previous is None:
+                return False
+            await chargers.set_registration_status(
+                session, charge_point_id=charge_point_id, status=status.value, now=now
+            )
+            if previous != status.value:
+                event = build.registration_status(
+                    charge_point_id,
+                    at=now,
+                    status=status.value,
+                    previous=previous,
+                    decided_by=decided_by,
+                )
+                await outbox.add_events(session, [event], now=now)
+            return True
+
+        found: bool = await self._writer.submit(job)
+        return found
+
     async def raise_profile(self, *, charge_point_id: str, profile: int, now: datetime) -> None:
         """SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
         back lower."""

@@ -20,7 +20,6 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -41,6 +40,7 @@ from csms.core.security import (
     parse_basic_authorization,
 )
 from csms.metrics import Metrics
+from csms.ocpp16.sockets import Peer
 from csms.store import chargers
 from csms.store.db import Database
 from csms.store.tables import ChargePoint
@@ -139,7 +139,7 @@ class Gatekeeper:
         """The registration of `identity`, read together with concurrent upgrades'."""
         return await self._lookup.get(identity)
 
-    async def admit(self, connection: ServerConnection, request: Request) -> Admission | Response:
+    async def admit(self, connection: Peer, request: Request) -> Admission | Response:
         """An Admission for the session, or the HTTP response that refuses it."""
         remote = _remote_address(connection)
         identity, problem = identity_from_path(request.path)
@@ -178,7 +178,7 @@ class Gatekeeper:
         return _admission(identity, row, verdict.profile, self._policy)
 
     async def _presented(
-        self, connection: ServerConnection, request: Request, identity: str, row: ChargePoint | None
+        self, connection: Peer, request: Request, identity: str, row: ChargePoint | None
     ) -> Presented | Response:
         tls = connection.transport.get_extra_info("ssl_object") is not None
         certificate = _client_certificate(connection) if tls else None
@@ -391,12 +391,12 @@ def _registration(row: ChargePoint | None) -> Registration | None:
     )
 
 
-def _remote_address(connection: ServerConnection) -> str | None:
+def _remote_address(connection: Peer) -> str | None:
     address: Any = connection.remote_address
     return str(address[0]) if address else None
 
 
-def _client_certificate(connection: ServerConnection) -> ClientCertificate | None:
+def _client_certificate(connection: Peer) -> ClientCertificate | None:
     # The TLS layer already verified the chain against ca_file (CERT_OPTIONAL).
     peer = connection.transport.get_extra_info("peercert")
     if not peer:

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
@@ -23,8 +22,10 @@ from csms.errors import (
 from csms.metrics import Metrics, monotonic
 from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
-from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
+from csms.ocpp16.limits import LogBudget
+from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession, shorten
 from csms.ocpp16.schemas import ErrorCode
+from csms.ocpp16.sockets import OcppSocket
 
 log = structlog.get_logger("csms.ocpp")
 
@@ -37,7 +38,7 @@ class ChargerConnection:
     def __init__(
         self,
         *,
-        websocket: ServerConnection,
+        websocket: OcppSocket,
         context: ChargerContext,
         rpc: RpcSession,
         handlers: Mapping[str, Handler],
@@ -66,6 +67,10 @@ class ChargerConnection:
         # Why csms closed the socket itself, for the disconnect event (None: the charger did).
         self.closed_because: str | None = None
         self._frame_heard = asyncio.get_running_loop().time()
+        # Rejections are logged a few per minute per connection (docs/security.md).
+        self._log_budget = LogBudget()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._silenced: asyncio.Future[None] | None = None
 
     @property
     def charge_point_id(self) -> str:
@@ -78,8 +83,10 @@ class ChargerConnection:
 
     async def serve(self) -> None:
         """Process frames until the socket closes. A CALL is answered before the next is read."""
+        self._watch_silence()
         try:
-            while (message := await self._next_frame()) is not None:
+            while True:
+                message = await self.websocket.recv()
                 if isinstance(message, bytes):
                     # OCPP-J §4.1.2: frames are UTF-8 text; binary cannot be answered.
                     log.warning("frame_dropped", reason="binary frame")
@@ -91,33 +98,37 @@ class ChargerConnection:
                 self.counters["frames.too_big"] += 1
                 log.warning("frame_too_big", reason=closed.sent.reason, code=closed.sent.code)
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            if self._silenced is not None:
+                await self._silenced  # the close it started, as if serve had closed itself
             if self._reply is not None and not self._reply.done():
                 self._reply.set_exception(
                     ChargerNotConnected("connection closed before the answer")
                 )
 
-    async def _next_frame(self) -> str | bytes | None:
-        """The charger's next frame, or None once it has been silent too long."""
+    def _watch_silence(self) -> None:
+        """Check for silence when the limit runs out: one timer per connection, moved on
+        when it fires, rather than a timeout around every read (docs/performance.md)."""
         limit = self.silence_limit
         if limit is None:
-            return await self.websocket.recv()
+            return
         loop = asyncio.get_running_loop()
-        while (remaining := self._last_heard() + limit - loop.time()) > 0:
-            try:
-                # Cancelling recv() loses nothing (websockets.asyncio: "canceling recv()
-                # is safe"); a ping or pong meanwhile moves the deadline on.
-                async with asyncio.timeout(remaining):
-                    return await self.websocket.recv()
-            except TimeoutError:
-                continue
+        deadline = self._last_heard() + limit
+        if deadline > loop.time():
+            self._watchdog = loop.call_at(deadline, self._watch_silence)
+            return
         # OCPP 1.6 §4.6: any message counts as a heartbeat, and with JSON a ping or pong
         # may stand in for one (OCPP-J §5.3). A charger that sent none of them for longer
         # than two intervals and the grace is gone, whatever its TCP socket says.
+        self._watchdog = None
         self.counters["chargers.silent"] += 1
         log.warning("charger_silent", seconds=limit)
         self.closed_because = f"silent for {limit:g} s"
-        await self.close(code=CloseCode.GOING_AWAY, reason=self.closed_because)
-        return None
+        # Closing ends the read that serve() waits in (ConnectionClosed).
+        self._silenced = asyncio.ensure_future(
+            self.close(code=CloseCode.GOING_AWAY, reason=self.closed_because)
+        )
 
     def _last_heard(self) -> float:
         """When the charger last sent anything (a frame, ping or pong): loop time."""
@@ -133,17 +144,37 @@ class ChargerConnection:
         if isinstance(event, Call):
             if event.normalised:
                 self._report_normalised(event)
+            if event.repaired:
+                self._report_repaired(event)
             await self._run_handler(event)
         elif isinstance(event, Answer):
             if event.error_code is not None:
-                log.warning("call_rejected", error_code=event.error_code.value, reason=event.reason)
+                self.counters["calls.rejected"] += 1
+                if (left_out := self._log_allowed()) is not None:
+                    log.warning(
+                        "call_rejected",
+                        error_code=event.error_code.value,
+                        reason=event.reason,
+                        left_out=left_out,
+                    )
                 self.metrics.ocpp_message(event.action or "unknown", event.error_code.value, None)
             await self.websocket.send(event.frame, text=True)
         elif isinstance(event, Reply):
             if self._reply is not None and not self._reply.done():
                 self._reply.set_result(event)
         elif isinstance(event, Dropped):
-            log.warning("frame_dropped", reason=event.reason, frame=text[:200])
+            self.counters["frames.dropped"] += 1
+            if (left_out := self._log_allowed()) is not None:
+                log.warning(
+                    "frame_dropped", reason=event.reason, frame=shorten(text), left_out=left_out
+                )
+
+    def _log_allowed(self) -> int | None:
+        """None when this rejection goes unlogged; else how many were left out before it."""
+        if not self._log_budget.allow(asyncio.get_running_loop().time()):
+            self.counters["log.rejections_suppressed"] += 1
+            return None
+        return self._log_budget.take_suppressed()
 
     def _report_normalised(self, call: Call) -> None:
         for change in call.normalised:
@@ -159,6 +190,17 @@ class ChargerConnection:
                 path=change.path,
                 sent=change.before,
                 stored=change.after,
+            )
+
+    def _report_repaired(self, call: Call) -> None:
+        # OCPP 1.6 §4.10: a StopTransaction csms could not store as sent is kept repaired.
+        for repair in call.repaired:
+            self.counters["stops.repaired"] += 1
+            log.warning(
+                "stop_repaired",
+                path=repair.path,
+                sent=shorten(repr(repair.before)),
+                stored=shorten(repr(repair.after)),
             )
 
     async def _run_handler(self, call: Call) -> None:

@@ -54,22 +54,28 @@ def status_report(payload: Mapping[str, Any], *, received: datetime) -> Connecto
 
 def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) -> list[Sample]:
     """Flatten OCPP MeterValue[] into samples, applying the defaults of §7.45 SampledValue."""
+    # On every MeterValues of the protocol path: the time and its flags are worked out once
+    # per meterValue, not per sample (docs/performance.md, "Where a call's CPU time goes").
     found: list[Sample] = []
     for meter_value in meter_values:
         when = parse_timestamp(meter_value.get("timestamp"), received=received)
+        timestamp, flags = when.value, when.flags
         for sampled in meter_value.get("sampledValue", ()):
-            measurand = sampled.get("measurand", ENERGY_IMPORT_REGISTER)
+            get = sampled.get
+            measurand = get("measurand", ENERGY_IMPORT_REGISTER)
+            unit = get("unit")
+            value = get("value", "")
             found.append(
                 Sample(
-                    timestamp=when.value,
-                    value=str(sampled.get("value", "")),
+                    timestamp=timestamp,
+                    value=value if type(value) is str else str(value),
                     measurand=measurand,
-                    unit=sampled.get("unit", _default_unit(measurand)),
-                    context=sampled.get("context", "Sample.Periodic"),
-                    location=sampled.get("location", "Outlet"),
-                    phase=sampled.get("phase", ""),
-                    format=sampled.get("format", "Raw"),
-                    flags=when.flags,
+                    unit=unit if unit is not None else _default_unit(measurand),
+                    context=get("context", "Sample.Periodic"),
+                    location=get("location", "Outlet"),
+                    phase=get("phase", ""),
+                    format=get("format", "Raw"),
+                    flags=flags,
                 )
             )
     return found
@@ -103,6 +109,7 @@ def stop_request(
         charge_point_id=charge_point_id,
         transaction_id=payload["transactionId"],
         id_tag=payload.get("idTag"),
+        # None when poison.repair_stop found it unreadable.
         meter_stop=payload["meterStop"],
         stopped=parse_timestamp(payload["timestamp"], received=received),
         # OCPP-J errata §2.6: reason may be absent and then means Local.

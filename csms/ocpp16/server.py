@@ -7,10 +7,11 @@ import ssl
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -19,14 +20,16 @@ from csms.core.charger import SecurityEventFacts
 from csms.core.passwords import PasswordHasher
 from csms.core.security import ClientCnRule
 from csms.core.security_events import SecurityEventSource
-from csms.errors import StoreError
+from csms.errors import ConfigError, StoreError
 from csms.metrics import Metrics
 from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
+from csms.ocpp16.limits import Limits
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
+from csms.ocpp16.sockets import Listener, OcppSocket
 from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
 from csms.store import chargers
 from csms.store.db import Database
@@ -36,6 +39,23 @@ log = structlog.get_logger("csms.ocpp")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 LISTEN_BACKLOG = 8192
 HANDSHAKE_TIMEOUT = 60.0
+# Seconds a charger refused with 503 (the database is away) is asked to wait.
+RETRY_AFTER_SECONDS = 30
+
+
+def resolve_transport(setting: str) -> str:
+    """The WebSocket layer that ocpp.transport names: "auto" is picows when it is installed."""
+    if setting == "websockets":
+        return setting
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        if setting == "picows":
+            raise ConfigError(
+                "ocpp.transport = picows needs the picows package: pip install 'csms[speed]'"
+            ) from None
+        return "websockets"
+    return "picows"
 
 
 class OcppServer:
@@ -72,19 +92,21 @@ class OcppServer:
             counters=self.counters,
         )
         self.validators = load_validators()
+        self.limits = Limits.from_settings(settings)
         self.leniency = Leniency.from_rules(settings.leniency) if settings.leniency else None
         # OCPP 1.6 §4.6: two heartbeat intervals and a grace without a message is silence.
         interval = max(settings.heartbeat_interval, settings.pending_interval)
         self.silence_limit = 2 * interval + settings.heartbeat_grace
         self._normalisations_logged: dict[str, set[tuple[str, str, str]]] = {}
         self.chargers: dict[str, ChargerConnection] = {}
+        self.transport = resolve_transport(settings.transport)
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
             weakref.WeakKeyDictionary()
         )
         # Called with (charge_point_id, connected) whenever the registry changes.
         self.listeners: list[Callable[[str, bool], None]] = []
-        self._plain: Server | None = None
-        self._tls: Server | None = None
+        self._plain: Listener | None = None
+        self._tls: Listener | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -100,34 +122,53 @@ class OcppServer:
     async def start(self) -> None:
         if self.security.plain_listener:
             self._plain = await self._listen(self.settings.host, self.settings.port, tls=None)
-            log.info("ocpp_listening", host=self.settings.host, port=self.port, tls=False)
+            log.info(
+                "ocpp_listening",
+                host=self.settings.host,
+                port=self.port,
+                tls=False,
+                transport=self.transport,
+            )
         if self.security.tls_port:
             context = server_tls_context(self.security)
             self._tls = await self._listen(
                 self.security.tls_host, self.security.tls_port, tls=context
             )
-            log.info("ocpp_listening", host=self.security.tls_host, port=self.tls_port, tls=True)
-
-    async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Server:
-        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
-        if tls is not None and isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
-            # The handshake runs in the connection, so that a failed one is logged and
-            # counted (tls.py). uvloop's transports cannot host it; there the TLS layer
-            # stays asyncio's and failed handshakes go unseen (docs/security.md).
-            settings = TlsSettings(
-                context=tls,
-                handshake_timeout=HANDSHAKE_TIMEOUT,
-                shutdown_timeout=self.settings.ping_timeout,
-                on_failure=self._tls_failed,
+            log.info(
+                "ocpp_listening",
+                host=self.security.tls_host,
+                port=self.tls_port,
+                tls=True,
+                transport=self.transport,
             )
-            tls_options = {"create_connection": tls_connection_class(settings)}
-        elif tls is not None:
-            log.warning("tls_handshake_failures_not_seen", reason="event loop is not asyncio's")
+
+    def _tls_settings(self, tls: ssl.SSLContext | None) -> TlsSettings | None:
+        if tls is None:
+            return None
+        # The handshake runs in the connection, so that a failed one is logged and
+        # counted (tls.py), on asyncio's loop and on uvloop alike: the loop's own TLS
+        # server (ssl=) drops a failed handshake silently on both (uvloop logs it only
+        # in debug mode), so the listener takes plain TCP and never gets ssl= here.
+        return TlsSettings(
+            context=tls,
+            handshake_timeout=HANDSHAKE_TIMEOUT,
+            shutdown_timeout=self.settings.ping_timeout,
+            on_failure=self._tls_failed,
+        )
+
+    async def _listen(self, host: str, port: int, *, tls: ssl.SSLContext | None) -> Listener:
+        tls_settings = self._tls_settings(tls)
+        if self.transport == "picows":
+            return await self._listen_picows(host, port, tls=tls, tls_settings=tls_settings)
+        connection: type[HeardConnection] = HeardConnection
+        if tls_settings is not None:
+            connection = tls_connection_class(tls_settings)
         return await serve(
             self._serve_charger,
             host,
             port,
-            **tls_options,
+            # websockets calls create_connection like the class; a partial carries the limits.
+            create_connection=cast(type[ServerConnection], partial(connection, limits=self.limits)),
             # A bigger frame closes the connection with 1009 (RFC 6455 §7.4.1).
             max_size=self.settings.max_frame_size,
             subprotocols=[SUBPROTOCOL],
@@ -150,6 +191,41 @@ class OcppServer:
             open_timeout=HANDSHAKE_TIMEOUT,
         )
 
+    async def _listen_picows(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None,
+        tls_settings: TlsSettings | None,
+    ) -> Listener:
+        # Imported here: picows is optional (the `speed` extra).
+        from csms.ocpp16.transport_picows import PicowsOptions, PicowsServer
+
+        options = PicowsOptions(
+            subprotocol=SUBPROTOCOL,
+            max_frame_size=self.settings.max_frame_size,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            close_timeout=self.settings.ping_timeout,
+            handshake_timeout=HANDSHAKE_TIMEOUT,
+            limits=self.limits,
+        )
+        server = PicowsServer(
+            admit=self.gatekeeper.admit,
+            serve=self._serve_admitted,
+            options=options,
+            tls=tls_settings,
+        )
+        # The same admission, limits and close rules as the websockets listener above.
+        await server.listen(
+            host,
+            port,
+            ssl_context=tls if tls_settings is None else None,
+            backlog=LISTEN_BACKLOG,
+        )
+        return server
+
     async def close(self) -> None:
         """Stop accepting, close every charger with 1001 and wait for their handlers."""
         for server in (self._plain, self._tls):
@@ -162,14 +238,19 @@ class OcppServer:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        outcome = await self.gatekeeper.admit(connection, request)
+        try:
+            outcome = await self.gatekeeper.admit(connection, request)
+        except StoreError as exc:
+            return _unavailable(connection, exc)
         if isinstance(outcome, Response):
             return outcome
         self._admissions[connection] = outcome
         return None
 
     async def _serve_charger(self, websocket: ServerConnection) -> None:
-        admission = self._admissions.pop(websocket)
+        await self._serve_admitted(websocket, self._admissions.pop(websocket))
+
+    async def _serve_admitted(self, websocket: OcppSocket, admission: Admission) -> None:
         with structlog.contextvars.bound_contextvars(charge_point_id=admission.charge_point_id):
             if websocket.subprotocol != SUBPROTOCOL:
                 # OCPP-J §3.2: complete the handshake without the header, then close at once.
@@ -187,7 +268,7 @@ class OcppServer:
             finally:
                 await self._closed(connection)
 
-    async def _open(self, websocket: ServerConnection, admission: Admission) -> ChargerConnection:
+    async def _open(self, websocket: OcppSocket, admission: Admission) -> ChargerConnection:
         identity = admission.charge_point_id
         now = self.services.clock()
         if not admission.known:
@@ -215,6 +296,7 @@ class OcppServer:
                 profile=leniency.profile_for(admission.vendor, admission.model)
                 if leniency is not None
                 else None,
+                limits=self.limits,
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
@@ -362,6 +444,15 @@ class OcppServer:
         task.add_done_callback(self._background.discard)
 
 
+def _unavailable(connection: ServerConnection, exc: StoreError) -> Response:
+    """HTTP 503 with Retry-After for an upgrade csms cannot decide on: the database is
+    away (RFC 9110 §15.6.4); the charger comes back later instead of seeing our 500."""
+    log.warning("upgrade_refused_store_unavailable", error=str(exc))
+    response = connection.respond(503, "database unavailable, retry later\n")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _select_subprotocol(
     _connection: ServerConnection, offered: Sequence[Subprotocol]
 ) -> Subprotocol | None:
@@ -370,7 +461,7 @@ def _select_subprotocol(
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 
-def _port_of(server: Server | None) -> int:
+def _port_of(server: Listener | None) -> int:
     if server is None:
         raise RuntimeError("listener is not running")
     return int(next(iter(server.sockets)).getsockname()[1])

@@ -1,17 +1,23 @@
 """TLS on the wss:// listener, run so that a failed handshake is seen (SecWP A00.FR.408).
 
-asyncio's own TLS server drops a failed handshake silently: the WebSocket layer never
-hears of the connection, so a charger with an expired or untrusted certificate, or one
-that speaks TLS 1.1, left no trace. Here each accepted TCP connection starts TLS itself
-and, when the handshake fails, reports the peer address, the reason, and the subject of
-the client certificate when it can be read: in TLS 1.2 the client's Certificate message
-travels in the clear, so the first bytes of the connection are kept until the handshake
-ends (TLS 1.3 encrypts it, so there the identity stays unknown).
+The event loop's own TLS server drops a failed handshake silently: the WebSocket layer
+never hears of the connection, so a charger with an expired or untrusted certificate, or
+one that speaks TLS 1.1, left no trace. asyncio's does; so does uvloop's (`csms serve`
+runs on it when installed): its server-side handshake waiter only closes the transport,
+and its SSLProtocol logs an `ssl.SSLError` (an OSError) only in debug mode
+(uvloop/handles/streamserver.pyx `__on_ssl_connected`, uvloop/sslproto.pyx
+`_fatal_error`). Here each accepted TCP connection, on either loop, starts TLS itself
+with asyncio's SSLProtocol and, when the handshake fails, reports the peer address, the
+reason, and the subject of the client certificate when it can be read: in TLS 1.2 the
+client's Certificate message travels in the clear, so the first bytes of the connection
+are kept until the handshake ends (TLS 1.3 encrypts it, so there the identity stays
+unknown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
@@ -22,9 +28,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, CloseCode, Frame
+from websockets.protocol import Event, State
 
 from csms.core.security import ClientCertificate
 from csms.core.security_events import SecurityEventType
+from csms.ocpp16.limits import FragmentBound, Limits
 
 # A client's TLS 1.2 handshake up to its Certificate message is a few KiB; the bytes kept
 # for one connection are capped so that a peer cannot make csms hold more.
@@ -169,9 +178,37 @@ class TlsSettings:
 
 class HeardConnection(ServerConnection):
     """A ServerConnection that notes when the charger last sent anything: an OCPP frame,
-    a ping or a pong (the silence rule, docs/ocpp.md "Connecting")."""
+    a ping or a pong (the silence rule, docs/ocpp.md "Connecting"), and that bounds the
+    fragments of a message (`limits.FragmentBound`)."""
 
     last_heard = 0.0
+
+    def __init__(self, *args: Any, limits: Limits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fragments = FragmentBound(limits) if limits is not None else None
+
+    def process_event(self, event: Event) -> None:
+        if self._refuse_fragment(event):
+            return
+        super().process_event(event)
+
+    def _refuse_fragment(self, event: Event) -> bool:
+        """websockets' side of `FragmentBound`: fail the connection with 1009 when a
+        message comes in too many fragments or too slowly, and drop what follows."""
+        if self.protocol.state is not State.OPEN:
+            return isinstance(event, Frame) and event.opcode in DATA_OPCODES
+        if self._fragments is None or not isinstance(event, Frame):
+            return False
+        if event.opcode not in DATA_OPCODES:
+            return False
+        reason = self._fragments.receive_frame(fin=event.fin, now=self.loop.time())
+        if reason is None:
+            return False
+        # RFC 6455 §7.4.1: 1009, the message is too big to process (here: too fragmented).
+        self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, reason)
+        with contextlib.suppress(Exception):
+            self.send_data()
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.last_heard = self.loop.time()
@@ -182,7 +219,70 @@ class HeardConnection(ServerConnection):
         super().data_received(data)
 
 
-def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
+ReadyHook = Callable[[asyncio.Transport], None]
+
+
+def accept_tls(
+    transport: asyncio.BaseTransport,
+    app: asyncio.BaseProtocol,
+    settings: TlsSettings,
+    on_ready: ReadyHook,
+) -> None:
+    """Run the server side of a TLS handshake on an accepted TCP connection.
+
+    `app` receives the decrypted stream; `on_ready` is called with the TLS transport once
+    the handshake succeeds (bytes may reach `app` just before that). A failed handshake
+    closes the connection and is reported to `settings.on_failure`. Shared by both
+    WebSocket transports.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls = sslproto.SSLProtocol(
+        loop,
+        app,
+        settings.context,
+        waiter,
+        server_side=True,
+        call_connection_made=False,
+        ssl_handshake_timeout=settings.handshake_timeout,  # type: ignore[arg-type]
+        ssl_shutdown_timeout=settings.shutdown_timeout,
+    )
+    recorder = _Recorder(tls)
+    transport.set_protocol(recorder)
+    recorder.connection_made(transport)
+    waiter.add_done_callback(partial(_handshake_done, transport, recorder, settings, on_ready))
+
+
+def _handshake_done(
+    transport: asyncio.BaseTransport,
+    recorder: _Recorder,
+    settings: TlsSettings,
+    on_ready: ReadyHook,
+    waiter: asyncio.Future[None],
+) -> None:
+    error = waiter.exception() if not waiter.cancelled() else TimeoutError()
+    if error is None and recorder.inner._app_transport is None:
+        # The peer went away cleanly before the handshake finished.
+        error = ConnectionResetError()
+    if error is None:
+        transport.set_protocol(recorder.inner)  # recording ends with the handshake
+        on_ready(recorder.inner._app_transport)
+        return
+    transport.close()
+    peer = transport.get_extra_info("peername")
+    reason, kind = describe_failure(error)
+    der = client_certificate_in(bytes(recorder.seen))
+    settings.on_failure(
+        HandshakeFailure(
+            remote_address=str(peer[0]) if peer else None,
+            reason=reason,
+            kind=kind,
+            certificate=certificate_subject(der) if der else None,
+        )
+    )
+
+
+def tls_connection_class(settings: TlsSettings) -> type[HeardConnection]:
     """A websockets ServerConnection that runs the TLS handshake on its TCP connection
     first, and reports a handshake that fails to `settings.on_failure`."""
 
@@ -193,53 +293,14 @@ def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
         _early: bytes = b""
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[None] = loop.create_future()
-            tls = sslproto.SSLProtocol(
-                loop,
-                self,
-                settings.context,
-                waiter,
-                server_side=True,
-                call_connection_made=False,
-                ssl_handshake_timeout=settings.handshake_timeout,  # type: ignore[arg-type]
-                ssl_shutdown_timeout=settings.shutdown_timeout,
-            )
-            recorder = _Recorder(tls)
-            transport.set_protocol(recorder)
-            recorder.connection_made(transport)
-            waiter.add_done_callback(partial(self._handshake_done, transport, recorder))
+            accept_tls(transport, self, settings, self._tls_up)
 
-        def _handshake_done(
-            self,
-            transport: asyncio.BaseTransport,
-            recorder: _Recorder,
-            waiter: asyncio.Future[None],
-        ) -> None:
-            error = waiter.exception() if not waiter.cancelled() else TimeoutError()
-            if error is None and recorder.inner._app_transport is None:
-                # The peer went away cleanly before the handshake finished.
-                error = ConnectionResetError()
-            if error is None:
-                transport.set_protocol(recorder.inner)  # recording ends with the handshake
-                self._tls_ready = True
-                super().connection_made(recorder.inner._app_transport)
-                early, self._early = self._early, b""
-                if early:
-                    super().data_received(early)
-                return
-            transport.close()
-            peer = transport.get_extra_info("peername")
-            reason, kind = describe_failure(error)
-            der = client_certificate_in(bytes(recorder.seen))
-            settings.on_failure(
-                HandshakeFailure(
-                    remote_address=str(peer[0]) if peer else None,
-                    reason=reason,
-                    kind=kind,
-                    certificate=certificate_subject(der) if der else None,
-                )
-            )
+        def _tls_up(self, transport: asyncio.Transport) -> None:
+            self._tls_ready = True
+            super().connection_made(transport)
+            early, self._early = self._early, b""
+            if early:
+                super().data_received(early)
 
         def connection_lost(self, exc: Exception | None) -> None:
             # The TLS layer reports a connection lost during its handshake too; the

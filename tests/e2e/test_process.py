@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from websockets.asyncio.client import connect
 
-from tests.support import MS, RawCharger
+from tests.support import MS, TRANSPORTS, RawCharger
 
 CSMS = [sys.executable, "-m", "csms"]
 
@@ -77,13 +78,18 @@ async def test_config_command_masks_the_token(tmp_path: Path) -> None:
     assert shown["ocpp"]["port"] == 0
 
 
-async def test_sigterm_closes_chargers_with_1001_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_sigterm_closes_chargers_with_1001_and_exits_0(
+    tmp_path: Path, transport: str
+) -> None:
     """SIGTERM: chargers are closed with 1001, pending writes flushed, exit 0 within 10 s."""
+    env = env_for(tmp_path, CSMS_OCPP__TRANSPORT=transport)
     process = await asyncio.create_subprocess_exec(
-        *CSMS, "serve", env=env_for(tmp_path), stderr=asyncio.subprocess.PIPE
+        *CSMS, "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
     assert process.stderr is not None
     ready = await _wait_for_event(process.stderr, "csms_ready")
+    assert ready["ocpp_transport"] == transport
     url = f"ws://127.0.0.1:{ready['ocpp_port']}/ocpp/CP-TERM"
     async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as ws:  # type: ignore[list-item]
         charger = RawCharger(ws)

@@ -1,7 +1,7 @@
 """cluster: nodes, charger ownership, leases; outbox slot and relay state
 
 Revision ID: 0010_cluster
-Revises: 0008_ocpi_partners
+Revises: 0009_circuits
 Create Date: 2026-12-07 06:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import csms.store.tables
 
 revision: str = "0010_cluster"
-down_revision: str | None = "0008_ocpi_partners"
+down_revision: str | None = "0009_circuits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
