@@ -41,19 +41,31 @@ class FleetCharger:
         self.charger = RawCharger(self.ws)
         await self.charger.boot()
 
-    async def report(self, rounds: int, survivors: list[Node]) -> None:
-        """Send status reports; a lost connection reconnects to a survivor and goes on."""
-        for i in range(rounds):
-            status = {"connectorId": 1, "errorCode": "NoError", "status": STATUSES[i % 5]}
-            while True:
-                try:
-                    assert self.charger is not None
-                    await self.charger.call("StatusNotification", status)
-                    break
-                except (ConnectionClosed, OSError, TimeoutError):
-                    assert self.ws is not None
-                    self.close_codes.append(self.ws.close_code)
-                    await self.attach(survivors[hash(self.identity) % len(survivors)])
+    async def report(
+        self, rounds: int, survivors: list[Node], *, until: asyncio.Event | None = None
+    ) -> None:
+        """Send `rounds` status reports, and go on until `until` is set, then two more (so
+        that every charger of a node that went meanwhile notices); a lost connection
+        reconnects to a survivor and goes on."""
+        sent = 0
+        while sent < rounds or (until is not None and not until.is_set()):
+            await self._report(sent, survivors)
+            sent += 1
+        if until is not None:
+            for extra in range(2):
+                await self._report(sent + extra, survivors)
+
+    async def _report(self, i: int, survivors: list[Node]) -> None:
+        status = {"connectorId": 1, "errorCode": "NoError", "status": STATUSES[i % 5]}
+        while True:
+            try:
+                assert self.charger is not None
+                await self.charger.call("StatusNotification", status)
+                return
+            except (ConnectionClosed, OSError, TimeoutError):
+                assert self.ws is not None
+                self.close_codes.append(self.ws.close_code)
+                await self.attach(survivors[hash(self.identity) % len(survivors)])
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -120,9 +132,11 @@ async def test_sigkill_of_a_node_loses_and_duplicates_nothing(three_nodes: Clust
     survivors = [n for n in three_nodes.nodes if n is not victim]
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 90)
-        reports = [asyncio.create_task(c.report(12, survivors)) for c in fleet]
+        went = asyncio.Event()
+        reports = [asyncio.create_task(c.report(12, survivors, until=went)) for c in fleet]
         await events.until(150, of_type="evse.status")
         await victim.kill()
+        went.set()
         await asyncio.gather(*reports)
         after = await _drained(three_nodes, survivors[0])
         total = await _exactly_once(three_nodes, events)
@@ -140,9 +154,11 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
     n1, n2, n3 = three_nodes.nodes
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 60)
-        reports = [asyncio.create_task(c.report(10, [n1, n3])) for c in fleet]
+        went = asyncio.Event()
+        reports = [asyncio.create_task(c.report(10, [n1, n3], until=went)) for c in fleet]
         await events.until(100, of_type="evse.status")
         code = await n2.stop()
+        went.set()
         await asyncio.gather(*reports)
         view = await _drained(three_nodes, n1)
         await _exactly_once(three_nodes, events)
@@ -166,7 +182,8 @@ async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: 
     assert zombie.process is not None
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 60)
-        reports = [asyncio.create_task(c.report(10, survivors)) for c in fleet]
+        woke = asyncio.Event()
+        reports = [asyncio.create_task(c.report(10, survivors, until=woke)) for c in fleet]
         await events.until(100, of_type="evse.status")
         zombie.process.send_signal(signal.SIGSTOP)
         try:
@@ -179,6 +196,7 @@ async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: 
                     await asyncio.sleep(100 * MS)
         finally:
             zombie.process.send_signal(signal.SIGCONT)
+        woke.set()
         await asyncio.gather(*reports)
         await _drained(three_nodes, survivors[0])
         await _exactly_once(three_nodes, events)
