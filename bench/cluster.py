@@ -91,7 +91,7 @@ class Node:
             "CSMS_LOG__LEVEL": "warning",
             "CSMS_CLUSTER__ENABLED": "true" if cluster else "false",
             "CSMS_CLUSTER__NODE_ID": node_id,
-            "CSMS_CLUSTER__PARTITIONS": "4",
+            "CSMS_CLUSTER__PARTITIONS": "16",  # the default
             "CSMS_CLUSTER__HEARTBEAT_INTERVAL": "0.5",
             "CSMS_CLUSTER__LEASE_SECONDS": "2",
         }
@@ -174,35 +174,68 @@ async def _load(node: Node, chargers: int, seconds: float) -> float:
     return rate
 
 
-async def _published_rate(dsn: str, seconds: float) -> float:
-    """Outbox rows delivered per second over the last `seconds` of the run."""
+async def _relay_figures(dsn: str) -> tuple[int, float, float]:
+    """Events delivered, and the p50/p99 seconds from commit to the broker's acknowledgement."""
     connection = await asyncpg.connect(dsn)
     try:
-        count = await connection.fetchval(
-            "SELECT count(*) FROM outbox_events"
-            " WHERE delivered_at > now() - make_interval(secs => $1)",
-            seconds,
+        row = await connection.fetchrow(
+            "SELECT count(*),"
+            " percentile_cont(0.5) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM delivered_at - created_at)),"
+            " percentile_cont(0.99) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM delivered_at - created_at))"
+            " FROM outbox_events WHERE delivered_at IS NOT NULL"
         )
     finally:
         await connection.close()
-    return float(count) / seconds
+    return int(row[0]), float(row[1] or 0), float(row[2] or 0)
 
 
-async def throughput(chargers: int, seconds: float) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for mode in ("standalone", "cluster"):
-        async with fresh_database() as dsn:
-            node = Node(
-                "b1", dsn=dsn, prefix=f"bench-{uuid.uuid4().hex[:6]}", cluster=mode == "cluster"
-            )
-            await node.start()
-            try:
-                figures[f"{mode}_msgs"] = await _load(node, chargers, seconds)
-                await asyncio.sleep(2)  # the relay catches up
-                figures[f"{mode}_events"] = await _published_rate(dsn, seconds + 2)
-            finally:
-                await node.stop()
-    figures["ratio_msgs"] = figures["cluster_msgs"] / figures["standalone_msgs"]
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its waited-for children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def _one_run(mode: str, chargers: int, seconds: float) -> dict[str, float]:
+    async with fresh_database() as dsn:
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
+        node = Node("b1", dsn=dsn, prefix=prefix, cluster=mode == "cluster")
+        await node.start()
+        try:
+            assert node.process is not None
+            pid = node.process.pid  # taskset execs csms in place: the same pid
+            cpu = _cpu_seconds(pid)
+            rate = await _load(node, chargers, seconds)
+            cpu = _cpu_seconds(pid) - cpu
+            await asyncio.sleep(2)  # the relay catches up
+            events, lag50, lag99 = await _relay_figures(dsn)
+        finally:
+            await node.stop()
+    return {
+        "msgs_per_s": rate,
+        "msgs_per_cpu_s": rate * seconds / cpu if cpu else 0.0,
+        "events": events,
+        "relay_lag_p50_ms": 1000 * lag50,
+        "relay_lag_p99_ms": 1000 * lag99,
+    }
+
+
+async def throughput(chargers: int, seconds: float, repeats: int = 3) -> dict[str, Any]:
+    """Standalone and cluster runs alternated, `repeats` each; medians."""
+    runs: dict[str, list[dict[str, float]]] = {"standalone": [], "cluster": []}
+    for _ in range(repeats):
+        for mode in ("standalone", "cluster"):
+            runs[mode].append(await _one_run(mode, chargers, seconds))
+    figures: dict[str, Any] = {}
+    for mode, results in runs.items():
+        for key in results[0]:
+            figures[f"{mode}_{key}"] = statistics.median(r[key] for r in results)
+    figures["ratio_msgs_per_s"] = figures["cluster_msgs_per_s"] / figures["standalone_msgs_per_s"]
+    figures["ratio_msgs_per_cpu_s"] = (
+        figures["cluster_msgs_per_cpu_s"] / figures["standalone_msgs_per_cpu_s"]
+    )
     return figures
 
 
@@ -240,6 +273,7 @@ async def forwarded(commands: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for kind, values in times.items():
         values.sort()
+        out[f"{kind}_n"] = len(values)
         out[f"{kind}_p50_ms"] = 1000 * statistics.median(values)
         out[f"{kind}_p99_ms"] = 1000 * values[int(0.99 * (len(values) - 1))]
     return out

@@ -120,10 +120,13 @@ class Forwarder:
     ) -> dict[str, Any]:
         """Forward a CALL and return the charger's answer, raising what a local call would.
 
-        A charger that moved on from the node asked is looked up once more and followed.
+        A charger that had moved on before the CALL reached the node asked is looked up
+        once more and followed.
         """
         reply = await self._forward(node_id, charge_point_id, action, payload)
-        if reply.get("outcome") == "not_connected":
+        # Followed only if the CALL was not sent: one the charger may have received on a
+        # socket that then closed is a 409, as locally, never sent twice.
+        if reply.get("outcome") == "not_connected" and not reply.get("sent"):
             owner = await self._owner_of(charge_point_id)
             if owner is not None and owner not in (node_id, self.node_id):
                 reply = await self._forward(owner, charge_point_id, action, payload)
@@ -197,16 +200,19 @@ class Forwarder:
         assert isinstance(call_id, str)
         assert isinstance(charge_point_id, str)
         assert isinstance(action, str)
-        await self._reply(origin, {"id": call_id, "outcome": "accepted"})
+        # The acknowledgement goes out while the CALL runs: published first on the one
+        # connection, it reaches the broker before the outcome (MQTT 3.1.1 §4.6).
+        ack = asyncio.create_task(self._reply(origin, {"id": call_id, "outcome": "accepted"}))
         outcome = await self._run_call(charge_point_id, action, payload)
         await self._reply(origin, {"id": call_id, **outcome})
+        await ack
 
     async def _run_call(
         self, charge_point_id: str, action: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
         connection = self._chargers.get(charge_point_id)
         if connection is None or self.closing:
-            return {"outcome": "not_connected"}
+            return {"outcome": "not_connected", "sent": False}
         if connection.calls_queued >= self._queue_size:
             return {"outcome": "queue_full", "queued": connection.calls_queued}
         try:
@@ -228,7 +234,7 @@ class Forwarder:
         except CommandTimeout as exc:
             return {"outcome": "timeout", "detail": str(exc)}
         except (ChargerNotConnected, StoreError):
-            return {"outcome": "not_connected"}
+            return {"outcome": "not_connected", "sent": True}
         return {"outcome": "ok", "response": response}
 
     async def _reply(self, node_id: str, message: dict[str, Any]) -> None:

@@ -110,6 +110,10 @@ class PartitionRelay:
                     failures = 0
                     if not count:
                         await self._sleep(IDLE_POLL)
+                    elif count < BATCH:
+                        # Woken by the node's scanner when more is pending: a pass costs
+                        # round trips to the database whatever its size.
+                        await self._sleep(IDLE_POLL)
                 else:
                     failures += 1
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * self._rng.random())
@@ -130,39 +134,57 @@ class PartitionRelay:
             log.warning("partition_not_drained", partition=self.partition, error=repr(exc))
 
     async def _pass(self) -> tuple[int, bool]:
-        async with self._database.reading() as session:
-            rows = await cluster.partition_pending(session, slots=self._slots, limit=BATCH)
+        async with cluster.transaction(self._database) as connection:
+            rows = await cluster.partition_pending(connection, slots=self._slots, limit=BATCH)
         if not rows:
             return 0, True
         # Packet ids are unique only within PACKET_WINDOW row ids (core/cluster.py).
         rows = [row for row in rows if row.event.id < rows[0].event.id + PACKET_WINDOW]
         link = await self._connect()
-        completed: list[int] = []
         blocked: set[str] = set()
+        count = 0
+        # PUBCOMP received, not yet marked delivered: marked with the next window's commit.
+        unmarked: list[int] = []
         # Mosquitto keeps at most max_inflight_messages (20 by default) unreleased QoS 2
         # messages per session and drops the rest after acknowledging them: send windows.
         for start in range(0, len(rows), self._window):
-            chunk = [r for r in rows[start : start + self._window]]
-            completed += await self._window_pass(link, chunk, blocked)
-        if completed:
-            async with cluster.transaction(self._database) as session:
-                await cluster.mark_delivered(session, ids=completed, now=self._clock())
-            done = set(completed)
-            self._relay.count_delivered([row.event for row in rows], done)
+            window = [
+                r
+                for r in rows[start : start + self._window]
+                if r.event.charge_point_id not in blocked
+            ]
+            received = await self._publish(link, [row for row in window if not row.released])
+            if received or unmarked:
+                await self._commit(released=received, delivered=unmarked, rows=rows)
+                count += len(unmarked)
+                unmarked = []
+            ready = _in_order(window, received, blocked)
+            unmarked += await self._complete(link, ready, blocked)
+        if unmarked:
+            await self._commit(released=set(), delivered=unmarked, rows=rows)
+            count += len(unmarked)
+        return count, count == len(rows)
+
+    async def _commit(
+        self, *, released: set[int], delivered: list[int], rows: Sequence[PartitionEvent]
+    ) -> None:
+        """One transaction per window: state 2 for the PUBRECs just received, fenced by
+        the lease (locked FOR SHARE, so an adopter's takeover waits for this commit and
+        then sees it), and delivered for the previous window's PUBCOMPs."""
+        async with cluster.transaction(self._database) as session:
+            if released and not await cluster.holds(
+                session, name=self._lease, node_id=self._node_id, generation=self.generation
+            ):
+                raise LeaseLost(self._lease)
+            if released:
+                await cluster.mark_released(session, ids=sorted(released))
+            if delivered:
+                await cluster.mark_delivered(session, ids=delivered, now=self._clock())
+        if delivered:
+            done = set(delivered)
+            self._relay.count_delivered([r.event for r in rows if r.event.id in done], done)
             self._sent_here.difference_update(done)
             self.published += len(done)
-        return len(completed), len(completed) == len(rows)
-
-    async def _window_pass(
-        self, link: SessionLink, rows: list[PartitionEvent], blocked: set[str]
-    ) -> list[int]:
-        """One window: PUBLISH, commit PUBRECs (fenced), PUBREL, PUBCOMP."""
-        rows = [row for row in rows if row.event.charge_point_id not in blocked]
-        received = await self._publish(link, [row for row in rows if not row.released])
-        if received:
-            await self._fenced_release(received)
-        ready = _in_order(rows, received, blocked)
-        return await self._complete(link, ready, blocked)
 
     async def _publish(self, link: SessionLink, rows: Sequence[PartitionEvent]) -> set[int]:
         """PUBLISH (QoS 2) and wait for PUBRECs; returns the ids acknowledged."""
@@ -186,16 +208,6 @@ class PartitionRelay:
             if not isinstance(outcome, BaseException)
         }
 
-    async def _fenced_release(self, ids: set[int]) -> None:
-        """Commit state 2 only while holding the lease (the lease row is locked FOR SHARE,
-        so an adopter's takeover waits for this commit and then sees it)."""
-        async with cluster.transaction(self._database) as session:
-            if not await cluster.holds(
-                session, name=self._lease, node_id=self._node_id, generation=self.generation
-            ):
-                raise LeaseLost(self._lease)
-            await cluster.mark_released(session, ids=sorted(ids))
-
     async def _complete(
         self, link: SessionLink, rows: Sequence[PendingEvent], blocked: set[str]
     ) -> list[int]:
@@ -217,6 +229,13 @@ class PartitionRelay:
         if self._link is not None and not self._link.lost:
             return self._link
         self._drop_link()
+        # Taking the session over would cut off the node that holds the lease now (a
+        # node that was frozen past its lease wakes up here): check first.
+        async with cluster.transaction(self._database) as session:
+            if not await cluster.holds(
+                session, name=self._lease, node_id=self._node_id, generation=self.generation
+            ):
+                raise LeaseLost(self._lease)
         self._link = await open_session(self._url, client_id=self._client_id, timeout=self._timeout)
         self._sent_here.clear()
         self._resuming = True

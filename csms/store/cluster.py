@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.core.clock import as_utc
 from csms.core.cluster import SLOTS, LeaseView
@@ -27,8 +27,13 @@ from csms.store.outbox import PendingEvent
 NO_NODE = ""
 
 
+# Writer jobs pass a session; the cluster's own transactions a bare connection (no ORM
+# session to set up and tear down for a few statements).
+Conn = AsyncSession | AsyncConnection
+
+
 @contextlib.asynccontextmanager
-async def transaction(database: Database) -> AsyncIterator[AsyncSession]:
+async def transaction(database: Database) -> AsyncIterator[AsyncConnection]:
     """A transaction of its own, outside the group-commit writer: a heartbeat must not
     wait behind a queue of charger writes, or the node would lose its leases under load.
 
@@ -36,8 +41,8 @@ async def transaction(database: Database) -> AsyncIterator[AsyncSession]:
         StoreError: the database failed.
     """
     try:
-        async with database.sessions() as session, session.begin():
-            yield session
+        async with database.engine.begin() as connection:
+            yield connection
     except (SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cluster bookkeeping failed: {type(exc).__name__}") from exc
 
@@ -56,7 +61,7 @@ class Beat:
 
 
 async def heartbeat(
-    session: AsyncSession, *, node_id: str, lease_seconds: float, chargers: int, draining: bool
+    session: Conn, *, node_id: str, lease_seconds: float, chargers: int, draining: bool
 ) -> Beat:
     """Renew the node's lease and the leases it holds that have not expired yet."""
     await session.execute(
@@ -95,9 +100,7 @@ async def heartbeat(
     return Beat(leases=leases, held=held, live=[str(node) for node in live.scalars()])
 
 
-async def acquire(
-    session: AsyncSession, *, name: str, node_id: str, lease_seconds: float
-) -> int | None:
+async def acquire(session: Conn, *, name: str, node_id: str, lease_seconds: float) -> int | None:
     """Take a free or expired lease; returns its new generation, None when held by another."""
     row = await session.execute(
         text(
@@ -115,7 +118,7 @@ async def acquire(
     return None if generation is None else int(generation)
 
 
-async def release(session: AsyncSession, *, name: str, node_id: str, generation: int) -> bool:
+async def release(session: Conn, *, name: str, node_id: str, generation: int) -> bool:
     """Give a lease up at once (draining, rebalancing): another node may take it now."""
     result = await session.execute(
         text(
@@ -127,7 +130,7 @@ async def release(session: AsyncSession, *, name: str, node_id: str, generation:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def leave(session: AsyncSession, *, node_id: str) -> None:
+async def leave(session: Conn, *, node_id: str) -> None:
     """A clean exit: the node's remaining leases are free and the node is gone."""
     await session.execute(
         text("UPDATE cluster_leases SET node_id = NULL, expires_at = now() WHERE node_id = :me"),
@@ -136,7 +139,7 @@ async def leave(session: AsyncSession, *, node_id: str) -> None:
     await session.execute(text("DELETE FROM cluster_nodes WHERE node_id = :me"), {"me": node_id})
 
 
-async def holds(session: AsyncSession, *, name: str, node_id: str, generation: int) -> bool:
+async def holds(session: Conn, *, name: str, node_id: str, generation: int) -> bool:
     """Whether the node still holds the lease at this generation; locks the lease row
     (FOR SHARE) until the transaction ends, so that nobody can take it meanwhile."""
     row = await session.execute(
@@ -149,7 +152,7 @@ async def holds(session: AsyncSession, *, name: str, node_id: str, generation: i
     return row.first() is not None
 
 
-async def dead_nodes(session: AsyncSession) -> list[str]:
+async def dead_nodes(session: Conn) -> list[str]:
     """Nodes whose lease has expired."""
     rows = await session.execute(
         text("SELECT node_id FROM cluster_nodes WHERE lease_until <= now() ORDER BY node_id")
@@ -157,7 +160,7 @@ async def dead_nodes(session: AsyncSession) -> list[str]:
     return [str(node) for node in rows.scalars()]
 
 
-async def forget_nodes(session: AsyncSession, nodes: Sequence[str]) -> None:
+async def forget_nodes(session: Conn, nodes: Sequence[str]) -> None:
     await session.execute(
         text("DELETE FROM cluster_nodes WHERE node_id = ANY(:nodes) AND lease_until <= now()"),
         {"nodes": list(nodes)},
@@ -167,9 +170,7 @@ async def forget_nodes(session: AsyncSession, nodes: Sequence[str]) -> None:
 # --- charger ownership -----------------------------------------------------------------------
 
 
-async def take_charger(
-    session: AsyncSession, *, charge_point_id: str, node_id: str, now: datetime
-) -> int:
+async def take_charger(session: Conn, *, charge_point_id: str, node_id: str, now: datetime) -> int:
     """The node now holds the charger's connection; returns the connection's generation."""
     row = await session.execute(
         text(
@@ -184,7 +185,7 @@ async def take_charger(
 
 
 async def let_go_charger(
-    session: AsyncSession, *, charge_point_id: str, node_id: str, generation: int
+    session: Conn, *, charge_point_id: str, node_id: str, generation: int
 ) -> bool:
     """The connection closed: True when this node and generation still held it (the
     disconnect is then recorded), False when a newer connection elsewhere took over."""
@@ -198,7 +199,7 @@ async def let_go_charger(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def let_go_chargers_of(session: AsyncSession, nodes: Sequence[str]) -> list[str]:
+async def let_go_chargers_of(session: Conn, nodes: Sequence[str]) -> list[str]:
     """Chargers held by these (dead) nodes are held by nobody; returns their ids."""
     rows = await session.execute(
         text(
@@ -210,7 +211,7 @@ async def let_go_chargers_of(session: AsyncSession, nodes: Sequence[str]) -> lis
     return sorted(str(cp) for cp in rows.scalars())
 
 
-async def let_go_orphans(session: AsyncSession) -> list[str]:
+async def let_go_orphans(session: Conn) -> list[str]:
     """Chargers held by nodes that are gone or whose lease expired are held by nobody."""
     rows = await session.execute(
         text(
@@ -229,7 +230,7 @@ class Owner:
     generation: int
 
 
-async def owner_of(session: AsyncSession, charge_point_id: str) -> Owner | None:
+async def owner_of(session: Conn, charge_point_id: str) -> Owner | None:
     """The live node holding the charger's connection, if any."""
     row = await session.execute(
         text(
@@ -259,7 +260,7 @@ class PartitionEvent:
 
 
 async def partition_pending(
-    session: AsyncSession, *, slots: Sequence[int], limit: int
+    session: Conn, *, slots: Sequence[int], limit: int
 ) -> list[PartitionEvent]:
     """A partition's undelivered events, oldest first."""
     rows = await session.execute(
@@ -288,14 +289,23 @@ async def partition_pending(
     ]
 
 
-async def mark_released(session: AsyncSession, *, ids: Sequence[int]) -> None:
+async def partitions_pending(session: Conn, *, partitions: int) -> set[int]:
+    """The partitions with undelivered events (the partial pending index answers it)."""
+    rows = await session.execute(
+        text("SELECT DISTINCT slot % :n FROM outbox_events WHERE delivered_at IS NULL"),
+        {"n": partitions},
+    )
+    return {int(p) for p in rows.scalars()}
+
+
+async def mark_released(session: Conn, *, ids: Sequence[int]) -> None:
     """PUBREC received: from now on only a PUBREL may be sent for these (MQTT 3.1.1 §4.3.3)."""
     await session.execute(
         text("UPDATE outbox_events SET relay_state = 2 WHERE id = ANY(:ids)"), {"ids": list(ids)}
     )
 
 
-async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+async def mark_delivered(session: Conn, *, ids: Sequence[int], now: datetime) -> None:
     await session.execute(
         text("UPDATE outbox_events SET relay_state = 2, delivered_at = :now WHERE id = ANY(:ids)"),
         {"ids": list(ids), "now": now},
@@ -305,7 +315,7 @@ async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: date
 # --- what GET /api/v1/cluster shows ----------------------------------------------------------
 
 
-async def overview(session: AsyncSession, *, partitions: int) -> dict[str, Any]:
+async def overview(session: Conn, *, partitions: int) -> dict[str, Any]:
     """Nodes with their lease and chargers, leases, and the outbox backlog per partition."""
     nodes = await session.execute(
         text(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 log = structlog.get_logger("csms.cluster")
 
 CHANNEL = "csms_outbox"
-COALESCE = 0.005
+COALESCE = 0.02
 
 
 class CommitSignal:
@@ -29,6 +29,8 @@ class CommitSignal:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pending = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []
+        # True when no other node needs to hear (this node publishes every partition).
+        self.alone: Callable[[], bool] = lambda: False
         self._rng = random.Random()
 
     def committed(self) -> None:
@@ -55,7 +57,8 @@ class CommitSignal:
             while True:
                 await self._pending.wait()
                 self._pending.clear()
-                await connection.execute(f"NOTIFY {CHANNEL}")
+                if not self.alone():
+                    await connection.execute(f"NOTIFY {CHANNEL}")
                 await asyncio.sleep(COALESCE)
         finally:
             await connection.close()

@@ -19,6 +19,10 @@ from tests.support import API_TOKEN, MS, free_port
 MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
+class PortTaken(Exception):
+    """The node could not bind a port chosen for it."""
+
+
 @dataclass
 class Node:
     """One `csms serve` process of the cluster."""
@@ -45,7 +49,18 @@ class Node:
         )
 
     async def start(self) -> None:
-        """Start the process and wait for `csms_ready` in its log."""
+        """Start the process and wait for `csms_ready` in its log; on a port another
+        process took between `free_port()` and the bind, again on fresh ports."""
+        for _ in range(3):
+            try:
+                await self._start()
+                return
+            except PortTaken:
+                self.env["CSMS_OCPP__PORT"] = str(free_port())
+                self.env["CSMS_API__PORT"] = str(free_port())
+        await self._start()
+
+    async def _start(self) -> None:
         self.log = []
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "csms", "serve", env=self.env, stderr=asyncio.subprocess.PIPE
@@ -54,6 +69,9 @@ class Node:
         async with asyncio.timeout(60_000 * MS):
             while True:
                 line = await process.stderr.readline()
+                if not line and any(b"address already in use" in seen for seen in self.log):
+                    await process.wait()
+                    raise PortTaken(self.node_id)
                 assert line, f"{self.node_id} exited before it was ready: {self.log[-5:]}"
                 self.log.append(line)
                 if b'"csms_ready"' in line:

@@ -4,6 +4,7 @@ partitions are adopted, and every committed event reaches the broker exactly onc
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from typing import Any
 
@@ -40,19 +41,31 @@ class FleetCharger:
         self.charger = RawCharger(self.ws)
         await self.charger.boot()
 
-    async def report(self, rounds: int, survivors: list[Node]) -> None:
-        """Send status reports; a lost connection reconnects to a survivor and goes on."""
-        for i in range(rounds):
-            status = {"connectorId": 1, "errorCode": "NoError", "status": STATUSES[i % 5]}
-            while True:
-                try:
-                    assert self.charger is not None
-                    await self.charger.call("StatusNotification", status)
-                    break
-                except (ConnectionClosed, OSError, TimeoutError):
-                    assert self.ws is not None
-                    self.close_codes.append(self.ws.close_code)
-                    await self.attach(survivors[hash(self.identity) % len(survivors)])
+    async def report(
+        self, rounds: int, survivors: list[Node], *, until: asyncio.Event | None = None
+    ) -> None:
+        """Send `rounds` status reports, and go on until `until` is set, then two more (so
+        that every charger of a node that went meanwhile notices); a lost connection
+        reconnects to a survivor and goes on."""
+        sent = 0
+        while sent < rounds or (until is not None and not until.is_set()):
+            await self._report(sent, survivors)
+            sent += 1
+        if until is not None:
+            for extra in range(2):
+                await self._report(sent + extra, survivors)
+
+    async def _report(self, i: int, survivors: list[Node]) -> None:
+        status = {"connectorId": 1, "errorCode": "NoError", "status": STATUSES[i % 5]}
+        while True:
+            try:
+                assert self.charger is not None
+                await self.charger.call("StatusNotification", status)
+                return
+            except (ConnectionClosed, OSError, TimeoutError):
+                assert self.ws is not None
+                self.close_codes.append(self.ws.close_code)
+                await self.attach(survivors[hash(self.identity) % len(survivors)])
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -119,9 +132,11 @@ async def test_sigkill_of_a_node_loses_and_duplicates_nothing(three_nodes: Clust
     survivors = [n for n in three_nodes.nodes if n is not victim]
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 90)
-        reports = [asyncio.create_task(c.report(12, survivors)) for c in fleet]
+        went = asyncio.Event()
+        reports = [asyncio.create_task(c.report(12, survivors, until=went)) for c in fleet]
         await events.until(150, of_type="evse.status")
         await victim.kill()
+        went.set()
         await asyncio.gather(*reports)
         after = await _drained(three_nodes, survivors[0])
         total = await _exactly_once(three_nodes, events)
@@ -139,9 +154,11 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
     n1, n2, n3 = three_nodes.nodes
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 60)
-        reports = [asyncio.create_task(c.report(10, [n1, n3])) for c in fleet]
+        went = asyncio.Event()
+        reports = [asyncio.create_task(c.report(10, [n1, n3], until=went)) for c in fleet]
         await events.until(100, of_type="evse.status")
         code = await n2.stop()
+        went.set()
         await asyncio.gather(*reports)
         view = await _drained(three_nodes, n1)
         await _exactly_once(three_nodes, events)
@@ -153,3 +170,36 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
     assert moved
     assert all(c.close_codes == [1001] for c in moved)
     assert n2.logged("cluster_left")
+
+
+async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: Cluster) -> None:
+    """SIGSTOP of a node past its lease (a zombie): its partitions are adopted; after
+    SIGCONT its publishers find their lease gone (fenced) and stop; each id still once."""
+    view = await three_nodes.settled()
+    held = {n["nodeId"]: len(n["partitions"]) for n in view["nodes"]}
+    zombie = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
+    survivors = [n for n in three_nodes.nodes if n is not zombie]
+    assert zombie.process is not None
+    async with subscribed(MQTT_URL, three_nodes.prefix) as events:
+        fleet = await _fleet(three_nodes, 60)
+        woke = asyncio.Event()
+        reports = [asyncio.create_task(c.report(10, survivors, until=woke)) for c in fleet]
+        await events.until(100, of_type="evse.status")
+        zombie.process.send_signal(signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(30_000 * MS):
+                while True:
+                    now = await three_nodes.cluster_view(survivors[0])
+                    holders = {p["nodeId"] for p in now["partitions"]}
+                    if holders <= {n.node_id for n in survivors}:
+                        break
+                    await asyncio.sleep(100 * MS)
+        finally:
+            zombie.process.send_signal(signal.SIGCONT)
+        woke.set()
+        await asyncio.gather(*reports)
+        await _drained(three_nodes, survivors[0])
+        await _exactly_once(three_nodes, events)
+        for charger in fleet:
+            await charger.close()
+    assert zombie.logged("partition_lost") or zombie.logged("partition_lease_lost")

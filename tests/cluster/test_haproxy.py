@@ -93,15 +93,20 @@ async def simulated_fleet(url: str, count: int) -> AsyncIterator[None]:
 
 async def _placed(cluster: Cluster, count: int) -> dict[str, Any]:
     """Wait until the live nodes hold `count` chargers between them."""
-    async with asyncio.timeout(120_000 * MS):
-        while True:
-            view = await cluster.cluster_view()
-            alive = [n for n in view["nodes"] if n["alive"]]
-            if sum(n["chargers"] for n in alive) == count and {n["nodeId"] for n in alive} == {
-                n.node_id for n in cluster.running()
-            }:
-                return view
-            await asyncio.sleep(200 * MS)
+    view: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(180_000 * MS):
+            while True:
+                view = await cluster.cluster_view()
+                alive = [n for n in view["nodes"] if n["alive"]]
+                if sum(n["chargers"] for n in alive) == count and {n["nodeId"] for n in alive} == {
+                    n.node_id for n in cluster.running()
+                }:
+                    return view
+                await asyncio.sleep(200 * MS)
+    except TimeoutError:
+        held = {n["nodeId"]: (n["alive"], n["chargers"]) for n in view.get("nodes", [])}
+        raise AssertionError(f"not all {count} chargers placed: {held}") from None
 
 
 async def _fleet_moves_after_a_kill(cluster: Cluster, tmp_path: Path, count: int) -> float:

@@ -188,3 +188,34 @@ async def test_an_mqtt_command_is_answered_once_by_the_cluster(three_nodes: Clus
     assert len(replies) == 1
     assert replies[0]["status"] == 200
     assert replies[0]["response"] == {"status": "Accepted"}
+
+
+async def test_a_command_to_a_charger_that_is_moving(three_nodes: Cluster) -> None:
+    """A CALL that reached the charger on n1 whose socket then closes (the charger moves
+    to n2) is a 409, as locally, and not sent again; the next command finds it on n2."""
+    n1, n2, n3 = three_nodes.nodes
+    identity = new_identity("MOVING")
+    ws1, old = await _open(n1, identity)
+    await old.boot()
+    async with n3.api() as api:
+        request = asyncio.create_task(
+            api.post(f"/charge-points/{identity}/commands/ClearCache", json={})
+        )
+        first = await old.recv_frame()
+        ws2, new = await _open(n2, identity)
+        try:
+            # Answered once n2 has recorded the connection as its own.
+            await new.boot()
+            await ws1.close()
+            moving = await request
+            follow = asyncio.create_task(
+                api.post(f"/charge-points/{identity}/commands/ClearCache", json={})
+            )
+            second = await _answer_one_call(new, {"status": "Accepted"})
+            found = await follow
+        finally:
+            await ws2.close()
+    assert first[2] == "ClearCache"
+    assert moving.status_code == 409, moving.text
+    assert second[2] == "ClearCache"
+    assert found.status_code == 200, found.text
