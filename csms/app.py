@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
+from csms.api.home import Home
 from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
@@ -321,7 +322,11 @@ class Csms:
                 call_timeout=settings.ocpp.call_timeout,
                 on_reservations_changed=self.reservations.wake,
             )
-        context = ApiContext(
+        # The API serves from a thread and loop of its own (csms/api/home.py): API load
+        # cannot starve chargers; what changes state still runs on this, the home, loop.
+        self.home = Home()
+        self.api_context = context = ApiContext(
+            home=self.home,
             database=self.database,
             chargers=self.ocpp.chargers,
             commands=self.commands,
@@ -405,7 +410,8 @@ class Csms:
                 renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
                 webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
-                api = tasks.create_task(self._api.serve(), name="http-api")
+                self.home.loop = asyncio.get_running_loop()
+                api = tasks.create_task(asyncio.to_thread(self._run_api), name="http-api")
                 ocpi, pushes = None, None
                 started = await _started(self._api, api)
                 if started and self.roaming is not None:
@@ -432,6 +438,17 @@ class Csms:
                 await broker.stop()
             await self.database.dispose()
         log.info("csms_stopped")
+
+    def _run_api(self) -> None:
+        """The HTTP API's thread: its own event loop, its own engine for reads."""
+        asyncio.run(self._serve_api())
+
+    async def _serve_api(self) -> None:
+        await self.api_context.open_reader()
+        try:
+            await self._api.serve()
+        finally:
+            await self.api_context.close_reader()
 
     async def _end_lost_connections(self) -> None:
         # Before accepting connections: a charger shown connected now was connected to a

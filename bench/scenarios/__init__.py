@@ -16,6 +16,7 @@ from scenarios.common import Options
 from scenarios.connections import boot_storm, idle_memory
 from scenarios.cpu_profile import cpu_profile
 from scenarios.event_path import event_latency, outbox_drain
+from scenarios.hostile import api_load, poison_mix
 from scenarios.persisted_path import persisted_path
 from scenarios.protocol_path import protocol_path
 from scenarios.session_lifecycle import session_lifecycle
@@ -70,6 +71,20 @@ SCENARIOS = [
         "sessions/s, latency per action, outbox backlog; nothing lost",
         session_lifecycle,
         quick=True,
+    ),
+    Scenario(
+        "api_load",
+        "H1",
+        "charger Boot p50/p99, alone and with 50 API clients polling",
+        api_load,
+        quick=False,
+    ),
+    Scenario(
+        "poison_mix",
+        "H2",
+        "healthy chargers' MeterValues/s, alone and beside 4 poisoning chargers",
+        poison_mix,
+        quick=False,
     ),
     Scenario(
         "cpu_profile", "PROFILE", "py-spy: csms's CPU time by layer", cpu_profile, quick=False
