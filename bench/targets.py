@@ -117,6 +117,12 @@ def targets(report: Report) -> list[Target]:
     check("P5 OCPP -> MQTT p99 < 100 ms", v, f"{v or 0:.1f} ms", lambda x: x < 100)
     v = med("P5", "csms + sqlite", "backlog 100,000", "outbox drain")
     check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
+    # Issue 13: API load must not starve chargers; poisoning chargers must not slow others.
+    v = med("H1", "csms + sqlite", "50 API clients polling", "Boot+Heartbeat p99")
+    check("H1 Boot p99 < 100 ms with 50 API clients", v, f"{v or 0:.1f} ms", lambda x: x < 100)
+    for kind in ("sqlite", "postgresql"):
+        v = med("H2", f"csms + {kind}", "20 healthy chargers", "cost of the poison mix")
+        check(f"H2 {kind}: poison mix costs < 10 %", v, f"{v or 0:.1f} %", lambda x: x < 10)
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
     return out

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
+import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -61,6 +64,9 @@ from csms.webhooks.http import Resolve, TargetGuard, resolve_host
 log = structlog.get_logger("csms")
 
 SHUTDOWN_GRACE = 8.0
+# The API thread's nice value, above the chargers' (csms/api/home.py).
+API_NICE = 10
+GIL_SWITCH_INTERVAL = 0.0005
 # Events still in the outbox after this are published at the next start.
 EVENT_FLUSH_TIMEOUT = 3.0
 
@@ -411,6 +417,9 @@ class Csms:
                 webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
                 self.home.loop = asyncio.get_running_loop()
+                # Two threads share the interpreter lock: a charger's wake-up waits at most
+                # this long for the API thread to let go of it (Python's default is 5 ms).
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL)
                 api = tasks.create_task(asyncio.to_thread(self._run_api), name="http-api")
                 ocpi, pushes = None, None
                 started = await _started(self._api, api)
@@ -440,7 +449,13 @@ class Csms:
         log.info("csms_stopped")
 
     def _run_api(self) -> None:
-        """The HTTP API's thread: its own event loop, its own engine for reads."""
+        """The HTTP API's thread: its own event loop, its own engine for reads.
+
+        The thread runs at a lower OS priority than the chargers' (Linux threads have their
+        own nice value), so that on a busy core the kernel runs the charger side first.
+        """
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), API_NICE)
         asyncio.run(self._serve_api())
 
     async def _serve_api(self) -> None:
