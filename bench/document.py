@@ -36,7 +36,8 @@ NODE_PACKAGES = ("ws", "ocpp-rpc", "bufferutil")
 HOW_IT_WAS_MEASURED = [
     "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
     "  `idle_memory` and `boot_storm`, P4 `command_round_trip`, P5 `event_latency` and",
-    "  `outbox_drain`, P6 `session_lifecycle`, PROFILE `cpu_profile`.",
+    "  `outbox_drain`, P6 `session_lifecycle`, H1 `api_load`, H2 `poison_mix`, PROFILE",
+    "  `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -73,6 +74,13 @@ HOW_IT_WAS_MEASURED = [
     "  oldest one's age, and times it to empty after the last session. After csms stops,",
     "  transactions, meter values, status notifications and each event type are counted",
     "  against the acknowledged messages.",
+    "- H1 (`bench/scenarios/hostile.py`): 200 new chargers one after the other, each",
+    "  BootNotification + Heartbeat timed, alone and while 50 Python API clients poll",
+    "  `GET /api/v1/charge-points?limit=50` once a second each; the API has its own thread",
+    "  and loop. H2: 20 healthy chargers send MeterValues as fast as answered, alone and",
+    "  beside 4 chargers sending poison (NUL, 2^31, 1e400 registers, 40-deep nesting,",
+    "  70 KB DataTransfer, Stops with 2^40 ids) at 28 messages/s in all; the cost is the",
+    "  healthy throughput lost. Both use Python clients from the runner's core.",
 ]
 
 PROFILE_INTRO = [
