@@ -141,7 +141,7 @@ async def test_unreadable_register_is_kept_but_does_not_count(
     assert value in [s["value"] for s in samples]
 
 
-@pytest.mark.parametrize("when", [EARLY, LATE])
+@pytest.mark.parametrize("when", [EARLY, LATE, "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
 async def test_overflowing_timestamps_are_answered(csms: RunningCsms, when: str) -> None:
     """Timestamps that overflow in UTC are taken as unparsable (time of receipt), answered."""
     async with csms.charger() as cp:
