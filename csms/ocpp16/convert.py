@@ -9,12 +9,13 @@ present and typed; the defaults the specification gives for absent keys are appl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from csms.core.charger import BootInfo, ConnectorStatusReport
 from csms.core.clock import ParsedTime, format_utc, parse_timestamp
-from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample, value_flags
 from csms.core.transactions import StartKey, StopRequest
 
 # Identifiers a lenient normalisation must never cut short: a shortened idTag could match
@@ -59,19 +60,19 @@ def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) ->
         when = parse_timestamp(meter_value.get("timestamp"), received=received)
         for sampled in meter_value.get("sampledValue", ()):
             measurand = sampled.get("measurand", ENERGY_IMPORT_REGISTER)
-            found.append(
-                Sample(
-                    timestamp=when.value,
-                    value=str(sampled.get("value", "")),
-                    measurand=measurand,
-                    unit=sampled.get("unit", _default_unit(measurand)),
-                    context=sampled.get("context", "Sample.Periodic"),
-                    location=sampled.get("location", "Outlet"),
-                    phase=sampled.get("phase", ""),
-                    format=sampled.get("format", "Raw"),
-                    flags=when.flags,
-                )
+            sample = Sample(
+                timestamp=when.value,
+                value=str(sampled.get("value", "")),
+                measurand=measurand,
+                unit=sampled.get("unit", _default_unit(measurand)),
+                context=sampled.get("context", "Sample.Periodic"),
+                location=sampled.get("location", "Outlet"),
+                phase=sampled.get("phase", ""),
+                format=sampled.get("format", "Raw"),
+                flags=when.flags,
             )
+            unreadable = value_flags(sample)
+            found.append(replace(sample, flags=sample.flags + unreadable) if unreadable else sample)
     return found
 
 

@@ -138,7 +138,9 @@ async def test_unreadable_register_is_kept_but_does_not_count(
     assert body["energyWh"] == 900.0
     async with csms.api() as api:
         samples = (await api.get(f"/transactions/{tx}/meter-values")).json()["items"]
-    assert value in [s["value"] for s in samples]
+    kept = [s for s in samples if s["value"] == value]
+    assert kept
+    assert all("unreadable_value" in s["flags"] for s in kept)
 
 
 @pytest.mark.parametrize("when", [EARLY, LATE, "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
