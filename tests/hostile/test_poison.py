@@ -84,21 +84,22 @@ async def test_nul_in_boot_does_not_lock_the_charger_out(csms: RunningCsms) -> N
 
 @pytest.mark.parametrize("big", [BIG, HUGE, -BIG - 1])
 @pytest.mark.parametrize(
-    ("action", "payload"),
+    ("action", "payload", "field"),
     [
-        ("StatusNotification", {"connectorId": 0, "errorCode": "NoError", "status": "Available"}),
-        ("StartTransaction", start(reservationId=0)),
-        ("MeterValues", {"connectorId": 0, "meterValue": sampled("1")}),
-        ("StartTransaction", start(meterStart=0)),
+        (
+            "StatusNotification",
+            {"connectorId": 0, "errorCode": "NoError", "status": "Available"},
+            "connectorId",
+        ),
+        ("StartTransaction", start(reservationId=0), "reservationId"),
+        ("StartTransaction", start(), "meterStart"),
+        ("MeterValues", {"connectorId": 0, "meterValue": sampled("1")}, "connectorId"),
     ],
 )
 async def test_integer_beyond_32_bits_is_refused(
-    csms: RunningCsms, action: str, payload: dict[str, Any], big: int
+    csms: RunningCsms, action: str, payload: dict[str, Any], field: str, big: int
 ) -> None:
     """OCPP integers are 32-bit: a bigger one is a TypeConstraintViolation, never stored."""
-    field = "reservationId" if "reservationId" in payload else "connectorId"
-    if action == "StartTransaction" and "reservationId" not in payload:
-        field = "meterStart"
     async with csms.charger() as cp:
         error = await refused(cp, action, {**payload, field: big})
         assert error.code == "TypeConstraintViolation"
