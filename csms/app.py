@@ -64,8 +64,6 @@ from csms.webhooks.http import Resolve, TargetGuard, resolve_host
 log = structlog.get_logger("csms")
 
 SHUTDOWN_GRACE = 8.0
-# The API thread's nice value, above the chargers' (csms/api/home.py).
-API_NICE = 10
 GIL_SWITCH_INTERVAL = 0.0005
 # Events still in the outbox after this are published at the next start.
 EVENT_FLUSH_TIMEOUT = 3.0
@@ -454,8 +452,10 @@ class Csms:
         The thread runs at a lower OS priority than the chargers' (Linux threads have their
         own nice value), so that on a busy core the kernel runs the charger side first.
         """
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), API_NICE)
+        nice = self.settings.api.thread_nice
+        if nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         asyncio.run(self._serve_api())
 
     async def _serve_api(self) -> None:
