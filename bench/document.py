@@ -37,7 +37,8 @@ HOW_IT_WAS_MEASURED = [
     "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
     "  `idle_memory`, `boot_storm` and `secured_storm`, P4 `command_round_trip`, P5",
     "  `event_latency` and `outbox_drain`, P6 `session_lifecycle`, P7 `webhook_delivery`,",
-    "  P8 `allocation`, PROFILE `cpu_profile`.",
+    "  P8 `allocation`, H1 `api_load`, H2 `poison_mix`,",
+    "  PROFILE `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -100,6 +101,13 @@ HOW_IT_WAS_MEASURED = [
     "  snapshot; and the profiles per connector per hour that the allocator and the",
     "  balancer's sending rules give over a simulated commuter day (20 connectors, a pass",
     "  every minute and on every arrival and departure).",
+    "- H1 (`bench/scenarios/hostile.py`): 200 new chargers one after the other, each",
+    "  BootNotification + Heartbeat timed, alone and while 50 Python API clients poll",
+    "  `GET /api/v1/charge-points?limit=50` once a second each; the API has its own thread",
+    "  and loop. H2: 20 healthy chargers send MeterValues as fast as answered, alone and",
+    "  beside 4 chargers sending poison (NUL, 2^31, 1e400 registers, 40-deep nesting,",
+    "  70 KB DataTransfer, Stops with 2^40 ids) at 28 messages/s in all; the cost is the",
+    "  healthy throughput lost. Both use Python clients from the runner's core.",
 ]
 
 PROFILE_INTRO = [

@@ -163,6 +163,12 @@ def targets(report: Report) -> list[Target]:
         out.append(("P8 allocator vs 0.5 A slices (information)", f"{r:.2f}x", "", None))
     v = med("P8", "csms balancer", "busy simulated day", "profiles per connector per hour")
     check("P8 profiles per connector per hour <= 12", v, f"{v or 0:.2f}", lambda x: x <= 12)
+    # Issue 13: API load must not starve chargers; poisoning chargers must not slow others.
+    v = med("H1", "csms + sqlite", "50 API clients polling", "Boot+Heartbeat p99")
+    check("H1 Boot p99 < 100 ms with 50 API clients", v, f"{v or 0:.1f} ms", lambda x: x < 100)
+    for kind in ("sqlite", "postgresql"):
+        v = med("H2", f"csms + {kind}", "20 healthy chargers", "cost of the poison mix")
+        check(f"H2 {kind}: poison mix costs < 10 %", v, f"{v or 0:.1f} %", lambda x: x < 10)
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
     out += webhook_targets(report)

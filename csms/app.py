@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
+import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
+from csms.api.home import Home
 from csms.cluster.node import ClusterNode
 from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
@@ -65,6 +69,7 @@ from csms.webhooks.http import Resolve, TargetGuard, resolve_host
 log = structlog.get_logger("csms")
 
 SHUTDOWN_GRACE = 8.0
+GIL_SWITCH_INTERVAL = 0.0005
 # Events still in the outbox after this are published at the next start.
 EVENT_FLUSH_TIMEOUT = 3.0
 
@@ -339,7 +344,11 @@ class Csms:
         circuit_flows = CircuitFlows(
             database=self.database, clock=utc_now, on_changed=self.balancer.wake
         )
-        context = ApiContext(
+        # The API serves from a thread and loop of its own (csms/api/home.py): API load
+        # cannot starve chargers; what changes state still runs on this, the home, loop.
+        self.home = Home()
+        self.api_context = context = ApiContext(
+            home=self.home,
             database=self.database,
             chargers=self.ocpp.chargers,
             commands=self.commands,
@@ -438,7 +447,11 @@ class Csms:
                     webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
                 await self.ocpp.start()
-                api = tasks.create_task(self._api.serve(), name="http-api")
+                self.home.loop = asyncio.get_running_loop()
+                # Two threads share the interpreter lock: a charger's wake-up waits at most
+                # this long for the API thread to let go of it (Python's default is 5 ms).
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+                api = tasks.create_task(asyncio.to_thread(self._run_api), name="http-api")
                 ocpi, pushes = None, None
                 started = await _started(self._api, api)
                 if started and self.roaming is not None:
@@ -491,6 +504,25 @@ class Csms:
         if self.roaming is not None:
             node.leader_work.append(("ocpi-push", self.roaming.push.run))
         return node
+
+    def _run_api(self) -> None:
+        """The HTTP API's thread: its own event loop, its own engine for reads.
+
+        The thread runs at a lower OS priority than the chargers' (Linux threads have their
+        own nice value), so that on a busy core the kernel runs the charger side first.
+        """
+        nice = self.settings.api.thread_nice
+        if nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        asyncio.run(self._serve_api())
+
+    async def _serve_api(self) -> None:
+        await self.api_context.open_reader()
+        try:
+            await self._api.serve()
+        finally:
+            await self.api_context.close_reader()
 
     async def _end_lost_connections(self) -> None:
         # Before accepting connections: a charger shown connected now was connected to a

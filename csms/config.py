@@ -102,6 +102,9 @@ class ApiSettings:
     metrics_open_on_loopback: bool = True
     # Largest request body read (bytes); a bigger one gets 413 before it is parsed.
     max_body_bytes: int = 1024 * 1024
+    # The API's thread runs at this nice value (0-19, Linux), so that on a busy core the
+    # chargers' loop is run first (docs/architecture.md, "Two loops").
+    thread_nice: int = 10
 
 
 @dataclass(frozen=True)
@@ -506,6 +509,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+    if not 0 <= settings.api.thread_nice <= 19:
+        raise ConfigError("config key api.thread_nice must be between 0 and 19")
     if not is_loopback(settings.api.host) and len(settings.api.token) < MIN_API_TOKEN_LENGTH:
         # Reachable from the network, the bootstrap admin key must not be guessable.
         raise ConfigError(

@@ -171,7 +171,8 @@ def settings_for(
         ocpp=OcppSettings(host="127.0.0.1", port=0, **ocpp),
         ocpi=ocpi or OcpiSettings(),
         security=security or SecuritySettings(),
-        api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN),
+        # Other test processes share the machine: a niced API thread would crawl behind them.
+        api=ApiSettings(host="127.0.0.1", port=0, token=API_TOKEN, thread_nice=0),
         mqtt=mqtt or mqtt_settings(),
         database=DatabaseSettings(url=database_url),
         log=LogSettings(level="warning", format="console"),

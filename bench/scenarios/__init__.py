@@ -17,6 +17,7 @@ from scenarios.common import Options
 from scenarios.connections import boot_storm, idle_memory
 from scenarios.cpu_profile import cpu_profile
 from scenarios.event_path import event_latency, outbox_drain
+from scenarios.hostile import api_load, poison_mix
 from scenarios.persisted_path import persisted_path
 from scenarios.protocol_path import protocol_path
 from scenarios.secured_storm import secured_storm
@@ -94,6 +95,20 @@ SCENARIOS = [
         "one circuit allocation pass, 1,000 connectors; profiles/connector/hour",
         allocation,
         quick=True,
+    ),
+    Scenario(
+        "api_load",
+        "H1",
+        "charger Boot p50/p99, alone and with 50 API clients polling",
+        api_load,
+        quick=False,
+    ),
+    Scenario(
+        "poison_mix",
+        "H2",
+        "healthy chargers' MeterValues/s, alone and beside 4 poisoning chargers",
+        poison_mix,
+        quick=False,
     ),
     Scenario(
         "cpu_profile", "PROFILE", "py-spy: csms's CPU time by layer", cpu_profile, quick=False

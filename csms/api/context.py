@@ -3,11 +3,12 @@
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar, cast
 
 from fastapi import HTTPException, Path, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.api.home import AtHome, ChargersAtHome, Home
 from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
@@ -74,33 +75,52 @@ class ApiContext:
         charger_flows: ChargerFlows,
         partners: PartnerFlows | None = None,
         circuits: CircuitFlows | None = None,
+        home: Home | None = None,
     ) -> None:
+        # The chargers' loop: with the API on a loop of its own (csms/api/home.py), what
+        # changes state runs there; reads use `reader`, an engine of the API's own loop.
+        self.home = home or Home()
+        self.reader: Database | None = None
         self.party = party
         # Circuit edits; without a balancer (tests of other parts) they only write.
-        self.circuits = circuits or CircuitFlows(
-            database=database, clock=clock, on_changed=lambda _ids: None
+        self.circuits = _at_home(
+            circuits or CircuitFlows(database=database, clock=clock, on_changed=lambda _ids: None),
+            self.home,
         )
         # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
-        self.partners = partners
+        self.partners = None if partners is None else _at_home(partners, self.home)
+        self.webhooks = _at_home(webhooks, self.home)
+        self.charger_flows = _at_home(charger_flows, self.home)
         # Cluster mode: this node (GET /api/v1/cluster); None on a standalone node.
         self.cluster: ClusterView | None = None
-        self.webhooks = webhooks
-        self.charger_flows = charger_flows
         self.metrics = metrics or Metrics()
         # Events as the relay publishes them, for the dashboard's live stream.
         self.live = EventFanout() if live is None else live
-        self.wallet = wallet
+        self.wallet = None if wallet is None else _at_home(wallet, self.home)
         # Hashes the passwords the API sets (AuthorizationKeys with the server's pepper).
         self.passwords = passwords or PasswordHasher()
         # The OCPP server's counters (TLS handshake failures, throttled logins, ...).
         self.counters: Mapping[str, int] = counters if counters is not None else Counter()
-        self.sessions = sessions
-        self.locations = locations
+        self.sessions = _at_home(sessions, self.home)
+        self.locations = _at_home(locations, self.home)
         self.database = database
-        self.chargers = chargers
-        self.commands = commands
+        self.chargers: LiveChargers = ChargersAtHome(chargers, self.home)
+        self.commands = _at_home(commands, self.home)
         self.clock = clock
-        self.on_reservations_changed = on_reservations_changed
+        self._on_reservations_changed = on_reservations_changed
+
+    def on_reservations_changed(self) -> None:
+        """Wake the reservation expiry (on the chargers' loop)."""
+        self.home.call_soon(self._on_reservations_changed)
+
+    async def open_reader(self) -> None:
+        """Give the API's own loop its own engine for reads (called on that loop)."""
+        self.reader = Database(self.database.url)
+
+    async def close_reader(self) -> None:
+        if self.reader is not None:
+            await self.reader.dispose()
+            self.reader = None
 
     def connected(self, row: ChargePoint) -> bool:
         """Whether the charger is connected: here, or in cluster mode to any node (the
@@ -113,11 +133,18 @@ class ApiContext:
 
     async def read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a query; a database failure is a StoreError, answered 503 by the app."""
+        if self.reader is not None and not self.home.here():
+            return await self.reader.read(query)
         return await self.database.read(query)
 
     async def write(self, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Commit a change that has no events (plain registry data); StoreError -> 503."""
-        return await self.database.writer.submit(job)
+        return await self.home.run(lambda: self.database.writer.submit(job))
+
+
+def _at_home(target: T, home: Home) -> T:
+    # The proxy behaves as the flow does for the routes: same methods, run at home.
+    return cast(T, AtHome(target, home))
 
 
 def not_found(what: str) -> HTTPException:

@@ -13,6 +13,9 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 UNSET_BEFORE = datetime(2010, 1, 1, tzinfo=UTC)
 # ...or a default far ahead (2038, 2099): a wrong time zone is hours off, never a year.
 UNSET_AFTER = timedelta(days=365)
+# A century away is no clock reading at all (9999-12-31 overflows every date sum): such a
+# timestamp is unparsable, the time of receipt stands in (issue 13).
+UNREADABLE_BEYOND = timedelta(days=36525)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
     a transaction message makes the charger discard it (docs/ocpp.md, "Transactions").
     """
     parsed = _parse(text) if isinstance(text, str) else None
-    if parsed is None:
+    if parsed is None or abs(parsed - received) > UNREADABLE_BEYOND:
         return ParsedTime(value=received, unparsable=True)
     ahead = parsed - received
     return ParsedTime(

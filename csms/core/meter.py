@@ -63,3 +63,20 @@ def latest_register(samples: Iterable[Sample]) -> tuple[datetime, float] | None:
         if wh is not None and (best is None or sample.timestamp >= best[0]):
             best = (sample.timestamp, wh)
     return best
+
+
+# A sample's flag: its energy register is no number a meter can show (1e400, -inf, NaN,
+# 1e30 kWh); it is kept as sent and counts for no energy (issue 13).
+UNREADABLE_VALUE = "unreadable_value"
+
+
+def value_flags(sample: Sample) -> tuple[str, ...]:
+    """(UNREADABLE_VALUE,) for an import register sample whose value cannot be read."""
+    if sample.measurand != ENERGY_IMPORT_REGISTER or sample.format != "Raw":
+        return ()
+    try:
+        number = float(sample.value)
+    except ValueError:
+        return (UNREADABLE_VALUE,)
+    scale = 1000.0 if sample.unit == "kWh" else 1.0
+    return () if readable_wh(number * scale) else (UNREADABLE_VALUE,)

@@ -188,8 +188,8 @@ class ChargerConnection:
                 action=call.action,
                 deviation=change.deviation.value,
                 path=change.path,
-                sent=change.before,
-                stored=change.after,
+                sent=_loggable(change.before),
+                stored=_loggable(change.after),
             )
 
     def _report_repaired(self, call: Call) -> None:
@@ -284,3 +284,8 @@ class ChargerConnection:
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:
         await self.websocket.close(code=code, reason=reason)
+
+
+def _loggable(value: Any) -> Any:
+    # A tolerant-mode value may be a megabyte long: the log gets its first characters.
+    return shorten(value) if isinstance(value, str) else value

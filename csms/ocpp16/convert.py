@@ -9,12 +9,13 @@ present and typed; the defaults the specification gives for absent keys are appl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from csms.core.charger import BootInfo, ConnectorStatusReport
 from csms.core.clock import ParsedTime, format_utc, parse_timestamp
-from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample, value_flags
 from csms.core.transactions import StartKey, StopRequest
 
 # Identifiers a lenient normalisation must never cut short: a shortened idTag could match
@@ -65,19 +66,19 @@ def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) ->
             measurand = get("measurand", ENERGY_IMPORT_REGISTER)
             unit = get("unit")
             value = get("value", "")
-            found.append(
-                Sample(
-                    timestamp=timestamp,
-                    value=value if type(value) is str else str(value),
-                    measurand=measurand,
-                    unit=unit if unit is not None else _default_unit(measurand),
-                    context=get("context", "Sample.Periodic"),
-                    location=get("location", "Outlet"),
-                    phase=get("phase", ""),
-                    format=get("format", "Raw"),
-                    flags=flags,
-                )
+            sample = Sample(
+                timestamp=timestamp,
+                value=value if type(value) is str else str(value),
+                measurand=measurand,
+                unit=unit if unit is not None else _default_unit(measurand),
+                context=get("context", "Sample.Periodic"),
+                location=get("location", "Outlet"),
+                phase=get("phase", ""),
+                format=get("format", "Raw"),
+                flags=flags,
             )
+            unreadable = value_flags(sample)
+            found.append(replace(sample, flags=sample.flags + unreadable) if unreadable else sample)
     return found
 
 

@@ -111,7 +111,7 @@ async def test_database_outage_is_503_with_retry_after(csms: RunningCsms) -> Non
         assert (await api.get("/charge-points")).status_code == 200
 
 
-async def test_open_api_is_not_affected_by_an_unrelated_client(csms: RunningCsms) -> None:
-    """httpx sanity: the csms fixture's API answers (guards the fixtures above)."""
+async def test_request_limits_do_not_bypass_auth(csms: RunningCsms) -> None:
+    """The body and NUL checks run before the app, but a request without a key is still 401."""
     async with httpx.AsyncClient(base_url=csms.api_url) as anonymous:
         assert (await anonymous.get("/charge-points")).status_code == 401
