@@ -17,7 +17,6 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -287,7 +286,6 @@ class Upgrading(asyncio.Protocol, Generic[A]):
 
 
 def _ws_protocol(accept: Callable[[WSUpgradeRequest], Any], options: PicowsOptions) -> Any:
-    ping = options.ping_interval > 0
     return WSProtocol(
         None,  # host and port: client side only
         None,  # path: client side only
@@ -296,18 +294,17 @@ def _ws_protocol(accept: Callable[[WSUpgradeRequest], Any], options: PicowsOptio
         _PICOWS_LOG,
         True,  # disconnect_on_exception
         None,  # handshake timeout: the request is there already
-        ping,  # enable_auto_ping
-        options.ping_interval if ping else 20.0,
-        # picows wants the pong timeout no longer than the interval.
-        min(options.ping_timeout, options.ping_interval) if ping else 20.0,
-        # Ping only a charger that has sent nothing for an interval: a busy connection
-        # proves itself alive at no cost.
+        # picows' auto-ping runs a task per connection; PicowsSocket pings on one timer.
+        False,  # enable_auto_ping
+        20.0,  # auto_ping_idle_timeout (unused)
+        20.0,  # auto_ping_reply_timeout (unused)
         WSAutoPingStrategy.PING_WHEN_IDLE,
         False,  # enable_auto_pong: PicowsSocket answers pings, and notes them as heard
         options.max_frame_size,
         None,  # extra headers: client side only
-        # OCPP-J frames are small; the buffer doubles when one is not.
-        4 * 1024,
+        # picows' smallest: OCPP-J frames are small, and the buffer doubles for one that is
+        # not. Every idle charger holds it (P3, memory per connection).
+        2 * 1024,
     )
 
 
@@ -330,6 +327,29 @@ def _plain(status: HTTPStatus, reason: str) -> Response:
 class PicowsSocket(WSListener):
     """One upgraded connection, as `ChargerConnection` uses it (sockets.OcppSocket)."""
 
+    # Slots and a plain list for the queue: every idle charger holds one of these.
+    __slots__ = (
+        "_drained",
+        "_ending",
+        "_frames",
+        "_keepalive",
+        "_loop",
+        "_on_connected",
+        "_options",
+        "_parts",
+        "_parts_size",
+        "_parts_text",
+        "_reading_paused",
+        "_transport",
+        "_waiter",
+        "_writing_paused",
+        "disconnected",
+        "last_heard",
+        "remote_address",
+        "request",
+        "subprotocol",
+    )
+
     def __init__(self, *, request: Request, options: PicowsOptions) -> None:
         self.request: Request | None = request
         self.subprotocol: Subprotocol | None = None
@@ -339,7 +359,7 @@ class PicowsSocket(WSListener):
         # When the charger last sent anything: a frame, a ping or a pong (loop time).
         self.last_heard = self._loop.time()
         self._transport: WSTransport | None = None
-        self._frames: deque[str | bytes] = deque()
+        self._frames: list[str | bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -351,6 +371,7 @@ class PicowsSocket(WSListener):
         self._ending = False
         self.disconnected: asyncio.Future[None] = self._loop.create_future()
         self._on_connected: Callable[[], None] | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
 
     def accept(self, on_connected: Callable[[], None]) -> WSUpgradeResponseWithListener:
         """The 101 answer, with ocpp1.6 when the charger offered it (OCPP-J §3.1)."""
@@ -364,6 +385,8 @@ class PicowsSocket(WSListener):
         if self._options.subprotocol in offered:
             headers["Sec-WebSocket-Protocol"] = self._options.subprotocol
             self.subprotocol = self._options.subprotocol
+            # Kept only for the log of a charger that offered no ocpp1.6 (server.py).
+            self.request = None
         self._on_connected = on_connected
         return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), self)
 
@@ -374,9 +397,43 @@ class PicowsSocket(WSListener):
         underlying = transport.underlying_transport
         underlying.set_write_buffer_limits(high=WRITE_LIMIT)
         self.remote_address = underlying.get_extra_info("peername")
+        # picows keeps the upgrade's request and response for the connection's life;
+        # their headers are of no more use.
+        transport.request.headers.clear()
+        transport.response.headers.clear()
+        if self._options.ping_interval > 0:
+            self._ping_when_quiet()
         if self._on_connected is not None:
             self._on_connected()
             self._on_connected = None
+
+    # -- keep-alive ------------------------------------------------------------------------
+
+    def _ping_when_quiet(self) -> None:
+        """Ping once nothing came for ocpp.ping_interval: a busy connection proves itself
+        alive at no cost. One timer per connection, moved on when it fires."""
+        now = self._loop.time()
+        quiet_until = self.last_heard + self._options.ping_interval
+        transport = self._transport
+        if quiet_until > now or transport is None:
+            self._keepalive = self._loop.call_at(quiet_until, self._ping_when_quiet)
+            return
+        transport.send_ping()
+        options = self._options
+        check = now + min(options.ping_timeout, options.ping_interval)
+        self._keepalive = self._loop.call_at(check, self._pong_due, now)
+
+    def _pong_due(self, pinged: float) -> None:
+        if self.last_heard >= pinged:  # the pong, or anything else: the peer is there
+            self._ping_when_quiet()
+            return
+        deadline = pinged + self._options.ping_timeout
+        if deadline > self._loop.time():
+            self._keepalive = self._loop.call_at(deadline, self._pong_due, pinged)
+            return
+        # As websockets does: a half-open connection is failed with 1011.
+        self._keepalive = None
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_heard = self._loop.time()
@@ -395,16 +452,12 @@ class PicowsSocket(WSListener):
         elif kind != WSMsgType.PONG:
             self._fragment(kind, frame)
 
-    def is_user_specific_pong(self, frame: WSFrame) -> bool:
-        # Called instead of on_ws_frame while picows waits for the pong of its own ping.
-        if frame.msg_type == WSMsgType.PONG:
-            self.last_heard = self._loop.time()
-            return True
-        return False
-
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._ending = True
         self._wake()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         for waiter in self._drained:
             if not waiter.done():
                 waiter.set_result(None)
@@ -506,7 +559,7 @@ class PicowsSocket(WSListener):
                 await waiter
             finally:
                 self._waiter = None
-        message = frames.popleft()
+        message = frames.pop(0)  # at most MAX_QUEUE and a read's worth: a short list
         if self._reading_paused and len(frames) <= _RESUME_READING_AT and not self._ending:
             self._reading_paused = False
             assert self._transport is not None
