@@ -35,8 +35,9 @@ NODE_PACKAGES = ("ws", "ocpp-rpc", "bufferutil")
 
 HOW_IT_WAS_MEASURED = [
     "- Scenario labels and `--only` names: P1 `protocol_path`, P2 `persisted_path`, P3",
-    "  `idle_memory` and `boot_storm`, P4 `command_round_trip`, P5 `event_latency` and",
-    "  `outbox_drain`, P6 `session_lifecycle`, PROFILE `cpu_profile`.",
+    "  `idle_memory`, `boot_storm` and `secured_storm`, P4 `command_round_trip`, P5",
+    "  `event_latency` and `outbox_drain`, P6 `session_lifecycle`, P7 `webhook_delivery`,",
+    "  P8 `allocation`, PROFILE `cpu_profile`.",
     "- The server under test runs pinned to core 0 (`taskset -c 0`); the load generator,",
     "  `node bench/node/loadgen.js` (the `ws` package), the runner and py-spy on core 1;",
     "  loopback only. A result whose generator used more than 80 % of its core is invalid.",
@@ -63,6 +64,11 @@ HOW_IT_WAS_MEASURED = [
     "- P3: RSS from /proc after 200 warm-up chargers came and went, before and 3 s after N",
     "  chargers connected and booted (500 at a time); the boot storm opens every",
     "  connection at once and times until the last BootNotification is Accepted.",
+    "- P3 secured storm: 10,000 chargers registered through the API at security profile 1",
+    "  with an AuthorizationKey each (40 hex digits, kept as an HMAC-SHA256 with the",
+    "  pepper); csms restarted on that database (nothing cached); every charger connects at",
+    "  once with HTTP Basic (the key's raw bytes) and boots; timed until the last is",
+    "  Accepted, with csms's CPU seconds for it. The first run is sampled by py-spy.",
     "- P4: `POST /api/v1/charge-points/{id}/commands/GetConfiguration` one after the other",
     "  (5 ms apart), the chargers answer at once; idle, then while P2's load runs at 50 %.",
     "- P5: `bench/events.py`: MeterValues one at a time from one charger to its",
@@ -76,7 +82,24 @@ HOW_IT_WAS_MEASURED = [
     "  the window. The runner polls the outbox every 100 ms for undelivered rows and the",
     "  oldest one's age, and times it to empty after the last session. After csms stops,",
     "  transactions, meter values, status notifications and each event type are counted",
-    "  against the acknowledged messages.",
+    "  against the acknowledged messages. sessions per CPU-second of csms is sessions/s",
+    "  divided by csms's share of a core: what one core of its own would give, steadier",
+    "  than sessions/s when other work shares core 0.",
+    "- csms-sim reproduces P6 at scale: `simulators/scenarios/lifecycle.toml`",
+    "  (docs/simulator.md).",
+    "- P7: `bench/webhooks.py`, csms on a fresh SQLite file, a webhook subscription to",
+    "  `meter.values` on a keep-alive HTTP/1.1 receiver in the runner (answers 200 at once).",
+    "  Backlog: the events are written to the outbox before csms starts; deliveries/s from",
+    "  the first POST to the last, and per CPU second of csms. Rate: 100 chargers send",
+    "  MeterValues at 2,000/s in total; each POST is matched to its MeterValues by the",
+    "  sampled value and timed from sending it. The generator's CPU column is the runner's",
+    "  (receiver and chargers).",
+    "- P8: `bench/allocation.py`: CPU time (process time) of one allocation pass and of",
+    "  the invariant check for 1,000 connectors in a three-level tree (a site, 10 feeders,",
+    "  100 sub-boards), beside an EVerest-style 0.5 A-slice allocator on the same",
+    "  snapshot; and the profiles per connector per hour that the allocator and the",
+    "  balancer's sending rules give over a simulated commuter day (20 connectors, a pass",
+    "  every minute and on every arrival and departure).",
 ]
 
 PROFILE_INTRO = [
@@ -87,7 +110,9 @@ PROFILE_INTRO = [
     "caller), handlers (`handlers.py`,",
     "`connection.py`, `csms/core`), storage (`csms/store`, SQLAlchemy, the drivers),",
     "events (`csms/events`, pydantic, aiomqtt), logging; the rest is the event loop,",
-    "socket I/O and asyncio's task switching.",
+    "socket I/O and asyncio's task switching. Under uvloop a sample taken while uvloop's",
+    "C code runs may carry the last Python frame that ran, often a comprehension that has",
+    "already returned: read single hot lines with that in mind.",
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 import uuid
@@ -147,9 +148,11 @@ async def run_generator(
 
 @contextlib.asynccontextmanager
 async def idle_chargers(
-    server: Server, connections: int, concurrency: int, prefix: str
+    server: Server, connections: int, concurrency: int, prefix: str, *, basic_key_seed: str = ""
 ) -> AsyncIterator[dict[str, Any]]:
-    """Connect and boot `connections` chargers and keep them until the block ends."""
+    """Connect and boot `connections` chargers and keep them until the block ends; with
+    `basic_key_seed`, each presents its AuthorizationKey (security profile 1, see
+    `authorization_key`)."""
     command = [
         "node",
         LOADGEN,
@@ -165,6 +168,7 @@ async def idle_chargers(
         prefix,
         "--setup-timeout",
         "300",
+        *(["--basic-key-seed", basic_key_seed] if basic_key_seed else []),
     ]
     process = await asyncio.create_subprocess_exec(
         *pinned(GENERATOR_CORE, command),
@@ -186,6 +190,12 @@ async def idle_chargers(
     finally:
         process.stdin.close()
         await process.wait()
+
+
+def authorization_key(seed: str, identity: str) -> str:
+    """The AuthorizationKey (40 hex digits) loadgen.js presents for `identity` with
+    --basic-key-seed `seed`."""
+    return hashlib.sha256((seed + identity).encode()).digest()[:20].hex()
 
 
 async def command_client(

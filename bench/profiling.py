@@ -91,3 +91,35 @@ def breakdown(raw: Path) -> dict[str, float]:
             counts[classify(stack)] += int(count)
     total = sum(counts.values()) or 1
     return {category: 100.0 * n / total for category, n in counts.most_common()}
+
+
+def _function(frame: str) -> str:
+    """ "name (path/file.py:123)" -> "name (file.py)": one entry per function, any line."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(path.split('/')[-2:])})"
+
+
+def hot_functions(raw: Path, *, top: int = 12, within: str = "csms/") -> dict[str, list[str]]:
+    """Where the samples went, by function: `self` (the innermost frame, any code) and
+    `inclusive` (the samples each function of `within` was on the stack for), largest first,
+    as "share % function" lines ({} when there is no file)."""
+    if not raw.exists():
+        return {}
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[_function(frames[-1])] += int(count)
+        for function in {_function(f) for f in frames if within in f}:
+            inclusive[function] += int(count)
+    total = total or 1
+    return {
+        kind: [f"{100 * n / total:.1f} % {name}" for name, n in counts.most_common(top)]
+        for kind, counts in (("self", own), ("inclusive", inclusive))
+    }

@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 from report import Report, Row, fmt
 from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_RATE
+from scenarios.webhook_delivery import RATE_SETTING, TARGET_P99_MS
+from scenarios.webhook_delivery import SYSTEM as WEBHOOK_SYSTEM
+from scenarios.webhook_delivery import TARGET_RATE as WEBHOOK_RATE
 
 # The P1 rows of csms, one per WebSocket layer (ocpp.transport).
 P1_CSMS = {
@@ -125,6 +128,16 @@ def targets(report: Report) -> list[Target]:
                 f"{max(f.values):.0f}",
                 lambda x: x == 0,
             )
+    secured = [
+        r for r in report.rows if r.scenario == "P3" and r.metric == "secured storm, all booted"
+    ]
+    v = secured[0].median if secured else None
+    check(
+        "P3 secured storm (profile 1) 10,000 < 30 s",
+        v,
+        f"{v or 0:.1f} s ({(v or 0) / 30:.2f}x the target)",
+        lambda x: x < 30,
+    )
     v = med("P4", "csms + sqlite", "idle (100 chargers)", "command p99")
     check("P4 idle p99 < 10 ms", v, f"{v or 0:.1f} ms", lambda x: x < 10)
     loaded = [
@@ -138,8 +151,79 @@ def targets(report: Report) -> list[Target]:
     check("P5 OCPP -> MQTT p99 < 100 ms", v, f"{v or 0:.1f} ms", lambda x: x < 100)
     v = med("P5", "csms + sqlite", "backlog 100,000", "outbox drain")
     check("P5 drain >= 10,000 events/s", v, f"{v or 0:,.0f} events/s", lambda x: x >= 10_000)
+    setting = "1,000 conn., 3 levels"
+    v = med("P8", "csms allocator", setting, "one pass")
+    check("P8 one allocation pass, 1,000 connectors < 5 ms", v, f"{v or 0:.2f} ms", lambda x: x < 5)
+    r = ratio(
+        report,
+        ("P8", "csms allocator", setting, "one pass"),
+        ("P8", "0.5 A slices (EVerest-style)", setting, "one pass"),
+    )
+    if r is not None:
+        out.append(("P8 allocator vs 0.5 A slices (information)", f"{r:.2f}x", "", None))
+    v = med("P8", "csms balancer", "busy simulated day", "profiles per connector per hour")
+    check("P8 profiles per connector per hour <= 12", v, f"{v or 0:.2f}", lambda x: x <= 12)
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
+    out += webhook_targets(report)
+    return out
+
+
+def webhook_targets(report: Report) -> list[Target]:
+    """The webhooks issue's: >= 2,000 deliveries/s to a local receiver, and p99 OCPP ->
+    webhook POST < 200 ms at that rate, with nothing lost."""
+    drain = [
+        r
+        for r in report.rows
+        if (r.scenario, r.system, r.metric) == ("P7", WEBHOOK_SYSTEM, "webhook deliveries")
+        and r.setting != RATE_SETTING
+    ]
+    p99 = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "OCPP -> webhook p99")
+    lost = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "webhooks not delivered")
+    achieved = report.find("P7", WEBHOOK_SYSTEM, RATE_SETTING, "webhook deliveries")
+    out: list[Target] = []
+
+    def check(name: str, row: Row | None, shown: str, good: Callable[[float], bool]) -> None:
+        value = row.median if row is not None else None
+        if value is None:
+            out.append((name, "not run", "", None))
+            return
+        ratio_text = f"{shown.format(value)}"
+        out.append((name, ratio_text, "", good(value)))
+
+    check(
+        f"P7 webhooks >= {WEBHOOK_RATE:,} deliveries/s (backlog)",
+        drain[0] if drain else None,
+        "{:,.0f} deliveries/s",
+        lambda v: v >= WEBHOOK_RATE,
+    )
+    if achieved is not None and achieved.median is not None:
+        share = achieved.median / WEBHOOK_RATE
+        out.append(
+            (
+                f"P7 webhooks at {WEBHOOK_RATE:,}/s offered (information)",
+                f"{achieved.median:,.0f} deliveries/s ({share:.2f}x the offered rate)",
+                "",
+                None,
+            )
+        )
+    check(
+        f"P7 OCPP -> webhook p99 < {TARGET_P99_MS} ms at {WEBHOOK_RATE:,}/s",
+        p99,
+        "{:.1f} ms"
+        + (f" ({p99.median / TARGET_P99_MS:.2f}x the target)" if p99 and p99.median else ""),
+        lambda v: v < TARGET_P99_MS,
+    )
+    if lost is not None and lost.values:
+        missing = max(lost.values)
+        out.append(
+            (
+                f"P7 webhooks at {WEBHOOK_RATE:,}/s: nothing lost",
+                f"{missing:.0f} missing",
+                "",
+                missing == 0,
+            )
+        )
     return out
 
 

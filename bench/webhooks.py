@@ -46,6 +46,11 @@ from csms.store.db import Database
 SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhISE="
 
 
+def progress(line: str) -> None:
+    """Figures as they come, on stderr: stdout carries the result (or make bench's table)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -164,24 +169,31 @@ async def prepare_backlog(url: str, receiver_url: str, count: int) -> None:
 async def drain(env: dict[str, str], receiver: Receiver, count: int) -> dict[str, float]:
     process = await start_csms(env)
     deadline = time.perf_counter() + 600
-    cpu_start = cpu_end = 0.0
+    cpu_start = cpu_end = own_start = own_end = 0.0
     try:
         while len(receiver.arrivals) < count and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
             if receiver.arrivals and not cpu_start:
-                cpu_start = cpu_seconds(process.pid)
-        cpu_end = cpu_seconds(process.pid)
+                cpu_start, own_start = cpu_seconds(process.pid), own_cpu()
+        cpu_end, own_end = cpu_seconds(process.pid), own_cpu()
     finally:
         await stop_csms(process)
     got = len(receiver.arrivals)
     first, last = receiver.arrivals[0][0], receiver.arrivals[-1][0]
     rate = got / max(last - first, 1e-3)
     per_cpu = got / max(cpu_end - cpu_start, 1e-3)
-    print(
+    progress(
         f"webhook drain: {got} of {count} deliveries, {rate:,.0f} deliveries/s, "
         f"{per_cpu:,.0f} deliveries per csms CPU second"
     )
-    return {"deliveries_per_s": rate, "delivered": got, "deliveries_per_cpu_s": per_cpu}
+    window = max(last - first, 1e-3)
+    return {
+        "deliveries_per_s": rate,
+        "delivered": got,
+        "deliveries_per_cpu_s": per_cpu,
+        "server_cpu_pct": 100 * (cpu_end - cpu_start) / window,
+        "runner_cpu_pct": 100 * (own_end - own_start) / window,
+    }
 
 
 async def steady_rate(
@@ -201,7 +213,7 @@ async def steady_rate(
             )
             answer.raise_for_status()
         each = chargers / rate  # seconds between one charger's messages
-        started = time.perf_counter()
+        started, cpu_start, own_start = time.perf_counter(), cpu_seconds(process.pid), own_cpu()
         await asyncio.gather(
             *(
                 _charger(env, f"RATE-{n:04d}", each, started + n * each / chargers, seconds, sent)
@@ -209,6 +221,8 @@ async def steady_rate(
             )
         )
         sending = time.perf_counter() - started
+        server_cpu = 100 * (cpu_seconds(process.pid) - cpu_start) / sending
+        runner_cpu = 100 * (own_cpu() - own_start) / sending
         deadline = time.perf_counter() + 60
         while len(receiver.arrivals) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -222,13 +236,21 @@ async def steady_rate(
     delays.sort()
     p99 = delays[max(int(len(delays) * 0.99) - 1, 0)]
     achieved = len(receiver.arrivals) / sending
-    print(
+    progress(
         f"webhooks at {rate:,.0f} MeterValues/s offered for {seconds:.0f} s: "
         f"{len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
         f"OCPP MeterValues -> webhook POST p50={statistics.median(delays):.1f} ms "
         f"p99={p99:.1f} ms max={delays[-1]:.1f} ms"
     )
-    return {"deliveries_per_s": achieved, "p50_ms": statistics.median(delays), "p99_ms": p99}
+    return {
+        "deliveries_per_s": achieved,
+        "p50_ms": statistics.median(delays),
+        "p99_ms": p99,
+        "sent": len(sent),
+        "delivered": len(receiver.arrivals),
+        "server_cpu_pct": server_cpu,
+        "runner_cpu_pct": runner_cpu,
+    }
 
 
 async def _charger(
@@ -262,6 +284,51 @@ async def _charger(
             due += interval
 
 
+def csms_env(database: str) -> dict[str, str]:
+    """The environment of a csms under test: its own ports, database and topic prefix."""
+    return {
+        **os.environ,
+        "CSMS_DATABASE__URL": database,
+        "CSMS_OCPP__HOST": "127.0.0.1",
+        "CSMS_OCPP__PORT": str(free_port()),
+        "CSMS_API__PORT": str(free_port()),
+        "CSMS_MQTT__TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+        "CSMS_LOG__FORMAT": "json",
+        "CSMS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
+    }
+
+
+async def run_phase(
+    phase: str,
+    *,
+    scratch: Path,
+    backlog: int = 20_000,
+    rate: float = 2000,
+    seconds: float = 10,
+    chargers: int = 100,
+    database: str | None = None,
+) -> dict[str, float]:
+    """One phase ("drain" or "rate") against a fresh receiver and a fresh csms; its figures,
+    with csms's CPU and this process's (receiver and chargers) over the measured window."""
+    receiver = Receiver()
+    await receiver.start()
+    url = database or f"sqlite+aiosqlite:///{scratch / phase}-{uuid.uuid4().hex[:6]}.db"
+    env = csms_env(url)
+    try:
+        if phase == "drain":
+            await prepare_backlog(url, f"http://127.0.0.1:{receiver.port}/hook", backlog)
+            return await drain(env, receiver, backlog)
+        return await steady_rate(env, receiver, rate=rate, seconds=seconds, chargers=chargers)
+    finally:
+        await receiver.stop()
+
+
+def own_cpu() -> float:
+    """User + system CPU time of this process (the receiver and the chargers)."""
+    times = os.times()
+    return times.user + times.system
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,34 +345,15 @@ async def main() -> None:
         for phase in ("drain", "rate"):
             if args.only and phase != args.only:
                 continue
-            receiver = Receiver()
-            await receiver.start()
-            database = args.database or f"sqlite+aiosqlite:///{Path(scratch) / phase}.db"
-            env = {
-                **os.environ,
-                "CSMS_DATABASE__URL": database,
-                "CSMS_OCPP__HOST": "127.0.0.1",
-                "CSMS_OCPP__PORT": str(free_port()),
-                "CSMS_API__PORT": str(free_port()),
-                "CSMS_MQTT__TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
-                "CSMS_LOG__FORMAT": "json",
-                "CSMS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
-            }
-            try:
-                if phase == "drain":
-                    url = f"http://127.0.0.1:{receiver.port}/hook"
-                    await prepare_backlog(database, url, args.backlog)
-                    results[phase] = await drain(env, receiver, args.backlog)
-                else:
-                    results[phase] = await steady_rate(
-                        env,
-                        receiver,
-                        rate=args.rate,
-                        seconds=args.seconds,
-                        chargers=args.chargers,
-                    )
-            finally:
-                await receiver.stop()
+            results[phase] = await run_phase(
+                phase,
+                scratch=Path(scratch),
+                backlog=args.backlog,
+                rate=args.rate,
+                seconds=args.seconds,
+                chargers=args.chargers,
+                database=args.database,
+            )
     print(orjson.dumps(results).decode())
 
 

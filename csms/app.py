@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
-from csms.config import OcpiSettings, SecuritySettings, Settings
+from csms.cluster.node import ClusterNode
+from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
 from csms.core.access import Role, hash_account_password
 from csms.core.certificates import load_authority
 from csms.core.passwords import PasswordHasher
@@ -29,14 +30,17 @@ from csms.errors import ConfigError
 from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
+from csms.flows.balancing import Balancer
 from csms.flows.certificates import CertificateSigning
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.offline import OfflineWatch
 from csms.flows.partners import Identity, PartnerFlows
 from csms.flows.reservations import ReservationExpiry
 from csms.flows.roaming_commands import RoamingCommands
+from csms.flows.roaming_hub import HubFlows
 from csms.flows.roaming_locations import PartnerLocations
 from csms.flows.roaming_push import PushDelivery
 from csms.flows.roaming_tokens import TokenFlows
@@ -46,8 +50,9 @@ from csms.flows.wallet import SubscriptionRenewal, WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.ingress import CommandIngress
 from csms.metrics import Metrics
-from csms.ocpi.app import OcpiServices, create_ocpi_app
+from csms.ocpi.app import create_ocpi_app
 from csms.ocpi.client import OcpiClient
+from csms.ocpi.services import OcpiServices
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
@@ -129,7 +134,7 @@ class Roaming:
             timeout=settings.call_timeout,
             allow_private_targets=settings.allow_private_targets,
         )
-        views = PartnerLocations(party=party, online=online.chargers)
+        views = PartnerLocations(party=party, online=online.chargers, clock=utc_now)
         self.partners = PartnerFlows(
             database=database,
             client=self.client,
@@ -158,6 +163,7 @@ class Roaming:
             resync_interval=settings.resync_interval,
         )
         self.partners.listeners.append(self.push.partner_changed)
+        self.partners.everyone_listeners.append(self.push.everyone_changed)
         database.writer.listeners.append(self.push.wake)
         sessions.roaming = self.tokens
         self.commands = RoamingCommands(
@@ -178,6 +184,7 @@ class Roaming:
                 tokens=self.tokens,
                 commands=self.commands,
                 views=views,
+                hubs=HubFlows(database=database),
                 clock=utc_now,
                 country_code=settings.country_code,
                 party_id=settings.party_id,
@@ -321,6 +328,17 @@ class Csms:
                 call_timeout=settings.ocpp.call_timeout,
                 on_reservations_changed=self.reservations.wake,
             )
+        self.balancer = Balancer(
+            database=self.database,
+            commands=self.commands,
+            online=self.ocpp.chargers,
+            fanout=self.live,
+            clock=utc_now,
+            settings=settings.balancing,
+        )
+        circuit_flows = CircuitFlows(
+            database=self.database, clock=utc_now, on_changed=self.balancer.wake
+        )
         context = ApiContext(
             database=self.database,
             chargers=self.ocpp.chargers,
@@ -338,19 +356,24 @@ class Csms:
             webhooks=self.webhook_flows,
             charger_flows=self.services.chargers,
             partners=self.roaming.partners if self.roaming is not None else None,
+            circuits=circuit_flows,
         )
         self.api_app = api = create_api(
             context=context,
             token=settings.api.token,
             metrics_open_on_loopback=settings.api.metrics_open_on_loopback,
             dashboard=settings.dashboard,
+            max_body_bytes=settings.api.max_body_bytes,
         )
         self.ingress = CommandIngress(
             url=settings.mqtt.url,
             topic_prefix=settings.mqtt.topic_prefix,
             commands=self.commands,
             publisher=self.publisher,
+            shared=settings.cluster.enabled,
         )
+        self.cluster = self._cluster_node() if settings.cluster.enabled else None
+        context.cluster = self.cluster
         self._api = _ApiServer(
             uvicorn.Config(
                 api,
@@ -396,28 +419,41 @@ class Csms:
         try:
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(self.database.writer.run(), name="db-writer")
-                await self._end_lost_connections()
-                relay = tasks.create_task(self.relay.run(), name="outbox-relay")
-                expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                if self.cluster is not None:
+                    # docs/deployment.md: the timers and deliveries run on the leader only.
+                    await self.cluster.start()
+                    relay = tasks.create_task(self.cluster.run(), name="cluster")
+                    expiry = webhooks = tasks.create_task(self.cluster.lead(), name="leader")
+                    periodic: list[asyncio.Task[None]] = []
+                else:
+                    await self._end_lost_connections()
+                    relay = tasks.create_task(self.relay.run(), name="outbox-relay")
+                    expiry = tasks.create_task(self.reservations.run(), name="reservation-expiry")
+                    periodic = [
+                        tasks.create_task(self.offline.run(), name="offline-watch"),
+                        tasks.create_task(self.renewal.run(), name="subscription-renewal"),
+                    ]
+                    if self.settings.balancing.enabled:
+                        periodic.append(tasks.create_task(self.balancer.run(), name="balancer"))
+                    webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 ingress = tasks.create_task(self.ingress.run(), name="command-ingress")
-                offline = tasks.create_task(self.offline.run(), name="offline-watch")
-                renewal = tasks.create_task(self.renewal.run(), name="subscription-renewal")
-                webhooks = tasks.create_task(self.webhooks.run(), name="webhook-deliveries")
                 await self.ocpp.start()
                 api = tasks.create_task(self._api.serve(), name="http-api")
                 ocpi, pushes = None, None
                 started = await _started(self._api, api)
                 if started and self.roaming is not None:
                     ocpi = tasks.create_task(self.roaming.server.serve(), name="ocpi-listener")
-                    pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
+                    if self.cluster is None:
+                        pushes = tasks.create_task(self.roaming.push.run(), name="ocpi-push")
                     started = await _started(self.roaming.server, ocpi)
                 if started:
+                    self._warn_exposure()
                     self._log_ready(broker)
                     self.ready.set()
                     await self._stop.wait()
                 ingress.cancel()
-                offline.cancel()
-                renewal.cancel()
+                for task in periodic:
+                    task.cancel()
                 await self._stop_roaming(ocpi, pushes)
                 await self._shutdown(
                     api=api, writer=writer, relay=relay, expiry=expiry, webhooks=webhooks
@@ -430,6 +466,31 @@ class Csms:
                 await broker.stop()
             await self.database.dispose()
         log.info("csms_stopped")
+
+    def _cluster_node(self) -> ClusterNode:
+        """Cluster mode's parts (docs/deployment.md); the leader runs the periodic work."""
+        node = ClusterNode(
+            self.settings,
+            database=self.database,
+            relay=self.relay,
+            chargers=self.services.chargers,
+            online=self.ocpp.chargers,
+            commands=self.commands,
+            publisher=self.publisher,
+            clock=utc_now,
+        )
+        node.leader_work += [
+            ("reservation-expiry", self.reservations.run),
+            ("offline-watch", self.offline.run),
+            ("subscription-renewal", self.renewal.run),
+            ("webhook-deliveries", self.webhooks.run),
+        ]
+        if self.settings.balancing.enabled:
+            # One balancer per cluster: two would send competing profiles to one circuit.
+            node.leader_work.append(("balancer", self.balancer.run))
+        if self.roaming is not None:
+            node.leader_work.append(("ocpi-push", self.roaming.push.run))
+        return node
 
     async def _end_lost_connections(self) -> None:
         # Before accepting connections: a charger shown connected now was connected to a
@@ -454,6 +515,18 @@ class Csms:
                     await ocpi
             except TimeoutError:
                 ocpi.cancel()
+
+    def _warn_exposure(self) -> None:
+        """Loud, at every start: anyone on the network can act as a charger (issue 13)."""
+        reasons = exposure_warnings(self.settings)
+        if reasons:
+            log.warning(
+                "unsafe_configuration",
+                risk="anyone who reaches the OCPP port can register identities or take over "
+                "a charger's session",
+                reasons=reasons,
+                fix="docs/security.md, 'Production configuration'",
+            )
 
     def _log_ready(self, broker: EmbeddedBroker | None) -> None:
         log.info(
@@ -489,7 +562,11 @@ class Csms:
                 self._api.should_exit = True
                 await api
                 relay.cancel()
-                await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
+                if self.cluster is not None:
+                    # Chargers are closed (1001): hand the partitions over and leave.
+                    await self.cluster.drain(within=EVENT_FLUSH_TIMEOUT)
+                else:
+                    await self.relay.flush(within=EVENT_FLUSH_TIMEOUT)
                 # Each webhook worker saves its cursor: what was delivered is not sent again.
                 webhooks.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

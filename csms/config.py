@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ import orjson
 from csms.errors import ConfigError
 
 ENV_PREFIX = "CSMS_"
+# The bootstrap admin key, when the API is reachable beyond loopback (docs/security.md).
+MIN_API_TOKEN_LENGTH = 16
 
 # What happens to a charger csms does not know (OCPP 1.6 §4.2, docs/ocpp.md "Connecting").
 UNKNOWN_CHARGER_POLICIES = ("accept", "reject", "pending")
@@ -66,6 +69,14 @@ class OcppSettings:
     heartbeat_grace: float = 60.0
     # Largest frame a charger may send; a bigger one closes the connection with 1009.
     max_frame_size: int = 1024 * 1024
+    # Fragments of one message, and seconds from its first fragment to its last; beyond
+    # either the connection is closed with 1009 (docs/security.md, "Limits and hostile input").
+    max_fragments: int = 1024
+    fragment_timeout: float = 10.0
+    # Largest DataTransfer data (characters) kept; a bigger one gets a CALLERROR.
+    max_data_transfer: int = 65536
+    # Bytes of answers kept per connection so that a retried message gets the same answer.
+    answer_cache_bytes: int = 65536
     command_queue_size: int = 16
     offline_grace: float = 600.0
     long_term_offline: float = 86400.0
@@ -89,6 +100,8 @@ class ApiSettings:
     token: str = field(default="", repr=False)
     # GET /metrics answers a client on a loopback address without a credential.
     metrics_open_on_loopback: bool = True
+    # Largest request body read (bytes); a bigger one gets 413 before it is parsed.
+    max_body_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -215,8 +228,54 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class BalancingSettings:
+    """Circuit load balancing (docs/load-balancing.md): when passes run, leases, hysteresis."""
+
+    enabled: bool = True
+    # Seconds a pass waits after its first trigger, to take the others with it.
+    coalesce: float = 1.0
+    # Seconds between safety passes (they also renew leases).
+    tick: float = 60.0
+    # Seconds a TxProfile's limit holds before it falls back to the safe share; renewed
+    # when less than renew_before is left.
+    lease: int = 1800
+    renew_before: int = 600
+    # An increase goes only when it is at least this many amps, after the connector's limit
+    # has been steady for increase_hold seconds (resume_hold from 0 A).
+    increase_min: float = 1.0
+    increase_hold: float = 30.0
+    resume_hold: float = 60.0
+    # A session whose meter values are older than this freezes increases on its circuit.
+    meter_stale: float = 180.0
+    # Seconds after a change before the draw is compared with the limit.
+    overdraw_grace: float = 60.0
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./csms.db"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several nodes on one PostgreSQL and one broker (docs/deployment.md)."""
+
+    enabled: bool = False
+    # Stable per node (a restart with the same id ends that node's old connections);
+    # empty takes the host name.
+    node_id: str = ""
+    # Outbox partitions, each published by one node at a time; the same on every node.
+    partitions: int = 16
+    heartbeat_interval: float = 2.0
+    # A node silent this long is dead: its chargers are let go, its partitions adopted.
+    lease_seconds: float = 10.0
+    # QoS 2 messages a partition keeps unreleased at once: at most the broker's
+    # max_inflight_messages (Mosquitto: 20), which drops the excess after acknowledging it.
+    mqtt_inflight: int = 20
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -235,8 +294,10 @@ class Settings:
     dashboard: DashboardSettings = DashboardSettings()
     wallet: WalletSettings = WalletSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    balancing: BalancingSettings = BalancingSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -248,8 +309,10 @@ _SECTIONS: dict[str, type[Any]] = {
     "dashboard": DashboardSettings,
     "wallet": WalletSettings,
     "webhooks": WebhookSettings,
+    "balancing": BalancingSettings,
     "database": DatabaseSettings,
     "log": LogSettings,
+    "cluster": ClusterSettings,
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "console")
@@ -396,6 +459,10 @@ def _check(settings: Settings) -> None:
         "ocpp.pending_interval": settings.ocpp.pending_interval,
         "ocpp.heartbeat_grace": settings.ocpp.heartbeat_grace,
         "ocpp.max_frame_size": settings.ocpp.max_frame_size,
+        "ocpp.max_fragments": settings.ocpp.max_fragments,
+        "ocpp.fragment_timeout": settings.ocpp.fragment_timeout,
+        "ocpp.max_data_transfer": settings.ocpp.max_data_transfer,
+        "ocpp.answer_cache_bytes": settings.ocpp.answer_cache_bytes,
         "ocpp.long_term_offline": settings.ocpp.long_term_offline,
         "mqtt.outbox_retention": settings.mqtt.outbox_retention,
         "dashboard.session_hours": settings.dashboard.session_hours,
@@ -404,6 +471,7 @@ def _check(settings: Settings) -> None:
         "ocpi.call_timeout": settings.ocpi.call_timeout,
         "ocpi.authorize_timeout": settings.ocpi.authorize_timeout,
         "ocpi.max_body_bytes": settings.ocpi.max_body_bytes,
+        "api.max_body_bytes": settings.api.max_body_bytes,
         "ocpi.resync_interval": settings.ocpi.resync_interval,
         "ocpi.retry_max_delay": settings.ocpi.retry_max_delay,
     }
@@ -432,10 +500,58 @@ def _check(settings: Settings) -> None:
         )
     _check_security(settings.security)
     _check_webhooks(settings.webhooks)
+    _check_balancing(settings.balancing)
+    _check_cluster(settings.cluster, database_url=db)
     if not settings.api.token and not is_loopback(settings.api.host):
         raise ConfigError(
             f"config key api.token must be set when api.host ({settings.api.host}) is not loopback"
         )
+    if not is_loopback(settings.api.host) and len(settings.api.token) < MIN_API_TOKEN_LENGTH:
+        # Reachable from the network, the bootstrap admin key must not be guessable.
+        raise ConfigError(
+            f"config key api.token must have {MIN_API_TOKEN_LENGTH} characters or more when "
+            f"api.host ({settings.api.host}) is not loopback"
+        )
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What in a valid configuration lets anyone on the network act as a charger.
+
+    The shipped config.toml keeps a newcomer's first five minutes easy: a plain listener on
+    every interface, no charger authentication (profile 0), unknown chargers registered on
+    first contact. Together these let anyone who reaches the port register identities or
+    take over a charger's session; docs/security.md, "Production configuration", says what
+    to change. Empty when any of the three is closed.
+    """
+    ocpp, security = settings.ocpp, settings.security
+    if not security.plain_listener or is_loopback(ocpp.host):
+        return []
+    if security.min_profile > 0 or ocpp.unknown_charger_policy != "accept":
+        return []
+    return [
+        f"the plain ws:// listener on {ocpp.host}:{ocpp.port} is reachable beyond loopback",
+        "security.min_profile is 0: chargers connect without any authentication",
+        "ocpp.unknown_chargers accepts any identity on first contact",
+    ]
+
+
+def _check_cluster(cluster: ClusterSettings, *, database_url: str) -> None:
+    if not cluster.enabled:
+        return
+    if not database_url.startswith("postgresql+asyncpg://"):
+        raise ConfigError("config key cluster.enabled needs a postgresql+asyncpg:// database.url")
+    if not 1 <= cluster.mqtt_inflight <= 65535:
+        raise ConfigError("config key cluster.mqtt_inflight must be between 1 and 65535")
+    if not 1 <= cluster.partitions <= 4096:
+        raise ConfigError("config key cluster.partitions must be between 1 and 4096")
+    if cluster.heartbeat_interval <= 0:
+        raise ConfigError("config key cluster.heartbeat_interval must be positive")
+    if cluster.lease_seconds < 2 * cluster.heartbeat_interval:
+        raise ConfigError(
+            "config key cluster.lease_seconds must be at least twice cluster.heartbeat_interval"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", cluster.node):
+        raise ConfigError("config key cluster.node_id must be 1-64 letters, digits, '.', '_', '-'")
 
 
 def _check_ocpp(ocpp: OcppSettings) -> None:
@@ -492,6 +608,16 @@ def _check_security(security: SecuritySettings) -> None:
         raise ConfigError(
             "config keys security.plain_listener and security.tls_port leave no OCPP listener"
         )
+
+
+def _check_balancing(balancing: BalancingSettings) -> None:
+    for name in ("coalesce", "tick", "lease", "increase_hold", "resume_hold", "meter_stale"):
+        if getattr(balancing, name) <= 0 and name not in ("coalesce",):
+            raise ConfigError(f"config key balancing.{name} must be positive")
+    if balancing.coalesce < 0 or balancing.increase_min < 0 or balancing.overdraw_grace < 0:
+        raise ConfigError("config keys balancing.coalesce, increase_min, overdraw_grace >= 0")
+    if not 0 <= balancing.renew_before < balancing.lease:
+        raise ConfigError("config key balancing.renew_before must be below balancing.lease")
 
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:

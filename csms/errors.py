@@ -13,6 +13,8 @@ so callers catch one type per failure, never a library's.
     ├── WalletError                a posting, voucher or subscription refused (its `status`:
     │                              404 unknown user, 409 voucher used, 422 bad request)
     ├── WebhookTargetRefused  422  a webhook URL csms will not call (scheme, SSRF rules)
+    ├── CircuitError               a circuit edit refused (its `status`: 404 unknown circuit,
+    │                              409 still a parent / connector elsewhere, 422 bad tree)
     ├── CommandError               a CSMS->charger command did not produce a usable answer
     │   ├── UnknownChargePoint         404  no charge point is registered under the identity
     │   ├── InvalidCommand             422  unknown action, off-schema or forbidden payload
@@ -76,6 +78,14 @@ class WebhookTargetRefused(CsmsError):
     """A webhook URL is not http(s), or its host is (or resolves to) a refused address."""
 
     status: ClassVar[int] = 422
+
+
+class CircuitError(CsmsError):
+    """A circuit edit was refused; `status` is the HTTP status of the circuits API."""
+
+    def __init__(self, message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CommandError(CsmsError):

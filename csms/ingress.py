@@ -32,8 +32,15 @@ class CommandIngress:
     """Subscribes to command topics and answers each message on its reply topic."""
 
     def __init__(
-        self, *, url: str, topic_prefix: str, commands: Commands, publisher: Publisher
+        self,
+        *,
+        url: str,
+        topic_prefix: str,
+        commands: Commands,
+        publisher: Publisher,
+        shared: bool = False,
     ) -> None:
+        self._shared = shared
         self._url = url
         self._prefix = topic_prefix
         self._commands = commands
@@ -43,10 +50,14 @@ class CommandIngress:
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
+        topic_filter = f"{self._prefix}/commands/+/+"
+        if self._shared:
+            # Cluster mode: one node of the group takes each command (a shared
+            # subscription, MQTT 5 §4.8.2, which Mosquitto offers to 3.1.1 clients too);
+            # it forwards the CALL to the node holding the charger.
+            topic_filter = f"$share/{self._prefix}-commands/{topic_filter}"
         try:
-            subscription = messages(
-                self._url, f"{self._prefix}/commands/+/+", on_subscribed=self.subscribed.set
-            )
+            subscription = messages(self._url, topic_filter, on_subscribed=self.subscribed.set)
             async for topic, payload in subscription:
                 # Commands to different chargers run side by side, like HTTP requests.
                 task = asyncio.create_task(self.handle(topic, payload))

@@ -125,6 +125,11 @@ class Metrics:
             buckets=_BATCH,
             registry=registry,
         )
+        self.db_batch_splits = Counter(
+            "csms_db_batch_splits",
+            "Batches split in halves because a job in them failed (store/db.py)",
+            registry=registry,
+        )
         self.outbox_backlog = Gauge(
             "csms_outbox_backlog_events",
             "Events committed but not yet acknowledged by the broker (read at scrape time)",
@@ -193,6 +198,9 @@ class Metrics:
     def commit(self, jobs: int, seconds: float) -> None:
         self.db_batch_jobs.observe(jobs)
         self.db_commit_seconds.observe(seconds)
+
+    def batch_split(self) -> None:
+        self.db_batch_splits.inc()
 
     def refusal(self, reason: str) -> None:
         self.security_refusals.labels(self._reasons(reason)).inc()

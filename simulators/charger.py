@@ -15,7 +15,7 @@ import re
 import ssl as ssl_module
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -147,6 +147,7 @@ class Charger:
         validate_outbound: bool = True,
         record: bool = True,
         seed: int | str | None = None,
+        quirks: Iterable[str] = (),
     ) -> None:
         self.url = url.rstrip("/")
         self.speed = speed
@@ -178,6 +179,7 @@ class Charger:
             validate_outbound=validate_outbound,
             keep_raw=record,
             seed=seed,
+            quirks=quirks,
         )
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None

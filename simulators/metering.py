@@ -10,7 +10,7 @@ from typing import Any, Final, Protocol
 from .clock import iso
 from .model import Connector, Registration, Session, SessionState, whole_wh
 from .services import Services
-from .smart import Electrical, ProfileStore
+from .smart import Electrical, ProfileStore, Quirk
 from .status import StatusReporter
 from .timers import Timer
 
@@ -65,11 +65,28 @@ class Metering:
 
     def update_power(self, connector: Connector, session: Session, now: float) -> None:
         """Set the session's power from its limit now and the EV's curve."""
-        limit, _ = self._profiles.limit_w(
-            connector.id, self._services.clock.sim(now), session.started_at, True
-        )
+        limit = self._drawable(connector, session, self._services.clock.sim(now))[0]
         session.limit_w = limit
         session.power_w = session.curve.power_w(session.soc, limit, session.soc_target)
+
+    def _drawable(
+        self, connector: Connector, session: Session, moment: float
+    ) -> tuple[float, float]:
+        """What the car may draw at ``moment`` (W) and when that may change: the limit on
+        its own phases, 0 below its minimum current or the profile's minChargingRate (the
+        car pauses rather than charge below it), the hardware when the charger overdraws."""
+        profiles, ev = self._profiles, session.ev
+        limit, change = profiles.limit_w(
+            connector.id, moment, session.started_at, True, phases=ev.phases
+        )
+        if Quirk.OVERDRAWS in profiles.quirks:
+            electrical = self._electrical
+            return electrical.max_power_w * min(
+                ev.phases, electrical.phases
+            ) / electrical.phases, change
+        floor = ev.min_current_a * self._electrical.voltage * ev.phases
+        floor = max(floor, profiles.min_rate_w(connector.id, moment, session.started_at, ev.phases))
+        return (0.0 if limit + 1e-9 < floor else limit), change
 
     def advance(self, connector: Connector, now: float) -> None:
         """Integrate the energy delivered since the session was last brought up to date,
@@ -84,9 +101,8 @@ class Metering:
         clock = self._services.clock
         moment = clock.sim(session.integrated_until)
         end = clock.sim(now)
-        profiles = self._profiles
         while moment < end:
-            limit, change = profiles.limit_w(connector.id, moment, session.started_at, True)
+            limit, change = self._drawable(connector, session, moment)
             stretch_end = min(end, change) if change > moment else end
             step = session.curve.charge(
                 session.soc, stretch_end - moment, limit, session.soc_target
@@ -106,11 +122,35 @@ class Metering:
 
     def apply_limits(self, now: float) -> None:
         """The charging profiles changed: running sessions take their new power."""
+        self._share_charger_max(now)
         for connector in self._connectors[1:]:
             session = connector.session
             if session is not None and session.state is SessionState.CHARGING:
                 self.update_power(connector, session, now)
                 self._status.refresh(connector)
+
+    def _share_charger_max(self, now: float) -> None:
+        """Split the ChargePointMaxProfile over the charging connectors, max-min fair on what
+        each car would draw (OCPP 1.6 §3.13.1: it limits the charger as a whole)."""
+        profiles = self._profiles
+        profiles.shares.clear()
+        moment = self._services.clock.sim(now)
+        total, _ = profiles.limit_w(0, moment, None, False)
+        wants: dict[int, float] = {}
+        for connector in self._connectors[1:]:
+            session = connector.session
+            if session is not None and session.state is SessionState.CHARGING:
+                limit = self._drawable(connector, session, moment)[0]
+                wants[connector.id] = session.curve.power_w(session.soc, limit, session.soc_target)
+        if sum(wants.values()) <= total:
+            return
+        left, open_ids = total, sorted(wants, key=lambda i: wants[i])
+        while open_ids:
+            share = left / len(open_ids)
+            connector_id = open_ids.pop(0)
+            given = min(wants[connector_id], share)
+            profiles.shares[connector_id] = given
+            left -= given
 
     # -- sampled meter values
 
@@ -250,7 +290,21 @@ class Metering:
             elif measurand == "Power.Offered":
                 value, unit = f"{limit:.1f}", "W"
             elif measurand == "Current.Import":
-                value, unit = f"{power / watts_per_amp:.2f}", "A"
+                # Per phase, as real AC chargers report it: a single-phase car draws on L1.
+                car = session.ev.phases if session is not None else electrical.phases
+                per_phase = power / (electrical.voltage * car) if power else 0.0
+                for phase in range(electrical.phases):
+                    amps = per_phase if phase < car else 0.0
+                    values.append(
+                        {
+                            "value": f"{amps:.2f}",
+                            "context": context,
+                            "measurand": measurand,
+                            "phase": f"L{phase + 1}",
+                            "unit": "A",
+                        }
+                    )
+                continue
             elif measurand == "Current.Offered":
                 value, unit = f"{limit / watts_per_amp:.2f}", "A"
             elif measurand == "Voltage":

@@ -137,6 +137,10 @@ class EvSpec:
     max_power_w: float = 11000.0
     soc_start: float = 0.3
     soc_target: float = 1.0
+    # Phases its onboard charger draws on (1 or 3), and the current per phase below which
+    # it does not charge (IEC 61851-1: 6 A).
+    phases: int = 3
+    min_current_a: float = 6.0
 
     def curve(self) -> PowerCurve:
         """Its charging curve."""

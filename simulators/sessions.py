@@ -243,7 +243,9 @@ class Sessions:
                 to_sim=services.clock.sim_at_wall,
             )
             session.pending_profile = None
-        self._metering.update_power(connector, session, now)
+        # Every session's power: a ChargePointMaxProfile is shared with the newcomer.
+        self._metering.advance_all(now)
+        self._metering.apply_limits(now)
         self._status.refresh(connector)
         self._metering.schedule_sample(connector, now)
 
@@ -286,7 +288,7 @@ class Sessions:
         if session.state is not SessionState.CHARGING:
             return False
         services = self._services
-        self._metering.advance(connector, now)
+        self._metering.advance_all(now)
         session.power_w = 0.0
         session.meter_stop = whole_wh(connector.register_wh)
         session.stopped_at = services.clock.sim(now)
@@ -311,6 +313,7 @@ class Sessions:
         )
         services.stats.energy_wh += session.energy_wh
         self._profiles.end_transaction(connector.id)
+        self._metering.apply_limits(now)  # its share of a ChargePointMax goes to the others
         if connector.pending_inoperative:
             connector.operative = False
             connector.pending_inoperative = False

@@ -26,6 +26,7 @@ __all__ = [
     "ProfilePurpose",
     "ProfileStatus",
     "ProfileStore",
+    "Quirk",
     "RateUnit",
     "Recurrency",
     "SchedulePeriod",
@@ -111,6 +112,7 @@ class ChargingProfile:
     start_schedule: float | None = None
     duration: float | None = None
     installed_at: float = 0.0
+    min_rate: float | None = None  # minChargingRate, in the schedule's unit
 
     @classmethod
     def from_ocpp(
@@ -173,6 +175,7 @@ class ChargingProfile:
             start_schedule=when(schedule["startSchedule"]) if "startSchedule" in schedule else None,
             duration=float(duration) if duration is not None else None,
             installed_at=now,
+            min_rate=schedule.get("minChargingRate"),
         )
 
     def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
@@ -225,10 +228,32 @@ class Electrical:
     max_power_w: float = 22080.0  # per connector
 
 
-class ProfileStore:
-    """The profiles installed on one charger, keyed by chargingProfileId."""
+class Quirk(StrEnum):
+    """Ways real chargers get smart charging wrong (docs/load-balancing.md, "Quirks")."""
 
-    __slots__ = ("connectors", "electrical", "max_periods", "max_profiles", "max_stack", "profiles")
+    IGNORES_TX_DEFAULT = "ignores_tx_default"  # TxDefaultProfile accepted, never applied
+    OVERDRAWS = "overdraws"  # limits accepted, the car draws what it wants
+    AMPS_ONLY = "amps_only"  # W profiles rejected
+    ONE_PERIOD = "one_period"  # one chargingSchedulePeriod at most
+
+
+class ProfileStore:
+    """The profiles installed on one charger, keyed by chargingProfileId.
+
+    ``shares`` caps each connector at its part of a ChargePointMaxProfile, which limits the
+    charger as a whole (OCPP 1.6 §3.13.1): the metering sets it whenever limits change.
+    """
+
+    __slots__ = (
+        "connectors",
+        "electrical",
+        "max_periods",
+        "max_profiles",
+        "max_stack",
+        "profiles",
+        "quirks",
+        "shares",
+    )
 
     def __init__(
         self,
@@ -238,13 +263,16 @@ class ProfileStore:
         max_stack: int = 10,
         max_periods: int = 24,
         max_profiles: int = 20,
+        quirks: frozenset[Quirk] = frozenset(),
     ) -> None:
         self.connectors = connectors
         self.electrical = electrical or Electrical()
         self.max_stack = max_stack
-        self.max_periods = max_periods
+        self.max_periods = max(1, max_periods) if Quirk.ONE_PERIOD not in quirks else 1
         self.max_profiles = max_profiles
+        self.quirks = quirks
         self.profiles: dict[int, ChargingProfile] = {}
+        self.shares: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self.profiles)
@@ -273,6 +301,8 @@ class ProfileStore:
         if not 0 <= profile.stack_level <= self.max_stack:
             return ProfileStatus.REJECTED
         if len(profile.periods) > self.max_periods:
+            return ProfileStatus.REJECTED
+        if Quirk.AMPS_ONLY in self.quirks and profile.unit is RateUnit.WATTS:
             return ProfileStatus.REJECTED
         if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and connector_id != 0:
             return ProfileStatus.REJECTED
@@ -337,57 +367,97 @@ class ProfileStore:
         ]:
             del self.profiles[installed_id]
 
-    def to_watts(self, period: SchedulePeriod, unit: RateUnit) -> float:
-        """A period's limit in watts."""
+    def to_watts(self, period: SchedulePeriod, unit: RateUnit, phases: int | None = None) -> float:
+        """A period's limit in watts; amps count on the car's phases (``phases``) when it is
+        known, at most the period's numberPhases and the charger's."""
         if unit is RateUnit.WATTS:
             return period.limit
-        phases = min(period.phases or 3, self.electrical.phases)
-        return period.limit * self.electrical.voltage * phases
+        wired = min(phases or self.electrical.phases, self.electrical.phases)
+        return period.limit * self.electrical.voltage * min(period.phases or wired, wired)
 
     def _best(
-        self, candidates: list[ChargingProfile], t: float, tx_start: float | None
-    ) -> tuple[float | None, float]:
-        """Highest stack level in force among ``candidates``: limit in W and next change."""
+        self,
+        candidates: list[ChargingProfile],
+        t: float,
+        tx_start: float | None,
+        phases: int | None = None,
+    ) -> tuple[float | None, float, ChargingProfile | None]:
+        """Highest stack level in force among ``candidates``: limit in W, next change, and
+        the profile."""
         next_change = INF
-        best: tuple[int, float] | None = None
+        best: tuple[int, float, ChargingProfile] | None = None
         for profile in candidates:
             period, change = profile.period_at(t, tx_start)
             next_change = min(next_change, change)
             if period is not None and (best is None or profile.stack_level > best[0]):
-                best = (profile.stack_level, self.to_watts(period, profile.unit))
-        return (best[1] if best else None), next_change
+                best = (profile.stack_level, self.to_watts(period, profile.unit, phases), profile)
+        if best is None:
+            return None, next_change, None
+        return best[1], next_change, best[2]
+
+    def min_rate_w(
+        self, connector_id: int, t: float, tx_start: float | None, phases: int | None = None
+    ) -> float:
+        """The minChargingRate (W) of the Tx or TxDefault profile in force, or 0."""
+        for group in self._tx_groups(connector_id, in_transaction=tx_start is not None):
+            value, _, profile = self._best(group, t, tx_start, phases)
+            if value is not None and profile is not None:
+                if profile.min_rate is None:
+                    return 0.0
+                return self.to_watts(SchedulePeriod(0, profile.min_rate), profile.unit, phases)
+        return 0.0
+
+    def _tx_groups(self, connector_id: int, *, in_transaction: bool) -> list[list[ChargingProfile]]:
+        """TxProfile (in a transaction), then TxDefault on the connector, then on 0."""
+        groups = []
+        mine = [p for p in self.profiles.values() if p.connector_id == connector_id]
+        if in_transaction:
+            groups.append([p for p in mine if p.purpose is ProfilePurpose.TX])
+        if Quirk.IGNORES_TX_DEFAULT not in self.quirks:
+            groups.append([p for p in mine if p.purpose is ProfilePurpose.TX_DEFAULT])
+            groups.append(
+                [
+                    p
+                    for p in self.profiles.values()
+                    if p.connector_id == 0 and p.purpose is ProfilePurpose.TX_DEFAULT
+                ]
+            )
+        return groups
 
     def limit_w(
-        self, connector_id: int, t: float, tx_start: float | None, in_transaction: bool
+        self,
+        connector_id: int,
+        t: float,
+        tx_start: float | None,
+        in_transaction: bool,
+        phases: int | None = None,
     ) -> tuple[float, float]:
         """The power limit of a connector at ``t`` and the next time it may change.
 
-        Connector 0 gives the charger-wide limit (ChargePointMaxProfile).
+        Connector 0 gives the charger-wide limit (ChargePointMaxProfile). ``phases``: the
+        car's, when a car is charging (amps are per phase).
         """
         electrical = self.electrical
         if connector_id == 0:
             hardware = electrical.max_power_w * self.connectors
         else:
-            hardware = electrical.max_power_w
+            wired = min(phases or electrical.phases, electrical.phases)
+            hardware = electrical.max_power_w * wired / electrical.phases
+            hardware = min(hardware, self.shares.get(connector_id, INF))
         if not self.profiles:
             return hardware, INF
         by_purpose: dict[tuple[int, ProfilePurpose], list[ChargingProfile]] = {}
         for installed in self.profiles.values():
             by_purpose.setdefault((installed.connector_id, installed.purpose), []).append(installed)
-        charger_max, next_change = self._best(
+        charger_max, next_change, _ = self._best(
             by_purpose.get((0, ProfilePurpose.CHARGE_POINT_MAX), []), t, tx_start
         )
         limit = hardware if charger_max is None else min(hardware, charger_max)
         if connector_id == 0:
             return limit, next_change
         tx_limit: float | None = None
-        groups: list[list[ChargingProfile]] = []
-        if in_transaction:
-            groups.append(by_purpose.get((connector_id, ProfilePurpose.TX), []))
-        groups.append(by_purpose.get((connector_id, ProfilePurpose.TX_DEFAULT), []))
-        groups.append(by_purpose.get((0, ProfilePurpose.TX_DEFAULT), []))
-        for group in groups:
-            value, change = self._best(group, t, tx_start)
+        for group in self._tx_groups(connector_id, in_transaction=in_transaction):
+            value, change, _ = self._best(group, t, tx_start, phases)
             next_change = min(next_change, change)
             if tx_limit is None and value is not None:
                 tx_limit = value

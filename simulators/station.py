@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from .authorization import LocalAuthorization
@@ -78,7 +78,7 @@ from .script import ScenarioScript
 from .security import CertificateStore, ChargerKeys, SecurityActions
 from .services import AfterReply, Callback, Handler
 from .sessions import Sessions
-from .smart import Electrical, ProfileStore, SmartCharging
+from .smart import Electrical, ProfileStore, Quirk, SmartCharging
 from .stats import Stats
 from .status import StatusReporter
 from .timers import Timer, Timers
@@ -164,6 +164,7 @@ class Station:
         keep_raw: bool = False,
         seed: int | str | None = None,
         security_extension: bool = True,
+        quirks: Iterable[str] = (),
     ) -> None:
         if connectors < 1:
             raise ValueError("a charger has at least one connector")
@@ -172,6 +173,12 @@ class Station:
         self.clock = clock
         self.stats = stats if stats is not None else Stats()
         initial: dict[str, str | int | bool | float] = {"NumberOfConnectors": connectors}
+        flags = frozenset(Quirk(q) for q in quirks)
+        # What a quirky charger reports about itself (OCPP 1.6 §9.4).
+        if Quirk.AMPS_ONLY in flags:
+            initial["ChargingScheduleAllowedChargingRateUnit"] = "Current"
+        if Quirk.ONE_PERIOD in flags:
+            initial["ChargingScheduleMaxPeriods"] = 1
         initial.update(config or {})
         self.config = ConfigStore(initial)
         self.electrical = electrical or Electrical()
@@ -181,6 +188,7 @@ class Station:
             max_stack=self.config.get_int("ChargeProfileMaxStackLevel"),
             max_periods=self.config.get_int("ChargingScheduleMaxPeriods"),
             max_profiles=self.config.get_int("MaxChargingProfilesInstalled"),
+            quirks=flags,
         )
         self.connectors = [Connector(i) for i in range(connectors + 1)]
         self.plan = plan

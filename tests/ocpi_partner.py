@@ -26,11 +26,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from csms.config import OcpiSettings
-from csms.events.models_ocpi import Cdr, Evse, Location, Session
+from csms.events.models_ocpi import Cdr, Evse, Location, Session, Tariff
 from csms.events.models_ocpi_roaming import CommandResult, Credentials
 from tests.support import MS, RunningCsms, free_port
 
 COUNTRY, PARTY = "NL", "EMS"
+NAMES = {"EMSP": "Test eMSP", "HUB": "Test hub"}
 
 
 @dataclass
@@ -69,12 +70,22 @@ class FakeEmsp:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     cdrs: list[dict[str, Any]] = field(default_factory=list)
     results: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    tariffs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Who we are: an eMSP (NL/EMS), or a hub relaying for other parties (role HUB).
+    country: str = COUNTRY
+    party: str = PARTY
+    role: str = "EMSP"
     # What POST tokens/{uid}/authorize answers: an AllowedType, or None for 404 Unknown
     # Token; with a gate, it answers only once the gate is set (a slow eMSP).
     authorize_answer: str | None = "ALLOWED"
     authorize_gate: asyncio.Event | None = None
     authorize_reference: str | None = "AUTH-REF-1"
+    # POST tokens/{uid}/authorize requests received, and how many of them were answered.
+    authorize_asked: int = 0
+    authorize_answered: int = 0
     down: bool = False
+    # Requests answered 503 because the partner was down.
+    turned_away: int = 0
     # The demo (python -m tests.ocpi_partner): any token gets in, and each request is printed.
     demo: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -97,17 +108,21 @@ class FakeEmsp:
 
     # -- the partner's client side --------------------------------------------------------
 
-    def client(self, token: str | None = None) -> httpx.AsyncClient:
+    def client(
+        self, token: str | None = None, *, on_behalf_of: tuple[str, str] | None = None
+    ) -> httpx.AsyncClient:
+        """Our client towards csms; a hub names the party it relays for in OCPI-from."""
         secret = token if token is not None else self.token_for_csms
         assert secret is not None
         encoded = base64.b64encode(secret.encode()).decode()
+        country, party = on_behalf_of or (self.country, self.party)
         return httpx.AsyncClient(
             headers={
                 "Authorization": f"Token {encoded}",
                 "X-Request-ID": str(uuid.uuid4()),
                 "X-Correlation-ID": str(uuid.uuid4()),
-                "OCPI-from-country-code": COUNTRY,
-                "OCPI-from-party-id": PARTY,
+                "OCPI-from-country-code": country,
+                "OCPI-from-party-id": party,
             },
             timeout=10_000 * MS,
         )
@@ -118,10 +133,10 @@ class FakeEmsp:
             "url": self.versions_url,
             "roles": [
                 {
-                    "role": "EMSP",
-                    "party_id": PARTY,
-                    "country_code": COUNTRY,
-                    "business_details": {"name": "Test eMSP"},
+                    "role": self.role,
+                    "party_id": self.party,
+                    "country_code": self.country,
+                    "business_details": {"name": NAMES.get(self.role, "Test partner")},
                 }
             ],
         }
@@ -159,15 +174,20 @@ class FakeEmsp:
 
 
 def token_object(
-    uid: str, *, whitelist: str = "ALWAYS", token_type: str = "RFID", **more: Any
+    uid: str,
+    *,
+    whitelist: str = "ALWAYS",
+    token_type: str = "RFID",
+    party: tuple[str, str] = (COUNTRY, PARTY),
+    **more: Any,
 ) -> dict[str, Any]:
-    """A Token of the test eMSP (mod_tokens §Token Object)."""
+    """A Token of the test eMSP, or of another party (mod_tokens §Token Object)."""
     return {
-        "country_code": COUNTRY,
-        "party_id": PARTY,
+        "country_code": party[0],
+        "party_id": party[1],
         "uid": uid,
         "type": token_type,
-        "contract_id": f"NL-EMS-C{uid[-6:]}",
+        "contract_id": f"{party[0]}-{party[1]}-C{uid[-6:]}",
         "issuer": "Test eMSP",
         "valid": True,
         "whitelist": whitelist,
@@ -195,6 +215,9 @@ def _app(emsp: FakeEmsp) -> FastAPI:
     async def gate(request: Request, call_next: Any) -> Any:
         """Down: 503 to everything. Otherwise only tokens we handed out get in."""
         if emsp.down:
+            emsp.turned_away += 1
+            async with emsp.changed:
+                emsp.changed.notify_all()
             return Response(status_code=503)
         if not emsp.demo and _token(request.headers.get("authorization")) not in emsp.accepted:
             return _ok(status=2000, http=401)
@@ -234,6 +257,7 @@ def _app(emsp: FakeEmsp) -> FastAPI:
             {"identifier": "locations", "role": "RECEIVER", "url": f"{base}/locations"},
             {"identifier": "sessions", "role": "RECEIVER", "url": f"{base}/sessions"},
             {"identifier": "cdrs", "role": "RECEIVER", "url": f"{base}/cdrs"},
+            {"identifier": "tariffs", "role": "RECEIVER", "url": f"{base}/tariffs"},
             {"identifier": "tokens", "role": "SENDER", "url": f"{base}/tokens"},
             {"identifier": "commands", "role": "SENDER", "url": f"{base}/commands"},
         ]
@@ -301,11 +325,28 @@ def _app(emsp: FakeEmsp) -> FastAPI:
         emsp.cdrs.append(body)
         return _ok(Location=f"{emsp.url}/ocpi/2.2.1/cdrs/{body.get('id')}")
 
+    @app.put("/ocpi/2.2.1/tariffs/{cc}/{pid}/{tariff_id}")
+    async def put_tariff(tariff_id: str, request: Request) -> Response:
+        body = await body_of(request)
+        check(Tariff, body, f"tariff {tariff_id}")
+        emsp.tariffs[tariff_id] = body
+        return _ok()
+
+    @app.delete("/ocpi/2.2.1/tariffs/{cc}/{pid}/{tariff_id}")
+    async def delete_tariff(tariff_id: str, request: Request) -> Response:
+        await body_of(request)
+        emsp.tariffs.pop(tariff_id, None)
+        return _ok()
+
     @app.post("/ocpi/2.2.1/tokens/{uid}/authorize")
     async def authorize(uid: str, request: Request) -> Response:
         await body_of(request)
+        emsp.authorize_asked += 1
+        async with emsp.changed:
+            emsp.changed.notify_all()
         if emsp.authorize_gate is not None:
             await emsp.authorize_gate.wait()
+        emsp.authorize_answered += 1
         if emsp.authorize_answer is None:
             return _ok(status=2004, http=404)
         info: dict[str, Any] = {

@@ -105,8 +105,9 @@ def test_bad_configuration_names_the_key(
 
 
 def test_token_allows_non_loopback_api() -> None:
-    """With a token, the API may listen beyond loopback."""
-    settings = load_settings(None, environ={"CSMS_API__HOST": "0.0.0.0", "CSMS_API__TOKEN": "t"})
+    """With a token of 16 characters or more, the API may listen beyond loopback."""
+    token = "t" * 16
+    settings = load_settings(None, environ={"CSMS_API__HOST": "0.0.0.0", "CSMS_API__TOKEN": token})
     assert settings.api.host == "0.0.0.0"
 
 

@@ -10,10 +10,14 @@
 //   idle  connect and boot every charger (--connect-concurrency at a time, 0 = all at
 //         once: a boot storm), print a {"ready": ...} line, then wait until stdin closes
 //         (or run --commands HTTP commands first and exit).
+// --basic-key-seed S: security profile 1, each charger presenting HTTP Basic credentials
+//         with its AuthorizationKey as raw bytes (OCPP-J §6.2.2): the first 20 bytes of
+//         SHA-256(S + identity), which bench/scenarios/secured_storm.py provisions.
 // Every charger answers CALLs from the server (CALLRESULT {}), so HTTP commands work.
 // The last stdout line is a JSON object with the figures and the generator's own CPU use.
 
 const { parseArgs } = require('node:util');
+const crypto = require('node:crypto');
 const http = require('node:http');
 const WebSocket = require('ws');
 
@@ -34,6 +38,7 @@ const { values: opt } = parseArgs({
     'command-url': { type: 'string', default: '' },
     commands: { type: 'string', default: '0' },
     'command-interval-ms': { type: 'string', default: '10' },
+    'basic-key-seed': { type: 'string', default: '' },
   },
 });
 
@@ -111,6 +116,16 @@ class Charger {
     this.lastStamp = 0;
   }
 
+  basicAuthorization() {
+    const key = crypto
+      .createHash('sha256')
+      .update(opt['basic-key-seed'] + this.identity)
+      .digest()
+      .subarray(0, 20);
+    const credentials = Buffer.concat([Buffer.from(`${this.identity}:`), key]);
+    return `Basic ${credentials.toString('base64')}`;
+  }
+
   timestamp() {
     this.lastStamp = Math.max(Date.now(), this.lastStamp + 1);
     return new Date(this.lastStamp).toISOString();
@@ -120,6 +135,7 @@ class Charger {
     return new Promise((resolve, reject) => {
       const options = { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: 60000 };
       if (N > 5000) options.localAddress = `127.0.0.${1 + (this.index % 50)}`;
+      if (opt['basic-key-seed']) options.headers = { Authorization: this.basicAuthorization() };
       const ws = new WebSocket(`${opt.url}/${this.identity}`, ['ocpp1.6'], options);
       this.ws = ws;
       ws.on('open', () => {

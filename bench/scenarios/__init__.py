@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from allocation import allocation
 from report import Report
 
 from scenarios.command_round_trip import command_round_trip
@@ -18,7 +19,9 @@ from scenarios.cpu_profile import cpu_profile
 from scenarios.event_path import event_latency, outbox_drain
 from scenarios.persisted_path import persisted_path
 from scenarios.protocol_path import protocol_path
+from scenarios.secured_storm import secured_storm
 from scenarios.session_lifecycle import session_lifecycle
+from scenarios.webhook_delivery import webhook_delivery
 
 __all__ = ["ALIASES", "SCENARIOS", "Options", "Scenario", "describe", "resolve"]
 
@@ -50,6 +53,13 @@ SCENARIOS = [
     Scenario("idle_memory", "P3", "RSS per idle booted charger", idle_memory, quick=False),
     Scenario("boot_storm", "P3", "every charger connecting at once", boot_storm, quick=False),
     Scenario(
+        "secured_storm",
+        "P3",
+        "10,000 profile-1 (Basic auth) chargers reconnecting at once",
+        secured_storm,
+        quick=False,
+    ),
+    Scenario(
         "command_round_trip",
         "P4",
         "HTTP -> charger -> HTTP, idle and under load",
@@ -69,6 +79,20 @@ SCENARIOS = [
         "P6",
         "sessions/s, latency per action, outbox backlog; nothing lost",
         session_lifecycle,
+        quick=True,
+    ),
+    Scenario(
+        "webhook_delivery",
+        "P7",
+        "webhook deliveries/s to a local receiver, OCPP -> POST p99",
+        webhook_delivery,
+        quick=True,
+    ),
+    Scenario(
+        "allocation",
+        "P8",
+        "one circuit allocation pass, 1,000 connectors; profiles/connector/hour",
+        allocation,
         quick=True,
     ),
     Scenario(

@@ -1,4 +1,4 @@
-"""PROFILE, cpu_profile: py-spy on csms under load, its CPU time by layer."""
+"""PROFILE, cpu_profile: py-spy on csms under load (P1, P2 and P6), its CPU time by layer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from report import Report, progress
 
 from scenarios.common import Options
 from scenarios.persisted_path import run_persisted
+from scenarios.session_lifecycle import CHARGERS, run_lifecycle
 
 
 async def cpu_profile(report: Report, opts: Options) -> None:
@@ -43,5 +44,9 @@ async def cpu_profile(report: Report, opts: Options) -> None:
         out = opts.scratch / f"p2-{kind}.raw"
         await run_persisted(opts, kind, 100, profile=out)
         report.profiles[f"P2 csms + {kind}, 100 conn."] = breakdown(out)
+    for kind in kinds:
+        out = opts.scratch / f"p6-{kind}.raw"
+        await run_lifecycle(opts, kind, CHARGERS, 0, profile=out)
+        report.profiles[f"P6 csms + {kind}, {CHARGERS} chargers, full rate"] = breakdown(out)
     for name, shares in report.profiles.items():
         progress(f"  {name}: " + ", ".join(f"{k} {v:.0f} %" for k, v in shares.items()))

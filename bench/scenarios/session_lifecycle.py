@@ -14,11 +14,13 @@ import asyncio
 import json
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backlog import OutboxFigures, watch_outbox
 from loadgen import run_sessions
 from processes import Database, Server, csms_server, fresh_database, pin_backends
+from profiling import py_spy
 from report import Report, Row, progress
 
 from scenarios.common import Options
@@ -46,6 +48,7 @@ FULL, HALF = "full rate", "half rate"
 OLDEST = "outbox oldest undelivered max"
 EMPTY = "outbox empty after the load"
 LOST = "lost (rows + events)"
+PER_CPU = "sessions per CPU-second of csms"
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,14 @@ async def session_lifecycle(report: Report, opts: Options) -> None:
             note_saturation(report, f"{kind} {pace.setting}", pace.rate, runs)
 
 
-async def run_lifecycle(opts: Options, kind: str, chargers: int, rate: float) -> dict[str, Any]:
-    """One run on a fresh database: lifecycle.js's result, the outbox figures and the losses."""
+async def run_lifecycle(
+    opts: Options, kind: str, chargers: int, rate: float, *, profile: Path | None = None
+) -> dict[str, Any]:
+    """One run on a fresh database: lifecycle.js's result, the outbox figures and the losses.
+
+    With `profile`, py-spy samples csms over the measured window into that file.
+    """
+    spy: list[asyncio.Task[None]] = []
     with fresh_database(kind, opts.scratch) as database:
         async with csms_server(database, opts.scratch) as server:
             await register_id_tag(server, ID_TAG)
@@ -85,6 +94,9 @@ async def run_lifecycle(opts: Options, kind: str, chargers: int, rate: float) ->
                     if mark == "window_start":
                         pin_backends(database, server)
                         watch.window_started()
+                        if profile is not None:
+                            task = py_spy(server.pid, profile, opts.duration)
+                            spy.append(asyncio.create_task(task))
                     elif mark == "load_end":
                         watch.load_ended()
 
@@ -98,6 +110,8 @@ async def run_lifecycle(opts: Options, kind: str, chargers: int, rate: float) ->
                     on_mark=on_mark,
                 )
                 run["outbox"] = await watch.figures(drain_limit_s=DRAIN_TIMEOUT_S)
+                for task in spy:
+                    await task
         # csms stopped: every acknowledged write is committed. Count what is there.
         run |= count_lost(database, run)
     return run
@@ -173,6 +187,10 @@ def add_rows(report: Report, system: str, setting: str, runs: list[dict[str, Any
             core0,
         )
     )
+    # What a core would do if csms had it to itself: complete sessions per CPU-second of
+    # csms. Steadier than sessions/s on a machine shared with other work (docs/performance.md).
+    per_cpu = [r["sessions_per_s"] * 100 / cpu for r, cpu in zip(runs, srv, strict=True) if cpu]
+    report.add(Row(LABEL, system, setting, PER_CPU, "sessions/CPU-s", per_cpu, gen, srv))
     for action in ACTIONS:
         for metric, key in (("p50", "p50_ms"), ("p99", "p99_ms")):
             values = [r["actions"][action][key] for r in runs]

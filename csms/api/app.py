@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.accounts import add_account_routes
-from csms.api.auth import Authenticator, guard, key_reader, require, require_metrics
+from csms.api.auth import (
+    Authenticator,
+    Caller,
+    Principal,
+    guard,
+    key_reader,
+    require,
+    require_metrics,
+)
+from csms.api.circuits import add_circuit_routes, circuit_error
+from csms.api.cluster import add_cluster_routes
 from csms.api.commands import add_command_routes, command_error_response
 from csms.api.context import (
     ApiContext,
@@ -24,8 +34,10 @@ from csms.api.context import (
     not_found,
 )
 from csms.api.dashboard import add_dashboard
+from csms.api.limits import RETRY_AFTER_SECONDS, RequestLimits
 from csms.api.locations import add_location_routes
 from csms.api.partners import add_partner_routes
+from csms.api.profiles import add_profile_routes
 from csms.api.rates import add_rate_routes
 from csms.api.registry import add_registry_routes, error_texts
 from csms.api.schemas import (
@@ -49,9 +61,9 @@ from csms.core.access import Scope
 from csms.core.passwords import Scheme
 from csms.core.registration import RegistrationStatus
 from csms.core.security import password_bytes, password_problem
-from csms.errors import CommandError, StoreError, WalletError
+from csms.errors import CircuitError, CommandError, StoreError, WalletError
 from csms.metrics import CONTENT_TYPE
-from csms.store import chargers, outbox, registry, tariffs, transactions
+from csms.store import chargers, locations, outbox, registry, tariffs, transactions
 
 
 def create_api(
@@ -60,6 +72,7 @@ def create_api(
     token: str,
     metrics_open_on_loopback: bool = True,
     dashboard: DashboardSettings | None = None,
+    max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
     """Build the API. An empty token means an open API (loopback only, see config)."""
     ctx = context
@@ -70,10 +83,12 @@ def create_api(
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandError, command_error_response)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(WalletError, wallet_error)
+    app.add_exception_handler(CircuitError, circuit_error)
     app.state.authenticator = Authenticator(
         token=token,
         read_key=key_reader(ctx.read),
@@ -94,7 +109,10 @@ def create_api(
     if ctx.wallet is not None:
         add_wallet_routes(router, ctx)
     add_webhook_routes(router, ctx)
+    add_circuit_routes(router, ctx)
+    add_profile_routes(router, ctx)
     add_partner_routes(router, ctx, ctx.partners)
+    add_cluster_routes(router, ctx)
     _health_route(router, ctx)
     app.include_router(router)
     _metrics_route(app, ctx)
@@ -105,7 +123,12 @@ def create_api(
 
 
 async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": str(exc)})
+    # docs/api.md: the database is away, ours to fix; the client may retry after a while.
+    return JSONResponse(
+        status_code=503,
+        content={"detail": str(exc)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -127,9 +150,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             return None
         connectors = await chargers.list_connectors(session, [row.id])
         texts = await error_texts(session, connectors)
-        return charge_point_out(
-            row, connectors, connected=row.id in ctx.chargers, error_texts=texts
-        )
+        return charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
 
     @router.get(
         "/charge-points",
@@ -154,9 +175,7 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
             connectors = await chargers.list_connectors(session, [row.id for row in rows])
             texts = await error_texts(session, connectors)
             items = [
-                charge_point_out(
-                    row, connectors, connected=row.id in ctx.chargers, error_texts=texts
-                )
+                charge_point_out(row, connectors, connected=ctx.connected(row), error_texts=texts)
                 for row in rows
             ]
             return Page[ChargePointOut](items=items, total=total)
@@ -188,6 +207,14 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         values = body.model_dump(exclude_unset=True, exclude={"password", "connector_spec"})
         if body.connector_spec is not None:
             values["connector_spec"] = body.connector_spec.to_ocpi()
+        if body.location_id is not None:
+            place = partial(locations.get_location, location_id=body.location_id)
+            if await ctx.read(place) is None:
+                # Like an unknown userId on an id tag: the caller named what does not exist.
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"body.locationId: unknown location {body.location_id}",
+                )
         if body.security_profile in (1, 2) and body.password is None:
             lookup = partial(chargers.get_charge_point, charge_point_id=charge_point_id)
             existing = await ctx.read(lookup)
@@ -229,16 +256,16 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         ):
             raise not_found("charge point")
 
-    async def decide(charge_point_id: str, decision: RegistrationStatus) -> ChargePointOut:
-        changed = await ctx.write(
-            partial(
-                chargers.set_registration_status,
-                charge_point_id=charge_point_id,
-                status=decision.value,
-                now=ctx.clock(),
-            )
+    async def decide(
+        charge_point_id: str, decision: RegistrationStatus, principal: Principal
+    ) -> ChargePointOut:
+        found_before = await ctx.charger_flows.decide_registration(
+            charge_point_id=charge_point_id,
+            status=decision,
+            decided_by=principal.name,
+            now=ctx.clock(),
         )
-        if not changed:
+        if not found_before:
             raise not_found("charge point")
         found = await ctx.read(partial(load, charge_point_id=charge_point_id))
         if found is None:  # deleted meanwhile
@@ -251,24 +278,28 @@ def _charge_point_routes(router: APIRouter, ctx: ApiContext) -> None:
         dependencies=[require(Scope.ADMIN)],
         tags=["charge points"],
     )
-    async def accept_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+    async def accept_charge_point(
+        charge_point_id: IdentityPath, principal: Caller
+    ) -> ChargePointOut:
         """Accept a charger: its next BootNotification is answered Accepted (OCPP 1.6 §4.2).
 
         A connected Pending charger boots again when its retry interval is over; send it
         TriggerMessage BootNotification to make that happen now.
         """
-        return await decide(charge_point_id, RegistrationStatus.ACCEPTED)
+        return await decide(charge_point_id, RegistrationStatus.ACCEPTED, principal)
 
     @router.post(
         "/charge-points/{charge_point_id}/reject",
         dependencies=[require(Scope.ADMIN)],
         tags=["charge points"],
     )
-    async def reject_charge_point(charge_point_id: IdentityPath) -> ChargePointOut:
+    async def reject_charge_point(
+        charge_point_id: IdentityPath, principal: Caller
+    ) -> ChargePointOut:
         """Reject a charger: its BootNotifications are answered Rejected, anything else
         SecurityError, and csms sends it nothing (OCPP 1.6 §4.2). A live connection is
         closed, so that the charger boots again and hears it."""
-        found = await decide(charge_point_id, RegistrationStatus.REJECTED)
+        found = await decide(charge_point_id, RegistrationStatus.REJECTED, principal)
         connection = ctx.chargers.get(charge_point_id)
         if connection is not None:
             await connection.close(code=1000, reason="rejected by the operator")

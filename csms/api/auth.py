@@ -135,6 +135,11 @@ async def authenticate(
     return found
 
 
+# The caller of a route, for routes that record who did something (FastAPI resolves
+# `authenticate` once per request, so this costs nothing beside `require`).
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
 def _forbidden(principal: Principal, needed: Scope) -> HTTPException:
     return HTTPException(
         status.HTTP_403_FORBIDDEN, f"this route needs the {needed.value} scope ({principal.name})"

@@ -12,6 +12,7 @@ from csms.core.passwords import PasswordHasher
 from csms.core.session import Party
 from csms.events.fanout import EventFanout
 from csms.flows.chargers import ChargerFlows
+from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
 from csms.flows.locations import LocationFlows
 from csms.flows.partners import PartnerFlows
@@ -20,6 +21,18 @@ from csms.flows.wallet import WalletFlows
 from csms.flows.webhooks import WebhookFlows
 from csms.metrics import Metrics
 from csms.store.db import Database
+from csms.store.tables import ChargePoint
+
+
+class ClusterView(Protocol):
+    """This node in cluster mode, as GET /api/v1/cluster needs it (csms/cluster/node.py)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def partition_count(self) -> int: ...
+
 
 T = TypeVar("T")
 
@@ -60,10 +73,17 @@ class ApiContext:
         webhooks: WebhookFlows,
         charger_flows: ChargerFlows,
         partners: PartnerFlows | None = None,
+        circuits: CircuitFlows | None = None,
     ) -> None:
         self.party = party
+        # Circuit edits; without a balancer (tests of other parts) they only write.
+        self.circuits = circuits or CircuitFlows(
+            database=database, clock=clock, on_changed=lambda _ids: None
+        )
         # OCPI roaming partners; None while the OCPI listener is off (ocpi.port = 0).
         self.partners = partners
+        # Cluster mode: this node (GET /api/v1/cluster); None on a standalone node.
+        self.cluster: ClusterView | None = None
         self.webhooks = webhooks
         self.charger_flows = charger_flows
         self.metrics = metrics or Metrics()
@@ -81,6 +101,15 @@ class ApiContext:
         self.commands = commands
         self.clock = clock
         self.on_reservations_changed = on_reservations_changed
+
+    def connected(self, row: ChargePoint) -> bool:
+        """Whether the charger is connected: here, or in cluster mode to any node (the
+        database records the connections of every node, docs/deployment.md)."""
+        if row.id in self.chargers:
+            return True
+        if self.cluster is None or row.connected_at is None:
+            return False
+        return row.disconnected_at is None or row.disconnected_at < row.connected_at
 
     async def read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a query; a database failure is a StoreError, answered 503 by the app."""
@@ -107,7 +136,8 @@ IdentityPath = Annotated[
     Path(
         min_length=1,
         max_length=48,
-        pattern=r"^[^/\s\x00-\x1f\x7f]+$",
+        # csms/core/identity.py: what a charger's URL can name (docs/ocpp.md, "Connecting").
+        pattern=r'^[^/\s\x00-\x1f\x7f#<>\\"`{}]+$',
         description="the charge point identity, as in its OCPP URL",
     ),
 ]

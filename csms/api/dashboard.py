@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 from decimal import Decimal
 from importlib.resources import files
 from typing import Annotated, Any
@@ -38,6 +37,8 @@ from csms.api.dashboard_auth import (
     read_form,
     remote_address,
 )
+from csms.api.dashboard_partners import add_partner_pages
+from csms.api.dashboard_render import NO_STORE, Renderer, templates_for, to_login
 from csms.api.registry import error_texts
 from csms.api.views import charge_point_out, transaction_out
 from csms.config import DashboardSettings
@@ -67,41 +68,18 @@ def add_dashboard(
     app: FastAPI, ctx: ApiContext, settings: DashboardSettings, *, open_access: bool
 ) -> None:
     """Mount the dashboard's pages, forms, stream and static files on the API app."""
-    templates = Jinja2Templates(directory=str(files("csms.api") / "templates"))
-    templates.env.filters["ago"] = _ago
-    templates.env.globals["now"] = ctx.clock
+    templates = templates_for(ctx.clock)
     auth = DashboardAuth(ctx=ctx, settings=settings, open_access=open_access)
+    render = Renderer(templates, auth)
     app.mount("/static", StaticFiles(directory=str(files("csms.api") / "static")), name="static")
     router = APIRouter(include_in_schema=False)
     _login_routes(router, auth, templates)
-    _page_routes(router, ctx, auth, templates)
+    _page_routes(router, ctx, render)
+    # The other sections, one module each (dashboard_render.py says how to add one).
+    add_partner_pages(router, ctx, render)
     _command_routes(router, ctx, auth)
     _stream_route(router, ctx, auth)
     app.include_router(router)
-
-
-def _page(
-    templates: Jinja2Templates,
-    request: Request,
-    auth: DashboardAuth,
-    visitor: Visitor,
-    name: str,
-    **context: Any,
-) -> Response:
-    response = templates.TemplateResponse(
-        request, name, {"visitor": visitor, **context}, headers=_NO_STORE
-    )
-    if visitor.open:
-        auth.keep_csrf_cookie(request, response, visitor.csrf_token)
-    return response
-
-
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target)}", status.HTTP_303_SEE_OTHER)
 
 
 def _safe_next(target: str | None) -> str:
@@ -124,7 +102,7 @@ def _login_routes(router: APIRouter, auth: DashboardAuth, templates: Jinja2Templ
             request,
             "login.html",
             {"visitor": None, "csrf": token, "next": _safe_next(target), "error": None},
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
         auth.keep_csrf_cookie(request, response, token)
         return response
@@ -157,7 +135,7 @@ def _login_routes(router: APIRouter, auth: DashboardAuth, templates: Jinja2Templ
             "login.html",
             {"visitor": None, "csrf": expected, "next": target, "error": error},
             status_code=code,
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
         if outcome.retry_after is not None:
             response.headers["Retry-After"] = str(int(outcome.retry_after) + 1)
@@ -193,9 +171,7 @@ async def _checked_form(request: Request, visitor: Visitor | None) -> dict[str, 
 # -- pages -----------------------------------------------------------------------------------
 
 
-def _page_routes(
-    router: APIRouter, ctx: ApiContext, auth: DashboardAuth, templates: Jinja2Templates
-) -> None:
+def _page_routes(router: APIRouter, ctx: ApiContext, render: Renderer) -> None:
     async def fleet_view(wanted: FleetFilter, search: str, offset: int) -> dict[str, Any]:
         rows = await ctx.read(fleet.fleet_rows)
         now = ctx.clock()
@@ -221,11 +197,11 @@ def _page_routes(
         q: Annotated[str, Query(max_length=100)] = "",
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
-            return _to_login(request)
+            return to_login(request)
         view = await fleet_view(state, q, offset)
-        return _page(templates, request, auth, visitor, "fleet.html", **view)
+        return render.page(request, visitor, "fleet.html", **view)
 
     @router.get("/fleet-table", response_class=HTMLResponse)
     async def fleet_table(
@@ -235,11 +211,11 @@ def _page_routes(
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
         """The counts and table alone, re-fetched when a live event says they changed."""
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
         view = await fleet_view(state, q, offset)
-        return _page(templates, request, auth, visitor, "fleet_table.html", **view)
+        return render.page(request, visitor, "fleet_table.html", **view)
 
     async def charger_view(charge_point_id: str) -> dict[str, Any] | None:
         async def query(session: Any) -> dict[str, Any] | None:
@@ -275,16 +251,14 @@ def _page_routes(
 
     @router.get("/chargers/{charge_point_id}", response_class=HTMLResponse)
     async def charger_page(request: Request, charge_point_id: str) -> Response:
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
-            return _to_login(request)
+            return to_login(request)
         view = await charger_view(charge_point_id)
         if view is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "charge point not found")
-        return _page(
-            templates,
+        return render.page(
             request,
-            auth,
             visitor,
             "charger.html",
             command_fields=COMMAND_FIELDS,
@@ -294,13 +268,13 @@ def _page_routes(
     @router.get("/chargers/{charge_point_id}/status", response_class=HTMLResponse)
     async def charger_status(request: Request, charge_point_id: str) -> Response:
         """The connectors and running sessions alone, re-fetched on live events."""
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
         view = await charger_view(charge_point_id)
         if view is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "charge point not found")
-        return _page(templates, request, auth, visitor, "charger_status.html", **view)
+        return render.page(request, visitor, "charger_status.html", **view)
 
     @router.get("/sessions", response_class=HTMLResponse)
     async def sessions_page(
@@ -308,18 +282,16 @@ def _page_routes(
         charger: Annotated[str | None, Query(max_length=48)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
-            return _to_login(request)
+            return to_login(request)
         rows, total = await ctx.read(
             lambda session: fleet.latest_transactions(
                 session, charge_point_id=charger or None, limit=PAGE, offset=offset
             )
         )
-        return _page(
-            templates,
+        return render.page(
             request,
-            auth,
             visitor,
             "sessions.html",
             sessions=[transaction_out(row) for row in rows],
@@ -331,9 +303,9 @@ def _page_routes(
 
     @router.get("/sessions/{transaction_id}", response_class=HTMLResponse)
     async def session_page(request: Request, transaction_id: int) -> Response:
-        visitor = await auth.visitor(request)
+        visitor = await render.visitor(request)
         if visitor is None:
-            return _to_login(request)
+            return to_login(request)
 
         async def query(session: Any) -> tuple[Any, Any]:
             row = await transactions.get_transaction(session, transaction_id)
@@ -346,10 +318,8 @@ def _page_routes(
         tx = transaction_out(row)
         end = tx.stop_timestamp or ctx.clock()
         duration = (end - tx.start_timestamp).total_seconds() if tx.start_timestamp else None
-        return _page(
-            templates,
+        return render.page(
             request,
-            auth,
             visitor,
             "session.html",
             tx=tx,
@@ -374,12 +344,6 @@ def _chart_json(samples: list[Any]) -> str:
 
 def _number(value: Decimal | None) -> float | None:
     return None if value is None else float(value)  # the browser's chart draws floats
-
-
-def _ago(when: datetime | None) -> str:
-    if when is None:
-        return "never"
-    return when.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 # -- commands --------------------------------------------------------------------------------

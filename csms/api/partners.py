@@ -16,7 +16,7 @@ from csms.core.access import Scope
 from csms.core.roaming import Role
 from csms.errors import OcpiRequestError, PartnerError, UnsafeTarget
 from csms.flows.partners import PartnerFlows, PartnerSpec
-from csms.store import locations, partners
+from csms.store import locations, partners, roaming_catalog
 from csms.store.tables import OcpiPartner, OcpiPartnerLocation
 
 PartnerPath = Annotated[
@@ -93,6 +93,14 @@ class PublishedOut(CamelModel):
     locations: list[LocationChoiceOut]
 
 
+class HubClientOut(CamelModel):
+    country_code: str
+    party_id: str
+    role: str
+    status: str = Field(description="CONNECTED, OFFLINE, PLANNED or SUSPENDED")
+    last_updated: datetime | None
+
+
 class PartnerOut(CamelModel):
     id: str
     name: str | None
@@ -106,6 +114,11 @@ class PartnerOut(CamelModel):
     parties: list[PartyOut] = Field(description="the roles the partner gave in its credentials")
     unencoded_token: bool
     publishes: PublishedOut
+    hub_clients: list[HubClientOut] = Field(
+        default_factory=list,
+        description="a hub's connected parties, as it reported them (mod_hub_client_info)",
+    )
+    tariffs_held: int = Field(default=0, description="tariffs the partner holds from us")
     pushes_waiting: int = Field(description="pushes queued for the partner")
     pushes_refused: int = Field(description="pushes the partner refused for good")
     last_error: str | None
@@ -169,7 +182,7 @@ def add_partner_routes(router: APIRouter, ctx: ApiContext, flows: PartnerFlows |
             row = await partners.get_partner(session, partner_id)
             if row is None:
                 return None
-            return await _out(session, row)
+            return await partner_out(session, row)
 
         found = await ctx.read(query)
         if found is None:
@@ -209,7 +222,9 @@ def add_partner_routes(router: APIRouter, ctx: ApiContext, flows: PartnerFlows |
     async def list_partners(limit: Limit = 50, offset: Offset = 0) -> Page[PartnerOut]:
         async def query(session: Any) -> Page[PartnerOut]:
             rows, total = await partners.list_partners(session, limit=limit, offset=offset)
-            return Page[PartnerOut](items=[await _out(session, row) for row in rows], total=total)
+            return Page[PartnerOut](
+                items=[await partner_out(session, row) for row in rows], total=total
+            )
 
         result: Page[PartnerOut] = await ctx.read(query)
         return result
@@ -324,7 +339,8 @@ async def _known_locations(ctx: ApiContext, location_ids: list[str]) -> None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown location {unknown[0]}")
 
 
-async def _out(session: Any, row: OcpiPartner) -> PartnerOut:
+async def partner_out(session: Any, row: OcpiPartner) -> PartnerOut:
+    """The partner as the API and the dashboard show it (never a token)."""
     waiting, refused = await partners.push_counts(session, row.id)
     rows = await partners.partner_locations(session, row.id)
     return PartnerOut(
@@ -348,6 +364,17 @@ async def _out(session: Any, row: OcpiPartner) -> PartnerOut:
         ],
         unencoded_token=row.unencoded_token,
         publishes=_published(row, rows),
+        hub_clients=[
+            HubClientOut(
+                country_code=client.country_code,
+                party_id=client.party_id,
+                role=client.role,
+                status=client.status,
+                last_updated=client.last_updated,
+            )
+            for client in await roaming_catalog.hub_clients(session, row.id)
+        ],
+        tariffs_held=len(await roaming_catalog.held_tariffs(session, row.id)),
         pushes_waiting=waiting,
         pushes_refused=refused,
         last_error=row.last_error,

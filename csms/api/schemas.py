@@ -16,7 +16,15 @@ from csms.core.registration import RegistrationStatus
 T = TypeVar("T")
 
 
-UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+def _utc(value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 has no UTC datetime: the caller's fault, a 422.
+        raise ValueError("date-time out of range in UTC") from None
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class CamelModel(BaseModel):
@@ -462,6 +470,9 @@ class ChargingProfileOut(CamelModel):
     purpose: str
     transaction_id: int | None
     profile: dict[str, Any]
+    source: str | None = Field(
+        default=None, description="who sent it (X-Requested-By; balancer for csms's balancer)"
+    )
     updated_at: datetime
 
 

@@ -27,6 +27,7 @@ from csms.core.tariffs import TariffSource, price_session
 from csms.core.zones import location_zone
 from csms.events.models_base import to_json_dict
 from csms.events.models_ocpi import Cdr, ChargingPeriod, Price, Tariff
+from csms.flows import tariff_catalog
 from csms.store import locations, tariffs
 from csms.store.tables import TariffAssignment, TariffGroup
 
@@ -175,8 +176,10 @@ def _add_tariffs(router: APIRouter, ctx: ApiContext) -> None:
         """Create or replace a tariff; sessions already started keep the version they began with."""
         now = ctx.clock()
         data = checked_tariff(tariff_id, body, ctx.party, now=now)
-        created, _ = await ctx.write(
-            lambda session: tariffs.put_tariff(session, tariff_id=tariff_id, data=data, now=now)
+        created = await ctx.write(
+            lambda session: tariff_catalog.put_tariff(
+                session, tariff_id=tariff_id, data=data, now=now
+            )
         )
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return data
@@ -203,7 +206,10 @@ def _add_tariffs(router: APIRouter, ctx: ApiContext) -> None:
     )
     async def delete_tariff(tariff_id: TariffPath) -> None:
         """Remove a tariff and its assignments; sessions priced with it keep their version."""
-        if not await ctx.write(lambda session: tariffs.delete_tariff(session, tariff_id=tariff_id)):
+        now = ctx.clock()
+        if not await ctx.write(
+            lambda session: tariff_catalog.delete_tariff(session, tariff_id=tariff_id, now=now)
+        ):
             raise not_found("tariff")
 
 
@@ -366,6 +372,13 @@ async def _tariff_exists(ctx: ApiContext, tariff_id: str) -> None:
         raise _invalid(f"body.tariffId: unknown tariff {tariff_id}")
 
 
+def _roaming_changed(ctx: ApiContext) -> None:
+    """Connectors name their tariff to roaming partners (docs/ocpi.md, "Tariffs"): an
+    assignment changes what partners should hold."""
+    if ctx.partners is not None:
+        ctx.partners.everyone_changed()
+
+
 def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
     async def assign(scope: TariffSource, target: str, body: TariffAssignmentIn) -> bool:
         await _tariff_exists(ctx, body.tariff_id)
@@ -374,6 +387,7 @@ def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
                 session, scope=scope.value, target=target, tariff_id=body.tariff_id, now=ctx.clock()
             )
         )
+        _roaming_changed(ctx)
         return created
 
     async def unassign(scope: TariffSource, target: str) -> None:
@@ -381,6 +395,7 @@ def _add_assignments(router: APIRouter, ctx: ApiContext) -> None:
             lambda session: tariffs.delete_assignment(session, scope=scope.value, target=target)
         ):
             raise not_found("tariff assignment")
+        _roaming_changed(ctx)
 
     @router.get("/tariff-assignments", tags=["tariffs"], dependencies=[require(Scope.READ)])
     async def list_assignments() -> Page[TariffAssignmentOut]:

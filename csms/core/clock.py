@@ -56,11 +56,13 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
 def _parse(text: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        # 0001-01-01T00:00:00+14:00 and 9999-12-31T23:59:59-14:00 have no UTC datetime:
+        # they are as unreadable as garbage (issue 13).
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -1,7 +1,8 @@
-"""Charge point identities: what a URL may name.
+r"""Charge point identities: what a URL may name.
 
-docs/ocpp.md, "Connecting": 1-48 characters, no '/', whitespace or control characters, not
-'.' or '..'.
+docs/ocpp.md, "Connecting": 1-48 characters, no '/', whitespace or control characters, none
+of the characters a URL path cannot carry as they are (RFC 3986 §2.2 and §7.3: # < > \ " ` { }),
+not '.' or '..', and not "ocpp" alone (the path '/ocpp' names no charger).
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 MAX_IDENTITY_LENGTH = 48
+# Characters that cannot stand in a URL path unescaped (RFC 3986 §2.2 gen-delims and the
+# characters §7.3 and browsers treat as unsafe): an identity with one is a mistake or a probe.
+UNSAFE_CHARACTERS = frozenset('#<>\\"`{}')
+# The path prefix of '/ocpp/{id}': '/ocpp' alone is that prefix without an identity.
+_PREFIX = "ocpp"
 
 
 def identity_from_path(path: str) -> tuple[str | None, str | None]:
@@ -20,6 +26,8 @@ def identity_from_path(path: str) -> tuple[str | None, str | None]:
     """
     raw_path = path.split("?", 1)[0]
     segments = raw_path.split("/")
+    if len(segments) == 2 and segments[1] == _PREFIX:
+        return None, "not found: /ocpp needs a chargePointId: /ocpp/{chargePointId}"
     if len(segments) == 2:
         raw = segments[1]
     elif len(segments) == 3 and segments[1] == "ocpp":
@@ -43,6 +51,8 @@ def identity_problem(identity: str) -> str | None:
     for char in identity:
         if char == "/" or char.isspace() or not char.isprintable():
             return "invalid charge point identity: no '/', whitespace or control characters"
+        if char in UNSAFE_CHARACTERS:
+            return 'invalid charge point identity: none of # < > \\ " ` { }'
     return None
 
 

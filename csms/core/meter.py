@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 ENERGY_IMPORT_REGISTER = "Energy.Active.Import.Register"
+# No charger's register reaches a terawatt-hour: a bigger reading (1e30 kWh) is unreadable,
+# kept as sent and counted for nothing, like 1e400 or -inf (issue 13, docs/ocpp.md).
+MAX_REGISTER_WH = 1e12
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,15 @@ def register_wh(sample: Sample) -> float | None:
     except ValueError:
         return None
     if sample.unit == "kWh":
-        return number * 1000.0
-    if sample.unit in ("Wh", ""):
-        return number
-    return None
+        number *= 1000.0
+    elif sample.unit not in ("Wh", ""):
+        return None
+    return number if readable_wh(number) else None
+
+
+def readable_wh(number: float) -> bool:
+    """Whether a register reading in Wh is a number a meter can show (finite, < 1 TWh)."""
+    return math.isfinite(number) and abs(number) < MAX_REGISTER_WH
 
 
 def latest_register(samples: Iterable[Sample]) -> tuple[datetime, float] | None:

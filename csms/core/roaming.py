@@ -178,8 +178,10 @@ OUR_ENDPOINTS: tuple[tuple[ModuleID, InterfaceRole], ...] = (
     (ModuleID.LOCATIONS, InterfaceRole.SENDER),
     (ModuleID.SESSIONS, InterfaceRole.SENDER),
     (ModuleID.CDRS, InterfaceRole.SENDER),
+    (ModuleID.TARIFFS, InterfaceRole.SENDER),
     (ModuleID.TOKENS, InterfaceRole.RECEIVER),
     (ModuleID.COMMANDS, InterfaceRole.RECEIVER),
+    (ModuleID.HUB_CLIENT_INFO, InterfaceRole.RECEIVER),
 )
 
 # --- credentials tokens (transport_and_format §Authorization header) -------------------------
@@ -662,6 +664,9 @@ class PushKind(StrEnum):
     SESSION_PATCH = "session_patch"
     CDR_POST = "cdr_post"
     COMMAND_RESULT = "command_result"
+    # Bring the partner's copy of a tariff in line: PUT the current Tariff, or DELETE it
+    # when csms no longer has it (mod_tariffs §Receiver Interface); built when sent.
+    TARIFF_PUT = "tariff_put"
 
 
 def collapsed_kind(pending: PushKind | None, new: PushKind) -> PushKind:
@@ -683,6 +688,7 @@ COLLAPSIBLE = frozenset(
         PushKind.EVSE_PATCH,
         PushKind.SESSION_PUT,
         PushKind.SESSION_PATCH,
+        PushKind.TARIFF_PUT,
     }
 )
 """Kinds whose pending push a newer one for the same object replaces. A CDR is final

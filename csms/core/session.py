@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
+from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample, readable_wh
 
 WH_PER_KWH = Decimal(1000)
 # Phase values of a register that is the total over all phases (OCPP 1.6 §7.31).
@@ -85,7 +85,7 @@ class SessionFacts:
     meter_stop_wh: int | None = None
     latest_register_wh: Decimal | int | float | None = None
     samples: tuple[Sample, ...] = ()
-    # None: format_evse_uid(charge_point_id, connector_id) (one virtual EVSE per connector)
+    # None: evse_uid_or_derived(charge_point_id, connector_id) (one virtual EVSE per connector)
     evse_uid: str | None = None
     # One OCPI Connector with id "1" per virtual EVSE (docs/events.md, "Mapping decisions")
     ocpi_connector_id: str = "1"
@@ -129,10 +129,11 @@ def import_register_wh(sample: Sample) -> Decimal | None:
     if number is None:
         return None
     if sample.unit == "kWh":
-        return number * WH_PER_KWH
-    if sample.unit in ("Wh", ""):
-        return number
-    return None
+        number *= WH_PER_KWH
+    elif sample.unit not in ("Wh", ""):
+        return None
+    # 1e400 is a finite Decimal, but no meter's: it would overflow every sum and quantize.
+    return number if readable_wh(float(number)) else None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class TransactionFlag(StrEnum):
     CDR_ESTIMATED = "cdr_estimated"
     # ...and was credited and replaced once the charger's own Stop arrived.
     CDR_CORRECTED = "cdr_corrected"
+    # The Stop's meterStop was beyond 32 bits: the stop is kept without it (issue 13).
+    UNREADABLE_METER_STOP = "unreadable_meter_stop"
 
 
 class SessionEnd(StrEnum):
@@ -87,7 +89,8 @@ class StopRequest:
     charge_point_id: str
     transaction_id: int
     id_tag: str | None
-    meter_stop: int
+    # None: the charger's meterStop could not be read (beyond 32 bits; docs/ocpp.md).
+    meter_stop: int | None
     stopped: ParsedTime
     # OCPP-J errata §2.6: reason may be absent and then means Local.
     reason: str | None
@@ -106,7 +109,11 @@ def start_flags(started: ParsedTime) -> list[TransactionFlag]:
 
 
 def stop_flags(
-    *, meter_start: int, meter_stop: int, started_at: datetime | None, stopped: ParsedTime
+    *,
+    meter_start: int | None,
+    meter_stop: int | None,
+    started_at: datetime | None,
+    stopped: ParsedTime,
 ) -> list[TransactionFlag]:
     """Sanity checks on a stop; OCPP 1.6 §4.10: they never stop us answering."""
     flags: list[TransactionFlag] = []
@@ -116,7 +123,9 @@ def stop_flags(
         flags.append(TransactionFlag.FUTURE_STOP)
     if stopped.unset:
         flags.append(TransactionFlag.UNSET_STOP)
-    if meter_stop < meter_start:
+    if meter_stop is None:
+        flags.append(TransactionFlag.UNREADABLE_METER_STOP)
+    elif meter_start is not None and meter_stop < meter_start:
         flags.append(TransactionFlag.METER_REGRESSION)
     if started_at is not None and stopped.value < started_at:
         flags.append(TransactionFlag.STOP_BEFORE_START)

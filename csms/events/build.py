@@ -57,10 +57,7 @@ def _event(
 
 def evse_uid(charge_point_id: str, connector_id: int) -> str:
     """The OCPI EVSE uid of a connector; a stable derived uid when the identity is too long."""
-    try:
-        return ocpi.format_evse_uid(charge_point_id, connector_id)
-    except ValueError:
-        return str(uuid.uuid5(_UID_NAMESPACE, f"{charge_point_id}*{connector_id}"))
+    return ocpi.evse_uid_or_derived(charge_point_id, connector_id)
 
 
 def evse_id(party: Party, charge_point_id: str, connector_id: int) -> str:
@@ -93,6 +90,15 @@ def disconnected(charge_point_id: str, *, at: datetime, reason: str | None) -> E
 
 def network_status(charge_point_id: str, *, at: datetime, status: str) -> Event:
     return _event(charge_point_id, EventType.CHARGEPOINT_NETWORK_STATUS, at, {"status": status})
+
+
+def registration_status(
+    charge_point_id: str, *, at: datetime, status: str, previous: str, decided_by: str | None
+) -> Event:
+    """`chargepoint.registration_status`: an operator accepted or rejected a charger
+    (docs/events.md); `previous` is the status it had before."""
+    data = {"status": status, "previousStatus": previous, "decidedBy": decided_by}
+    return _event(charge_point_id, EventType.CHARGEPOINT_REGISTRATION_STATUS, at, data)
 
 
 def booted(
@@ -680,6 +686,15 @@ def location_updated(location: dict[str, Any], *, at: datetime) -> Event:
     there (`{prefix}/events/{locationId}/location.updated`, docs/events.md, "Locations").
     """
     return _event(location["id"], EventType.LOCATION_UPDATED, at, {"ocpi": location})
+
+
+def tariff_updated(tariff_id: str, tariff: dict[str, Any] | None, *, at: datetime) -> Event:
+    """`tariff.updated`: a tariff was created or replaced (`ocpi` the OCPI 2.2.1 Tariff) or
+    deleted (`deleted` true, `ocpi` null), under the tariff's id in the topic
+    (`{prefix}/events/{tariffId}/tariff.updated`, docs/events.md). Roaming partners get it
+    from here (docs/ocpi.md, "Tariffs")."""
+    data = {"tariffId": tariff_id, "deleted": tariff is None, "ocpi": tariff}
+    return _event(tariff_id, EventType.TARIFF_UPDATED, at, data)
 
 
 # -- security ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class EventType(StrEnum):
     CHARGEPOINT_DISCONNECTED = "chargepoint.disconnected"
     CHARGEPOINT_BOOTED = "chargepoint.booted"
     CHARGEPOINT_NETWORK_STATUS = "chargepoint.network_status"
+    CHARGEPOINT_REGISTRATION_STATUS = "chargepoint.registration_status"
     EVSE_STATUS = "evse.status"
     SESSION_STARTED = "session.started"
     SESSION_UPDATED = "session.updated"
@@ -51,10 +52,13 @@ class EventType(StrEnum):
     AUTHORIZATION = "authorization"
     RESERVATION_STATUS = "reservation.status"
     LOCATION_UPDATED = "location.updated"
+    TARIFF_UPDATED = "tariff.updated"
     SECURITY_EVENT = "security.event"
     USER_BALANCE_CHANGED = "user.balance_changed"
     USER_SUBSCRIPTION_CHANGED = "user.subscription_changed"
     WEBHOOK_FAILING = "webhook.failing"
+    CIRCUIT_ALLOCATION = "circuit.allocation"
+    CIRCUIT_MEMBER_UNCONTROLLABLE = "circuit.member.uncontrollable"
 
 
 RETAINED_EVENT_TYPES = frozenset(

@@ -29,6 +29,7 @@ from csms.core.roaming import (
     VersionNumber,
     WhitelistType,
 )
+from csms.core.roaming_hub import ConnectionStatus
 from csms.core.session import TokenType
 from csms.events.models_base import StrictModel, format_datetime, to_utc
 from csms.events.models_ocpi import (
@@ -47,6 +48,7 @@ __all__ = [
     "AuthorizationInfo",
     "CancelReservation",
     "ChargingPreferences",
+    "ClientInfo",
     "CommandResponse",
     "CommandResult",
     "Credentials",
@@ -147,6 +149,19 @@ class Credentials(StrictModel):
     token: CredentialsToken
     url: Url
     roles: Annotated[list[CredentialsRole], Field(min_length=1)]
+
+
+# --- mod_hub_client_info -------------------------------------------------------------------
+
+
+class ClientInfo(StrictModel):
+    """mod_hub_client_info §ClientInfo Object: a party connected to a hub."""
+
+    party_id: PartyId
+    country_code: CountryCode
+    role: Role
+    status: ConnectionStatus
+    last_updated: DateTime
 
 
 # --- mod_tokens ----------------------------------------------------------------------------

@@ -110,7 +110,12 @@ class Relay:
                 published, complete = 0, False
             if not published and complete:
                 if self._clock() - self._pruned_at > PRUNE_EVERY:
-                    await self._prune()
+                    try:
+                        await self._prune()
+                    except StoreError as exc:
+                        # The database went away between the pass and the prune: pruning
+                        # waits for the next round; it must not end the process.
+                        log.warning("outbox_prune_paused", error=repr(exc))
                 await self._sleep(IDLE_POLL)
             elif not complete:
                 self._failures += 1
@@ -217,6 +222,20 @@ class Relay:
             topic = event_topic(self._prefix, row.charge_point_id, event_type)
             self._topics[row.charge_point_id, event_type] = topic
         return topic, payload, is_retained(event_type)
+
+    def encode(self, row: PendingEvent) -> tuple[str, bytes, bool]:
+        """The topic, CloudEvent and retain flag of a row (the cluster relay's too)."""
+        return self._message(row)
+
+    def count_delivered(self, rows: Sequence[PendingEvent], delivered: set[int]) -> None:
+        """Metrics and live followers for rows another relay delivered (cluster mode)."""
+        self._delivered(rows, delivered)
+        for listener in self.listeners:
+            listener(len(delivered))
+
+    async def prune(self) -> None:
+        """Delete delivered events past retention (cluster mode: the leader's job)."""
+        await self._prune()
 
     def _backoff(self) -> float:
         ceiling = min(30.0, 0.5 * float(2 ** min(self._failures, 6)))

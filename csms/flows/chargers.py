@@ -4,9 +4,10 @@ events it causes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,20 @@ from csms.core.registration import RegistrationStatus
 from csms.core.session import Party
 from csms.events import build
 from csms.store import chargers, outbox, security
-from csms.store.db import Database
+from csms.store.db import BulkWrite, Database
+
+
+class Ownership(Protocol):
+    """Cluster mode: records the connection with its owning node (flows/cluster.py)."""
+
+    async def connected(
+        self, charge_point_id: str, *, write: BulkWrite, events: Sequence[Event], now: datetime
+    ) -> None: ...
+
+    async def disconnected(
+        self, charge_point_id: str, *, write: BulkWrite, events: Sequence[Event], now: datetime
+    ) -> None: ...
+
 
 # What a status report mirrors onto the charge point, by action.
 _STATUS_COLUMN = {
@@ -40,6 +54,8 @@ class ChargerFlows:
         self._database = database
         self._writer = database.writer
         self.party = party
+        # Cluster mode: connections are recorded with their owner (flows/cluster.py).
+        self.ownership: Ownership | None = None
 
     async def register(
         self,
@@ -83,6 +99,39 @@ class ChargerFlows:
         created: bool = await self._writer.submit(job)
         return created
 
+    async def decide_registration(
+        self,
+        *,
+        charge_point_id: str,
+        status: RegistrationStatus,
+        decided_by: str | None,
+        now: datetime,
+    ) -> bool:
+        """The operator's decision on a charger (OCPP 1.6 §4.2, T22/T23), and
+        `chargepoint.registration_status` when it changes what the charger had, in one
+        transaction. False when the charger does not exist."""
+
+        async def job(session: AsyncSession) -> bool:
+            previous = await chargers.get_registration_status(session, charge_point_id)
+            if previous is None:
+                return False
+            await chargers.set_registration_status(
+                session, charge_point_id=charge_point_id, status=status.value, now=now
+            )
+            if previous != status.value:
+                event = build.registration_status(
+                    charge_point_id,
+                    at=now,
+                    status=status.value,
+                    previous=previous,
+                    decided_by=decided_by,
+                )
+                await outbox.add_events(session, [event], now=now)
+            return True
+
+        found: bool = await self._writer.submit(job)
+        return found
+
     async def raise_profile(self, *, charge_point_id: str, profile: int, now: datetime) -> None:
         """SecWP A05.FR.09: once a charger connected at a higher profile, it may not come
         back lower."""
@@ -104,6 +153,9 @@ class ChargerFlows:
             build.network_status(charge_point_id, at=now, status="available"),
         ]
         write = chargers.connection_change(charge_point_id=charge_point_id, connected=True, now=now)
+        if self.ownership is not None:
+            await self.ownership.connected(charge_point_id, write=write, events=events, now=now)
+            return
         await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
 
     async def disconnected(
@@ -117,15 +169,21 @@ class ChargerFlows:
         write = chargers.connection_change(
             charge_point_id=charge_point_id, connected=False, now=now
         )
+        if self.ownership is not None:
+            # A newer connection elsewhere makes this late cleanup change nothing.
+            await self.ownership.disconnected(charge_point_id, write=write, events=events, now=now)
+            return
         await self._writer.submit_bulk(outbox.with_events(write, events, now=now))
 
-    async def end_lost_connections(self, *, now: datetime) -> int:
+    async def end_lost_connections(
+        self, *, now: datetime, only: Sequence[str] | None = None
+    ) -> int:
         """At start-up: chargers connected to a previous process that ended without closing
         them (a crash) are disconnected as of when they were last seen, with the events of a
-        disconnect. Returns how many."""
+        disconnect. Returns how many. `only` limits it to those chargers (cluster mode)."""
 
         async def job(session: AsyncSession) -> int:
-            lost = await chargers.end_lost_connections(session)
+            lost = await chargers.end_lost_connections(session, only=only)
             events: list[Event] = []
             for charger in lost:
                 assert charger.disconnected_at is not None

@@ -19,6 +19,13 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.core.balancing import (
+    Caps,
+    CapsProblem,
+    check_against_caps,
+    collides_with_balancer,
+    reserved_id,
+)
 from csms.core.commands import (
     CENTRAL_SYSTEM_ACTIONS,
     Effect,
@@ -29,6 +36,7 @@ from csms.core.commands import (
 )
 from csms.core.passwords import PasswordHasher, Scheme
 from csms.core.registration import RegistrationStatus, command_refusal
+from csms.core.schedule import ProfileError, profile_from_ocpp
 from csms.errors import (
     ChargerNotAccepted,
     ChargerNotConnected,
@@ -42,11 +50,14 @@ from csms.errors import (
 from csms.events import build
 from csms.flows.reservations import reservation_events
 from csms.metrics import Metrics, monotonic
-from csms.store import chargers, outbox
+from csms.store import chargers, circuits, outbox
 from csms.store.commands import CommandRecord, record_command
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.commands")
+
+# The `requested_by` of csms's own balancer (docs/load-balancing.md).
+BALANCER = "balancer"
 
 
 class ChargerLink(Protocol):
@@ -56,6 +67,12 @@ class ChargerLink(Protocol):
     def calls_queued(self) -> int: ...
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class RemoteLinks(Protocol):
+    """Chargers held by other nodes (cluster mode, csms/cluster/forward.py)."""
+
+    async def find(self, charge_point_id: str) -> ChargerLink | None: ...
 
 
 class Violation(Protocol):
@@ -105,9 +122,15 @@ class Commands:
         self._clock = clock
         self._queue_size = queue_size
         self._call_timeout = call_timeout
+        # Cluster mode: a charger not connected here may be connected to another node.
+        self.remote: RemoteLinks | None = None
 
-    async def check(self, charge_point_id: str, action: str, payload: Any) -> ChargerLink:
+    async def check(
+        self, charge_point_id: str, action: str, payload: Any, *, own: bool = False
+    ) -> ChargerLink:
         """The order of refusals (docs/api.md, "Commands"): 404, then 422, then 409, then 429.
+
+        `own`: csms's balancer sends it, and may use the profile ids it reserves.
 
         Raises:
             UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
@@ -128,10 +151,18 @@ class Commands:
             problem = configuration_problem(payload, security_profile=row.security_profile)
             if problem is not None:
                 raise InvalidCommand(problem)
+        if action == "SetChargingProfile":
+            problem = await self._database.read(
+                partial(profile_problem, charge_point_id=charge_point_id, payload=payload, own=own)
+            )
+            if problem is not None:
+                raise InvalidCommand(problem)
         refusal = command_refusal(RegistrationStatus(row.registration_status), action)
         if refusal is not None:
             raise ChargerNotAccepted(refusal)
         connection = self._chargers.get(charge_point_id)
+        if connection is None and self.remote is not None:
+            connection = await self.remote.find(charge_point_id)
         if connection is None:
             raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
         if connection.calls_queued >= self._queue_size:
@@ -158,7 +189,8 @@ class Commands:
                 charger did.
             StoreError: the database failed.
         """
-        connection = await self.check(charge_point_id, action, payload)
+        own = requested_by == BALANCER
+        connection = await self.check(charge_point_id, action, payload, own=own)
         return await self.send(
             connection, charge_point_id, action, payload, requested_by=requested_by
         )
@@ -234,6 +266,34 @@ class Commands:
             partial(keep_command, record=record, request=request)
         )
         return command_id
+
+
+async def profile_problem(
+    session: AsyncSession, *, charge_point_id: str, payload: dict[str, Any], own: bool
+) -> str | None:
+    """Why a SetChargingProfile must not be sent, or None: what the schema cannot say, a
+    limit the charger reported (OCPP 1.6 §9.4: ChargeProfileMaxStackLevel,
+    ChargingScheduleMaxPeriods, ChargingScheduleAllowedChargingRateUnit), or a clash with
+    the balancer's profiles on a circuit member."""
+    profile = payload["csChargingProfiles"]
+    try:
+        profile_from_ocpp(payload["connectorId"], profile)
+    except ProfileError as exc:
+        return str(exc)
+    known = await circuits.configuration(session, [charge_point_id])
+    try:
+        check_against_caps(profile, Caps.from_configuration(known.get(charge_point_id, {})))
+    except CapsProblem as exc:
+        return str(exc)
+    if own:
+        return None
+    reserved = reserved_id(profile)
+    if reserved is not None:
+        return reserved
+    members = await circuits.list_members(session)
+    if any(m.charge_point_id == charge_point_id for m in members):
+        return collides_with_balancer(profile)
+    return None
 
 
 async def keep_command(

@@ -41,6 +41,14 @@ from csms.core.roaming import (
     token_digest,
     usable_endpoints,
 )
+from csms.core.roaming_hub import (
+    DIRECT,
+    PartyRef,
+    Requester,
+    is_hub,
+    own_parties,
+    token_owner_allowed,
+)
 from csms.errors import (
     NoCommonVersion,
     OcpiRequestError,
@@ -133,12 +141,30 @@ class PutOutcome:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent an OCPI request: the partner, the token it presented, and whether that was
-    token A (allowed only on versions and credentials, transport_and_format §Authorization)."""
+    """Who sent an OCPI request: the partner, the token it presented, whether that was
+    token A (allowed only on versions and credentials, transport_and_format §Authorization),
+    and the party it speaks for (core.roaming_hub: a hub relays for its clients)."""
 
     partner: OcpiPartner
     token: str
     with_token_a: bool
+    requester: Requester = DIRECT
+
+    @property
+    def hub(self) -> bool:
+        return is_hub(self.partner.roles, self.partner.their_roles)
+
+    @property
+    def own(self) -> frozenset[PartyRef]:
+        return own_parties(
+            self.partner.country_code, self.partner.party_id, self.partner.their_roles
+        )
+
+    def may_act_for(self, country_code: str, party_id: str) -> bool:
+        """Whether the caller may push, read or use a token of this party."""
+        return token_owner_allowed(
+            self.requester, hub=self.hub, own=self.own, owner=PartyRef.of(country_code, party_id)
+        )
 
 
 def new_token() -> str:
@@ -156,10 +182,18 @@ class PartnerFlows:
     clock: Callable[[], datetime]
     # Called with a partner id whenever what it should hold may have changed.
     listeners: list[Callable[[str], None]] = field(default_factory=list)
+    # Called when what every partner should hold may have changed.
+    everyone_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def _changed(self, partner_id: str) -> None:
         for listener in self.listeners:
             listener(partner_id)
+
+    def everyone_changed(self) -> None:
+        """What every partner holds may be out of date (a tariff assignment changed which
+        tariff connectors name): bring them all in line now, not at the next resync."""
+        for listener in self.everyone_listeners:
+            listener()
 
     # -- the operator's side ----------------------------------------------------------------
 
@@ -376,8 +410,19 @@ class PartnerFlows:
                     )
                 )
             )
+            # The credit is for the original's owner (through a hub: the token's party).
+            owner = (
+                None
+                if original.owner_country_code is None or original.owner_party_id is None
+                else PartyRef.of(original.owner_country_code, original.owner_party_id)
+            )
             if not await partners.save_cdr(
-                session, partner_id=partner_id, cdr_id=credit_id, data=credit, last_updated=now
+                session,
+                partner_id=partner_id,
+                cdr_id=credit_id,
+                data=credit,
+                last_updated=now,
+                owner=owner,
             ):
                 raise OcpiRequestError(
                     f"CDR {cdr_id} was credited already",
@@ -391,6 +436,7 @@ class PartnerFlows:
                 kind=PushKind.CDR_POST,
                 body=credit,
                 now=now,
+                to=owner,
             )
             return credit
 

@@ -39,6 +39,7 @@ from csms.core.roaming import (
     failure_of_call_error,
     id_tag_for,
 )
+from csms.core.roaming_hub import PartyRef
 from csms.errors import (
     CommandError,
     CommandRejected,
@@ -197,7 +198,7 @@ class RoamingCommands:
         token = to_json_dict(body.token)
         if isinstance(target, _Refused):
             return target
-        if not owns(caller.partner, token["country_code"], token["party_id"]):
+        if not owns(caller, token["country_code"], token["party_id"]):
             return _FOREIGN_TOKEN
         payload: dict[str, Any] = {"idTag": _id_tag(token)}
         if body.evse_uid is not None or target.several:
@@ -227,6 +228,9 @@ class RoamingCommands:
         # eMSP that send this request": only the token owner's sessions are known to it.
         if row is None or token is None or token.partner_id != caller.partner.id:
             return unknown
+        if not owns(caller, token.country_code, token.party_id):
+            # Through a hub, another client's session is unknown to this one.
+            return unknown
         if row.stop_timestamp is not None:
             return _Refused(CommandResponseType.REJECTED, "the session has ended")
         payload = {"transactionId": row.id}
@@ -237,7 +241,7 @@ class RoamingCommands:
         token = to_json_dict(body.token)
         if isinstance(target, _Refused):
             return target
-        if not owns(caller.partner, token["country_code"], token["party_id"]):
+        if not owns(caller, token["country_code"], token["party_id"]):
             return _FOREIGN_TOKEN
         cp = target.evse.charge_point_id
         # OCPP 1.6 §5.13: connectorId 0 reserves the charge point, whichever connector.
@@ -398,11 +402,18 @@ class RoamingCommands:
             if kind is CommandType.RESERVE_NOW:
                 self._on_reservations_changed()
         result = command_result(kind, answer_status=status, failure=failure)
-        await self._queue_result(caller.partner.id, response_url, result)
+        await self._queue_result(caller.partner.id, response_url, result, to=caller.requester.party)
 
     async def _queue_result(
-        self, partner_id: str, response_url: str, result: CommandResultType
+        self,
+        partner_id: str,
+        response_url: str,
+        result: CommandResultType,
+        *,
+        to: PartyRef | None = None,
     ) -> None:
+        """Queue the CommandResult, addressed to the party that sent the command (through a
+        hub: the hub's client, transport_and_format §Party to Party via Hub)."""
         body = to_json_dict(CommandResult(result=result))
         now = self._clock()
         await self._database.writer.submit(
@@ -414,6 +425,7 @@ class RoamingCommands:
                 body=body,
                 url=response_url,
                 now=now,
+                to=to,
             )
         )
         log.info("ocpi_command_result", partner_id=partner_id, result=result.value)

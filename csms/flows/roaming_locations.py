@@ -3,6 +3,7 @@ with the EVSEs of its chosen chargers, for pull (GET) and for push (PUT)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from csms.core.session import Party
 from csms.events import build
 from csms.events.models_ocpi import Location
 from csms.events.models_ocpi import to_json_dict as ocpi_json
+from csms.flows.roaming_tariffs import roaming_tariff_ids, with_tariff_ids
 from csms.store import locations
 from csms.store.locations import Online
 from csms.store.tables import Location as LocationRow
@@ -51,9 +53,10 @@ class LocationState:
 class PartnerLocations:
     """Builds Locations from the store: the whole one, and one partner's view of it."""
 
-    def __init__(self, *, party: Party, online: Online) -> None:
+    def __init__(self, *, party: Party, online: Online, clock: Callable[[], datetime]) -> None:
         self._party = party
         self._online = online
+        self._clock = clock
 
     async def state(self, session: AsyncSession, row: LocationRow) -> LocationState:
         assert row.last_updated is not None
@@ -75,7 +78,13 @@ class PartnerLocations:
             for connector_id, _, _ in charger.connectors
             if connector_id >= 1
         }
-        return LocationState(location=location, evses=targets)
+        tariff_ids = await roaming_tariff_ids(
+            session,
+            location_id=row.id,
+            evses=[(uid, t.charge_point_id, t.connector_id) for uid, t in targets.items()],
+            now=self._clock(),
+        )
+        return LocationState(location=with_tariff_ids(location, tariff_ids), evses=targets)
 
     async def load(self, session: AsyncSession, location_id: str) -> LocationState | None:
         row = await locations.get_location(session, location_id)

@@ -3,15 +3,17 @@
 Three loops:
 
 - the **feed** reads committed outbox events (`location.updated`, `evse.status`,
-  `session.*`, `cdr.created`) past its saved position and turns each into pushes for the
-  partners concerned, in one transaction with the new position, so an event is turned
-  into pushes exactly once, and a partner's outage does not hold the outbox back;
+  `session.*`, `cdr.created`, `tariff.updated`) past its saved position and turns each
+  into pushes for the partners concerned (csms.flows.roaming_feed), in one transaction
+  with the new position, so an event is turned into pushes exactly once, and a partner's
+  outage does not hold the outbox back;
 - the **sender** sends each partner's pushes strictly in order, retrying a partner that
   is down with backoff (the pushes wait in the database, across restarts too); a newer
   push of the same Location, EVSE status or Session replaces an unsent one, so a partner
   back from an outage gets the latest state, and every CDR;
 - the **resync** checks, on every change of a partner and every `ocpi.resync_interval`,
-  that each partner holds exactly its locations and EVSEs, and queues what differs.
+  that each partner holds exactly its locations, EVSEs and tariffs, and queues what
+  differs.
 
 OCPI itself says messages "SHOULD NOT be queued" and leaves catching up to the receiver's
 GET (transport_and_format §Offline behaviour); csms offers both: every GET works, and
@@ -26,13 +28,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,234 +46,36 @@ from csms.core.roaming import (
     endpoint_url,
     evse_uids,
     falls_back_to_put,
-    for_token_owner,
-    is_selected,
     retry_delay,
     session_patch,
     withdrawn_location,
 )
-from csms.core.session import AuthMethod
+from csms.core.roaming_hub import PartyRef, push_recipient
 from csms.errors import PartnerRefused, PartnerUnreachable, StoreError, UnsafeTarget
-from csms.events.envelope import EventType
-from csms.events.models_base import to_json_dict
-from csms.events.models_ocpi import Cdr, Session
 from csms.flows.partners import PartnerClient
+from csms.flows.roaming_feed import FEED_TYPES, FeedRouter, PartnerPlan
 from csms.flows.roaming_locations import LocationState, PartnerLocations, validated, view_for
-from csms.store import chargers, locations, partners, tokens
+from csms.flows.roaming_tariffs import (
+    queue_tariff_resync,
+    tariff_signature,
+    validated_tariff,
+)
+from csms.store import partners, roaming_catalog, tariffs
 from csms.store.db import Database
 from csms.store.tables import (
     OcpiPartner,
     OcpiPartnerLocation,
     OcpiPush,
-    OcpiToken,
-    OutboxEvent,
+    TariffRow,
 )
 
 log = structlog.get_logger("csms.ocpi")
 
-FEED_TYPES = (
-    EventType.LOCATION_UPDATED.value,
-    EventType.EVSE_STATUS.value,
-    EventType.SESSION_STARTED.value,
-    EventType.SESSION_UPDATED.value,
-    EventType.SESSION_STOPPED.value,
-    EventType.CDR_CREATED.value,
-)
 FEED_BATCH = 500
 IDLE = 5.0
 
 # A job run after a push went through, in the transaction that removes it from the queue.
 AfterSent = Callable[[AsyncSession], Awaitable[None]]
-
-
-@dataclass
-class _PartnerPlan:
-    """A registered partner as the feed routes to it."""
-
-    partner: OcpiPartner
-    selection: Selection
-    rows: dict[str, OcpiPartnerLocation]
-
-    def holds(self, location: dict[str, Any]) -> bool:
-        """Whether the partner is to hold the location, or holds it still."""
-        row = self.rows.get(location["id"])
-        return is_selected(self.selection, location) or (row is not None and row.sent is not None)
-
-    def has(self, module: ModuleID) -> bool:
-        return endpoint_url(self.partner.endpoints, module, InterfaceRole.RECEIVER) is not None
-
-
-@dataclass
-class _Router:
-    """Turns outbox events into pushes, inside the feed's transaction."""
-
-    session: AsyncSession
-    plans: dict[str, _PartnerPlan]
-    now: datetime
-    locations_of: dict[str, str | None] = field(default_factory=dict)
-    metas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    # A session sends many events (session.updated per MeterValues): one token lookup.
-    owners: dict[str, OcpiToken | None] = field(default_factory=dict)
-
-    async def route(self, row: OutboxEvent) -> None:
-        data = row.data
-        if row.type == EventType.LOCATION_UPDATED.value:
-            await self._location(data["ocpi"])
-        elif row.type == EventType.EVSE_STATUS.value:
-            await self._evse(row.charge_point_id, data["ocpi"])
-        elif row.type == EventType.CDR_CREATED.value:
-            if data.get("ocpi") is not None:
-                await self._cdr(row.charge_point_id, data["ocpi"])
-        else:
-            await self._session(row.type, row.charge_point_id, data["ocpi"])
-
-    async def _location(self, location: dict[str, Any]) -> None:
-        for plan in self.plans.values():
-            if plan.has(ModuleID.LOCATIONS) and plan.holds(location):
-                await self._enqueue(plan, f"location:{location['id']}", PushKind.LOCATION_PUT)
-
-    async def _evse(self, charge_point_id: str, status: dict[str, Any]) -> None:
-        meta = await self._meta_of_charger(charge_point_id)
-        if meta is None:
-            return
-        body = {
-            "location_id": meta["id"],
-            "evse_uid": status["evse_uid"],
-            "status": status["status"],
-            "last_updated": status["last_updated"],
-        }
-        for plan in self.plans.values():
-            if not plan.has(ModuleID.LOCATIONS) or not plan.holds(meta):
-                continue
-            choice = plan.selection.choices.get(meta["id"])
-            if choice is not None and choice.charge_point_ids is not None:
-                if charge_point_id not in choice.charge_point_ids:
-                    continue
-            key = f"evse:{meta['id']}/{status['evse_uid']}"
-            await self._enqueue(plan, key, PushKind.EVSE_PATCH, body)
-
-    async def _session(self, event_type: str, charge_point_id: str, found: dict[str, Any]) -> None:
-        owner = await self._owner(found["cdr_token"]["uid"])
-        if owner is None:
-            return
-        plan, token = owner
-        session_id = found["id"]
-        kept = await partners.get_session(
-            self.session, partner_id=plan.partner.id, session_id=session_id
-        )
-        if kept is not None:
-            method, reference = AuthMethod(kept.auth_method), kept.authorization_reference
-        else:
-            method, reference = await self._authorization(token.id, charge_point_id)
-        converted = to_json_dict(
-            Session.model_validate_json(
-                orjson.dumps(
-                    for_token_owner(
-                        found,
-                        token=tokens.token_state(token),
-                        method=method,
-                        authorization_reference=reference,
-                    )
-                )
-            )
-        )
-        assert token.id is not None
-        await partners.save_session(
-            self.session,
-            partner_id=plan.partner.id,
-            session_id=session_id,
-            token_id=token.id,
-            auth_method=method.value,
-            authorization_reference=reference,
-            data=converted,
-            last_updated=datetime.fromisoformat(converted["last_updated"]),
-        )
-        if not plan.has(ModuleID.SESSIONS):
-            return
-        # mod_sessions §Push model: PUT the new Session, PATCH its changes; the final PUT
-        # carries the complete charging periods (core.roaming.session_patch).
-        updated = event_type == EventType.SESSION_UPDATED.value
-        kind = PushKind.SESSION_PATCH if kept is not None and updated else PushKind.SESSION_PUT
-        await self._enqueue(plan, f"session:{session_id}", kind, converted)
-
-    async def _cdr(self, charge_point_id: str, found: dict[str, Any]) -> None:
-        owner = await self._owner(found["cdr_token"]["uid"])
-        if owner is None:
-            return
-        plan, token = owner
-        kept = await partners.get_session(
-            self.session, partner_id=plan.partner.id, session_id=found.get("session_id", "")
-        )
-        if kept is not None:
-            method, reference = AuthMethod(kept.auth_method), kept.authorization_reference
-        else:
-            method, reference = await self._authorization(token.id, charge_point_id)
-        converted = to_json_dict(
-            Cdr.model_validate_json(
-                orjson.dumps(
-                    for_token_owner(
-                        found,
-                        token=tokens.token_state(token),
-                        method=method,
-                        authorization_reference=reference,
-                    )
-                )
-            )
-        )
-        created = await partners.save_cdr(
-            self.session,
-            partner_id=plan.partner.id,
-            cdr_id=converted["id"],
-            data=converted,
-            last_updated=datetime.fromisoformat(converted["last_updated"]),
-        )
-        # mod_cdrs §Flow and Lifecycle: a CDR "cannot be changed or replaced once sent".
-        if created and plan.has(ModuleID.CDRS):
-            await self._enqueue(plan, f"cdr:{converted['id']}", PushKind.CDR_POST, converted)
-
-    async def _owner(self, id_tag: str) -> tuple[_PartnerPlan, OcpiToken] | None:
-        if id_tag not in self.owners:
-            self.owners[id_tag] = await tokens.token_by_id_tag(self.session, id_tag)
-        token = self.owners[id_tag]
-        if token is None:
-            return None
-        plan = self.plans.get(token.partner_id)
-        return None if plan is None else (plan, token)
-
-    async def _authorization(
-        self, token_id: int | None, charge_point_id: str
-    ) -> tuple[AuthMethod, str | None]:
-        assert token_id is not None
-        found = await tokens.latest_authorization(
-            self.session, token_id=token_id, charge_point_id=charge_point_id
-        )
-        if found is None:
-            return AuthMethod.WHITELIST, None
-        return AuthMethod(found.method), found.authorization_reference
-
-    async def _meta_of_charger(self, charge_point_id: str) -> dict[str, Any] | None:
-        """The location a charger is linked to: its id and publish flags."""
-        if charge_point_id not in self.locations_of:
-            charger = await chargers.get_charge_point(self.session, charge_point_id)
-            self.locations_of[charge_point_id] = None if charger is None else charger.location_id
-        location_id = self.locations_of[charge_point_id]
-        if location_id is None:
-            return None
-        if location_id not in self.metas:
-            row = await locations.get_location(self.session, location_id)
-            self.metas[location_id] = None if row is None else {**row.data, "id": row.id}
-        return self.metas[location_id]
-
-    async def _enqueue(
-        self,
-        plan: _PartnerPlan,
-        key: str,
-        kind: PushKind,
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        await partners.enqueue(
-            self.session, partner_id=plan.partner.id, key=key, kind=kind, body=body, now=self.now
-        )
 
 
 class PushDelivery:
@@ -302,6 +104,7 @@ class PushDelivery:
         self._wake_sender = asyncio.Event()
         self._wake_resync = asyncio.Event()
         self._changed: set[str] = set()
+        self._everyone = False
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._has_partners: bool | None = None
         self._rng = random.Random()
@@ -318,6 +121,12 @@ class PushDelivery:
         """What a partner should hold may have changed: resync it now."""
         self._changed.add(partner_id)
         self._has_partners = None
+        self._wake_resync.set()
+
+    def everyone_changed(self) -> None:
+        """What every partner should hold may have changed (a tariff assignment moved the
+        connectors' tariff_ids): resync them all now."""
+        self._everyone = True
         self._wake_resync.set()
 
     async def run(self) -> None:
@@ -376,10 +185,10 @@ class PushDelivery:
         plans = {}
         for partner in registered:
             kept = await partners.partner_locations(session, partner.id)
-            plans[partner.id] = _PartnerPlan(
+            plans[partner.id] = PartnerPlan(
                 partner=partner, selection=partners.selection_of(partner, kept), rows=kept
             )
-        router = _Router(session=session, plans=plans, now=now)
+        router = FeedRouter(session=session, plans=plans, now=now)
         for row in rows:
             try:
                 await router.route(row)
@@ -508,18 +317,51 @@ class PushDelivery:
             return await self._put_location(partner, push.object_key.split(":", 1)[1])
         if kind is PushKind.EVSE_PATCH:
             return await self._patch_evse(partner, body)
+        if kind is PushKind.TARIFF_PUT:
+            return await self._put_tariff(partner, push.object_key.split(":", 1)[1])
+        to = _addressee(push)
         if kind in (PushKind.SESSION_PUT, PushKind.SESSION_PATCH):
-            await self._push_session(partner, kind, body)
+            await self._push_session(partner, kind, body, to=to)
             return None
         if kind is PushKind.CDR_POST:
             url = self._endpoint(partner, ModuleID.CDRS)
             if url is not None:
-                await self._call(partner, "POST", url, body)
+                await self._call(partner, "POST", url, body, to=to)
             return None
         assert kind is PushKind.COMMAND_RESULT
         assert push.url is not None
-        await self._call(partner, "POST", push.url, body)
+        await self._call(partner, "POST", push.url, body, to=to)
         return None
+
+    async def _put_tariff(self, partner: OcpiPartner, tariff_id: str) -> AfterSent | None:
+        """PUT the current Tariff, or DELETE one csms no longer has that the partner holds
+        (mod_tariffs §Receiver Interface); what it holds then is recorded."""
+        url = self._endpoint(partner, ModuleID.TARIFFS)
+        if url is None:
+            return None
+
+        async def load(session: AsyncSession) -> tuple[TariffRow | None, bool]:
+            row = await tariffs.get_tariff(session, tariff_id)
+            held = await roaming_catalog.held_tariffs(session, partner.id)
+            return row, tariff_id in held
+
+        row, held = await self._database.read(load)
+        target = _join(url, *self._party, tariff_id)
+        if row is None:
+            if not held:
+                return None
+            await self._call(partner, "DELETE", target, None)
+            sent_at = None
+        else:
+            await self._call(partner, "PUT", target, validated_tariff(row.data))
+            sent_at = row.last_updated
+
+        async def remember(session: AsyncSession) -> None:
+            await roaming_catalog.record_tariff_sent(
+                session, partner_id=partner.id, tariff_id=tariff_id, last_updated=sent_at
+            )
+
+        return remember
 
     async def _put_location(self, partner: OcpiPartner, location_id: str) -> AfterSent | None:
         """PUT the partner's view of a location, or withdraw it (core.roaming)."""
@@ -579,33 +421,40 @@ class PushDelivery:
         return None
 
     async def _push_session(
-        self, partner: OcpiPartner, kind: PushKind, body: dict[str, Any]
+        self, partner: OcpiPartner, kind: PushKind, body: dict[str, Any], *, to: PartyRef | None
     ) -> None:
         url = self._endpoint(partner, ModuleID.SESSIONS)
         if url is None:
             return
         target = _join(url, *self._party, body["id"])
         if kind is PushKind.SESSION_PUT:
-            await self._call(partner, "PUT", target, body)
+            await self._call(partner, "PUT", target, body, to=to)
             return
         try:
-            await self._call(partner, "PATCH", target, session_patch(body))
+            await self._call(partner, "PATCH", target, session_patch(body), to=to)
         except PartnerRefused as exc:
             if not falls_back_to_put(
                 kind, http_status=exc.http_status, ocpi_status=exc.ocpi_status
             ):
                 raise
-            await self._call(partner, "PUT", target, body)
+            await self._call(partner, "PUT", target, body, to=to)
 
-    async def _call(self, partner: OcpiPartner, method: str, url: str, body: Any) -> None:
+    async def _call(
+        self, partner: OcpiPartner, method: str, url: str, body: Any, *, to: PartyRef | None = None
+    ) -> None:
+        """One call to the partner, addressed (OCPI-to-*) to `to` when it relays for that
+        party (a hub, core.roaming_hub.push_recipient), else to the partner itself."""
         assert partner.outgoing_token is not None
+        recipient = push_recipient(
+            partner=PartyRef.of(partner.country_code, partner.party_id), owner=to
+        )
         await self._client.call(
             method,
             url,
             token=partner.outgoing_token,
             unencoded=partner.unencoded_token,
             body=body,
-            to_party=(partner.country_code, partner.party_id),
+            to_party=(recipient.country_code, recipient.party_id),
         )
 
     @staticmethod
@@ -618,6 +467,7 @@ class PushDelivery:
         every = True
         while True:
             changed, self._changed = self._changed, set()
+            every, self._everyone = every or self._everyone, False
             self._wake_resync.clear()
             try:
                 await self._database.writer.submit(
@@ -634,12 +484,14 @@ class PushDelivery:
         """Queue a location PUT wherever a partner's copy differs from what it should hold:
         a location to add or withdraw, an EVSE to add or mark REMOVED."""
         now = self._clock()
-        registered = [
-            p
-            for p in await partners.registered_partners(session)
-            if (only is None or p.id in only) and self._endpoint(p, ModuleID.LOCATIONS)
+        candidates = [
+            p for p in await partners.registered_partners(session) if only is None or p.id in only
         ]
         self._has_partners = None
+        for partner in candidates:
+            if self._endpoint(partner, ModuleID.TARIFFS):
+                await queue_tariff_resync(session, partner_id=partner.id, now=now)
+        registered = [p for p in candidates if self._endpoint(p, ModuleID.LOCATIONS)]
         if not registered:
             return
         states = await self._views.all(session)
@@ -679,6 +531,9 @@ def _out_of_line(
                 found.append(state.id)
         elif sent is None or evse_uids(sent) != evse_uids(view):
             found.append(state.id)
+        elif tariff_signature(sent) != tariff_signature(view):
+            # An assignment changed which tariff a connector names (docs/ocpi.md, "Tariffs").
+            found.append(state.id)
     # Locations deleted from csms that a partner still holds: withdrawn.
     found.extend(
         location_id
@@ -686,6 +541,12 @@ def _out_of_line(
         if location_id not in known and row.sent is not None
     )
     return found
+
+
+def _addressee(push: OcpiPush) -> PartyRef | None:
+    if push.to_country_code is None or push.to_party_id is None:
+        return None
+    return PartyRef.of(push.to_country_code, push.to_party_id)
 
 
 def _worth_retrying(exc: PartnerRefused) -> bool:

@@ -52,18 +52,14 @@ from csms.store.tables import OcpiPartner, OcpiToken
 log = structlog.get_logger("csms.ocpi")
 
 
-def owns(partner: OcpiPartner, country_code: str, party_id: str) -> bool:
-    """Whether a country code and party id are the partner's (its own, or a role it gave).
+def owns(caller: Caller, country_code: str, party_id: str) -> bool:
+    """Whether a country code and party id are the caller's: its own or a role it gave, or
+    through a hub the client it speaks for (core.roaming_hub.token_owner_allowed).
 
     transport_and_format §Client Owned Object Push, §Errors: objects under another party
     may be refused with HTTP 404.
     """
-    parties = {(partner.country_code.upper(), partner.party_id.upper())}
-    parties |= {
-        (str(role.get("country_code", "")).upper(), str(role.get("party_id", "")).upper())
-        for role in partner.their_roles
-    }
-    return (country_code.upper(), party_id.upper()) in parties
+    return caller.may_act_for(country_code, party_id)
 
 
 def parse_token(raw: bytes | dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +226,7 @@ class TokenFlows:
         return created
 
     def _check_party(self, caller: Caller, key: TokenKey) -> None:
-        if not owns(caller.partner, key.country_code, key.party_id):
+        if not owns(caller, key.country_code, key.party_id):
             raise OcpiRequestError(
                 f"{key.country_code}/{key.party_id} is not your party",
                 ocpi_status=OcpiStatus.CLIENT_ERROR,
@@ -331,7 +327,9 @@ class TokenFlows:
                     token=partner.outgoing_token,
                     unencoded=partner.unencoded_token,
                     body=references,
-                    to_party=(partner.country_code, partner.party_id),
+                    # Through a hub, the request is for the token's owner
+                    # (transport_and_format §Party to Party via Hub).
+                    to_party=(token.country_code.upper(), token.party_id.upper()),
                     time_limit=self._authorize_timeout,
                 )
         except PartnerRefused as exc:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,65 +12,99 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.authorize import IdTagInfo
 from csms.core.events import Event
 from csms.core.meter import Sample, latest_register
-from csms.core.ocpi import CdrLocationFacts
 from csms.core.session import Party, SessionFacts
 from csms.core.tariff_ocpi import PricedSession
 from csms.core.transactions import (
-    CdrStep,
     StartKey,
     StopRequest,
     TransactionFlag,
-    cdr_step,
-    estimated_meter_stop,
-    session_end,
+    is_own_transaction,
 )
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
-from csms.flows.tariffs import SessionPricing
+from csms.flows.session_end import CdrMark, SessionEnd, session_facts
+from csms.flows.tariffs import Assignments, SessionPricing
 from csms.flows.wallet import BALANCE_EXCEEDED, WalletFlows
 from csms.store import chargers, outbox, registry, tariffs, transactions
-from csms.store.db import Database
-from csms.store.tables import Location, Transaction
+from csms.store import transactions_bulk as bulk
+from csms.store.db import Database, GroupJob
+from csms.store.tables import Transaction
 
 # Open transactions of one connection, by transactionId (session.updated without a read).
 OpenSessions = MutableMapping[int, SessionFacts]
 
 
-def session_facts(
-    row: Transaction, *, party: Party, location_id: str | None, samples: Sequence[Sample] = ()
-) -> SessionFacts:
-    """What an OCPI Session or CDR needs, from a transaction row.
+@dataclass(frozen=True)
+class _Authorize:
+    """An Authorize request as the writer's group of them takes it."""
 
-    A transaction csms ended without the charger's Stop (forced, implicitly ended) has no
-    meterStop of its own: it gets the estimate, so its Session and CDR tell the same energy.
-    """
-    assert row.id is not None
-    assert row.start_timestamp is not None
-    return SessionFacts(
-        transaction_id=row.id,
-        charge_point_id=row.charge_point_id,
-        connector_id=max(row.connector_id, 1),
-        id_tag=row.id_tag or row.stop_id_tag or "UNKNOWN",
-        start=row.start_timestamp,
-        meter_start_wh=row.meter_start or 0,
-        country_code=party.country_code,
-        party_id=party.party_id,
-        # Until the charger is linked to a location, its identity stands in for one.
-        location_id=location_id or row.charge_point_id[:36],
-        currency=party.currency,
-        stop=row.stop_timestamp,
-        meter_stop_wh=_meter_stop(row),
-        latest_register_wh=row.last_register_wh,
-        samples=tuple(samples),
-        invalid=row.start_id_tag_status not in (None, "Accepted"),
+    charge_point_id: str
+    id_tag: str
+    now: datetime
+    # A roaming partner's decision on the tag; None: the id-tags registry decides.
+    decided: IdTagInfo | None
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A StartTransaction as the writer's group of Starts takes it."""
+
+    key: StartKey
+    reservation_id: int | None
+    flags: tuple[TransactionFlag, ...]
+    location_id: str | None
+    now: datetime
+    # A roaming partner's decision on the tag; None: the id-tags registry decides.
+    decided: IdTagInfo | None
+
+
+# A Start's outcome and, while its transaction is open, the session's facts.
+_Started = tuple[transactions.StartOutcome, SessionFacts | None]
+
+
+def _place(start: _Start) -> tuple[str, int]:
+    return start.key.charge_point_id, start.key.connector_id
+
+
+def _first_per_connector(starts: Sequence[_Start]) -> list[_Start]:
+    """The first Start of each (charger, connector) of a group (the others go one by one)."""
+    seen: set[tuple[str, int]] = set()
+    firsts = []
+    for start in starts:
+        if _place(start) not in seen:
+            seen.add(_place(start))
+            firsts.append(start)
+    return firsts
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """A StopTransaction as the writer's group of Stops takes it."""
+
+    request: StopRequest
+    location_id: str | None
+    now: datetime
+
+
+def _first_per_transaction(stops: Sequence[_Stop]) -> list[_Stop]:
+    """The first Stop of each transactionId of a group (the others go one by one)."""
+    seen: set[int] = set()
+    firsts = []
+    for stop in stops:
+        if stop.request.transaction_id not in seen:
+            seen.add(stop.request.transaction_id)
+            firsts.append(stop)
+    return firsts
+
+
+def _open(row: Transaction, stop: _Stop) -> bool:
+    """Whether the Stop ends this charger's transaction now: the group's common case."""
+    owner = row.charge_point_id
+    charge_point_id = stop.request.charge_point_id
+    return is_own_transaction(owner=owner, charge_point_id=charge_point_id) and not (
+        row.charger_stopped
     )
-
-
-def _meter_stop(row: Transaction) -> int | None:
-    if row.meter_stop is not None or row.stop_timestamp is None or row.charger_stopped:
-        return row.meter_stop
-    return estimated_meter_stop(meter_start=row.meter_start or 0, register_wh=row.last_register_wh)
 
 
 class RoamingAuthority(Protocol):
@@ -103,6 +136,7 @@ class SessionFlows:
         # Tariffs and wallets (docs/tariffs.md); None prices nothing.
         self.pricing = pricing
         self.wallet = wallet
+        self._end = SessionEnd(party=party, pricing=pricing, wallet=wallet)
         # Set when OCPI roaming is on: partners' tokens are decided there (docs/ocpi.md).
         self.roaming: RoamingAuthority | None = None
 
@@ -120,43 +154,46 @@ class SessionFlows:
         decided = await self._roaming_info(
             charge_point_id=charge_point_id, id_tag=id_tag, now=now, starting=False
         )
-        info: IdTagInfo = await self._writer.submit(
-            partial(
-                self._authorize,
-                charge_point_id=charge_point_id,
-                id_tag=id_tag,
-                now=now,
-                decided=decided,
-            )
+        request = _Authorize(
+            charge_point_id=charge_point_id, id_tag=id_tag, now=now, decided=decided
         )
+        info: IdTagInfo = await self._writer.submit_group(GroupJob(self._authorize_group, request))
         return info
 
-    async def _authorize(
-        self,
-        session: AsyncSession,
-        *,
-        charge_point_id: str,
-        id_tag: str,
-        now: datetime,
-        decided: IdTagInfo | None = None,
-    ) -> IdTagInfo:
-        info = decided or await registry.authorize_id_tag(session, id_tag=id_tag, now=now)
-        if self.wallet is not None:
-            info = await self.wallet.check_prepaid(
-                session,
-                info=info,
-                id_tag=id_tag,
-                charge_point_id=charge_point_id,
-                connector_id=0,
-                location_id=None,
-                find_location=True,
-                at=now,
+    async def _authorize_group(
+        self, session: AsyncSession, requests: list[_Authorize]
+    ) -> list[IdTagInfo]:
+        """A batch's Authorize requests: their tags read with one query, their events
+        written with one statement."""
+        # Held to the end: the wallet's reads of these tags then cost no query.
+        tags = await bulk.id_tags(session, {r.id_tag for r in requests if r.decided is None})
+        infos: list[IdTagInfo] = []
+        events: list[Event] = []
+        for r in requests:
+            info = r.decided or registry.decide(tags.get(r.id_tag), now=r.now)
+            if self.wallet is not None:
+                info = await self.wallet.check_prepaid(
+                    session,
+                    info=info,
+                    id_tag=r.id_tag,
+                    charge_point_id=r.charge_point_id,
+                    connector_id=0,
+                    location_id=None,
+                    find_location=True,
+                    at=r.now,
+                )
+            infos.append(info)
+            events.append(
+                build.authorization(
+                    r.charge_point_id,
+                    at=r.now,
+                    id_tag=r.id_tag,
+                    status=info.status.value,
+                    source="Authorize",
+                )
             )
-        event = build.authorization(
-            charge_point_id, at=now, id_tag=id_tag, status=info.status.value, source="Authorize"
-        )
-        await outbox.add_events(session, [event], now=now)
-        return info
+        await outbox.add_events(session, events, now=max(r.now for r in requests))
+        return infos
 
     async def start(
         self,
@@ -172,66 +209,123 @@ class SessionFlows:
         decided = await self._roaming_info(
             charge_point_id=key.charge_point_id, id_tag=key.id_tag, now=now, starting=True
         )
-        outcome, facts = await self._writer.submit(
-            partial(
-                self._start,
-                key=key,
-                reservation_id=reservation_id,
-                flags=flags,
-                location_id=location_id,
-                now=now,
-                decided=decided,
-            )
+        start = _Start(
+            key=key,
+            reservation_id=reservation_id,
+            flags=tuple(flags),
+            location_id=location_id,
+            now=now,
+            decided=decided,
         )
+        outcome, facts = await self._writer.submit_group(GroupJob(self._start_group, start))
         if facts is not None:
             open_sessions[outcome.transaction_id] = facts
         for ended in outcome.ended:
             open_sessions.pop(ended, None)
-        return outcome
+        return outcome  # type: ignore[no-any-return]
 
-    async def _start(
-        self,
-        session: AsyncSession,
-        *,
-        key: StartKey,
-        reservation_id: int | None,
-        flags: Sequence[TransactionFlag],
-        location_id: str | None,
-        now: datetime,
-        decided: IdTagInfo | None = None,
-    ) -> tuple[transactions.StartOutcome, SessionFacts | None]:
+    async def _start_group(self, session: AsyncSession, starts: list[_Start]) -> list[_Started]:
+        """A batch's Starts together: their tags, inserts and checks are one query each for
+        the group (csms.store.transactions_bulk); a repeated Start, and the second Start of
+        one connector in a batch, go one by one (`_start`)."""
+        firsts = _first_per_connector(starts)
+        tags = await bulk.id_tags(session, {s.key.id_tag for s in firsts if s.decided is None})
+        inserts = {
+            id(s): bulk.StartInsert(
+                key=s.key,
+                reservation_id=s.reservation_id,
+                flags=s.flags,
+                info=s.decided or registry.decide(tags.get(s.key.id_tag), now=s.now),
+                now=s.now,
+            )
+            for s in firsts
+        }
+        rows = await bulk.insert_starts(session, list(inserts.values()))
+        charge_point_ids = {cp for cp, _ in rows}
+        kept = [row.id for row in rows.values() if row.id is not None]
+        open_pairs = await bulk.open_connectors(
+            session, charge_point_ids=charge_point_ids, keep=kept
+        )
+        reserved = await bulk.reserved_chargers(session, charge_point_ids)
+        known = None
+        if self.pricing is not None:
+            places = [
+                (cp, connector, s.location_id) for s in firsts for cp, connector in [_place(s)]
+            ]
+            known = await self.pricing.assignments(session, places)
+        done: dict[int, _Started] = {}
+        events: list[Event] = []
+        for s in firsts:
+            row = rows.get(_place(s))
+            if row is None:
+                continue  # a repeat: `_start` finds its transaction
+            outcome = await bulk.complete_start(
+                session,
+                start=inserts[id(s)],
+                row=row,
+                open_elsewhere=_place(s) in open_pairs,
+                reserved=s.key.charge_point_id in reserved,
+            )
+            outcome, facts, started = await self._started(session, s, outcome, row, known=known)
+            done[id(s)] = (outcome, facts)
+            events += started
+        await outbox.add_events(session, events, now=max(s.now for s in starts))
+        for s in starts:
+            if id(s) not in done:
+                done[id(s)] = await self._start(session, s)
+        return [done[id(s)] for s in starts]
+
+    async def _start(self, session: AsyncSession, start: _Start) -> _Started:
+        """One Start on its own (`transactions.start_transaction`)."""
         outcome = await transactions.start_transaction(
             session,
-            key=key,
-            reservation_id=reservation_id,
-            flags=flags,
-            now=now,
-            id_tag_info=decided,
+            key=start.key,
+            reservation_id=start.reservation_id,
+            flags=start.flags,
+            now=start.now,
+            id_tag_info=start.decided,
         )
         row = await session.get(Transaction, outcome.transaction_id)
         assert row is not None
+        outcome, facts, events = await self._started(session, start, outcome, row, known=None)
+        await outbox.add_events(session, events, now=start.now)
+        return outcome, facts
+
+    async def _started(
+        self,
+        session: AsyncSession,
+        start: _Start,
+        outcome: transactions.StartOutcome,
+        row: Transaction,
+        *,
+        known: Assignments | None,
+    ) -> tuple[transactions.StartOutcome, SessionFacts | None, list[Event]]:
+        """A recorded Start's pricing, open session and events (none for a repeat)."""
+        key, location_id, now = start.key, start.location_id, start.now
         if outcome.created:
-            outcome = await self._priced_start(session, outcome, row, location_id, now=now)
+            outcome = await self._priced_start(
+                session, outcome, row, location_id, now=now, known=known
+            )
         facts = session_facts(row, party=self.party, location_id=location_id)
+        events: list[Event] = []
         if outcome.created:
-            events = [
-                *reservation_events(outcome.reservations, at=key.timestamp),
+            events += reservation_events(outcome.reservations, at=key.timestamp)
+            events.append(
                 build.authorization(
                     key.charge_point_id,
                     at=key.timestamp,
                     id_tag=key.id_tag,
                     status=outcome.id_tag_info.status.value,
                     source="StartTransaction",
-                ),
-            ]
+                )
+            )
             # The transactions this Start ended end for consumers too, before it starts.
             for ended in outcome.ended:
                 events += await self._ended_events(
                     session, transaction_id=ended, location_id=location_id, now=now
                 )
             events.append(build.session(EventType.SESSION_STARTED, facts, at=key.timestamp))
-            await outbox.add_events(session, events, now=now)
-        return outcome, (facts if row.stop_timestamp is None else None)
+        return outcome, (facts if row.stop_timestamp is None else None), events
 
     async def _priced_start(
         self,
@@ -241,6 +335,7 @@ class SessionFlows:
         location_id: str | None,
         *,
         now: datetime,
+        known: Assignments | None = None,
     ) -> transactions.StartOutcome:
         """Prepaid drivers who cannot pay are Blocked; the others get their tariff resolved."""
         if self.wallet is not None and row.id_tag is not None and row.start_timestamp is not None:
@@ -258,7 +353,9 @@ class SessionFlows:
                 await session.flush()
                 return replace(outcome, id_tag_info=info)
         if self.pricing is not None and outcome.id_tag_info.status.value == "Accepted":
-            await self.pricing.start(session, row=row, location_id=location_id, now=now)
+            await self.pricing.start(
+                session, row=row, location_id=location_id, now=now, known=known
+            )
         return outcome
 
     async def stop(
@@ -270,121 +367,108 @@ class SessionFlows:
         now: datetime,
     ) -> IdTagInfo | None:
         """Record one stop per transaction, with `session.stopped` and its one CDR."""
-        info: IdTagInfo | None = await self._writer.submit(
-            partial(self._stop, request=request, location_id=location_id, now=now)
-        )
+        stop = _Stop(request=request, location_id=location_id, now=now)
+        info: IdTagInfo | None = await self._writer.submit_group(GroupJob(self._stop_group, stop))
         open_sessions.pop(request.transaction_id, None)
         self._forced.discard(request.transaction_id)
         return info
 
-    async def _stop(
-        self,
-        session: AsyncSession,
-        *,
-        request: StopRequest,
-        location_id: str | None,
-        now: datetime,
-    ) -> IdTagInfo | None:
-        outcome = await transactions.stop_transaction(session, request=request, now=now)
+    async def _stop_group(
+        self, session: AsyncSession, stops: list[_Stop]
+    ) -> list[IdTagInfo | None]:
+        """A batch's Stops together: each read is one query for the group and the rows'
+        updates one executemany (csms.store.transactions_bulk). A Stop of an unknown, foreign
+        or already stopped transaction goes one by one (`_stop`), as does a second Stop of one
+        transaction in a batch."""
+        firsts = _first_per_transaction(stops)
+        tags = await bulk.id_tags(
+            session, {s.request.id_tag for s in firsts if s.request.id_tag is not None}
+        )
+        rows = await bulk.locked_transactions(session, {s.request.transaction_id for s in firsts})
+        here = [
+            (s, row)
+            for s in firsts
+            if (row := rows.get(s.request.transaction_id)) and _open(row, s)
+        ]
+        for s, row in here:
+            bulk.record_stop(row, request=s.request, now=s.now)
+        await session.flush()
+        for s, row in here:
+            if s.request.samples:
+                await transactions.insert_samples(
+                    session,
+                    charge_point_id=s.request.charge_point_id,
+                    connector_id=row.connector_id,
+                    transaction_id=s.request.transaction_id,
+                    samples=s.request.samples,
+                    now=s.now,
+                )
+        ids = [s.request.transaction_id for s, _ in here]
+        await transactions.flag_after_stops(
+            session, [(s.request.transaction_id, s.request.stopped.value) for s, _ in here]
+        )
+        samples = await bulk.samples_of(session, ids)
+        # Held to the end of the group: `_cdr_location`'s reads of them cost no query.
+        chargers_read = await bulk.charge_points(session, {row.charge_point_id for _, row in here})
+        known = None if self.pricing is None else await tariffs.pricing_of(session, ids)
+        statuses = await self._end.statuses(session, [row for _, row in here])
+        done: dict[int, IdTagInfo | None] = {}
+        events: list[Event] = []
+        marks: list[tuple[Transaction, CdrMark, datetime]] = []
+        for s, row in here:
+            ended, mark = await self._end.ended(
+                session,
+                row,
+                samples=samples[s.request.transaction_id],
+                location_id=s.location_id,
+                now=s.now,
+                known=known,
+                statuses=statuses.get(s.request.transaction_id),
+            )
+            events += ended
+            if mark is not None:
+                marks.append((row, mark, s.now))
+            tag = s.request.id_tag
+            done[id(s)] = None if tag is None else registry.decide(tags.get(tag), now=s.now)
+        # After every read of the group: the rows' flags are then one executemany.
+        for row, (step, estimate), now in marks:
+            transactions.mark_cdrs(row, step=step, estimated_cdr=estimate, now=now)
+        await outbox.add_events(session, events, now=max(s.now for s in stops))
+        del chargers_read
+        for s in stops:
+            if id(s) not in done:
+                done[id(s)] = await self._stop(session, s)
+        return [done[id(s)] for s in stops]
+
+    async def _stop(self, session: AsyncSession, stop: _Stop) -> IdTagInfo | None:
+        """One Stop on its own (`transactions.stop_transaction`)."""
+        outcome = await transactions.stop_transaction(session, request=stop.request, now=stop.now)
         if outcome.stopped is not None:
             events = await self._ended_events(
-                session, transaction_id=outcome.stopped, location_id=location_id, now=now
+                session,
+                transaction_id=outcome.stopped,
+                location_id=stop.location_id,
+                now=stop.now,
             )
-            await outbox.add_events(session, events, now=now)
+            await outbox.add_events(session, events, now=stop.now)
         return outcome.id_tag_info
 
     async def _ended_events(
         self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
     ) -> list[Event]:
-        """`session.stopped` for a transaction that has just ended, and the CDRs it needs.
-
-        The caller has just ended it in this job, so it holds the row (docs/events.md,
-        cdr.created): its one CDR, estimated when csms ended it; and when the charger's own
-        Stop follows an estimate, a credit for the estimate and a CDR with the real values
-        (OCPI 2.2.1 mod_cdrs §Credit CDRs).
-        """
+        """`session.stopped` for a transaction that has just ended, and the CDRs it needs
+        (`_session_ended`), read and recorded for this transaction alone."""
         row = await session.get(Transaction, transaction_id, populate_existing=True)
         assert row is not None
-        if row.start_timestamp is None or row.stop_timestamp is None:
-            return []
         stored = await transactions.transaction_samples(session, transaction_id)
-        facts = session_facts(
-            row,
-            party=self.party,
-            location_id=location_id,
-            samples=transactions.samples_of(stored),
+        samples = transactions.samples_of(stored)
+        events, mark = await self._end.ended(
+            session, row, samples=samples, location_id=location_id, now=now
         )
-        end = session_end(charger_stopped=row.charger_stopped, flags=row.flags)
-        # Only the charger's own Stop is priced and charged: an estimate is not (docs/tariffs.md).
-        settled = None
-        if self.pricing is not None and row.meter_stop is not None:
-            settled = await self.pricing.settle(session, row=row, facts=facts, now=now)
-        priced = None if settled is None else settled.priced
-        events = [
-            build.session_stopped(
-                facts, at=row.stop_timestamp, end=end, stop_reason=row.stop_reason, priced=priced
-            )
-        ]
-        step = cdr_step(
-            started_at=row.start_timestamp,
-            stopped_at=row.stop_timestamp,
-            charger_stopped=row.charger_stopped,
-            flags=row.flags,
-        )
-        if step is CdrStep.NONE:
-            return events
-        location = await self._cdr_location(session, row)
-        if step is CdrStep.CORRECTION:
-            assert row.estimated_cdr is not None
-            first = row.estimated_cdr
-            events.append(build.cdr_credit(row.charge_point_id, first, at=now))
-            replaces: str | None = str(first["cdrId"])
-        else:
-            replaces = None
-        cdr = build.cdr_created(
-            facts,
-            party=self.party,
-            location=location,
-            at=now,
-            remark=row.stop_reason,
-            end=end,
-            estimated=not row.charger_stopped,
-            replaces=replaces,
-            priced=priced,
-            parking_s=0 if settled is None else settled.parking_s,
-        )
-        events.append(cdr)
-        estimate = None if row.charger_stopped else cdr.data
-        await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
-        if self.wallet is not None and settled is not None and settled.user_id is not None:
-            assert priced is not None
-            total = priced.costs.total
-            events += await self.wallet.charge_session(
-                session,
-                user_id=settled.user_id,
-                transaction_id=transaction_id,
-                amount=total.incl_vat if total.incl_vat is not None else total.excl_vat,
-                currency=priced.costs.currency,
-                now=now,
-            )
+        if mark is not None:
+            step, estimate = mark
+            await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
         return events
-
-    async def _cdr_location(
-        self, session: AsyncSession, row: Transaction
-    ) -> CdrLocationFacts | None:
-        charger = await chargers.get_charge_point(session, row.charge_point_id)
-        if charger is None or charger.location_id is None:
-            return None
-        location = await session.get(Location, charger.location_id)
-        if location is None:
-            return None
-        return build.cdr_location(
-            location.data,
-            party=self.party,
-            charge_point_id=row.charge_point_id,
-            connector_id=max(row.connector_id, 1),
-            connector_spec=charger.connector_spec,
-        )
 
     async def meter_values(
         self,

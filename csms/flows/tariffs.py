@@ -9,7 +9,7 @@ exists and is valid at the start wins. The version found is kept with the transa
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -34,13 +34,15 @@ from csms.core.usage import Limits, limits_of, usage_periods
 from csms.core.zones import location_zone
 from csms.store import rates, tariffs, transactions, wallet
 from csms.store.db import Database
-from csms.store.tables import ChargePoint, Location, Transaction
+from csms.store.tables import ChargePoint, Location, Transaction, TransactionPricing
 
 log = structlog.get_logger("csms.tariffs")
 # What pricing odd data can raise; it is logged, never allowed to refuse a charger message.
 PRICING_ERRORS = (ArithmeticError, ValueError, KeyError, OverflowError)
 # Measurands the running cost needs; the rest of a MeterValues is not kept in memory.
 _PRICED_MEASURANDS = frozenset({ENERGY_IMPORT_REGISTER, "Power.Active.Import", "Current.Import"})
+# Tariff assignments by (scope, target); None: there is none.
+Assignments = Mapping[tuple[str, str], str | None]
 # Running sessions kept in memory per process (the oldest are read again when needed).
 MAX_RUNNING = 50_000
 
@@ -90,9 +92,13 @@ class SessionPricing:
         user_id: str | None,
         location_id: str | None,
         at: datetime,
+        known: Assignments | None = None,
     ) -> tuple[TariffSource, int, dict[str, Any], tzinfo] | None:
         """The tariff a session there, for that user, would start with: (source, version,
-        OCPI Tariff, the location's zone), or None when no tariff applies."""
+        OCPI Tariff, the location's zone), or None when no tariff applies.
+
+        `known`: tariff assignments read already (`assignments`), absent ones as None.
+        """
         candidates = await self._candidates(
             session,
             charge_point_id=charge_point_id,
@@ -100,6 +106,7 @@ class SessionPricing:
             user_id=user_id,
             location_id=location_id,
             at=at,
+            known=known or {},
         )
         rows = await tariffs.current_tariffs(session, candidates)
         by_source = {TariffSource(source): row for source, row in rows}
@@ -121,6 +128,7 @@ class SessionPricing:
         user_id: str | None,
         location_id: str | None,
         at: datetime,
+        known: Assignments,
     ) -> list[tuple[str, str | None]]:
         found: list[tuple[str, str | None]] = []
         if user_id is not None:
@@ -139,30 +147,25 @@ class SessionPricing:
                 found.append(
                     (TariffSource.USER, await _group_tariff(session, account.tariff_group_id))
                 )
-        for connector in (connector_id, 0):
-            found.append(
-                (
-                    TariffSource.EVSE,
-                    await tariffs.assigned_tariff(
-                        session, scope="evse", target=f"{charge_point_id}*{connector}"
-                    ),
+        for source, scope, target in _assignment_keys(charge_point_id, connector_id, location_id):
+            if (scope, target) in known:
+                found.append((source, known[scope, target]))
+            else:
+                found.append(
+                    (source, await tariffs.assigned_tariff(session, scope=scope, target=target))
                 )
-            )
-        if location_id is not None:
-            found.append(
-                (
-                    TariffSource.LOCATION,
-                    await tariffs.assigned_tariff(session, scope="location", target=location_id),
-                )
-            )
-        found.append(
-            (
-                TariffSource.DEFAULT,
-                await tariffs.assigned_tariff(session, scope="default", target=""),
-            )
-        )
         # The first EVSE candidate that exists (the connector's, then the charger's) counts.
         return _first_per_source(found)
+
+    async def assignments(
+        self, session: AsyncSession, places: Sequence[tuple[str, int, str | None]]
+    ) -> Assignments:
+        """The tariff assignments sessions at these (charger, connector, location) would look
+        up, read with one query; absent ones as None (for `resolve`'s `known`)."""
+        keys = {
+            (scope, target) for place in places for _, scope, target in _assignment_keys(*place)
+        }
+        return await tariffs.assignments_of(session, keys)
 
     async def _zone(self, session: AsyncSession, location_id: str | None) -> tzinfo:
         location = None if location_id is None else await session.get(Location, location_id)
@@ -176,6 +179,7 @@ class SessionPricing:
         row: Transaction,
         location_id: str | None,
         now: datetime,
+        known: Assignments | None = None,
     ) -> RunningSession | None:
         """Resolve and keep the tariff of a transaction just created (inside its write)."""
         assert row.id is not None
@@ -188,6 +192,7 @@ class SessionPricing:
             user_id=user_id,
             location_id=location_id,
             at=row.start_timestamp,
+            known=known,
         )
         if resolved is None:
             self._remember(row.id, None)
@@ -279,19 +284,29 @@ class SessionPricing:
         row: Transaction,
         facts: SessionFacts,
         now: datetime,
+        known: Mapping[int, TransactionPricing] | None = None,
+        statuses: Sequence[tuple[datetime, str]] | None = None,
     ) -> Settlement:
-        """The final cost of a stopped transaction, kept with it (inside its write)."""
+        """The final cost of a stopped transaction, kept with it (inside its write).
+
+        Read already, or read here: `known`, the pricing of transactions
+        (`tariffs.pricing_of`); `statuses`, its connector's (`tariffs.connector_statuses`).
+        """
         assert row.id is not None
         assert facts.stop is not None
         self.forget(row.id)
-        pricing = await tariffs.get_pricing(session, row.id)
-        statuses = await tariffs.connector_statuses(
-            session,
-            charge_point_id=row.charge_point_id,
-            connector_id=row.connector_id,
-            start=facts.start,
-            stop=facts.stop,
-        )
+        if known is None:
+            pricing = await tariffs.get_pricing(session, row.id)
+        else:
+            pricing = known.get(row.id)
+        if statuses is None:
+            statuses = await tariffs.connector_statuses(
+                session,
+                charge_point_id=row.charge_point_id,
+                connector_id=row.connector_id,
+                start=facts.start,
+                stop=facts.stop,
+            )
         data = None
         if pricing is not None:
             data = await tariffs.get_tariff_version(
@@ -351,6 +366,20 @@ async def _purchase_cost(
 async def _group_tariff(session: AsyncSession, group_id: str) -> str | None:
     group = await tariffs.get_group(session, group_id)
     return None if group is None else group.tariff_id
+
+
+def _assignment_keys(
+    charge_point_id: str, connector_id: int, location_id: str | None
+) -> list[tuple[TariffSource, str, str]]:
+    """The assignments a session there looks up, in order: (source, scope, target)."""
+    keys = [
+        (TariffSource.EVSE, "evse", f"{charge_point_id}*{connector_id}"),
+        (TariffSource.EVSE, "evse", f"{charge_point_id}*0"),
+    ]
+    if location_id is not None:
+        keys.append((TariffSource.LOCATION, "location", location_id))
+    keys.append((TariffSource.DEFAULT, "default", ""))
+    return keys
 
 
 def _first_per_source(found: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:

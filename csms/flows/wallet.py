@@ -234,10 +234,14 @@ class WalletFlows:
         amount: Decimal,
         currency: str,
         now: datetime,
+        cdr_id: str | None = None,
     ) -> list[Event]:
-        """Debit a session's cost when its CDR is made (once: the reference is the id)."""
+        """Debit a session's cost when its CDR is made, once per CDR: the reference is the
+        CDR id (the transaction id for its first CDR, `{id}-R` for the one replacing an
+        estimate)."""
         if amount <= 0:
             return []
+        reference = cdr_id if cdr_id is not None else str(transaction_id)
         posted = await wallet.post(
             session,
             wallet.Posting(
@@ -246,7 +250,40 @@ class WalletFlows:
                 amount=-amount,
                 currency=currency,
                 reason=f"charging session {transaction_id}",
-                reference=str(transaction_id),
+                reference=reference,
+            ),
+            now=now,
+        )
+        return [] if posted is None else [balance_event(posted, at=now)]
+
+    async def credit_session(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        transaction_id: int,
+        credited_cdr_id: str,
+        credit_cdr_id: str,
+        now: datetime,
+    ) -> list[Event]:
+        """Give back what the credited CDR was charged (OCPI 2.2.1 mod_cdrs §Credit CDRs:
+        the credit negates the original's cost), once: the reference is the credit CDR."""
+        charged = await wallet.posted_amount(
+            session, user_id=user_id, kind=PostingKind.SESSION, reference=credited_cdr_id
+        )
+        if charged is None or charged >= 0:
+            return []
+        account = await wallet.get_account(session, user_id)
+        assert account is not None
+        posted = await wallet.post(
+            session,
+            wallet.Posting(
+                user_id=user_id,
+                kind=PostingKind.SESSION,
+                amount=-charged,
+                currency=account.currency,
+                reason=f"credit of the estimated cost of charging session {transaction_id}",
+                reference=credit_cdr_id,
             ),
             now=now,
         )

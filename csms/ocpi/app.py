@@ -1,17 +1,14 @@
 """The OCPI 2.2.1 listener: csms as a CPO to its roaming partners (docs/ocpi.md).
 
-Versions and credentials (both directions of the handshake), Locations, Sessions and CDRs
-as Sender, Tokens and Commands as Receiver. Every answer is in the OCPI envelope; the
-routes translate HTTP into calls of the roaming flows and back, nothing more.
+Versions and credentials (both directions of the handshake), Locations, Sessions, CDRs
+and Tariffs as Sender here; Tokens, Commands and HubClientInfo as Receiver in
+csms.ocpi.receivers. Every answer is in the OCPI envelope; the routes translate HTTP into
+calls of the roaming flows and back, nothing more.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -23,11 +20,9 @@ from csms.core.roaming import (
     VERSION,
     ChargingPreferencesResponse,
     OcpiStatus,
-    PartnerState,
     VersionNumber,
     latest_update,
 )
-from csms.core.session import TokenType
 from csms.errors import OcpiRequestError, StoreError
 from csms.events.models_base import to_json_dict
 from csms.events.models_ocpi_roaming import (
@@ -37,10 +32,20 @@ from csms.events.models_ocpi_roaming import (
     Version,
     VersionDetails,
 )
-from csms.flows.partners import Caller, PartnerFlows
-from csms.flows.roaming_commands import RoamingCommands
-from csms.flows.roaming_locations import PartnerLocations, view_for
-from csms.flows.roaming_tokens import TokenFlows, TokenKey, invalid_fields
+from csms.flows.partners import Caller
+from csms.flows.roaming_locations import view_for
+from csms.flows.roaming_tariffs import validated_tariff
+from csms.flows.roaming_tokens import invalid_fields
+from csms.ocpi.receivers import command_routes, hub_client_routes, token_routes
+from csms.ocpi.services import (
+    Id36,
+    OcpiServices,
+    authenticated,
+    json_body,
+    not_found,
+    registered,
+    routing,
+)
 from csms.ocpi.transport import (
     OcpiMiddleware,
     PageQuery,
@@ -48,29 +53,7 @@ from csms.ocpi.transport import (
     page_query,
     paginated,
 )
-from csms.store import partners
-from csms.store.db import Database
-
-Id36 = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[\x20-\x7e]+$")]
-
-
-@dataclass
-class OcpiServices:
-    """What the OCPI routes need from the rest of csms."""
-
-    database: Database
-    partners: PartnerFlows
-    tokens: TokenFlows
-    commands: RoamingCommands
-    views: PartnerLocations
-    clock: Callable[[], datetime]
-    country_code: str
-    party_id: str
-    base_url: Callable[[], str]
-    max_body_bytes: int
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url()}/ocpi{path}"
+from csms.store import partners, roaming_catalog
 
 
 def create_ocpi_app(services: OcpiServices) -> FastAPI:
@@ -128,80 +111,19 @@ def create_ocpi_app(services: OcpiServices) -> FastAPI:
     _configuration_routes(router, services)
     _location_routes(router, services)
     _session_and_cdr_routes(router, services)
-    _token_routes(router, services)
-    _command_routes(router, services)
+    _tariff_routes(router, services)
+    token_routes(router, services)
+    command_routes(router, services)
+    hub_client_routes(router, services)
     app.include_router(router)
     return app
-
-
-# -- authentication ---------------------------------------------------------------------------
-
-
-def _authenticated(services: OcpiServices) -> Callable[..., Any]:
-    async def caller(request: Request) -> Caller:
-        """transport_and_format §Authorization header: unknown or missing token -> 401."""
-        found = await services.partners.authenticate(request.headers.get("authorization"))
-        if found is None:
-            raise OcpiRequestError(
-                "missing or unknown credentials token",
-                ocpi_status=OcpiStatus.CLIENT_ERROR,
-                http_status=401,
-            )
-        request.state.partner_id = found.partner.id
-        return found
-
-    return caller
-
-
-def _registered(services: OcpiServices) -> Callable[..., Any]:
-    authenticated = _authenticated(services)
-
-    async def caller(found: Annotated[Caller, Depends(authenticated)]) -> Caller:
-        """Functional modules: "When a server receives a request with a valid
-        CREDENTIALS_TOKEN_A, on another module than credentials or versions, the server
-        SHALL respond with an HTTP 401"."""
-        if found.with_token_a or found.partner.state != PartnerState.REGISTERED.value:
-            raise OcpiRequestError(
-                "register first: token A is only for versions and credentials",
-                ocpi_status=OcpiStatus.CLIENT_ERROR,
-                http_status=401,
-            )
-        return found
-
-    return caller
-
-
-def _routing(services: OcpiServices, request: Request, caller: Caller) -> dict[str, str]:
-    """transport_and_format §Message Routing Headers of a functional module's response:
-    "Direct response: TO Requesting-party, FROM Receiving-party"."""
-    to_country = request.headers.get("ocpi-from-country-code") or caller.partner.country_code
-    to_party = request.headers.get("ocpi-from-party-id") or caller.partner.party_id
-    return {
-        "OCPI-to-country-code": to_country[:2],
-        "OCPI-to-party-id": to_party[:3],
-        "OCPI-from-country-code": services.country_code,
-        "OCPI-from-party-id": services.party_id,
-    }
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, once it is JSON (status_codes: "When a message does not contain a
-    valid JSON string, the HTTP error 400 - Bad request MUST be returned")."""
-    raw = await request.body()
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise OcpiRequestError(
-            "the body is not JSON", ocpi_status=OcpiStatus.INVALID_PARAMETERS, http_status=400
-        ) from None
-    return raw
 
 
 # -- versions and credentials -----------------------------------------------------------------
 
 
 def _configuration_routes(router: APIRouter, services: OcpiServices) -> None:
-    caller_of = _authenticated(services)
+    caller_of = authenticated(services)
     Authenticated = Annotated[Caller, Depends(caller_of)]
 
     @router.get("/versions")
@@ -212,10 +134,7 @@ def _configuration_routes(router: APIRouter, services: OcpiServices) -> None:
 
     @router.get(f"/{VERSION}")
     async def version_details(_caller: Authenticated) -> Response:
-        """version_information_endpoint §Version details endpoint: our modules and roles.
-
-        Tariffs are left out until csms keeps tariffs (docs/ocpi.md, "Not implemented").
-        """
+        """version_information_endpoint §Version details endpoint: our modules and roles."""
         endpoints = [
             Endpoint(identifier=module, role=role, url=services.url(f"/{VERSION}/{module.value}"))
             for module, role in OUR_ENDPOINTS
@@ -229,13 +148,13 @@ def _configuration_routes(router: APIRouter, services: OcpiServices) -> None:
 
     @router.post(f"/{VERSION}/credentials")
     async def post_credentials(caller: Authenticated, request: Request) -> Response:
-        body = _credentials(await _body(request))
+        body = _credentials(await json_body(request))
         data = await services.partners.register(caller, body)
         return envelope(data, now=services.clock())
 
     @router.put(f"/{VERSION}/credentials")
     async def put_credentials(caller: Authenticated, request: Request) -> Response:
-        body = _credentials(await _body(request))
+        body = _credentials(await json_body(request))
         data = await services.partners.update(caller, body)
         return envelope(data, now=services.clock())
 
@@ -258,7 +177,7 @@ def _credentials(raw: bytes) -> Credentials:
 
 
 def _location_routes(router: APIRouter, services: OcpiServices) -> None:
-    Registered = Annotated[Caller, Depends(_registered(services))]
+    Registered = Annotated[Caller, Depends(registered(services))]
 
     async def views(caller: Caller) -> list[dict[str, Any]]:
         now = services.clock()
@@ -285,7 +204,7 @@ def _location_routes(router: APIRouter, services: OcpiServices) -> None:
 
         found = await services.database.read(query)
         if found is None:
-            raise _not_found(f"unknown location {location_id}", OcpiStatus.UNKNOWN_LOCATION)
+            raise not_found(f"unknown location {location_id}", OcpiStatus.UNKNOWN_LOCATION)
         return found
 
     @router.get(f"/{VERSION}/locations")
@@ -300,20 +219,20 @@ def _location_routes(router: APIRouter, services: OcpiServices) -> None:
             request=request,
             base_url=services.base_url(),
             now=services.clock(),
-            headers=_routing(services, request, caller),
+            headers=routing(services, request, caller),
         )
 
     @router.get(f"/{VERSION}/locations/{{location_id}}")
     async def get_location(caller: Registered, request: Request, location_id: Id36) -> Response:
         found = await one(caller, location_id)
-        return envelope(found, now=services.clock(), headers=_routing(services, request, caller))
+        return envelope(found, now=services.clock(), headers=routing(services, request, caller))
 
     @router.get(f"/{VERSION}/locations/{{location_id}}/{{evse_uid}}")
     async def get_evse(
         caller: Registered, request: Request, location_id: Id36, evse_uid: Id36
     ) -> Response:
         evse = _evse(await one(caller, location_id), evse_uid)
-        return envelope(evse, now=services.clock(), headers=_routing(services, request, caller))
+        return envelope(evse, now=services.clock(), headers=routing(services, request, caller))
 
     @router.get(f"/{VERSION}/locations/{{location_id}}/{{evse_uid}}/{{connector_id}}")
     async def get_connector(
@@ -327,16 +246,16 @@ def _location_routes(router: APIRouter, services: OcpiServices) -> None:
         for connector in evse["connectors"]:
             if connector["id"] == connector_id:
                 return envelope(
-                    connector, now=services.clock(), headers=_routing(services, request, caller)
+                    connector, now=services.clock(), headers=routing(services, request, caller)
                 )
-        raise _not_found(f"unknown connector {connector_id}", OcpiStatus.UNKNOWN_LOCATION)
+        raise not_found(f"unknown connector {connector_id}", OcpiStatus.UNKNOWN_LOCATION)
 
 
 def _evse(location: dict[str, Any], evse_uid: str) -> dict[str, Any]:
     for evse in location.get("evses", ()):
         if evse["uid"] == evse_uid:
             return dict(evse)
-    raise _not_found(f"unknown EVSE {evse_uid}", OcpiStatus.UNKNOWN_LOCATION)
+    raise not_found(f"unknown EVSE {evse_uid}", OcpiStatus.UNKNOWN_LOCATION)
 
 
 def _within(location: dict[str, Any], query: PageQuery) -> bool:
@@ -346,17 +265,11 @@ def _within(location: dict[str, Any], query: PageQuery) -> bool:
     return query.date_to is None or updated < query.date_to
 
 
-def _not_found(message: str, status: OcpiStatus) -> OcpiRequestError:
-    # status_codes: "In case of a GET request, when the resource does NOT exist, the server
-    # SHOULD return a HTTP 404 - Not Found."
-    return OcpiRequestError(message, ocpi_status=status, http_status=404)
-
-
 # -- Sessions and CDRs, Sender interface ------------------------------------------------------
 
 
 def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
-    Registered = Annotated[Caller, Depends(_registered(services))]
+    Registered = Annotated[Caller, Depends(registered(services))]
 
     async def page_of(
         pages: Any, caller: Caller, query: PageQuery
@@ -369,6 +282,8 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
                 date_to=query.date_to,
                 offset=query.offset,
                 limit=query.limit,
+                # A party asking through a hub sees its own only (core.roaming_hub).
+                owner=caller.requester.party,
             )
         )
         return found
@@ -385,7 +300,7 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
             request=request,
             base_url=services.base_url(),
             now=services.clock(),
-            headers=_routing(services, request, caller),
+            headers=routing(services, request, caller),
         )
 
     @router.put(f"/{VERSION}/sessions/{{session_id}}/charging_preferences")
@@ -393,7 +308,7 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
         caller: Registered, request: Request, session_id: Id36
     ) -> Response:
         """mod_sessions §PUT Method: csms does no preference-based smart charging."""
-        raw = await _body(request)
+        raw = await json_body(request)
         try:
             ChargingPreferences.model_validate_json(raw)
         except ValidationError as exc:
@@ -404,11 +319,11 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
             lambda s: partners.get_session(s, partner_id=caller.partner.id, session_id=session_id)
         )
         if kept is None:
-            raise _not_found(f"unknown session {session_id}", OcpiStatus.CLIENT_ERROR)
+            raise not_found(f"unknown session {session_id}", OcpiStatus.CLIENT_ERROR)
         return envelope(
             ChargingPreferencesResponse.NOT_POSSIBLE.value,
             now=services.clock(),
-            headers=_routing(services, request, caller),
+            headers=routing(services, request, caller),
         )
 
     @router.get(f"/{VERSION}/cdrs")
@@ -423,83 +338,36 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
             request=request,
             base_url=services.base_url(),
             now=services.clock(),
-            headers=_routing(services, request, caller),
+            headers=routing(services, request, caller),
         )
 
 
-# -- Tokens, Receiver interface (mod_tokens §Receiver Interface) ------------------------------
+# -- Tariffs, Sender interface (mod_tariffs §Sender Interface) --------------------------------
 
 
-def _token_routes(router: APIRouter, services: OcpiServices) -> None:
-    Registered = Annotated[Caller, Depends(_registered(services))]
-    path = f"/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{token_uid}}"
-    CountryCode = Annotated[str, Path(pattern=r"^[A-Za-z]{2}$")]
-    PartyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{3}$")]
-    TypeParam = Annotated[TokenType, Query(alias="type")]
+def _tariff_routes(router: APIRouter, services: OcpiServices) -> None:
+    Registered = Annotated[Caller, Depends(registered(services))]
 
-    def key(country_code: str, party_id: str, uid: str, token_type: TokenType) -> TokenKey:
-        return TokenKey(
-            country_code=country_code, party_id=party_id, uid=uid, type=token_type.value
+    @router.get(f"/{VERSION}/tariffs")
+    async def list_tariffs(caller: Registered, request: Request) -> Response:
+        """mod_tariffs §GET Method: every Tariff csms keeps, oldest update first, paginated
+        and filtered on last_updated. Tariffs are the CPO's own, the same for every party."""
+        query = page_query(request)
+        items, total = await services.database.read(
+            lambda s: roaming_catalog.tariffs_page(
+                s,
+                date_from=query.date_from,
+                date_to=query.date_to,
+                offset=query.offset,
+                limit=query.limit,
+            )
         )
-
-    @router.get(path)
-    async def get_token(
-        caller: Registered,
-        request: Request,
-        country_code: CountryCode,
-        party_id: PartyId,
-        token_uid: Id36,
-        token_type: TypeParam = TokenType.RFID,
-    ) -> Response:
-        data = await services.tokens.get(caller, key(country_code, party_id, token_uid, token_type))
-        return envelope(data, now=services.clock(), headers=_routing(services, request, caller))
-
-    @router.put(path)
-    async def put_token(
-        caller: Registered,
-        request: Request,
-        country_code: CountryCode,
-        party_id: PartyId,
-        token_uid: Id36,
-        token_type: TypeParam = TokenType.RFID,
-    ) -> Response:
-        """A new or replaced Token: HTTP 201 when it is new, 200 when replaced."""
-        created = await services.tokens.put(
-            caller, key(country_code, party_id, token_uid, token_type), await _body(request)
-        )
-        return envelope(
-            None,
+        return paginated(
+            [validated_tariff(item) for item in items],
+            total=total,
+            query=query,
+            request=request,
+            base_url=services.base_url(),
             now=services.clock(),
-            http_status=201 if created else 200,
-            headers=_routing(services, request, caller),
+            headers=routing(services, request, caller),
         )
-
-    @router.patch(path)
-    async def patch_token(
-        caller: Registered,
-        request: Request,
-        country_code: CountryCode,
-        party_id: PartyId,
-        token_uid: Id36,
-        token_type: TypeParam = TokenType.RFID,
-    ) -> Response:
-        await services.tokens.patch(
-            caller, key(country_code, party_id, token_uid, token_type), await _body(request)
-        )
-        return envelope(None, now=services.clock(), headers=_routing(services, request, caller))
-
-
-# -- Commands, Receiver interface (mod_commands §Receiver Interface) --------------------------
-
-
-def _command_routes(router: APIRouter, services: OcpiServices) -> None:
-    Registered = Annotated[Caller, Depends(_registered(services))]
-
-    @router.post(f"/{VERSION}/commands/{{command}}")
-    async def post_command(
-        caller: Registered,
-        request: Request,
-        command: Annotated[str, Path(max_length=32)],
-    ) -> Response:
-        data = await services.commands.receive(caller, command, await _body(request))
-        return envelope(data, now=services.clock(), headers=_routing(services, request, caller))

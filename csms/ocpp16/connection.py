@@ -22,7 +22,8 @@ from csms.errors import (
 from csms.metrics import Metrics, monotonic
 from csms.ocpp16 import convert
 from csms.ocpp16.context import ChargerContext, Handler
-from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession
+from csms.ocpp16.limits import LogBudget
+from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession, shorten
 from csms.ocpp16.schemas import ErrorCode
 from csms.ocpp16.sockets import OcppSocket
 
@@ -66,6 +67,8 @@ class ChargerConnection:
         # Why csms closed the socket itself, for the disconnect event (None: the charger did).
         self.closed_because: str | None = None
         self._frame_heard = asyncio.get_running_loop().time()
+        # Rejections are logged a few per minute per connection (docs/security.md).
+        self._log_budget = LogBudget()
         self._watchdog: asyncio.TimerHandle | None = None
         self._silenced: asyncio.Future[None] | None = None
 
@@ -141,17 +144,37 @@ class ChargerConnection:
         if isinstance(event, Call):
             if event.normalised:
                 self._report_normalised(event)
+            if event.repaired:
+                self._report_repaired(event)
             await self._run_handler(event)
         elif isinstance(event, Answer):
             if event.error_code is not None:
-                log.warning("call_rejected", error_code=event.error_code.value, reason=event.reason)
+                self.counters["calls.rejected"] += 1
+                if (left_out := self._log_allowed()) is not None:
+                    log.warning(
+                        "call_rejected",
+                        error_code=event.error_code.value,
+                        reason=event.reason,
+                        left_out=left_out,
+                    )
                 self.metrics.ocpp_message(event.action or "unknown", event.error_code.value, None)
             await self.websocket.send(event.frame, text=True)
         elif isinstance(event, Reply):
             if self._reply is not None and not self._reply.done():
                 self._reply.set_result(event)
         elif isinstance(event, Dropped):
-            log.warning("frame_dropped", reason=event.reason, frame=text[:200])
+            self.counters["frames.dropped"] += 1
+            if (left_out := self._log_allowed()) is not None:
+                log.warning(
+                    "frame_dropped", reason=event.reason, frame=shorten(text), left_out=left_out
+                )
+
+    def _log_allowed(self) -> int | None:
+        """None when this rejection goes unlogged; else how many were left out before it."""
+        if not self._log_budget.allow(asyncio.get_running_loop().time()):
+            self.counters["log.rejections_suppressed"] += 1
+            return None
+        return self._log_budget.take_suppressed()
 
     def _report_normalised(self, call: Call) -> None:
         for change in call.normalised:
@@ -167,6 +190,17 @@ class ChargerConnection:
                 path=change.path,
                 sent=change.before,
                 stored=change.after,
+            )
+
+    def _report_repaired(self, call: Call) -> None:
+        # OCPP 1.6 §4.10: a StopTransaction csms could not store as sent is kept repaired.
+        for repair in call.repaired:
+            self.counters["stops.repaired"] += 1
+            log.warning(
+                "stop_repaired",
+                path=repair.path,
+                sent=shorten(repr(repair.before)),
+                stored=shorten(repr(repair.after)),
             )
 
     async def _run_handler(self, call: Call) -> None:

@@ -109,6 +109,7 @@ def stop_request(
         charge_point_id=charge_point_id,
         transaction_id=payload["transactionId"],
         id_tag=payload.get("idTag"),
+        # None when poison.repair_stop found it unreadable.
         meter_stop=payload["meterStop"],
         stopped=parse_timestamp(payload["timestamp"], received=received),
         # OCPP-J errata §2.6: reason may be absent and then means Local.

@@ -27,6 +27,7 @@ from websockets.frames import Close, CloseCode
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
+from csms.ocpp16.limits import FragmentBound, Limits
 from csms.ocpp16.sockets import MAX_QUEUE, WRITE_LIMIT
 
 _RESUME_READING_AT = MAX_QUEUE // 4
@@ -43,6 +44,8 @@ class PicowsOptions:
     close_timeout: float
     handshake_timeout: float
     server_header: str = "csms"
+    # Fragments per message and their time (ocpp.max_fragments, ocpp.fragment_timeout).
+    limits: Limits | None = None
 
 
 class PicowsSocket(WSListener):
@@ -52,6 +55,7 @@ class PicowsSocket(WSListener):
     __slots__ = (
         "_drained",
         "_ending",
+        "_fragments",
         "_frames",
         "_keepalive",
         "_loop",
@@ -87,6 +91,7 @@ class PicowsSocket(WSListener):
         self._drained: list[asyncio.Future[None]] = []
         # A fragmented message being put together: its parts and whether it is text.
         self._parts: list[bytes] | None = None
+        self._fragments = FragmentBound(options.limits) if options.limits is not None else None
         self._parts_size = 0
         self._parts_text = True
         self._ending = False
@@ -212,6 +217,12 @@ class PicowsSocket(WSListener):
         else:
             self._parts, self._parts_size = [], 0
             self._parts_text = kind == WSMsgType.TEXT
+        if self._fragments is not None:
+            reason = self._fragments.receive_frame(fin=frame.fin, now=self._loop.time())
+            if reason is not None:
+                # RFC 6455 §7.4.1: 1009, the message is too big to process (too fragmented).
+                self._fail(CloseCode.MESSAGE_TOO_BIG, reason)
+                return
         self._parts_size += frame.payload_size
         limit = self._options.max_frame_size
         if self._parts_size > limit:

@@ -8,6 +8,8 @@ error codes (§4.2.3), tolerant-mode normalisation before it (`leniency.py`), th
 
 from __future__ import annotations
 
+import json
+import re
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -17,13 +19,29 @@ from uuid import uuid4
 
 import orjson
 
-from csms.ocpp16 import convert
+from csms.ocpp16 import convert, poison
 from csms.ocpp16.leniency import Leniency, Normalisation, Profile, normalise
+from csms.ocpp16.limits import Limits
+from csms.ocpp16.poison import Repair
 from csms.ocpp16.schemas import ErrorCode, SchemaViolation, Validators
 
 MAX_MESSAGE_ID_LENGTH = 36
 _RECENT_ANSWERS = 16
 _BOOT = "BootNotification"
+_STOP = "StopTransaction"
+_DATA_TRANSFER = "DataTransfer"
+# Characters of an error description or a logged value: a 1 MB idTag must not come back in
+# a 1 MB CALLERROR, nor fill the log (docs/security.md, "Limits and hostile input").
+MAX_DESCRIPTION = 200
+# The head of a CALL, read when the frame as a whole is not JSON orjson accepts.
+_CALL_HEAD = re.compile(r'\s*\[\s*2\s*,\s*"([^"\\]{1,36})"\s*,\s*"([A-Za-z0-9]{1,64})"\s*,')
+
+
+def shorten(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """Text cut to `limit` characters, saying how long it was; short text is unchanged."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 class MessageType(IntEnum):
@@ -42,6 +60,8 @@ class Call:
     frame: str
     # What tolerant mode changed in the payload before it was validated (leniency.py).
     normalised: tuple[Normalisation, ...] = ()
+    # What was changed so that a StopTransaction can be kept (poison.py).
+    repaired: tuple[Repair, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,32 @@ def encode_call_error(
     return orjson.dumps([MessageType.CALLERROR, unique_id, code.value, description, details or {}])
 
 
+def _parse_beyond_orjson(frame: str, error: str) -> list[Any] | Event:
+    """A frame orjson refused: still a CALL to answer, or a frame to drop.
+
+    orjson refuses numbers beyond a double (a literal 1e400) and NaN, which the standard
+    library reads (as infinities; the schema then refuses them with a TypeConstraintViolation),
+    and nesting beyond 1024 levels, which is answered FormationViolation when the CALL's
+    head (its message id and action) can be read. Anything else is not JSON and is dropped
+    (OCPP-J §4.2.3 needs a message id to answer).
+    """
+    head = _CALL_HEAD.match(frame)
+    if head is None:
+        return Dropped("frame is not JSON")
+    if "depth" in error:
+        description = f"{head.group(2)}.req /: nests deeper than {poison.MAX_DEPTH} levels"
+        return Answer(
+            frame=encode_call_error(head.group(1), ErrorCode.FORMATION_VIOLATION, description),
+            error_code=ErrorCode.FORMATION_VIOLATION,
+            reason=description,
+        )
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):
+        return Dropped("frame is not JSON")
+    return message if isinstance(message, list) else Dropped("frame is not JSON")
+
+
 class RpcSession:
     """The RPC state of one OCPP-J connection."""
 
@@ -100,8 +146,10 @@ class RpcSession:
         accepted: bool,
         leniency: Leniency | None = None,
         profile: Profile | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._validators = validators
+        self._limits = limits or Limits()
         self._supported = supported
         self.accepted = accepted
         # Tolerant mode: the rules, and the profile of this charger (its last boot's vendor
@@ -113,7 +161,9 @@ class RpcSession:
         self._triggered: set[str] = set()
         self._pending_id: str | None = None
         self._pending_action = ""
+        # Answers by the frame they answered, for a retry (errata §3.1); bounded in bytes.
         self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_bytes = 0
 
     # -- frames from the charger -------------------------------------------------------------
 
@@ -126,8 +176,11 @@ class RpcSession:
             return Answer(frame=repeated, reason="repeated message")
         try:
             message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return Dropped("frame is not JSON")
+        except orjson.JSONDecodeError as exc:
+            fallback = _parse_beyond_orjson(key, str(exc))
+            if not isinstance(fallback, list):
+                return fallback
+            message = fallback
         if not isinstance(message, list) or not message or type(message[0]) is not int:
             return Dropped("frame is not an OCPP-J message array")
         kind = message[0]
@@ -176,18 +229,36 @@ class RpcSession:
                 "CALL payload must be a JSON object",
                 action=action,
             )
+        deep = poison.too_deep(frame, payload)
+        if deep is not None:
+            # The validator's recursion gives out at 256 levels: answer before it runs.
+            return self._reject(unique_id, deep.code, deep.describe(f"{action}.req"), action=action)
         payload, changes = self._normalise(action, payload)
         violation = self._validators.check_request(action, payload)
         if violation is not None:
             return self._reject(
                 unique_id, violation.code, violation.description, violation.details, action=action
             )
+        if action == _DATA_TRANSFER and (too_big := self._data_too_big(payload)) is not None:
+            return self._reject(
+                unique_id, ErrorCode.PROPERTY_CONSTRAINT_VIOLATION, too_big, action=action
+            )
+        repairs: list[Repair] = []
+        if poison.may_hold_poison(frame):
+            if action == _STOP:
+                # OCPP 1.6 §4.10: a stop is always accepted; it is repaired, never refused.
+                payload, repairs = poison.repair_stop(payload)
+            elif (found := poison.find_poison(payload)) is not None:
+                return self._reject(
+                    unique_id, found.code, found.describe(f"{action}.req"), action=action
+                )
         return Call(
             unique_id=unique_id,
             action=action,
             payload=payload,
             frame=frame,
             normalised=tuple(changes),
+            repaired=tuple(repairs),
         )
 
     def _normalise(
@@ -208,6 +279,15 @@ class RpcSession:
         normalised, changes = normalise(self._validators.request_schema(action), payload, profile)
         return normalised, changes
 
+    def _data_too_big(self, payload: dict[str, Any]) -> str | None:
+        # OCPP 1.6 §4.3 leaves DataTransfer data unbounded; csms keeps what it is sent, so
+        # it bounds it (docs/security.md, "Limits and hostile input").
+        data = payload.get("data")
+        limit = self._limits.max_data_transfer
+        if isinstance(data, str) and len(data) > limit:
+            return f"DataTransfer.req /data: {len(data)} characters, over the {limit} allowed"
+        return None
+
     def allow_triggered(self, actions: Collection[str]) -> None:
         """Let a charger that is not accepted send what csms asked for (OCPP 1.6 §4.2)."""
         self._triggered.update(actions)
@@ -221,6 +301,7 @@ class RpcSession:
         *,
         action: str = "",
     ) -> Answer:
+        description = shorten(description)
         frame = encode_call_error(unique_id, code, description, details)
         return Answer(frame=frame, error_code=code, reason=description, action=action)
 
@@ -254,12 +335,30 @@ class RpcSession:
     def answer(self, call: Call, payload: dict[str, Any]) -> bytes:
         """The CALLRESULT frame for a handled call; remembered so a retry gets it again."""
         frame = encode_call_result(call.unique_id, payload)
+        self._remember(call.frame, frame)
+        return frame
+
+    def _remember(self, key: str, frame: bytes) -> None:
+        size = len(key) + len(frame)
+        if size > self._limits.answer_cache_bytes:
+            return  # a retry of a message this big is handled again, not answered from memory
         # orjson's bytes keep a 4 KiB buffer whatever their length; a kept answer is copied
         # to its own size, or every idle charger would hold 4 KiB for its boot answer.
-        self._recent[call.frame] = bytes(memoryview(frame))
-        if len(self._recent) > _RECENT_ANSWERS:
-            self._recent.popitem(last=False)
-        return frame
+        previous = self._recent.pop(key, None)
+        if previous is not None:
+            self._recent_bytes -= len(key) + len(previous)
+        self._recent[key] = bytes(memoryview(frame))
+        self._recent_bytes += size
+        while len(self._recent) > _RECENT_ANSWERS or (
+            self._recent_bytes > self._limits.answer_cache_bytes
+        ):
+            old_key, old_frame = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old_key) + len(old_frame)
+
+    @property
+    def answers_kept_bytes(self) -> int:
+        """Bytes of frames and answers kept for retries (bounded by answer_cache_bytes)."""
+        return self._recent_bytes
 
     def fail(self, call: Call, code: ErrorCode, description: str) -> bytes:
         """The CALLERROR frame for a call whose handling failed (not remembered: retry runs)."""

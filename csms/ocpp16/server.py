@@ -7,7 +7,8 @@ import ssl
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import structlog
 from websockets.asyncio.server import ServerConnection, serve
@@ -25,6 +26,7 @@ from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_con
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
+from csms.ocpp16.limits import Limits
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
 from csms.ocpp16.sockets import Listener, OcppSocket
@@ -37,6 +39,8 @@ log = structlog.get_logger("csms.ocpp")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 LISTEN_BACKLOG = 8192
 HANDSHAKE_TIMEOUT = 60.0
+# Seconds a charger refused with 503 (the database is away) is asked to wait.
+RETRY_AFTER_SECONDS = 30
 
 
 def resolve_transport(setting: str) -> str:
@@ -88,6 +92,7 @@ class OcppServer:
             counters=self.counters,
         )
         self.validators = load_validators()
+        self.limits = Limits.from_settings(settings)
         self.leniency = Leniency.from_rules(settings.leniency) if settings.leniency else None
         # OCPP 1.6 §4.6: two heartbeat intervals and a grace without a message is silence.
         interval = max(settings.heartbeat_interval, settings.pending_interval)
@@ -140,13 +145,10 @@ class OcppServer:
     def _tls_settings(self, tls: ssl.SSLContext | None) -> TlsSettings | None:
         if tls is None:
             return None
-        if not isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
-            # uvloop's transports cannot host the handshake (tls.py); there the TLS layer
-            # stays the loop's and failed handshakes go unseen (docs/security.md).
-            log.warning("tls_handshake_failures_not_seen", reason="event loop is not asyncio's")
-            return None
         # The handshake runs in the connection, so that a failed one is logged and
-        # counted (tls.py).
+        # counted (tls.py), on asyncio's loop and on uvloop alike: the loop's own TLS
+        # server (ssl=) drops a failed handshake silently on both (uvloop logs it only
+        # in debug mode), so the listener takes plain TCP and never gets ssl= here.
         return TlsSettings(
             context=tls,
             handshake_timeout=HANDSHAKE_TIMEOUT,
@@ -158,14 +160,15 @@ class OcppServer:
         tls_settings = self._tls_settings(tls)
         if self.transport == "picows":
             return await self._listen_picows(host, port, tls=tls, tls_settings=tls_settings)
-        tls_options: dict[str, Any] = {"ssl": tls, "create_connection": HeardConnection}
+        connection: type[HeardConnection] = HeardConnection
         if tls_settings is not None:
-            tls_options = {"create_connection": tls_connection_class(tls_settings)}
+            connection = tls_connection_class(tls_settings)
         return await serve(
             self._serve_charger,
             host,
             port,
-            **tls_options,
+            # websockets calls create_connection like the class; a partial carries the limits.
+            create_connection=cast(type[ServerConnection], partial(connection, limits=self.limits)),
             # A bigger frame closes the connection with 1009 (RFC 6455 §7.4.1).
             max_size=self.settings.max_frame_size,
             subprotocols=[SUBPROTOCOL],
@@ -207,6 +210,7 @@ class OcppServer:
             ping_timeout=self.settings.ping_timeout,
             close_timeout=self.settings.ping_timeout,
             handshake_timeout=HANDSHAKE_TIMEOUT,
+            limits=self.limits,
         )
         server = PicowsServer(
             admit=self.gatekeeper.admit,
@@ -235,7 +239,10 @@ class OcppServer:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        outcome = await self.gatekeeper.admit(connection, request)
+        try:
+            outcome = await self.gatekeeper.admit(connection, request)
+        except StoreError as exc:
+            return _unavailable(connection, exc)
         if isinstance(outcome, Response):
             return outcome
         self._admissions[connection] = outcome
@@ -290,6 +297,7 @@ class OcppServer:
                 profile=leniency.profile_for(admission.vendor, admission.model)
                 if leniency is not None
                 else None,
+                limits=self.limits,
             ),
             handlers=self.handlers,
             call_timeout=self.settings.call_timeout,
@@ -435,6 +443,15 @@ class OcppServer:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _unavailable(connection: ServerConnection, exc: StoreError) -> Response:
+    """HTTP 503 with Retry-After for an upgrade csms cannot decide on: the database is
+    away (RFC 9110 §15.6.4); the charger comes back later instead of seeing our 500."""
+    log.warning("upgrade_refused_store_unavailable", error=str(exc))
+    response = connection.respond(503, "database unavailable, retry later\n")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _select_subprotocol(

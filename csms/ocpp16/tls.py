@@ -1,17 +1,23 @@
 """TLS on the wss:// listener, run so that a failed handshake is seen (SecWP A00.FR.408).
 
-asyncio's own TLS server drops a failed handshake silently: the WebSocket layer never
-hears of the connection, so a charger with an expired or untrusted certificate, or one
-that speaks TLS 1.1, left no trace. Here each accepted TCP connection starts TLS itself
-and, when the handshake fails, reports the peer address, the reason, and the subject of
-the client certificate when it can be read: in TLS 1.2 the client's Certificate message
-travels in the clear, so the first bytes of the connection are kept until the handshake
-ends (TLS 1.3 encrypts it, so there the identity stays unknown).
+The event loop's own TLS server drops a failed handshake silently: the WebSocket layer
+never hears of the connection, so a charger with an expired or untrusted certificate, or
+one that speaks TLS 1.1, left no trace. asyncio's does; so does uvloop's (`csms serve`
+runs on it when installed): its server-side handshake waiter only closes the transport,
+and its SSLProtocol logs an `ssl.SSLError` (an OSError) only in debug mode
+(uvloop/handles/streamserver.pyx `__on_ssl_connected`, uvloop/sslproto.pyx
+`_fatal_error`). Here each accepted TCP connection, on either loop, starts TLS itself
+with asyncio's SSLProtocol and, when the handshake fails, reports the peer address, the
+reason, and the subject of the client certificate when it can be read: in TLS 1.2 the
+client's Certificate message travels in the clear, so the first bytes of the connection
+are kept until the handshake ends (TLS 1.3 encrypts it, so there the identity stays
+unknown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
@@ -22,9 +28,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, CloseCode, Frame
+from websockets.protocol import Event, State
 
 from csms.core.security import ClientCertificate
 from csms.core.security_events import SecurityEventType
+from csms.ocpp16.limits import FragmentBound, Limits
 
 # A client's TLS 1.2 handshake up to its Certificate message is a few KiB; the bytes kept
 # for one connection are capped so that a peer cannot make csms hold more.
@@ -169,9 +178,37 @@ class TlsSettings:
 
 class HeardConnection(ServerConnection):
     """A ServerConnection that notes when the charger last sent anything: an OCPP frame,
-    a ping or a pong (the silence rule, docs/ocpp.md "Connecting")."""
+    a ping or a pong (the silence rule, docs/ocpp.md "Connecting"), and that bounds the
+    fragments of a message (`limits.FragmentBound`)."""
 
     last_heard = 0.0
+
+    def __init__(self, *args: Any, limits: Limits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fragments = FragmentBound(limits) if limits is not None else None
+
+    def process_event(self, event: Event) -> None:
+        if self._refuse_fragment(event):
+            return
+        super().process_event(event)
+
+    def _refuse_fragment(self, event: Event) -> bool:
+        """websockets' side of `FragmentBound`: fail the connection with 1009 when a
+        message comes in too many fragments or too slowly, and drop what follows."""
+        if self.protocol.state is not State.OPEN:
+            return isinstance(event, Frame) and event.opcode in DATA_OPCODES
+        if self._fragments is None or not isinstance(event, Frame):
+            return False
+        if event.opcode not in DATA_OPCODES:
+            return False
+        reason = self._fragments.receive_frame(fin=event.fin, now=self.loop.time())
+        if reason is None:
+            return False
+        # RFC 6455 §7.4.1: 1009, the message is too big to process (here: too fragmented).
+        self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, reason)
+        with contextlib.suppress(Exception):
+            self.send_data()
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.last_heard = self.loop.time()
@@ -245,7 +282,7 @@ def _handshake_done(
     )
 
 
-def tls_connection_class(settings: TlsSettings) -> type[ServerConnection]:
+def tls_connection_class(settings: TlsSettings) -> type[HeardConnection]:
     """A websockets ServerConnection that runs the TLS handshake on its TCP connection
     first, and reports a handshake that fails to `settings.on_failure`."""
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -220,8 +221,12 @@ _CONNECTION_COLUMNS: dict[bool, StatementFactory] = {
 }
 
 
-async def end_lost_connections(session: AsyncSession) -> list[ChargePoint]:
+async def end_lost_connections(
+    session: AsyncSession, *, only: Sequence[str] | None = None
+) -> list[ChargePoint]:
     """Disconnect the chargers still shown connected, as of when each was last seen.
+
+    `only` limits it to those chargers (cluster mode: the chargers of a dead node).
 
     Only right at start-up, before csms accepts connections: a charger shown connected
     then was connected to the previous process, which ended without recording the
@@ -233,6 +238,7 @@ async def end_lost_connections(session: AsyncSession) -> list[ChargePoint]:
         .where(
             table.c.connected_at.is_not(None),
             or_(table.c.disconnected_at.is_(None), table.c.disconnected_at < table.c.connected_at),
+            table.c.id.in_(only) if only is not None else true(),
         )
         .order_by(table.c.id)
     )

@@ -76,7 +76,7 @@ async def _apply(
     cp, at = record.charge_point_id, record.completed_at
     match effect:
         case ProfileInstalled():
-            await _install_profile(session, cp, effect, at=at)
+            await _install_profile(session, cp, effect, at=at, source=record.requested_by)
         case ProfilesCleared():
             await _clear_profiles(session, cp, effect)
         case ReservationAccepted():
@@ -102,7 +102,12 @@ async def _apply(
 
 
 async def _install_profile(
-    session: AsyncSession, charge_point_id: str, effect: ProfileInstalled, *, at: datetime
+    session: AsyncSession,
+    charge_point_id: str,
+    effect: ProfileInstalled,
+    *,
+    at: datetime,
+    source: str | None,
 ) -> None:
     stored = await _stored_profiles(session, charge_point_id)
     replaced = replaced_by(
@@ -123,6 +128,7 @@ async def _install_profile(
             purpose=effect.purpose,
             transaction_id=effect.transaction_id,
             profile=effect.profile,
+            source=source,
             updated_at=at,
         )
     )

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.clock import as_utc
+from csms.core.cluster import slot_of
 from csms.core.events import Event
 from csms.store.db import BulkWrite, StatementFactory
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
@@ -40,6 +41,7 @@ def _insert_event(dialect: str) -> Executable:
         time=bindparam("p_time", type_=UTCDateTime),
         data=bindparam("p_data", type_=JSON),
         created_at=bindparam("now", type_=UTCDateTime),
+        slot=bindparam("p_slot"),
     )
 
 
@@ -53,6 +55,7 @@ def event_step(event: Event, *, now: datetime) -> tuple[StatementFactory, dict[s
         "p_time": event.time,
         "p_data": event.data,
         "now": now,
+        "p_slot": slot_of(event.charge_point_id),
     }
 
 

@@ -20,13 +20,16 @@ from csms.core.roaming import (
     Selection,
     collapsed_kind,
 )
+from csms.core.roaming_hub import PartyRef
 from csms.store.sql import page, rowcount
 from csms.store.tables import (
     OcpiAuthorization,
     OcpiCdr,
     OcpiFeed,
+    OcpiHubClient,
     OcpiPartner,
     OcpiPartnerLocation,
+    OcpiPartnerTariff,
     OcpiPush,
     OcpiReservation,
     OcpiSession,
@@ -97,6 +100,8 @@ async def delete_partner(session: AsyncSession, *, partner_id: str) -> bool:
         OcpiSession,
         OcpiCdr,
         OcpiReservation,
+        OcpiPartnerTariff,
+        OcpiHubClient,
     ):
         table = table_of(model)
         await session.execute(delete(table).where(table.c.partner_id == partner_id))
@@ -229,9 +234,11 @@ async def enqueue(
     now: datetime,
     body: dict[str, Any] | None = None,
     url: str | None = None,
+    to: PartyRef | None = None,
 ) -> None:
     """Queue a push behind the partner's others; it replaces an unsent push of the same
-    object where only the latest state matters (core.roaming.COLLAPSIBLE)."""
+    object where only the latest state matters (core.roaming.COLLAPSIBLE). `to` is the
+    party it is addressed to when that is not the partner itself (a hub's client)."""
     if kind in COLLAPSIBLE:
         pending = await session.execute(
             select(OcpiPush)
@@ -253,6 +260,8 @@ async def enqueue(
             kind=kind.value,
             url=url,
             body=body,
+            to_country_code=None if to is None else to.country_code,
+            to_party_id=None if to is None else to.party_id,
             attempts=0,
             next_attempt_at=now,
             created_at=now,
@@ -308,6 +317,20 @@ async def push_counts(session: AsyncSession, partner_id: str) -> tuple[int, int]
     )
     counts = {bool(waiting): int(count) for waiting, count in rows}
     return counts.get(True, 0), counts.get(False, 0)
+
+
+async def pushes_of(
+    session: AsyncSession, partner_id: str, *, refused: bool, limit: int
+) -> list[OcpiPush]:
+    """A partner's waiting pushes in the order they go, or (`refused`) those it refused for
+    good, newest first: the push backlog the dashboard shows."""
+    query = select(OcpiPush).where(col(OcpiPush.partner_id) == partner_id)
+    if refused:
+        query = query.where(col(OcpiPush.failed_at).is_not(None)).order_by(col(OcpiPush.id).desc())
+    else:
+        query = query.where(col(OcpiPush.failed_at).is_(None)).order_by(col(OcpiPush.id))
+    rows = await session.execute(query.limit(limit))
+    return list(rows.scalars())
 
 
 # -- the feed: how far the outbox has been read ----------------------------------------------
@@ -382,6 +405,7 @@ async def save_session(
     authorization_reference: str | None,
     data: dict[str, Any],
     last_updated: datetime,
+    owner: PartyRef | None = None,
 ) -> None:
     row = await session.get(OcpiSession, (partner_id, session_id))
     if row is None:
@@ -391,6 +415,8 @@ async def save_session(
             token_id=token_id,
             auth_method=auth_method,
             authorization_reference=authorization_reference,
+            owner_country_code=None if owner is None else owner.country_code,
+            owner_party_id=None if owner is None else owner.party_id,
         )
         session.add(row)
     row.data = data
@@ -409,11 +435,21 @@ async def save_cdr(
     cdr_id: str,
     data: dict[str, Any],
     last_updated: datetime,
+    owner: PartyRef | None = None,
 ) -> bool:
     """Keep a CDR once; False when it exists already (a CDR never changes, mod_cdrs)."""
     if await session.get(OcpiCdr, (partner_id, cdr_id)) is not None:
         return False
-    session.add(OcpiCdr(partner_id=partner_id, cdr_id=cdr_id, data=data, last_updated=last_updated))
+    session.add(
+        OcpiCdr(
+            partner_id=partner_id,
+            cdr_id=cdr_id,
+            data=data,
+            last_updated=last_updated,
+            owner_country_code=None if owner is None else owner.country_code,
+            owner_party_id=None if owner is None else owner.party_id,
+        )
+    )
     await session.flush()
     return True
 
@@ -426,6 +462,7 @@ async def sessions_page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of a partner's Sessions, oldest update first."""
     return await _page(
@@ -437,6 +474,7 @@ async def sessions_page(
         date_to=date_to,
         offset=offset,
         limit=limit,
+        owner=owner,
     )
 
 
@@ -448,6 +486,7 @@ async def cdrs_page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of a partner's CDRs, oldest first."""
     return await _page(
@@ -459,6 +498,7 @@ async def cdrs_page(
         date_to=date_to,
         offset=offset,
         limit=limit,
+        owner=owner,
     )
 
 
@@ -472,11 +512,16 @@ async def _page(
     date_to: datetime | None,
     offset: int,
     limit: int,
+    owner: PartyRef | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """transport_and_format §Paginated Response: "It is best practice to return the oldest
-    objects first"; date_from inclusive, date_to exclusive."""
+    objects first"; date_from inclusive, date_to exclusive. With `owner`, only that party's
+    (a hub's client asking through the hub sees its own only)."""
     table = table_of(model)
     conditions = [table.c.partner_id == partner_id]
+    if owner is not None:
+        conditions.append(table.c.owner_country_code == owner.country_code)
+        conditions.append(table.c.owner_party_id == owner.party_id)
     if date_from is not None:
         conditions.append(table.c.last_updated >= date_from)
     if date_to is not None:

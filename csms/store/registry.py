@@ -30,7 +30,11 @@ async def get_id_tag(session: AsyncSession, id_tag: str) -> IdTag | None:
 
 async def authorize_id_tag(session: AsyncSession, *, id_tag: str, now: datetime) -> IdTagInfo:
     """The IdTagInfo for a tag, from the id-tags table."""
-    row = await session.get(IdTag, id_tag)
+    return decide(await session.get(IdTag, id_tag), now=now)
+
+
+def decide(row: IdTag | None, *, now: datetime) -> IdTagInfo:
+    """The IdTagInfo for a tag's row (None: an unknown tag)."""
     record = None
     if row is not None:
         record = IdTagRecord(

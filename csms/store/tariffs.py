@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -20,7 +22,9 @@ from csms.store.tables import (
     TariffGroup,
     TariffRow,
     TariffVersion,
+    Transaction,
     TransactionPricing,
+    table_of,
 )
 
 # -- tariffs -------------------------------------------------------------------------------
@@ -141,9 +145,33 @@ async def list_assignments(session: AsyncSession) -> list[TariffAssignment]:
     return list(rows.scalars())
 
 
+async def get_assignment(
+    session: AsyncSession, *, scope: str, target: str
+) -> TariffAssignment | None:
+    return await session.get(TariffAssignment, (scope, target))
+
+
 async def assigned_tariff(session: AsyncSession, *, scope: str, target: str) -> str | None:
     row = await session.get(TariffAssignment, (scope, target))
     return None if row is None else row.tariff_id
+
+
+async def assignments_of(
+    session: AsyncSession, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], str | None]:
+    """The tariff assigned at each (scope, target), None where there is none; one query."""
+    if not keys:
+        return {}
+    table = table_of(TariffAssignment)
+    rows = await session.execute(
+        select(table.c.scope, table.c.target, table.c.tariff_id).where(
+            tuple_(table.c.scope, table.c.target).in_(list(keys))
+        )
+    )
+    found: dict[tuple[str, str], str | None] = dict.fromkeys(keys)
+    for scope, target, tariff_id in rows:
+        found[scope, target] = tariff_id
+    return found
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -287,3 +315,61 @@ async def connector_statuses(
     )
     rows = [*before.scalars(), *during.scalars()]
     return [(row.timestamp, row.status) for row in rows if row.timestamp is not None]
+
+
+async def connector_statuses_of(
+    session: AsyncSession, transaction_ids: Collection[int]
+) -> dict[int, list[tuple[datetime, str]]]:
+    """`connector_statuses` of many ended transactions, from their start to their stop as
+    stored, with one query (a statement of one shape, whatever the number)."""
+    found: dict[int, list[tuple[datetime, str]]] = {tid: [] for tid in transaction_ids}
+    if not transaction_ids:
+        return found
+    rows = await session.execute(_statuses_query(), {"ids": list(transaction_ids)})
+    for transaction_id, timestamp, status, _ in sorted(rows, key=itemgetter(0, 1, 3)):
+        found[transaction_id].append((timestamp, status))
+    return found
+
+
+@cache
+def _statuses_query() -> Select[Any]:
+    tx = table_of(Transaction)
+    sn = table_of(StatusNotification)
+    earlier = sn.alias("earlier")
+    # The connector's last status at the start, per transaction (connector_statuses' first).
+    before = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.charge_point_id == tx.c.charge_point_id,
+            earlier.c.connector_id == tx.c.connector_id,
+            earlier.c.timestamp <= tx.c.start_timestamp,
+        )
+        .order_by(earlier.c.timestamp.desc(), earlier.c.id.desc())
+        .limit(1)
+        .correlate(tx)
+        .scalar_subquery()
+    )
+    spans = (
+        select(
+            tx.c.id.label("tid"),
+            tx.c.charge_point_id.label("cp"),
+            tx.c.connector_id.label("conn"),
+            tx.c.start_timestamp.label("started"),
+            tx.c.stop_timestamp.label("stopped"),
+            before.label("before_id"),
+        )
+        .where(tx.c.id.in_(bindparam("ids", expanding=True)))
+        .cte("spans")
+    )
+    return (
+        select(spans.c.tid, sn.c.timestamp, sn.c.status, sn.c.id)
+        .join_from(
+            spans, sn, and_(sn.c.charge_point_id == spans.c.cp, sn.c.connector_id == spans.c.conn)
+        )
+        .where(
+            or_(
+                sn.c.id == spans.c.before_id,
+                and_(sn.c.timestamp > spans.c.started, sn.c.timestamp <= spans.c.stopped),
+            )
+        )
+    )

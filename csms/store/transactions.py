@@ -170,7 +170,7 @@ async def start_transaction(
         )
         row_id = existing.scalar_one()
         return StartOutcome(transaction_id=int(row_id), id_tag_info=info, created=False)
-    ended = await _end_open_transactions(session, key=key, keep=inserted, now=now)
+    ended = await end_open_transactions(session, key=key, keep=inserted, now=now)
     fulfilled = await use_reservation(
         session,
         charge_point_id=key.charge_point_id,
@@ -189,7 +189,7 @@ async def start_transaction(
     )
 
 
-async def _end_open_transactions(
+async def end_open_transactions(
     session: AsyncSession, *, key: StartKey, keep: int, now: datetime
 ) -> list[int]:
     """A Start on a connector with an open transaction means its Stop was lost: end it here."""
@@ -264,8 +264,16 @@ async def record_cdrs(
     The caller holds the row's lock (it has just ended the transaction), so the flags it
     decided on are still the row's: of two nodes, only the one that ended it gets here.
     """
+    if mark_cdrs(row, step=step, estimated_cdr=estimated_cdr, now=now):
+        await session.flush()
+
+
+def mark_cdrs(
+    row: Transaction, *, step: CdrStep, estimated_cdr: dict[str, Any] | None, now: datetime
+) -> bool:
+    """`record_cdrs` on the row in memory (flushed with the session); True when it changed."""
     if step is CdrStep.NONE:
-        return
+        return False
     if step is CdrStep.FIRST:
         new = [TransactionFlag.CDR_CREATED]
         if estimated_cdr is not None:
@@ -275,7 +283,7 @@ async def record_cdrs(
         new = [TransactionFlag.CDR_CORRECTED]
     row.flags = merge_flags(row.flags, new)
     row.updated_at = now
-    await session.flush()
+    return True
 
 
 async def transaction_samples(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
@@ -317,50 +325,68 @@ async def _flag_after_stop(
     A stop csms decided (forced, implicitly ended) may be replaced by the charger's own,
     so samples between the two lose the flag again. Only changed rows are written.
     """
+    await flag_after_stops(session, [(transaction_id, stopped_at)])
+
+
+async def flag_after_stops(session: AsyncSession, stops: Sequence[tuple[int, datetime]]) -> None:
+    """`_flag_after_stop` for many (transaction id, stopped at): one executemany."""
+    if not stops:
+        return
+    rows = [{"tid": transaction_id, "stopped_at": at} for transaction_id, at in stops]
+    await (await session.connection()).execute(_after_stop_update(), rows)
+
+
+@cache
+def _after_stop_update() -> Executable:
     mv = table_of(MeterValue)
-    after = mv.c.timestamp > stopped_at
-    await session.execute(
+    at = bindparam("stopped_at", type_=UTCDateTime)
+    after = mv.c.timestamp > at
+    return (
         update(mv)
         .where(
-            mv.c.transaction_id == transaction_id,
+            mv.c.transaction_id == bindparam("tid", type_=BigInteger),
             or_(
                 and_(mv.c.after_stop.is_(False), after),
-                and_(mv.c.after_stop.is_(True), mv.c.timestamp <= stopped_at),
+                and_(mv.c.after_stop.is_(True), mv.c.timestamp <= at),
             ),
         )
         .values(after_stop=after)
-        .execution_options(synchronize_session=False)
     )
 
 
-async def _stop_known(
-    session: AsyncSession, *, row: Transaction, request: StopRequest, now: datetime
-) -> bool:
+def stop_values(row: Transaction, *, request: StopRequest, now: datetime) -> dict[str, Any]:
+    """What the charger's Stop sets on its transaction's row."""
     flags = stop_flags(
         meter_start=row.meter_start if row.meter_start is not None else request.meter_stop,
         meter_stop=request.meter_stop,
         started_at=row.start_timestamp,
         stopped=request.stopped,
     )
+    return {
+        "meter_stop": request.meter_stop,
+        "stop_timestamp": request.stopped.value,
+        "stop_reason": request.reason or "Local",
+        "stop_id_tag": request.id_tag,
+        "charger_stopped": True,
+        "flags": merge_flags(row.flags, flags),
+        "updated_at": now,
+    }
+
+
+async def _stop_known(
+    session: AsyncSession, *, row: Transaction, request: StopRequest, now: datetime
+) -> bool:
     # The conditional UPDATE is the guard: of two concurrent Stops (two processes), one wins.
     result = await session.execute(
         update(Transaction)
         .where(col(Transaction.id) == row.id, col(Transaction.charger_stopped).is_(False))
-        .values(
-            meter_stop=request.meter_stop,
-            stop_timestamp=request.stopped.value,
-            stop_reason=request.reason or "Local",
-            stop_id_tag=request.id_tag,
-            charger_stopped=True,
-            flags=merge_flags(row.flags, flags),
-            updated_at=now,
-        )
+        .values(**stop_values(row, request=request, now=now))
         .execution_options(synchronize_session=False)
     )
     if not rowcount(result):
         return False
     assert row.id is not None
-    await _insert_samples(
+    await insert_samples(
         session,
         charge_point_id=request.charge_point_id,
         connector_id=row.connector_id,
@@ -399,7 +425,7 @@ async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: date
     )
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     if inserted is not None:
-        await _insert_samples(
+        await insert_samples(
             session,
             charge_point_id=request.charge_point_id,
             connector_id=0,
@@ -529,7 +555,7 @@ def value_digest(value: str) -> str:
     return hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
 
 
-async def _insert_samples(
+async def insert_samples(
     session: AsyncSession,
     *,
     charge_point_id: str,

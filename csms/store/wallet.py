@@ -145,6 +145,22 @@ async def post(session: AsyncSession, posting: Posting, *, now: datetime) -> Pos
     )
 
 
+async def posted_amount(
+    session: AsyncSession, *, user_id: str, kind: str, reference: str
+) -> Decimal | None:
+    """The amount of the posting made with this reference, or None when there is none."""
+    units = (
+        await session.execute(
+            select(col(LedgerEntry.amount)).where(
+                col(LedgerEntry.user_id) == user_id,
+                col(LedgerEntry.kind) == kind,
+                col(LedgerEntry.reference) == reference,
+            )
+        )
+    ).scalar_one_or_none()
+    return None if units is None else from_units(int(units))
+
+
 async def list_entries(
     session: AsyncSession, *, user_id: str, limit: int, offset: int
 ) -> tuple[list[LedgerEntry], int]:

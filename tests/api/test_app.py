@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from csms.store.tables import ChargePoint
+from tests.api.test_locations import GENT
 from tests.support import RunningCsms, running_csms, settings_for
 
 
@@ -92,6 +93,9 @@ async def test_charge_point_password_is_write_only(csms: RunningCsms) -> None:
     """The password is stored as a salted hash and never returned."""
     password = "0123456789abcdef0123"
     async with csms.api() as api:
+        # A charge point may only name a location that exists (issue 13: 422 otherwise).
+        place = await api.put("/locations/L1", json=GENT)
+        assert place.status_code == 201, place.text
         created = await api.put(
             "/charge-points/CP-PW",
             json={"name": "Bay 7", "securityProfile": 1, "password": password, "locationId": "L1"},

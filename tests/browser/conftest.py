@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,22 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-@pytest.fixture
-async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
-    """A 1280x800 page; its screenshot goes to test-artifacts/ when the test fails."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+# A phone, as Chromium's device emulation draws it: a 390x844 CSS-pixel screen at 3x, touch,
+# and the mobile viewport rules (the page's <meta name="viewport"> applies).
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@asynccontextmanager
+async def opened_page(
+    browser: Browser, request: pytest.FixtureRequest, **options: Any
+) -> AsyncIterator[Page]:
+    """A page in a new context; its screenshot goes to test-artifacts/ when the test fails."""
+    context = await browser.new_context(**options)
     opened = await context.new_page()
     try:
         yield opened
@@ -58,3 +71,17 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
             name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)
             await opened.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         await context.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A 1280x800 page; its screenshot goes to test-artifacts/ when the test fails."""
+    async with opened_page(browser, request, viewport={"width": 1280, "height": 800}) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def phone(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page on an emulated 390x844 phone; a screenshot on failure as for `page`."""
+    async with opened_page(browser, request, **PHONE) as opened:
+        yield opened

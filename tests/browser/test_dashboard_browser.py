@@ -9,6 +9,7 @@ import httpx
 from playwright.async_api import Page, expect
 
 from simulators import Charger
+from tests.ocpi_partner import FakeEmsp, registered_emsp
 from tests.support import MS, RunningCsms, new_identity
 
 PASSWORD = "a long passphrase"
@@ -131,3 +132,32 @@ async def test_posts_without_the_csrf_token_are_refused(csms: RunningCsms, page:
     async with csms.api() as api:
         commands = await api.get("/charge-points/NOPE/commands")
     assert commands.json()["total"] == 0
+
+
+async def test_a_viewer_finds_a_partner_and_its_endpoints(
+    roaming: RunningCsms, emsp: FakeEmsp, page: Page
+) -> None:
+    """From the nav to the partners list to one partner: its handshake state, the
+    endpoints csms learned from it, what it gets and its push backlog."""
+    await prepare(roaming, "vic", "viewer")
+    await registered_emsp(roaming, emsp)
+    async with roaming.api() as api:
+        later = {"countryCode": "DE", "partyId": "LAT", "roles": ["HUB"]}
+        assert (await api.put("/partners/later", json=later)).status_code == 201
+        known = (await api.get("/partners/emsp")).json()["endpoints"]
+    assert known, "the handshake gave csms the eMSP's endpoints"
+    root = await log_in(page, roaming, "vic")
+    await page.locator("header nav").get_by_role("link", name="Partners").click()
+    await expect(page).to_have_url(f"{root}/partners")
+    await expect(page.locator("#partner-later")).to_contain_text("pending")
+    row = page.locator("#partner-emsp")
+    await expect(row).to_contain_text("registered")
+    await expect(row).to_contain_text("NL*EMS")
+    await row.get_by_role("link", name="emsp").click()
+    await expect(page.locator("h1")).to_contain_text("emsp")
+    await expect(page.locator("#partner-state")).to_contain_text("registered since")
+    endpoints = page.locator("#endpoints tbody tr")
+    await expect(endpoints).to_have_count(len(known))
+    await expect(page.locator("#endpoints")).to_contain_text(f"{emsp.url}/ocpi/2.2.1/locations")
+    await expect(page.locator("#pushes-waiting")).to_have_text("0")
+    await expect(page.locator("#backlog")).to_contain_text("Nothing waiting.")

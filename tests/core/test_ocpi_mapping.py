@@ -25,6 +25,7 @@ from csms.core.ocpi import (
     build_charging_periods,
     build_evse_status,
     build_session,
+    evse_uid_or_derived,
     format_evse_id,
     format_evse_uid,
     hours_between,
@@ -99,6 +100,20 @@ def test_evse_uid_refused(charge_point_id: str, connector_id: int) -> None:
     """Too long, not ASCII, or connector 0: no EVSE uid."""
     with pytest.raises(ValueError, match=r"evse uid|not an EVSE"):
         format_evse_uid(charge_point_id, connector_id)
+
+
+def test_a_long_identity_gets_a_derived_uid_in_locations_and_sessions_alike() -> None:
+    """An identity too long for `{id}*{n}` (OCPP allows 48 characters) gets one stable
+    36-character uid, the same in its Session as in its Location and statuses."""
+    identity = "PHONE-CHARGER-WITH-A-LONG-IDENTITY-48-CHARS-XYZ"
+    derived = evse_uid_or_derived(identity, 1)
+    assert len(derived) == 36
+    assert derived == evse_uid_or_derived(identity, 1) != evse_uid_or_derived(identity, 2)
+    assert evse_uid_or_derived("CP001", 1) == "CP001*1"
+    built = build_session(
+        session_facts(T0, charge_point_id=identity), last_updated=NOW, total_cost=None
+    )
+    assert Session.model_validate(built).evse_uid == derived
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ CONTRACT_TYPES = [
     "chargepoint.disconnected",
     "chargepoint.booted",
     "chargepoint.network_status",
+    "chargepoint.registration_status",
     "evse.status",
     "session.started",
     "session.updated",
@@ -40,10 +41,13 @@ CONTRACT_TYPES = [
     "authorization",
     "reservation.status",
     "location.updated",
+    "tariff.updated",
     "security.event",
     "user.balance_changed",
     "user.subscription_changed",
     "webhook.failing",
+    "circuit.allocation",
+    "circuit.member.uncontrollable",
 ]
 
 

@@ -69,7 +69,7 @@ async def test_start_session_runs_remote_start(roaming: RunningCsms, emsp: FakeE
             location_id="LOC-1",
             authorization_reference="REF-1",
         )
-        assert reply["status_code"] == 1000
+        assert reply["status_code"] == 1000, reply
         assert (reply["data"]["result"], reply["data"]["timeout"]) == ("ACCEPTED", 30)
         call = await answer_call(cp, {"status": "Accepted"})
         assert call[2] == "RemoteStartTransaction"

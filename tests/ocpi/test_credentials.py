@@ -53,8 +53,10 @@ async def test_versions_and_details_answer_in_the_envelope(roaming: RunningCsms)
         ("locations", "SENDER"),
         ("sessions", "SENDER"),
         ("cdrs", "SENDER"),
+        ("tariffs", "SENDER"),
         ("tokens", "RECEIVER"),
         ("commands", "RECEIVER"),
+        ("hubclientinfo", "RECEIVER"),
     }
 
 

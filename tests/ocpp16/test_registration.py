@@ -145,6 +145,29 @@ async def test_a_rejected_charger_is_closed_and_answered_rejected(
     assert await listed(csms, "rejected") == [identity]
 
 
+async def test_each_decision_is_published_once_as_registration_status(
+    pending_csms: RunningCsms,
+) -> None:
+    """Accepting and rejecting a charger publish `chargepoint.registration_status` with the
+    status it had before and who decided; repeating a decision publishes nothing."""
+    csms, identity = pending_csms, new_identity("DECIDE")
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        async with csms.charger(identity, boot=False) as charger:
+            assert (await charger.boot())["status"] == "Pending"
+        async with csms.api() as api:
+            for decision in ("accept", "accept", "reject"):
+                answer = await api.post(f"/charge-points/{identity}/{decision}")
+                assert answer.status_code == 200, answer.text
+            assert (await api.post(f"/charge-points/{new_identity()}/accept")).status_code == 404
+        decided = await events.until(2, of_type="chargepoint.registration_status")
+    assert [event["data"] for event in decided] == [
+        {"status": "accepted", "previousStatus": "pending", "decidedBy": "api.token"},
+        {"status": "rejected", "previousStatus": "accepted", "decidedBy": "api.token"},
+    ]
+    assert {event["source"] for event in decided} == {f"/charge-points/{identity}"}
+
+
 async def test_unknown_policies_and_their_deprecated_alias(database_url: str) -> None:
     """reject answers an unknown identity 404; accept lets it boot Accepted; a known charger
     registered through the API is accepted under pending too."""

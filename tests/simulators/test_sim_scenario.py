@@ -48,8 +48,9 @@ def test_parse_duration_rejects(text: object) -> None:
 def test_shipped_scenarios_parse() -> None:
     """Every shipped scenario parses, and the four documented ones exist."""
     names = {path.stem: Scenario.load(path) for path in shipped_scenarios()}
-    assert {"idle", "commute", "faults", "boot-storm"} <= set(names)
+    assert {"idle", "commute", "faults", "boot-storm", "lifecycle"} <= set(names)
     assert names["commute"].sessions.per_connector >= 1
+    assert names["lifecycle"].speed == 1.0
     assert {f.kind for f in names["faults"].faults} == set(FaultKind)
     assert names["boot-storm"].connect_spread == 0.0
 

@@ -38,7 +38,13 @@ from csms.core.ocpi.enums import (
     TariffDimensionType,
     TariffType,
 )
-from csms.core.ocpi.evse import build_evse_status, format_evse_id, format_evse_uid, ocpi_evse_status
+from csms.core.ocpi.evse import (
+    build_evse_status,
+    evse_uid_or_derived,
+    format_evse_id,
+    format_evse_uid,
+    ocpi_evse_status,
+)
 from csms.core.ocpi.periods import (
     DEFAULT_PERIOD,
     MAX_CHARGING_PERIODS,
@@ -92,6 +98,7 @@ __all__ = [
     "build_evse_status",
     "build_session",
     "evse_uid_of",
+    "evse_uid_or_derived",
     "format_evse_id",
     "format_evse_uid",
     "hours_between",

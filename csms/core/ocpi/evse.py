@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,20 @@ def format_evse_uid(charge_point_id: str, connector_id: int) -> str:
     if len(uid) > 36 or not _CI_STRING.fullmatch(uid):
         raise ValueError(f"evse uid {uid!r} is not a CiString(36)")
     return uid
+
+
+_UID_NAMESPACE = uuid.UUID("4f0c7d3e-2a51-4c1e-9a8e-6f1f2b3c4d5e")
+
+
+def evse_uid_or_derived(charge_point_id: str, connector_id: int) -> str:
+    """`format_evse_uid`, or a stable uid derived from it (a UUID 5, 36 characters) when
+    the identity is too long for a CiString(36): an OCPP identity may have 48 characters
+    (OCPP-J §3.1.1), so Locations, statuses, Sessions and CDRs all name such a charger's
+    EVSE the same derived way."""
+    try:
+        return format_evse_uid(charge_point_id, connector_id)
+    except ValueError:
+        return str(uuid.uuid5(_UID_NAMESPACE, f"{charge_point_id}*{connector_id}"))
 
 
 def format_evse_id(

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.core.ocpi.enums import ConnectorFormat, ConnectorType, PowerType, SessionStatus
-from csms.core.ocpi.evse import format_evse_uid
+from csms.core.ocpi.evse import evse_uid_or_derived
 from csms.core.ocpi.periods import (
     DEFAULT_PERIOD,
     build_charging_periods,
@@ -73,10 +73,11 @@ class PricedCdrParts:
 
 
 def evse_uid_of(facts: SessionFacts) -> str:
-    """The OCPI EVSE uid of the session's connector: its own, or the derived one."""
+    """The OCPI EVSE uid of the session's connector: its own, or the one its Location and
+    statuses use (derived when the identity is too long)."""
     if facts.evse_uid is not None:
         return facts.evse_uid
-    return format_evse_uid(facts.charge_point_id, facts.connector_id)
+    return evse_uid_or_derived(facts.charge_point_id, facts.connector_id)
 
 
 def build_cdr_token(facts: SessionFacts) -> dict[str, Any]:

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from csms.store.tables.accounts import Account, AccountSession, ApiKey
+from csms.store.tables.circuits import (
+    ChargerBalancing,
+    Circuit,
+    CircuitAllocation,
+    CircuitAllocationChange,
+    CircuitMember,
+)
+from csms.store.tables.cluster import ChargerOwner, ClusterLease, ClusterNode
 from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, UTCDateTime, table_of
 from csms.store.tables.platform import IssuedCertificate, Location, OutboxEvent, SecurityEvent, User
 from csms.store.tables.pricing import (
@@ -37,8 +45,10 @@ from csms.store.tables.roaming import (
     OcpiAuthorization,
     OcpiCdr,
     OcpiFeed,
+    OcpiHubClient,
     OcpiPartner,
     OcpiPartnerLocation,
+    OcpiPartnerTariff,
     OcpiPush,
     OcpiReservation,
     OcpiSession,
@@ -52,8 +62,16 @@ __all__ = [
     "AccountSession",
     "ApiKey",
     "ChargePoint",
+    "ChargerBalancing",
     "ChargerMessage",
+    "ChargerOwner",
     "ChargingProfile",
+    "Circuit",
+    "CircuitAllocation",
+    "CircuitAllocationChange",
+    "CircuitMember",
+    "ClusterLease",
+    "ClusterNode",
     "Command",
     "ConfigurationKey",
     "Connector",
@@ -67,8 +85,10 @@ __all__ = [
     "OcpiAuthorization",
     "OcpiCdr",
     "OcpiFeed",
+    "OcpiHubClient",
     "OcpiPartner",
     "OcpiPartnerLocation",
+    "OcpiPartnerTariff",
     "OcpiPush",
     "OcpiReservation",
     "OcpiSession",

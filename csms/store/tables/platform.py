@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -39,6 +40,14 @@ class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_events"
     __table_args__ = (
         Index("ix_outbox_events_pending", "delivered_at", "id"),
+        # A cluster partition's pending events (docs/deployment.md, "The outbox relay").
+        Index(
+            "ix_outbox_events_slot_pending",
+            "slot",
+            "id",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
         UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
     )
 
@@ -51,6 +60,11 @@ class OutboxEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime | None = utc_column(nullable=False)
     delivered_at: datetime | None = utc_column()
+    # Cluster mode (docs/deployment.md, "Exactly once"): the event's slot (crc32 of the
+    # charger id mod 4096; a partition is slot mod partitions) and its relay state: 0 not
+    # released to the broker, 2 PUBREC received, so a PUBREL may have released it.
+    slot: int = Field(default=0)
+    relay_state: int = Field(default=0)
 
 
 class Location(SQLModel, table=True):

@@ -256,6 +256,8 @@ class ChargingProfile(SQLModel, table=True):
     purpose: str = Field(max_length=32)
     transaction_id: int | None = Field(default=None)
     profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Who sent it: the command's X-Requested-By ("balancer" for csms's own balancer).
+    source: str | None = Field(default=None, max_length=255)
     updated_at: datetime | None = utc_column(nullable=False)
 
 

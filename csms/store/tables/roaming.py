@@ -91,6 +91,9 @@ class OcpiPush(SQLModel, table=True):
     kind: str = Field(max_length=24)
     url: str | None = Field(default=None, max_length=255)
     body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The party it is addressed to (OCPI-to-*) when not the partner itself: a hub's client.
+    to_country_code: str | None = Field(default=None, max_length=2)
+    to_party_id: str | None = Field(default=None, max_length=3)
     attempts: int = Field(default=0)
     next_attempt_at: datetime | None = utc_column(nullable=False)
     last_error: str | None = Field(default=None, sa_type=Text)
@@ -161,6 +164,9 @@ class OcpiSession(SQLModel, table=True):
     token_id: int
     auth_method: str = Field(max_length=16)
     authorization_reference: str | None = Field(default=None, max_length=36)
+    # The token's owner: the party this Session is for (a hub's client, or the partner).
+    owner_country_code: str | None = Field(default=None, max_length=2)
+    owner_party_id: str | None = Field(default=None, max_length=3)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     last_updated: datetime | None = utc_column(nullable=False)
 
@@ -173,6 +179,9 @@ class OcpiCdr(SQLModel, table=True):
 
     partner_id: str = Field(primary_key=True, max_length=64)
     cdr_id: str = Field(primary_key=True, max_length=39)
+    # The token's owner: the party this CDR is for (a hub's client, or the partner).
+    owner_country_code: str | None = Field(default=None, max_length=2)
+    owner_party_id: str | None = Field(default=None, max_length=3)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     last_updated: datetime | None = utc_column(nullable=False)
 
@@ -188,3 +197,28 @@ class OcpiReservation(SQLModel, table=True):
     charge_point_id: str = Field(max_length=48)
     ocpp_reservation_id: int
     created_at: datetime | None = utc_column(nullable=False)
+
+
+class OcpiPartnerTariff(SQLModel, table=True):
+    """A tariff as a partner last got it (mod_tariffs, csms as Sender): its last_updated,
+    so that the resync pushes what changed and deletes what csms no longer has."""
+
+    __tablename__ = "ocpi_partner_tariffs"
+
+    partner_id: str = Field(primary_key=True, max_length=64)
+    tariff_id: str = Field(primary_key=True, max_length=36)
+    last_updated: datetime | None = utc_column(nullable=False)
+
+
+class OcpiHubClient(SQLModel, table=True):
+    """A party connected to a hub partner, as the hub reported it (mod_hub_client_info
+    §ClientInfo Object, csms as Receiver)."""
+
+    __tablename__ = "ocpi_hub_clients"
+
+    partner_id: str = Field(primary_key=True, max_length=64)
+    country_code: str = Field(primary_key=True, max_length=2)
+    party_id: str = Field(primary_key=True, max_length=3)
+    role: str = Field(max_length=8)
+    status: str = Field(max_length=16)
+    last_updated: datetime | None = utc_column(nullable=False)

@@ -1,0 +1,231 @@
+"""A node's cluster runtime: membership, the partitions it publishes, the leader's work,
+forwarded commands, and the hand-over at SIGTERM (docs/deployment.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from csms.cluster.forward import Forwarder
+from csms.config import Settings
+from csms.errors import StoreError
+from csms.events.cluster_relay import PartitionRelay
+from csms.events.relay import Publisher, Relay
+from csms.flows.chargers import ChargerFlows
+from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_connections_of
+from csms.flows.commands import ChargerLink, Commands
+from csms.store import cluster
+from csms.store.db import Database
+from csms.store.signal import CommitSignal
+
+log = structlog.get_logger("csms.cluster")
+
+PRUNE_EVERY = timedelta(minutes=5)
+
+Work = Callable[[], Coroutine[Any, Any, None]]
+
+
+class ClusterNode:
+    """Everything cluster mode adds to one csms process."""
+
+    def __init__(
+        self,
+        config: Settings,
+        *,
+        database: Database,
+        relay: Relay,
+        chargers: ChargerFlows,
+        online: Mapping[str, ChargerLink],
+        commands: Commands,
+        publisher: Publisher,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings = config.cluster
+        self.node_id = settings.node
+        self._mqtt_url = config.mqtt.url
+        self._prefix = topic_prefix = config.mqtt.topic_prefix
+        self._database = database
+        self._relay = relay
+        self._chargers = chargers
+        self._clock = clock
+        self._online = online
+        self.ownership = Ownership(database=database, node_id=self.node_id)
+        chargers.ownership = self.ownership
+        self.membership = Membership(
+            MembershipSettings(
+                node_id=self.node_id,
+                partitions=settings.partitions,
+                heartbeat_interval=settings.heartbeat_interval,
+                lease_seconds=settings.lease_seconds,
+            ),
+            database=database,
+            chargers=lambda: len(online),
+        )
+        self.forwarder = Forwarder(
+            url=config.mqtt.url,
+            topic_prefix=topic_prefix,
+            node_id=self.node_id,
+            publisher=publisher,
+            chargers=online,
+            owner_of=self._owner_of,
+            call_timeout=config.ocpp.call_timeout,
+            queue_size=config.ocpp.command_queue_size,
+        )
+        commands.remote = self.forwarder
+        self.signal = CommitSignal(config.database.url)
+        self.signal.listeners.append(self.wake)
+        database.writer.listeners += [self.wake, self.signal.committed]
+        self.partitions: dict[int, tuple[PartitionRelay, asyncio.Task[None]]] = {}
+        self.leader_work: list[tuple[str, Work]] = []
+        self._leading: list[asyncio.Task[None]] = []
+        self._lead_changed = asyncio.Event()
+        self.membership.partition_gained.append(self._start_partition)
+        self.membership.partition_lost.append(self._cancel_partition)
+        self.membership.leader_changed.append(lambda _: self._lead_changed.set())
+        self.membership.give_partition = self._stop_partition
+
+    @property
+    def partition_count(self) -> int:
+        return self.settings.partitions
+
+    async def start(self) -> None:
+        """Before accepting chargers: end this node's connections of a previous life, and
+        announce the node (a first heartbeat, which may already take partitions)."""
+        ended = await end_connections_of(
+            database=self._database,
+            chargers=self._chargers,
+            nodes=[self.node_id],
+            now=self._clock(),
+        )
+        if ended:
+            log.warning("lost_connections_ended", chargers=ended)
+        await self.membership.beat()
+
+    async def run(self) -> None:
+        """Heartbeats and forwarded commands, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.membership.run(), name="cluster-heartbeat")
+            tasks.create_task(self.forwarder.run(), name="cluster-forwarder")
+            tasks.create_task(self.signal.run(), name="cluster-commit-signal")
+
+    async def lead(self) -> None:
+        """Run the leader's work (timers, deliveries, sweeps) while this node is leader."""
+        try:
+            while True:
+                self._lead_changed.clear()
+                if self.membership.is_leader and not self._leading:
+                    log.info("leader_work_started", node_id=self.node_id)
+                    self._leading = [
+                        asyncio.create_task(work(), name=name) for name, work in self._duties()
+                    ]
+                elif not self.membership.is_leader and self._leading:
+                    await self._stop_leading()
+                await self._lead_changed.wait()
+        finally:
+            await self._stop_leading()
+
+    def wake(self) -> None:
+        """Events were committed here: every partition publisher looks."""
+        for relay, _ in self.partitions.values():
+            relay.wake()
+
+    async def drain(self, *, within: float) -> None:
+        """SIGTERM, after the chargers were closed: publish what is pending in the held
+        partitions, hand them over, and leave."""
+        self.forwarder.closing = True
+        self.membership.draining = True
+        try:
+            async with asyncio.timeout(within):
+                for relay, task in list(self.partitions.values()):
+                    relay.stop_after_batch()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    await relay.drain(within=within)
+        except TimeoutError:
+            log.warning("events_left_in_outbox", reason="drain took too long; others adopt them")
+        try:
+            await self.membership.leave()
+        except StoreError as exc:
+            log.warning("cluster_leave_failed", error=str(exc))
+
+    # -- partitions -------------------------------------------------------------------------
+
+    def _start_partition(self, partition: int, generation: int) -> None:
+        relay = PartitionRelay(
+            partition=partition,
+            partitions=self.settings.partitions,
+            generation=generation,
+            node_id=self.node_id,
+            database=self._database,
+            relay=self._relay,
+            mqtt_url=self._mqtt_url,
+            client_prefix=self._prefix,
+            clock=self._clock,
+            window=self.settings.mqtt_inflight,
+        )
+        task = asyncio.create_task(relay.run(), name=f"relay-{partition}")
+        self.partitions[partition] = (relay, task)
+        task.add_done_callback(lambda _: self._forget(partition, relay))
+
+    def _forget(self, partition: int, relay: PartitionRelay) -> None:
+        held = self.partitions.get(partition)
+        if held is not None and held[0] is relay:
+            del self.partitions[partition]
+
+    def _cancel_partition(self, partition: int) -> None:
+        held = self.partitions.get(partition)
+        if held is not None:
+            held[1].cancel()
+
+    def _stop_partition(self, partition: int) -> asyncio.Future[None]:
+        held = self.partitions.get(partition)
+        if held is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        held[0].stop_after_batch()
+        return held[1]
+
+    # -- the leader's work ------------------------------------------------------------------
+
+    def _duties(self) -> list[tuple[str, Work]]:
+        return [*self.leader_work, ("dead-node-sweep", self._sweep), ("outbox-prune", self._prune)]
+
+    async def _stop_leading(self) -> None:
+        leading, self._leading = self._leading, []
+        for task in leading:
+            task.cancel()
+        if leading:
+            await asyncio.gather(*leading, return_exceptions=True)
+            log.info("leader_work_stopped", node_id=self.node_id)
+
+    async def _sweep(self) -> None:
+        """The chargers of dead nodes are disconnected (their leases simply expire)."""
+        while True:
+            try:
+                ended = await end_connections_of(
+                    database=self._database, chargers=self._chargers, nodes=None, now=self._clock()
+                )
+            except StoreError as exc:
+                log.warning("dead_node_sweep_failed", error=str(exc))
+            else:
+                if ended:
+                    log.warning("dead_node_chargers_ended", chargers=ended)
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY.total_seconds())
+            try:
+                await self._relay.prune()
+            except StoreError as exc:
+                log.warning("outbox_prune_failed", error=str(exc))
+
+    async def _owner_of(self, charge_point_id: str) -> str | None:
+        owner = await self._database.read(lambda s: cluster.owner_of(s, charge_point_id))
+        return None if owner is None else owner.node_id

@@ -1,0 +1,72 @@
+"""The balancer's events: `circuit.allocation` and `circuit.member.uncontrollable`
+(docs/events.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from csms.core.events import Event
+from csms.events.envelope import EventType
+
+
+def _event(
+    charge_point_id: str, event_type: EventType, at: datetime, data: dict[str, Any]
+) -> Event:
+    return Event(
+        id=uuid.uuid4(), charge_point_id=charge_point_id, type=event_type.value, time=at, data=data
+    )
+
+
+def circuit_allocation(
+    charge_point_id: str,
+    *,
+    circuit_id: str,
+    connector_id: int,
+    limit_a: float,
+    previous_a: float | None,
+    transaction_id: int | None,
+    reason: str,
+    at: datetime,
+) -> Event:
+    """A connector's new limit from the balancer, once its charger accepted it."""
+    return _event(
+        charge_point_id,
+        EventType.CIRCUIT_ALLOCATION,
+        at,
+        {
+            "circuitId": circuit_id,
+            "connectorId": connector_id,
+            "limitA": limit_a,
+            "previousA": previous_a,
+            "transactionId": transaction_id,
+            "reason": reason,
+        },
+    )
+
+
+def member_uncontrollable(
+    charge_point_id: str,
+    *,
+    circuit_id: str,
+    connector_id: int | None,
+    reason: str,
+    strategy: str,
+    counted_a: float | None,
+    at: datetime,
+) -> Event:
+    """A charger the balancer cannot control: it rejected every rung of the ladder, or it
+    draws more than the limit it accepted."""
+    return _event(
+        charge_point_id,
+        EventType.CIRCUIT_MEMBER_UNCONTROLLABLE,
+        at,
+        {
+            "circuitId": circuit_id,
+            "connectorId": connector_id,
+            "reason": reason,
+            "strategy": strategy,
+            "countedA": counted_a,
+        },
+    )

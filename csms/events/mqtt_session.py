@@ -1,0 +1,181 @@
+"""An MQTT 3.1.1 QoS 2 publisher on a persistent session, with packet ids the caller picks.
+
+The cluster relay (docs/deployment.md, "Exactly once") keeps the sender's side of the
+QoS 2 exchange (MQTT 3.1.1 §4.3.3) in PostgreSQL rather than in memory: the packet id
+is derived from the outbox row, and "PUBREC received" is committed before the PUBREL
+goes out. A node that adopts a partition connects with the partition's client id and
+CleanSession 0 (§3.1.2.4), so the broker still holds what the dead node left half-done:
+a re-sent PUBLISH with a packet id the broker holds is not delivered again, and a PUBREL
+completes a message the broker had stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import structlog
+
+from csms.errors import EventPublishError
+from csms.events.mqtt import BrokerAddress, _packet, _string, parse_mqtt_url
+
+log = structlog.get_logger("csms.mqtt")
+
+
+class SessionLink(asyncio.Protocol):
+    """One connection: CONNECT without clean session, PUBLISH/PUBREC, PUBREL/PUBCOMP."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float) -> None:
+        self._loop = loop
+        self._ack_timeout = ack_timeout
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._out: list[bytes] = []
+        # (kind, packet id) -> the future its acknowledgement completes.
+        self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self.connack: asyncio.Future[tuple[bool, int]] = loop.create_future()
+        self.lost = False
+        self._ping: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= 2:
+            length, shift, index = 0, 0, 1
+            while True:  # §2.2.3: the remaining length
+                if index >= len(buffer):
+                    return
+                byte = buffer[index]
+                length |= (byte & 0x7F) << shift
+                index += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+            if len(buffer) < index + length:
+                return
+            kind = buffer[0] >> 4
+            body = bytes(buffer[index : index + length])
+            del buffer[: index + length]
+            self._handle(kind, body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._ping is not None:
+            self._ping.cancel()
+        if not self.connack.done():
+            self.connack.set_exception(EventPublishError("connection closed before CONNACK"))
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(EventPublishError("connection lost"))
+
+    def _handle(self, kind: int, body: bytes) -> None:
+        if kind in (5, 7) and len(body) >= 2:  # PUBREC §3.5, PUBCOMP §3.7
+            future = self._waiting.pop((kind, int.from_bytes(body[:2], "big")), None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif kind == 2 and len(body) >= 2 and not self.connack.done():  # CONNACK §3.2
+            self.connack.set_result((bool(body[0] & 1), body[1]))
+
+    def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None:
+        """CONNECT (§3.1) with CleanSession 0: the broker keeps the QoS 2 state."""
+        flags = 0x00
+        payload = _string(client_id.encode())
+        if address.username is not None:
+            flags |= 0x80
+            payload += _string(address.username.encode())
+            if address.password is not None:
+                flags |= 0x40
+                payload += _string(address.password.encode())
+        header = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big")
+        self._write(_packet(0x10, header + payload))
+        self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
+
+    def publish(
+        self, packet_id: int, topic: bytes, payload: bytes, *, retain: bool, dup: bool
+    ) -> asyncio.Future[None]:
+        """PUBLISH at QoS 2; the future completes on its PUBREC."""
+        first = 0x34 | (0x08 if dup else 0) | (0x01 if retain else 0)
+        future = self._expect(5, packet_id)
+        self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
+        return future
+
+    def release(self, packet_id: int) -> asyncio.Future[None]:
+        """PUBREL (§3.6); the future completes on its PUBCOMP."""
+        future = self._expect(7, packet_id)
+        self._write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+        return future
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._write(b"\xe0\x00")  # DISCONNECT §3.14: the session stays (CleanSession 0)
+            self._flush()
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _expect(self, kind: int, packet_id: int) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        if self.lost:
+            future.set_exception(EventPublishError("connection lost"))
+            return future
+        previous = self._waiting.pop((kind, packet_id), None)
+        if previous is not None and not previous.done():
+            previous.set_exception(EventPublishError("packet id reused"))
+        self._waiting[kind, packet_id] = future
+        handle = self._loop.call_later(self._ack_timeout, self._overdue, kind, packet_id, future)
+        future.add_done_callback(lambda _: handle.cancel())
+        return future
+
+    def _overdue(self, kind: int, packet_id: int, future: asyncio.Future[None]) -> None:
+        if not future.done():
+            log.warning("mqtt_ack_overdue", packet_id=packet_id, kind=kind)
+            self.abort()  # fails everything in flight; the relay reconnects and resumes
+
+    def _send_ping(self, keepalive: int) -> None:
+        self._write(b"\xc0\x00")  # PINGREQ §3.12
+        self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
+
+    def _write(self, data: bytes) -> None:
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(out))
+
+
+async def open_session(
+    url: str,
+    *,
+    client_id: str,
+    timeout: float,  # noqa: ASYNC109 (also the acknowledgement timeout of the link)
+    keepalive: int = 30,
+) -> SessionLink:
+    """Connect with CleanSession 0 as `client_id` (taking the session over, §3.1.4).
+
+    Raises:
+        EventPublishError: no connection, or the broker refused it.
+    """
+    address = parse_mqtt_url(url)
+    loop = asyncio.get_running_loop()
+    link = SessionLink(loop, ack_timeout=timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(lambda: link, address.host, address.port)
+            link.send_connect(client_id=client_id, keepalive=keepalive, address=address)
+            _present, code = await link.connack
+    except (OSError, TimeoutError) as exc:
+        link.abort()
+        raise EventPublishError(f"no mqtt session for {client_id}: {exc!r}") from exc
+    if code != 0:
+        link.abort()
+        raise EventPublishError(f"broker refused the session (CONNACK code {code})")
+    return link

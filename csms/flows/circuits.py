@@ -1,0 +1,187 @@
+"""Circuit edits from the API: checks, the write, and a balancer pass on the tree
+(docs/load-balancing.md, "Circuits")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.core.circuits import CircuitSpec, Rotation, tree_problem
+from csms.errors import CircuitError
+from csms.store import chargers, circuits
+from csms.store.db import Database
+from csms.store.tables import Circuit, CircuitMember
+
+
+@dataclass(frozen=True)
+class MemberInput:
+    charge_point_id: str
+    connector_id: int
+    phase_rotation: Rotation
+    phases: int
+    priority: int
+    min_current_a: float
+    max_current_a: float
+
+
+@dataclass(frozen=True)
+class CircuitInput:
+    circuit_id: str
+    name: str
+    parent_id: str | None
+    phase_limits_a: tuple[float, float, float]
+    base_load_a: tuple[float, float, float] | None
+    safety_margin_a: float
+    members: tuple[MemberInput, ...]
+
+
+def spec_of(row: Circuit) -> CircuitSpec:
+    limits = row.phase_limits_a
+    base = row.base_load_a or [0.0, 0.0, 0.0]
+    return CircuitSpec(
+        row.id,
+        row.parent_id,
+        (limits[0], limits[1], limits[2]),
+        (base[0], base[1], base[2]),
+        row.safety_margin_a,
+    )
+
+
+class CircuitFlows:
+    """Create, replace and delete circuits; every edit wakes the balancer on its tree."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        clock: Callable[[], datetime],
+        on_changed: Callable[[Sequence[str]], None],
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._on_changed = on_changed
+
+    async def put(self, body: CircuitInput) -> bool:
+        """Create or replace a circuit; True when created.
+
+        Raises:
+            CircuitError: 422 not a tree or bad bounds, 409 a connector in another circuit,
+                404 an unknown charger.
+            StoreError: the database failed.
+        """
+        _check_bounds(body)
+        created: bool = await self._database.writer.submit(lambda s: self._put(s, body))
+        self._on_changed([body.circuit_id])
+        return created
+
+    async def _put(self, session: AsyncSession, body: CircuitInput) -> bool:
+        rows = {row.id: row for row in await circuits.list_circuits(session)}
+        specs = {cid: spec_of(row) for cid, row in rows.items()}
+        specs[body.circuit_id] = CircuitSpec(
+            body.circuit_id, body.parent_id, body.phase_limits_a, (0.0, 0.0, 0.0)
+        )
+        problem = tree_problem(list(specs.values()))
+        if problem is not None:
+            raise CircuitError(problem)
+        members = await circuits.list_members(session)
+        taken = {
+            (m.charge_point_id, m.connector_id): m.circuit_id
+            for m in members
+            if m.circuit_id != body.circuit_id
+        }
+        for member in body.members:
+            await _check_member(session, member, taken, body.circuit_id)
+        return await circuits.put_circuit(
+            session,
+            circuit=Circuit(
+                id=body.circuit_id,
+                name=body.name,
+                parent_id=body.parent_id,
+                phase_limits_a=list(body.phase_limits_a),
+                base_load_a=list(body.base_load_a) if body.base_load_a else None,
+                safety_margin_a=body.safety_margin_a,
+            ),
+            members=[
+                CircuitMember(
+                    charge_point_id=m.charge_point_id,
+                    connector_id=m.connector_id,
+                    circuit_id=body.circuit_id,
+                    phase_rotation=m.phase_rotation.value,
+                    phases=m.phases,
+                    priority=m.priority,
+                    min_current_a=m.min_current_a,
+                    max_current_a=m.max_current_a,
+                )
+                for m in body.members
+            ],
+            now=self._clock(),
+        )
+
+    async def delete(self, circuit_id: str) -> None:
+        """Remove a circuit with no sub-circuits.
+
+        Raises:
+            CircuitError: 404 unknown, 409 it still has sub-circuits.
+        """
+        await self._database.writer.submit(lambda s: _delete(s, circuit_id))
+        self._on_changed([circuit_id])
+
+
+async def _delete(session: AsyncSession, circuit_id: str) -> None:
+    children = await circuits.children_of(session, circuit_id)
+    if children:
+        raise CircuitError(
+            f"circuit {circuit_id} still feeds {', '.join(children)}; delete those first",
+            status=409,
+        )
+    if not await circuits.delete_circuit(session, circuit_id):
+        raise CircuitError(f"circuit {circuit_id} not found", status=404)
+
+
+def _check_bounds(body: CircuitInput) -> None:
+    if any(limit < 0 for limit in body.phase_limits_a):
+        raise CircuitError("phaseLimitsA must not be negative")
+    if body.base_load_a and any(load < 0 for load in body.base_load_a):
+        raise CircuitError("baseLoadA must not be negative")
+    if body.parent_id == body.circuit_id:
+        raise CircuitError(f"circuit {body.circuit_id} would be its own ancestor")
+    seen: set[tuple[str, int]] = set()
+    for m in body.members:
+        key = (m.charge_point_id, m.connector_id)
+        if key in seen:
+            raise CircuitError(f"member {m.charge_point_id}/{m.connector_id} is listed twice")
+        seen.add(key)
+        if m.min_current_a > m.max_current_a:
+            raise CircuitError(
+                f"member {m.charge_point_id}: minCurrentA {m.min_current_a} is above "
+                f"maxCurrentA {m.max_current_a}"
+            )
+    for cp in {m.charge_point_id for m in body.members}:
+        if (cp, 0) in seen and any(k[0] == cp and k[1] != 0 for k in seen):
+            raise CircuitError(f"charger {cp} is a member both whole and by connector")
+
+
+async def _check_member(
+    session: AsyncSession,
+    member: MemberInput,
+    taken: dict[tuple[str, int], str],
+    circuit_id: str,
+) -> None:
+    if await chargers.get_charge_point(session, member.charge_point_id) is None:
+        raise CircuitError(f"charge point {member.charge_point_id} not found", status=404)
+    clashes = [
+        other
+        for (cp, connector), other in taken.items()
+        if cp == member.charge_point_id
+        and (connector == member.connector_id or 0 in (connector, member.connector_id))
+    ]
+    if clashes:
+        raise CircuitError(
+            f"charge point {member.charge_point_id} connector {member.connector_id} is already "
+            f"on circuit {clashes[0]}",
+            status=409,
+        )
+    _ = circuit_id

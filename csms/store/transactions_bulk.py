@@ -1,0 +1,245 @@
+"""Transactions of many chargers at once: the Starts and Stops of one writer batch, set-based.
+
+The writer runs a batch's StartTransactions (and StopTransactions) as one group
+(csms.store.db.GroupJob). What each would read on its own (its id tag, whether its
+connector has an open transaction, whether its charger has a reservation, ...) is read here
+once for the group. The one-by-one functions of csms.store.transactions stay the reference:
+these give the same rows, and what is rare (a repeated Start, a reservation, a lost Stop)
+still goes through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from csms.core.authorize import IdTagInfo
+from csms.core.charging import ReservationStatus
+from csms.core.meter import Sample
+from csms.core.transactions import StartKey, StopRequest, TransactionFlag
+from csms.store.commands import use_reservation
+from csms.store.tables import (
+    OPEN_FOR_THE_CHARGER,
+    ChargePoint,
+    IdTag,
+    MeterValue,
+    Reservation,
+    Transaction,
+    table_of,
+)
+from csms.store.transactions import StartOutcome, end_open_transactions, stop_values
+
+
+async def id_tags(session: AsyncSession, tags: Collection[str]) -> dict[str, IdTag]:
+    """The id tags among `tags` that exist, read with one query. While the caller holds the
+    answer, a `session.get` of one of them costs no query (the identity map is weak)."""
+    if not tags:
+        return {}
+    rows = await session.scalars(select(IdTag).where(col(IdTag.id_tag).in_(tags)))
+    return {row.id_tag: row for row in rows}
+
+
+# -- starts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartInsert:
+    """A Start to insert with others: its key, and what its row records."""
+
+    key: StartKey
+    reservation_id: int | None
+    flags: Sequence[TransactionFlag]
+    info: IdTagInfo
+    now: datetime
+
+
+_START_KEY = ["charge_point_id", "connector_id", "id_tag", "start_timestamp", "meter_start"]
+
+
+async def insert_starts(
+    session: AsyncSession, starts: Sequence[StartInsert]
+) -> dict[tuple[str, int], Transaction]:
+    """Insert the transactions of many Starts with one statement; the rows created (they
+    stay in the session), by (charger, connector).
+
+    A Start whose key is open already (a repeat, OCPP 1.6 §4.8) creates nothing and is
+    missing from the answer. The Starts must be of distinct (charger, connector) pairs.
+    """
+    if not starts:
+        return {}
+    values = [
+        {
+            "charge_point_id": start.key.charge_point_id,
+            "connector_id": start.key.connector_id,
+            "id_tag": start.key.id_tag,
+            "start_timestamp": start.key.timestamp,
+            "meter_start": start.key.meter_start,
+            "start_id_tag_status": start.info.status.value,
+            "reservation_id": start.reservation_id,
+            "charger_stopped": False,
+            "flags": [flag.value for flag in start.flags],
+            "created_at": start.now,
+            "updated_at": start.now,
+        }
+        for start in starts
+    ]
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        module.insert(Transaction)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=_START_KEY, index_where=text(OPEN_FOR_THE_CHARGER))
+        .returning(Transaction)
+    )
+    rows = (await session.scalars(stmt)).all()
+    return {(row.charge_point_id, row.connector_id): row for row in rows}
+
+
+async def open_connectors(
+    session: AsyncSession, *, charge_point_ids: Collection[str], keep: Collection[int]
+) -> set[tuple[str, int]]:
+    """The (charger, connector) pairs of these chargers with an open transaction not in `keep`."""
+    if not charge_point_ids:
+        return set()
+    tx = table_of(Transaction)
+    result = await session.execute(
+        select(tx.c.charge_point_id, tx.c.connector_id).where(
+            tx.c.charge_point_id.in_(charge_point_ids),
+            tx.c.stop_timestamp.is_(None),
+            tx.c.id.not_in(keep),
+        )
+    )
+    return {(cp, connector) for cp, connector in result}
+
+
+async def reserved_chargers(session: AsyncSession, charge_point_ids: Collection[str]) -> set[str]:
+    """Those of these chargers with an active reservation (a Start there may fulfil it)."""
+    if not charge_point_ids:
+        return set()
+    table = table_of(Reservation)
+    result = await session.execute(
+        select(table.c.charge_point_id)
+        .where(
+            table.c.charge_point_id.in_(charge_point_ids),
+            table.c.status == ReservationStatus.ACTIVE,
+        )
+        .distinct()
+    )
+    return set(result.scalars())
+
+
+async def complete_start(
+    session: AsyncSession,
+    *,
+    start: StartInsert,
+    row: Transaction,
+    open_elsewhere: bool,
+    reserved: bool,
+) -> StartOutcome:
+    """What follows the insert of a Start, as `transactions.start_transaction` does it: the
+    transactions it ends and the reservations it fulfils, each looked for only where
+    `open_connectors` or `reserved_chargers` found one."""
+    assert row.id is not None
+    ended = (
+        await end_open_transactions(session, key=start.key, keep=row.id, now=start.now)
+        if open_elsewhere
+        else []
+    )
+    fulfilled = (
+        await use_reservation(
+            session,
+            charge_point_id=start.key.charge_point_id,
+            connector_id=start.key.connector_id,
+            id_tag=start.key.id_tag,
+            reservation_id=start.reservation_id,
+            transaction_id=row.id,
+            now=start.now,
+        )
+        if reserved
+        else []
+    )
+    return StartOutcome(
+        transaction_id=row.id,
+        id_tag_info=start.info,
+        created=True,
+        reservations=fulfilled,
+        ended=ended,
+    )
+
+
+# -- stops ---------------------------------------------------------------------------------
+
+
+async def locked_transactions(
+    session: AsyncSession, transaction_ids: Collection[int]
+) -> dict[int, Transaction]:
+    """These transactions, fresh and locked until commit (PostgreSQL; SQLite has one writer),
+    with one query; they stay in the session. As `transactions._locked`, for many."""
+    if not transaction_ids:
+        return {}
+    rows = await session.scalars(
+        select(Transaction)
+        .where(col(Transaction.id).in_(transaction_ids))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: row for row in rows if row.id is not None}
+
+
+def record_stop(row: Transaction, *, request: StopRequest, now: datetime) -> None:
+    """The charger's Stop on its open, locked row in the session (flushed with the others of
+    the group: one executemany). The lock is the guard `transactions._stop_known`'s
+    conditional UPDATE is: of two Stops, the second finds `charger_stopped` set."""
+    assert not row.charger_stopped
+    for name, value in stop_values(row, request=request, now=now).items():
+        setattr(row, name, value)
+
+
+async def samples_of(
+    session: AsyncSession, transaction_ids: Collection[int]
+) -> dict[int, list[Sample]]:
+    """`transactions.transaction_samples` of many transactions as core samples
+    (`transactions.samples_of`), with one query and no ORM objects."""
+    found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
+    if not transaction_ids:
+        return found
+    mv = table_of(MeterValue)
+    rows = await session.execute(
+        select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
+        .where(mv.c.transaction_id.in_(transaction_ids), mv.c.after_stop.is_(False))
+        .order_by(mv.c.timestamp, mv.c.id)
+    )
+    for transaction_id, timestamp, *fields in rows:
+        if timestamp is not None:
+            found[transaction_id].append(Sample(timestamp, *fields))
+    return found
+
+
+# Sample's fields in order, each kept in the meter_values column of the same name.
+_SAMPLE_COLUMNS = (
+    "timestamp",
+    "value",
+    "measurand",
+    "unit",
+    "context",
+    "location",
+    "phase",
+    "format",
+)
+
+
+async def charge_points(
+    session: AsyncSession, charge_point_ids: Collection[str]
+) -> dict[str, ChargePoint]:
+    """These chargers, read with one query. While the caller holds the answer, a
+    `session.get` of one of them costs no query (the session's identity map is weak)."""
+    if not charge_point_ids:
+        return {}
+    query = select(ChargePoint).where(col(ChargePoint.id).in_(charge_point_ids))
+    return {row.id: row for row in await session.scalars(query)}

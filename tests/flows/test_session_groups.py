@@ -1,0 +1,186 @@
+"""A batch's Authorize, Start and Stop requests run as groups: the same answers, rows and
+events as one by one, repeats and odd cases included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from csms.core.session import Party
+from csms.core.transactions import StartKey
+from csms.flows.sessions import OpenSessions, SessionFlows
+from csms.flows.tariffs import SessionPricing
+from csms.flows.wallet import WalletFlows
+from csms.metrics import Metrics
+from csms.ocpp16 import convert
+from csms.store import registry
+from csms.store.db import Database
+from csms.store.tables import OutboxEvent, Transaction, table_of
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PARTY = Party(country_code="BE", party_id="BEC", currency="EUR")
+
+
+@dataclass
+class Setup:
+    database: Database
+    flows: SessionFlows
+    metrics: Metrics
+
+    async def in_one_batch(self, *calls: Awaitable[Any]) -> list[Any]:
+        """Run the calls in one writer batch (and check that they were).
+
+        Each task runs to its submit before the idle writer wakes (asyncio runs ready
+        tasks in order), so the writer finds them all queued.
+        """
+        before = _batches(self.metrics)
+        results = await asyncio.gather(*(asyncio.ensure_future(call) for call in calls))
+        assert _batches(self.metrics) == before + 1
+        return results
+
+    async def count(self, query: Any) -> int:
+        async with self.database.reading() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def events(self, event_type: str) -> int:
+        table = table_of(OutboxEvent)
+        query = select(func.count()).select_from(table).where(table.c.type == event_type)
+        return await self.count(query)
+
+
+def _batches(metrics: Metrics) -> float:
+    for metric in metrics.db_batch_jobs.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return sample.value
+    return 0.0
+
+
+@pytest.fixture
+async def setup(database_url: str) -> AsyncIterator[Setup]:
+    metrics = Metrics()
+    database = Database(database_url, metrics=metrics)
+    await database.migrate()
+    pricing = SessionPricing(database=database, party=PARTY)
+    wallet = WalletFlows(database=database, party=PARTY, pricing=pricing, clock=lambda: NOW)
+    flows = SessionFlows(database=database, party=PARTY, pricing=pricing, wallet=wallet)
+    writer = asyncio.create_task(database.writer.run())
+    await database.writer.submit(
+        lambda session: registry.upsert_id_tag(
+            session, id_tag="GOOD", values={"status": "Accepted"}, now=NOW
+        )
+    )
+    try:
+        yield Setup(database=database, flows=flows, metrics=metrics)
+    finally:
+        database.writer.close()
+        await writer
+        await database.dispose()
+
+
+def _key(cp: str, *, tag: str = "GOOD", minutes: int = 0) -> StartKey:
+    at = (NOW + timedelta(minutes=minutes)).isoformat()
+    payload = {"connectorId": 1, "idTag": tag, "meterStart": 1000, "timestamp": at}
+    key, _ = convert.start_key(cp, payload, received=NOW)
+    return key
+
+
+def _start(flows: SessionFlows, key: StartKey, opened: OpenSessions | None = None) -> Any:
+    return flows.start(
+        key=key,
+        reservation_id=None,
+        flags=(),
+        location_id=None,
+        open_sessions={} if opened is None else opened,
+        now=NOW,
+    )
+
+
+def _stop(flows: SessionFlows, cp: str, tx: int, *, minutes: int = 30) -> Any:
+    at = (NOW + timedelta(minutes=minutes)).isoformat()
+    payload = {"transactionId": tx, "meterStop": 5000, "timestamp": at, "idTag": "GOOD"}
+    request = convert.stop_request(cp, payload, received=NOW)
+    return flows.stop(request=request, location_id=None, open_sessions={}, now=NOW)
+
+
+async def test_authorize_requests_of_one_batch(setup: Setup) -> None:
+    """Each Authorize of a batch gets its own tag's answer and its own event."""
+    flows = setup.flows
+    infos = await setup.in_one_batch(
+        flows.authorize(charge_point_id="CP1", id_tag="GOOD", now=NOW),
+        flows.authorize(charge_point_id="CP2", id_tag="NOPE", now=NOW),
+        flows.authorize(charge_point_id="CP3", id_tag="GOOD", now=NOW),
+    )
+    assert [info.status.value for info in infos] == ["Accepted", "Invalid", "Accepted"]
+    assert await setup.events("authorization") == 3
+
+
+async def test_starts_of_one_batch_with_a_repeat(setup: Setup) -> None:
+    """A batch of Starts: one transaction each, a repeated Start gets the same id, an unknown
+    tag is Invalid but still gets an id (OCPP 1.6 §4.8), one session.started each."""
+    flows = setup.flows
+    opened: OpenSessions = {}
+    outcomes = await setup.in_one_batch(
+        *(_start(flows, _key(f"CP{n}"), opened) for n in range(1, 5)),
+        _start(flows, _key("CP1")),
+        _start(flows, _key("CP5", tag="NOPE")),
+    )
+    ids = [outcome.transaction_id for outcome in outcomes]
+    assert ids[0] == ids[4]
+    assert len(set(ids)) == 5
+    assert [outcome.created for outcome in outcomes] == [True] * 4 + [False, True]
+    assert outcomes[5].id_tag_info.status.value == "Invalid"
+    assert set(opened) == set(ids[:4])
+    assert await setup.count(select(func.count()).select_from(table_of(Transaction))) == 5
+    assert await setup.events("session.started") == 5
+    assert await setup.events("authorization") == 5
+
+
+async def test_a_start_on_a_busy_connector_in_a_batch_ends_the_open_one(setup: Setup) -> None:
+    """A Start on a connector whose transaction is open ends that one (its Stop was lost),
+    beside other chargers' Starts in the same batch."""
+    flows = setup.flows
+    first = await _start(flows, _key("CP1"))
+    second, other = await setup.in_one_batch(
+        _start(flows, _key("CP1", minutes=10)), _start(flows, _key("CP2"))
+    )
+    assert second.ended == [first.transaction_id]
+    assert other.ended == []
+    assert await setup.events("session.stopped") == 1
+    assert await setup.events("cdr.created") == 1
+
+
+async def test_stops_of_one_batch_with_repeats_and_strangers(setup: Setup) -> None:
+    """A batch of Stops: the charger's own is recorded once though sent twice; another
+    charger's transaction and an unknown id are kept as orphans; every Stop is answered."""
+    flows = setup.flows
+    one, two, three = await setup.in_one_batch(*(_start(flows, _key(f"CP{n}")) for n in (1, 2, 3)))
+    infos = await setup.in_one_batch(
+        _stop(flows, "CP1", one.transaction_id),
+        _stop(flows, "CP1", one.transaction_id),
+        _stop(flows, "CP2", three.transaction_id),
+        _stop(flows, "CP3", 999_999),
+        _stop(flows, "CP2", two.transaction_id, minutes=45),
+    )
+    assert [info.status.value for info in infos] == ["Accepted"] * 5
+    tx = table_of(Transaction)
+    stopped = select(func.count()).select_from(tx).where(tx.c.charger_stopped.is_(True))
+    # CP1's and CP2's own, and the two orphans.
+    assert await setup.count(stopped) == 4
+    assert await setup.count(select(func.count()).select_from(tx)) == 5
+    open_three = (
+        select(func.count())
+        .select_from(tx)
+        .where(tx.c.id == three.transaction_id, tx.c.stop_timestamp.is_(None))
+    )
+    assert await setup.count(open_three) == 1
+    assert await setup.events("session.stopped") == 2
+    assert await setup.events("cdr.created") == 2
