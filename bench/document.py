@@ -113,8 +113,9 @@ HOW_IT_WAS_MEASURED = [
 PROFILE_INTRO = [
     "py-spy samples csms for the measured window (200 Hz, from core 1); each sample is",
     "given to the innermost frame that belongs to a layer: WebSocket layer",
-    "(`websockets`), parsing + validation (`rpc.py`, `schemas.py`: orjson and",
-    "jsonschema-rs are native and count to their caller), handlers (`handlers.py`,",
+    "(`websockets`, or picows and `transport_picows.py`), parsing + validation",
+    "(`rpc.py`, `schemas.py`: orjson and jsonschema-rs are native and count to their",
+    "caller), handlers (`handlers.py`,",
     "`connection.py`, `csms/core`), storage (`csms/store`, SQLAlchemy, the drivers),",
     "events (`csms/events`, pydantic, aiomqtt), logging; the rest is the event loop,",
     "socket I/O and asyncio's task switching. Under uvloop a sample taken while uvloop's",

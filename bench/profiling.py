@@ -17,7 +17,7 @@ CATEGORIES = [
         ("sqlalchemy/", "aiosqlite/", "asyncpg/", "sqlite3/", "csms/store/", "sqlmodel/"),
     ),
     ("events", ("csms/events/", "pydantic", "aiomqtt/", "paho/", "amqtt/")),
-    ("WebSocket layer", ("websockets/", "picows/")),
+    ("WebSocket layer", ("websockets/", "picows/", "csms/ocpp16/transport_picows.py")),
     (
         "parsing + validation",
         ("csms/ocpp16/rpc.py", "csms/ocpp16/schemas.py", "jsonschema", "orjson"),

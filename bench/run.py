@@ -8,9 +8,9 @@ repeated (--repeats) and reported as median [min-max]; a result whose generator 
 than 80 % of its core is marked invalid. Progress goes to stderr, the markdown table to
 stdout, and the whole report to docs/performance.md (--output). See docs/performance.md.
 
---quick: protocol_path at 100 connections for csms and both raw ceilings, persisted_path
-SQLite at 100, command_round_trip idle, event_latency and session_lifecycle, 1 repeat of
-5 s each: about 2 minutes, figures only roughly comparable.
+--quick: protocol_path at 100 connections for csms (on both transports) and both raw
+ceilings, persisted_path SQLite at 100, command_round_trip idle, event_latency and
+session_lifecycle, 1 repeat of 5 s each: about 2 minutes, figures only roughly comparable.
 
 The code: processes.py (pinning, /proc, servers, databases), loadgen.py (the load
 generators), backlog.py (the outbox watcher), scenarios/ (one module per scenario),

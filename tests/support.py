@@ -188,7 +188,9 @@ async def running_csms(settings: Settings, **parts: Any) -> AsyncIterator[Runnin
     await asyncio.wait([task, ready], timeout=10_000 * MS, return_when=asyncio.FIRST_COMPLETED)
     if not app.ready.is_set():
         ready.cancel()
-        await task  # surfaces the start-up error
+        app.stop()  # a start that is only slow must not leave the test waiting for ever
+        async with asyncio.timeout(10_000 * MS):
+            await task  # surfaces the start-up error
         raise RuntimeError("csms did not become ready")
     try:
         yield RunningCsms(

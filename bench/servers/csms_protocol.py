@@ -26,11 +26,12 @@ from csms.core.clock import format_utc
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.convert import samples
+from csms.ocpp16.picows_socket import PicowsOptions
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
 from csms.ocpp16.server import LISTEN_BACKLOG, SUBPROTOCOL, _select_subprotocol
 from csms.ocpp16.sockets import OcppSocket, Peer
-from csms.ocpp16.transport_picows import PicowsOptions, PicowsServer
+from csms.ocpp16.transport_picows import PicowsServer
 
 _transactions = itertools.count(1)
 

@@ -200,7 +200,8 @@ class OcppServer:
         tls_settings: TlsSettings | None,
     ) -> Listener:
         # Imported here: picows is optional (the `speed` extra).
-        from csms.ocpp16.transport_picows import PicowsOptions, PicowsServer
+        from csms.ocpp16.picows_socket import PicowsOptions
+        from csms.ocpp16.transport_picows import PicowsServer
 
         options = PicowsOptions(
             subprotocol=SUBPROTOCOL,

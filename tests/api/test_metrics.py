@@ -134,3 +134,27 @@ def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
         )
     assert queried
     assert queried <= exported, queried - exported
+
+
+def test_call_durations_fall_in_cumulative_buckets_whose_bound_they_reach() -> None:
+    """csms_ocpp_handler_seconds is kept outside prometheus_client (no lock per CALL), and
+    reads as its Histogram would: a value on a bound counts in that bucket, buckets are
+    cumulative, +Inf is the count, and the sum adds up; CALLs without a duration count
+    only in csms_ocpp_messages_total."""
+    metrics = Metrics()
+    for seconds in (0.0005, 0.0007, 2.0, 100.0):
+        metrics.ocpp_message("Heartbeat", "ok", seconds)
+    metrics.ocpp_message("FooBar", "NotImplemented", None)
+    found = samples(metrics.render().decode())
+
+    def bucket(le: str) -> float:
+        return value(found, "csms_ocpp_handler_seconds_bucket", action="Heartbeat", le=le)
+
+    assert (bucket("0.0005"), bucket("0.001"), bucket("2.5"), bucket("30.0")) == (1, 2, 3, 3)
+    assert bucket("+Inf") == value(found, "csms_ocpp_handler_seconds_count", action="Heartbeat")
+    assert bucket("+Inf") == 4
+    total = value(found, "csms_ocpp_handler_seconds_sum", action="Heartbeat")
+    assert total == pytest.approx(102.0012)
+    assert value(found, "csms_ocpp_messages_total", action="Heartbeat", outcome="ok") == 4
+    assert value(found, "csms_ocpp_messages_total", action="FooBar", outcome="NotImplemented") == 1
+    assert ("csms_ocpp_handler_seconds_count", (("action", "FooBar"),)) not in found

@@ -6,10 +6,13 @@ that the other files do not reach.
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from csms.errors import ConfigError
 from csms.ocpp16.server import resolve_transport
 from tests.support import RunningCsms, disconnected, new_identity, running_csms, settings_for
 
@@ -20,6 +23,17 @@ async def test_the_transport_asked_for_serves(csms: RunningCsms, transport: str)
     assert resolve_transport("auto") == "picows"
     async with csms.charger() as charger:
         assert "currentTime" in await charger.call("Heartbeat", {})
+
+
+def test_without_picows_auto_falls_back_and_picows_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the `speed` extra, "auto" is websockets and "picows" a clear start-up error."""
+    monkeypatch.setitem(sys.modules, "picows", None)  # as if it were not installed
+    assert resolve_transport("auto") == "websockets"
+    assert resolve_transport("websockets") == "websockets"
+    with pytest.raises(ConfigError, match=r"csms\[speed\]"):
+        resolve_transport("picows")
 
 
 async def test_a_fragmented_message_is_put_together(csms: RunningCsms) -> None:
