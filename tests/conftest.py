@@ -47,7 +47,7 @@ def pytest_report_header() -> list[str]:
 
 # Where the tests run on both WebSocket transports (ocpp.transport): every test here that
 # starts a csms talks OCPP-J to it (docs/development.md).
-_BOTH_TRANSPORTS = ("ocpp16",)
+_BOTH_TRANSPORTS = ("ocpp16", "hostile")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -8,6 +8,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
+from http import HTTPStatus
 from typing import Any, cast
 
 import structlog
@@ -22,14 +23,14 @@ from csms.core.security import ClientCnRule
 from csms.core.security_events import SecurityEventSource
 from csms.errors import ConfigError, StoreError
 from csms.metrics import Metrics
-from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, server_tls_context
+from csms.ocpp16.admission import Admission, Gatekeeper, Refusal, refuse, server_tls_context
 from csms.ocpp16.connection import ChargerConnection
 from csms.ocpp16.context import ChargerContext, Handler, Services
 from csms.ocpp16.leniency import Leniency
 from csms.ocpp16.limits import Limits
 from csms.ocpp16.rpc import RpcSession
 from csms.ocpp16.schemas import load_validators
-from csms.ocpp16.sockets import Listener, OcppSocket
+from csms.ocpp16.sockets import Listener, OcppSocket, Peer
 from csms.ocpp16.tls import HandshakeFailure, HeardConnection, TlsSettings, tls_connection_class
 from csms.store import chargers
 from csms.store.db import Database
@@ -213,7 +214,7 @@ class OcppServer:
             limits=self.limits,
         )
         server = PicowsServer(
-            admit=self.gatekeeper.admit,
+            admit=self._admit_picows,
             serve=self._serve_admitted,
             options=options,
             tls=tls_settings,
@@ -247,6 +248,18 @@ class OcppServer:
             return outcome
         self._admissions[connection] = outcome
         return None
+
+    async def _admit_picows(self, connection: Peer, request: Request) -> Admission | Response:
+        try:
+            return await self.gatekeeper.admit(connection, request)
+        except StoreError as exc:
+            # As _unavailable does for websockets: 503 and Retry-After, not a 500.
+            log.warning("upgrade_refused_store_unavailable", error=str(exc))
+            return refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "database unavailable, retry later",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
 
     async def _serve_charger(self, websocket: ServerConnection) -> None:
         await self._serve_admitted(websocket, self._admissions.pop(websocket))
