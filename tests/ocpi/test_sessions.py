@@ -40,7 +40,15 @@ async def test_a_session_goes_to_its_tokens_emsp(roaming: RunningCsms, emsp: Fak
     await add_location(roaming, "LOC-1", "CP-S")
     await registered_emsp(roaming, emsp)
     await push_token(emsp, RFID, whitelist="ALLOWED")
-    tx = await charge(roaming, "CP-S", RFID)
+    async with roaming.charger("CP-S") as cp:
+        await cp.call("Authorize", {"idTag": RFID})
+        started = await cp.call("StartTransaction", {**START, "idTag": RFID})
+        tx = int(started["transactionId"])
+        # Pushes waiting for a partner collapse to the latest state (docs/ocpi.md), so the
+        # charger goes on only once the partner has seen the session ACTIVE.
+        await emsp.until(lambda: bool(emsp.of("PUT", "/ocpi/2.2.1/sessions/")))
+        await cp.call("MeterValues", meter(tx, 4000, "2026-03-01T10:30:00Z"))
+        await cp.call("StopTransaction", {**STOP, "transactionId": tx, "reason": "EVDisconnected"})
     await emsp.until(lambda: len(emsp.cdrs) == 1)
     session_calls = emsp.of("PUT", "/ocpi/2.2.1/sessions/") + emsp.of(
         "PATCH", "/ocpi/2.2.1/sessions/"
