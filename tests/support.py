@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -120,6 +121,18 @@ class RunningCsms:
             if boot:
                 await charger.boot()
             yield charger
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait until it has unwound.
+
+    A task cancelled and left running can still hold a database connection when the test
+    disposes the engine; SQLAlchemy then closes that connection from a task that waits
+    forever on aiosqlite's stopped thread, and the event loop never closes.
+    """
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def new_identity(prefix: str = "CP") -> str:

@@ -18,7 +18,7 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
-from tests.support import MS, free_port
+from tests.support import MS, cancel_and_wait, free_port
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -104,7 +104,7 @@ async def test_events_survive_a_broker_outage_in_order(database: Database) -> No
         async with database.sessions() as session:
             assert await outbox.backlog(session) == (0, None)
     finally:
-        task.cancel()
+        await cancel_and_wait(task)
         await publisher.close()
         await broker.stop()
 
@@ -144,7 +144,7 @@ async def test_one_stuck_charger_does_not_hold_back_the_others(database: Databas
             got = await receive(client, 3)
         assert {source for source, _, _ in got} == {"/charge-points/CP-FINE"}
     finally:
-        task.cancel()
+        await cancel_and_wait(task)
         await publisher.close()
         await broker.stop()
 
@@ -178,6 +178,6 @@ async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -
         ]
         assert not task.done()
     finally:
-        task.cancel()
+        await cancel_and_wait(task)
         await publisher.close()
         await broker.stop()
