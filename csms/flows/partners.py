@@ -24,17 +24,14 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.core.clock import format_utc
 from csms.core.roaming import (
     VERSION,
     OcpiStatus,
     PartnerReply,
     PartnerState,
     PresentedToken,
-    PushKind,
     Role,
     credentials_url,
-    credit_cdr,
     digests_match,
     pick_version,
     presented_tokens,
@@ -56,8 +53,8 @@ from csms.errors import (
     PartnerRefused,
 )
 from csms.events.models_base import to_json_dict
-from csms.events.models_ocpi import Cdr
 from csms.events.models_ocpi_roaming import Credentials
+from csms.flows.roaming_credits import credit_sent_cdr
 from csms.store import partners
 from csms.store.db import Database
 from csms.store.tables import OcpiPartner
@@ -383,64 +380,15 @@ class PartnerFlows:
         return dropped
 
     async def credit_cdr(self, partner_id: str, cdr_id: str) -> dict[str, Any] | None:
-        """Cancel a CDR the partner has with a Credit CDR (mod_cdrs §Credit CDRs: a CDR is
-        never changed once sent); the credit is sent like any CDR. None when the partner
-        has no such CDR.
+        """Cancel a CDR the partner has with a Credit CDR (flows/roaming_credits.py); None
+        when the partner has no such CDR.
 
         Raises:
             OcpiRequestError: the CDR is a credit itself, or was credited already (409).
         """
-        now = self.clock()
-
-        async def job(session: AsyncSession) -> dict[str, Any] | None:
-            original = await partners.get_cdr(session, partner_id=partner_id, cdr_id=cdr_id)
-            if original is None:
-                return None
-            if original.data.get("credit"):
-                raise OcpiRequestError(
-                    "a credit CDR cannot be credited",
-                    ocpi_status=OcpiStatus.CLIENT_ERROR,
-                    http_status=409,
-                )
-            credit_id = f"{cdr_id}-C"
-            credit = to_json_dict(
-                Cdr.model_validate_json(
-                    orjson.dumps(
-                        credit_cdr(original.data, credit_id=credit_id, last_updated=format_utc(now))
-                    )
-                )
-            )
-            # The credit is for the original's owner (through a hub: the token's party).
-            owner = (
-                None
-                if original.owner_country_code is None or original.owner_party_id is None
-                else PartyRef.of(original.owner_country_code, original.owner_party_id)
-            )
-            if not await partners.save_cdr(
-                session,
-                partner_id=partner_id,
-                cdr_id=credit_id,
-                data=credit,
-                last_updated=now,
-                owner=owner,
-            ):
-                raise OcpiRequestError(
-                    f"CDR {cdr_id} was credited already",
-                    ocpi_status=OcpiStatus.CLIENT_ERROR,
-                    http_status=409,
-                )
-            await partners.enqueue(
-                session,
-                partner_id=partner_id,
-                key=f"cdr:{credit_id}",
-                kind=PushKind.CDR_POST,
-                body=credit,
-                now=now,
-                to=owner,
-            )
-            return credit
-
-        credit: dict[str, Any] | None = await self.database.writer.submit(job)
+        credit = await credit_sent_cdr(
+            self.database, partner_id=partner_id, cdr_id=cdr_id, now=self.clock()
+        )
         if credit is not None:
             log.info("ocpi_cdr_credited", partner_id=partner_id, cdr_id=cdr_id)
             self._changed(partner_id)
