@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from csms.app import add_account, migrate_only, serve
+from csms.admin import add_account, migrate_only
+from csms.app import serve
 from csms.config import Settings, load_settings
 from csms.core.access import Role, password_problem, username_problem
 from csms.errors import ConfigError, CsmsError

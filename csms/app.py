@@ -5,37 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 
 import structlog
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.app import create_api
 from csms.api.context import ApiContext
 from csms.api.home import Home
 from csms.cluster.node import ClusterNode
-from csms.config import OcpiSettings, SecuritySettings, Settings, exposure_warnings
-from csms.core.access import Role, hash_account_password
-from csms.core.certificates import load_authority
+from csms.config import OcpiSettings, Settings, exposure_warnings
 from csms.core.passwords import PasswordHasher
-from csms.core.security import ClientCnRule
 from csms.core.session import Party
-from csms.errors import ConfigError
 from csms.events.fanout import EventFanout
 from csms.events.mqtt import EmbeddedBroker, Publisher, ensure_broker
 from csms.events.relay import Relay
 from csms.flows.balancing import Balancer
-from csms.flows.certificates import CertificateSigning
+from csms.flows.certificates import signing_of
 from csms.flows.chargers import ChargerFlows
 from csms.flows.circuits import CircuitFlows
 from csms.flows.commands import Commands
@@ -60,7 +51,6 @@ from csms.ocpi.services import OcpiServices
 from csms.ocpp16.context import Services
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.server import OcppServer
-from csms.store import accounts
 from csms.store.db import Database
 from csms.store.pepper import load_pepper
 from csms.webhooks.dispatcher import WebhookDispatcher
@@ -76,33 +66,6 @@ EVENT_FLUSH_TIMEOUT = 3.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def certificate_signing(
-    security: SecuritySettings, *, commands: Commands
-) -> CertificateSigning | None:
-    """csms as its chargers' CA when `[security] ca_key_file` is set (SecWP A02/A03).
-
-    Raises:
-        ConfigError: the CA certificate or key cannot be read or do not belong together.
-    """
-    if not security.ca_key_file:
-        return None
-    try:
-        authority = load_authority(
-            Path(security.ca_file).read_bytes(), Path(security.ca_key_file).read_bytes()
-        )
-    except OSError as exc:
-        raise ConfigError(f"cannot read security.ca_file or ca_key_file: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"config keys security.ca_file/ca_key_file: {exc}") from exc
-    return CertificateSigning(
-        authority=authority,
-        days=security.certificate_days,
-        rule=ClientCnRule(security.client_cn),
-        organization=security.organization,
-        commands=commands,
-    )
 
 
 class _ApiServer(uvicorn.Server):
@@ -319,7 +282,7 @@ class Csms:
             metrics=self.metrics,
             passwords=self.passwords,
         )
-        self.services.certificates = certificate_signing(settings.security, commands=self.commands)
+        self.services.certificates = signing_of(settings.security, commands=self.commands)
         self.wallet.stops.commands = self.commands
         self.roaming: Roaming | None = None
         if settings.ocpi.port:
@@ -627,68 +590,3 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, csms.stop)
     await csms.run()
-
-
-async def migrate_only(settings: Settings) -> None:
-    """Apply migrations and exit."""
-    database = Database(settings.database.url)
-    try:
-        await database.migrate()
-    finally:
-        await database.dispose()
-    log.info(
-        "migrations_applied", database=database.engine.url.render_as_string(hide_password=True)
-    )
-
-
-async def add_account(
-    settings: Settings, *, username: str, role: Role, password: str, update: bool
-) -> bool:
-    """`csms user add`: create an operator account (or, with `update`, reset one).
-
-    Returns False when the username is taken (and `update` is off) or, with `update`,
-    unknown.
-    """
-    database = Database(settings.database.url)
-    password_hash = await asyncio.to_thread(
-        hash_account_password, password, salt=secrets.token_bytes(16)
-    )
-    writer = asyncio.create_task(database.writer.run())
-    try:
-        await database.migrate()
-        done = await database.writer.submit(
-            partial(
-                _save_account,
-                username=username,
-                role=role,
-                password_hash=password_hash,
-                update=update,
-            )
-        )
-    finally:
-        database.writer.close()
-        await writer
-        await database.dispose()
-    log.info("account_saved" if done else "account_not_saved", username=username, role=role)
-    return done
-
-
-async def _save_account(
-    session: AsyncSession, *, username: str, role: Role, password_hash: str, update: bool
-) -> bool:
-    now = utc_now()
-    existing = await accounts.find_account(session, username)
-    if update:
-        if existing is None:
-            return False
-        return await accounts.update_account(
-            session, account_id=existing.id, role=role.value, password_hash=password_hash, now=now
-        )
-    return await accounts.create_account(
-        session,
-        account_id=str(uuid.uuid4()),
-        username=username,
-        role=role.value,
-        password_hash=password_hash,
-        now=now,
-    )

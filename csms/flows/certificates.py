@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import structlog
 from cryptography import x509
 
+from csms.config import SecuritySettings
 from csms.core.certificates import (
     SignedCertificate,
     SigningAuthority,
     check_csr,
+    load_authority,
     sign_csr,
 )
 from csms.core.security import ClientCnRule
-from csms.errors import CommandError, StoreError
+from csms.errors import CommandError, ConfigError, StoreError
 from csms.flows.commands import Commands
 
 log = structlog.get_logger("csms.ocpp")
@@ -102,3 +105,28 @@ class CertificateSigning:
         """Wait until every CertificateSigned in flight has been answered or given up."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def signing_of(security: SecuritySettings, *, commands: Commands) -> CertificateSigning | None:
+    """csms as its chargers' CA when `[security] ca_key_file` is set (SecWP A02/A03).
+
+    Raises:
+        ConfigError: the CA certificate or key cannot be read or do not belong together.
+    """
+    if not security.ca_key_file:
+        return None
+    try:
+        authority = load_authority(
+            Path(security.ca_file).read_bytes(), Path(security.ca_key_file).read_bytes()
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot read security.ca_file or ca_key_file: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"config keys security.ca_file/ca_key_file: {exc}") from exc
+    return CertificateSigning(
+        authority=authority,
+        days=security.certificate_days,
+        rule=ClientCnRule(security.client_cn),
+        organization=security.organization,
+        commands=commands,
+    )
