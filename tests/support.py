@@ -31,6 +31,7 @@ from csms.config import (
     SecuritySettings,
     Settings,
 )
+from csms.store.db import Database
 
 # The one time unit of the tests, in seconds: every wait and timeout is a multiple of it.
 # As in websockets' tests/utils.py, CSMS_TESTS_TIMEOUT_FACTOR=3 makes them all 3 times longer.
@@ -121,6 +122,19 @@ class RunningCsms:
             if boot:
                 await charger.boot()
             yield charger
+
+
+@asynccontextmanager
+async def writing(database: Database) -> AsyncIterator[Database]:
+    """The database migrated, with its group-commit writer running; disposed after."""
+    await database.migrate()
+    writer = asyncio.create_task(database.writer.run())
+    try:
+        yield database
+    finally:
+        database.writer.close()
+        await writer
+        await database.dispose()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -18,20 +18,15 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
-from tests.support import MS, cancel_and_wait, free_port
+from tests.support import MS, cancel_and_wait, free_port, writing
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}")
-    await db.migrate()
-    writer = asyncio.create_task(db.writer.run())
-    yield db
-    db.writer.close()
-    await writer
-    await db.dispose()
+    async with writing(Database(f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}")) as db:
+        yield db
 
 
 def events(charge_point_id: str, count: int) -> list[Event]:

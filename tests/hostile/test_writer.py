@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.store import registry
 from csms.store.db import MAX_BATCH, Database
 from csms.store.tables import IdTag
+from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
@@ -23,15 +24,8 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     """A migrated database with its writer running."""
-    db = Database(database_url)
-    await db.migrate()
-    writer = asyncio.create_task(db.writer.run())
-    try:
+    async with writing(Database(database_url)) as db:
         yield db
-    finally:
-        db.writer.close()
-        await writer
-        await db.dispose()
 
 
 def tag(name: str) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.store import registry
 from csms.store.db import Database
 from csms.store.sqlite_inline import CHECKPOINT_EVERY
+from tests.support import writing
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 S = 1.0
@@ -23,15 +24,8 @@ S = 1.0
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}")
-    await db.migrate()
-    writer = asyncio.create_task(db.writer.run())
-    try:
+    async with writing(Database(f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}")) as db:
         yield db
-    finally:
-        db.writer.close()
-        await writer
-        await db.dispose()
 
 
 async def test_statements_run_on_the_event_loop_thread(database: Database) -> None:

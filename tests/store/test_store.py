@@ -23,6 +23,7 @@ from csms.errors import StoreError
 from csms.store import outbox, registry, transactions
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import IdTag, MeterValue, OutboxEvent
+from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
@@ -32,15 +33,8 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     """A migrated database with its writer running."""
-    db = Database(database_url)
-    await db.migrate()
-    writer = asyncio.create_task(db.writer.run())
-    try:
+    async with writing(Database(database_url)) as db:
         yield db
-    finally:
-        db.writer.close()
-        await writer
-        await db.dispose()
 
 
 def _diff(connection: Connection) -> list[Any]:

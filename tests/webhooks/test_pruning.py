@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -17,6 +16,7 @@ from csms.core.events import Event
 from csms.store import outbox, webhooks
 from csms.store.db import Database
 from csms.store.tables import OutboxEvent
+from tests.support import writing
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)
@@ -24,13 +24,8 @@ WEEK_AGO = NOW - timedelta(days=7)
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await db.migrate()
-    writer = asyncio.create_task(db.writer.run())
-    yield db
-    db.writer.close()
-    await writer
-    await db.dispose()
+    async with writing(Database(database_url)) as db:
+        yield db
 
 
 async def _events(database: Database, count: int, *, written: datetime) -> list[int]:
