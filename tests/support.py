@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -135,6 +136,31 @@ async def writing(database: Database) -> AsyncIterator[Database]:
         database.writer.close()
         await writer
         await database.dispose()
+
+
+async def serve_process(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`csms serve` as a process of its own, once it logged `csms_ready`; its log is drained
+    in the background so that it never blocks on a full pipe."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(20_000 * MS):
+        while True:
+            line = await process.stderr.readline()
+            assert line, "csms exited before it was ready"
+            if b'"csms_ready"' in line:
+                break
+    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
+    return process
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -3,7 +3,6 @@ safe share when its lease ends, and a session started meanwhile runs at the safe
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from simulators import Charger
 from simulators.model import EvSpec, SessionState
-from tests.support import MS, free_port, mqtt_settings
+from tests.support import MS, free_port, mqtt_settings, serve_process
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -23,29 +22,6 @@ WAIT = 20_000 * MS
 LEASE = 600
 CAR = EvSpec(capacity_wh=200_000.0, max_power_w=22_080.0, soc_start=0.1)
 PER_AMP = 230.0 * 3
-
-
-async def _serve(env: dict[str, str]) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(WAIT):
-        while True:
-            line = await process.stderr.readline()
-            assert line, "csms exited before it was ready"
-            if b'"csms_ready"' in line:
-                break
-    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
-    return process
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 def limit_at(cp: Charger, moment: float) -> float:
@@ -85,7 +61,7 @@ async def test_sessions_decay_to_the_safe_share_after_sigkill(tmp_path: Path) ->
         "CSMS_BALANCING__LEASE": str(LEASE),
         "CSMS_BALANCING__RENEW_BEFORE": "60",
     }
-    process = await _serve(env)
+    process = await serve_process(env)
     chargers = [
         Charger(url=f"ws://127.0.0.1:{ocpp_port}/ocpp", identity=f"KILL-{n}", connectors=1)
         for n in range(3)
@@ -137,7 +113,7 @@ async def test_sessions_decay_to_the_safe_share_after_sigkill(tmp_path: Path) ->
 
         # csms comes back; two chargers reconnect. The one still away counts at its last
         # applied 15.7 A until it confirms a new limit: the two share the 15.8 A left.
-        process = await _serve(env)
+        process = await serve_process(env)
         for cp in (first, third):
             await cp.connect(timeout=WAIT)
             await cp.boot(timeout=WAIT)

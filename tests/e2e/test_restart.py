@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -21,35 +20,12 @@ from tests.support import (
     Subscriber,
     free_port,
     running_csms,
+    serve_process,
     settings_for,
     subscribed,
 )
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-
-
-async def _serve(env: dict[str, str]) -> asyncio.subprocess.Process:
-    """`csms serve` as a process of its own, once it is ready; its log is drained."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(20_000 * MS):
-        while True:
-            line = await process.stderr.readline()
-            assert line, "csms exited before it was ready"
-            if b'"csms_ready"' in line:
-                break
-    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
-    return process
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 @pytest.mark.skipif(not MOSQUITTO_UP, reason="needs Mosquitto on 127.0.0.1:1883")
@@ -72,7 +48,7 @@ async def test_chargers_of_a_killed_process_are_disconnected_at_the_next_start(
     }
     url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/CP-CRASH"
     async with subscribed("mqtt://127.0.0.1:1883", prefix) as events:
-        first = await _serve(env)
+        first = await serve_process(env)
         async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10_000 * MS) as ws:  # type: ignore[list-item]
             charger = RawCharger(ws)
             await charger.boot()
@@ -82,7 +58,7 @@ async def test_chargers_of_a_killed_process_are_disconnected_at_the_next_start(
             first.send_signal(signal.SIGKILL)
             await first.wait()
         killed = datetime.now().astimezone()
-        second = await _serve(env)
+        second = await serve_process(env)
         try:
             (gone,) = await events.until(1, of_type="chargepoint.disconnected")
             await _until_unknown(events)

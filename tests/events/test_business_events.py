@@ -32,6 +32,7 @@ from tests.support import (
     free_port,
     mqtt_of,
     running_csms,
+    serve_process,
     settings_for,
     subscribed,
 )
@@ -206,7 +207,7 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
     ocpp_url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/CP-KILL"
     try:
         async with subscribed(url, prefix) as events:
-            first = await _start_csms(env)
+            first = await serve_process(env)
             async with connect(
                 ocpp_url,
                 subprotocols=["ocpp1.6"],  # type: ignore[list-item]
@@ -217,7 +218,7 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
                 tx = (await cp.call("StartTransaction", START))["transactionId"]
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
-            second = await _start_csms(env)
+            second = await serve_process(env)
             try:
                 async with connect(
                     ocpp_url,
@@ -238,29 +239,6 @@ async def test_sigkill_mid_transaction_then_restart(tmp_path: Path) -> None:
     finally:
         if broker is not None:
             await broker.stop()
-
-
-async def _start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(20_000 * MS):
-        while True:
-            line = await process.stderr.readline()
-            assert line, "csms exited before it was ready"
-            if b'"csms_ready"' in line:
-                break
-    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
-    return process
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 @asynccontextmanager
