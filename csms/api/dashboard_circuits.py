@@ -142,7 +142,8 @@ def circuit_views(
 
     Args:
         running: the connectors with an open transaction; other allocations are ended.
-        last: the time of each circuit's newest allocation change.
+        last: the time of each circuit's newest allocation change; a circuit shows the
+            newest of its own and those of the circuits below it, as its bars do.
     """
     by_key = {(m.charge_point_id, m.connector_id): m for m in members}
     held = [a for a in allocations if (a.charge_point_id, a.connector_id) in running]
@@ -159,11 +160,13 @@ def circuit_views(
     # Load counts on every circuit it passes through: sum each subtree, leaves first.
     total_alloc = {cid: list(values) for cid, values in direct.items()}
     total_base = {cid: list(values) for cid, values in base.items()}
+    newest = dict(last)
     for row, _depth in reversed(ordered):
         for child in children[row.id]:
             for phase in range(PHASES):
                 total_alloc[row.id][phase] += total_alloc[child][phase]
                 total_base[row.id][phase] += total_base[child][phase]
+            newest[row.id] = _later(newest.get(row.id), newest.get(child))
     views = []
     for row, depth in ordered:
         bars = tuple(
@@ -185,9 +188,15 @@ def circuit_views(
             for m in mine
         )
         views.append(
-            CircuitView(row, depth, children[row.id], bars, member_views, last.get(row.id))
+            CircuitView(row, depth, children[row.id], bars, member_views, newest.get(row.id))
         )
     return views
+
+
+def _later(one: datetime | None, other: datetime | None) -> datetime | None:
+    if one is None or other is None:
+        return one or other
+    return max(one, other)
 
 
 def _holds(member: CircuitMember, allocation: CircuitAllocation) -> bool:
