@@ -8,9 +8,11 @@ through the API (`PUT /api/v1/circuits/{id}`, docs/api.md "Circuits").
 A bar is what the allocator counts on a grid phase of the circuit (csms/core/allocator.py):
 the base load of the circuit and of every circuit below it, plus the limit each connector
 below it holds, on the grid phases its member loads (phase rotation and phases wired,
-csms/core/circuits.py `grid_phases`). An allocation counts while its session runs: the
-balancer forgets it on its next pass after the stop, but the charger's TxProfile already
-ended with the transaction (OCPP 1.6 §3.13.3).
+csms/core/circuits.py `grid_phases`). The balancer also learns from meter values when a car
+draws on fewer phases than wired; it does not store that, so a bar is an upper bound then.
+An allocation counts while its session runs: the balancer forgets it on its next pass after
+the stop, but the charger's TxProfile already ended with the transaction (OCPP 1.6 §3.13.1:
+a TxProfile applies to its transaction only).
 """
 
 from __future__ import annotations
