@@ -37,6 +37,7 @@ from csms.api.dashboard_auth import (
     read_form,
     remote_address,
 )
+from csms.api.dashboard_circuits import add_circuit_pages
 from csms.api.dashboard_partners import add_partner_pages
 from csms.api.dashboard_render import NO_STORE, Renderer, templates_for, to_login
 from csms.api.registry import error_texts
@@ -76,6 +77,7 @@ def add_dashboard(
     _login_routes(router, auth, templates)
     _page_routes(router, ctx, render)
     # The other sections, one module each (dashboard_render.py says how to add one).
+    add_circuit_pages(router, ctx, render)
     add_partner_pages(router, ctx, render)
     _command_routes(router, ctx, auth)
     _stream_route(router, ctx, auth)

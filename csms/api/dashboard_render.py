@@ -1,7 +1,7 @@
 """What every dashboard page shares: the templates, the navigation, rendering a page for a
 visitor, and the way to the login form.
 
-A new section of the dashboard (partners today, circuits later) is a module with an
+A new section of the dashboard (partners, circuits) is a module with an
 `add_*_pages(router, ctx, render)` function, its templates, and one `NavItem` in `NAV`;
 csms/api/dashboard.py mounts it (docs/operations.md, "Dashboard").
 """
@@ -39,6 +39,7 @@ class NavItem:
 NAV = (
     NavItem("Fleet", "/"),
     NavItem("Sessions", "/sessions"),
+    NavItem("Circuits", "/circuits"),
     NavItem("Partners", "/partners"),
 )
 
@@ -50,10 +51,16 @@ def ago(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def amps(value: float) -> str:
+    """A current as the pages show it: to the deci-amp, the balancer's step ("16", "7.5")."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
 def templates_for(clock: Any) -> Jinja2Templates:
     """The dashboard's Jinja2 templates, with its filters and globals."""
     templates = Jinja2Templates(directory=str(files("csms.api") / "templates"))
     templates.env.filters["ago"] = ago
+    templates.env.filters["amps"] = amps
     templates.env.globals["now"] = clock
     templates.env.globals["nav"] = NAV
     return templates

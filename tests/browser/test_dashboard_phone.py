@@ -92,7 +92,13 @@ async def test_the_nav_works_by_touch_on_a_phone(csms: RunningCsms, phone: Page)
     """On the phone each section is a tap away from any page."""
     await prepare(csms, "vic", "viewer")
     root = await log_in(phone, csms, "vic")
-    for label, path in (("Sessions", "/sessions"), ("Partners", "/partners"), ("Fleet", "/")):
+    sections = (
+        ("Sessions", "/sessions"),
+        ("Circuits", "/circuits"),
+        ("Partners", "/partners"),
+        ("Fleet", "/"),
+    )
+    for label, path in sections:
         await phone.locator("header nav").get_by_role("link", name=label).tap()
         await expect(phone).to_have_url(f"{root}{path}")
         await expect(phone.locator(f'header nav a[href="{path}"]')).to_have_attribute(

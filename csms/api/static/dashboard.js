@@ -8,6 +8,7 @@
     "chargepoint.network_status", "evse.status", "session.started", "session.updated",
     "session.stopped", "meter.values", "cdr.created", "command.completed", "authorization",
     "reservation.status", "location.updated", "circuit.allocation",
+    "circuit.member.uncontrollable",
   ];
   const REFRESHING = new Set([
     "chargepoint.connected", "chargepoint.disconnected", "chargepoint.booted",
@@ -122,7 +123,13 @@
     while (events.children.length > 100) events.lastElementChild.remove();
   }
 
-  if (fleet || live) {
+  // Sections that name the events they follow: data-live-on="type type ...".
+  const panels = Array.from(document.querySelectorAll("[data-live-on]"), (panel) => ({
+    types: new Set(panel.dataset.liveOn.split(" ")),
+    refresh: debounce(() => refresh(panel, panel), 200),
+  }));
+
+  if (fleet || live || panels.length) {
     const charger = live ? live.dataset.charger : null;
     const source = new EventSource(charger ? "/live?charger=" + encodeURIComponent(charger) : "/live");
     source.onopen = () => liveState && liveState.classList.add("on");
@@ -135,6 +142,7 @@
       source.addEventListener(type, (message) => {
         const cloudEvent = JSON.parse(message.data);
         if (fleet && REFRESHING.has(type)) refreshFleet();
+        for (const panel of panels) if (panel.types.has(type)) panel.refresh();
         if (!live) return;
         addEvent(type, cloudEvent);
         if (REFRESHING.has(type)) refreshCharger();
