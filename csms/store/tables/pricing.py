@@ -79,6 +79,8 @@ class TransactionPricing(SQLModel, table=True):
     prepaid: bool = Field(default=False)
     currency: str = Field(max_length=3)
     time_zone: str = Field(max_length=64)
+    # The connector's circuit at the start: its rate wins over the site's (docs/tariffs.md).
+    circuit_id: str | None = Field(default=None, max_length=64)
     cost_excl: int | None = Field(default=None, sa_type=BigInteger)
     cost_incl: int | None = Field(default=None, sa_type=BigInteger)
     purchase_cost: int | None = Field(default=None, sa_type=BigInteger)
