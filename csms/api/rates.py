@@ -47,7 +47,7 @@ class RateIn(CamelModel):
     )
 
     location_id: str | None = Field(default=None, min_length=1, max_length=36)
-    circuit_id: str | None = Field(default=None, min_length=1, max_length=36)
+    circuit_id: str | None = Field(default=None, min_length=1, max_length=64)
     time_zone: str | None = Field(default=None, min_length=1, max_length=64)
     time_of_use: list[TimeOfUseIn] = Field(default_factory=list, max_length=100)
 

@@ -289,6 +289,24 @@ async def test_invalid_rates_are_refused(
 
 
 @pytest.mark.postgres
+async def test_a_rate_names_any_circuit_the_circuits_api_accepts(csms: RunningCsms) -> None:
+    """Circuit ids have up to 64 characters: a rate for one is stored and read back."""
+    long_id = "C" * 64
+    body = {"circuitId": long_id, "timeZone": "Europe/Berlin", "timeOfUse": every_day(0.1)}
+    async with csms.api() as api:
+        put = await api.put("/electricity-rates/long", json=body)
+        got = (await api.get("/electricity-rates/long")).json()
+        too_long = await api.put("/electricity-rates/x", json={"circuitId": long_id + "C"})
+    assert put.status_code == 201
+    assert (got["circuitId"], got["locationId"], got["timeZone"]) == (
+        long_id,
+        None,
+        "Europe/Berlin",
+    )
+    assert too_long.status_code == 422
+
+
+@pytest.mark.postgres
 async def test_tariff_resolution_order(csms: RunningCsms) -> None:
     """Subscription plan, then user group, then EVSE, then location, then default."""
 

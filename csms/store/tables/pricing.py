@@ -98,7 +98,8 @@ class ElectricityRate(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     scope: str = Field(max_length=16)
-    target: str = Field(max_length=48)
+    # A location id (OCPI CiString(36)) or a circuit id (up to 64, as the circuits API).
+    target: str = Field(max_length=64)
     currency: str = Field(max_length=3)
     # Time-of-use periods [{dayOfWeek?, startTime, endTime, price}] in the zone below.
     time_of_use: list[dict[str, Any]] = Field(

@@ -1,4 +1,5 @@
-"""rate circuit: the circuit a priced session's connector was on at its start
+"""rate circuit: the circuit a priced session's connector was on at its start; a rate's
+target as long as a circuit id
 
 Revision ID: 0013_rate_circuit
 Revises: 0012_persisted_path
@@ -21,8 +22,23 @@ def upgrade() -> None:
     # session start, so a connector moved mid-session is bought where it started.
     with op.batch_alter_table("transaction_pricing", schema=None) as batch_op:
         batch_op.add_column(sa.Column("circuit_id", sa.String(length=64), nullable=True))
+    # Circuit ids have up to 64 characters (the circuits API); a rate's target had 48.
+    with op.batch_alter_table("electricity_rates", schema=None) as batch_op:
+        batch_op.alter_column(
+            "target",
+            existing_type=sa.String(length=48),
+            type_=sa.String(length=64),
+            existing_nullable=False,
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("electricity_rates", schema=None) as batch_op:
+        batch_op.alter_column(
+            "target",
+            existing_type=sa.String(length=64),
+            type_=sa.String(length=48),
+            existing_nullable=False,
+        )
     with op.batch_alter_table("transaction_pricing", schema=None) as batch_op:
         batch_op.drop_column("circuit_id")
