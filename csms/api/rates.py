@@ -14,6 +14,7 @@ from csms.api.schemas import CamelModel, Page
 from csms.api.wallet import Moment
 from csms.core.access import Scope
 from csms.core.ocpi import DayOfWeek
+from csms.core.rates import RateScope
 from csms.store import locations, rates
 from csms.store.tables import ElectricityRate
 
@@ -46,7 +47,7 @@ class RateIn(CamelModel):
     )
 
     location_id: str | None = Field(default=None, min_length=1, max_length=36)
-    circuit_id: str | None = Field(default=None, min_length=1, max_length=36)
+    circuit_id: str | None = Field(default=None, min_length=1, max_length=64)
     time_zone: str | None = Field(default=None, min_length=1, max_length=64)
     time_of_use: list[TimeOfUseIn] = Field(default_factory=list, max_length=100)
 
@@ -102,8 +103,8 @@ def _rate_out(row: ElectricityRate) -> RateOut:
     return RateOut(
         rate_id=row.id,
         currency=row.currency,
-        location_id=row.target if row.scope == "location" else None,
-        circuit_id=row.target if row.scope == "circuit" else None,
+        location_id=row.target if row.scope == RateScope.LOCATION else None,
+        circuit_id=row.target if row.scope == RateScope.CIRCUIT else None,
         time_zone=row.time_zone,
         time_of_use=[TimeOfUseIn.model_validate(window) for window in row.time_of_use],
     )
@@ -120,7 +121,10 @@ def add_rate_routes(router: APIRouter, ctx: ApiContext) -> None:
         dependencies=[require(Scope.ADMIN)],
     )
     async def put_rate(rate_id: RatePath, body: RateIn, response: Response) -> RateOut:
-        """Purchase prices of a site or circuit: a time-of-use table in its local time."""
+        """Purchase prices of a site or circuit: a time-of-use table in its local time.
+
+        A session is bought at its circuit's rate when one is set (the circuit its
+        connector was on at the start, or one above it), else at its site's."""
         zone = body.time_zone
         if zone is None and body.location_id is not None:
             location_id = body.location_id
@@ -132,14 +136,14 @@ def add_rate_routes(router: APIRouter, ctx: ApiContext) -> None:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise _invalid(f"body.timeZone: {zone} is not an IANA time zone") from exc
         scope, target = (
-            ("location", body.location_id)
+            (RateScope.LOCATION, body.location_id)
             if body.location_id is not None
-            else ("circuit", body.circuit_id)
+            else (RateScope.CIRCUIT, body.circuit_id)
         )
         assert target is not None
         row = ElectricityRate(
             id=rate_id,
-            scope=scope,
+            scope=scope.value,
             target=target,
             currency=ctx.party.currency,
             time_of_use=[w.model_dump(mode="json", by_alias=True) for w in body.time_of_use],

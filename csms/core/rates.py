@@ -4,16 +4,21 @@ Pure. A rate is a time-of-use table (local times of day, optionally by weekday) 
 series of priced intervals uploaded through the API (a day-ahead market feed); where an
 uploaded interval covers a moment it wins over the table (docs/tariffs.md, "Electricity
 rates"). A period's energy is spread evenly over its time, as the cost engine does.
+
+Which rate a session is bought at: the most specific that exists, a circuit's over a site's
+(`rate_candidates`, `choose_rate`; docs/tariffs.md, "Which rate a session is bought at").
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from enum import StrEnum
 from itertools import pairwise
+from typing import TypeVar
 
 from csms.core.money import ZERO, round_money
 from csms.core.ocpi import DayOfWeek
@@ -21,6 +26,40 @@ from csms.core.tariffs import UsagePeriod
 
 _WEEKDAYS = tuple(DayOfWeek)
 _MIDNIGHT = time(0, 0)
+_R = TypeVar("_R")
+
+
+class RateScope(StrEnum):
+    """What a rate prices: a site (an OCPI Location) or a circuit of the load balancer."""
+
+    LOCATION = "location"
+    CIRCUIT = "circuit"
+
+
+# A rate's place: (scope, the location or circuit id).
+RatePlace = tuple[RateScope, str]
+
+
+def rate_candidates(*, circuits: Sequence[str], location_id: str | None) -> list[RatePlace]:
+    """Where a session's purchase price is looked up, most specific first.
+
+    Args:
+        circuits: the connector's circuit at the session start, then the circuits above it,
+            nearest first (empty: the connector is on no circuit).
+        location_id: the charger's site, if it has one.
+    """
+    found = [(RateScope.CIRCUIT, circuit_id) for circuit_id in circuits]
+    if location_id is not None:
+        found.append((RateScope.LOCATION, location_id))
+    return found
+
+
+def choose_rate(candidates: Sequence[RatePlace], rates: Mapping[RatePlace, _R]) -> _R | None:
+    """The rate of the first candidate that has one (a circuit's wins over its site's)."""
+    for place in candidates:
+        if place in rates:
+            return rates[place]
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +19,12 @@ from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample, readable_wh
 WH_PER_KWH = Decimal(1000)
 # Phase values of a register that is the total over all phases (OCPP 1.6 §7.31).
 TOTAL_PHASES = ("", "N")
+# Phase values of one phase's reading, summed for the total; line-to-line values (L1-L2)
+# are not a share of the total (OCPP 1.6 §7.31 Phase).
+_LINE_PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
+# Scales to kW and to A of the units a power or current reading may have (§7.48 UnitOfMeasure).
+POWER_UNITS_KW = {"W": Decimal("0.001"), "kW": Decimal(1)}
+CURRENT_UNITS_A = {"A": Decimal(1)}
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,32 @@ def import_register_wh(sample: Sample) -> Decimal | None:
         return None
     # 1e400 is a finite Decimal, but no meter's: it would overflow every sum and quantize.
     return number if readable_wh(float(number)) else None
+
+
+def phase_totals(
+    samples: Iterable[Sample], *, measurand: str, units: Mapping[str, Decimal]
+) -> list[tuple[datetime, Decimal]]:
+    """A measurand's total per timestamp, in time order, scaled by `units`: the phase-less
+    reading where there is one, else the sum of the per-phase readings.
+
+    Samples that are not measured values (`is_measured`), not numbers, or in a unit
+    missing from `units` are skipped. Shared by the OCPI charging periods
+    (csms.core.ocpi.periods) and the priced ones (csms.core.usage).
+    """
+    total: dict[datetime, Decimal] = {}
+    by_phase: dict[datetime, Decimal] = {}
+    for sample in samples:
+        if sample.measurand != measurand or not is_measured(sample):
+            continue
+        scale = units.get(sample.unit)
+        number = parse_decimal(sample.value)
+        if scale is None or number is None:
+            continue
+        if sample.phase in TOTAL_PHASES:
+            total[sample.timestamp] = number * scale
+        elif sample.phase in _LINE_PHASES:
+            by_phase[sample.timestamp] = by_phase.get(sample.timestamp, Decimal(0)) + number * scale
+    return sorted({**by_phase, **total}.items())
 
 
 @dataclass(frozen=True)

@@ -26,20 +26,17 @@ from itertools import pairwise
 from csms.core.meter import Sample
 from csms.core.money import ZERO
 from csms.core.session import (
-    TOTAL_PHASES,
+    CURRENT_UNITS_A,
+    POWER_UNITS_KW,
     WH_PER_KWH,
     import_register_wh,
-    is_measured,
-    parse_decimal,
+    phase_totals,
 )
 from csms.core.tariffs import SECONDS_PER_HOUR, Tariff, UsagePeriod
 
 # OCPP 1.6 §7.7: Finishing is "no longer charging"; Suspended* may still be plugged in.
 _FINISHING = "Finishing"
 _SUSPENDED = frozenset({"SuspendedEV", "SuspendedEVSE"})
-_PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
-_POWER_UNITS = {"W": Decimal("0.001"), "kW": Decimal(1)}
-_CURRENT_UNITS = {"A": Decimal(1)}
 
 
 @dataclass(frozen=True)
@@ -115,26 +112,6 @@ def _readings(
     return readings
 
 
-def _totals(
-    samples: Sequence[Sample], measurand: str, units: dict[str, Decimal]
-) -> list[tuple[datetime, Decimal]]:
-    """Per timestamp, the phase-less value or else the sum over the phases."""
-    total: dict[datetime, Decimal] = {}
-    by_phase: dict[datetime, Decimal] = {}
-    for sample in samples:
-        if sample.measurand != measurand or not is_measured(sample):
-            continue
-        scale = units.get(sample.unit)
-        number = parse_decimal(sample.value)
-        if scale is None or number is None:
-            continue
-        if sample.phase in TOTAL_PHASES:
-            total[sample.timestamp] = number * scale
-        elif sample.phase in _PHASES:
-            by_phase[sample.timestamp] = by_phase.get(sample.timestamp, ZERO) + number * scale
-    return sorted({**by_phase, **total}.items())
-
-
 def _status_at(statuses: Sequence[tuple[datetime, str]], when: datetime) -> str | None:
     index = bisect_right([at for at, _ in statuses], when) - 1
     return statuses[index][1] if index >= 0 else None
@@ -188,8 +165,8 @@ def usage_periods(
         _Segment(start=a, end=b, status=_status_at(statuses, a)) for a, b in pairwise(ordered)
     ] or [_Segment(start=start, end=end, status=_status_at(statuses, start))]
     _spread_energy(segments, readings)
-    power = _totals(samples, "Power.Active.Import", _POWER_UNITS)
-    current = _totals(samples, "Current.Import", _CURRENT_UNITS)
+    power = phase_totals(samples, measurand="Power.Active.Import", units=POWER_UNITS_KW)
+    current = phase_totals(samples, measurand="Current.Import", units=CURRENT_UNITS_A)
     for segment in segments:
         segment.power = _observed(power, segment.start, segment.end)
         segment.current = _observed(current, segment.start, segment.end)

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
-from csms.core.rates import purchase_cost
+from csms.core.rates import purchase_cost, rate_candidates
 from csms.core.session import Party, SessionFacts
 from csms.core.tariff_ocpi import PricedSession, tariff_from_ocpi
 from csms.core.tariffs import (
@@ -211,6 +211,10 @@ class SessionPricing:
             currency=str(data["currency"]),
             time_zone=zone_name(zone),
             now=now,
+            # The circuit at the start (docs/tariffs.md, "Which rate a session is bought at").
+            circuit_id=await rates.circuit_of(
+                session, charge_point_id=row.charge_point_id, connector_id=row.connector_id
+            ),
         )
         tariff = tariff_from_ocpi(data)
         running = RunningSession(
@@ -328,7 +332,9 @@ class SessionPricing:
         zone = location_zone(pricing.time_zone, None)
         try:
             costs = price_session(tariff, periods, end=facts.stop, zone=zone)
-            purchase = await _purchase_cost(session, row=row, facts=facts, periods=periods)
+            purchase = await _purchase_cost(
+                session, row=row, facts=facts, periods=periods, circuit_id=pricing.circuit_id
+            )
         except PRICING_ERRORS as exc:
             # A StopTransaction is never refused over its price: the CDR goes out without a
             # cost (tariffId null) and the error is logged for the operator (docs/tariffs.md).
@@ -348,15 +354,24 @@ class SessionPricing:
 
 
 async def _purchase_cost(
-    session: AsyncSession, *, row: Transaction, facts: SessionFacts, periods: Sequence[UsagePeriod]
+    session: AsyncSession,
+    *,
+    row: Transaction,
+    facts: SessionFacts,
+    periods: Sequence[UsagePeriod],
+    circuit_id: str | None,
 ) -> Decimal | None:
-    """What the session's energy cost to buy at its site's electricity rate, if it has one."""
+    """What the session's energy cost to buy at the most specific electricity rate: its
+    circuit's (at the start) or a circuit's above it, else its site's; None without one."""
     assert facts.stop is not None
     charger = await session.get(ChargePoint, row.charge_point_id)
-    if charger is None or charger.location_id is None:
-        return None
+    location_id = None if charger is None else charger.location_id
+    path = [] if circuit_id is None else await rates.circuit_path(session, circuit_id)
     rate = await rates.rate_for(
-        session, scope="location", target=charger.location_id, start=facts.start, end=facts.stop
+        session,
+        candidates=rate_candidates(circuits=path, location_id=location_id),
+        start=facts.start,
+        end=facts.stop,
     )
     if rate is None:
         return None

@@ -1,4 +1,5 @@
-"""Electricity rates: purchase prices per site (location) or circuit, and uploaded series."""
+"""Electricity rates: purchase prices per site (location) or circuit, and uploaded series;
+and the circuit a connector is on, for the rate its sessions are bought at."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.ocpi import DayOfWeek
 from csms.core.rates import ElectricityRate as RateFacts
-from csms.core.rates import PricePoint, TimeOfUse
+from csms.core.rates import PricePoint, RatePlace, RateScope, TimeOfUse, choose_rate
 from csms.store.sql import page, rowcount
-from csms.store.tables import ElectricityPrice, ElectricityRate
+from csms.store.tables import Circuit, CircuitMember, ElectricityPrice, ElectricityRate
 
 
 async def put_rate(session: AsyncSession, rate: ElectricityRate) -> bool:
@@ -84,17 +85,55 @@ async def list_prices(
     return list(rows.scalars())
 
 
+async def circuit_of(
+    session: AsyncSession, *, charge_point_id: str, connector_id: int
+) -> str | None:
+    """The circuit a connector is on: as a member itself, else through its whole charger
+    (connector 0; csms.core.circuits.member_for), or None."""
+    rows = await session.execute(
+        select(col(CircuitMember.connector_id), col(CircuitMember.circuit_id)).where(
+            col(CircuitMember.charge_point_id) == charge_point_id,
+            col(CircuitMember.connector_id).in_((connector_id, 0)),
+        )
+    )
+    found = {connector: circuit for connector, circuit in rows.all()}
+    return found.get(connector_id) or found.get(0)
+
+
+async def circuit_path(session: AsyncSession, circuit_id: str) -> list[str]:
+    """The circuit and the circuits above it, nearest first, as the tree is now (a circuit
+    deleted since is kept alone: its rate may still exist)."""
+    path = [circuit_id]
+    row = await session.get(Circuit, circuit_id)
+    # The API refuses cycles (csms.core.circuits.tree_problem); `path` guards anyway.
+    while row is not None and row.parent_id is not None and row.parent_id not in path:
+        path.append(row.parent_id)
+        row = await session.get(Circuit, row.parent_id)
+    return path
+
+
 async def rate_for(
-    session: AsyncSession, *, scope: str, target: str, start: datetime, end: datetime
+    session: AsyncSession, *, candidates: Sequence[RatePlace], start: datetime, end: datetime
 ) -> RateFacts | None:
-    """The rate of a site or circuit with its uploaded prices for [start, end], if any."""
+    """The most specific rate among `candidates` (csms.core.rates.choose_rate), with its
+    uploaded prices for [start, end]; None when none of them has a rate."""
+    if not candidates:
+        return None
     rows = await session.execute(
         select(ElectricityRate)
-        .where(col(ElectricityRate.scope) == scope, col(ElectricityRate.target) == target)
-        .order_by(col(ElectricityRate.id))
-        .limit(1)
+        .where(
+            or_(
+                *(
+                    and_(col(ElectricityRate.scope) == scope, col(ElectricityRate.target) == target)
+                    for scope, target in candidates
+                )
+            )
+        )
+        # Two rates for one place: the first by id counts (read last, it is the one kept).
+        .order_by(col(ElectricityRate.id).desc())
     )
-    rate = rows.scalars().first()
+    found = {(RateScope(row.scope), row.target): row for row in rows.scalars()}
+    rate = choose_rate(candidates, found)
     if rate is None:
         return None
     points = await list_prices(session, rate_id=rate.id, start=start, end=end)

@@ -214,8 +214,10 @@ async def record_pricing(
     currency: str,
     time_zone: str,
     now: datetime,
+    circuit_id: str | None = None,
 ) -> None:
-    """Keep the tariff a transaction started with (once: a resent Start changes nothing)."""
+    """Keep the tariff a transaction started with (once: a resent Start changes nothing),
+    and the circuit its connector was on then."""
     if await session.get(TransactionPricing, transaction_id) is not None:
         return
     session.add(
@@ -228,6 +230,7 @@ async def record_pricing(
             prepaid=prepaid,
             currency=currency,
             time_zone=time_zone,
+            circuit_id=circuit_id,
             created_at=now,
         )
     )

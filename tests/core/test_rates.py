@@ -1,4 +1,5 @@
-"""Purchase cost of a session's energy under an electricity rate (csms.core.rates)."""
+"""Purchase cost of a session's energy under an electricity rate, and which rate applies
+(csms.core.rates)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from csms.core.ocpi import DayOfWeek
-from csms.core.rates import ElectricityRate, PricePoint, TimeOfUse, purchase_cost
+from csms.core.rates import (
+    ElectricityRate,
+    PricePoint,
+    RatePlace,
+    RateScope,
+    TimeOfUse,
+    choose_rate,
+    purchase_cost,
+    rate_candidates,
+)
 from csms.core.tariffs import UsagePeriod
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -50,3 +62,75 @@ def test_weekday_windows_and_unknown_prices_cost_nothing() -> None:
     end = timedelta(hours=1)
     assert purchase_cost(rate, sunday, end=_local(1, 10) + end) == D("0.00")
     assert purchase_cost(rate, monday, end=_local(2, 10) + end) == D("1.00")
+
+
+@pytest.mark.parametrize(
+    ("circuits", "location_id", "expected"),
+    [
+        ([], None, []),
+        ([], "SITE", [(RateScope.LOCATION, "SITE")]),
+        (["C1"], None, [(RateScope.CIRCUIT, "C1")]),
+        (
+            ["SUB", "MAIN"],
+            "SITE",
+            [(RateScope.CIRCUIT, "SUB"), (RateScope.CIRCUIT, "MAIN"), (RateScope.LOCATION, "SITE")],
+        ),
+    ],
+)
+def test_rate_candidates_go_from_the_circuit_up_to_the_site(
+    circuits: list[str], location_id: str | None, expected: list[RatePlace]
+) -> None:
+    """The connector's circuit first, then the circuits above it, nearest first, then its site."""
+    assert rate_candidates(circuits=circuits, location_id=location_id) == expected
+
+
+CIRCUIT_AND_SITE = [
+    (RateScope.CIRCUIT, "SUB"),
+    (RateScope.CIRCUIT, "MAIN"),
+    (RateScope.LOCATION, "S"),
+]
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({}, None),
+        ({(RateScope.LOCATION, "S"): "site"}, "site"),
+        ({(RateScope.LOCATION, "S"): "site", (RateScope.CIRCUIT, "MAIN"): "main"}, "main"),
+        (
+            {
+                (RateScope.LOCATION, "S"): "site",
+                (RateScope.CIRCUIT, "MAIN"): "main",
+                (RateScope.CIRCUIT, "SUB"): "sub",
+            },
+            "sub",
+        ),
+        # A rate of a circuit the connector is not on, or of another site, never applies.
+        ({(RateScope.CIRCUIT, "OTHER"): "other", (RateScope.LOCATION, "X"): "x"}, None),
+        # A circuit id equal to a site id is still a different place.
+        ({(RateScope.LOCATION, "SUB"): "site named SUB"}, None),
+    ],
+)
+def test_the_most_specific_rate_wins(stored: dict[RatePlace, str], expected: str | None) -> None:
+    """A circuit's rate wins over the circuits above it, and any circuit's over the site's."""
+    assert choose_rate(CIRCUIT_AND_SITE, stored) == expected
+
+
+def test_a_circuit_rate_and_a_site_rate_cost_the_same_energy_differently() -> None:
+    """The chosen rate prices the session: 10 kWh at the circuit's 0.08 or the site's 0.25."""
+    hour = [UsagePeriod(start=_local(2, 10), energy_kwh=D(10), time_h=D(1))]
+    every_day = (time(0), time(0))
+    site = ElectricityRate(
+        currency="EUR", zone=BERLIN, time_of_use=(TimeOfUse(*every_day, price=D("0.25")),)
+    )
+    circuit = ElectricityRate(
+        currency="EUR", zone=BERLIN, time_of_use=(TimeOfUse(*every_day, price=D("0.08")),)
+    )
+    stored = {(RateScope.LOCATION, "S"): site, (RateScope.CIRCUIT, "MAIN"): circuit}
+    end = _local(2, 11)
+    on_circuit = choose_rate(rate_candidates(circuits=["MAIN"], location_id="S"), stored)
+    off_circuit = choose_rate(rate_candidates(circuits=[], location_id="S"), stored)
+    assert on_circuit is not None
+    assert off_circuit is not None
+    assert purchase_cost(on_circuit, hour, end=end) == D("0.80")
+    assert purchase_cost(off_circuit, hour, end=end) == D("2.50")

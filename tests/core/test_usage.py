@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from csms.core.meter import Sample
+from csms.core.session import CURRENT_UNITS_A, POWER_UNITS_KW, phase_totals
 from csms.core.usage import Limits, usage_periods
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -118,3 +119,38 @@ def test_running_session_ends_at_the_last_reading() -> None:
         start=T0, end=at(20), meter_start_wh=500, meter_stop_wh=None, samples=[register(20, 2500)]
     )
     assert sum((p.energy_kwh for p in periods), D(0)) == D(2)
+
+
+def _reading(minutes: int, value: str, *, phase: str = "", unit: str = "W", **kw: str) -> Sample:
+    return Sample(
+        at(minutes),
+        value,
+        kw.get("measurand", "Power.Active.Import"),
+        unit,
+        "Sample.Periodic",
+        kw.get("location", "Outlet"),
+        phase,
+        kw.get("format", "Raw"),
+    )
+
+
+def test_phase_totals_prefer_the_total_and_else_sum_the_phases() -> None:
+    """Per time, in order: the phase-less value wins; else L1..L3 (L-N) summed; odd ones out."""
+    samples = [
+        _reading(5, "3", unit="kW"),  # a total, in kW
+        _reading(5, "1000", phase="L1"),  # ignored: the total at 5 wins
+        _reading(0, "1000", phase="L1-N"),
+        _reading(0, "2000", phase="L2"),
+        _reading(0, "400", phase="L1-L2"),  # line to line: not a share of the total
+        _reading(10, "7", unit="A"),  # a unit that is not power's
+        _reading(10, "x"),  # not a number
+        _reading(15, "5000", location="Inlet"),  # the grid side, not the EV's
+        _reading(20, "9", measurand="Current.Import", unit="A"),
+    ]
+    assert phase_totals(samples, measurand="Power.Active.Import", units=POWER_UNITS_KW) == [
+        (at(0), D(3)),
+        (at(5), D(3)),
+    ]
+    assert phase_totals(samples, measurand="Current.Import", units=CURRENT_UNITS_A) == [
+        (at(20), D(9))
+    ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
+from csms.config import BalancingSettings
 from csms.events.models_ocpi import Cdr, Session
-from tests.support import RunningCsms, mqtt_of, subscribed
+from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
 TAG = "04A2B3C4D5E6F7"
 # 16:30 in Berlin on 2 March 2026 (CET, UTC+1): the session crosses 17:00 local.
@@ -206,6 +208,61 @@ async def test_purchase_cost_and_margin_from_the_site_rate(csms: RunningCsms) ->
     assert (transaction["purchaseCost"], transaction["margin"]) == (1.2, 2.4)
 
 
+def every_day(price: float) -> list[dict[str, Any]]:
+    return [{"startTime": "00:00", "endTime": "00:00", "price": price}]
+
+
+@pytest.mark.postgres
+async def test_a_circuit_rate_wins_over_the_site_rate(database_url: str) -> None:
+    """Chargers at one site: those on a circuit (or below it) are bought at its rate, even
+    when moved off it mid-session; the one on no circuit at the site's."""
+    # Balancing off: the raw chargers here answer no SetChargingProfile; pricing needs none.
+    settings = replace(settings_for(database_url), balancing=BalancingSettings(enabled=False))
+    row = {"name": "Row", "phaseLimitsA": [32, 32, 32]}
+    on_row = {**row, "members": [{"chargePointId": "CP-ROW", "connectorId": 1}]}
+    # A sub-circuit with no rate of its own, the whole charger CP-SUB on it.
+    sub = {**row, "parentId": "ROW", "members": [{"chargePointId": "CP-SUB"}]}
+    async with running_csms(settings) as csms:
+        mqtt = mqtt_of(csms)
+        async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+            await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+            await api.put("/locations/BER", json=BERLIN)
+            for charger in ("CP-ROW", "CP-SUB", "CP-WALL"):
+                await api.put(f"/charge-points/{charger}", json={"locationId": "BER"})
+            await api.put("/tariffs/TOD", json=DAY_AND_EVENING)
+            await api.put("/tariff-assignments/default", json={"tariffId": "TOD"})
+            assert (await api.put("/circuits/ROW", json=on_row)).status_code == 201
+            assert (await api.put("/circuits/SUB", json=sub)).status_code == 201
+            site = {"locationId": "BER", "timeOfUse": every_day(0.15)}
+            circuit = {"circuitId": "ROW", "timeOfUse": every_day(0.05)}
+            assert (await api.put("/electricity-rates/site", json=site)).status_code == 201
+            assert (await api.put("/electricity-rates/row", json=circuit)).status_code == 201
+            txs = {}
+            for charger in ("CP-ROW", "CP-SUB", "CP-WALL"):
+                async with csms.charger(charger) as cp:
+                    tx = (await cp.call("StartTransaction", START))["transactionId"]
+                    if charger == "CP-ROW":
+                        # Moved off the circuit mid-session: bought where it started.
+                        assert (await api.put("/circuits/ROW", json=row)).status_code == 200
+                    stop = {"transactionId": tx, "meterStop": 13000}
+                    await cp.call("StopTransaction", {**stop, "timestamp": "2026-03-02T16:30:00Z"})
+                txs[charger] = tx
+            cdrs = await events.until(3, of_type="cdr.created")
+            api_view = {
+                charger: (await api.get(f"/transactions/{tx}")).json()
+                for charger, tx in txs.items()
+            }
+    summary = {cdr["data"]["chargePointId"]: cdr["data"] for cdr in cdrs}
+    # Each sold 12 kWh for 3.60 excl. VAT (6 at 0.20 before 17:00 local, 6 at 0.40 after).
+    # On the circuit: bought at 0.05 = 0.60, a margin of 3.00; at the site's 0.15: 1.80.
+    expected = {"CP-ROW": (0.6, 3.0), "CP-SUB": (0.6, 3.0), "CP-WALL": (1.8, 1.8)}
+    for charger, (purchase, margin) in expected.items():
+        data, view = summary[charger], api_view[charger]
+        assert data["cost"] == {"currency": "EUR", "exclVat": 3.6, "inclVat": 4.32}
+        assert (data["purchaseCost"], data["margin"]) == (purchase, margin), charger
+        assert (view["purchaseCost"], view["margin"]) == (purchase, margin), charger
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -229,6 +286,24 @@ async def test_invalid_rates_are_refused(
         answer = await api.put("/electricity-rates/bad", json=body)
     assert answer.status_code == 422
     assert reason in answer.json()["detail"]
+
+
+@pytest.mark.postgres
+async def test_a_rate_names_any_circuit_the_circuits_api_accepts(csms: RunningCsms) -> None:
+    """Circuit ids have up to 64 characters: a rate for one is stored and read back."""
+    long_id = "C" * 64
+    body = {"circuitId": long_id, "timeZone": "Europe/Berlin", "timeOfUse": every_day(0.1)}
+    async with csms.api() as api:
+        put = await api.put("/electricity-rates/long", json=body)
+        got = (await api.get("/electricity-rates/long")).json()
+        too_long = await api.put("/electricity-rates/x", json={"circuitId": long_id + "C"})
+    assert put.status_code == 201
+    assert (got["circuitId"], got["locationId"], got["timeZone"]) == (
+        long_id,
+        None,
+        "Europe/Berlin",
+    )
+    assert too_long.status_code == 422
 
 
 @pytest.mark.postgres

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -11,12 +11,13 @@ from typing import Any
 from csms.core.meter import Sample
 from csms.core.ocpi.enums import SESSION_ONLY_DIMENSIONS, CdrDimensionType
 from csms.core.session import (
-    TOTAL_PHASES,
+    CURRENT_UNITS_A,
+    POWER_UNITS_KW,
     WH_PER_KWH,
     SessionFacts,
     import_register_wh,
-    is_measured,
     parse_decimal,
+    phase_totals,
 )
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -60,7 +61,6 @@ def _as_decimal(value: Decimal | int | float) -> Decimal:
 _POWER = "Power.Active.Import"
 _CURRENT = "Current.Import"
 _SOC = "SoC"
-_PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
 
 
 def session_energy_kwh(facts: SessionFacts) -> Decimal:
@@ -136,26 +136,6 @@ class _Registers:
         return self._values[max(bisect_right(self._times, when) - 1, 0)]
 
 
-def _totals(
-    samples: Iterable[Sample], *, measurand: str, units: dict[str, Decimal]
-) -> list[Decimal]:
-    """Per timestamp, the phase-less value or else the sum over phases, scaled by unit."""
-    total: dict[datetime, Decimal] = {}
-    by_phase: dict[datetime, Decimal] = {}
-    for sample in samples:
-        if sample.measurand != measurand or not is_measured(sample):
-            continue
-        scale = units.get(sample.unit)
-        number = parse_decimal(sample.value)
-        if scale is None or number is None:
-            continue
-        if sample.phase in TOTAL_PHASES:
-            total[sample.timestamp] = number * scale
-        elif sample.phase in _PHASES:
-            by_phase[sample.timestamp] = by_phase.get(sample.timestamp, Decimal(0)) + number * scale
-    return [total[when] if when in total else by_phase[when] for when in sorted(total | by_phase)]
-
-
 def _dimension(kind: CdrDimensionType, volume: Decimal) -> dict[str, Any]:
     return {"type": kind, "volume": round_number(volume)}
 
@@ -167,8 +147,8 @@ def _period_dimensions(
         {"type": CdrDimensionType.ENERGY, "volume": wh_to_kwh(energy_wh)},
         {"type": CdrDimensionType.TIME, "volume": hours},
     ]
-    power = _totals(samples, measurand=_POWER, units={"W": Decimal("0.001"), "kW": Decimal(1)})
-    current = _totals(samples, measurand=_CURRENT, units={"A": Decimal(1)})
+    power = [kw for _, kw in phase_totals(samples, measurand=_POWER, units=POWER_UNITS_KW)]
+    current = [a for _, a in phase_totals(samples, measurand=_CURRENT, units=CURRENT_UNITS_A)]
     if power:
         dimensions.append(_dimension(CdrDimensionType.MAX_POWER, max(power)))
         dimensions.append(_dimension(CdrDimensionType.MIN_POWER, min(power)))

@@ -79,6 +79,8 @@ class TransactionPricing(SQLModel, table=True):
     prepaid: bool = Field(default=False)
     currency: str = Field(max_length=3)
     time_zone: str = Field(max_length=64)
+    # The connector's circuit at the start: its rate wins over the site's (docs/tariffs.md).
+    circuit_id: str | None = Field(default=None, max_length=64)
     cost_excl: int | None = Field(default=None, sa_type=BigInteger)
     cost_incl: int | None = Field(default=None, sa_type=BigInteger)
     purchase_cost: int | None = Field(default=None, sa_type=BigInteger)
@@ -96,7 +98,8 @@ class ElectricityRate(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     scope: str = Field(max_length=16)
-    target: str = Field(max_length=48)
+    # A location id (OCPI CiString(36)) or a circuit id (up to 64, as the circuits API).
+    target: str = Field(max_length=64)
     currency: str = Field(max_length=3)
     # Time-of-use periods [{dayOfWeek?, startTime, endTime, price}] in the zone below.
     time_of_use: list[dict[str, Any]] = Field(
