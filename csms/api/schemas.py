@@ -260,9 +260,15 @@ class TransactionOut(CamelModel):
     )
     cost: CostOut | None = Field(default=None, description="what the session cost, once priced")
     purchase_cost: float | None = Field(
-        default=None, description="what its energy cost to buy (electricity rates)"
+        default=None,
+        description="what its energy cost to buy, in cost's currency (electricity rates); "
+        "with a tariff or without",
     )
-    margin: float | None = Field(default=None, description="cost excl. VAT minus purchase cost")
+    margin: float | None = Field(
+        default=None,
+        description="cost excl. VAT (0 without a tariff) minus purchase cost; "
+        "null without a purchase cost",
+    )
 
 
 class CostOut(CamelModel):

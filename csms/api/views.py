@@ -11,6 +11,7 @@ from csms.api.schemas import (
 )
 from csms.core.money import from_units
 from csms.core.ocpi import ocpi_evse_status
+from csms.core.rates import margin
 from csms.core.registration import RegistrationStatus
 from csms.core.transactions import SAMPLE_AFTER_STOP, energy_wh
 from csms.store.tables import (
@@ -92,15 +93,19 @@ def transaction_out(row: Transaction, pricing: TransactionPricing | None = None)
     if pricing is None:
         return out
     out.tariff_id = pricing.tariff_id
+    revenue = None
     if pricing.cost_excl is not None:
+        revenue = from_units(pricing.cost_excl)
         out.cost = CostOut(
             currency=pricing.currency,
-            excl_vat=float(from_units(pricing.cost_excl)),
+            excl_vat=float(revenue),
             incl_vat=None if pricing.cost_incl is None else float(from_units(pricing.cost_incl)),
         )
-        if pricing.purchase_cost is not None:
-            out.purchase_cost = float(from_units(pricing.purchase_cost))
-            out.margin = float(from_units(pricing.cost_excl - pricing.purchase_cost))
+    # Bought with a tariff or without: no tariff, nothing sold (docs/tariffs.md).
+    if pricing.purchase_cost is not None:
+        purchase = from_units(pricing.purchase_cost)
+        out.purchase_cost = float(purchase)
+        out.margin = float(margin(revenue, purchase))
     return out
 
 

@@ -7,6 +7,8 @@ rates"). A period's energy is spread evenly over its time, as the cost engine do
 
 Which rate a session is bought at: the most specific that exists, a circuit's over a site's
 (`rate_candidates`, `choose_rate`; docs/tariffs.md, "Which rate a session is bought at").
+Every finished session is bought, with a tariff or without; its margin is what it was sold
+for excl. VAT (nothing without a tariff) minus that (`session_purchase`, `margin`).
 """
 
 from __future__ import annotations
@@ -148,3 +150,30 @@ def purchase_cost(
             price = rate.price_at(begin)
             total += period.energy_kwh * share * (price or ZERO)
     return round_money(total, rate.currency)
+
+
+def session_purchase(
+    rate: ElectricityRate | None,
+    periods: Sequence[UsagePeriod],
+    *,
+    end: datetime,
+    currency: str,
+) -> Decimal | None:
+    """What a finished session's energy cost to buy, in the session's `currency`.
+
+    None without a rate, or when the rate is in another currency: csms converts no money,
+    and a purchase cost in one currency beside a revenue in another would make a margin
+    of neither (docs/tariffs.md, "Purchase cost and margin").
+    """
+    if rate is None or rate.currency != currency:
+        return None
+    return purchase_cost(rate, periods, end=end)
+
+
+def margin(revenue_excl_vat: Decimal | None, purchase: Decimal) -> Decimal:
+    """The margin of a session bought for `purchase`: what it was sold for excl. VAT (None:
+    it has no tariff, nothing was sold) minus that.
+
+    Both amounts are rounded to the same currency's minor unit, so the margin is exact.
+    """
+    return (revenue_excl_vat or ZERO) - purchase

@@ -219,13 +219,12 @@ def usage_from_ocpi(periods: Iterable[Mapping[str, Any]]) -> list[UsagePeriod]:
 class PricedSession:
     """A session priced with the tariff version it started with.
 
-    `tariff` is that version's OCPI Tariff object, `purchase_cost` what its energy cost
-    to buy (csms.core.rates), when an electricity rate applies.
+    `tariff` is that version's OCPI Tariff object. What its energy cost to buy is not
+    part of it: a session without a tariff is bought too (csms.core.rates).
     """
 
     tariff: dict[str, Any]
     costs: Costs
-    purchase_cost: Decimal | None = None
 
     @property
     def tariff_id(self) -> str:

@@ -25,6 +25,7 @@ from csms.core.charger import BootInfo, SecurityEventFacts
 from csms.core.clock import format_utc
 from csms.core.events import Event
 from csms.core.meter import Sample
+from csms.core.rates import margin
 from csms.core.session import ChargerAtLocation, Party, SessionFacts
 from csms.core.tariff_ocpi import PricedSession, cdr_parts, cost_summary, ocpi_charging_periods
 from csms.core.transactions import SessionEnd
@@ -349,6 +350,7 @@ def cdr_created(
     replaces: str | None = None,
     priced: PricedSession | None = None,
     parking_s: int = 0,
+    purchase_cost: Decimal | None = None,
 ) -> Event:
     """cdr.created: the summary fields, an OCPI 2.2.1 CDR and an OICP 2.3 ChargeDetailRecord.
 
@@ -358,7 +360,8 @@ def cdr_created(
     knew when it ended the session itself; `replaces` names the estimated CDR this one
     replaces, after its credit. A priced session's CDR carries its tariff, priced charging
     periods and cost lines; OICP 2.3's ChargeDetailRecord has no price fields, so `oicp` is
-    the same priced or not.
+    the same priced or not. `purchase_cost`, what the energy cost to buy, gives
+    `purchaseCost` and `margin`, with a tariff or without (csms.core.rates.margin).
     """
     if facts.stop is None or facts.meter_stop_wh is None:
         raise ValueError(f"transaction {facts.transaction_id} has not stopped")
@@ -401,9 +404,10 @@ def cdr_created(
     }
     if replaces is not None:
         data["replacesCdrId"] = replaces
-    if priced is not None and priced.purchase_cost is not None:
-        data["purchaseCost"] = float(priced.purchase_cost)
-        data["margin"] = float(priced.costs.total.excl_vat - priced.purchase_cost)
+    if purchase_cost is not None:
+        revenue = None if priced is None else priced.costs.total.excl_vat
+        data["purchaseCost"] = float(purchase_cost)
+        data["margin"] = float(margin(revenue, purchase_cost))
     return _event(facts.charge_point_id, EventType.CDR_CREATED, at, data)
 
 

@@ -155,6 +155,7 @@ class SessionEnd:
             replaces=replaces,
             priced=priced,
             parking_s=0 if settled is None else settled.parking_s,
+            purchase_cost=None if settled is None else settled.purchase_cost,
         )
         events.append(cdr)
         estimate = None if row.charger_stopped else cdr.data

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
-from csms.core.rates import purchase_cost, rate_candidates
+from csms.core.rates import rate_candidates, session_purchase
 from csms.core.session import Party, SessionFacts
 from csms.core.tariff_ocpi import PricedSession, tariff_from_ocpi
 from csms.core.tariffs import (
@@ -62,11 +62,13 @@ class RunningSession:
 
 @dataclass(frozen=True)
 class Settlement:
-    """A stopped session's cost (None without a tariff) and its parking time."""
+    """A stopped session's cost (None without a tariff), its parking time, and what its
+    energy cost to buy (None without an electricity rate), with a tariff or without."""
 
     priced: PricedSession | None
     parking_s: int
     user_id: str | None
+    purchase_cost: Decimal | None = None
 
 
 def zone_name(zone: tzinfo) -> str:
@@ -196,6 +198,7 @@ class SessionPricing:
         )
         if resolved is None:
             self._remember(row.id, None)
+            await self._keep_circuit(session, row=row, now=now)
             return None
         source, version, data, zone = resolved
         account = None if user_id is None else await wallet.get_account(session, user_id)
@@ -227,6 +230,24 @@ class SessionPricing:
         )
         self._remember(row.id, running)
         return running
+
+    async def _keep_circuit(
+        self, session: AsyncSession, *, row: Transaction, now: datetime
+    ) -> None:
+        # A session without a tariff is bought too, at its circuit's rate at the start
+        # (docs/tariffs.md, "Purchase cost and margin"); off every circuit, nothing to keep.
+        assert row.id is not None
+        circuit_id = await rates.circuit_of(
+            session, charge_point_id=row.charge_point_id, connector_id=row.connector_id
+        )
+        if circuit_id is not None:
+            await tariffs.record_circuit(
+                session,
+                transaction_id=row.id,
+                circuit_id=circuit_id,
+                currency=self._party.currency,
+                now=now,
+            )
 
     def _remember(self, transaction_id: int, running: RunningSession | None) -> None:
         self._running[transaction_id] = running
@@ -311,11 +332,7 @@ class SessionPricing:
                 start=facts.start,
                 stop=facts.stop,
             )
-        data = None
-        if pricing is not None:
-            data = await tariffs.get_tariff_version(
-                session, tariff_id=pricing.tariff_id, version=pricing.tariff_version
-            )
+        data = None if pricing is None else await _tariff_of(session, pricing)
         tariff = None if data is None else tariff_from_ocpi(data)
         periods = usage_periods(
             start=facts.start,
@@ -327,20 +344,35 @@ class SessionPricing:
             limits=Limits() if tariff is None else limits_of(tariff),
         )
         parking_s = int(sum((p.parking_h for p in periods), Decimal(0)) * SECONDS_PER_HOUR)
-        if pricing is None or data is None or tariff is None:
+        if pricing is None or pricing.tariff_id is None:
+            return await self._settle_untariffed(
+                session,
+                row=row,
+                facts=facts,
+                periods=periods,
+                circuit_id=None if pricing is None else pricing.circuit_id,
+                parking_s=parking_s,
+                now=now,
+            )
+        if data is None or tariff is None:
             return Settlement(priced=None, parking_s=parking_s, user_id=None)
         zone = location_zone(pricing.time_zone, None)
         try:
             costs = price_session(tariff, periods, end=facts.stop, zone=zone)
             purchase = await _purchase_cost(
-                session, row=row, facts=facts, periods=periods, circuit_id=pricing.circuit_id
+                session,
+                row=row,
+                facts=facts,
+                periods=periods,
+                circuit_id=pricing.circuit_id,
+                currency=costs.currency,
             )
         except PRICING_ERRORS as exc:
             # A StopTransaction is never refused over its price: the CDR goes out without a
             # cost (tariffId null) and the error is logged for the operator (docs/tariffs.md).
             log.error("session_pricing_failed", transaction_id=row.id, error=repr(exc))
             return Settlement(priced=None, parking_s=parking_s, user_id=None)
-        priced = PricedSession(tariff=data, costs=costs, purchase_cost=purchase)
+        priced = PricedSession(tariff=data, costs=costs)
         await tariffs.record_cost(
             session,
             transaction_id=row.id,
@@ -350,7 +382,49 @@ class SessionPricing:
             parking_s=parking_s,
             now=now,
         )
-        return Settlement(priced=priced, parking_s=parking_s, user_id=pricing.user_id)
+        return Settlement(
+            priced=priced, parking_s=parking_s, user_id=pricing.user_id, purchase_cost=purchase
+        )
+
+    async def _settle_untariffed(
+        self,
+        session: AsyncSession,
+        *,
+        row: Transaction,
+        facts: SessionFacts,
+        periods: Sequence[UsagePeriod],
+        circuit_id: str | None,
+        parking_s: int,
+        now: datetime,
+    ) -> Settlement:
+        """A session without a tariff sold nothing, but its energy was bought: its purchase
+        cost, at the circuit it started on (kept by `_keep_circuit`) or its site."""
+        assert row.id is not None
+        try:
+            purchase = await _purchase_cost(
+                session,
+                row=row,
+                facts=facts,
+                periods=periods,
+                circuit_id=circuit_id,
+                currency=facts.currency,
+            )
+        except PRICING_ERRORS as exc:
+            log.error("session_purchase_failed", transaction_id=row.id, error=repr(exc))
+            purchase = None
+        await tariffs.record_purchase(
+            session, transaction_id=row.id, purchase_cost=purchase, currency=facts.currency, now=now
+        )
+        return Settlement(priced=None, parking_s=parking_s, user_id=None, purchase_cost=purchase)
+
+
+async def _tariff_of(session: AsyncSession, pricing: TransactionPricing) -> dict[str, Any] | None:
+    """The OCPI Tariff version a transaction started with; None without a tariff."""
+    if pricing.tariff_id is None or pricing.tariff_version is None:
+        return None
+    return await tariffs.get_tariff_version(
+        session, tariff_id=pricing.tariff_id, version=pricing.tariff_version
+    )
 
 
 async def _purchase_cost(
@@ -360,9 +434,12 @@ async def _purchase_cost(
     facts: SessionFacts,
     periods: Sequence[UsagePeriod],
     circuit_id: str | None,
+    currency: str,
 ) -> Decimal | None:
     """What the session's energy cost to buy at the most specific electricity rate: its
-    circuit's (at the start) or a circuit's above it, else its site's; None without one."""
+    circuit's (at the start) or a circuit's above it, else its site's; None without one,
+    or when that rate is not in the session's `currency` (csms.core.rates.session_purchase).
+    """
     assert facts.stop is not None
     charger = await session.get(ChargePoint, row.charge_point_id)
     location_id = None if charger is None else charger.location_id
@@ -373,9 +450,16 @@ async def _purchase_cost(
         start=facts.start,
         end=facts.stop,
     )
-    if rate is None:
-        return None
-    return purchase_cost(rate, periods, end=facts.stop)
+    if rate is not None and rate.currency != currency:
+        # Not an error of the session: the operator changed [ocpi] currency after making
+        # the rate. No conversion, no purchase cost (docs/tariffs.md).
+        log.warning(
+            "purchase_currency_mismatch",
+            transaction_id=row.id,
+            rate_currency=rate.currency,
+            currency=currency,
+        )
+    return session_purchase(rate, periods, end=facts.stop, currency=currency)
 
 
 async def _group_tariff(session: AsyncSession, group_id: str) -> str | None:
@@ -412,9 +496,7 @@ async def _load(session: AsyncSession, transaction_id: int) -> RunningSession | 
     pricing = await tariffs.get_pricing(session, transaction_id)
     if pricing is None:
         return None
-    data = await tariffs.get_tariff_version(
-        session, tariff_id=pricing.tariff_id, version=pricing.tariff_version
-    )
+    data = await _tariff_of(session, pricing)
     if data is None:
         return None
     tariff = tariff_from_ocpi(data)

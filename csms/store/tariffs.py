@@ -237,6 +237,42 @@ async def record_pricing(
     await session.flush()
 
 
+async def record_circuit(
+    session: AsyncSession, *, transaction_id: int, circuit_id: str, currency: str, now: datetime
+) -> None:
+    """Keep the circuit a transaction without a tariff started on (once), for the rate its
+    energy is bought at (docs/tariffs.md, "Purchase cost and margin")."""
+    if await session.get(TransactionPricing, transaction_id) is not None:
+        return
+    session.add(
+        TransactionPricing(
+            transaction_id=transaction_id, currency=currency, circuit_id=circuit_id, created_at=now
+        )
+    )
+    await session.flush()
+
+
+async def record_purchase(
+    session: AsyncSession,
+    *,
+    transaction_id: int,
+    purchase_cost: Decimal | None,
+    currency: str,
+    now: datetime,
+) -> None:
+    """What a stopped transaction without a tariff cost to buy (its latest CDR's); a row
+    is made only for a cost, and a replacement CDR without one clears it."""
+    row = await session.get(TransactionPricing, transaction_id)
+    if row is None:
+        if purchase_cost is None:
+            return
+        row = TransactionPricing(transaction_id=transaction_id, currency=currency, created_at=now)
+        session.add(row)
+    row.purchase_cost = None if purchase_cost is None else to_units(purchase_cost)
+    row.priced_at = now
+    await session.flush()
+
+
 async def get_pricing(session: AsyncSession, transaction_id: int) -> TransactionPricing | None:
     return await session.get(TransactionPricing, transaction_id)
 

@@ -17,8 +17,10 @@ from csms.core.rates import (
     RateScope,
     TimeOfUse,
     choose_rate,
+    margin,
     purchase_cost,
     rate_candidates,
+    session_purchase,
 )
 from csms.core.tariffs import UsagePeriod
 
@@ -134,3 +136,46 @@ def test_a_circuit_rate_and_a_site_rate_cost_the_same_energy_differently() -> No
     assert off_circuit is not None
     assert purchase_cost(on_circuit, hour, end=end) == D("0.80")
     assert purchase_cost(off_circuit, hour, end=end) == D("2.50")
+
+
+FLAT_RATE = ElectricityRate(
+    currency="EUR", zone=BERLIN, time_of_use=(TimeOfUse(time(0), time(0), price=D("0.15")),)
+)
+TWELVE_KWH = [UsagePeriod(start=_local(2, 10), energy_kwh=D(12), time_h=D(1))]
+
+
+def test_a_session_is_bought_in_its_own_currency_or_not_at_all() -> None:
+    """Without a rate, or with a rate in another currency, there is no purchase cost: csms
+    never converts, nor puts a purchase in one currency beside a revenue in another."""
+    end = _local(2, 11)
+    assert session_purchase(FLAT_RATE, TWELVE_KWH, end=end, currency="EUR") == D("1.80")
+    assert session_purchase(None, TWELVE_KWH, end=end, currency="EUR") is None
+    assert session_purchase(FLAT_RATE, TWELVE_KWH, end=end, currency="CHF") is None
+    yen = ElectricityRate(
+        currency="JPY", zone=BERLIN, time_of_use=(TimeOfUse(time(0), time(0), price=D("30.4")),)
+    )
+    # Rounded to the currency's minor unit: 364.8 yen is 365.
+    assert session_purchase(yen, TWELVE_KWH, end=end, currency="JPY") == D("365")
+
+
+@pytest.mark.parametrize(
+    ("revenue", "purchase", "expected"),
+    [
+        # Sold for 3.60 excl. VAT, bought for 1.80.
+        (D("3.60"), D("1.80"), D("1.80")),
+        # No tariff: nothing sold, the whole purchase is lost.
+        (None, D("1.80"), D("-1.80")),
+        # A free tariff (cost 0) is the same.
+        (D("0.00"), D("1.80"), D("-1.80")),
+        # Energy at a moment without a price costs nothing to buy.
+        (D("2.50"), D("0.00"), D("2.50")),
+        # A credit CDR negates both: its margin is the negated margin.
+        (D("-3.60"), D("-1.80"), D("-1.80")),
+    ],
+)
+def test_margin_is_revenue_excl_vat_minus_purchase(
+    revenue: Decimal | None, purchase: Decimal, expected: Decimal
+) -> None:
+    """margin = cost excl. VAT (0 without a tariff) - purchase cost, exact in Decimal."""
+    assert margin(revenue, purchase) == expected
+    assert isinstance(margin(revenue, purchase), Decimal)

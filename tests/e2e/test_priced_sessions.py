@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from csms.config import BalancingSettings
+from csms.config import BalancingSettings, OcpiSettings, Settings
 from csms.events.models_ocpi import Cdr, Session
+from tests.strict_charger import strict_charger
 from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
 TAG = "04A2B3C4D5E6F7"
@@ -261,6 +262,161 @@ async def test_a_circuit_rate_wins_over_the_site_rate(database_url: str) -> None
         assert data["cost"] == {"currency": "EUR", "exclVat": 3.6, "inclVat": 4.32}
         assert (data["purchaseCost"], data["margin"]) == (purchase, margin), charger
         assert (view["purchaseCost"], view["margin"]) == (purchase, margin), charger
+
+
+def no_balancing(database_url: str, **ocpi: Any) -> Settings:
+    # Balancing off: the raw chargers here answer no SetChargingProfile; pricing needs none.
+    settings = settings_for(database_url, ocpi=OcpiSettings(**ocpi))
+    return replace(settings, balancing=BalancingSettings(enabled=False))
+
+
+@pytest.mark.postgres
+async def test_a_session_without_a_tariff_is_bought_at_its_circuit_or_site_rate(
+    database_url: str,
+) -> None:
+    """No tariff: nothing sold, but the energy was bought. The margin is minus the purchase
+    cost, at the circuit the session started on (even when moved off it) or the site."""
+    on_row = {"name": "Row", "phaseLimitsA": [32, 32, 32]}
+    on_row["members"] = [{"chargePointId": "CP-ROW", "connectorId": 1}]
+    async with running_csms(no_balancing(database_url)) as csms:
+        mqtt = mqtt_of(csms)
+        async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+            await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+            await api.put("/locations/BER", json=BERLIN)
+            for charger in ("CP-ROW", "CP-WALL"):
+                await api.put(f"/charge-points/{charger}", json={"locationId": "BER"})
+            assert (await api.put("/circuits/ROW", json=on_row)).status_code == 201
+            site = {"locationId": "BER", "timeOfUse": every_day(0.15)}
+            circuit = {"circuitId": "ROW", "timeOfUse": every_day(0.05)}
+            assert (await api.put("/electricity-rates/site", json=site)).status_code == 201
+            assert (await api.put("/electricity-rates/row", json=circuit)).status_code == 201
+            txs = {}
+            for charger in ("CP-ROW", "CP-WALL"):
+                async with csms.charger(charger) as cp:
+                    tx = (await cp.call("StartTransaction", START))["transactionId"]
+                    if charger == "CP-ROW":
+                        off = {"name": "Row", "phaseLimitsA": [32, 32, 32]}
+                        assert (await api.put("/circuits/ROW", json=off)).status_code == 200
+                    stop = {"transactionId": tx, "meterStop": 13000}
+                    await cp.call("StopTransaction", {**stop, "timestamp": "2026-03-02T16:30:00Z"})
+                txs[charger] = tx
+            cdrs = await events.until(2, of_type="cdr.created")
+            views = {c: (await api.get(f"/transactions/{tx}")).json() for c, tx in txs.items()}
+    summary = {cdr["data"]["chargePointId"]: cdr["data"] for cdr in cdrs}
+    # 12 kWh at the circuit's 0.05 = 0.60, at the site's 0.15 = 1.80; sold for nothing.
+    for charger, purchase in (("CP-ROW", 0.6), ("CP-WALL", 1.8)):
+        data, view = summary[charger], views[charger]
+        assert data["tariffId"] is None
+        assert data["cost"] == {"currency": "EUR", "exclVat": 0.0, "inclVat": 0.0}
+        assert (data["purchaseCost"], data["margin"]) == (purchase, -purchase), charger
+        assert (view["tariffId"], view["cost"]) == (None, None)
+        assert (view["purchaseCost"], view["margin"]) == (purchase, -purchase), charger
+
+
+@pytest.mark.postgres
+async def test_a_session_without_a_tariff_or_a_rate_has_neither(csms: RunningCsms) -> None:
+    """No tariff and no rate for its site (another site's does not count): no purchase cost
+    and no margin, in the CDR or the API."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+        await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+        await api.put("/locations/BER", json=BERLIN)
+        await api.put("/locations/ELSEWHERE", json=BERLIN)
+        await api.put("/charge-points/CP-NONE", json={"locationId": "BER"})
+        other = {"locationId": "ELSEWHERE", "timeOfUse": every_day(0.15)}
+        assert (await api.put("/electricity-rates/other", json=other)).status_code == 201
+        async with csms.charger("CP-NONE") as cp:
+            tx = (await cp.call("StartTransaction", START))["transactionId"]
+            stop = {"transactionId": tx, "meterStop": 13000}
+            await cp.call("StopTransaction", {**stop, "timestamp": "2026-03-02T16:30:00Z"})
+        (cdr,) = await events.until(1, of_type="cdr.created")
+        view = (await api.get(f"/transactions/{tx}")).json()
+    assert (cdr["data"]["tariffId"], cdr["data"]["energyWh"]) == (None, 12000)
+    assert "purchaseCost" not in cdr["data"]
+    assert "margin" not in cdr["data"]
+    assert (view["purchaseCost"], view["margin"], view["tariffId"]) == (None, None, None)
+
+
+def z(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.postgres
+async def test_an_estimated_cdr_without_a_tariff_is_bought_and_credited(
+    csms: RunningCsms,
+) -> None:
+    """Force stop at 10 kWh: the estimate is bought for 1.50 (margin -1.50); the charger's
+    Stop at 16 kWh: the credit negates both, the replacement is bought for 2.40."""
+    now = datetime.now(UTC)
+    began = now - timedelta(hours=1)
+    start = {"connectorId": 1, "idTag": TAG, "meterStart": 0, "timestamp": z(began)}
+    sampled = [{"value": "10000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]
+    mqtt = mqtt_of(csms)
+    async with csms.api() as api:
+        await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+        await api.put("/locations/BER", json=BERLIN)
+        await api.put("/charge-points/CP-EST", json={"locationId": "BER"})
+        site = {"locationId": "BER", "timeOfUse": every_day(0.15)}
+        assert (await api.put("/electricity-rates/site", json=site)).status_code == 201
+    async with (
+        subscribed(mqtt.url, mqtt.topic_prefix) as events,
+        strict_charger(f"{csms.ocpp_url}/CP-EST") as charger,
+        csms.api() as api,
+    ):
+        tx = (await charger.call("StartTransaction", start))["transactionId"]
+        value = [{"timestamp": z(began + timedelta(minutes=30)), "sampledValue": sampled}]
+        await charger.call(
+            "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": value}
+        )
+        forced = await api.post(f"/transactions/{tx}/stop", json={"force": True})
+        (estimate,) = await events.until(1, of_type="cdr.created")
+        estimated_view = (await api.get(f"/transactions/{tx}")).json()
+        stop = {"transactionId": tx, "meterStop": 16_000, "timestamp": z(now)}
+        await charger.call("StopTransaction", stop)
+        cdrs = await events.until(3, of_type="cdr.created")
+        view = (await api.get(f"/transactions/{tx}")).json()
+    assert forced.status_code == 200
+    bought = [(c["data"]["cdrId"], c["data"]["purchaseCost"], c["data"]["margin"]) for c in cdrs]
+    assert estimate["data"]["estimated"] is True
+    assert bought == [(str(tx), 1.5, -1.5), (f"{tx}-C", -1.5, 1.5), (f"{tx}-R", 2.4, -2.4)]
+    assert (estimated_view["purchaseCost"], estimated_view["margin"]) == (1.5, -1.5)
+    # The transaction shows its latest CDR's.
+    assert (view["purchaseCost"], view["margin"], view["tariffId"]) == (2.4, -2.4, None)
+
+
+async def test_a_rate_in_another_currency_gives_no_purchase_cost(database_url: str) -> None:
+    """A rate made in CHF, sessions sold (or not) in EUR after [ocpi] currency changed:
+    csms converts nothing, so neither session has a purchase cost or a margin; the
+    tariffed one keeps its cost."""
+    async with running_csms(no_balancing(database_url, currency="CHF")) as csms:
+        async with csms.api() as api:
+            await api.put("/locations/BER", json=BERLIN)
+            site = {"locationId": "BER", "timeOfUse": every_day(0.15)}
+            rate = await api.put("/electricity-rates/site", json=site)
+    assert rate.json()["currency"] == "CHF"
+    async with running_csms(no_balancing(database_url)) as csms:
+        mqtt = mqtt_of(csms)
+        async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+            await api.put(f"/id-tags/{TAG}", json={"status": "Accepted"})
+            for charger in ("CP-SOLD", "CP-FREE"):
+                await api.put(f"/charge-points/{charger}", json={"locationId": "BER"})
+            await api.put("/tariffs/TOD", json=DAY_AND_EVENING)
+            await api.put("/tariff-assignments/evses/CP-SOLD/1", json={"tariffId": "TOD"})
+            txs = {}
+            for charger in ("CP-SOLD", "CP-FREE"):
+                async with csms.charger(charger) as cp:
+                    tx = (await cp.call("StartTransaction", START))["transactionId"]
+                    stop = {"transactionId": tx, "meterStop": 13000}
+                    await cp.call("StopTransaction", {**stop, "timestamp": "2026-03-02T16:30:00Z"})
+                txs[charger] = tx
+            cdrs = await events.until(2, of_type="cdr.created")
+            views = {c: (await api.get(f"/transactions/{tx}")).json() for c, tx in txs.items()}
+    summary = {cdr["data"]["chargePointId"]: cdr["data"] for cdr in cdrs}
+    assert summary["CP-SOLD"]["cost"] == {"currency": "EUR", "exclVat": 3.6, "inclVat": 4.32}
+    for charger in ("CP-SOLD", "CP-FREE"):
+        assert "purchaseCost" not in summary[charger]
+        assert "margin" not in summary[charger]
+        assert (views[charger]["purchaseCost"], views[charger]["margin"]) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -66,19 +66,25 @@ class TariffAssignment(SQLModel, table=True):
 
 
 class TransactionPricing(SQLModel, table=True):
-    """How a transaction is priced: the tariff version resolved at its start, and its cost."""
+    """How a transaction is priced: the tariff version resolved at its start, and its cost;
+    and what its energy cost to buy.
+
+    A session without a tariff has a row only to be bought: `tariff_id`, `tariff_version`,
+    `source` and `time_zone` null, `circuit_id` and `purchase_cost` set (docs/tariffs.md,
+    "Purchase cost and margin").
+    """
 
     __tablename__ = "transaction_pricing"
 
     transaction_id: int = Field(primary_key=True)
-    tariff_id: str = Field(max_length=36)
-    tariff_version: int
+    tariff_id: str | None = Field(default=None, max_length=36)
+    tariff_version: int | None = Field(default=None)
     # Where the tariff came from: subscription, user, evse, location or default.
-    source: str = Field(max_length=16)
+    source: str | None = Field(default=None, max_length=16)
     user_id: str | None = Field(default=None, max_length=36)
     prepaid: bool = Field(default=False)
     currency: str = Field(max_length=3)
-    time_zone: str = Field(max_length=64)
+    time_zone: str | None = Field(default=None, max_length=64)
     # The connector's circuit at the start: its rate wins over the site's (docs/tariffs.md).
     circuit_id: str | None = Field(default=None, max_length=64)
     cost_excl: int | None = Field(default=None, sa_type=BigInteger)
