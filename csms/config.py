@@ -258,6 +258,9 @@ class BalancingSettings:
     # Seconds a session keeps its minimum slot while others wait at 0 A (more cars than
     # slots); then the slots rotate.
     rotate: float = 1800.0
+    # Seconds before a safe default the charger did not take is sent again; doubles each
+    # time, up to 15 minutes.
+    default_retry: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,8 @@ class Quirk(StrEnum):
     OVERDRAWS = "overdraws"  # limits accepted, the car draws what it wants
     AMPS_ONLY = "amps_only"  # W profiles rejected
     ONE_PERIOD = "one_period"  # one chargingSchedulePeriod at most
+    REJECTS_CONNECTOR0 = "rejects_connector0"  # TxDefaultProfile on connectorId 0 rejected
+    REJECTS_TX_DEFAULT = "rejects_tx_default"  # every TxDefaultProfile rejected
 
 
 class ProfileStore:
@@ -313,6 +315,11 @@ class ProfileStore:
         if Quirk.AMPS_ONLY in self.quirks and profile.unit is RateUnit.WATTS:
             return ProfileStatus.REJECTED
         if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and connector_id != 0:
+            return ProfileStatus.REJECTED
+        if profile.purpose is ProfilePurpose.TX_DEFAULT and (
+            Quirk.REJECTS_TX_DEFAULT in self.quirks
+            or (Quirk.REJECTS_CONNECTOR0 in self.quirks and connector_id == 0)
+        ):
             return ProfileStatus.REJECTED
         if profile.purpose is ProfilePurpose.TX:
             if connector_id == 0 or active_transaction is None or active_transaction is False:

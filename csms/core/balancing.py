@@ -288,15 +288,21 @@ def _placement(strategy: Strategy, *, connector_id: int, caps: Caps) -> tuple[st
     raise AssertionError(strategy)  # pragma: no cover
 
 
-def safe_default_profile(*, safe_da: int, caps: Caps, phases: int = 3) -> dict[str, Any]:
-    """The TxDefaultProfile on connector 0 at stack level 0: the safe share, for every new
-    session and for a charger that lost csms (OCPP 1.6 §3.13.2; installed at boot and
-    reconnect)."""
+def safe_default_profile(
+    *, safe_da: int, caps: Caps, phases: int = 3, connector_id: int = 0
+) -> dict[str, Any]:
+    """The TxDefaultProfile at stack level 0: the safe share, for every new session and for
+    a charger that lost csms (OCPP 1.6 §3.13.2; installed at boot and reconnect).
+
+    On connector 0 it covers every connector. A charger that rejects it there gets one per
+    connector (a TxDefaultProfile on connectorId > 0 governs that connector only), each
+    with its own id, since a profile replaces any other of the same id on the charger.
+    """
     unit, value = _limit_value(safe_da, caps=caps, phases=phases)
     return {
-        "connectorId": 0,
+        "connectorId": connector_id,
         "csChargingProfiles": {
-            "chargingProfileId": SAFE_DEFAULT_ID,
+            "chargingProfileId": SAFE_DEFAULT_ID + connector_id,
             "stackLevel": SAFE_STACK_LEVEL,
             "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Relative",
@@ -306,6 +312,13 @@ def safe_default_profile(*, safe_da: int, caps: Caps, phases: int = 3) -> dict[s
             },
         },
     }
+
+
+def retry_after_s(attempt: int, *, base_s: float = 10.0, cap_s: float = 900.0) -> float:
+    """Seconds before the `attempt`-th retry (1, 2, ...) of a safe default that was not
+    taken: doubling from `base_s`, at most `cap_s`, so a charger that keeps refusing costs
+    a few messages an hour."""
+    return min(cap_s, base_s * float(1 << min(max(attempt - 1, 0), 30)))
 
 
 def reserved_id(profile: Mapping[str, Any]) -> str | None:

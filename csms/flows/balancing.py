@@ -38,7 +38,6 @@ from csms.core.balancing import (
     overdraws,
     plan,
     rotation,
-    safe_default_profile,
     tx_profile,
 )
 from csms.core.circuits import (
@@ -55,8 +54,8 @@ from csms.core.events import Event
 from csms.errors import CommandError, CommandRejected, CommandTimeout, CsmsError
 from csms.events.circuits import circuit_allocation, member_uncontrollable
 from csms.events.fanout import EventFanout, LiveEvent
+from csms.flows.balancing_defaults import SafeDefaults
 from csms.flows.circuits import (
-    SMART_KEYS,
     BalancerSnapshot,
     read_snapshot,
     read_trees,
@@ -126,8 +125,9 @@ class Balancer:
         # The limit each connector accepted, and since when: meter values are checked
         # against it as they come (docs/load-balancing.md, "Safety").
         self._limits: dict[ConnectorKey, tuple[int, datetime]] = {}
-        self._defaults: set[str] = set()  # chargers whose safe default may be due
-        self._booted: set[str] = set()  # ... and those that lost it (they booted)
+        self._defaults = SafeDefaults(
+            commands=commands, clock=clock, retry_s=settings.default_retry, wake=self._wake_charger
+        )
         self._idle = IdleTracker(idle_after_s=settings.idle_after)
         self.passes = 0  # completed passes, for tests and metrics
         self._passed = asyncio.Condition()
@@ -164,6 +164,7 @@ class Balancer:
                 self.wake()
         finally:
             ticker.cancel()
+            self._defaults.close()
             for task in self._workers.values():
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,9 +180,9 @@ class Balancer:
         if not roots:
             return
         if event.type in ("chargepoint.booted", "chargepoint.connected"):
-            self._defaults.add(event.charge_point_id)
+            self._defaults.due(event.charge_point_id)
         if event.type == "chargepoint.booted":
-            self._booted.add(event.charge_point_id)
+            self._defaults.lost(event.charge_point_id)
         if event.type == "evse.status":
             data = orjson.loads(event.payload).get("data", {})
             key = (event.charge_point_id, int(data.get("connectorId", 0)))
@@ -259,7 +260,8 @@ class Balancer:
                 roots_of.setdefault(m.charge_point_id, set()).add(root_of(specs, m.circuit_id))
         self._roots_of = roots_of
         # An edit may change the safe share: each member is checked (equal ones are skipped).
-        self._defaults |= set(roots_of)
+        for cp in roots_of:
+            self._defaults.due(cp)
         for root in {root_of(specs, cid) for cid in specs if specs[cid].parent_id is None}:
             self._mark(root)
 
@@ -276,10 +278,7 @@ class Balancer:
         snap.shares = safe_shares(
             list(snap.circuits.values()), list(snap.members.values()), connectors=snap.connectors
         )
-        for cp in sorted({key[0] for key in snap.members} & self._defaults):
-            if cp in self._online:
-                self._defaults.discard(cp)
-                await self._install_default(cp, snap)
+        await self._defaults.install(snap, online=self._online)
         await self._find_overdraws(snap, now)
         views, stale = self._views(snap, now)
         nodes = nodes_of(list(snap.circuits.values()), list(snap.members.values()))
@@ -513,47 +512,9 @@ class Balancer:
 
         await self._database.writer.submit(job)
 
-    async def _install_default(self, cp: str, snap: BalancerSnapshot) -> None:
-        """The safe TxDefaultProfile at connector 0: the smallest share of the charger's
-        members (OCPP 1.6 §3.13.2: it governs every new session, and offline operation)."""
-        shares = [v for (c, _), v in snap.shares.items() if c == cp]
-        if not shares:
-            return
-        if cp not in snap.probed:
-            await self._probe(cp, snap)
-        members = [m for (c, _), m in snap.members.items() if c == cp]
-        payload = safe_default_profile(
-            safe_da=min(shares), caps=snap.caps.get(cp, Caps()), phases=members[0].phases
-        )
-        installed = snap.defaults.get(cp)
-        if cp not in self._booted and installed == payload["csChargingProfiles"]:
-            return  # never re-send a profile equal to the one the charger holds
-        self._booted.discard(cp)
-        try:
-            result = await self._commands.run(
-                cp, "SetChargingProfile", payload, requested_by=REQUESTED_BY
-            )
-        except CommandError as exc:
-            log.info("balancer_default_not_sent", charge_point_id=cp, error=str(exc))
-            self._defaults.add(cp)
-            return
-        if result.response.get("status") != "Accepted":
-            log.warning("balancer_default_rejected", charge_point_id=cp)
-
-    async def _probe(self, cp: str, snap: BalancerSnapshot) -> None:
-        """Read the charger's smart-charging limits (OCPP 1.6 §9.4) once; the answer is kept
-        with its configuration like any GetConfiguration."""
-        try:
-            result = await self._commands.run(
-                cp, "GetConfiguration", {"key": list(SMART_KEYS)}, requested_by=REQUESTED_BY
-            )
-        except CommandError as exc:
-            log.info("balancer_probe_failed", charge_point_id=cp, error=str(exc))
-            return
-        values = {
-            item["key"]: item.get("value") for item in result.response.get("configurationKey", [])
-        }
-        snap.caps[cp] = Caps.from_configuration(values)
+    def _wake_charger(self, cp: str) -> None:
+        for root in self._roots_of.get(cp, ()):
+            self._mark(root)
 
     # -- overdraw --
 

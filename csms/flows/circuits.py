@@ -212,7 +212,8 @@ class BalancerSnapshot:
     applied: dict[ConnectorKey, CircuitAllocation]
     connectors: dict[str, int]
     probed: set[str]  # chargers whose smart-charging keys are known
-    defaults: dict[str, dict[str, Any]]  # the safe default each charger accepted
+    # The safe defaults each charger accepted, per connector (0: all of them).
+    defaults: dict[tuple[str, int], dict[str, Any]]
     shares: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -257,9 +258,9 @@ async def read_snapshot(session: AsyncSession, root: str) -> BalancerSnapshot | 
         connectors=await circuits.connector_counts(session, cps),
         probed={cp for cp, keys in configuration.items() if SMART_KEYS[0] in keys},
         defaults={
-            cp: row.profile
+            (cp, row.connector_id): row.profile
             for cp, rows in (await circuits.profiles_of(session, cps)).items()
             for row in rows
-            if row.charging_profile_id == SAFE_DEFAULT_ID and row.connector_id == 0
+            if row.charging_profile_id == SAFE_DEFAULT_ID + row.connector_id
         },
     )
