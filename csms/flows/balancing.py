@@ -303,6 +303,7 @@ class Balancer:
             and (grant := grants.get(key)) is not None
             and grant.reason is Reason.FIXED
             and key[0] in self._online
+            and snap.strategy.get(key[0]) is not Strategy.UNCONTROLLABLE
         ]
         ended = [key for key in snap.applied if key not in {v.key for v in views}]
         if ended:
@@ -511,6 +512,8 @@ class Balancer:
             await outbox.add_events(session, events, now=now)
 
         await self._database.writer.submit(job)
+        if following is not Strategy.UNCONTROLLABLE:
+            self._wake_charger(cp)  # try the next rung now, not at the next trigger
 
     def _wake_charger(self, cp: str) -> None:
         for root in self._roots_of.get(cp, ()):
