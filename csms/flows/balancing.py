@@ -62,6 +62,7 @@ from csms.flows.circuits import (
     spec_of,
 )
 from csms.flows.commands import BALANCER, Commands
+from csms.metrics import Metrics
 from csms.store import circuits, outbox
 from csms.store.db import Database
 from csms.store.tables import CircuitAllocation
@@ -104,6 +105,7 @@ class Balancer:
         fanout: EventFanout,
         clock: Callable[[], datetime],
         settings: BalancingSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database = database
         self._commands = commands
@@ -125,8 +127,17 @@ class Balancer:
         # The limit each connector accepted, and since when: meter values are checked
         # against it as they come (docs/load-balancing.md, "Safety").
         self._limits: dict[ConnectorKey, tuple[int, datetime]] = {}
+        self._metrics = metrics or Metrics()
+        self._controlled: dict[str, int] = {}  # root -> sessions it controls, for metrics
+        self._metrics.watch(
+            self._metrics.balancer_connectors, lambda: sum(self._controlled.values())
+        )
         self._defaults = SafeDefaults(
-            commands=commands, clock=clock, retry_s=settings.default_retry, wake=self._wake_charger
+            commands=commands,
+            clock=clock,
+            retry_s=settings.default_retry,
+            wake=self._wake_charger,
+            count=self._count,
         )
         self._idle = IdleTracker(idle_after_s=settings.idle_after)
         self.passes = 0  # completed passes, for tests and metrics
@@ -269,6 +280,7 @@ class Balancer:
         now = self._clock()
         snap = await self._database.read(lambda s: read_snapshot(s, root))
         if snap is None:
+            self._controlled.pop(root, None)
             return
         self._limits = {
             key: (deci_down(row.limit_a), row.changed_at or now)
@@ -290,6 +302,7 @@ class Balancer:
             log.error("balancer_invariant_broken", root=root, violations=len(broken))
             return
         controlled = [d.key for d in demands if d.fixed_da is None]
+        self._controlled[root] = len(controlled)
         applied = {
             key: Applied(deci_down(row.limit_a), row.changed_at or now, row.lease_until)
             for key, row in snap.applied.items()
@@ -421,6 +434,7 @@ class Balancer:
             status = result.response.get("status")
         except CommandTimeout:
             # Unknown: count the higher of the old and new limits until it is confirmed.
+            self._count(change.kind.value, "unknown")
             await self._record(change, member, transaction, higher, "unknown", None, now)
             return False
         except CommandRejected:
@@ -429,8 +443,10 @@ class Balancer:
             log.info("balancer_not_sent", charge_point_id=cp, error=str(exc))
             return False
         if status != "Accepted":
+            self._count(change.kind.value, "rejected")
             await self._step_down(cp, strategy, member, snap, now)
             return False
+        self._count(change.kind.value, "accepted")
         await self._record(change, member, transaction, change.limit_da, "accepted", lease_end, now)
         return True
 
@@ -514,6 +530,9 @@ class Balancer:
         await self._database.writer.submit(job)
         if following is not Strategy.UNCONTROLLABLE:
             self._wake_charger(cp)  # try the next rung now, not at the next trigger
+
+    def _count(self, kind: str, outcome: str) -> None:
+        self._metrics.balancer_profiles.labels(kind, outcome).inc()
 
     def _wake_charger(self, cp: str) -> None:
         for root in self._roots_of.get(cp, ()):

@@ -33,11 +33,13 @@ class SafeDefaults:
         clock: Callable[[], datetime],
         retry_s: float,
         wake: Callable[[str], None],
+        count: Callable[[str, str], None],
     ) -> None:
         self._commands = commands
         self._clock = clock
         self._retry_s = retry_s
         self._wake = wake  # asks for a pass on the charger's circuits
+        self._count = count  # (kind, outcome) of a profile sent, for metrics
         self._due: set[str] = set()  # chargers whose safe default may be due
         self._booted: set[str] = set()  # ... and those that lost it (they booted)
         # Not taken: (attempts, not before), and the retries' timers.
@@ -131,13 +133,17 @@ class SafeDefaults:
                 cp, "SetChargingProfile", payload, requested_by=REQUESTED_BY
             )
         except CommandRejected:
+            self._count("default", "rejected")
             return "Rejected"
         except CommandError as exc:
             log.info("balancer_default_not_sent", charge_point_id=cp, error=str(exc))
+            self._count("default", "unknown")
             return None
         if result.response.get("status") != "Accepted":
             log.warning("balancer_default_rejected", charge_point_id=cp, connector_id=connector)
+            self._count("default", "rejected")
             return "Rejected"
+        self._count("default", "accepted")
         return "Accepted"
 
     async def _probe(self, cp: str, snap: BalancerSnapshot) -> None:

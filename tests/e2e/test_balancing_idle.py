@@ -17,6 +17,7 @@ import pytest
 
 from csms.config import BalancingSettings
 from simulators.model import EvSpec, SessionState
+from tests.api.test_metrics import samples, scrape, value
 from tests.e2e.test_balancing import CAR, LIMIT_A, RAMP, WAIT, Site
 from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
@@ -76,7 +77,21 @@ async def test_every_car_charges_and_the_fuse_holds(csms: RunningCsms) -> None:
                 await plug(site, n, NEARLY_FULL if n < FULL else CAR)
             for n, cp in enumerate(site.chargers):
                 await cp.wait_for(lambda n=n: energy(site, n) > 0, timeout=WAIT)
-            await check_events(events.of("circuit.allocation"), site)
+            sent = events.of("circuit.allocation")
+            await check_events(sent, site)
+            # The profile budget on /metrics: every change on MQTT was a profile accepted
+            # (counted before its event is written), and a safe default per charger.
+            found = samples(await scrape(csms))
+            changes = sum(
+                value(found, "csms_balancer_profiles_total", kind=kind, outcome="accepted")
+                for kind in ("decrease", "increase")
+            )
+            assert changes >= len(sent)
+            defaults = value(
+                found, "csms_balancer_profiles_total", kind="default", outcome="accepted"
+            )
+            assert defaults == 10
+            assert value(found, "csms_balancer_connectors") == 10
     finally:
         await site.stop()
     # Decreases are confirmed before increases, and new sessions start at the safe share
