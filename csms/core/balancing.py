@@ -370,6 +370,7 @@ class _Watch:
     since: datetime  # ... since then, or waiting since then
     quiet_since: datetime | None = None  # SuspendedEV or ~0 A while serving, since then
     idle: bool = False
+    times: int = 0  # found idle this many times in a row (offered again, still idle)
 
 
 class IdleTracker:
@@ -402,6 +403,7 @@ class IdleTracker:
 
     def on_limit(self, key: ConnectorKey, *, limit_da: int, now: datetime) -> None:
         """The charger accepted a limit."""
+        self.check(key, now)  # quiet until now: that counts
         watch = self._watches.setdefault(key, _Watch(False, now))
         if (limit_da > 0) != watch.serving:
             watch.serving, watch.since = limit_da > 0, now
@@ -430,6 +432,7 @@ class IdleTracker:
             return False
         if (now - watch.quiet_since).total_seconds() >= self.idle_after_s:
             watch.idle = True
+            watch.times += 1
             return True
         return False
 
@@ -437,7 +440,7 @@ class IdleTracker:
         """Where the session stands now (checks idleness first)."""
         self.check(key, now)
         watch = self._watches.setdefault(key, _Watch(False, now))
-        return Turn(key, order, watch.serving, watch.since, watch.idle)
+        return Turn(key, order, watch.serving, watch.since, watch.idle, watch.times)
 
     def _quiet(self, key: ConnectorKey, now: datetime) -> bool:
         watch = self._watches.get(key)
@@ -449,7 +452,7 @@ class IdleTracker:
         watch = self._watches.get(key)
         if watch is None:
             return False
-        was, watch.idle, watch.quiet_since = watch.idle, False, None
+        was, watch.idle, watch.quiet_since, watch.times = watch.idle, False, None, 0
         return was
 
 
@@ -462,6 +465,7 @@ class Turn:
     serving: bool  # holds a limit above 0
     since: datetime  # since when it serves, or waits
     idle: bool = False
+    idle_times: int = 0  # found idle this many times in a row
 
 
 @dataclass(frozen=True)
@@ -470,6 +474,12 @@ class Rotation:
 
     order: dict[ConnectorKey, int]
     idle: frozenset[ConnectorKey]
+
+
+def reoffer_s(times: int, rotate_s: float) -> float:
+    """How long an idle car found idle `times` times in a row waits at 0 A before it is
+    offered its minimum again: `rotate_s`, doubling each time, at most 8 turns."""
+    return rotate_s * float(1 << min(max(times - 1, 0), 3))
 
 
 def rotation(turns: Sequence[Turn], *, now: datetime, rotate_s: float) -> Rotation:
@@ -484,12 +494,14 @@ def rotation(turns: Sequence[Turn], *, now: datetime, rotate_s: float) -> Rotati
     Idle sessions go after all others (the allocator holds them at their minimum when
     there is room, so they can resume: "prefer hold at min over pausing", study §3.4). One
     that has waited at 0 A for `rotate_s` is offered its minimum again when its turn
-    comes, as a hungry one: a car on a departure timer may want current by then.
+    comes, as a hungry one: a car on a departure timer may want current by then. Each
+    time it is found idle again the wait doubles (`reoffer_s`), so a full car costs the
+    others less and less of a slot.
     """
 
     def idle(turn: Turn) -> bool:
         waited = (now - turn.since).total_seconds()
-        return turn.idle and (turn.serving or waited < rotate_s)
+        return turn.idle and (turn.serving or waited < reoffer_s(turn.idle_times, rotate_s))
 
     def rank(turn: Turn) -> tuple[int, float, int, ConnectorKey]:
         held = (now - turn.since).total_seconds()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from csms.core.allocator import Demand, Node, allocate
-from csms.core.balancing import IdleTracker, Turn, rotation
+from csms.core.balancing import IdleTracker, Turn, reoffer_s, rotation
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 KEY = ("cp", 1)
@@ -143,3 +143,27 @@ def test_every_car_charges_within_its_rounds(cars: int, slots: int) -> None:
                 first_served.setdefault(key, second)
     assert set(first_served) == set(keys)
     assert max(first_served.values()) <= (rounds - 1) * rotate_s + step_s
+
+
+def test_an_idle_car_found_idle_again_waits_twice_as_long() -> None:
+    idle = IdleTracker(idle_after_s=60)
+    idle.start(KEY, serving=True, since=at(0))
+    idle.on_status(KEY, status="SuspendedEV", now=at(0))
+    assert idle.check(KEY, at(60))
+    idle.on_limit(KEY, limit_da=0, now=at(100))  # released
+    assert idle.turn(KEY, order=1, now=at(100)).idle_times == 1
+    idle.on_limit(KEY, limit_da=60, now=at(1900))  # offered again after one turn
+    idle.on_status(KEY, status="SuspendedEV", now=at(1901))
+    idle.on_limit(KEY, limit_da=0, now=at(1990))  # still full: released again
+    again = idle.turn(KEY, order=1, now=at(1990))
+    assert (again.idle, again.idle_times) == (True, 2)
+    assert rotation([again], now=at(1990 + 1800), rotate_s=1800).idle == {KEY}
+    assert rotation([again], now=at(1990 + 3600), rotate_s=1800).idle == frozenset()
+    # Drawing again starts over.
+    idle.on_limit(KEY, limit_da=60, now=at(6000))
+    idle.on_draw(KEY, phases_da=(60, 60, 60), now=at(6010))
+    assert idle.turn(KEY, order=1, now=at(6011)).idle_times == 0
+
+
+def test_the_reoffer_wait_doubles_up_to_eight_turns() -> None:
+    assert [reoffer_s(n, 1800) for n in range(6)] == [1800, 1800, 3600, 7200, 14400, 14400]
