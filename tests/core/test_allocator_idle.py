@@ -3,6 +3,8 @@ their minimum only when nobody needs it (docs/load-balancing.md, "Idle cars and 
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +83,14 @@ def test_idle_cars_never_hold_a_slot_a_hungry_car_waits_for(cars: list[Demand], 
         assert not any(idle)
     served = sum(1 for c in cars if grants[c.key].limit_da > 0)
     assert served == min(len(cars), limit // 60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(crowds(), st.integers(min_value=0, max_value=700), st.randoms(use_true_random=False))
+def test_with_idle_cars_the_pass_is_deterministic_and_independent_of_input_order(
+    cars: list[Demand], limit: int, rng: random.Random
+) -> None:
+    nodes = [Node("site", None, (limit, limit, limit))]
+    shuffled = cars[:]
+    rng.shuffle(shuffled)
+    assert allocate(nodes, cars) == allocate(nodes, shuffled)
