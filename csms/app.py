@@ -303,6 +303,7 @@ class Csms:
             fanout=self.live,
             clock=utc_now,
             settings=settings.balancing,
+            metrics=self.metrics,
         )
         circuit_flows = CircuitFlows(
             database=self.database, clock=utc_now, on_changed=self.balancer.wake

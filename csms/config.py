@@ -252,6 +252,15 @@ class BalancingSettings:
     meter_stale: float = 180.0
     # Seconds after a change before the draw is compared with the limit.
     overdraw_grace: float = 60.0
+    # A car offered current that draws nothing (SuspendedEV, or under 1 A) this long is
+    # idle: it keeps its minimum only when nobody else needs it.
+    idle_after: float = 300.0
+    # Seconds a session keeps its minimum slot while others wait at 0 A (more cars than
+    # slots); then the slots rotate.
+    rotate: float = 1800.0
+    # Seconds before a safe default the charger did not take is sent again; doubles each
+    # time, up to 15 minutes.
+    default_retry: float = 10.0
 
 
 @dataclass(frozen=True)

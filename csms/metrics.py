@@ -174,6 +174,21 @@ class Metrics:
             "Browsers following the live event stream",
             registry=registry,
         )
+        # The balancer's profile budget (docs/load-balancing.md, "No spam"): profiles per
+        # connector per hour = rate(csms_balancer_profiles_total[1h]) * 3600
+        #                      / csms_balancer_connectors.
+        self.balancer_profiles = Counter(
+            "csms_balancer_profiles",
+            "SetChargingProfile.req the balancer sent, by kind (decrease, increase, renew, "
+            "default) and outcome (accepted, rejected, unknown)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.balancer_connectors = Gauge(
+            "csms_balancer_connectors",
+            "Sessions under the balancer's control at the last pass of each circuit tree",
+            registry=registry,
+        )
         self._actions = BoundedLabel()
         self._reasons = BoundedLabel()
         # (action, outcome) -> its labels, the action bounded by `_actions`.

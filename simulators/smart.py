@@ -242,6 +242,10 @@ class Quirk(StrEnum):
     OVERDRAWS = "overdraws"  # limits accepted, the car draws what it wants
     AMPS_ONLY = "amps_only"  # W profiles rejected
     ONE_PERIOD = "one_period"  # one chargingSchedulePeriod at most
+    REJECTS_CONNECTOR0 = "rejects_connector0"  # TxDefaultProfile on connectorId 0 rejected
+    REJECTS_TX_DEFAULT = "rejects_tx_default"  # every TxDefaultProfile rejected
+    REJECTS_TX_PROFILE = "rejects_tx_profile"  # every TxProfile rejected
+    STACK_LEVEL_ZERO_ONLY = "stack_level_zero_only"  # stackLevel > 0 rejected (Wallbox)
 
 
 class ProfileStore:
@@ -313,6 +317,15 @@ class ProfileStore:
         if Quirk.AMPS_ONLY in self.quirks and profile.unit is RateUnit.WATTS:
             return ProfileStatus.REJECTED
         if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and connector_id != 0:
+            return ProfileStatus.REJECTED
+        if profile.purpose is ProfilePurpose.TX and Quirk.REJECTS_TX_PROFILE in self.quirks:
+            return ProfileStatus.REJECTED
+        if profile.stack_level > 0 and Quirk.STACK_LEVEL_ZERO_ONLY in self.quirks:
+            return ProfileStatus.REJECTED
+        if profile.purpose is ProfilePurpose.TX_DEFAULT and (
+            Quirk.REJECTS_TX_DEFAULT in self.quirks
+            or (Quirk.REJECTS_CONNECTOR0 in self.quirks and connector_id == 0)
+        ):
             return ProfileStatus.REJECTED
         if profile.purpose is ProfilePurpose.TX:
             if connector_id == 0 or active_transaction is None or active_transaction is False:

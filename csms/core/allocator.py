@@ -7,8 +7,11 @@ phase; each session draws on some grid phases of its node and of every ancestor.
 
 1. Reserved load (base load, metered other load, sessions counted at a fixed draw) comes
    off every node it passes through.
-2. Minimum first, in priority order (then plug-in order): a session gets its minimum on
-   every phase of every ancestor, or 0 (queued), never something in between.
+2. Minimum first, in priority order (then rotation order, `order`): a session gets its
+   minimum on every phase of every ancestor, or 0 (queued), never something in between.
+   Idle sessions (the car is full or draws nothing) come after every other one and are
+   held at their minimum at most, so a full car never keeps a slot a hungry one needs, yet
+   can resume when there is room (docs/load-balancing.md, "Idle cars and rotation").
 3. The rest is shared max-min fair, one priority class after the other: every session in
    the class rises at the same level until its cap or a saturated node phase stops it
    (progressive filling, exact, one round per event instead of fixed slices).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -34,6 +37,7 @@ class Reason(StrEnum):
     CIRCUIT = "circuit"  # a node phase is full: its fair share
     QUEUED = "queued"  # its minimum does not fit: 0 until it does
     FIXED = "fixed"  # not controlled: counted at a fixed draw
+    IDLE = "idle"  # the car draws nothing: held at its minimum so that it can resume
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Demand:
     fixed_da: int | None = None
     # The member's step: 10 for chargers that take whole amps only.
     step_da: int = 1
+    # The car is full or draws nothing: its minimum at most, after every other session.
+    idle: bool = False
 
 
 class Grant(NamedTuple):
@@ -132,6 +138,8 @@ def allocate(nodes: Sequence[Node], demands: Sequence[Demand]) -> dict[Connector
         TreeError: the nodes do not form a tree, or a demand names an unknown node.
     """
     tree = _Tree.build(nodes)
+    # An idle car is capped at its minimum: enough to resume, nothing the others could use.
+    demands = [replace(d, max_da=min(d.max_da, d.min_da)) if d.idle else d for d in demands]
     headroom = [0] * (len(nodes) * PHASES)
     for i, node in enumerate(nodes):
         for p in range(PHASES):
@@ -146,7 +154,9 @@ def allocate(nodes: Sequence[Node], demands: Sequence[Demand]) -> dict[Connector
                 headroom[c] -= demand.fixed_da
             raw[i] = (demand.fixed_da, Reason.FIXED, None)
     granted: list[int] = []
-    for i, demand in enumerate(ranked):
+    # Minimums go to the hungry sessions first, in rank order, then to the idle ones.
+    for i in sorted(range(len(ranked)), key=lambda i: ranked[i].idle):
+        demand = ranked[i]
         if demand.fixed_da is not None:
             continue
         need = demand.min_da
@@ -157,6 +167,7 @@ def allocate(nodes: Sequence[Node], demands: Sequence[Demand]) -> dict[Connector
             granted.append(i)
         else:
             raw[i] = (0, Reason.QUEUED, paths[i][0] if blocked is None else blocked)
+    granted.sort()  # back to rank order: the priority classes are runs of it
     start = 0
     while start < len(granted):
         # One priority class after the other: granted is in rank order.
@@ -173,6 +184,8 @@ def _grant(raw: tuple[int, Reason, int | None], demand: Demand, nodes: Sequence[
     """The Grant, rounded down to the member's step: below its minimum that is 0, never in
     between."""
     value, reason, where = raw
+    if demand.idle and reason is Reason.CAP:
+        reason = Reason.IDLE
     if reason is not Reason.FIXED and demand.step_da > 1 and value:
         value -= value % demand.step_da
         if value < demand.min_da:

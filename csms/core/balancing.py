@@ -288,15 +288,21 @@ def _placement(strategy: Strategy, *, connector_id: int, caps: Caps) -> tuple[st
     raise AssertionError(strategy)  # pragma: no cover
 
 
-def safe_default_profile(*, safe_da: int, caps: Caps, phases: int = 3) -> dict[str, Any]:
-    """The TxDefaultProfile on connector 0 at stack level 0: the safe share, for every new
-    session and for a charger that lost csms (OCPP 1.6 §3.13.2; installed at boot and
-    reconnect)."""
+def safe_default_profile(
+    *, safe_da: int, caps: Caps, phases: int = 3, connector_id: int = 0
+) -> dict[str, Any]:
+    """The TxDefaultProfile at stack level 0: the safe share, for every new session and for
+    a charger that lost csms (OCPP 1.6 §3.13.2; installed at boot and reconnect).
+
+    On connector 0 it covers every connector. A charger that rejects it there gets one per
+    connector (a TxDefaultProfile on connectorId > 0 governs that connector only), each
+    with its own id, since a profile replaces any other of the same id on the charger.
+    """
     unit, value = _limit_value(safe_da, caps=caps, phases=phases)
     return {
-        "connectorId": 0,
+        "connectorId": connector_id,
         "csChargingProfiles": {
-            "chargingProfileId": SAFE_DEFAULT_ID,
+            "chargingProfileId": SAFE_DEFAULT_ID + connector_id,
             "stackLevel": SAFE_STACK_LEVEL,
             "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Relative",
@@ -306,6 +312,13 @@ def safe_default_profile(*, safe_da: int, caps: Caps, phases: int = 3) -> dict[s
             },
         },
     }
+
+
+def retry_after_s(attempt: int, *, base_s: float = 10.0, cap_s: float = 900.0) -> float:
+    """Seconds before the `attempt`-th retry (1, 2, ...) of a safe default that was not
+    taken: doubling from `base_s`, at most `cap_s`, so a charger that keeps refusing costs
+    a few messages an hour."""
+    return min(cap_s, base_s * float(1 << min(max(attempt - 1, 0), 30)))
 
 
 def reserved_id(profile: Mapping[str, Any]) -> str | None:
@@ -342,3 +355,164 @@ def overdraws(draw: Draw, *, limit_da: int) -> bool:
     """A draw beyond the limit by more than 1 A + 10 % (docs/load-balancing.md,
     "Verification"): a charger that accepted a limit and does not keep it."""
     return max(draw.phases_da, default=0) > limit_da + 10 + limit_da // 10
+
+
+# -- idle cars and rotation (docs/load-balancing.md, "Idle cars and rotation") --
+
+# Below this on every phase a car draws "nothing" (deci-amps): chargers report a few tenths
+# of an amp of standby on a paused session.
+IDLE_DRAW_DA = 10
+
+
+@dataclass
+class _Watch:
+    serving: bool  # holds a limit above 0
+    since: datetime  # ... since then, or waiting since then
+    quiet_since: datetime | None = None  # SuspendedEV or ~0 A while serving, since then
+    idle: bool = False
+    times: int = 0  # found idle this many times in a row (offered again, still idle)
+
+
+class IdleTracker:
+    """Which sessions are idle and where each stands in the rotation, from the statuses,
+    meter values and limits a connector had. Pure: time comes in with every call.
+
+    A car is idle once it has drawn nothing (StatusNotification SuspendedEV, OCPP 1.6
+    §4.9, or under 1 A on every phase) for `idle_after_s` while it was offered current;
+    drawing again ends it. A limit of 0 proves nothing (the charger suspends the car), so
+    only a session that holds a limit can become idle, and one that is offered current
+    again after a pause must prove it anew.
+    """
+
+    def __init__(self, *, idle_after_s: float) -> None:
+        self.idle_after_s = idle_after_s
+        self._watches: dict[ConnectorKey, _Watch] = {}
+
+    def start(self, key: ConnectorKey, *, serving: bool, since: datetime) -> None:
+        """Know a session (from its last recorded limit after a restart, or its start)."""
+        if key not in self._watches:
+            self._watches[key] = _Watch(serving, since)
+
+    def keys(self) -> set[ConnectorKey]:
+        """The sessions it knows."""
+        return set(self._watches)
+
+    def forget(self, key: ConnectorKey) -> None:
+        """The session ended."""
+        self._watches.pop(key, None)
+
+    def on_limit(self, key: ConnectorKey, *, limit_da: int, now: datetime) -> None:
+        """The charger accepted a limit."""
+        self.check(key, now)  # quiet until now: that counts
+        watch = self._watches.setdefault(key, _Watch(False, now))
+        if (limit_da > 0) != watch.serving:
+            watch.serving, watch.since = limit_da > 0, now
+            watch.quiet_since = None
+            if watch.serving:
+                watch.idle = False  # offered current again: it must prove it anew
+
+    def on_status(self, key: ConnectorKey, *, status: str, now: datetime) -> bool:
+        """A StatusNotification; True when the session's idleness changed."""
+        if status == "SuspendedEV":
+            return self._quiet(key, now)
+        if status == "Charging":
+            return self._busy(key)
+        return False
+
+    def on_draw(self, key: ConnectorKey, *, phases_da: Sequence[int], now: datetime) -> bool:
+        """A meter reading of the current per phase; True when idleness changed."""
+        if max(phases_da, default=0) < IDLE_DRAW_DA:
+            return self._quiet(key, now)
+        return self._busy(key)
+
+    def check(self, key: ConnectorKey, now: datetime) -> bool:
+        """True when the session became idle by now (quiet for `idle_after_s`)."""
+        watch = self._watches.get(key)
+        if watch is None or watch.idle or watch.quiet_since is None:
+            return False
+        if (now - watch.quiet_since).total_seconds() >= self.idle_after_s:
+            watch.idle = True
+            watch.times += 1
+            return True
+        return False
+
+    def turn(self, key: ConnectorKey, *, order: int, now: datetime) -> Turn:
+        """Where the session stands now (checks idleness first)."""
+        self.check(key, now)
+        watch = self._watches.setdefault(key, _Watch(False, now))
+        return Turn(key, order, watch.serving, watch.since, watch.idle, watch.times)
+
+    def _quiet(self, key: ConnectorKey, now: datetime) -> bool:
+        watch = self._watches.get(key)
+        if watch is not None and watch.serving and watch.quiet_since is None:
+            watch.quiet_since = now
+        return self.check(key, now)
+
+    def _busy(self, key: ConnectorKey) -> bool:
+        watch = self._watches.get(key)
+        if watch is None:
+            return False
+        was, watch.idle, watch.quiet_since, watch.times = watch.idle, False, None, 0
+        return was
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A session's place in the rotation."""
+
+    key: ConnectorKey
+    order: int  # plug-in order (the transaction id)
+    serving: bool  # holds a limit above 0
+    since: datetime  # since when it serves, or waits
+    idle: bool = False
+    idle_times: int = 0  # found idle this many times in a row
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The allocator's `order` per session, and the sessions to treat as idle."""
+
+    order: dict[ConnectorKey, int]
+    idle: frozenset[ConnectorKey]
+
+
+def reoffer_s(times: int, rotate_s: float) -> float:
+    """How long an idle car found idle `times` times in a row waits at 0 A before it is
+    offered its minimum again: `rotate_s`, doubling each time, at most 8 turns."""
+    return rotate_s * float(1 << min(max(times - 1, 0), 3))
+
+
+def rotation(turns: Sequence[Turn], *, now: datetime, rotate_s: float) -> Rotation:
+    """The order in which sessions get their minimum, so that the minimum slots rotate.
+
+    With more cars than minimum slots (IEC 61851-1's 6 A: five on 31.5 A), plug-in order
+    would leave the last comers at 0 A all day. Instead a session keeps its slot for
+    `rotate_s` (its turn); past that, the sessions waiting at 0 A, longest first, go before
+    it. The reference study leaves this open (§5, "swap every 30 min"); without idle
+    release and rotation its 6 A minimum starves the queue.
+
+    Idle sessions go after all others (the allocator holds them at their minimum when
+    there is room, so they can resume: "prefer hold at min over pausing", study §3.4). One
+    that has waited at 0 A for `rotate_s` is offered its minimum again when its turn
+    comes, as a hungry one: a car on a departure timer may want current by then. Each
+    time it is found idle again the wait doubles (`reoffer_s`), so a full car costs the
+    others less and less of a slot.
+    """
+
+    def idle(turn: Turn) -> bool:
+        waited = (now - turn.since).total_seconds()
+        return turn.idle and (turn.serving or waited < reoffer_s(turn.idle_times, rotate_s))
+
+    def rank(turn: Turn) -> tuple[int, float, int, ConnectorKey]:
+        held = (now - turn.since).total_seconds()
+        stamp = turn.since.timestamp()
+        if not turn.serving:
+            return (1, stamp, turn.order, turn.key)  # waiting: longest first
+        # Serving: within its turn first; the longest-serving gives way first.
+        return (0 if held < rotate_s else 2, -stamp, turn.order, turn.key)
+
+    ranked = sorted(turns, key=rank)
+    return Rotation(
+        order={turn.key: i for i, turn in enumerate(ranked)},
+        idle=frozenset(turn.key for turn in ranked if idle(turn)),
+    )

@@ -134,6 +134,8 @@ class SessionView:
     phases_used: int | None = None
     # Counted at this draw, not controlled (offline, uncontrollable, violating), deci-amps.
     fixed_da: int | None = None
+    # The car is full or draws nothing (csms.core.balancing.rotation).
+    idle: bool = False
 
 
 def demands_of(
@@ -162,6 +164,7 @@ def demands_of(
                 order=view.order,
                 fixed_da=view.fixed_da,
                 step_da=10 if whole else 1,
+                idle=view.idle,
             )
         )
     return found

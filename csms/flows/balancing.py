@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import orjson
 import structlog
@@ -26,24 +26,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.config import BalancingSettings
 from csms.core.allocator import ConnectorKey, Grant, Reason, allocate, violations
 from csms.core.balancing import (
-    SAFE_DEFAULT_ID,
     Applied,
     BalancerPolicy,
     Caps,
     Change,
     ChangeKind,
     Draw,
+    IdleTracker,
     Strategy,
     next_rung,
     overdraws,
     plan,
-    safe_default_profile,
+    rotation,
     tx_profile,
 )
 from csms.core.circuits import (
-    CircuitSpec,
     MemberSpec,
-    Rotation,
     SessionView,
     deci_down,
     demands_of,
@@ -56,21 +54,22 @@ from csms.core.events import Event
 from csms.errors import CommandError, CommandRejected, CommandTimeout, CsmsError
 from csms.events.circuits import circuit_allocation, member_uncontrollable
 from csms.events.fanout import EventFanout, LiveEvent
-from csms.flows.circuits import spec_of
+from csms.flows.balancing_defaults import SafeDefaults
+from csms.flows.circuits import (
+    BalancerSnapshot,
+    read_snapshot,
+    read_trees,
+    spec_of,
+)
 from csms.flows.commands import BALANCER, Commands
+from csms.metrics import Metrics
 from csms.store import circuits, outbox
-from csms.store.circuits import ActiveSession
 from csms.store.db import Database
 from csms.store.tables import CircuitAllocation
 
 log = structlog.get_logger("csms.balancing")
 
 REQUESTED_BY = BALANCER
-SMART_KEYS = (
-    "ChargingScheduleMaxPeriods",
-    "ChargeProfileMaxStackLevel",
-    "ChargingScheduleAllowedChargingRateUnit",
-)
 _TRIGGERS = frozenset(
     {
         "session.started",
@@ -94,21 +93,6 @@ class _Draw:
     over: int = 0
 
 
-@dataclass
-class _Snapshot:
-    circuits: dict[str, CircuitSpec]
-    members: dict[tuple[str, int], MemberSpec]
-    sessions: list[ActiveSession]
-    caps: dict[str, Caps]
-    strategy: dict[str, Strategy]
-    violating: set[str]
-    applied: dict[ConnectorKey, CircuitAllocation]
-    connectors: dict[str, int]
-    probed: set[str]  # chargers whose smart-charging keys are known
-    defaults: dict[str, dict[str, Any]]  # the safe default each charger accepted
-    shares: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
 class Balancer:
     """Runs the passes; `wake` is how circuit edits and tests ask for one."""
 
@@ -121,6 +105,7 @@ class Balancer:
         fanout: EventFanout,
         clock: Callable[[], datetime],
         settings: BalancingSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database = database
         self._commands = commands
@@ -142,8 +127,19 @@ class Balancer:
         # The limit each connector accepted, and since when: meter values are checked
         # against it as they come (docs/load-balancing.md, "Safety").
         self._limits: dict[ConnectorKey, tuple[int, datetime]] = {}
-        self._defaults: set[str] = set()  # chargers whose safe default may be due
-        self._booted: set[str] = set()  # ... and those that lost it (they booted)
+        self._metrics = metrics or Metrics()
+        self._controlled: dict[str, int] = {}  # root -> sessions it controls, for metrics
+        self._metrics.watch(
+            self._metrics.balancer_connectors, lambda: sum(self._controlled.values())
+        )
+        self._defaults = SafeDefaults(
+            commands=commands,
+            clock=clock,
+            retry_s=settings.default_retry,
+            wake=self._wake_charger,
+            count=self._count,
+        )
+        self._idle = IdleTracker(idle_after_s=settings.idle_after)
         self.passes = 0  # completed passes, for tests and metrics
         self._passed = asyncio.Condition()
 
@@ -179,6 +175,7 @@ class Balancer:
                 self.wake()
         finally:
             ticker.cancel()
+            self._defaults.close()
             for task in self._workers.values():
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,9 +191,14 @@ class Balancer:
         if not roots:
             return
         if event.type in ("chargepoint.booted", "chargepoint.connected"):
-            self._defaults.add(event.charge_point_id)
+            self._defaults.due(event.charge_point_id)
         if event.type == "chargepoint.booted":
-            self._booted.add(event.charge_point_id)
+            self._defaults.lost(event.charge_point_id)
+        if event.type == "evse.status":
+            data = orjson.loads(event.payload).get("data", {})
+            key = (event.charge_point_id, int(data.get("connectorId", 0)))
+            status = str(data.get("ocppStatus") or "")
+            self._idle.on_status(key, status=status, now=self._clock())
         if event.type == "meter.values":
             if not self._meter(event):
                 return
@@ -225,6 +227,8 @@ class Balancer:
         phases = tuple(currents.get(p, 0) for p in ("L1", "L2", "L3"))
         before = self._draws.get(key)
         draw = self._draws[key] = _Draw(phases, self._clock(), before.over if before else 0)
+        if self._idle.on_draw(key, phases_da=phases, now=draw.at):
+            return True  # became idle or busy: its slot may go to another car
         if self._overdrawn(key, draw) and draw.over == 2:
             return True  # a pass counts it at its draw from now on
         if before is None:
@@ -259,7 +263,7 @@ class Balancer:
                 self._passed.notify_all()
 
     async def _refresh_trees(self) -> None:
-        rows, members = await self._database.read(_trees)
+        rows, members = await self._database.read(read_trees)
         specs = {row.id: spec_of(row) for row in rows}
         roots_of: dict[str, set[str]] = {}
         for m in members:
@@ -267,14 +271,16 @@ class Balancer:
                 roots_of.setdefault(m.charge_point_id, set()).add(root_of(specs, m.circuit_id))
         self._roots_of = roots_of
         # An edit may change the safe share: each member is checked (equal ones are skipped).
-        self._defaults |= set(roots_of)
+        for cp in roots_of:
+            self._defaults.due(cp)
         for root in {root_of(specs, cid) for cid in specs if specs[cid].parent_id is None}:
             self._mark(root)
 
     async def _pass(self, root: str) -> None:
         now = self._clock()
-        snap = await self._database.read(lambda s: _snapshot(s, root))
+        snap = await self._database.read(lambda s: read_snapshot(s, root))
         if snap is None:
+            self._controlled.pop(root, None)
             return
         self._limits = {
             key: (deci_down(row.limit_a), row.changed_at or now)
@@ -284,10 +290,7 @@ class Balancer:
         snap.shares = safe_shares(
             list(snap.circuits.values()), list(snap.members.values()), connectors=snap.connectors
         )
-        for cp in sorted({key[0] for key in snap.members} & self._defaults):
-            if cp in self._online:
-                self._defaults.discard(cp)
-                await self._install_default(cp, snap)
+        await self._defaults.install(snap, online=self._online)
         await self._find_overdraws(snap, now)
         views, stale = self._views(snap, now)
         nodes = nodes_of(list(snap.circuits.values()), list(snap.members.values()))
@@ -299,6 +302,7 @@ class Balancer:
             log.error("balancer_invariant_broken", root=root, violations=len(broken))
             return
         controlled = [d.key for d in demands if d.fixed_da is None]
+        self._controlled[root] = len(controlled)
         applied = {
             key: Applied(deci_down(row.limit_a), row.changed_at or now, row.lease_until)
             for key, row in snap.applied.items()
@@ -312,6 +316,7 @@ class Balancer:
             and (grant := grants.get(key)) is not None
             and grant.reason is Reason.FIXED
             and key[0] in self._online
+            and snap.strategy.get(key[0]) is not Strategy.UNCONTROLLABLE
         ]
         ended = [key for key in snap.applied if key not in {v.key for v in views}]
         if ended:
@@ -326,7 +331,7 @@ class Balancer:
             self._mark(root)
         await self._send(increases, snap, root, now)
 
-    def _views(self, snap: _Snapshot, now: datetime) -> tuple[list[SessionView], bool]:
+    def _views(self, snap: BalancerSnapshot, now: datetime) -> tuple[list[SessionView], bool]:
         """A view per session; True when a session's meter is stale."""
         views, stale = [], False
         limit = timedelta(seconds=self._settings.meter_stale)
@@ -356,16 +361,40 @@ class Balancer:
             views.append(
                 SessionView(key, active.transaction_id, phases_used=used or None, fixed_da=fixed)
             )
-        return views, stale
+        return self._rotate(views, snap, now), stale
+
+    def _rotate(
+        self, views: list[SessionView], snap: BalancerSnapshot, now: datetime
+    ) -> list[SessionView]:
+        """The views in rotation order, idle cars marked (docs/load-balancing.md, "Idle
+        cars and rotation")."""
+        live = {view.key for view in views}
+        for key in self._idle.keys() - live:
+            if member_for(snap.members, key) is not None:
+                self._idle.forget(key)
+        started = {(s.charge_point_id, s.connector_id): s.started_at for s in snap.sessions}
+        for view in views:
+            row = snap.applied.get(view.key)
+            if row is not None and row.status == "accepted":
+                serving, since = row.limit_a > 0, row.changed_at or now
+            else:
+                serving, since = False, started.get(view.key) or now
+            self._idle.start(view.key, serving=serving, since=since)
+        turns = [self._idle.turn(view.key, order=view.order, now=now) for view in views]
+        rotated = rotation(turns, now=now, rotate_s=self._settings.rotate)
+        return [
+            dataclasses.replace(view, order=rotated.order[view.key], idle=view.key in rotated.idle)
+            for view in views
+        ]
 
     async def _send(
-        self, changes: Sequence[Change], snap: _Snapshot, root: str, now: datetime
+        self, changes: Sequence[Change], snap: BalancerSnapshot, root: str, now: datetime
     ) -> bool:
         """Send changes in parallel; True when any was not taken."""
         results = await asyncio.gather(*(self._apply(c, snap, now) for c in changes))
         return not all(results)
 
-    async def _apply(self, change: Change, snap: _Snapshot, now: datetime) -> bool:
+    async def _apply(self, change: Change, snap: BalancerSnapshot, now: datetime) -> bool:
         cp, connector = change.key
         member = member_for(snap.members, change.key)
         assert member is not None
@@ -405,6 +434,7 @@ class Balancer:
             status = result.response.get("status")
         except CommandTimeout:
             # Unknown: count the higher of the old and new limits until it is confirmed.
+            self._count(change.kind.value, "unknown")
             await self._record(change, member, transaction, higher, "unknown", None, now)
             return False
         except CommandRejected:
@@ -413,8 +443,10 @@ class Balancer:
             log.info("balancer_not_sent", charge_point_id=cp, error=str(exc))
             return False
         if status != "Accepted":
+            self._count(change.kind.value, "rejected")
             await self._step_down(cp, strategy, member, snap, now)
             return False
+        self._count(change.kind.value, "accepted")
         await self._record(change, member, transaction, change.limit_da, "accepted", lease_end, now)
         return True
 
@@ -466,9 +498,10 @@ class Balancer:
         await self._database.writer.submit(job)
         if status == "accepted":
             self._limits[change.key] = (limit_da, now)
+            self._idle.on_limit(change.key, limit_da=limit_da, now=now)
 
     async def _step_down(
-        self, cp: str, strategy: Strategy, member: MemberSpec, snap: _Snapshot, now: datetime
+        self, cp: str, strategy: Strategy, member: MemberSpec, snap: BalancerSnapshot, now: datetime
     ) -> None:
         """One rung down the ladder, kept for the charger; an event at the bottom."""
         following = next_rung(strategy, connectors=max(snap.connectors.get(cp, 1), 1))
@@ -495,52 +528,19 @@ class Balancer:
             await outbox.add_events(session, events, now=now)
 
         await self._database.writer.submit(job)
+        if following is not Strategy.UNCONTROLLABLE:
+            self._wake_charger(cp)  # try the next rung now, not at the next trigger
 
-    async def _install_default(self, cp: str, snap: _Snapshot) -> None:
-        """The safe TxDefaultProfile at connector 0: the smallest share of the charger's
-        members (OCPP 1.6 §3.13.2: it governs every new session, and offline operation)."""
-        shares = [v for (c, _), v in snap.shares.items() if c == cp]
-        if not shares:
-            return
-        if cp not in snap.probed:
-            await self._probe(cp, snap)
-        members = [m for (c, _), m in snap.members.items() if c == cp]
-        payload = safe_default_profile(
-            safe_da=min(shares), caps=snap.caps.get(cp, Caps()), phases=members[0].phases
-        )
-        installed = snap.defaults.get(cp)
-        if cp not in self._booted and installed == payload["csChargingProfiles"]:
-            return  # never re-send a profile equal to the one the charger holds
-        self._booted.discard(cp)
-        try:
-            result = await self._commands.run(
-                cp, "SetChargingProfile", payload, requested_by=REQUESTED_BY
-            )
-        except CommandError as exc:
-            log.info("balancer_default_not_sent", charge_point_id=cp, error=str(exc))
-            self._defaults.add(cp)
-            return
-        if result.response.get("status") != "Accepted":
-            log.warning("balancer_default_rejected", charge_point_id=cp)
+    def _count(self, kind: str, outcome: str) -> None:
+        self._metrics.balancer_profiles.labels(kind, outcome).inc()
 
-    async def _probe(self, cp: str, snap: _Snapshot) -> None:
-        """Read the charger's smart-charging limits (OCPP 1.6 §9.4) once; the answer is kept
-        with its configuration like any GetConfiguration."""
-        try:
-            result = await self._commands.run(
-                cp, "GetConfiguration", {"key": list(SMART_KEYS)}, requested_by=REQUESTED_BY
-            )
-        except CommandError as exc:
-            log.info("balancer_probe_failed", charge_point_id=cp, error=str(exc))
-            return
-        values = {
-            item["key"]: item.get("value") for item in result.response.get("configurationKey", [])
-        }
-        snap.caps[cp] = Caps.from_configuration(values)
+    def _wake_charger(self, cp: str) -> None:
+        for root in self._roots_of.get(cp, ()):
+            self._mark(root)
 
     # -- overdraw --
 
-    async def _find_overdraws(self, snap: _Snapshot, now: datetime) -> None:
+    async def _find_overdraws(self, snap: BalancerSnapshot, now: datetime) -> None:
         """Chargers that accepted a limit and draw more: counted at their draw from now on,
         and reported (docs/load-balancing.md, "Verification")."""
         for key, row in snap.applied.items():
@@ -605,52 +605,3 @@ async def _mark_violating(
         now=now,
     )
     await outbox.add_events(session, [event], now=now)
-
-
-async def _trees(session: AsyncSession) -> tuple[list[Any], list[Any]]:
-    return await circuits.list_circuits(session), await circuits.list_members(session)
-
-
-async def _snapshot(session: AsyncSession, root: str) -> _Snapshot | None:
-    rows = await circuits.list_circuits(session)
-    specs = {row.id: spec_of(row) for row in rows}
-    if root not in specs:
-        return None
-    tree = {cid: spec for cid, spec in specs.items() if root_of(specs, cid) == root}
-    members = await circuits.list_members(session, list(tree))
-    cps = sorted({m.charge_point_id for m in members})
-    member_specs = {
-        (m.charge_point_id, m.connector_id): MemberSpec(
-            m.charge_point_id,
-            m.connector_id,
-            m.circuit_id,
-            Rotation(m.phase_rotation),
-            m.phases,
-            m.priority,
-            m.min_current_a,
-            m.max_current_a,
-        )
-        for m in members
-    }
-    configuration = await circuits.configuration(session, cps)
-    learned = await circuits.balancing_of(session, cps)
-    return _Snapshot(
-        circuits=tree,
-        members=member_specs,
-        sessions=await circuits.active_sessions(session, cps),
-        caps={cp: Caps.from_configuration(configuration.get(cp, {})) for cp in cps},
-        strategy={cp: Strategy(row.strategy) for cp, row in learned.items()},
-        violating={cp for cp, row in learned.items() if row.honours_limits == "violating"},
-        applied={
-            (row.charge_point_id, row.connector_id): row
-            for row in await circuits.allocations(session, list(tree))
-        },
-        connectors=await circuits.connector_counts(session, cps),
-        probed={cp for cp, keys in configuration.items() if SMART_KEYS[0] in keys},
-        defaults={
-            cp: row.profile
-            for cp, rows in (await circuits.profiles_of(session, cps)).items()
-            for row in rows
-            if row.charging_profile_id == SAFE_DEFAULT_ID and row.connector_id == 0
-        },
-    )

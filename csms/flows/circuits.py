@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.core.circuits import CircuitSpec, Rotation, tree_problem
+from csms.core.allocator import ConnectorKey
+from csms.core.balancing import SAFE_DEFAULT_ID, Caps, Strategy
+from csms.core.circuits import CircuitSpec, MemberSpec, Rotation, root_of, tree_problem
 from csms.errors import CircuitError
 from csms.store import chargers, circuits
+from csms.store.circuits import ActiveSession
 from csms.store.db import Database
-from csms.store.tables import Circuit, CircuitMember
+from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
 
 
 @dataclass(frozen=True)
@@ -183,3 +187,80 @@ async def _check_member(
             f"on circuit {clashes[0]}",
             status=409,
         )
+
+
+# -- what the balancer reads (csms.flows.balancing) --
+
+# The smart-charging keys a charger is asked for before its first profile (OCPP 1.6 §9.4).
+SMART_KEYS = (
+    "ChargingScheduleMaxPeriods",
+    "ChargeProfileMaxStackLevel",
+    "ChargingScheduleAllowedChargingRateUnit",
+)
+
+
+@dataclass
+class BalancerSnapshot:
+    """What one balancer pass reads about a root circuit's tree (csms.flows.balancing)."""
+
+    circuits: dict[str, CircuitSpec]
+    members: dict[tuple[str, int], MemberSpec]
+    sessions: list[ActiveSession]
+    caps: dict[str, Caps]
+    strategy: dict[str, Strategy]
+    violating: set[str]
+    applied: dict[ConnectorKey, CircuitAllocation]
+    connectors: dict[str, int]
+    probed: set[str]  # chargers whose smart-charging keys are known
+    # The safe defaults each charger accepted, per connector (0: all of them).
+    defaults: dict[tuple[str, int], dict[str, Any]]
+    shares: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+async def read_trees(session: AsyncSession) -> tuple[list[Any], list[Any]]:
+    return await circuits.list_circuits(session), await circuits.list_members(session)
+
+
+async def read_snapshot(session: AsyncSession, root: str) -> BalancerSnapshot | None:
+    rows = await circuits.list_circuits(session)
+    specs = {row.id: spec_of(row) for row in rows}
+    if root not in specs:
+        return None
+    tree = {cid: spec for cid, spec in specs.items() if root_of(specs, cid) == root}
+    members = await circuits.list_members(session, list(tree))
+    cps = sorted({m.charge_point_id for m in members})
+    member_specs = {
+        (m.charge_point_id, m.connector_id): MemberSpec(
+            m.charge_point_id,
+            m.connector_id,
+            m.circuit_id,
+            Rotation(m.phase_rotation),
+            m.phases,
+            m.priority,
+            m.min_current_a,
+            m.max_current_a,
+        )
+        for m in members
+    }
+    configuration = await circuits.configuration(session, cps)
+    learned = await circuits.balancing_of(session, cps)
+    return BalancerSnapshot(
+        circuits=tree,
+        members=member_specs,
+        sessions=await circuits.active_sessions(session, cps),
+        caps={cp: Caps.from_configuration(configuration.get(cp, {})) for cp in cps},
+        strategy={cp: Strategy(row.strategy) for cp, row in learned.items()},
+        violating={cp for cp, row in learned.items() if row.honours_limits == "violating"},
+        applied={
+            (row.charge_point_id, row.connector_id): row
+            for row in await circuits.allocations(session, list(tree))
+        },
+        connectors=await circuits.connector_counts(session, cps),
+        probed={cp for cp, keys in configuration.items() if SMART_KEYS[0] in keys},
+        defaults={
+            (cp, row.connector_id): row.profile
+            for cp, rows in (await circuits.profiles_of(session, cps)).items()
+            for row in rows
+            if row.charging_profile_id == SAFE_DEFAULT_ID + row.connector_id
+        },
+    )
