@@ -161,7 +161,7 @@ def _select_events() -> Select[Any]:
 
 
 @cache
-def _select_after() -> Select[Any]:
+def select_after() -> Select[Any]:
     table = table_of(OutboxEvent)
     return (
         _select_events()
@@ -173,7 +173,7 @@ def _select_after() -> Select[Any]:
 
 async def events_after(session: AsyncSession, *, after: int, limit: int) -> list[PendingEvent]:
     """Outbox rows after an id, oldest first, delivered to the broker or not."""
-    result = await session.execute(_select_after(), {"after": after, "limit": limit})
+    result = await session.execute(select_after(), {"after": after, "limit": limit})
     return [PendingEvent(*row) for row in result]
 
 
