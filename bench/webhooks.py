@@ -260,9 +260,12 @@ async def steady_rate(
     # arrive after the sending stopped (a backlog) lengthen the window, not the count.
     window = (receiver.arrivals[-1][0] if receiver.arrivals else started) - started
     achieved = len(receiver.arrivals) / max(window, sending)
+    # What the chargers managed to send: on a loaded machine they fall behind `rate`, and
+    # the latency is then that of a lower rate.
+    offered = len(sent) / sending
     progress(
-        f"webhooks at {rate:,.0f} MeterValues/s offered for {seconds:.0f} s: "
-        f"{len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
+        f"webhooks at {rate:,.0f} MeterValues/s asked for {seconds:.0f} s, {offered:,.0f}/s "
+        f"sent: {len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
         f"OCPP MeterValues -> webhook POST p50={statistics.median(delays):.1f} ms "
         f"p99={p99:.1f} ms max={delays[-1]:.1f} ms; load average {load:.1f}, csms waited "
         f"for a CPU {server_wait:.0f} % of the time"
@@ -276,6 +279,7 @@ async def steady_rate(
         "server_cpu_pct": server_cpu,
         "runner_cpu_pct": runner_cpu,
         "server_wait_pct": server_wait,
+        "offered_per_s": offered,
         "load_average": load,
     }
 
