@@ -224,6 +224,7 @@ async def steady_rate(
 ) -> dict[str, float]:
     process = await start_csms(env)
     sent: dict[str, float] = {}
+    answers: list[float] = []
     try:
         base = f"http://127.0.0.1:{env['CSMS_API__PORT']}/api/v1"
         async with httpx.AsyncClient(base_url=base) as api:
@@ -240,7 +241,14 @@ async def steady_rate(
         wait_start = runqueue_wait(process.pid)
         await asyncio.gather(
             *(
-                _charger(env, f"RATE-{n:04d}", each, started + n * each / chargers, seconds, sent)
+                _charger(
+                    env,
+                    f"RATE-{n:04d}",
+                    each,
+                    started + n * each / chargers,
+                    seconds,
+                    (sent, answers),
+                )
                 for n in range(chargers)
             )
         )
@@ -252,6 +260,9 @@ async def steady_rate(
         deadline = time.perf_counter() + 60
         while len(receiver.arrivals) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        # All of csms's work for these messages (answers, MQTT, webhooks, a backlog drained
+        # after the sending), which a busy machine does not skew.
+        cpu_per_message = 1000 * (cpu_seconds(process.pid) - cpu_start) / max(len(sent), 1)
     finally:
         await stop_csms(process)
     delays = latencies(sent, receiver.arrivals)
@@ -263,12 +274,15 @@ async def steady_rate(
     # What the chargers managed to send: on a loaded machine they fall behind `rate`, and
     # the latency is then that of a lower rate.
     offered = len(sent) / sending
+    answers.sort()
+    answer_p99 = percentile(answers, 0.99)
     progress(
         f"webhooks at {rate:,.0f} MeterValues/s asked for {seconds:.0f} s, {offered:,.0f}/s "
         f"sent: {len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
         f"OCPP MeterValues -> webhook POST p50={statistics.median(delays):.1f} ms "
-        f"p99={p99:.1f} ms max={delays[-1]:.1f} ms; load average {load:.1f}, csms waited "
-        f"for a CPU {server_wait:.0f} % of the time"
+        f"p99={p99:.1f} ms max={delays[-1]:.1f} ms; MeterValues answered p99="
+        f"{answer_p99:.1f} ms; {cpu_per_message:.2f} ms of csms CPU per message; load "
+        f"average {load:.1f}, csms waited for a CPU {server_wait:.0f} % of the time"
     )
     return {
         "deliveries_per_s": achieved,
@@ -280,6 +294,8 @@ async def steady_rate(
         "runner_cpu_pct": runner_cpu,
         "server_wait_pct": server_wait,
         "offered_per_s": offered,
+        "answer_p99_ms": answer_p99,
+        "cpu_ms_per_message": cpu_per_message,
         "load_average": load,
     }
 
@@ -310,8 +326,12 @@ async def _charger(
     interval: float,
     first_at: float,
     seconds: float,
-    sent: dict[str, float],
+    record: tuple[dict[str, float], list[float]],
 ) -> None:
+    """One charger sending MeterValues every `interval` s; like a real one it waits for each
+    answer before the next call (OCPP 1.6 J: one CALL in flight), so a csms that answers
+    slowly lowers the rate it is offered, which the result reports."""
+    sent, answers = record
     url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/{identity}"
     async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
         boot = {"chargePointVendor": "bench", "chargePointModel": "b"}
@@ -331,6 +351,7 @@ async def _charger(
             sent[tag] = time.perf_counter()
             await ws.send(orjson.dumps([2, str(n), "MeterValues", payload]).decode())
             await ws.recv()
+            answers.append((time.perf_counter() - sent[tag]) * 1000)
             n += 1
             due += interval
 
