@@ -81,6 +81,32 @@ async def webhook_delivery(report: Report, opts: Options) -> None:
             LABEL,
             SYSTEM,
             RATE_SETTING,
+            "MeterValues actually sent",
+            "/s",
+            [r.get("offered_per_s", 0.0) for r in rates],
+            rate_cpu,
+            rate_srv,
+            note="(chargers wait for each answer: a loaded csms is offered less)",
+        )
+    )
+    report.add(
+        Row(
+            LABEL,
+            SYSTEM,
+            RATE_SETTING,
+            "MeterValues answer p99",
+            "ms",
+            [r.get("answer_p99_ms", 0.0) for r in rates],
+            rate_cpu,
+            rate_srv,
+            higher_is_better=False,
+        )
+    )
+    report.add(
+        Row(
+            LABEL,
+            SYSTEM,
+            RATE_SETTING,
             "webhooks not delivered",
             "",
             [r["sent"] - r["delivered"] for r in rates],
