@@ -24,6 +24,7 @@ passes of the event loop per read, which a busy loop makes milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from functools import partial
@@ -64,11 +65,16 @@ class OutboxFeed:
             connection = await self._engine.connect()
             try:
                 result = await connection.execute(select_after(), {"after": after, "limit": limit})
-                return [PendingEvent(*row) for row in result]
-            finally:
-                await connection.close()
+                rows = [PendingEvent(*row) for row in result]
+            except BaseException:
+                # The caller hears the first failure, a cancellation too, not the close's.
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                raise
+            await connection.close()
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database read failed: {type(exc).__name__}") from exc
+        return rows
 
     async def close(self) -> None:
         if self._own is not None:
@@ -87,22 +93,33 @@ class InlineReader(InlineConnection):
     """An aiosqlite connection whose reads run on the calling thread; one that meets
     SQLITE_BUSY runs again on aiosqlite's thread, where it may wait."""
 
+    # Calls running or queued on aiosqlite's thread. While there are any, every call goes
+    # there too, behind them: a read cancelled while it waits for the lock must not have
+    # its cursor closed, or the connection reused, beside the thread still running it.
+    _on_thread_now = 0
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
+        if not self._on_thread_now:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+        self._on_thread_now += 1
         return await self._on_thread(self._patiently, fn, *args, **kwargs)
 
     def _patiently(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        """On aiosqlite's thread: `fn`, waiting up to the busy timeout for a lock."""
         try:
-            return fn(*args, **kwargs)
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._conn.execute("PRAGMA busy_timeout = 0")
         finally:
-            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._on_thread_now -= 1  # done with the connection (the GIL orders this)
 
 
 def _connect(database: str, **kwargs: Any) -> InlineReader:

@@ -99,3 +99,29 @@ async def test_a_locked_database_is_waited_for_off_the_event_loop(
         assert len(rows) == 2
     finally:
         holder.close()
+
+
+async def test_a_read_cancelled_while_waiting_for_a_lock_is_cancelled(
+    database: Database, feed: OutboxFeed, database_url: str
+) -> None:
+    """The cancellation reaches the caller (not a StoreError), the read still on the thread
+    finishes before its connection is closed or reused, and the next read works."""
+    await _write(database, 2)
+    path = make_url(database_url).database
+    assert path is not None
+    await database.dispose()
+    holder = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
+    try:
+        assert holder.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+        assert len(await feed.after(after=0, limit=10)) == 2
+        holder.execute("BEGIN EXCLUSIVE")
+        read = asyncio.create_task(feed.after(after=0, limit=10))
+        loop = asyncio.get_running_loop()
+        loop.call_soon(read.cancel)  # after the read went to the thread to wait
+        loop.call_soon(holder.execute, "COMMIT")
+        async with asyncio.timeout(20):
+            with pytest.raises(asyncio.CancelledError):
+                await read
+            assert len(await feed.after(after=0, limit=10)) == 2
+    finally:
+        holder.close()
