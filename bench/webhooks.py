@@ -10,8 +10,10 @@ HTTP/1.1 server) and the chargers run here. Two phases:
   csms starts and delivers them; deliveries/s from the first POST to the last.
 - rate: `--chargers` chargers send MeterValues at `--rate` messages/s in total for
   `--seconds`; each one's meter.values event is POSTed to the receiver; the time from
-  sending the MeterValues to the POST's arrival gives p50/p99, and the achieved
-  deliveries/s is what arrived over the sending time.
+  sending the MeterValues to the POST's arrival gives p50/p99 (both stamped by this
+  process's clock), and the achieved deliveries/s is what arrived from the first message
+  sent to the last POST received. The machine's load average and how long csms waited for
+  a CPU are printed beside them: on a busy machine that wait can be most of the p99.
 
 Uses Mosquitto on 127.0.0.1:1883 when it listens (csms publishes the same events there),
 else csms's embedded broker. Prints figures; asserts nothing.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -116,6 +119,26 @@ async def _drain_log(stream: asyncio.StreamReader) -> None:
         pass
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds csms's threads have waited for a CPU while runnable (Linux schedstat; 0
+    elsewhere). On a loaded machine this, not csms, can be most of the latency: it is
+    reported beside the p99 so that runs on a busy machine read as such."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (0 where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc; 0 elsewhere).
 
@@ -201,6 +224,7 @@ async def steady_rate(
 ) -> dict[str, float]:
     process = await start_csms(env)
     sent: dict[str, float] = {}
+    answers: list[float] = []
     try:
         base = f"http://127.0.0.1:{env['CSMS_API__PORT']}/api/v1"
         async with httpx.AsyncClient(base_url=base) as api:
@@ -214,33 +238,51 @@ async def steady_rate(
             answer.raise_for_status()
         each = chargers / rate  # seconds between one charger's messages
         started, cpu_start, own_start = time.perf_counter(), cpu_seconds(process.pid), own_cpu()
+        wait_start = runqueue_wait(process.pid)
         await asyncio.gather(
             *(
-                _charger(env, f"RATE-{n:04d}", each, started + n * each / chargers, seconds, sent)
+                _charger(
+                    env,
+                    f"RATE-{n:04d}",
+                    each,
+                    started + n * each / chargers,
+                    seconds,
+                    (sent, answers),
+                )
                 for n in range(chargers)
             )
         )
         sending = time.perf_counter() - started
         server_cpu = 100 * (cpu_seconds(process.pid) - cpu_start) / sending
         runner_cpu = 100 * (own_cpu() - own_start) / sending
+        server_wait = 100 * (runqueue_wait(process.pid) - wait_start) / sending
+        load = load_average()
         deadline = time.perf_counter() + 60
         while len(receiver.arrivals) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        # All of csms's work for these messages (answers, MQTT, webhooks, a backlog drained
+        # after the sending), which a busy machine does not skew.
+        cpu_per_message = 1000 * (cpu_seconds(process.pid) - cpu_start) / max(len(sent), 1)
     finally:
         await stop_csms(process)
-    delays = []
-    for arrived, body in receiver.arrivals:
-        tag = orjson.loads(body)["data"]["sampledValues"][0]["value"]
-        if tag in sent:
-            delays.append((arrived - sent[tag]) * 1000)
-    delays.sort()
-    p99 = delays[max(int(len(delays) * 0.99) - 1, 0)]
-    achieved = len(receiver.arrivals) / sending
+    delays = latencies(sent, receiver.arrivals)
+    p99 = percentile(delays, 0.99)
+    # Over the time from the first message sent to the last POST received: deliveries that
+    # arrive after the sending stopped (a backlog) lengthen the window, not the count.
+    window = (receiver.arrivals[-1][0] if receiver.arrivals else started) - started
+    achieved = len(receiver.arrivals) / max(window, sending)
+    # What the chargers managed to send: on a loaded machine they fall behind `rate`, and
+    # the latency is then that of a lower rate.
+    offered = len(sent) / sending
+    answers.sort()
+    answer_p99 = percentile(answers, 0.99)
     progress(
-        f"webhooks at {rate:,.0f} MeterValues/s offered for {seconds:.0f} s: "
-        f"{len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
+        f"webhooks at {rate:,.0f} MeterValues/s asked for {seconds:.0f} s, {offered:,.0f}/s "
+        f"sent: {len(receiver.arrivals)} of {len(sent)} delivered, {achieved:,.0f} deliveries/s; "
         f"OCPP MeterValues -> webhook POST p50={statistics.median(delays):.1f} ms "
-        f"p99={p99:.1f} ms max={delays[-1]:.1f} ms"
+        f"p99={p99:.1f} ms max={delays[-1]:.1f} ms; MeterValues answered p99="
+        f"{answer_p99:.1f} ms; {cpu_per_message:.2f} ms of csms CPU per message; load "
+        f"average {load:.1f}, csms waited for a CPU {server_wait:.0f} % of the time"
     )
     return {
         "deliveries_per_s": achieved,
@@ -250,7 +292,32 @@ async def steady_rate(
         "delivered": len(receiver.arrivals),
         "server_cpu_pct": server_cpu,
         "runner_cpu_pct": runner_cpu,
+        "server_wait_pct": server_wait,
+        "offered_per_s": offered,
+        "answer_p99_ms": answer_p99,
+        "cpu_ms_per_message": cpu_per_message,
+        "load_average": load,
     }
+
+
+def latencies(sent: dict[str, float], arrivals: list[tuple[float, bytes]]) -> list[float]:
+    """Milliseconds from each MeterValues sent to the first POST of its event, sorted.
+
+    Both ends are `time.perf_counter()` of this process (the chargers and the receiver run
+    here), so no clock skew enters; a redelivery (at least once) counts only once."""
+    seen: dict[str, float] = {}
+    for arrived, body in arrivals:
+        tag = orjson.loads(body)["data"]["sampledValues"][0]["value"]
+        if tag in sent and tag not in seen:
+            seen[tag] = (arrived - sent[tag]) * 1000
+    return sorted(seen.values())
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values: the smallest value with at least
+    `fraction` of them at or below it."""
+    rank = max(math.ceil(fraction * len(ordered)), 1)
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 async def _charger(
@@ -259,8 +326,12 @@ async def _charger(
     interval: float,
     first_at: float,
     seconds: float,
-    sent: dict[str, float],
+    record: tuple[dict[str, float], list[float]],
 ) -> None:
+    """One charger sending MeterValues every `interval` s; like a real one it waits for each
+    answer before the next call (OCPP 1.6 J: one CALL in flight), so a csms that answers
+    slowly lowers the rate it is offered, which the result reports."""
+    sent, answers = record
     url = f"ws://127.0.0.1:{env['CSMS_OCPP__PORT']}/ocpp/{identity}"
     async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
         boot = {"chargePointVendor": "bench", "chargePointModel": "b"}
@@ -280,6 +351,7 @@ async def _charger(
             sent[tag] = time.perf_counter()
             await ws.send(orjson.dumps([2, str(n), "MeterValues", payload]).decode())
             await ws.recv()
+            answers.append((time.perf_counter() - sent[tag]) * 1000)
             n += 1
             due += interval
 

@@ -213,7 +213,7 @@ class WebhookSettings:
     # Bytes of an answer's body read and kept in the delivery log; the rest is not read.
     response_body_bytes: int = 1024
     # Deliveries in flight per subscription (each for a different charger).
-    max_in_flight: int = 16
+    max_in_flight: int = 64
     # Seconds the previous secret still signs after POST .../rotate-secret.
     rotation_overlap: float = 86400.0
     # Delivery log rows are kept this long (seconds).

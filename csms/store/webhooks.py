@@ -161,7 +161,9 @@ def _select_events() -> Select[Any]:
 
 
 @cache
-def _select_after() -> Select[Any]:
+def select_after() -> Select[Any]:
+    """Outbox rows with id > `after`, oldest first, at most `limit`, delivered to the broker
+    or not (csms/store/webhooks_feed.py runs it)."""
     table = table_of(OutboxEvent)
     return (
         _select_events()
@@ -169,12 +171,6 @@ def _select_after() -> Select[Any]:
         .order_by(table.c.id)
         .limit(bindparam("limit"))
     )
-
-
-async def events_after(session: AsyncSession, *, after: int, limit: int) -> list[PendingEvent]:
-    """Outbox rows after an id, oldest first, delivered to the broker or not."""
-    result = await session.execute(_select_after(), {"after": after, "limit": limit})
-    return [PendingEvent(*row) for row in result]
 
 
 async def events_between(

@@ -43,6 +43,7 @@ from csms.store.db import Database
 from csms.store.outbox import PendingEvent
 from csms.store.tables import WebhookSubscription
 from csms.store.webhooks import Attempt
+from csms.store.webhooks_feed import OutboxFeed
 from csms.webhooks.http import Answer, Sender, TargetGuard
 
 log = structlog.get_logger("csms.webhooks")
@@ -103,6 +104,7 @@ class WebhookDispatcher:
         self._settings = settings
         self._clock = clock
         self.guard = guard
+        self._feed = OutboxFeed(database)
         self._workers: dict[str, tuple[SubscriptionWorker, asyncio.Task[None]]] = {}
         self._reload = asyncio.Event()
         self._pruned_at = datetime.min.replace(tzinfo=clock().tzinfo)
@@ -148,6 +150,7 @@ class WebhookDispatcher:
         for _, task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._feed.close()  # its connections; a later `run` opens new ones
 
     async def _sync(self) -> None:
         wanted = set(await self._database.read(webhooks.enabled_subscription_ids))
@@ -166,6 +169,7 @@ class WebhookDispatcher:
             worker = SubscriptionWorker(
                 subscription_id,
                 database=self._database,
+                feed=self._feed,
                 flows=self._flows,
                 settings=self._settings,
                 guard=self.guard,
@@ -194,6 +198,7 @@ class SubscriptionWorker:
         subscription_id: str,
         *,
         database: Database,
+        feed: OutboxFeed,
         flows: WebhookFlows,
         settings: WebhookSettings,
         guard: TargetGuard,
@@ -201,6 +206,7 @@ class SubscriptionWorker:
     ) -> None:
         self.id = subscription_id
         self._database = database
+        self._feed = feed
         self._flows = flows
         self._settings = settings
         self._schedule = settings.retry_delays()
@@ -221,6 +227,7 @@ class SubscriptionWorker:
         self._delivered: list[Attempt] = []
         self._gone = False
         self._replays_wanted = True
+        self._saving: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._new_rows.set()
@@ -245,6 +252,9 @@ class SubscriptionWorker:
             for task in self._lane_tasks:
                 task.cancel()
             await asyncio.gather(*self._lane_tasks, return_exceptions=True)
+            if self._saving is not None:
+                # Not cancelled: a save the writer has taken may commit anyway.
+                await asyncio.gather(self._saving, return_exceptions=True)
             await self._save_quietly()
             await sender.close()
 
@@ -262,12 +272,15 @@ class SubscriptionWorker:
                 if self._replays_wanted and (replays is None or replays.done()):
                     self._replays_wanted = False
                     replays = asyncio.create_task(self._replays(sender))
-                if await self._read(sender):
-                    continue
+                read = await self._read(sender)
                 due = time.monotonic() - saved_at >= FLUSH_EVERY
-                if due or len(self._delivered) >= FLUSH_ATTEMPTS:
-                    await self._save()
+                if (due or len(self._delivered) >= FLUSH_ATTEMPTS) and self._saving is None:
+                    # Beside the reads, not before them: a save waits for the writer's next
+                    # commit, and new events must not wait for that (docs/webhooks.md).
+                    self._saving = asyncio.create_task(self._save_in_background())
                     saved_at = time.monotonic()
+                if read:
+                    continue
                 busy = self._queued or self._delivered or self._watermark() > self._saved_upto
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FLUSH_EVERY if busy else IDLE_POLL):
@@ -277,6 +290,15 @@ class SubscriptionWorker:
                 replays.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await replays
+
+    async def _save_in_background(self) -> None:
+        try:
+            await self._save()
+        except Exception:
+            # What is not saved is saved by the next pass, or sent again after a restart.
+            log.exception("webhook_save_failed", webhook_id=self.id)
+        finally:
+            self._saving = None
 
     async def _load(self) -> bool:
         """Re-read the subscription; False when the database is away."""
@@ -304,11 +326,7 @@ class SubscriptionWorker:
         snapshot = self._snapshot
         assert snapshot is not None
         try:
-            rows = await self._database.read(
-                lambda session: webhooks.events_after(
-                    session, after=self._read_upto, limit=READ_BATCH
-                )
-            )
+            rows = await self._feed.after(after=self._read_upto, limit=READ_BATCH)
         except StoreError as exc:
             log.warning("webhook_store_unavailable", webhook_id=self.id, error=repr(exc))
             return False
