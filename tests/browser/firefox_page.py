@@ -29,6 +29,9 @@ _WAIT = """(ms) => new Promise((resolve) => {
 })"""
 
 
+_TRY_MS = 1000  # how long one try of wait_for waits in the page for a DOM change
+
+
 class ScriptError(Exception):
     """The page's script threw (spec `script.EvaluateResult`, type "exception")."""
 
@@ -45,7 +48,10 @@ class Tab:
     async def first(cls, bidi: BiDi, patience: float) -> Tab:
         """The tab Firefox opened at start (spec `browsingContext.getTree`)."""
         tree = await bidi.command("browsingContext.getTree", maxDepth=0)
-        return cls(bidi, tree["contexts"][0]["context"], patience)
+        context = tree["contexts"][0]["context"]
+        navigated = ["browsingContext.navigationStarted"]  # wait_for restarts on it
+        await bidi.command("session.subscribe", events=navigated, contexts=[context])
+        return cls(bidi, context, patience)
 
     async def set_viewport(self, width: int, height: int, pixel_ratio: float = 1.0) -> None:
         """Spec `browsingContext.setViewport`: the layout viewport in CSS pixels."""
@@ -80,17 +86,33 @@ class Tab:
 
     async def wait_for(self, predicate: str) -> Any:
         """The first truthy value of the JS function `predicate`; TimeoutError after
-        `patience` seconds. Survives navigations (their realm goes, the next try runs anew)."""
-        async with asyncio.timeout(self.patience):
-            while True:
-                try:
-                    value = await self.call(_WAIT % predicate, 1000)
-                except BiDiError as error:  # the page navigated while the script ran
-                    if error.error not in ("no such frame", "unknown error"):
-                        raise
-                    continue
-                if value is not None:
-                    return value
+        `patience` seconds. Firefox never answers a script whose page went away, so each try
+        ends at the next navigation (or after two of its page-side seconds, for one that
+        started just before), and the next try runs in the new page."""
+        navigated = "browsingContext.navigationStarted"
+        async with asyncio.timeout(self.patience), self.bidi.listening(navigated) as navigations:
+            while (value := await self._try(predicate, navigations)) is None:
+                pass
+            return value
+
+    async def _try(self, predicate: str, navigations: asyncio.Queue[dict[str, Any]]) -> Any:
+        """The predicate's value, or None when it stayed false, the page left, or no answer."""
+        attempt = asyncio.create_task(self.call(_WAIT % predicate, _TRY_MS))
+        moved = asyncio.create_task(navigations.get())
+        try:
+            await asyncio.wait(
+                (attempt, moved), timeout=2 * _TRY_MS / 1000, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            attempt.cancel()
+            moved.cancel()
+            await asyncio.gather(attempt, moved, return_exceptions=True)
+        if attempt.cancelled():
+            return None
+        error = attempt.exception()
+        if isinstance(error, BiDiError) and error.error in ("no such frame", "unknown error"):
+            return None  # the page went away under the script
+        return attempt.result()
 
     async def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element (spec `input.performActions`,

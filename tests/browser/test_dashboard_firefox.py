@@ -103,12 +103,18 @@ async def text_of(tab: Tab, selector: str, wanted: str) -> str:
 
 
 async def test_a_charger_arrives_live_and_runs_a_session(csms: RunningCsms, tab: Tab) -> None:
-    """Log in, see a charger come online without a reload, start a session with the command
-    button, watch the chart grow, stop it, and find the session with its energy."""
+    """Log in (a post without the CSRF token is refused), see a charger come online without
+    a reload, start a session with the command button, watch the chart grow, stop it, and
+    find the session with its energy."""
     await prepare(csms, "ops", "operator", "FF-TAG")
     root = await log_in(tab, csms, "ops")
     await tab.wait_for("() => document.querySelector('#live-state.on')")
     await tab.evaluate("window.samePage = true")  # a reload would drop it
+    refused = await tab.evaluate(
+        """fetch('/chargers/NOPE/commands/Reset', {method: 'POST',
+             body: new URLSearchParams({type: 'Soft'})}).then((answer) => answer.status)"""
+    )
+    assert refused == 403, "a post without the form's CSRF token"
     identity = new_identity("FF")
     async with simulated(csms, identity) as charger:
         await charger.boot()
