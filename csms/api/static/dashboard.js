@@ -25,8 +25,13 @@
   }
 
   async function refresh(source, target) {
-    const answer = await fetch(source.dataset.liveRefresh, { credentials: "same-origin" });
-    if (answer.ok) target.innerHTML = await answer.text();
+    try {
+      const answer = await fetch(source.dataset.liveRefresh, { credentials: "same-origin" });
+      if (answer.ok) target.innerHTML = await answer.text();
+    } catch (error) {
+      // Leaving the page aborts the fetch; Firefox rejects it as an uncaught NetworkError.
+      // A lost connection shows as #live-state; the next event refreshes again.
+    }
   }
 
   // -- chart -----------------------------------------------------------------------------
