@@ -25,7 +25,7 @@ from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
 from csms.flows.session_end import CdrMark, SessionEnd, session_facts
 from csms.flows.tariffs import Assignments, SessionPricing
-from csms.flows.wallet import BALANCE_EXCEEDED, WalletFlows
+from csms.flows.wallet import WalletFlows
 from csms.store import chargers, outbox, registry, tariffs, transactions
 from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
@@ -521,28 +521,8 @@ class SessionFlows:
             return None
         priced, running = found
         if running.prepaid and running.user_id is not None and self.wallet is not None:
-            total = priced.costs.total
-            cost = total.incl_vat if total.incl_vat is not None else total.excl_vat
-            if cost >= await self.pricing.balance(running.user_id):
-                await self._stop_for_balance(facts, priced, at=at)
+            await self.wallet.check_running(facts, priced, user_id=running.user_id, at=at)
         return priced
-
-    async def _stop_for_balance(
-        self, facts: SessionFacts, priced: PricedSession, *, at: datetime
-    ) -> None:
-        """Once per transaction: `session.updated` says why, and the charger is asked to stop."""
-
-        async def job(session: AsyncSession) -> bool:
-            claimed = await tariffs.claim_balance_stop(
-                session, transaction_id=facts.transaction_id, reason=BALANCE_EXCEEDED
-            )
-            if claimed:
-                event = build.session_updated(facts, at=at, priced=priced, reason=BALANCE_EXCEEDED)
-                await outbox.add_events(session, [event], now=at)
-            return claimed
-
-        if await self._writer.submit(job) and self.wallet is not None:
-            self.wallet.stops.request(facts.charge_point_id, facts.transaction_id)
 
     async def _open_session(
         self,

@@ -21,12 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.authorize import AuthorizationStatus, IdTagInfo
 from csms.core.events import Event
 from csms.core.money import ZERO, round_money
-from csms.core.session import Party
-from csms.core.wallet import PostingKind, prepaid_minimum
+from csms.core.session import Party, SessionFacts
+from csms.core.tariff_ocpi import PricedSession
+from csms.core.wallet import PostingKind, balance_exceeded, may_start, prepaid_minimum
 from csms.errors import WalletError
 from csms.events import build
 from csms.flows.tariffs import SessionPricing
-from csms.store import chargers, outbox, wallet
+from csms.store import chargers, outbox, tariffs, wallet
 from csms.store.db import Database
 from csms.store.tables import SubscriptionPlan, UserSubscription
 
@@ -192,10 +193,12 @@ class WalletFlows:
         at: datetime,
         find_location: bool = False,
     ) -> IdTagInfo:
-        """Blocked for a prepaid driver whose balance cannot cover the tariff's minimum.
+        """Blocked for a prepaid driver whose available balance cannot cover the tariff's
+        minimum.
 
-        docs/tariffs.md, "Prepaid": the minimum is the tariff's min_price (incl. VAT when
-        given), else its start fee, and a balance of zero or less never covers a session.
+        docs/tariffs.md, "Prepaid": available is the balance less the running cost of the
+        driver's open sessions; the minimum is the tariff's min_price (incl. VAT when given),
+        else its start fee, and nothing available never covers a session.
         """
         if info.status is not AuthorizationStatus.ACCEPTED:
             return info
@@ -217,13 +220,46 @@ class WalletFlows:
             at=at,
         )
         minimum = ZERO if resolved is None else prepaid_minimum(resolved[2])
-        if await wallet.balance(session, user_id) > minimum:
+        # The driver's sessions running elsewhere have spent part of the balance already.
+        balance = await wallet.balance(session, user_id)
+        open_costs = await wallet.open_running_costs(session, user_id)
+        if may_start(balance, open_costs=open_costs, minimum=minimum):
             return info
         return IdTagInfo(
             status=AuthorizationStatus.BLOCKED,
             expiry_date=info.expiry_date,
             parent_id_tag=info.parent_id_tag,
         )
+
+    async def check_running(
+        self, facts: SessionFacts, priced: PricedSession, *, user_id: str, at: datetime
+    ) -> None:
+        """Keep a prepaid session's running cost; stop it when the driver's open sessions
+        together reached the balance.
+
+        docs/tariffs.md, "Prepaid": every session of the driver stops then, each at its own
+        next reading (`balance_exceeded`); `session.updated` says why, once per session.
+        """
+        total = priced.costs.total
+        cost = total.incl_vat if total.incl_vat is not None else total.excl_vat
+        transaction_id = facts.transaction_id
+
+        async def job(session: AsyncSession) -> bool:
+            await wallet.record_running_cost(session, transaction_id=transaction_id, cost=cost)
+            others = await wallet.open_running_costs(session, user_id, excluding=transaction_id)
+            balance = await wallet.balance(session, user_id)
+            if not balance_exceeded(balance, own_cost=cost, other_costs=others):
+                return False
+            claimed = await tariffs.claim_balance_stop(
+                session, transaction_id=transaction_id, reason=BALANCE_EXCEEDED
+            )
+            if claimed:
+                event = build.session_updated(facts, at=at, priced=priced, reason=BALANCE_EXCEEDED)
+                await outbox.add_events(session, [event], now=at)
+            return claimed
+
+        if await self._writer.submit(job):
+            self.stops.request(facts.charge_point_id, transaction_id)
 
     async def charge_session(
         self,

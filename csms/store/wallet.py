@@ -23,6 +23,8 @@ from csms.store.tables import (
     IdTag,
     LedgerEntry,
     SubscriptionPlan,
+    Transaction,
+    TransactionPricing,
     User,
     UserSubscription,
     Voucher,
@@ -113,6 +115,33 @@ async def balance(session: AsyncSession, user_id: str) -> Decimal:
         )
     ).scalar_one()
     return from_units(int(total))
+
+
+async def record_running_cost(session: AsyncSession, *, transaction_id: int, cost: Decimal) -> None:
+    """Keep a prepaid session's cost so far (the driver's other sessions count it)."""
+    row = await session.get(TransactionPricing, transaction_id)
+    if row is not None and row.running_cost != (units := to_units(cost)):
+        row.running_cost = units
+        await session.flush()
+
+
+async def open_running_costs(
+    session: AsyncSession, user_id: str, *, excluding: int | None = None
+) -> list[Decimal]:
+    """The running costs of the user's open prepaid sessions (but `excluding`); the ledger
+    is charged with them only when their CDRs are made, as they stop."""
+    query = (
+        select(col(TransactionPricing.running_cost))
+        .join(Transaction, col(Transaction.id) == col(TransactionPricing.transaction_id))
+        .where(
+            col(TransactionPricing.user_id) == user_id,
+            col(TransactionPricing.running_cost).is_not(None),
+            col(Transaction.stop_timestamp).is_(None),
+        )
+    )
+    if excluding is not None:
+        query = query.where(col(TransactionPricing.transaction_id) != excluding)
+    return [from_units(units) for units in (await session.scalars(query)) if units is not None]
 
 
 async def post(session: AsyncSession, posting: Posting, *, now: datetime) -> Posted | None:

@@ -81,7 +81,8 @@ class TransactionPricing(SQLModel, table=True):
     tariff_version: int | None = Field(default=None)
     # Where the tariff came from: subscription, user, evse, location or default.
     source: str | None = Field(default=None, max_length=16)
-    user_id: str | None = Field(default=None, max_length=36)
+    # Indexed: a prepaid driver's open sessions are summed at each reading of each of them.
+    user_id: str | None = Field(default=None, max_length=36, index=True)
     prepaid: bool = Field(default=False)
     currency: str = Field(max_length=3)
     time_zone: str | None = Field(default=None, max_length=64)
@@ -91,6 +92,9 @@ class TransactionPricing(SQLModel, table=True):
     cost_incl: int | None = Field(default=None, sa_type=BigInteger)
     purchase_cost: int | None = Field(default=None, sa_type=BigInteger)
     parking_s: int | None = Field(default=None)
+    # A prepaid session's cost so far (incl. VAT, else excl.), kept at each reading while it
+    # runs: the driver's other sessions count it against the balance (docs/tariffs.md).
+    running_cost: int | None = Field(default=None, sa_type=BigInteger)
     # Set once, when csms asked the charger to stop because the balance ran out.
     stop_reason: str | None = Field(default=None, max_length=32)
     priced_at: datetime | None = utc_column()
