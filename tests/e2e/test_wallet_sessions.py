@@ -1,5 +1,6 @@
 """Prepaid drivers and the ledger under real sessions: refused at zero, stopped when the
-balance runs out, and exact balances under concurrent postings."""
+balance runs out (by one session or by several together), and exact balances under
+concurrent postings."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ ENERGY: dict[str, Any] = {
 }
 
 
+# The same energy price with a start fee of 1.00 + 20% VAT: a prepaid start needs over 1.20.
+START_FEE: dict[str, Any] = {
+    "elements": [
+        {
+            "price_components": [
+                {"type": "FLAT", "price": 1.00, "vat": 20.0, "step_size": 1},
+                {"type": "ENERGY", "price": 0.50, "vat": 20.0, "step_size": 1},
+            ]
+        }
+    ]
+}
+
+
 def meter(tx: int, wh: int, at: str) -> dict[str, Any]:
     sampled = [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]
     return {
@@ -30,11 +44,11 @@ def meter(tx: int, wh: int, at: str) -> dict[str, Any]:
     }
 
 
-async def _prepaid_driver(api: Any) -> str:
+async def _prepaid_driver(api: Any, tariff: dict[str, Any] = ENERGY) -> str:
     user: str = (await api.post("/users", json={"name": "Prepaid"})).json()["userId"]
     await api.put(f"/id-tags/{TAG}", json={"status": "Accepted", "userId": user})
     await api.put(f"/users/{user}/wallet", json={"prepaid": True})
-    await api.put("/tariffs/KWH", json=ENERGY)
+    await api.put("/tariffs/KWH", json=tariff)
     await api.put("/tariff-assignments/default", json={"tariffId": "KWH"})
     return user
 
@@ -110,6 +124,64 @@ async def test_prepaid_driver_refused_at_zero_and_stopped_when_the_balance_runs_
     assert changes[-1]["data"]["direction"] == "debit"
     assert changes[-1]["data"]["amount"] == 3.06
     assert wallet["balance"] == pytest.approx(-0.06)
+
+
+@pytest.mark.postgres
+async def test_a_prepaid_driver_on_two_chargers_is_stopped_when_their_sum_reaches_the_balance(
+    csms: RunningCsms,
+) -> None:
+    """3.00 and two cars: 1.80 + 1.20 reaches it, though each alone is below; both stop."""
+    mqtt = mqtt_of(csms)
+    async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
+        user = await _prepaid_driver(api)
+        await api.post(f"/users/{user}/balance", json={"amount": 3, "reference": "p1"})
+        async with csms.charger("CP-TWO-A") as a, csms.charger("CP-TWO-B") as b:
+            tx_a = (await a.call("StartTransaction", START))["transactionId"]
+            tx_b = (await b.call("StartTransaction", START))["transactionId"]
+            await a.call("MeterValues", meter(tx_a, 2000, "2026-03-02T10:10:00Z"))  # 1.20
+            await b.call("MeterValues", meter(tx_b, 2000, "2026-03-02T10:10:00Z"))  # 1.20
+            # 1.80 + 1.20: together they reach 3.00, so A stops at this reading ...
+            stop_a = await _call_and_remote_stop(a, meter(tx_a, 3000, "2026-03-02T10:20:00Z"))
+            # ... and B at its next one, while A's stop is still on its way.
+            stop_b = await _call_and_remote_stop(b, meter(tx_b, 2500, "2026-03-02T10:20:00Z"))
+            for cp, tx, wh in ((a, tx_a, 3000), (b, tx_b, 2500)):
+                stop = {"transactionId": tx, "meterStop": wh, "reason": "Remote"}
+                await cp.call("StopTransaction", {**stop, "timestamp": "2026-03-02T10:21:00Z"})
+        updates = await events.until(6, of_type="session.updated")
+        await events.until(2, of_type="cdr.created")
+        wallet = (await api.get(f"/users/{user}/wallet")).json()
+    assert (stop_a, stop_b) == ({"transactionId": tx_a}, {"transactionId": tx_b})
+    stopped = {
+        u["data"]["transactionId"]: u["data"]["cost"]["inclVat"]
+        for u in updates
+        if u["data"].get("reason") == "balance_exceeded"
+    }
+    assert stopped == {tx_a: 1.8, tx_b: 1.5}
+    assert len([u for u in updates if u["data"].get("reason") == "balance_exceeded"]) == 2
+    # B's last interval (0.30) is what the driver spent beyond the balance.
+    assert wallet["balance"] == pytest.approx(-0.30)
+
+
+@pytest.mark.postgres
+async def test_a_second_start_is_blocked_while_the_first_session_uses_the_balance(
+    csms: RunningCsms,
+) -> None:
+    """3.00, start fee 1.20: A has used 1.80, so B's 1.20 available does not cover it."""
+    async with csms.api() as api:
+        user = await _prepaid_driver(api, START_FEE)
+        await api.post(f"/users/{user}/balance", json={"amount": 3, "reference": "p1"})
+        async with csms.charger("CP-FIRST") as a, csms.charger("CP-SECOND") as b:
+            started_a = await a.call("StartTransaction", START)
+            tx_a = started_a["transactionId"]
+            await a.call("MeterValues", meter(tx_a, 1000, "2026-03-02T10:10:00Z"))  # 1.80
+            authorized_b = await b.call("Authorize", {"idTag": TAG})
+            started_b = await b.call("StartTransaction", START)
+            await api.post(f"/users/{user}/balance", json={"amount": 1, "reference": "p2"})
+            topped_up_b = await b.call("Authorize", {"idTag": TAG})
+    assert started_a["idTagInfo"]["status"] == "Accepted"
+    assert authorized_b["idTagInfo"]["status"] == "Blocked"
+    assert started_b["idTagInfo"]["status"] == "Blocked"
+    assert topped_up_b["idTagInfo"]["status"] == "Accepted"  # 2.20 available now
 
 
 @pytest.mark.postgres
