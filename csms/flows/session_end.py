@@ -16,7 +16,7 @@ from csms.core.transactions import CdrStep, cdr_step, estimated_meter_stop, sess
 from csms.events import build
 from csms.flows.tariffs import SessionPricing
 from csms.flows.wallet import WalletFlows
-from csms.store import chargers, tariffs
+from csms.store import chargers, samples, tariffs, transactions
 from csms.store.tables import Location, Transaction, TransactionPricing
 
 # What a transaction's row notes of the CDRs its events carry (`transactions.record_cdrs`).
@@ -84,6 +84,22 @@ class SessionEnd:
             return {}
         ids = [row.id for row in rows if row.id is not None]
         return await tariffs.connector_statuses_of(session, ids)
+
+    async def ended_alone(
+        self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
+    ) -> list[Event]:
+        """`ended` for one transaction that has just ended, its row and samples read and its
+        CDR marks recorded here (a forced stop, a lost session's end, an odd Stop)."""
+        row = await session.get(Transaction, transaction_id, populate_existing=True)
+        assert row is not None
+        stored = await samples.transaction_samples(session, transaction_id)
+        events, mark = await self.ended(
+            session, row, samples=samples.samples_of(stored), location_id=location_id, now=now
+        )
+        if mark is not None:
+            step, estimate = mark
+            await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
+        return events
 
     async def ended(
         self,

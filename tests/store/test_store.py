@@ -20,7 +20,7 @@ from sqlmodel import SQLModel
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.errors import StoreError
-from csms.store import outbox, registry, transactions
+from csms.store import outbox, registry, samples
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import IdTag, MeterValue, OutboxEvent
 
@@ -143,7 +143,7 @@ async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> 
         time=at,
         data={"n": 1, "text": "ä", "nested": [1.5, None]},
     )
-    write = transactions.meter_values(
+    write = samples.meter_values(
         charge_point_id="CP-BULK",
         connector_id=1,
         claimed_transaction_id=None,
