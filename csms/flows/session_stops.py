@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.authorize import IdTagInfo
 from csms.core.events import Event
 from csms.core.transactions import StopRequest, is_own_transaction
-from csms.flows.session_end import CdrMark, SessionEnd
+from csms.flows.session_end import EndFacts, SessionEnd, end_events
 from csms.flows.tariffs import SessionPricing
 from csms.store import outbox, registry, samples, tariffs, transactions
 from csms.store import transactions_bulk as bulk
@@ -95,10 +95,9 @@ class SessionStops:
         known = None if self._pricing is None else await tariffs.pricing_of(session, ids)
         statuses = await self._end.statuses(session, [row for _, row in here])
         done: dict[int, IdTagInfo | None] = {}
-        events: list[Event] = []
-        marks: list[tuple[Transaction, CdrMark, datetime]] = []
+        endings: list[tuple[Transaction, EndFacts]] = []
         for s, row in here:
-            ended, mark = await self._end.ended(
+            ending = await self._end.settle(
                 session,
                 row,
                 samples=read[s.request.transaction_id],
@@ -107,14 +106,20 @@ class SessionStops:
                 known=known,
                 statuses=statuses.get(s.request.transaction_id),
             )
-            events += ended
-            if mark is not None:
-                marks.append((row, mark, s.now))
+            if ending is not None:
+                endings.append((row, ending))
             tag = s.request.id_tag
             done[id(s)] = None if tag is None else registry.decide(tags.get(tag), now=s.now)
-        # After every read of the group: the rows' flags are then one executemany.
-        for row, (step, estimate), now in marks:
-            transactions.mark_cdrs(row, step=step, estimated_cdr=estimate, now=now)
+        # Every statement of the group but the last two has run: the events are built from
+        # pure data now, then the rows' CDR flags are one executemany and the events one
+        # insert, in this transaction (the change and its events commit together).
+        events: list[Event] = []
+        for row, ending in endings:
+            built, mark = end_events(ending)
+            events += built
+            if mark is not None:
+                step, estimate = mark
+                transactions.mark_cdrs(row, step=step, estimated_cdr=estimate, now=ending.now)
         await outbox.add_events(session, events, now=max(s.now for s in stops))
         del chargers_read
         for s in stops:
