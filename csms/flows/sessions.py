@@ -18,15 +18,16 @@ from csms.core.transactions import (
     StartKey,
     StopRequest,
     TransactionFlag,
-    is_own_transaction,
 )
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.flows.reservations import reservation_events
-from csms.flows.session_end import CdrMark, SessionEnd, session_facts
+from csms.flows.session_end import SessionEnd, session_facts
+from csms.flows.session_stops import SessionStops, StopItem
 from csms.flows.tariffs import Assignments, SessionPricing
 from csms.flows.wallet import WalletFlows
 from csms.store import chargers, outbox, registry, tariffs, transactions
+from csms.store import samples as samples_store
 from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
 from csms.store.tables import Transaction
@@ -80,35 +81,6 @@ def _first_per_connector(starts: Sequence[_Start]) -> list[_Start]:
     return firsts
 
 
-@dataclass(frozen=True)
-class _Stop:
-    """A StopTransaction as the writer's group of Stops takes it."""
-
-    request: StopRequest
-    location_id: str | None
-    now: datetime
-
-
-def _first_per_transaction(stops: Sequence[_Stop]) -> list[_Stop]:
-    """The first Stop of each transactionId of a group (the others go one by one)."""
-    seen: set[int] = set()
-    firsts = []
-    for stop in stops:
-        if stop.request.transaction_id not in seen:
-            seen.add(stop.request.transaction_id)
-            firsts.append(stop)
-    return firsts
-
-
-def _open(row: Transaction, stop: _Stop) -> bool:
-    """Whether the Stop ends this charger's transaction now: the group's common case."""
-    owner = row.charge_point_id
-    charge_point_id = stop.request.charge_point_id
-    return is_own_transaction(owner=owner, charge_point_id=charge_point_id) and not (
-        row.charger_stopped
-    )
-
-
 class RoamingAuthority(Protocol):
     """Roaming partners' tokens (csms.flows.roaming_tokens): an IdTagInfo for an idTag that
     is a partner's token, None for any other."""
@@ -139,6 +111,7 @@ class SessionFlows:
         self.pricing = pricing
         self.wallet = wallet
         self._end = SessionEnd(party=party, pricing=pricing, wallet=wallet)
+        self._stops = SessionStops(end=self._end, pricing=pricing)
         # Set when OCPI roaming is on: partners' tokens are decided there (docs/ocpi.md).
         self.roaming: RoamingAuthority | None = None
 
@@ -321,7 +294,7 @@ class SessionFlows:
             )
             # The transactions this Start ended end for consumers too, before it starts.
             for ended in outcome.ended:
-                events += await self._ended_events(
+                events += await self._end.ended_alone(
                     session, transaction_id=ended, location_id=location_id, now=now
                 )
             events.append(build.session(EventType.SESSION_STARTED, facts, at=key.timestamp))
@@ -367,108 +340,12 @@ class SessionFlows:
         now: datetime,
     ) -> IdTagInfo | None:
         """Record one stop per transaction, with `session.stopped` and its one CDR."""
-        stop = _Stop(request=request, location_id=location_id, now=now)
-        info: IdTagInfo | None = await self._writer.submit_group(GroupJob(self._stop_group, stop))
+        stop = StopItem(request=request, location_id=location_id, now=now)
+        job = GroupJob(self._stops.run_group, stop)
+        info: IdTagInfo | None = await self._writer.submit_group(job)
         open_sessions.pop(request.transaction_id, None)
         self._forced.discard(request.transaction_id)
         return info
-
-    async def _stop_group(
-        self, session: AsyncSession, stops: list[_Stop]
-    ) -> list[IdTagInfo | None]:
-        """A batch's Stops together: each read is one query for the group and the rows'
-        updates one executemany (csms.store.transactions_bulk). A Stop of an unknown, foreign
-        or already stopped transaction goes one by one (`_stop`), as does a second Stop of one
-        transaction in a batch."""
-        firsts = _first_per_transaction(stops)
-        tags = await bulk.id_tags(
-            session, {s.request.id_tag for s in firsts if s.request.id_tag is not None}
-        )
-        rows = await bulk.locked_transactions(session, {s.request.transaction_id for s in firsts})
-        here = [
-            (s, row)
-            for s in firsts
-            if (row := rows.get(s.request.transaction_id)) is not None and _open(row, s)
-        ]
-        for s, row in here:
-            bulk.record_stop(row, request=s.request, now=s.now)
-        await session.flush()
-        for s, row in here:
-            if s.request.samples:
-                await transactions.insert_samples(
-                    session,
-                    charge_point_id=s.request.charge_point_id,
-                    connector_id=row.connector_id,
-                    transaction_id=s.request.transaction_id,
-                    samples=s.request.samples,
-                    now=s.now,
-                )
-        ids = [s.request.transaction_id for s, _ in here]
-        await transactions.flag_after_stops(
-            session, [(s.request.transaction_id, s.request.stopped.value) for s, _ in here]
-        )
-        samples = await bulk.samples_of(session, ids)
-        # Held to the end of the group: `_cdr_location`'s reads of them cost no query.
-        chargers_read = await bulk.charge_points(session, {row.charge_point_id for _, row in here})
-        known = None if self.pricing is None else await tariffs.pricing_of(session, ids)
-        statuses = await self._end.statuses(session, [row for _, row in here])
-        done: dict[int, IdTagInfo | None] = {}
-        events: list[Event] = []
-        marks: list[tuple[Transaction, CdrMark, datetime]] = []
-        for s, row in here:
-            ended, mark = await self._end.ended(
-                session,
-                row,
-                samples=samples[s.request.transaction_id],
-                location_id=s.location_id,
-                now=s.now,
-                known=known,
-                statuses=statuses.get(s.request.transaction_id),
-            )
-            events += ended
-            if mark is not None:
-                marks.append((row, mark, s.now))
-            tag = s.request.id_tag
-            done[id(s)] = None if tag is None else registry.decide(tags.get(tag), now=s.now)
-        # After every read of the group: the rows' flags are then one executemany.
-        for row, (step, estimate), now in marks:
-            transactions.mark_cdrs(row, step=step, estimated_cdr=estimate, now=now)
-        await outbox.add_events(session, events, now=max(s.now for s in stops))
-        del chargers_read
-        for s in stops:
-            if id(s) not in done:
-                done[id(s)] = await self._stop(session, s)
-        return [done[id(s)] for s in stops]
-
-    async def _stop(self, session: AsyncSession, stop: _Stop) -> IdTagInfo | None:
-        """One Stop on its own (`transactions.stop_transaction`)."""
-        outcome = await transactions.stop_transaction(session, request=stop.request, now=stop.now)
-        if outcome.stopped is not None:
-            events = await self._ended_events(
-                session,
-                transaction_id=outcome.stopped,
-                location_id=stop.location_id,
-                now=stop.now,
-            )
-            await outbox.add_events(session, events, now=stop.now)
-        return outcome.id_tag_info
-
-    async def _ended_events(
-        self, session: AsyncSession, *, transaction_id: int, location_id: str | None, now: datetime
-    ) -> list[Event]:
-        """`session.stopped` for a transaction that has just ended, and the CDRs it needs
-        (`SessionEnd.ended`), read and recorded for this transaction alone."""
-        row = await session.get(Transaction, transaction_id, populate_existing=True)
-        assert row is not None
-        stored = await transactions.transaction_samples(session, transaction_id)
-        samples = transactions.samples_of(stored)
-        events, mark = await self._end.ended(
-            session, row, samples=samples, location_id=location_id, now=now
-        )
-        if mark is not None:
-            step, estimate = mark
-            await transactions.record_cdrs(session, row, step=step, estimated_cdr=estimate, now=now)
-        return events
 
     async def meter_values(
         self,
@@ -482,7 +359,7 @@ class SessionFlows:
         now: datetime,
     ) -> None:
         """Store the samples; `meter.values`, and `session.updated` when the register moved."""
-        write = transactions.meter_values(
+        write = samples_store.meter_values(
             charge_point_id=charge_point_id,
             connector_id=connector_id,
             claimed_transaction_id=transaction_id,
@@ -572,7 +449,7 @@ class SessionFlows:
                 row = await transactions.get_transaction(session, transaction_id)
                 assert row is not None
                 charger = await chargers.get_charge_point(session, row.charge_point_id)
-                events = await self._ended_events(
+                events = await self._end.ended_alone(
                     session,
                     transaction_id=transaction_id,
                     location_id=charger.location_id if charger is not None else None,

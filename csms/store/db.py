@@ -86,7 +86,8 @@ def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys.
 
     `writer`: the engine of the writer's transactions; on SQLite its statements run on the
-    event loop's thread (csms.store.sqlite_inline says why).
+    event loop's thread (csms.store.sqlite_inline says why), on PostgreSQL it holds one
+    connection, not pinged before each batch.
     """
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
@@ -94,6 +95,12 @@ def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
         engine = make(url, connect_args={"timeout": 30}, **json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    if writer:
+        # The writer's one connection, kept for the process's life and never pinged: a
+        # pre-ping is a round trip before every batch. A connection that died between two
+        # batches (a database restart, an idle timeout) fails its next batch, which then runs
+        # again on a new one (`Writer._run_reconnecting`).
+        return create_async_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=False, **json)
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json)
 
 
@@ -212,7 +219,7 @@ class Writer:
 
     async def _commit_group(self, group: list[_Item]) -> None:
         try:
-            results = await self._run_jobs([job for job, _ in group])
+            results = await self._run_reconnecting([job for job, _ in group])
         except Exception as exc:
             if len(group) == 1 or _database_away(exc):
                 # Alone, the job is the culprit; with the database away, every retry would
@@ -228,6 +235,22 @@ class Writer:
             return
         for (_, future), result in zip(group, results, strict=True):
             _settle(future, result=result)
+
+    async def _run_reconnecting(self, jobs: list[_Work]) -> list[Any]:
+        """Run the jobs; once more on a new connection when the database dropped this one.
+
+        The writer's connection is not pinged before each batch (`create_engine`): one lost
+        since the last batch shows here, and the pool has already discarded it. Running the
+        batch again is safe (jobs must be, see the class), and an outage still fails: a
+        database that is really away fails the second run too, and its callers hear it.
+        """
+        try:
+            return await self._run_jobs(jobs)
+        except Exception as exc:
+            if not _database_away(exc):
+                raise
+            log.warning("writer_reconnecting", jobs=len(jobs), error=repr(exc))
+        return await self._run_jobs(jobs)
 
     async def _run_jobs(self, jobs: list[_Work]) -> list[Any]:
         grouped: dict[StatementFactory, list[dict[str, Any]]] = {}
@@ -410,8 +433,8 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        # PostgreSQL's writer shares the engine; SQLite's has its own (create_engine).
-        self.write_engine = create_engine(url, writer=True) if _is_sqlite(url) else self.engine
+        # The writer has an engine of its own (create_engine says how it differs).
+        self.write_engine = create_engine(url, writer=True)
         self.writer = Writer(
             async_sessionmaker(self.write_engine, expire_on_commit=False), metrics=metrics
         )

@@ -1,35 +1,20 @@
-"""Transactions and their meter values: idempotent starts and stops, and sample links."""
+"""Transactions: idempotent starts and stops, forced and implicit ends, and CDR marks.
+
+Their samples (meter values) live in csms.store.samples.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    ColumnElement,
-    Executable,
-    Float,
-    Integer,
-    and_,
-    bindparam,
-    exists,
-    func,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import ColumnElement, and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.authorize import IdTagInfo
-from csms.core.meter import Sample, latest_register
 from csms.core.transactions import (
     FORCED_STOP_REASON,
     IMPLICIT_END_REASON,
@@ -43,18 +28,16 @@ from csms.core.transactions import (
     register_at_stop,
     stop_flags,
 )
+from csms.store import samples
 from csms.store.commands import use_reservation
-from csms.store.db import BulkWrite, StatementFactory
 from csms.store.registry import authorize_id_tag
-from csms.store.sql import dialect_insert, insert_into, page, rowcount
-from csms.store.tables import (
-    OPEN_FOR_THE_CHARGER,
-    MeterValue,
-    Reservation,
-    Transaction,
-    UTCDateTime,
-    table_of,
-)
+from csms.store.samples import list_meter_values as list_meter_values
+from csms.store.samples import transaction_samples as transaction_samples
+from csms.store.sql import insert_into, page, rowcount
+from csms.store.tables import OPEN_FOR_THE_CHARGER, Reservation, Transaction, table_of
+
+# `transaction_samples` and `list_meter_values` are also read as transactions.* (the API,
+# the tariff flows): kept here under their old names since the samples moved out.
 
 
 async def _locked(session: AsyncSession, transaction_id: int) -> Transaction | None:
@@ -101,9 +84,9 @@ async def _end_here(
     row.flags = merge_flags(row.flags, [flag])
     row.updated_at = now
     await session.flush()
-    await _flag_after_stop(session, transaction_id=row.id, stopped_at=at)
-    samples = await transaction_samples(session, row.id)
-    register = register_at_stop(samples_of(samples), stopped_at=at)
+    await samples.flag_after_stop(session, transaction_id=row.id, stopped_at=at)
+    stored = await samples.transaction_samples(session, row.id)
+    register = register_at_stop(samples.samples_of(stored), stopped_at=at)
     row.last_register_wh = None if register is None else float(register)
     await session.flush()
 
@@ -286,74 +269,6 @@ def mark_cdrs(
     return True
 
 
-async def transaction_samples(session: AsyncSession, transaction_id: int) -> list[MeterValue]:
-    """The samples that count for a transaction: all but those after its stop."""
-    rows = await session.execute(
-        select(MeterValue)
-        .where(
-            col(MeterValue.transaction_id) == transaction_id,
-            col(MeterValue.after_stop).is_(False),
-        )
-        .order_by(col(MeterValue.timestamp), col(MeterValue.id))
-    )
-    return list(rows.scalars())
-
-
-def samples_of(rows: Sequence[MeterValue]) -> list[Sample]:
-    """Stored samples as core samples."""
-    return [
-        Sample(
-            timestamp=row.timestamp,
-            value=row.value,
-            measurand=row.measurand,
-            unit=row.unit,
-            context=row.context,
-            location=row.location,
-            phase=row.phase,
-            format=row.format,
-        )
-        for row in rows
-        if row.timestamp is not None
-    ]
-
-
-async def _flag_after_stop(
-    session: AsyncSession, *, transaction_id: int, stopped_at: datetime
-) -> None:
-    """Flag the transaction's samples timestamped after its stop, and only those.
-
-    A stop csms decided (forced, implicitly ended) may be replaced by the charger's own,
-    so samples between the two lose the flag again. Only changed rows are written.
-    """
-    await flag_after_stops(session, [(transaction_id, stopped_at)])
-
-
-async def flag_after_stops(session: AsyncSession, stops: Sequence[tuple[int, datetime]]) -> None:
-    """`_flag_after_stop` for many (transaction id, stopped at): one executemany."""
-    if not stops:
-        return
-    rows = [{"tid": transaction_id, "stopped_at": at} for transaction_id, at in stops]
-    await (await session.connection()).execute(_after_stop_update(), rows)
-
-
-@cache
-def _after_stop_update() -> Executable:
-    mv = table_of(MeterValue)
-    at = bindparam("stopped_at", type_=UTCDateTime)
-    after = mv.c.timestamp > at
-    return (
-        update(mv)
-        .where(
-            mv.c.transaction_id == bindparam("tid", type_=BigInteger),
-            or_(
-                and_(mv.c.after_stop.is_(False), after),
-                and_(mv.c.after_stop.is_(True), mv.c.timestamp <= at),
-            ),
-        )
-        .values(after_stop=after)
-    )
-
-
 def stop_values(row: Transaction, *, request: StopRequest, now: datetime) -> dict[str, Any]:
     """What the charger's Stop sets on its transaction's row."""
     flags = stop_flags(
@@ -386,7 +301,7 @@ async def _stop_known(
     if not rowcount(result):
         return False
     assert row.id is not None
-    await insert_samples(
+    await samples.insert_samples(
         session,
         charge_point_id=request.charge_point_id,
         connector_id=row.connector_id,
@@ -394,7 +309,7 @@ async def _stop_known(
         samples=request.samples,
         now=now,
     )
-    await _flag_after_stop(session, transaction_id=row.id, stopped_at=request.stopped.value)
+    await samples.flag_after_stop(session, transaction_id=row.id, stopped_at=request.stopped.value)
     return True
 
 
@@ -425,7 +340,7 @@ async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: date
     )
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     if inserted is not None:
-        await insert_samples(
+        await samples.insert_samples(
             session,
             charge_point_id=request.charge_point_id,
             connector_id=0,
@@ -433,144 +348,6 @@ async def _stop_orphan(session: AsyncSession, *, request: StopRequest, now: date
             samples=request.samples,
             now=now,
         )
-
-
-def _linked_transaction() -> Any:
-    """The transaction a sample belongs to, decided in SQL so samples can be bulk-inserted.
-
-    The charger's transactionId when it is this charger's; otherwise (unknown, 0 or -1) the
-    transaction open on the connector at the sample's time (docs/ocpp.md, "Meter values").
-    Connector 0 samples belong to none (OCPP 1.6 errata §3.16). Decided in SQL, not in core,
-    so that a MeterValues stays one bulk INSERT whatever transaction its samples belong to.
-    """
-    tx = table_of(Transaction)
-    cp: Any = bindparam("cp")
-    connector = bindparam("conn", type_=Integer)
-    at = bindparam("at", type_=UTCDateTime)
-    claimed = (
-        select(tx.c.id)
-        .where(tx.c.id == bindparam("claimed", type_=BigInteger), tx.c.charge_point_id == cp)
-        .scalar_subquery()
-    )
-    by_time = (
-        select(tx.c.id)
-        .where(
-            tx.c.charge_point_id == cp,
-            tx.c.connector_id == connector,
-            connector > 0,
-            tx.c.start_timestamp <= at,
-            or_(tx.c.stop_timestamp.is_(None), tx.c.stop_timestamp >= at),
-        )
-        # A charger without a clock starts every transaction at the same instant: the newest.
-        .order_by(tx.c.start_timestamp.desc(), tx.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return func.coalesce(claimed, by_time)
-
-
-def _after_stop() -> Any:
-    """Whether a sample is timestamped after the stop of the transaction it is linked to."""
-    tx = table_of(Transaction)
-    at = bindparam("at", type_=UTCDateTime)
-    return exists().where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp < at)
-
-
-_SAMPLE_FIELDS = ("value", "measurand", "unit", "context", "location", "phase", "format")
-
-
-@cache
-def _insert_sample(dialect: str) -> Executable:
-    stmt = dialect_insert(dialect, table_of(MeterValue)).values(
-        charge_point_id=bindparam("cp"),
-        connector_id=bindparam("conn", type_=Integer),
-        transaction_id=_linked_transaction(),
-        claimed_transaction_id=bindparam("claimed", type_=BigInteger),
-        timestamp=bindparam("at", type_=UTCDateTime),
-        flags=bindparam("p_flags", type_=JSON),
-        received_at=bindparam("now", type_=UTCDateTime),
-        after_stop=_after_stop(),
-        **{name: bindparam(f"p_{name}") for name in (*_SAMPLE_FIELDS, "value_digest")},
-    )
-    # An exact repeat (same connector, instant, measurand, phase, location, context, unit,
-    # format and value) is kept once; a different value at the same instant is kept too.
-    insert_once: Executable = stmt.on_conflict_do_nothing()
-    return insert_once
-
-
-@cache
-def _set_register(dialect: str) -> Executable:
-    tx = table_of(Transaction)
-    return (
-        update(tx)
-        .where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp.is_(None))
-        .values(
-            last_register_wh=bindparam("wh", type_=Float),
-            updated_at=bindparam("now", type_=UTCDateTime),
-        )
-    )
-
-
-def meter_values(
-    *,
-    charge_point_id: str,
-    connector_id: int,
-    claimed_transaction_id: int | None,
-    samples: Sequence[Sample],
-    now: datetime,
-) -> BulkWrite:
-    """Store every sample (docs/ocpp.md: none is dropped) and the session's energy so far."""
-    base = {"cp": charge_point_id, "conn": connector_id, "claimed": claimed_transaction_id}
-    steps: list[tuple[StatementFactory, dict[str, Any]]] = [
-        (_insert_sample, _sample_row(base, sample, now)) for sample in samples
-    ]
-    latest = latest_register(samples)
-    if latest is not None:
-        at, wh = latest
-        steps.append((_set_register, {**base, "at": at, "wh": wh, "now": now}))
-    return BulkWrite(steps=tuple(steps))
-
-
-def _sample_row(base: dict[str, Any], sample: Sample, now: datetime) -> dict[str, Any]:
-    # Spelled out (every sample of every MeterValues comes through here); the keys are
-    # _insert_sample's parameters, p_ + each of _SAMPLE_FIELDS.
-    return {
-        **base,
-        "p_value": sample.value,
-        "p_value_digest": value_digest(sample.value),
-        "p_measurand": sample.measurand,
-        "p_unit": sample.unit,
-        "p_context": sample.context,
-        "p_location": sample.location,
-        "p_phase": sample.phase,
-        "p_format": sample.format,
-        "at": sample.timestamp,
-        "p_flags": list(sample.flags),
-        "now": now,
-    }
-
-
-def value_digest(value: str) -> str:
-    """The md5 of a sample's value (hex), as PostgreSQL's md5() computes it: a dedup key."""
-    return hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
-
-
-async def insert_samples(
-    session: AsyncSession,
-    *,
-    charge_point_id: str,
-    connector_id: int,
-    transaction_id: int,
-    samples: Sequence[Sample],
-    now: datetime,
-) -> None:
-    """Insert a Stop's transactionData, linked to its (possibly orphan) transaction."""
-    if not samples:
-        return
-    base = {"cp": charge_point_id, "conn": connector_id, "claimed": transaction_id}
-    rows = [_sample_row(base, sample, now) for sample in samples]
-    dialect = session.get_bind().dialect.name
-    await (await session.connection()).execute(_insert_sample(dialect), rows)
 
 
 async def get_transaction(session: AsyncSession, transaction_id: int) -> Transaction | None:
@@ -594,17 +371,3 @@ async def list_transactions(
         conditions.append(col(Transaction.stop_timestamp).is_not(None))
     where = and_(*conditions) if conditions else None
     return await page(session, Transaction, where, col(Transaction.id), limit, offset)
-
-
-async def list_meter_values(
-    session: AsyncSession, *, transaction_id: int, limit: int, offset: int
-) -> tuple[list[MeterValue], int]:
-    where = col(MeterValue.transaction_id) == transaction_id
-    order = (col(MeterValue.timestamp), col(MeterValue.id))
-    total = (
-        await session.execute(select(func.count()).select_from(MeterValue).where(where))
-    ).scalar_one()
-    rows = await session.execute(
-        select(MeterValue).where(where).order_by(*order).limit(limit).offset(offset)
-    )
-    return list(rows.scalars()), int(total)

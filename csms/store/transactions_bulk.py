@@ -228,8 +228,8 @@ def record_stop(row: Transaction, *, request: StopRequest, now: datetime) -> Non
 async def samples_of(
     session: AsyncSession, transaction_ids: Collection[int]
 ) -> dict[int, list[Sample]]:
-    """`transactions.transaction_samples` of many transactions as core samples
-    (`transactions.samples_of`), with one query and no ORM objects."""
+    """`samples.transaction_samples` of many transactions as core samples
+    (`samples.samples_of`), with one query and no ORM objects."""
     found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
     if not transaction_ids:
         return found

@@ -50,13 +50,13 @@ async def test_one_bad_job_costs_a_few_transactions_not_one_per_job(database: Da
         nonlocal commits
         commits += 1
 
-    event.listen(database.engine.sync_engine, "commit", counted)
+    event.listen(database.write_engine.sync_engine, "commit", counted)
     jobs = [tag(f"T{n:03d}") for n in range(MAX_BATCH - 1)]
     jobs.insert(MAX_BATCH // 3, explode)
     results = await asyncio.gather(
         *(database.writer.submit(job) for job in jobs), return_exceptions=True
     )
-    event.remove(database.engine.sync_engine, "commit", counted)
+    event.remove(database.write_engine.sync_engine, "commit", counted)
     failed = [r for r in results if isinstance(r, BaseException)]
     assert len(failed) == 1
     assert isinstance(failed[0], ValueError)

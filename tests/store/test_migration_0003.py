@@ -15,7 +15,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, select, text
 
 from csms.core.transactions import StartKey
-from csms.store import transactions
+from csms.store import samples, transactions
 from csms.store.db import Database
 from csms.store.tables import MeterValue
 
@@ -88,7 +88,7 @@ async def test_existing_samples_get_their_digest_and_after_stop_flag(database: D
         ("1500", hashlib.md5(b"1500").hexdigest(), False),
         ("2500", hashlib.md5(b"2500").hexdigest(), True),
     ]
-    assert [digest for _, digest, _ in got] == [transactions.value_digest(v) for v, _, _ in got]
+    assert [digest for _, digest, _ in got] == [samples.value_digest(v) for v, _, _ in got]
 
 
 async def test_the_start_key_of_a_stopped_transaction_starts_a_new_one(database: Database) -> None:

@@ -9,6 +9,7 @@ from importlib.resources import files
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -20,10 +21,10 @@ from sqlmodel import SQLModel
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.errors import StoreError
-from csms.store import outbox, registry, transactions
+from csms.store import outbox, registry, samples
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import IdTag, MeterValue, OutboxEvent
-from tests.support import writing
+from tests.support import PG_ADMIN_DSN, writing
 
 pytestmark = pytest.mark.postgres
 
@@ -106,6 +107,34 @@ async def test_many_writes_share_commits(database: Database) -> None:
     assert total == 500
 
 
+async def _drop_connections(database: Database) -> int:
+    """Terminate every server connection of the database, as a restart would; how many."""
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()) AS terminated",
+            database.engine.url.database,
+        )
+    finally:
+        await admin.close()
+    return int(dropped)
+
+
+@pytest.mark.postgres_only
+async def test_the_writer_replaces_a_dropped_connection(database: Database) -> None:
+    """The writer's connection is not pinged before each batch: one the database dropped
+    between two batches fails the next, which runs again on a new connection and commits;
+    its caller never hears of it."""
+    assert await database.writer.submit(_tag("BEFORE")) is True
+    assert await _drop_connections(database) >= 1
+    results = await asyncio.gather(*(database.writer.submit(_tag(f"AFTER{n}")) for n in range(3)))
+    assert results == [True, True, True]
+    async with database.sessions() as session:
+        total = (await session.execute(select(func.count()).select_from(IdTag))).scalar_one()
+    assert total == 4
+
+
 async def test_closed_writer_refuses_jobs(database: Database) -> None:
     """After close, queued jobs finish and new ones get StoreError."""
     queued = asyncio.create_task(database.writer.submit(_tag("LAST")))
@@ -137,7 +166,7 @@ async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> 
         time=at,
         data={"n": 1, "text": "ä", "nested": [1.5, None]},
     )
-    write = transactions.meter_values(
+    write = samples.meter_values(
         charge_point_id="CP-BULK",
         connector_id=1,
         claimed_transaction_id=None,
