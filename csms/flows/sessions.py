@@ -26,7 +26,7 @@ from csms.flows.session_end import SessionEnd, session_facts
 from csms.flows.session_stops import SessionStops, StopItem
 from csms.flows.tariffs import Assignments, SessionPricing
 from csms.flows.wallet import WalletFlows
-from csms.store import chargers, outbox, registry, tariffs, transactions
+from csms.store import chargers, outbox, registry, transactions
 from csms.store import samples as samples_store
 from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
