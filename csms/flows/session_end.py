@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,6 +83,8 @@ class EndFacts:
     # The estimated CDR (its event data) a correction credits.
     first_cdr: dict[str, Any] | None = None
     parking_s: int = 0
+    # What the session's energy cost to buy (docs/tariffs.md, "Purchase cost and margin").
+    purchase_cost: Decimal | None = None
     # The wallet's events (balance charged or credited), already built: they follow the CDR.
     wallet_events: tuple[Event, ...] = ()
 
@@ -117,6 +120,7 @@ def end_events(ending: EndFacts) -> tuple[list[Event], CdrMark | None]:
         replaces=replaces,
         priced=priced,
         parking_s=ending.parking_s,
+        purchase_cost=ending.purchase_cost,
     )
     events.append(cdr)
     events += ending.wallet_events
