@@ -233,12 +233,9 @@ def add_circuit_pages(router: APIRouter, ctx: ApiContext, render: Renderer) -> N
             (s.charge_point_id, s.connector_id)
             for s in await circuits.active_sessions(session, chargers)
         }
-        last: dict[str, datetime | None] = {}
         # Allocations are recorded on their member's circuit: a circuit without members
         # has no history of its own (its time comes from the circuits below it).
-        for circuit_id in sorted({m.circuit_id for m in members}):
-            newest = await circuits.allocation_history(session, circuit_id, limit=1)
-            last[circuit_id] = newest[0].at if newest else None
+        last = await circuits.last_allocation_times(session)
         return circuit_views(rows, members, allocations, running=running, last=last)
 
     @router.get("/circuits", response_class=HTMLResponse)

@@ -245,6 +245,23 @@ async def allocation_history(
     return list(rows.scalars())
 
 
+async def last_allocation_times(session: AsyncSession) -> dict[str, datetime | None]:
+    """The time of each circuit's newest allocation change, in one query (the dashboard's
+    circuits page). Newest by id, as `allocation_history` orders them; circuits without
+    history are absent."""
+    newest = (
+        select(func.max(col(CircuitAllocationChange.id)))
+        .group_by(col(CircuitAllocationChange.circuit_id))
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(col(CircuitAllocationChange.circuit_id), col(CircuitAllocationChange.at)).where(
+            col(CircuitAllocationChange.id).in_(newest)
+        )
+    )
+    return {circuit_id: at for circuit_id, at in rows.all()}
+
+
 async def connector_counts(
     session: AsyncSession, charge_point_ids: Sequence[str]
 ) -> dict[str, int]:

@@ -11,12 +11,22 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.dashboard_circuits import circuit_views
-from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
+from csms.store import circuits
+from csms.store.db import Database
+from csms.store.tables import Circuit, CircuitAllocation, CircuitAllocationChange, CircuitMember
 from tests.api.test_circuits import FAST, booted
 from tests.api.test_dashboard import add_account, logged_in, root_of
-from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
+from tests.support import (
+    RunningCsms,
+    mqtt_of,
+    running_csms,
+    settings_for,
+    subscribed,
+    writing,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -221,3 +231,30 @@ def test_a_bar_over_its_limit_is_full_and_marked() -> None:
     l1 = view.bars[0]
     assert (l1.base_percent, l1.allocated_percent, l1.over) == (40.0, 60.0, True)
     assert (view.bars[1].allocated_percent, view.bars[1].over) == (0.0, False)
+
+
+async def test_last_allocation_times_are_the_newest_change_per_circuit(database_url: str) -> None:
+    """One query gives each circuit the time of its newest history row (by id, as the
+    history lists them); a circuit without history is absent."""
+    earlier, later = AT.replace(hour=8), AT.replace(hour=9)
+
+    def change(circuit_id: str, at: datetime) -> CircuitAllocationChange:
+        return CircuitAllocationChange(
+            circuit_id=circuit_id,
+            charge_point_id="A",
+            connector_id=1,
+            limit_a=6.0,
+            reason="cap",
+            at=at,
+        )
+
+    async with writing(Database(database_url)) as db:
+
+        async def add(session: AsyncSession) -> None:
+            for row in (change("a", earlier), change("b", later), change("a", later)):
+                session.add(row)
+                await session.flush()
+
+        await db.writer.submit(add)
+        found = await db.read(circuits.last_allocation_times)
+    assert found == {"a": later, "b": later}
