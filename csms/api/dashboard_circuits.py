@@ -34,7 +34,12 @@ from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
 
 PHASE_NAMES = ("L1", "L2", "L3")
 # The events after which the section is re-fetched (csms/api/static/dashboard.js).
-LIVE_ON = ("circuit.allocation", "circuit.member.uncontrollable", "session.stopped")
+LIVE_ON = (
+    "circuit.allocation",
+    "circuit.member.uncontrollable",
+    "circuit.updated",
+    "session.stopped",
+)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The balancer's events: `circuit.allocation` and `circuit.member.uncontrollable`
+"""The circuits' events: the balancer's `circuit.allocation` and
+`circuit.member.uncontrollable`, and `circuit.updated` for the operator's edits
 (docs/events.md)."""
 
 from __future__ import annotations
@@ -70,3 +71,12 @@ def member_uncontrollable(
             "countedA": counted_a,
         },
     )
+
+
+def circuit_updated(circuit_id: str, circuit: dict[str, Any] | None, *, at: datetime) -> Event:
+    """`circuit.updated`: a circuit was created or replaced (`circuit` as stored, in the
+    API's camelCase) or deleted (`deleted` true, `circuit` null), under the circuit's id in
+    the topic (`{prefix}/events/{circuitId}/circuit.updated`), shaped like `tariff.updated`
+    (docs/events.md)."""
+    data = {"circuitId": circuit_id, "deleted": circuit is None, "circuit": circuit}
+    return _event(circuit_id, EventType.CIRCUIT_UPDATED, at, data)

@@ -1,5 +1,5 @@
-"""Circuit edits from the API: checks, the write, and a balancer pass on the tree
-(docs/load-balancing.md, "Circuits")."""
+"""Circuit edits from the API: checks, the write with its `circuit.updated` event, and a
+balancer pass on the tree (docs/load-balancing.md, "Circuits")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from csms.core.allocator import ConnectorKey
 from csms.core.balancing import SAFE_DEFAULT_ID, Caps, Strategy
 from csms.core.circuits import CircuitSpec, MemberSpec, Rotation, root_of, tree_problem
 from csms.errors import CircuitError
-from csms.store import chargers, circuits
+from csms.events.circuits import circuit_updated
+from csms.store import chargers, circuits, outbox
 from csms.store.circuits import ActiveSession
 from csms.store.db import Database
 from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
@@ -98,7 +99,8 @@ class CircuitFlows:
         }
         for member in body.members:
             await _check_member(session, member, taken)
-        return await circuits.put_circuit(
+        now = self._clock()
+        created = await circuits.put_circuit(
             session,
             circuit=Circuit(
                 id=body.circuit_id,
@@ -121,8 +123,12 @@ class CircuitFlows:
                 )
                 for m in body.members
             ],
-            now=self._clock(),
+            now=now,
         )
+        # The change and its event commit together (docs/events.md, "Delivery").
+        event = circuit_updated(body.circuit_id, published(body), at=now)
+        await outbox.add_events(session, [event], now=now)
+        return created
 
     async def delete(self, circuit_id: str) -> None:
         """Remove a circuit with no sub-circuits.
@@ -130,11 +136,37 @@ class CircuitFlows:
         Raises:
             CircuitError: 404 unknown, 409 it still has sub-circuits.
         """
-        await self._database.writer.submit(lambda s: _delete(s, circuit_id))
+        now = self._clock()
+        await self._database.writer.submit(lambda s: _delete(s, circuit_id, now))
         self._on_changed([circuit_id])
 
 
-async def _delete(session: AsyncSession, circuit_id: str) -> None:
+def published(body: CircuitInput) -> dict[str, Any]:
+    """The circuit as `circuit.updated` carries it: `GET /api/v1/circuits/{id}`'s body
+    without its timestamps (the event's `time` is the change's)."""
+    return {
+        "id": body.circuit_id,
+        "name": body.name,
+        "parentId": body.parent_id,
+        "phaseLimitsA": list(body.phase_limits_a),
+        "baseLoadA": list(body.base_load_a) if body.base_load_a else None,
+        "safetyMarginA": body.safety_margin_a,
+        "members": [
+            {
+                "chargePointId": m.charge_point_id,
+                "connectorId": m.connector_id or None,
+                "phaseRotation": m.phase_rotation.value,
+                "phases": m.phases,
+                "priority": m.priority,
+                "minCurrentA": m.min_current_a,
+                "maxCurrentA": m.max_current_a,
+            }
+            for m in body.members
+        ],
+    }
+
+
+async def _delete(session: AsyncSession, circuit_id: str, now: datetime) -> None:
     children = await circuits.children_of(session, circuit_id)
     if children:
         raise CircuitError(
@@ -143,6 +175,7 @@ async def _delete(session: AsyncSession, circuit_id: str) -> None:
         )
     if not await circuits.delete_circuit(session, circuit_id):
         raise CircuitError(f"circuit {circuit_id} not found", status=404)
+    await outbox.add_events(session, [circuit_updated(circuit_id, None, at=now)], now=now)
 
 
 def _check_bounds(body: CircuitInput) -> None:

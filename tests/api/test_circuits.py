@@ -103,6 +103,65 @@ async def test_circuit_tree_edits_and_refusals(csms: RunningCsms) -> None:
         await cp.close()
 
 
+@pytest.mark.postgres
+async def test_every_edit_publishes_circuit_updated(csms: RunningCsms) -> None:
+    """Creating, replacing and deleting a circuit each publish `circuit.updated` under the
+    circuit's id, with the circuit as stored (null once deleted); a refused edit publishes
+    nothing."""
+    cp = await booted(csms, "CIR-U")
+    mqtt = mqtt_of(csms)
+    try:
+        async with csms.api() as api, subscribed(mqtt.url, mqtt.topic_prefix) as events:
+            assert (await api.put("/circuits/site", json=circuit(limits=63))).status_code == 201
+            member = {"chargePointId": "CIR-U", "connectorId": 2, "phases": 1, "priority": 3}
+            board = circuit(member, parentId="site", baseLoadA=[1, 2, 3])
+            assert (await api.put("/circuits/board", json=board)).status_code == 201
+            board["name"] = "renamed"
+            assert (await api.put("/circuits/board", json=board)).status_code == 200
+            refused = circuit({"chargePointId": "CIR-U", "connectorId": 2})
+            assert (await api.put("/circuits/x", json=refused)).status_code == 409
+            assert (await api.delete("/circuits/board")).status_code == 204
+            updated = await events.until(4, of_type="circuit.updated")
+            assert [(e["subject"], e["data"]["deleted"]) for e in updated] == [
+                ("site", False),
+                ("board", False),
+                ("board", False),
+                ("board", True),
+            ]
+            assert updated[2]["data"] == {
+                "circuitId": "board",
+                "deleted": False,
+                "circuit": {
+                    "id": "board",
+                    "name": "renamed",
+                    "parentId": "site",
+                    "phaseLimitsA": [32.0, 32.0, 32.0],
+                    "baseLoadA": [1.0, 2.0, 3.0],
+                    "safetyMarginA": 0.5,
+                    "members": [
+                        {
+                            "chargePointId": "CIR-U",
+                            "connectorId": 2,
+                            "phaseRotation": "RST",
+                            "phases": 1,
+                            "priority": 3,
+                            "minCurrentA": 6.0,
+                            "maxCurrentA": 32.0,
+                        }
+                    ],
+                },
+            }
+            # The event carries what GET answers, less the timestamps.
+            stored = (await api.get("/circuits/site")).json()
+            assert updated[0]["data"]["circuit"] == {
+                k: v for k, v in stored.items() if k not in ("createdAt", "updatedAt")
+            }
+            assert updated[3]["data"] == {"circuitId": "board", "deleted": True, "circuit": None}
+            assert updated[3]["source"] == "/charge-points/board"
+    finally:
+        await cp.close()
+
+
 async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: RunningCsms) -> None:
     """A member charger gets the safe TxDefaultProfile; a session on it gets a TxProfile with
     its limit now and the safe share after the lease, shown in the allocation and its
