@@ -27,11 +27,13 @@ def circuit_allocation(
     connector_id: int,
     limit_a: float,
     previous_a: float | None,
+    phases: int,
     transaction_id: int | None,
     reason: str,
     at: datetime,
 ) -> Event:
-    """A connector's new limit from the balancer, once its charger accepted it."""
+    """A connector's new limit from the balancer, once its charger accepted it, and the
+    number of grid phases the allocator counts it on (also when only that changed)."""
     return _event(
         charge_point_id,
         EventType.CIRCUIT_ALLOCATION,
@@ -41,6 +43,7 @@ def circuit_allocation(
             "connectorId": connector_id,
             "limitA": limit_a,
             "previousA": previous_a,
+            "phases": phases,
             "transactionId": transaction_id,
             "reason": reason,
         },

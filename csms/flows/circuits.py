@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.allocator import ConnectorKey
 from csms.core.balancing import SAFE_DEFAULT_ID, Caps, Strategy
 from csms.core.circuits import CircuitSpec, MemberSpec, Rotation, root_of, tree_problem
+from csms.core.events import Event
 from csms.errors import CircuitError
-from csms.events.circuits import circuit_updated
+from csms.events.circuits import circuit_allocation, circuit_updated
 from csms.store import chargers, circuits, outbox
 from csms.store.circuits import ActiveSession
 from csms.store.db import Database
@@ -248,6 +249,46 @@ class BalancerSnapshot:
     # The safe defaults each charger accepted, per connector (0: all of them).
     defaults: dict[tuple[str, int], dict[str, Any]]
     shares: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The grid phases each session is counted on in this pass (the allocator's demands).
+    phases: dict[ConnectorKey, int] = field(default_factory=dict)
+
+
+def recounted(
+    snap: BalancerSnapshot, *, sending: set[ConnectorKey], now: datetime
+) -> list[tuple[CircuitAllocation, Event]]:
+    """Accepted limits that stay as they are while their session is now counted on another
+    number of phases (meter values showed the car's): the row to keep, and its
+    `circuit.allocation` with `limitA` unchanged (docs/events.md). Connectors with a
+    profile about to be sent are left to that."""
+    found = []
+    for key, row in snap.applied.items():
+        phases = snap.phases.get(key)
+        if row.status != "accepted" or phases is None or phases == row.phases or key in sending:
+            continue
+        # `changed_at` stays: it dates the limit, which hysteresis and overdraw checks use.
+        kept = CircuitAllocation(**{**row.model_dump(), "phases": phases})
+        event = circuit_allocation(
+            key[0],
+            circuit_id=row.circuit_id,
+            connector_id=key[1],
+            limit_a=row.limit_a,
+            previous_a=row.limit_a,
+            phases=phases,
+            transaction_id=row.transaction_id,
+            reason=row.reason,
+            at=now,
+        )
+        found.append((kept, event))
+    return found
+
+
+async def keep_recounted(
+    session: AsyncSession, *, recount: Sequence[tuple[CircuitAllocation, Event]], now: datetime
+) -> None:
+    """Write what `recounted` found, each row with its event."""
+    for row, _event in recount:
+        await circuits.record_allocation(session, row=row, previous_a=row.limit_a, at=now)
+    await outbox.add_events(session, [event for _row, event in recount], now=now)
 
 
 async def read_trees(session: AsyncSession) -> tuple[list[Any], list[Any]]:

@@ -189,9 +189,10 @@ async def record_allocation(
     row: CircuitAllocation,
     previous_a: float | None,
     history: bool = True,
+    at: datetime | None = None,
 ) -> None:
     """Keep a connector's new limit, and add it to the history unless it is only what is
-    about to be sent."""
+    about to be sent; the history row is dated `at`, by default when the limit changed."""
     existing = await session.get(CircuitAllocation, (row.charge_point_id, row.connector_id))
     if existing is None:
         session.add(row)
@@ -200,6 +201,7 @@ async def record_allocation(
             "circuit_id",
             "transaction_id",
             "limit_a",
+            "phases",
             "reason",
             "status",
             "lease_until",
@@ -216,8 +218,9 @@ async def record_allocation(
             transaction_id=row.transaction_id,
             limit_a=row.limit_a,
             previous_a=previous_a,
+            phases=row.phases,
             reason=row.reason,
-            at=row.changed_at,
+            at=at or row.changed_at,
         )
     )
 
