@@ -107,6 +107,10 @@ class AllocationOut(CamelModel):
     circuit_id: str
     transaction_id: int | None
     limit_a: float
+    phases: int | None = Field(
+        description="grid phases the limit is counted on (fewer than the member's once meter "
+        "values showed the car's); null for an allocation recorded before csms kept it"
+    )
     reason: str
     status: str = Field(description="accepted, or unknown: sent and not confirmed")
     lease_until: datetime | None
@@ -126,6 +130,7 @@ class AllocationChangeOut(CamelModel):
     transaction_id: int | None
     limit_a: float
     previous_a: float | None
+    phases: int | None
     reason: str
     at: datetime | None
 

@@ -7,9 +7,9 @@ through the API (`PUT /api/v1/circuits/{id}`, docs/api.md "Circuits").
 
 A bar is what the allocator counts on a grid phase of the circuit (csms/core/allocator.py):
 the base load of the circuit and of every circuit below it, plus the limit each connector
-below it holds, on the grid phases its member loads (phase rotation and phases wired,
-csms/core/circuits.py `grid_phases`). The balancer also learns from meter values when a car
-draws on fewer phases than wired; it does not store that, so a bar is an upper bound then.
+below it holds, on the grid phases it is counted on (csms/core/circuits.py `grid_phases`:
+the member's phase rotation, and the allocation's `phases`, fewer than the member's wiring
+once meter values showed a car drawing on fewer, as the balancer counts it).
 An allocation counts while its session runs: the balancer forgets it on its next pass after
 the stop, but the charger's TxProfile already ended with the transaction (OCPP 1.6 §3.13.1:
 a TxProfile applies to its transaction only).
@@ -34,7 +34,12 @@ from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
 
 PHASE_NAMES = ("L1", "L2", "L3")
 # The events after which the section is re-fetched (csms/api/static/dashboard.js).
-LIVE_ON = ("circuit.allocation", "circuit.member.uncontrollable", "session.stopped")
+LIVE_ON = (
+    "circuit.allocation",
+    "circuit.member.uncontrollable",
+    "circuit.updated",
+    "session.stopped",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Held:
 
     connector_id: int
     limit_a: float
+    phases: int | None  # fewer than the member's: the car's, from its meter values
     reason: str
     status: str
     transaction_id: int | None
@@ -99,12 +105,13 @@ class CircuitView:
     last_allocation: datetime | None
 
 
-def _grid_of(member: CircuitMember) -> tuple[int, ...]:
+def _grid_of(member: CircuitMember, phases: int | None = None) -> tuple[int, ...]:
+    """The grid phases a member loads, or a car on it counted on `phases` of them."""
     try:
         rotation = Rotation(member.phase_rotation)
     except ValueError:
         rotation = Rotation.RST  # the API admits only the three rotations
-    return grid_phases(rotation, member.phases)
+    return grid_phases(rotation, min(phases or member.phases, member.phases))
 
 
 def _member_of(
@@ -154,7 +161,7 @@ def circuit_views(
         member = _member_of(by_key, allocation)
         if member is None or allocation.circuit_id not in direct:
             continue
-        for phase in _grid_of(member):
+        for phase in _grid_of(member, allocation.phases):
             direct[allocation.circuit_id][phase] += allocation.limit_a
     base = {row.id: list(row.base_load_a or [0.0] * PHASES) for row in rows}
     ordered = _tree_order(rows)
@@ -213,6 +220,7 @@ def _held(row: CircuitAllocation) -> Held:
     return Held(
         connector_id=row.connector_id,
         limit_a=row.limit_a,
+        phases=row.phases,
         reason=row.reason,
         status=row.status,
         transaction_id=row.transaction_id,
@@ -233,12 +241,9 @@ def add_circuit_pages(router: APIRouter, ctx: ApiContext, render: Renderer) -> N
             (s.charge_point_id, s.connector_id)
             for s in await circuits.active_sessions(session, chargers)
         }
-        last: dict[str, datetime | None] = {}
         # Allocations are recorded on their member's circuit: a circuit without members
         # has no history of its own (its time comes from the circuits below it).
-        for circuit_id in sorted({m.circuit_id for m in members}):
-            newest = await circuits.allocation_history(session, circuit_id, limit=1)
-            last[circuit_id] = newest[0].at if newest else None
+        last = await circuits.last_allocation_times(session)
         return circuit_views(rows, members, allocations, running=running, last=last)
 
     @router.get("/circuits", response_class=HTMLResponse)

@@ -1,4 +1,5 @@
-"""The balancer's events: `circuit.allocation` and `circuit.member.uncontrollable`
+"""The circuits' events: the balancer's `circuit.allocation` and
+`circuit.member.uncontrollable`, and `circuit.updated` for the operator's edits
 (docs/events.md)."""
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def circuit_allocation(
     connector_id: int,
     limit_a: float,
     previous_a: float | None,
+    phases: int,
     transaction_id: int | None,
     reason: str,
     at: datetime,
 ) -> Event:
-    """A connector's new limit from the balancer, once its charger accepted it."""
+    """A connector's new limit from the balancer, once its charger accepted it, and the
+    number of grid phases the allocator counts it on (also when only that changed)."""
     return _event(
         charge_point_id,
         EventType.CIRCUIT_ALLOCATION,
@@ -40,6 +43,7 @@ def circuit_allocation(
             "connectorId": connector_id,
             "limitA": limit_a,
             "previousA": previous_a,
+            "phases": phases,
             "transactionId": transaction_id,
             "reason": reason,
         },
@@ -70,3 +74,12 @@ def member_uncontrollable(
             "countedA": counted_a,
         },
     )
+
+
+def circuit_updated(circuit_id: str, circuit: dict[str, Any] | None, *, at: datetime) -> Event:
+    """`circuit.updated`: a circuit was created or replaced (`circuit` as stored, in the
+    API's camelCase) or deleted (`deleted` true, `circuit` null), under the circuit's id in
+    the topic (`{prefix}/events/{circuitId}/circuit.updated`), shaped like `tariff.updated`
+    (docs/events.md)."""
+    data = {"circuitId": circuit_id, "deleted": circuit is None, "circuit": circuit}
+    return _event(circuit_id, EventType.CIRCUIT_UPDATED, at, data)

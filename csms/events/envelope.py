@@ -59,6 +59,7 @@ class EventType(StrEnum):
     WEBHOOK_FAILING = "webhook.failing"
     CIRCUIT_ALLOCATION = "circuit.allocation"
     CIRCUIT_MEMBER_UNCONTROLLABLE = "circuit.member.uncontrollable"
+    CIRCUIT_UPDATED = "circuit.updated"
 
 
 RETAINED_EVENT_TYPES = frozenset(

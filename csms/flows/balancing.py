@@ -57,8 +57,10 @@ from csms.events.fanout import EventFanout, LiveEvent
 from csms.flows.balancing_defaults import SafeDefaults
 from csms.flows.circuits import (
     BalancerSnapshot,
+    keep_recounted,
     read_snapshot,
     read_trees,
+    recounted,
     spec_of,
 )
 from csms.flows.commands import BALANCER, Commands
@@ -295,6 +297,7 @@ class Balancer:
         views, stale = self._views(snap, now)
         nodes = nodes_of(list(snap.circuits.values()), list(snap.members.values()))
         demands = demands_of(views, snap.members, integer_amps=None)
+        snap.phases = {d.key: len(d.phases) for d in demands}
         grants = allocate(nodes, demands)
         broken = violations(nodes, demands, grants)
         if broken:
@@ -321,6 +324,9 @@ class Balancer:
         ended = [key for key in snap.applied if key not in {v.key for v in views}]
         if ended:
             await self._database.writer.submit(lambda s: circuits.drop_allocations(s, ended))
+        sending = {c.key for c in (*changes.decreases, *changes.increases, *unknown)}
+        if recount := recounted(snap, sending=sending, now=now):
+            await self._database.writer.submit(partial(keep_recounted, recount=recount, now=now))
         failed = await self._send(changes.decreases, snap, root, now)
         increases = changes.increases + tuple(unknown)
         if stale:
@@ -420,12 +426,13 @@ class Balancer:
             phases=member.phases,
         )
         share = snap.shares.get((member.charge_point_id, member.connector_id), 0)
+        phases = snap.phases.get(change.key, member.phases)
         higher = max(change.limit_da, share if change.previous_da is None else change.previous_da)
         if change.kind is not ChangeKind.RENEW:
             # Kept before it is sent: if csms dies before the answer is recorded, the next
             # start counts the connector at the higher of its old and new limits.
             await self._record(
-                change, member, transaction, higher, "unknown", None, now, history=False
+                change, member, transaction, higher, phases, "unknown", None, now, history=False
             )
         try:
             result = await self._commands.run(
@@ -435,7 +442,7 @@ class Balancer:
         except CommandTimeout:
             # Unknown: count the higher of the old and new limits until it is confirmed.
             self._count(change.kind.value, "unknown")
-            await self._record(change, member, transaction, higher, "unknown", None, now)
+            await self._record(change, member, transaction, higher, phases, "unknown", None, now)
             return False
         except CommandRejected:
             status = "Rejected"
@@ -447,7 +454,9 @@ class Balancer:
             await self._step_down(cp, strategy, member, snap, now)
             return False
         self._count(change.kind.value, "accepted")
-        await self._record(change, member, transaction, change.limit_da, "accepted", lease_end, now)
+        await self._record(
+            change, member, transaction, change.limit_da, phases, "accepted", lease_end, now
+        )
         return True
 
     async def _record(
@@ -456,6 +465,7 @@ class Balancer:
         member: MemberSpec,
         transaction: int | None,
         limit_da: int,
+        phases: int,
         status: str,
         lease_end: datetime | None,
         now: datetime,
@@ -470,6 +480,7 @@ class Balancer:
             circuit_id=member.circuit_id,
             transaction_id=transaction,
             limit_a=limit_da / 10,
+            phases=phases,
             reason=reason,
             status=status,
             lease_until=lease_end,
@@ -485,6 +496,7 @@ class Balancer:
                     connector_id=connector,
                     limit_a=limit_da / 10,
                     previous_a=previous,
+                    phases=phases,
                     transaction_id=transaction,
                     reason=reason,
                     at=now,

@@ -1,5 +1,5 @@
-"""Circuit edits from the API: checks, the write, and a balancer pass on the tree
-(docs/load-balancing.md, "Circuits")."""
+"""Circuit edits from the API: checks, the write with its `circuit.updated` event, and a
+balancer pass on the tree (docs/load-balancing.md, "Circuits")."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.allocator import ConnectorKey
 from csms.core.balancing import SAFE_DEFAULT_ID, Caps, Strategy
 from csms.core.circuits import CircuitSpec, MemberSpec, Rotation, root_of, tree_problem
+from csms.core.events import Event
 from csms.errors import CircuitError
-from csms.store import chargers, circuits
+from csms.events.circuits import circuit_allocation, circuit_updated
+from csms.store import chargers, circuits, outbox
 from csms.store.circuits import ActiveSession
 from csms.store.db import Database
 from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
@@ -98,7 +100,8 @@ class CircuitFlows:
         }
         for member in body.members:
             await _check_member(session, member, taken)
-        return await circuits.put_circuit(
+        now = self._clock()
+        created = await circuits.put_circuit(
             session,
             circuit=Circuit(
                 id=body.circuit_id,
@@ -121,8 +124,12 @@ class CircuitFlows:
                 )
                 for m in body.members
             ],
-            now=self._clock(),
+            now=now,
         )
+        # The change and its event commit together (docs/events.md, "Delivery").
+        event = circuit_updated(body.circuit_id, published(body), at=now)
+        await outbox.add_events(session, [event], now=now)
+        return created
 
     async def delete(self, circuit_id: str) -> None:
         """Remove a circuit with no sub-circuits.
@@ -130,11 +137,37 @@ class CircuitFlows:
         Raises:
             CircuitError: 404 unknown, 409 it still has sub-circuits.
         """
-        await self._database.writer.submit(lambda s: _delete(s, circuit_id))
+        now = self._clock()
+        await self._database.writer.submit(lambda s: _delete(s, circuit_id, now))
         self._on_changed([circuit_id])
 
 
-async def _delete(session: AsyncSession, circuit_id: str) -> None:
+def published(body: CircuitInput) -> dict[str, Any]:
+    """The circuit as `circuit.updated` carries it: `GET /api/v1/circuits/{id}`'s body
+    without its timestamps (the event's `time` is the change's)."""
+    return {
+        "id": body.circuit_id,
+        "name": body.name,
+        "parentId": body.parent_id,
+        "phaseLimitsA": list(body.phase_limits_a),
+        "baseLoadA": list(body.base_load_a) if body.base_load_a else None,
+        "safetyMarginA": body.safety_margin_a,
+        "members": [
+            {
+                "chargePointId": m.charge_point_id,
+                "connectorId": m.connector_id or None,
+                "phaseRotation": m.phase_rotation.value,
+                "phases": m.phases,
+                "priority": m.priority,
+                "minCurrentA": m.min_current_a,
+                "maxCurrentA": m.max_current_a,
+            }
+            for m in body.members
+        ],
+    }
+
+
+async def _delete(session: AsyncSession, circuit_id: str, now: datetime) -> None:
     children = await circuits.children_of(session, circuit_id)
     if children:
         raise CircuitError(
@@ -143,6 +176,7 @@ async def _delete(session: AsyncSession, circuit_id: str) -> None:
         )
     if not await circuits.delete_circuit(session, circuit_id):
         raise CircuitError(f"circuit {circuit_id} not found", status=404)
+    await outbox.add_events(session, [circuit_updated(circuit_id, None, at=now)], now=now)
 
 
 def _check_bounds(body: CircuitInput) -> None:
@@ -215,6 +249,46 @@ class BalancerSnapshot:
     # The safe defaults each charger accepted, per connector (0: all of them).
     defaults: dict[tuple[str, int], dict[str, Any]]
     shares: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The grid phases each session is counted on in this pass (the allocator's demands).
+    phases: dict[ConnectorKey, int] = field(default_factory=dict)
+
+
+def recounted(
+    snap: BalancerSnapshot, *, sending: set[ConnectorKey], now: datetime
+) -> list[tuple[CircuitAllocation, Event]]:
+    """Accepted limits that stay as they are while their session is now counted on another
+    number of phases (meter values showed the car's): the row to keep, and its
+    `circuit.allocation` with `limitA` unchanged (docs/events.md). Connectors with a
+    profile about to be sent are left to that."""
+    found = []
+    for key, row in snap.applied.items():
+        phases = snap.phases.get(key)
+        if row.status != "accepted" or phases is None or phases == row.phases or key in sending:
+            continue
+        # `changed_at` stays: it dates the limit, which hysteresis and overdraw checks use.
+        kept = CircuitAllocation(**{**row.model_dump(), "phases": phases})
+        event = circuit_allocation(
+            key[0],
+            circuit_id=row.circuit_id,
+            connector_id=key[1],
+            limit_a=row.limit_a,
+            previous_a=row.limit_a,
+            phases=phases,
+            transaction_id=row.transaction_id,
+            reason=row.reason,
+            at=now,
+        )
+        found.append((kept, event))
+    return found
+
+
+async def keep_recounted(
+    session: AsyncSession, *, recount: Sequence[tuple[CircuitAllocation, Event]], now: datetime
+) -> None:
+    """Write what `recounted` found, each row with its event."""
+    for row, _event in recount:
+        await circuits.record_allocation(session, row=row, previous_a=row.limit_a, at=now)
+    await outbox.add_events(session, [event for _row, event in recount], now=now)
 
 
 async def read_trees(session: AsyncSession) -> tuple[list[Any], list[Any]]:

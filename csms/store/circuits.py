@@ -189,9 +189,10 @@ async def record_allocation(
     row: CircuitAllocation,
     previous_a: float | None,
     history: bool = True,
+    at: datetime | None = None,
 ) -> None:
     """Keep a connector's new limit, and add it to the history unless it is only what is
-    about to be sent."""
+    about to be sent; the history row is dated `at`, by default when the limit changed."""
     existing = await session.get(CircuitAllocation, (row.charge_point_id, row.connector_id))
     if existing is None:
         session.add(row)
@@ -200,6 +201,7 @@ async def record_allocation(
             "circuit_id",
             "transaction_id",
             "limit_a",
+            "phases",
             "reason",
             "status",
             "lease_until",
@@ -216,8 +218,9 @@ async def record_allocation(
             transaction_id=row.transaction_id,
             limit_a=row.limit_a,
             previous_a=previous_a,
+            phases=row.phases,
             reason=row.reason,
-            at=row.changed_at,
+            at=at or row.changed_at,
         )
     )
 
@@ -243,6 +246,23 @@ async def allocation_history(
         .limit(limit)
     )
     return list(rows.scalars())
+
+
+async def last_allocation_times(session: AsyncSession) -> dict[str, datetime | None]:
+    """The time of each circuit's newest allocation change, in one query (the dashboard's
+    circuits page). Newest by id, as `allocation_history` orders them; circuits without
+    history are absent."""
+    newest = (
+        select(func.max(col(CircuitAllocationChange.id)))
+        .group_by(col(CircuitAllocationChange.circuit_id))
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(col(CircuitAllocationChange.circuit_id), col(CircuitAllocationChange.at)).where(
+            col(CircuitAllocationChange.id).in_(newest)
+        )
+    )
+    return {circuit_id: at for circuit_id, at in rows.all()}
 
 
 async def connector_counts(

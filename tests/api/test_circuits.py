@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from csms.config import BalancingSettings
+from csms.flows.circuits import BalancerSnapshot, recounted
+from csms.store.tables import CircuitAllocation
 from simulators import Charger
 from tests.support import MS, RunningCsms, mqtt_of, running_csms, settings_for, subscribed
 
@@ -103,6 +106,65 @@ async def test_circuit_tree_edits_and_refusals(csms: RunningCsms) -> None:
         await cp.close()
 
 
+@pytest.mark.postgres
+async def test_every_edit_publishes_circuit_updated(csms: RunningCsms) -> None:
+    """Creating, replacing and deleting a circuit each publish `circuit.updated` under the
+    circuit's id, with the circuit as stored (null once deleted); a refused edit publishes
+    nothing."""
+    cp = await booted(csms, "CIR-U")
+    mqtt = mqtt_of(csms)
+    try:
+        async with csms.api() as api, subscribed(mqtt.url, mqtt.topic_prefix) as events:
+            assert (await api.put("/circuits/site", json=circuit(limits=63))).status_code == 201
+            member = {"chargePointId": "CIR-U", "connectorId": 2, "phases": 1, "priority": 3}
+            board = circuit(member, parentId="site", baseLoadA=[1, 2, 3])
+            assert (await api.put("/circuits/board", json=board)).status_code == 201
+            board["name"] = "renamed"
+            assert (await api.put("/circuits/board", json=board)).status_code == 200
+            refused = circuit({"chargePointId": "CIR-U", "connectorId": 2})
+            assert (await api.put("/circuits/x", json=refused)).status_code == 409
+            assert (await api.delete("/circuits/board")).status_code == 204
+            updated = await events.until(4, of_type="circuit.updated")
+            assert [(e["subject"], e["data"]["deleted"]) for e in updated] == [
+                ("site", False),
+                ("board", False),
+                ("board", False),
+                ("board", True),
+            ]
+            assert updated[2]["data"] == {
+                "circuitId": "board",
+                "deleted": False,
+                "circuit": {
+                    "id": "board",
+                    "name": "renamed",
+                    "parentId": "site",
+                    "phaseLimitsA": [32.0, 32.0, 32.0],
+                    "baseLoadA": [1.0, 2.0, 3.0],
+                    "safetyMarginA": 0.5,
+                    "members": [
+                        {
+                            "chargePointId": "CIR-U",
+                            "connectorId": 2,
+                            "phaseRotation": "RST",
+                            "phases": 1,
+                            "priority": 3,
+                            "minCurrentA": 6.0,
+                            "maxCurrentA": 32.0,
+                        }
+                    ],
+                },
+            }
+            # The event carries what GET answers, less the timestamps.
+            stored = (await api.get("/circuits/site")).json()
+            assert updated[0]["data"]["circuit"] == {
+                k: v for k, v in stored.items() if k not in ("createdAt", "updatedAt")
+            }
+            assert updated[3]["data"] == {"circuitId": "board", "deleted": True, "circuit": None}
+            assert updated[3]["source"] == "/charge-points/board"
+    finally:
+        await cp.close()
+
+
 async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: RunningCsms) -> None:
     """A member charger gets the safe TxDefaultProfile; a session on it gets a TxProfile with
     its limit now and the safe share after the lease, shown in the allocation and its
@@ -139,6 +201,7 @@ async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: Runnin
                 "connectorId": 1,
                 "limitA": 16.0,
                 "previousA": None,
+                "phases": 3,
                 "transactionId": body["transactionId"],
                 "reason": "cap",
             }
@@ -147,6 +210,7 @@ async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: Runnin
             assert (row["chargePointId"], row["connectorId"], row["limitA"]) == ("CIR-B", 1, 16.0)
             assert row["status"] == "accepted"
             assert row["reason"] == "cap"
+            assert row["phases"] == 3
             kept = (await api.get("/charge-points/CIR-B/charging-profiles")).json()["items"]
             assert {(p["chargingProfileId"], p["source"]) for p in kept} == {
                 (9100, "balancer"),
@@ -154,6 +218,7 @@ async def test_member_gets_the_safe_default_and_a_leased_tx_profile(csms: Runnin
             }
             history = (await api.get("/circuits/solo/allocation/history")).json()
             assert history["items"][0]["limitA"] == 16.0
+            assert history["items"][0]["phases"] == 3
     finally:
         await cp.close()
 
@@ -223,3 +288,62 @@ async def test_profiles_api_checks_the_chargers_limits(csms: RunningCsms) -> Non
             assert [p["chargingProfileId"] for p in listed["items"]] == [5]
     finally:
         await cp.close()
+
+
+def test_recounted_keeps_a_limit_on_the_phases_a_car_uses() -> None:
+    """An accepted limit whose session is now counted on one phase is kept with that phase
+    count and announced with `limitA` unchanged; one about to be sent, one not confirmed
+    and one already counted right are left alone."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def row(cp: str, status: str = "accepted", phases: int | None = 3) -> CircuitAllocation:
+        return CircuitAllocation(
+            charge_point_id=cp,
+            connector_id=1,
+            circuit_id="park",
+            transaction_id=7,
+            limit_a=16.0,
+            phases=phases,
+            reason="cap",
+            status=status,
+            changed_at=at,
+        )
+
+    applied = {
+        ("ONE", 1): row("ONE"),
+        ("OLD", 1): row("OLD", phases=None),
+        ("SENT", 1): row("SENT"),
+        ("UNKNOWN", 1): row("UNKNOWN", status="unknown"),
+        ("SAME", 1): row("SAME", phases=1),
+    }
+    snap = BalancerSnapshot(
+        circuits={},
+        members={},
+        sessions=[],
+        caps={},
+        strategy={},
+        violating=set(),
+        applied=applied,
+        connectors={},
+        probed=set(),
+        defaults={},
+        phases=dict.fromkeys(applied, 1),
+    )
+    later = at.replace(hour=1)
+    found = recounted(snap, sending={("SENT", 1)}, now=later)
+    # The limit's own time stays: hysteresis and the overdraw grace count from it.
+    assert [(kept.charge_point_id, kept.phases, kept.changed_at) for kept, _ in found] == [
+        ("ONE", 1, at),
+        ("OLD", 1, at),
+    ]
+    event = found[0][1]
+    assert (event.charge_point_id, event.type, event.time) == ("ONE", "circuit.allocation", later)
+    assert event.data == {
+        "circuitId": "park",
+        "connectorId": 1,
+        "limitA": 16.0,
+        "previousA": 16.0,
+        "phases": 1,
+        "transactionId": 7,
+        "reason": "cap",
+    }

@@ -8,15 +8,28 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.api.dashboard_circuits import circuit_views
-from csms.store.tables import Circuit, CircuitAllocation, CircuitMember
+from csms.store import circuits
+from csms.store.db import Database
+from csms.store.tables import Circuit, CircuitAllocation, CircuitAllocationChange, CircuitMember
+from simulators.model import EvSpec
 from tests.api.test_circuits import FAST, booted
 from tests.api.test_dashboard import add_account, logged_in, root_of
-from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
+from tests.support import (
+    RunningCsms,
+    Subscriber,
+    mqtt_of,
+    running_csms,
+    settings_for,
+    subscribed,
+    writing,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -131,6 +144,55 @@ async def test_bars_show_allocations_per_grid_phase_against_the_limit(csms: Runn
         await one.close()
 
 
+async def test_a_one_phase_car_on_a_three_phase_member_counts_on_one_bar(
+    csms: RunningCsms,
+) -> None:
+    """Once meter values show a one-phase car, its allocation is published, stored and
+    drawn on the one grid phase it loads, not on all three the charger is wired for."""
+    await add_account(csms, "vic", "viewer")
+    metered = {"MeterValuesSampledData": "Current.Import", "MeterValueSampleInterval": 1}
+    charger = await booted(csms, "DC-CAR1", **metered)
+    try:
+        async with (
+            csms.api() as api,
+            subscribed(mqtt_of(csms).url, mqtt_of(csms).topic_prefix) as events,
+        ):
+            assert (await api.put("/id-tags/TAG-1P", json={"status": "Accepted"})).is_success
+            park = {
+                "name": "Car park",
+                "phaseLimitsA": [32, 32, 32],
+                "members": [{"chargePointId": "DC-CAR1", "maxCurrentA": 16}],
+            }
+            assert (await api.put("/circuits/park", json=park)).status_code == 201
+            charger.plug_in(1, "TAG-1P", ev=EvSpec(phases=1), dwell=3600)
+            event = await allocation_on(events, phases=1)
+            assert (event["data"]["limitA"], event["data"]["connectorId"]) == (16.0, 1)
+            [row] = (await api.get("/circuits/park/allocation")).json()["connectors"]
+            assert (row["limitA"], row["phases"]) == (16.0, 1)
+            history = (await api.get("/circuits/park/allocation/history")).json()["items"]
+            assert (history[0]["limitA"], history[0]["phases"]) == (16.0, 1)
+            async with logged_in(csms, "vic") as client:
+                page = await client.get("/circuits")
+            assert bars_of(page.text, "park") == {
+                "L1": ("16", "0", "32"),
+                "L2": ("0", "0", "32"),
+                "L3": ("0", "0", "32"),
+            }
+            assert "16 A on 1 phase" in member_row(page.text, "DC-CAR1/0")
+    finally:
+        await charger.close()
+
+
+async def allocation_on(events: Subscriber, *, phases: int) -> dict[str, Any]:
+    """The first `circuit.allocation` counted on `phases` phases, waiting for it."""
+    while True:
+        seen = events.of("circuit.allocation")
+        found = [e for e in seen if e["data"]["phases"] == phases]
+        if found:
+            return found[0]
+        await events.until(len(seen) + 1, of_type="circuit.allocation")
+
+
 async def test_circuits_page_is_in_the_nav_and_says_when_there_are_none(
     csms: RunningCsms,
 ) -> None:
@@ -210,6 +272,25 @@ def test_views_add_limits_on_the_grid_phases_up_the_tree(
     assert by_id["root"].last_allocation == AT  # the newest below it
 
 
+@pytest.mark.parametrize(
+    ("phases", "expected"), [(1, [0.0, 16.0, 0.0]), (3, [16.0] * 3), (None, [16.0] * 3)]
+)
+def test_a_car_on_fewer_phases_loads_only_those(phases: int | None, expected: list[float]) -> None:
+    """An allocation counted on one phase of a three-phase STR member loads grid L2 alone
+    (the charger's L1); without a phase count it loads every phase the member is wired for."""
+    rows = [_circuit("c", None, 32)]
+    members = [
+        CircuitMember(
+            charge_point_id="A", connector_id=0, circuit_id="c", phase_rotation="STR", phases=3
+        )
+    ]
+    allocation = _allocation("A", 1, "c", 16)
+    allocation.phases = phases
+    [view] = circuit_views(rows, members, [allocation], running={("A", 1)}, last={})
+    assert [b.allocated_a for b in view.bars] == expected
+    assert view.members[0].held[0].phases == phases
+
+
 def test_a_bar_over_its_limit_is_full_and_marked() -> None:
     """Base load and allocation share the bar's width; past the limit the bar is full."""
     rows = [_circuit("c", None, 10, [4, 0, 0])]
@@ -221,3 +302,30 @@ def test_a_bar_over_its_limit_is_full_and_marked() -> None:
     l1 = view.bars[0]
     assert (l1.base_percent, l1.allocated_percent, l1.over) == (40.0, 60.0, True)
     assert (view.bars[1].allocated_percent, view.bars[1].over) == (0.0, False)
+
+
+async def test_last_allocation_times_are_the_newest_change_per_circuit(database_url: str) -> None:
+    """One query gives each circuit the time of its newest history row (by id, as the
+    history lists them); a circuit without history is absent."""
+    earlier, later = AT.replace(hour=8), AT.replace(hour=9)
+
+    def change(circuit_id: str, at: datetime) -> CircuitAllocationChange:
+        return CircuitAllocationChange(
+            circuit_id=circuit_id,
+            charge_point_id="A",
+            connector_id=1,
+            limit_a=6.0,
+            reason="cap",
+            at=at,
+        )
+
+    async with writing(Database(database_url)) as db:
+
+        async def add(session: AsyncSession) -> None:
+            for row in (change("a", earlier), change("b", later), change("a", later)):
+                session.add(row)
+                await session.flush()
+
+        await db.writer.submit(add)
+        found = await db.read(circuits.last_allocation_times)
+    assert found == {"a": later, "b": later}

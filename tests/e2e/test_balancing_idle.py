@@ -112,9 +112,11 @@ async def check_events(found: list[dict[str, Any]], site: Site) -> None:
             "connectorId",
             "limitA",
             "previousA",
+            "phases",
             "transactionId",
             "reason",
         }
+        assert data["phases"] == 3  # three-phase cars on three-phase members
         assert data["circuitId"] == "site"
         assert data["connectorId"] == 1
         assert data["limitA"] == 0 or data["limitA"] >= 6

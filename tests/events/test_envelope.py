@@ -48,6 +48,7 @@ CONTRACT_TYPES = [
     "webhook.failing",
     "circuit.allocation",
     "circuit.member.uncontrollable",
+    "circuit.updated",
 ]
 
 

@@ -143,7 +143,10 @@
     const refreshFleet = debounce(() => refresh(fleet, fleet), 200);
     const refreshCharger = debounce(
       () => refresh(live, document.getElementById("charger-status")), 200);
-    for (const type of EVENT_TYPES) {
+    // A section may follow types no other part of the page does (circuit.updated).
+    const followed = new Set(EVENT_TYPES);
+    for (const panel of panels) for (const type of panel.types) followed.add(type);
+    for (const type of followed) {
       source.addEventListener(type, (message) => {
         const cloudEvent = JSON.parse(message.data);
         if (fleet && REFRESHING.has(type)) refreshFleet();

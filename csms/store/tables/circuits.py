@@ -66,6 +66,9 @@ class CircuitAllocation(SQLModel, table=True):
     circuit_id: str = Field(max_length=64, index=True)
     transaction_id: int | None = Field(default=None)
     limit_a: float
+    # The grid phases the allocator counts it on: the member's, or fewer once meter values
+    # showed the car's (null: recorded before csms kept it, take the member's).
+    phases: int | None = Field(default=None)
     reason: str = Field(max_length=255)
     # accepted: the charger took it; sent: no answer yet (counted at the higher of both).
     status: str = Field(max_length=16)
@@ -86,5 +89,6 @@ class CircuitAllocationChange(SQLModel, table=True):
     transaction_id: int | None = Field(default=None)
     limit_a: float
     previous_a: float | None = Field(default=None)
+    phases: int | None = Field(default=None)
     reason: str = Field(max_length=255)
     at: datetime | None = utc_column(nullable=False)
