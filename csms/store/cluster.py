@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -25,6 +25,9 @@ from csms.store.db import Database
 from csms.store.outbox import PendingEvent
 
 NO_NODE = ""
+# A node's connections carry `application_name` = this prefix + its node id, so that the
+# others can fence it (fence_dead_nodes).
+APPLICATION_PREFIX = "csms-node:"
 
 
 # Writer jobs pass a session; the cluster's own transactions a bare connection (no ORM
@@ -100,8 +103,54 @@ async def heartbeat(
     return Beat(leases=leases, held=held, live=[str(node) for node in live.scalars()])
 
 
+def name_connections(database: Database, node_id: str) -> None:
+    """Every new connection of the engine says which node it belongs to (see
+    fence_dead_nodes); call before the engine connects."""
+    name = APPLICATION_PREFIX + node_id
+
+    def named(connection: Any, _record: Any) -> None:
+        connection.run_async(
+            lambda c: c.execute("SELECT set_config('application_name', $1, false)", name)
+        )
+
+    event.listen(database.engine.sync_engine, "connect", named)
+
+
+# The backends of a node whose lease ran out that are still in a transaction it began
+# while it held the lease: a node frozen (SIGSTOP, a VM pause) in the middle of one.
+_FENCEABLE = (
+    " FROM pg_stat_activity a JOIN cluster_nodes n ON a.application_name = :app || n.node_id"
+    " WHERE a.datname = current_database() AND n.lease_until <= now()"
+    " AND a.xact_start < n.lease_until AND a.pid <> pg_backend_pid()"
+)
+
+
+async def fence_dead_nodes(session: Conn) -> list[str]:
+    """Terminate the open transactions of nodes whose lease expired; returns those nodes.
+
+    A frozen node's transaction keeps its row locks (the lease row it checked FOR SHARE,
+    the chargers it was writing) for as long as it is frozen, and the adopters would wait
+    behind them past their own leases. Ending the backend rolls the transaction back, so
+    a node that wakes up finds its commit failed and has marked nothing. PostgreSQL lets
+    a role end its own backends (pg_terminate_backend), so no extra privilege is needed.
+    """
+    rows = await session.execute(
+        text("SELECT n.node_id, pg_terminate_backend(a.pid)" + _FENCEABLE),
+        {"app": APPLICATION_PREFIX},
+    )
+    return sorted({str(node) for node, ended in rows if ended})
+
+
 async def acquire(session: Conn, *, name: str, node_id: str, lease_seconds: float) -> int | None:
-    """Take a free or expired lease; returns its new generation, None when held by another."""
+    """Take a free or expired lease; returns its new generation, None when held by another.
+
+    Waits for the lease row's lock at most a quarter of a lease (a node frozen in a fenced
+    commit holds it until fence_dead_nodes ends it): the heartbeat must go on meanwhile.
+    """
+    await session.execute(
+        text("SELECT set_config('lock_timeout', :ms, true)"),
+        {"ms": f"{max(int(lease_seconds * 250), 1)}ms"},
+    )
     row = await session.execute(
         text(
             "INSERT INTO cluster_leases (name, node_id, generation, expires_at)"
@@ -161,9 +210,14 @@ async def dead_nodes(session: Conn) -> list[str]:
 
 
 async def forget_nodes(session: Conn, nodes: Sequence[str]) -> None:
+    """Remove dead nodes, but only once fenced: their row is what fence_dead_nodes finds
+    them by."""
     await session.execute(
-        text("DELETE FROM cluster_nodes WHERE node_id = ANY(:nodes) AND lease_until <= now()"),
-        {"nodes": list(nodes)},
+        text(
+            "DELETE FROM cluster_nodes WHERE node_id = ANY(:nodes) AND lease_until <= now()"
+            " AND node_id NOT IN (SELECT n.node_id" + _FENCEABLE + ")"
+        ),
+        {"nodes": list(nodes), "app": APPLICATION_PREFIX},
     )
 
 

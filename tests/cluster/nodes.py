@@ -178,3 +178,16 @@ async def running_cluster(database_url: str, *, size: int = 3) -> AsyncIterator[
             if node.process is not None:
                 node.process.send_signal(signal.SIGKILL)
                 await node.process.wait()
+        _keep_logs(cluster)
+
+
+def _keep_logs(cluster: Cluster) -> None:
+    """With CSMS_TEST_CLUSTER_LOGS=<dir>, each node's log goes to <dir>/<prefix>-<node>.log
+    (a failed run's story is in the nodes' logs, not in the test's)."""
+    folder = os.environ.get("CSMS_TEST_CLUSTER_LOGS")
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    for node in cluster.nodes:
+        with open(os.path.join(folder, f"{cluster.prefix}-{node.node_id}.log"), "wb") as out:
+            out.writelines(node.log)
