@@ -32,8 +32,11 @@ log = structlog.get_logger("csms.mqtt")
 class SessionLink(asyncio.Protocol):
     """One connection: CONNECT without clean session, PUBLISH/PUBREC, PUBREL/PUBCOMP."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float, clean: bool = False
+    ) -> None:
         self._loop = loop
+        self._clean = clean
         self._ack_timeout = ack_timeout
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -91,10 +94,11 @@ class SessionLink(asyncio.Protocol):
             self.connack.set_result(body[1])
 
     def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None:
-        """CONNECT (§3.1) with CleanSession 0: the broker keeps the QoS 2 state."""
+        """CONNECT (§3.1) with CleanSession 0: the broker keeps the QoS 2 state (or 1, to
+        discard it)."""
         self._write(
             connect_packet(
-                client_id=client_id, keepalive=keepalive, address=address, clean_session=False
+                client_id=client_id, keepalive=keepalive, address=address, clean_session=self._clean
             )
         )
         self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
@@ -177,3 +181,20 @@ async def open_session(
     except (OSError, TimeoutError) as exc:
         raise EventPublishError(f"no mqtt session for {client_id}: {exc!r}") from exc
     return link
+
+
+async def discard_session(url: str, *, client_id: str, timeout: float) -> None:  # noqa: ASYNC109
+    """End the broker's session of `client_id` and everything unreleased in it: connect
+    with CleanSession 1 (§3.1.2.4), which discards it, then DISCONNECT.
+
+    Raises:
+        EventPublishError: no connection, or the broker refused it.
+    """
+    link = SessionLink(asyncio.get_running_loop(), ack_timeout=timeout, clean=True)
+    try:
+        await handshake(
+            link, parse_mqtt_url(url), client_id=client_id, keepalive=30, timeout=timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        raise EventPublishError(f"no mqtt session for {client_id}: {exc!r}") from exc
+    link.close()

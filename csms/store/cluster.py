@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.core.clock import as_utc
-from csms.core.cluster import SLOTS, LeaseView
+from csms.core.cluster import SLOTS, LeaseView, released_state, session_of
 from csms.errors import StoreError
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
@@ -310,7 +310,9 @@ class PartitionEvent:
     """A pending event of a partition and how far the relay got with it."""
 
     event: PendingEvent
-    released: bool
+    # The generation whose broker session has the event awaiting its PUBREL, or None
+    # (core/cluster.py, session_of).
+    session: int | None
 
 
 async def partition_pending(
@@ -337,7 +339,7 @@ async def partition_pending(
                 data=row[6],
                 created_at=as_utc(row[7]),
             ),
-            released=row[8] == 2,
+            session=session_of(int(row[8])),
         )
         for row in rows
     ]
@@ -352,16 +354,18 @@ async def partitions_pending(session: Conn, *, partitions: int) -> set[int]:
     return {int(p) for p in rows.scalars()}
 
 
-async def mark_released(session: Conn, *, ids: Sequence[int]) -> None:
-    """PUBREC received: from now on only a PUBREL may be sent for these (MQTT 3.1.1 §4.3.3)."""
+async def mark_released(session: Conn, *, ids: Sequence[int], generation: int) -> None:
+    """PUBREC received on this generation's session: from now on only a PUBREL on that
+    session may be sent for these (MQTT 3.1.1 §4.3.3)."""
     await session.execute(
-        text("UPDATE outbox_events SET relay_state = 2 WHERE id = ANY(:ids)"), {"ids": list(ids)}
+        text("UPDATE outbox_events SET relay_state = :state WHERE id = ANY(:ids)"),
+        {"ids": list(ids), "state": released_state(generation)},
     )
 
 
 async def mark_delivered(session: Conn, *, ids: Sequence[int], now: datetime) -> None:
     await session.execute(
-        text("UPDATE outbox_events SET relay_state = 2, delivered_at = :now WHERE id = ANY(:ids)"),
+        text("UPDATE outbox_events SET delivered_at = :now WHERE id = ANY(:ids)"),
         {"ids": list(ids), "now": now},
     )
 
