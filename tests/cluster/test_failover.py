@@ -96,6 +96,20 @@ async def _drained(cluster: Cluster, node: Node) -> dict[str, Any]:
             await asyncio.sleep(100 * MS)
 
 
+async def _balanced(cluster: Cluster) -> dict[str, int]:
+    """Wait until every partition is held and the nodes hold 2, 1, 1 of the 4 (every
+    partition held is not enough: the first node takes them all, then gives some away);
+    returns the partitions per node."""
+    await cluster.settled()
+    async with asyncio.timeout(30_000 * MS):
+        while True:
+            view = await cluster.cluster_view()
+            held = {n["nodeId"]: len(n["partitions"]) for n in view["nodes"]}
+            if sorted(held.values()) == [1, 1, 2] and len(view["partitions"]) == 4:
+                return held
+            await asyncio.sleep(100 * MS)
+
+
 async def _adopted(cluster: Cluster, survivors: list[Node]) -> None:
     """Wait until the survivors hold every partition."""
     async with asyncio.timeout(30_000 * MS):
@@ -141,8 +155,7 @@ async def _exactly_once(cluster: Cluster, events: Subscriber) -> int:
 async def test_sigkill_of_a_node_loses_and_duplicates_nothing(three_nodes: Cluster) -> None:
     """SIGKILL of a node while 90 chargers report: its chargers reconnect to the others,
     its partitions are adopted after its lease, and each event id is published once."""
-    view = await three_nodes.settled()
-    held = {n["nodeId"]: len(n["partitions"]) for n in view["nodes"]}
+    held = await _balanced(three_nodes)
     victim = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
     survivors = [n for n in three_nodes.nodes if n is not victim]
     async with subscribed(MQTT_URL, three_nodes.prefix) as events:
@@ -195,8 +208,7 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
 async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: Cluster) -> None:
     """SIGSTOP of a node past its lease (a zombie): its partitions are adopted; after
     SIGCONT its publishers find their lease gone (fenced) and stop; each id still once."""
-    view = await three_nodes.settled()
-    held = {n["nodeId"]: len(n["partitions"]) for n in view["nodes"]}
+    held = await _balanced(three_nodes)
     zombie = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
     survivors = [n for n in three_nodes.nodes if n is not zombie]
     assert zombie.process is not None
