@@ -41,6 +41,7 @@ log = structlog.get_logger("csms.events")
 
 BATCH = 1000
 IDLE_POLL = 2.0
+PASS_GATHER = 0.05
 
 
 class LeaseLost(Exception):
@@ -115,12 +116,12 @@ class PartitionRelay:
                     count, complete = 0, False
                 if complete:
                     failures = 0
-                    if not count:
+                    if count < BATCH:
+                        # Woken by the node's scanner when more is pending; then events
+                        # committed within PASS_GATHER go in one pass, since a pass costs
+                        # three transactions or more whatever its size.
                         await self._sleep(IDLE_POLL)
-                    elif count < BATCH:
-                        # Woken by the node's scanner when more is pending: a pass costs
-                        # round trips to the database whatever its size.
-                        await self._sleep(IDLE_POLL)
+                        await asyncio.sleep(PASS_GATHER)
                 else:
                     failures += 1
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * self._rng.random())
@@ -288,7 +289,7 @@ class PartitionRelay:
     async def _discard(self, client_id: str) -> None:
         """Drop a session nobody needs any more (the broker would keep it for ever)."""
         try:
-            await discard_session(self._url, client_id=client_id, timeout=self._timeout)
+            await discard_session(self._url, client_id=client_id, timeout=min(self._timeout, 2.0))
         except EventPublishError as exc:
             log.info("partition_session_kept", client_id=client_id, error=str(exc))
 
