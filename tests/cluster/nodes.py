@@ -66,16 +66,24 @@ class Node:
             sys.executable, "-m", "csms", "serve", env=self.env, stderr=asyncio.subprocess.PIPE
         )
         assert process.stderr is not None
-        async with asyncio.timeout(60_000 * MS):
-            while True:
-                line = await process.stderr.readline()
-                if not line and any(b"address already in use" in seen for seen in self.log):
-                    await process.wait()
-                    raise PortTaken(self.node_id)
-                assert line, f"{self.node_id} exited before it was ready: {self.log[-5:]}"
-                self.log.append(line)
-                if b'"csms_ready"' in line:
-                    break
+        try:
+            async with asyncio.timeout(60_000 * MS):
+                while True:
+                    line = await process.stderr.readline()
+                    if not line and any(b"address already in use" in seen for seen in self.log):
+                        await process.wait()
+                        raise PortTaken(self.node_id)
+                    assert line, f"{self.node_id} exited before it was ready: {self.log[-5:]}"
+                    self.log.append(line)
+                    if b'"csms_ready"' in line:
+                        break
+        except BaseException:
+            # Not ready: the fixture only ends the nodes it knows, so end this one here
+            # (one left running kept publishing into later tests' broker).
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
         self.process = process
         self._drain = asyncio.create_task(self._read(process.stderr))
 
