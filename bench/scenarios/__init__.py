@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from allocation import allocation
 from report import Report
 
+from scenarios.cluster_scaleout import cluster_scaleout
 from scenarios.command_round_trip import command_round_trip
 from scenarios.common import Options
 from scenarios.connections import boot_storm, idle_memory
@@ -108,6 +109,13 @@ SCENARIOS = [
         "H2",
         "healthy chargers' MeterValues/s, alone and beside 4 poisoning chargers",
         poison_mix,
+        quick=False,
+    ),
+    Scenario(
+        "cluster_scaleout",
+        "C1",
+        "one node in cluster mode vs standalone (msgs/s); forwarded command p99",
+        cluster_scaleout,
         quick=False,
     ),
     Scenario(

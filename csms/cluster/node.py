@@ -56,6 +56,8 @@ class ClusterNode:
         self._chargers = chargers
         self._clock = clock
         self._online = online
+        # Before the engine's first connection: the others fence this node by this name.
+        cluster.name_connections(database, self.node_id)
         self.ownership = Ownership(database=database, node_id=self.node_id)
         chargers.ownership = self.ownership
         self.membership = Membership(

@@ -112,3 +112,31 @@ def packet_id(outbox_id: int) -> int:
 
 
 PACKET_WINDOW = 65535
+
+# outbox_events.relay_state: 0 while no PUBREC is committed; RELEASED + g once the PUBREC
+# of the event's PUBLISH on the broker session of lease generation g is (so only a PUBREL
+# on that session may follow). RELEASED alone (g = 0) is the one session per partition of
+# before generations had their own.
+RELEASED = 2
+
+
+def released_state(generation: int) -> int:
+    """The relay state of an event whose PUBREC came on generation `generation`'s session."""
+    return RELEASED + generation
+
+
+def session_of(relay_state: int) -> int | None:
+    """The generation whose broker session holds the event for its PUBREL, or None when
+    no PUBREC was committed (any holder may PUBLISH it afresh on its own session)."""
+    return None if relay_state < RELEASED else relay_state - RELEASED
+
+
+def session_client_id(prefix: str, partition: int, generation: int) -> str:
+    """The MQTT client id of a partition's broker session for one lease generation.
+
+    Each generation publishes on a session of its own, so a node that lost the lease
+    (frozen past it, say) can never take the adopter's session over, nor fill it with
+    unreleased messages that would count against the broker's in-flight limit.
+    """
+    base = f"{prefix}-relay-{partition}"
+    return base if generation == 0 else f"{base}-g{generation}"

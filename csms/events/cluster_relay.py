@@ -1,19 +1,22 @@
 """The cluster relay: one publisher per outbox partition, exactly once to the broker.
 
 A node publishes the partitions whose lease it holds (flows/cluster.py hands them out).
-Each partition publishes on its own MQTT session (client id `{prefix}-relay-{n}`,
-CleanSession 0) at QoS 2, in three steps per batch (docs/deployment.md, "Exactly once"):
+Each lease generation of a partition publishes on an MQTT session of its own (client id
+`{prefix}-relay-{n}-g{generation}`, CleanSession 0) at QoS 2, in three steps per batch
+(docs/deployment.md, "Exactly once"):
 
 1. PUBLISH each pending row with the packet id derived from its row id, wait for PUBREC.
-2. Commit `relay_state = 2` for the rows with a PUBREC, under the partition's lease
-   (fenced: a node that lost the lease commits nothing and sends no PUBREL).
+2. Commit `relay_state = 2 + generation` for the rows with a PUBREC, under the
+   partition's lease (fenced: a node that lost the lease commits nothing, sends no PUBREL).
 3. PUBREL them in outbox order, wait for PUBCOMP, mark them delivered.
 
 The broker delivers a QoS 2 message once, when its PUBREL arrives (Mosquitto does so;
-MQTT 3.1.1 §4.3.3 Method B). A row not yet at state 2 has had no PUBREL, so re-sending its
-PUBLISH with the same packet id on the same session is recognised by the broker as the
-same message; a row at state 2 is only ever PUBRELed again. So a node's death at any
-point leaves the adopter nothing it could publish twice.
+MQTT 3.1.1 §4.3.3 Method B). A row with no committed PUBREC has had no PUBREL anywhere,
+so whatever copies earlier holders left unreleased in their sessions are never delivered,
+and the holder publishes it afresh on its own session; a row with a committed PUBREC is
+only ever PUBRELed again, on the session that state names (an adopter finishes those
+first). So a node's death at any point leaves the adopter nothing it could publish twice,
+and a node that lost its lease (frozen past it) cannot take the adopter's session over.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from datetime import datetime
 
 import structlog
 
-from csms.core.cluster import PACKET_WINDOW, packet_id
+from csms.core.cluster import PACKET_WINDOW, packet_id, session_client_id
 from csms.errors import EventPublishError, StoreError
-from csms.events.mqtt_session import SessionLink, open_session
+from csms.events.mqtt_session import SessionLink, discard_session, open_session
 from csms.events.relay import Relay
 from csms.store import cluster
 from csms.store.cluster import PartitionEvent
@@ -38,6 +41,7 @@ log = structlog.get_logger("csms.events")
 
 BATCH = 1000
 IDLE_POLL = 2.0
+PASS_GATHER = 0.05
 
 
 class LeaseLost(Exception):
@@ -71,7 +75,8 @@ class PartitionRelay:
         self._database = database
         self._relay = relay
         self._url = mqtt_url
-        self._client_id = f"{client_prefix}-relay-{partition}"
+        self._client_prefix = client_prefix
+        self._client_id = session_client_id(client_prefix, partition, generation)
         self._clock = clock
         self._timeout = timeout
         self._wake = asyncio.Event()
@@ -79,6 +84,9 @@ class PartitionRelay:
         # Rows this link sent for the first time: everything else may be in the session.
         self._sent_here: set[int] = set()
         self._resuming = True
+        # Rows whose PUBREC this generation committed (or may have: a failed commit), not
+        # yet delivered: while there are any, its session must stay for whoever PUBRELs them.
+        self._unfinished: set[int] = set()
         self._stopping = False
         self._rng = random.Random()
         self.published = 0
@@ -108,12 +116,12 @@ class PartitionRelay:
                     count, complete = 0, False
                 if complete:
                     failures = 0
-                    if not count:
+                    if count < BATCH:
+                        # Woken by the node's scanner when more is pending; then events
+                        # committed within PASS_GATHER go in one pass, since a pass costs
+                        # three transactions or more whatever its size.
                         await self._sleep(IDLE_POLL)
-                    elif count < BATCH:
-                        # Woken by the node's scanner when more is pending: a pass costs
-                        # round trips to the database whatever its size.
-                        await self._sleep(IDLE_POLL)
+                        await asyncio.sleep(PASS_GATHER)
                 else:
                     failures += 1
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * self._rng.random())
@@ -121,6 +129,8 @@ class PartitionRelay:
             if self._link is not None:
                 self._link.close()
                 self._link = None
+            if not self._unfinished:
+                await self._discard(self._client_id)
 
     async def drain(self, *, within: float) -> None:
         """Publish what is pending for at most `within` seconds (clean shutdown)."""
@@ -140,25 +150,28 @@ class PartitionRelay:
             return 0, True
         # Packet ids are unique only within PACKET_WINDOW row ids (core/cluster.py).
         rows = [row for row in rows if row.event.id < rows[0].event.id + PACKET_WINDOW]
-        link = await self._connect()
         blocked: set[str] = set()
-        count = 0
+        count = await self._finish_elsewhere(rows, blocked)
+        mine = [row for row in rows if row.session in (None, self.generation)]
+        if not mine:
+            return count, count == len(rows)
+        link = await self._connect()
         # PUBCOMP received, not yet marked delivered: marked with the next window's commit.
         unmarked: list[int] = []
         # Mosquitto keeps at most max_inflight_messages (20 by default) unreleased QoS 2
         # messages per session and drops the rest after acknowledging them: send windows.
-        for start in range(0, len(rows), self._window):
+        for start in range(0, len(mine), self._window):
             window = [
                 r
-                for r in rows[start : start + self._window]
+                for r in mine[start : start + self._window]
                 if r.event.charge_point_id not in blocked
             ]
-            received = await self._publish(link, [row for row in window if not row.released])
+            received = await self._publish(link, [row for row in window if row.session is None])
             if received or unmarked:
                 await self._commit(released=received, delivered=unmarked, rows=rows)
                 count += len(unmarked)
                 unmarked = []
-            ready = _in_order(window, received, blocked)
+            ready = _in_order(window, received, blocked, generation=self.generation)
             unmarked += await self._complete(link, ready, blocked)
         if unmarked:
             await self._commit(released=set(), delivered=unmarked, rows=rows)
@@ -177,14 +190,50 @@ class PartitionRelay:
             ):
                 raise LeaseLost(self._lease)
             if released:
-                await cluster.mark_released(session, ids=sorted(released))
+                self._unfinished.update(released)
+                await cluster.mark_released(
+                    session, ids=sorted(released), generation=self.generation
+                )
             if delivered:
                 await cluster.mark_delivered(session, ids=delivered, now=self._clock())
         if delivered:
             done = set(delivered)
             self._relay.count_delivered([r.event for r in rows if r.event.id in done], done)
             self._sent_here.difference_update(done)
+            self._unfinished.difference_update(done)
             self.published += len(done)
+
+    async def _finish_elsewhere(self, rows: Sequence[PartitionEvent], blocked: set[str]) -> int:
+        """PUBREL, on the session of the generation that committed their PUBREC, the rows
+        an earlier holder left released but undelivered, oldest generation first; returns
+        how many were delivered. A charger with a row left over waits for the next pass."""
+        elsewhere: dict[int, list[PendingEvent]] = {}
+        for row in rows:
+            if row.session is not None and row.session != self.generation:
+                elsewhere.setdefault(row.session, []).append(row.event)
+        count = 0
+        for generation, events in sorted(elsewhere.items()):
+            client_id = session_client_id(self._client_prefix, self.partition, generation)
+            waiting = [event for event in events if event.charge_point_id not in blocked]
+            try:
+                await self._check_lease()
+                link = await open_session(self._url, client_id=client_id, timeout=self._timeout)
+            except EventPublishError as exc:
+                log.warning("partition_session_unfinished", client_id=client_id, error=str(exc))
+                blocked.update(event.charge_point_id for event in events)
+                continue
+            try:
+                done = await self._complete(link, waiting, blocked)
+            finally:
+                link.close()
+            if done:
+                await self._commit(released=set(), delivered=done, rows=rows)
+                count += len(done)
+            log.info("partition_session_finished", client_id=client_id, delivered=len(done))
+            if len(done) == len(events) and len(rows) < BATCH:
+                # Every row that session held for a PUBREL is delivered: it is garbage.
+                await self._discard(client_id)
+        return count
 
     async def _publish(self, link: SessionLink, rows: Sequence[PartitionEvent]) -> set[int]:
         """PUBLISH (QoS 2) and wait for PUBRECs; returns the ids acknowledged."""
@@ -229,18 +278,27 @@ class PartitionRelay:
         if self._link is not None and not self._link.lost:
             return self._link
         self._drop_link()
-        # Taking the session over would cut off the node that holds the lease now (a
-        # node that was frozen past its lease wakes up here): check first.
-        async with cluster.transaction(self._database) as session:
-            if not await cluster.holds(
-                session, name=self._lease, node_id=self._node_id, generation=self.generation
-            ):
-                raise LeaseLost(self._lease)
+        # A node frozen past its lease wakes up here: it stops rather than publish more.
+        await self._check_lease()
         self._link = await open_session(self._url, client_id=self._client_id, timeout=self._timeout)
         self._sent_here.clear()
         self._resuming = True
         log.info("partition_session_opened", partition=self.partition, client_id=self._client_id)
         return self._link
+
+    async def _discard(self, client_id: str) -> None:
+        """Drop a session nobody needs any more (the broker would keep it for ever)."""
+        try:
+            await discard_session(self._url, client_id=client_id, timeout=min(self._timeout, 2.0))
+        except EventPublishError as exc:
+            log.info("partition_session_kept", client_id=client_id, error=str(exc))
+
+    async def _check_lease(self) -> None:
+        async with cluster.transaction(self._database) as session:
+            if not await cluster.holds(
+                session, name=self._lease, node_id=self._node_id, generation=self.generation
+            ):
+                raise LeaseLost(self._lease)
 
     def _drop_link(self) -> None:
         if self._link is not None:
@@ -256,7 +314,7 @@ class PartitionRelay:
 
 
 def _in_order(
-    rows: Sequence[PartitionEvent], received: set[int], blocked: set[str]
+    rows: Sequence[PartitionEvent], received: set[int], blocked: set[str], *, generation: int
 ) -> list[PendingEvent]:
     """The rows that may be PUBRELed now: released before or just acknowledged, and for
     each charger only up to its first row that is neither (its order must hold); such a
@@ -266,7 +324,7 @@ def _in_order(
         charger = row.event.charge_point_id
         if charger in blocked:
             continue
-        if row.released or row.event.id in received:
+        if row.session == generation or row.event.id in received:
             ready.append(row.event)
         else:
             blocked.add(charger)

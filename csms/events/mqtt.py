@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import typing
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -109,13 +110,7 @@ async def is_listening(host: str, port: int) -> bool:
 
 def _probe_connect_packet() -> bytes:
     """An MQTT 3.1.1 CONNECT (§3.1): clean session, keep-alive 10 s, a random client id."""
-    client_id = f"csms-probe-{uuid.uuid4().hex[:12]}".encode()
-    body = (
-        b"\x00\x04MQTT\x04\x02\x00\x0a"  # protocol name, level 4, clean session, keep-alive
-        + len(client_id).to_bytes(2, "big")
-        + client_id
-    )
-    return b"\x10" + bytes([len(body)]) + body
+    return connect_packet(client_id=f"csms-probe-{uuid.uuid4().hex[:12]}", keepalive=10)
 
 
 # --- embedded broker -------------------------------------------------------------------------
@@ -296,16 +291,7 @@ class _Protocol(asyncio.Protocol):
 
     def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None:
         """CONNECT (§3.1): clean session, and the credentials when the URL has them."""
-        flags = 0x02
-        payload = _string(client_id.encode())
-        if address.username is not None:
-            flags |= 0x80
-            payload += _string(address.username.encode())
-            if address.password is not None:
-                flags |= 0x40
-                payload += _string(address.password.encode())
-        header = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big")
-        self._write(_packet(0x10, header + payload))
+        self._write(connect_packet(client_id=client_id, keepalive=keepalive, address=address))
         if keepalive:
             self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
 
@@ -390,6 +376,70 @@ def _packet(first: int, variable: bytes, payload: bytes = b"") -> bytes:
             encoded.append(byte)
             break
     return b"".join((bytes([first]), encoded, variable, payload))
+
+
+def connect_packet(
+    *,
+    client_id: str,
+    keepalive: int,
+    address: BrokerAddress | None = None,
+    clean_session: bool = True,
+) -> bytes:
+    """CONNECT (§3.1), with the credentials of `address` when it has them. CleanSession 0
+    (§3.1.2.4) keeps the session's QoS 2 state at the broker across connections."""
+    flags = 0x02 if clean_session else 0x00
+    payload = _string(client_id.encode())
+    if address is not None and address.username is not None:
+        flags |= 0x80
+        payload += _string(address.username.encode())
+        if address.password is not None:
+            flags |= 0x40
+            payload += _string(address.password.encode())
+    header = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big")
+    return _packet(0x10, header + payload)
+
+
+class Link(typing.Protocol):
+    """What `handshake` needs of a connection's protocol."""
+
+    @property
+    def connack(self) -> asyncio.Future[int]: ...
+
+    def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+async def handshake(
+    link: Link,
+    address: BrokerAddress,
+    *,
+    client_id: str,
+    keepalive: int,
+    timeout: float,  # noqa: ASYNC109 (the protocol's own acknowledgement timeout too)
+) -> None:
+    """Connect `link` to the broker and wait for an accepting CONNACK; the link is
+    aborted on any failure.
+
+    Raises:
+        OSError, TimeoutError: no connection, or no CONNACK within `timeout`.
+        EventPublishError: the broker refused (§3.2.2.3: 1-5, protocol, identifier,
+            unavailable, credentials, authorisation).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(
+                lambda: cast(asyncio.Protocol, link), address.host, address.port
+            )
+            link.send_connect(client_id=client_id, keepalive=keepalive, address=address)
+            code = await link.connack
+    except BaseException:
+        link.abort()
+        raise
+    if code != 0:
+        link.abort()
+        raise EventPublishError(f"broker refused the connection (CONNACK code {code})")
 
 
 class Publisher:
@@ -567,22 +617,14 @@ class Publisher:
 
     async def _open(self) -> _Protocol:
         """A fresh connection, CONNACKed; the outbox, not the connection, redelivers."""
-        loop = asyncio.get_running_loop()
-        client = _Protocol(loop, ack_timeout=self._timeout)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await loop.create_connection(lambda: client, self._address.host, self._address.port)
-                client.send_connect(
-                    client_id=self._client_id, keepalive=self._keepalive, address=self._address
-                )
-                code = await client.connack
-        except BaseException:
-            client.abort()
-            raise
-        if code != 0:
-            client.abort()
-            # §3.2.2.3: 1-5 are refusals (protocol, identifier, unavailable, credentials).
-            raise EventPublishError(f"broker refused the connection (CONNACK code {code})")
+        client = _Protocol(asyncio.get_running_loop(), ack_timeout=self._timeout)
+        await handshake(
+            client,
+            self._address,
+            client_id=self._client_id,
+            keepalive=self._keepalive,
+            timeout=self._timeout,
+        )
         return client
 
     def _drop(self, client: _Protocol) -> None:

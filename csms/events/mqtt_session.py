@@ -17,7 +17,14 @@ from typing import cast
 import structlog
 
 from csms.errors import EventPublishError
-from csms.events.mqtt import BrokerAddress, _packet, _string, parse_mqtt_url
+from csms.events.mqtt import (
+    BrokerAddress,
+    _packet,
+    _string,
+    connect_packet,
+    handshake,
+    parse_mqtt_url,
+)
 
 log = structlog.get_logger("csms.mqtt")
 
@@ -25,15 +32,20 @@ log = structlog.get_logger("csms.mqtt")
 class SessionLink(asyncio.Protocol):
     """One connection: CONNECT without clean session, PUBLISH/PUBREC, PUBREL/PUBCOMP."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float, clean: bool = False
+    ) -> None:
         self._loop = loop
+        self._clean = clean
         self._ack_timeout = ack_timeout
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._out: list[bytes] = []
         # (kind, packet id) -> the future its acknowledgement completes.
         self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
-        self.connack: asyncio.Future[tuple[bool, int]] = loop.create_future()
+        # The CONNACK's return code (§3.2.2.3); session_present is its other half.
+        self.connack: asyncio.Future[int] = loop.create_future()
+        self.session_present = False
         self.lost = False
         self._ping: asyncio.TimerHandle | None = None
 
@@ -78,20 +90,17 @@ class SessionLink(asyncio.Protocol):
             if future is not None and not future.done():
                 future.set_result(None)
         elif kind == 2 and len(body) >= 2 and not self.connack.done():  # CONNACK §3.2
-            self.connack.set_result((bool(body[0] & 1), body[1]))
+            self.session_present = bool(body[0] & 1)
+            self.connack.set_result(body[1])
 
     def send_connect(self, *, client_id: str, keepalive: int, address: BrokerAddress) -> None:
-        """CONNECT (§3.1) with CleanSession 0: the broker keeps the QoS 2 state."""
-        flags = 0x00
-        payload = _string(client_id.encode())
-        if address.username is not None:
-            flags |= 0x80
-            payload += _string(address.username.encode())
-            if address.password is not None:
-                flags |= 0x40
-                payload += _string(address.password.encode())
-        header = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big")
-        self._write(_packet(0x10, header + payload))
+        """CONNECT (§3.1) with CleanSession 0: the broker keeps the QoS 2 state (or 1, to
+        discard it)."""
+        self._write(
+            connect_packet(
+                client_id=client_id, keepalive=keepalive, address=address, clean_session=self._clean
+            )
+        )
         self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
 
     def publish(
@@ -164,18 +173,28 @@ async def open_session(
     Raises:
         EventPublishError: no connection, or the broker refused it.
     """
-    address = parse_mqtt_url(url)
-    loop = asyncio.get_running_loop()
-    link = SessionLink(loop, ack_timeout=timeout)
+    link = SessionLink(asyncio.get_running_loop(), ack_timeout=timeout)
     try:
-        async with asyncio.timeout(timeout):
-            await loop.create_connection(lambda: link, address.host, address.port)
-            link.send_connect(client_id=client_id, keepalive=keepalive, address=address)
-            _present, code = await link.connack
+        await handshake(
+            link, parse_mqtt_url(url), client_id=client_id, keepalive=keepalive, timeout=timeout
+        )
     except (OSError, TimeoutError) as exc:
-        link.abort()
         raise EventPublishError(f"no mqtt session for {client_id}: {exc!r}") from exc
-    if code != 0:
-        link.abort()
-        raise EventPublishError(f"broker refused the session (CONNACK code {code})")
     return link
+
+
+async def discard_session(url: str, *, client_id: str, timeout: float) -> None:  # noqa: ASYNC109
+    """End the broker's session of `client_id` and everything unreleased in it: connect
+    with CleanSession 1 (§3.1.2.4), which discards it, then DISCONNECT.
+
+    Raises:
+        EventPublishError: no connection, or the broker refused it.
+    """
+    link = SessionLink(asyncio.get_running_loop(), ack_timeout=timeout, clean=True)
+    try:
+        await handshake(
+            link, parse_mqtt_url(url), client_id=client_id, keepalive=30, timeout=timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        raise EventPublishError(f"no mqtt session for {client_id}: {exc!r}") from exc
+    link.close()

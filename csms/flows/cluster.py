@@ -176,6 +176,9 @@ class Membership:
                 chargers=self._chargers(),
                 draining=self.draining,
             )
+            fenced = await cluster.fence_dead_nodes(session)
+        if fenced:
+            log.warning("dead_node_fenced", nodes=fenced)
         self._notice_losses(beat.held)
         if not self.draining:
             await self._take(beat)
@@ -213,10 +216,14 @@ class Membership:
         if leader_free and self.held.leader is None:
             names.insert(0, rules.LEADER)
         for name in names:
-            async with cluster.transaction(self._database) as session:
-                generation = await cluster.acquire(
-                    session, name=name, node_id=s.node_id, lease_seconds=s.lease_seconds
-                )
+            try:
+                async with cluster.transaction(self._database) as session:
+                    generation = await cluster.acquire(
+                        session, name=name, node_id=s.node_id, lease_seconds=s.lease_seconds
+                    )
+            except StoreError as exc:  # its lock not free in time (fence_dead_nodes)
+                log.info("lease_not_taken", lease=name, error=str(exc))
+                continue
             if generation is None:
                 continue
             if name == rules.LEADER:

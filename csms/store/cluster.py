@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.core.clock import as_utc
-from csms.core.cluster import SLOTS, LeaseView
+from csms.core.cluster import SLOTS, LeaseView, released_state, session_of
 from csms.errors import StoreError
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
 
 NO_NODE = ""
+# A node's connections carry `application_name` = this prefix + its node id, so that the
+# others can fence it (fence_dead_nodes).
+APPLICATION_PREFIX = "csms-node:"
 
 
 # Writer jobs pass a session; the cluster's own transactions a bare connection (no ORM
@@ -100,8 +103,54 @@ async def heartbeat(
     return Beat(leases=leases, held=held, live=[str(node) for node in live.scalars()])
 
 
+def name_connections(database: Database, node_id: str) -> None:
+    """Every new connection of the engine says which node it belongs to (see
+    fence_dead_nodes); call before the engine connects."""
+    name = APPLICATION_PREFIX + node_id
+
+    def named(connection: Any, _record: Any) -> None:
+        connection.run_async(
+            lambda c: c.execute("SELECT set_config('application_name', $1, false)", name)
+        )
+
+    event.listen(database.engine.sync_engine, "connect", named)
+
+
+# The backends of a node whose lease ran out that are still in a transaction it began
+# while it held the lease: a node frozen (SIGSTOP, a VM pause) in the middle of one.
+_FENCEABLE = (
+    " FROM pg_stat_activity a JOIN cluster_nodes n ON a.application_name = :app || n.node_id"
+    " WHERE a.datname = current_database() AND n.lease_until <= now()"
+    " AND a.xact_start < n.lease_until AND a.pid <> pg_backend_pid()"
+)
+
+
+async def fence_dead_nodes(session: Conn) -> list[str]:
+    """Terminate the open transactions of nodes whose lease expired; returns those nodes.
+
+    A frozen node's transaction keeps its row locks (the lease row it checked FOR SHARE,
+    the chargers it was writing) for as long as it is frozen, and the adopters would wait
+    behind them past their own leases. Ending the backend rolls the transaction back, so
+    a node that wakes up finds its commit failed and has marked nothing. PostgreSQL lets
+    a role end its own backends (pg_terminate_backend), so no extra privilege is needed.
+    """
+    rows = await session.execute(
+        text("SELECT n.node_id, pg_terminate_backend(a.pid)" + _FENCEABLE),
+        {"app": APPLICATION_PREFIX},
+    )
+    return sorted({str(node) for node, ended in rows if ended})
+
+
 async def acquire(session: Conn, *, name: str, node_id: str, lease_seconds: float) -> int | None:
-    """Take a free or expired lease; returns its new generation, None when held by another."""
+    """Take a free or expired lease; returns its new generation, None when held by another.
+
+    Waits for the lease row's lock at most a quarter of a lease (a node frozen in a fenced
+    commit holds it until fence_dead_nodes ends it): the heartbeat must go on meanwhile.
+    """
+    await session.execute(
+        text("SELECT set_config('lock_timeout', :ms, true)"),
+        {"ms": f"{max(int(lease_seconds * 250), 1)}ms"},
+    )
     row = await session.execute(
         text(
             "INSERT INTO cluster_leases (name, node_id, generation, expires_at)"
@@ -161,9 +210,14 @@ async def dead_nodes(session: Conn) -> list[str]:
 
 
 async def forget_nodes(session: Conn, nodes: Sequence[str]) -> None:
+    """Remove dead nodes, but only once fenced: their row is what fence_dead_nodes finds
+    them by."""
     await session.execute(
-        text("DELETE FROM cluster_nodes WHERE node_id = ANY(:nodes) AND lease_until <= now()"),
-        {"nodes": list(nodes)},
+        text(
+            "DELETE FROM cluster_nodes WHERE node_id = ANY(:nodes) AND lease_until <= now()"
+            " AND node_id NOT IN (SELECT n.node_id" + _FENCEABLE + ")"
+        ),
+        {"nodes": list(nodes), "app": APPLICATION_PREFIX},
     )
 
 
@@ -256,7 +310,9 @@ class PartitionEvent:
     """A pending event of a partition and how far the relay got with it."""
 
     event: PendingEvent
-    released: bool
+    # The generation whose broker session has the event awaiting its PUBREL, or None
+    # (core/cluster.py, session_of).
+    session: int | None
 
 
 async def partition_pending(
@@ -283,7 +339,7 @@ async def partition_pending(
                 data=row[6],
                 created_at=as_utc(row[7]),
             ),
-            released=row[8] == 2,
+            session=session_of(int(row[8])),
         )
         for row in rows
     ]
@@ -298,16 +354,18 @@ async def partitions_pending(session: Conn, *, partitions: int) -> set[int]:
     return {int(p) for p in rows.scalars()}
 
 
-async def mark_released(session: Conn, *, ids: Sequence[int]) -> None:
-    """PUBREC received: from now on only a PUBREL may be sent for these (MQTT 3.1.1 §4.3.3)."""
+async def mark_released(session: Conn, *, ids: Sequence[int], generation: int) -> None:
+    """PUBREC received on this generation's session: from now on only a PUBREL on that
+    session may be sent for these (MQTT 3.1.1 §4.3.3)."""
     await session.execute(
-        text("UPDATE outbox_events SET relay_state = 2 WHERE id = ANY(:ids)"), {"ids": list(ids)}
+        text("UPDATE outbox_events SET relay_state = :state WHERE id = ANY(:ids)"),
+        {"ids": list(ids), "state": released_state(generation)},
     )
 
 
 async def mark_delivered(session: Conn, *, ids: Sequence[int], now: datetime) -> None:
     await session.execute(
-        text("UPDATE outbox_events SET relay_state = 2, delivered_at = :now WHERE id = ANY(:ids)"),
+        text("UPDATE outbox_events SET delivered_at = :now WHERE id = ANY(:ids)"),
         {"ids": list(ids), "now": now},
     )
 

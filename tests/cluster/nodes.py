@@ -66,16 +66,24 @@ class Node:
             sys.executable, "-m", "csms", "serve", env=self.env, stderr=asyncio.subprocess.PIPE
         )
         assert process.stderr is not None
-        async with asyncio.timeout(60_000 * MS):
-            while True:
-                line = await process.stderr.readline()
-                if not line and any(b"address already in use" in seen for seen in self.log):
-                    await process.wait()
-                    raise PortTaken(self.node_id)
-                assert line, f"{self.node_id} exited before it was ready: {self.log[-5:]}"
-                self.log.append(line)
-                if b'"csms_ready"' in line:
-                    break
+        try:
+            async with asyncio.timeout(60_000 * MS):
+                while True:
+                    line = await process.stderr.readline()
+                    if not line and any(b"address already in use" in seen for seen in self.log):
+                        await process.wait()
+                        raise PortTaken(self.node_id)
+                    assert line, f"{self.node_id} exited before it was ready: {self.log[-5:]}"
+                    self.log.append(line)
+                    if b'"csms_ready"' in line:
+                        break
+        except BaseException:
+            # Not ready: the fixture only ends the nodes it knows, so end this one here
+            # (one left running kept publishing into later tests' broker).
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
         self.process = process
         self._drain = asyncio.create_task(self._read(process.stderr))
 
@@ -178,3 +186,16 @@ async def running_cluster(database_url: str, *, size: int = 3) -> AsyncIterator[
             if node.process is not None:
                 node.process.send_signal(signal.SIGKILL)
                 await node.process.wait()
+        _keep_logs(cluster)
+
+
+def _keep_logs(cluster: Cluster) -> None:
+    """With CSMS_TEST_CLUSTER_LOGS=<dir>, each node's log goes to <dir>/<prefix>-<node>.log
+    (a failed run's story is in the nodes' logs, not in the test's)."""
+    folder = os.environ.get("CSMS_TEST_CLUSTER_LOGS")
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    for node in cluster.nodes:
+        with open(os.path.join(folder, f"{cluster.prefix}-{node.node_id}.log"), "wb") as out:
+            out.writelines(node.log)

@@ -11,6 +11,9 @@ from csms.core.cluster import (
     partition_lease,
     partitions_to_give,
     partitions_to_take,
+    released_state,
+    session_client_id,
+    session_of,
     slot_of,
 )
 
@@ -70,3 +73,13 @@ def test_packet_ids_are_valid_and_unique_within_the_window() -> None:
     assert min(ids) == 1
     assert max(ids) == 65535
     assert len(set(ids)) == 65535
+
+
+def test_a_committed_pubrec_names_the_session_that_holds_the_event() -> None:
+    assert session_of(0) is None
+    assert session_of(released_state(7)) == 7
+    # relay_state 2 of before generations had sessions of their own: the shared session.
+    assert session_of(2) == 0
+    assert session_client_id("csms", 3, 0) == "csms-relay-3"
+    assert session_client_id("csms", 3, 7) == "csms-relay-3-g7"
+    assert session_client_id("csms", 3, 7) != session_client_id("csms", 3, 8)

@@ -62,7 +62,8 @@ class OutboxEvent(SQLModel, table=True):
     delivered_at: datetime | None = utc_column()
     # Cluster mode (docs/deployment.md, "Exactly once"): the event's slot (crc32 of the
     # charger id mod 4096; a partition is slot mod partitions) and its relay state: 0 not
-    # released to the broker, 2 PUBREC received, so a PUBREL may have released it.
+    # released to the broker, 2 + g PUBREC received on lease generation g's broker
+    # session, so a PUBREL there may have released it (core/cluster.py, RELEASED).
     slot: int = Field(default=0)
     relay_state: int = Field(default=0)
 
