@@ -1,8 +1,8 @@
 """allocation phases: the grid phases each allocation counts on, kept with the allocation
 and its history (docs/load-balancing.md, "Circuits")
 
-Revision ID: 0015_allocation_phases
-Revises: 0014_untariffed_purchase
+Revision ID: 0016_allocation_phases
+Revises: 0015_running_cost
 Create Date: 2026-12-07 11:30:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_allocation_phases"
-down_revision: str | None = "0014_untariffed_purchase"
+revision: str = "0016_allocation_phases"
+down_revision: str | None = "0015_running_cost"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
