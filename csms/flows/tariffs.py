@@ -297,9 +297,6 @@ class SessionPricing:
             return None
         return PricedSession(tariff=running.data, costs=costs), running
 
-    async def balance(self, user_id: str) -> Decimal:
-        return await self._database.read(lambda session: wallet.balance(session, user_id))
-
     # -- at the stop ---------------------------------------------------------------------
 
     async def settle(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -73,11 +74,12 @@ async def test_in_memory_sqlite_reads_through_the_database() -> None:
     assert not OutboxFeed(Database("sqlite+aiosqlite:///:memory:")).inline
 
 
-async def test_a_locked_database_is_waited_for_off_the_event_loop(
+@asynccontextmanager
+async def locked(
     database: Database, feed: OutboxFeed, database_url: str
-) -> None:
-    """An inline read that meets SQLITE_BUSY waits on aiosqlite's thread: the loop goes on
-    (here: it releases the lock), and the read then returns the rows."""
+) -> AsyncIterator[sqlite3.Connection]:
+    """Two events written, the feed's pooled connection open, and another connection
+    holding an EXCLUSIVE lock on the file (released by the caller with COMMIT)."""
     await _write(database, 2)
     path = make_url(database_url).database
     assert path is not None
@@ -90,6 +92,17 @@ async def test_a_locked_database_is_waited_for_off_the_event_loop(
         # Opens the feed's pooled connection, so the next read goes straight to the lock.
         assert len(await feed.after(after=0, limit=10)) == 2
         holder.execute("BEGIN EXCLUSIVE")
+        yield holder
+    finally:
+        holder.close()
+
+
+async def test_a_locked_database_is_waited_for_off_the_event_loop(
+    database: Database, feed: OutboxFeed, database_url: str
+) -> None:
+    """An inline read that meets SQLITE_BUSY waits on aiosqlite's thread: the loop goes on
+    (here: it releases the lock), and the read then returns the rows."""
+    async with locked(database, feed, database_url) as holder:
         read = asyncio.create_task(feed.after(after=0, limit=10))
         # Runs only when the loop is free: an inline read waiting for the lock would hold
         # the loop, the lock would never be released, and the read would fail.
@@ -97,8 +110,6 @@ async def test_a_locked_database_is_waited_for_off_the_event_loop(
         async with asyncio.timeout(20):
             rows = await read
         assert len(rows) == 2
-    finally:
-        holder.close()
 
 
 async def test_a_read_cancelled_while_waiting_for_a_lock_is_cancelled(
@@ -106,15 +117,7 @@ async def test_a_read_cancelled_while_waiting_for_a_lock_is_cancelled(
 ) -> None:
     """The cancellation reaches the caller (not a StoreError), the read still on the thread
     finishes before its connection is closed or reused, and the next read works."""
-    await _write(database, 2)
-    path = make_url(database_url).database
-    assert path is not None
-    await database.dispose()
-    holder = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
-    try:
-        assert holder.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
-        assert len(await feed.after(after=0, limit=10)) == 2
-        holder.execute("BEGIN EXCLUSIVE")
+    async with locked(database, feed, database_url) as holder:
         read = asyncio.create_task(feed.after(after=0, limit=10))
         loop = asyncio.get_running_loop()
         loop.call_soon(read.cancel)  # after the read went to the thread to wait
@@ -123,5 +126,3 @@ async def test_a_read_cancelled_while_waiting_for_a_lock_is_cancelled(
             with pytest.raises(asyncio.CancelledError):
                 await read
             assert len(await feed.after(after=0, limit=10)) == 2
-    finally:
-        holder.close()
