@@ -15,7 +15,7 @@ from csms.api.wallet import Moment
 from csms.core.access import Scope
 from csms.core.ocpi import DayOfWeek
 from csms.core.rates import RateScope
-from csms.store import locations, rates
+from csms.store import circuits, locations, rates
 from csms.store.tables import ElectricityRate
 
 RatePath = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -114,6 +114,13 @@ def _invalid(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
+def _check_zone(zone: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise _invalid(f"body.timeZone: {zone} is not an IANA time zone") from exc
+
+
 def add_rate_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.put(
         "/electricity-rates/{rate_id}",
@@ -125,16 +132,22 @@ def add_rate_routes(router: APIRouter, ctx: ApiContext) -> None:
 
         A session is bought at its circuit's rate when one is set (the circuit its
         connector was on at the start, or one above it), else at its site's."""
+        if body.time_zone is not None:
+            _check_zone(body.time_zone)
         zone = body.time_zone
-        if zone is None and body.location_id is not None:
+        if body.location_id is not None:
             location_id = body.location_id
             found = await ctx.read(lambda session: locations.get_location(session, location_id))
-            zone = None if found is None else found.data.get("time_zone")
+            if found is None:
+                raise _invalid(f"body.locationId: no location {location_id}; create it first")
+            zone = zone or found.data.get("time_zone")
+        else:
+            circuit_id = body.circuit_id
+            assert circuit_id is not None
+            if await ctx.read(lambda session: circuits.get_circuit(session, circuit_id)) is None:
+                raise _invalid(f"body.circuitId: no circuit {circuit_id}; create it first")
         zone = zone or "UTC"
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise _invalid(f"body.timeZone: {zone} is not an IANA time zone") from exc
+        _check_zone(zone)
         scope, target = (
             (RateScope.LOCATION, body.location_id)
             if body.location_id is not None

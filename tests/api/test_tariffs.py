@@ -223,3 +223,26 @@ async def test_groups_and_assignments(csms: RunningCsms) -> None:
     }
     assert (removed.status_code, again.status_code) == (204, 404)
     assert groups["items"] == [{"groupId": "fleet", "name": "Fleet", "tariffId": "T"}]
+
+
+async def test_a_rate_for_an_unknown_site_or_circuit_is_refused(csms: RunningCsms) -> None:
+    """A purchase rate must name a location or circuit that exists: a typo would otherwise
+    leave every session without a purchase cost and nobody would notice."""
+    every_day = [{"startTime": "00:00", "endTime": "00:00", "price": 0.15}]
+    async with csms.api() as api:
+        no_site = await api.put(
+            "/electricity-rates/r1", json={"locationId": "NOPE", "timeOfUse": every_day}
+        )
+        no_circuit = await api.put(
+            "/electricity-rates/r2", json={"circuitId": "NOPE", "timeOfUse": every_day}
+        )
+        listed = (await api.get("/electricity-rates")).json()
+    assert (no_site.status_code, no_site.json()["detail"]) == (
+        422,
+        "body.locationId: no location NOPE; create it first",
+    )
+    assert (no_circuit.status_code, no_circuit.json()["detail"]) == (
+        422,
+        "body.circuitId: no circuit NOPE; create it first",
+    )
+    assert listed["total"] == 0

@@ -450,6 +450,8 @@ async def test_a_rate_names_any_circuit_the_circuits_api_accepts(csms: RunningCs
     long_id = "C" * 64
     body = {"circuitId": long_id, "timeZone": "Europe/Berlin", "timeOfUse": every_day(0.1)}
     async with csms.api() as api:
+        circuit = {"name": "Long", "phaseLimitsA": [32, 32, 32]}
+        assert (await api.put(f"/circuits/{long_id}", json=circuit)).status_code == 201
         put = await api.put("/electricity-rates/long", json=body)
         got = (await api.get("/electricity-rates/long")).json()
         too_long = await api.put("/electricity-rates/x", json={"circuitId": long_id + "C"})

@@ -53,7 +53,8 @@ class OutboxEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=36)
-    charge_point_id: str = Field(max_length=48)
+    # The event's key: a charger id, or a circuit id (64) for `circuit.updated`.
+    charge_point_id: str = Field(max_length=64)
     type: str = Field(max_length=64)
     subject: str = Field(max_length=255)
     time: datetime | None = utc_column(nullable=False)

@@ -58,7 +58,7 @@ class WebhookDelivery(SQLModel, table=True):
     outbox_id: int = Field(sa_type=BigInteger)
     event_id: str = Field(max_length=36)
     event_type: str = Field(max_length=64)
-    charge_point_id: str = Field(max_length=48)
+    charge_point_id: str = Field(max_length=64)  # the event's key (outbox_events)
     attempt: int
     status_code: int | None = Field(default=None)
     error: str | None = Field(default=None, sa_type=Text)
