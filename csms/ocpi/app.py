@@ -6,7 +6,7 @@ csms.ocpi.receivers. Every answer is in the OCPI envelope; the routes translate 
 calls of the roaming flows and back, nothing more.
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -272,11 +272,12 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
     Registered = Annotated[Caller, Depends(registered(services))]
 
     async def page_of(
-        pages: Any, caller: Caller, query: PageQuery
+        kind: Literal["sessions", "cdrs"], caller: Caller, query: PageQuery
     ) -> tuple[list[dict[str, Any]], int]:
         found: tuple[list[dict[str, Any]], int] = await services.database.read(
-            lambda s: pages(
+            lambda s: partners.objects_page(
                 s,
+                kind,
                 partner_id=caller.partner.id,
                 date_from=query.date_from,
                 date_to=query.date_to,
@@ -292,7 +293,7 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
     async def list_sessions(caller: Registered, request: Request) -> Response:
         """mod_sessions §GET Method: the caller's own Sessions only; date_from is required."""
         query = page_query(request, date_from_required=True)
-        items, total = await page_of(partners.sessions_page, caller, query)
+        items, total = await page_of("sessions", caller, query)
         return paginated(
             items,
             total=total,
@@ -330,7 +331,7 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
     async def list_cdrs(caller: Registered, request: Request) -> Response:
         """mod_cdrs §GET Method: the caller's own CDRs, oldest first."""
         query = page_query(request)
-        items, total = await page_of(partners.cdrs_page, caller, query)
+        items, total = await page_of("cdrs", caller, query)
         return paginated(
             items,
             total=total,
