@@ -1,4 +1,5 @@
-"""Duplicates across processes, a database outage (T32), and a 50-charger fleet."""
+"""Duplicates across processes, a database outage (docs/ocpp.md, "Connecting"),
+and a 50-charger fleet."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Boot rules: SecurityError before the first accepted boot, no boot needed after (T20-T21)."""
+"""Boot rules: SecurityError before the first accepted boot, no boot needed after (docs/ocpp.md,
+"Errors")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Connection life: replacement (T38), half-open detection (T37), CSMS->charger CALLs (T17-T19)."""
+"""Connection life: replacement, half-open detection (docs/ocpp.md, "Connecting"), and
+CSMS->charger CALLs (docs/ocpp.md, "Our CALLs to the charger")."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ async def test_half_open_socket_is_detected(database_url: str) -> None:
 
 
 async def test_one_outstanding_call_per_charger(csms: RunningCsms) -> None:
-    """Two commands to one charger go out one after the other, never both at once (T17)."""
+    """Two commands to one charger go out one after the other, never both at once
+    (docs/ocpp.md, "Our CALLs to the charger")."""
     async with csms.charger("CP-ONE") as cp:
         connection = csms.chargers["CP-ONE"]
         first = asyncio.create_task(connection.call("ClearCache", {}))

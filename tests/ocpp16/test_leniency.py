@@ -1,4 +1,5 @@
-"""Tolerant mode (T25): schema deviations of real chargers, normalised per vendor and model.
+"""Tolerant mode (docs/ocpp.md, "Tolerant mode"): schema deviations of real chargers,
+normalised per vendor and model.
 
 The payloads are the ones reported in public issue trackers, so each profile is tested
 against what a real charger sent.

@@ -1,5 +1,5 @@
 """Unknown chargers and the operator's decision: ocpp.unknown_chargers, Pending, Rejected
-(OCPP 1.6 §4.2; T22/T23)."""
+(OCPP 1.6 §4.2; docs/ocpp.md, "Unknown chargers")."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ async def connects(url: str, **kwargs: Any) -> bool:
     return "currentTime" in answer
 
 
-# -- profile 1: HTTP Basic on the upgrade (T05, T06) ----------------------------------------
+# -- profile 1: HTTP Basic on the upgrade (docs/security.md, "Passwords") -------------------
 
 
 @pytest.mark.postgres
@@ -262,7 +262,7 @@ async def test_profile_1_without_a_password_is_refused_by_the_api(csms_tls: Secu
     assert "needs a password" in response.json()["detail"]
 
 
-# -- profile 2: TLS + Basic (T07, T09) ------------------------------------------------------
+# -- profile 2: TLS + Basic (docs/security.md, "Listeners" and "Passwords") -----------------
 
 
 @pytest.mark.postgres
@@ -509,7 +509,7 @@ async def test_organization_and_serial_rules(database_url: str, certificates: Pk
         assert (await csms.charge_point(identity))["securityProfile"] == 3
 
 
-# -- the live session is untouchable (T39), password rotation (T10), rate limit -------------
+# -- the live session is untouchable, password rotation (SecWP A01), rate limit -------------
 
 
 @pytest.mark.postgres

@@ -1,4 +1,5 @@
-"""Transactions over real sockets and a real database (T26-T36), on SQLite and PostgreSQL."""
+"""Transactions over real sockets and a real database, on SQLite and PostgreSQL
+(docs/ocpp.md, "Transactions")."""
 
 from __future__ import annotations
 
@@ -220,7 +221,8 @@ async def test_garbage_timestamp_on_a_transaction_message(csms: RunningCsms) -> 
 
 
 async def test_transaction_ids_are_scoped_to_the_charger(csms: RunningCsms) -> None:
-    """A Stop naming another charger's transaction does not stop it (reliability note F4)."""
+    """A Stop naming another charger's transaction does not stop it (OCPP 1.6 §4.10: a
+    charger stops the transactionId its own StartTransaction.conf gave it)."""
     async with csms.charger("CP-A") as a, csms.charger("CP-B") as b:
         tx = (await a.call("StartTransaction", start()))["transactionId"]
         assert await b.call("StopTransaction", stop(tx, 2000, "2024-03-01T09:00:00Z")) == {}

@@ -15,8 +15,9 @@ from simulators import Fleet, Scenario
 from simulators.clock import Clock, iso
 from simulators.station import ConnectorStatus, SessionState
 from simulators.testing import SIM_EPOCH, Bench, make_station
+from tests.support import MS
 
-WAIT = 10.0  # real seconds; the bug made "now" wait two real minutes at 600x
+WAIT = 10_000 * MS  # real seconds; the bug made "now" wait two real minutes at 600x
 SPEED = 600.0
 RUN = 120.0  # real seconds the fleet is told it runs: its clock starts 20 h in the past
 LIMIT_A = 6.0  # the TxProfile's limit: 6 A x 3 phases x 230 V

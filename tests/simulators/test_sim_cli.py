@@ -17,9 +17,10 @@ import pytest
 
 from simulators.__main__ import main, raise_fd_limit
 from simulators.fleet import Progress, ProgressMode, Snapshot
+from tests.support import MS
 
 CSMS_SIM = Path(sys.executable).parent / "csms-sim"
-WAIT = 60.0
+WAIT = 60_000 * MS
 
 
 def test_help_documents_flags_and_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
