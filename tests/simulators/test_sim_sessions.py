@@ -29,7 +29,7 @@ def test_remote_start_runs_a_real_session(authorize_remote: bool) -> None:
         expected.remove("Authorize")
     assert actions[: len(expected)] == expected
     assert "MeterValues" in actions
-    assert bench.station.status_of(2) is ConnectorStatus.CHARGING
+    assert bench.station.status_of(2) is ConnectorStatus.charging
 
 
 def test_remote_start_rejections(bench: Bench) -> None:
