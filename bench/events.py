@@ -38,12 +38,20 @@ async def fill_outbox(url: str, count: int) -> None:
     database = Database(url)
     await database.migrate()
     writer = asyncio.create_task(database.writer.run())
-    now = datetime.now(UTC)
+    await add_meter_events(database, count, chargers=10, now=datetime.now(UTC))
+    database.writer.close()
+    await writer
+    await database.dispose()
+
+
+async def add_meter_events(database: Database, count: int, *, chargers: int, now: datetime) -> None:
+    """`count` meter.values events into the outbox of a running writer, spread over
+    `chargers` chargers, in jobs of 5,000 (bench/webhooks.py fills its backlog with it too)."""
     for start in range(0, count, 5000):
         events = [
             Event(
                 id=uuid.uuid4(),
-                charge_point_id=f"BENCH-{n % 10}",
+                charge_point_id=f"BENCH-{n % chargers}",
                 type="meter.values",
                 time=now,
                 data={"connectorId": 1, "transactionId": n, "sampledValues": []},
@@ -51,9 +59,6 @@ async def fill_outbox(url: str, count: int) -> None:
             for n in range(start, min(count, start + 5000))
         ]
         await database.writer.submit(partial(outbox.add_events, events=events, now=now))
-    database.writer.close()
-    await writer
-    await database.dispose()
 
 
 async def undelivered(database: Database) -> int:

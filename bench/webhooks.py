@@ -38,11 +38,11 @@ from typing import Any
 
 import httpx
 import orjson
+from events import add_meter_events
 from processes import free_port, start_csms
 from websockets.asyncio.client import connect
 
-from csms.core.events import Event
-from csms.store import outbox, webhooks
+from csms.store import webhooks
 from csms.store.db import Database
 
 SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhISE="
@@ -141,18 +141,7 @@ async def prepare_backlog(url: str, receiver_url: str, count: int) -> None:
     await database.writer.submit(
         partial(webhooks.put_subscription, subscription_id="bench", values=values, now=now)
     )
-    for start in range(0, count, 5000):
-        events = [
-            Event(
-                id=uuid.uuid4(),
-                charge_point_id=f"BENCH-{n % 100}",
-                type="meter.values",
-                time=now,
-                data={"connectorId": 1, "transactionId": n, "sampledValues": []},
-            )
-            for n in range(start, min(count, start + 5000))
-        ]
-        await database.writer.submit(partial(outbox.add_events, events=events, now=now))
+    await add_meter_events(database, count, chargers=100, now=now)
     database.writer.close()
     await writer
     await database.dispose()
