@@ -13,10 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +23,7 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
+from processes import free_port, start_csms
 from sqlalchemy import text
 from websockets.asyncio.client import connect
 
@@ -35,24 +33,25 @@ from csms.store import outbox
 from csms.store.db import Database
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def fill_outbox(url: str, count: int) -> None:
     """Put `count` undelivered events in the outbox of a fresh database, 10 chargers' worth."""
     database = Database(url)
     await database.migrate()
     writer = asyncio.create_task(database.writer.run())
-    now = datetime.now(UTC)
+    await add_meter_events(database, count, chargers=10, now=datetime.now(UTC))
+    database.writer.close()
+    await writer
+    await database.dispose()
+
+
+async def add_meter_events(database: Database, count: int, *, chargers: int, now: datetime) -> None:
+    """`count` meter.values events into the outbox of a running writer, spread over
+    `chargers` chargers, in jobs of 5,000 (bench/webhooks.py fills its backlog with it too)."""
     for start in range(0, count, 5000):
         events = [
             Event(
                 id=uuid.uuid4(),
-                charge_point_id=f"BENCH-{n % 10}",
+                charge_point_id=f"BENCH-{n % chargers}",
                 type="meter.values",
                 time=now,
                 data={"connectorId": 1, "transactionId": n, "sampledValues": []},
@@ -60,33 +59,6 @@ async def fill_outbox(url: str, count: int) -> None:
             for n in range(start, min(count, start + 5000))
         ]
         await database.writer.submit(partial(outbox.add_events, events=events, now=now))
-    database.writer.close()
-    await writer
-    await database.dispose()
-
-
-async def start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
-    command = [sys.executable, "-m", "csms", "serve"]
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "0", *command]
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    while b'"csms_ready"' not in (line := await process.stderr.readline()):
-        if not line:
-            raise SystemExit("csms exited before it was ready")
-    # Keep reading its log, or a full pipe would stall it.
-    _DRAINS.add(asyncio.create_task(_drain(process.stderr)))
-    return process
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 async def undelivered(database: Database) -> int:

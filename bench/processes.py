@@ -142,6 +142,20 @@ async def _wait_for(stream: asyncio.StreamReader, marker: bytes, what: str, seco
                 raise RuntimeError(f"{what} exited before it was ready")
 
 
+async def start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`csms serve` on the server core with this environment, once it has logged
+    `csms_ready`; its log is drained from then on (bench/events.py, bench/webhooks.py)."""
+    process = await asyncio.create_subprocess_exec(
+        *pinned(SERVER_CORE, CSMS), env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    while b'"csms_ready"' not in (line := await process.stderr.readline()):
+        if not line:
+            raise SystemExit("csms exited before it was ready")
+    drain_in_background(process.stderr)
+    return process
+
+
 # -- servers -----------------------------------------------------------------------------------
 
 

@@ -26,8 +26,6 @@ import asyncio
 import contextlib
 import math
 import os
-import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -40,10 +38,11 @@ from typing import Any
 
 import httpx
 import orjson
+from events import add_meter_events
+from processes import free_port, start_csms
 from websockets.asyncio.client import connect
 
-from csms.core.events import Event
-from csms.store import outbox, webhooks
+from csms.store import webhooks
 from csms.store.db import Database
 
 SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhISE="
@@ -52,13 +51,6 @@ SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhISE="
 def progress(line: str) -> None:
     """Figures as they come, on stderr: stdout carries the result (or make bench's table)."""
     print(line, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Receiver:
@@ -94,29 +86,6 @@ class Receiver:
             pass
         finally:
             writer.close()
-
-
-async def start_csms(env: dict[str, str]) -> asyncio.subprocess.Process:
-    command = [sys.executable, "-m", "csms", "serve"]
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "0", *command]
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    while b'"csms_ready"' not in (line := await process.stderr.readline()):
-        if not line:
-            raise SystemExit("csms exited before it was ready")
-    _DRAINS.add(asyncio.create_task(_drain_log(process.stderr)))
-    return process
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain_log(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 def runqueue_wait(pid: int) -> float:
@@ -172,18 +141,7 @@ async def prepare_backlog(url: str, receiver_url: str, count: int) -> None:
     await database.writer.submit(
         partial(webhooks.put_subscription, subscription_id="bench", values=values, now=now)
     )
-    for start in range(0, count, 5000):
-        events = [
-            Event(
-                id=uuid.uuid4(),
-                charge_point_id=f"BENCH-{n % 100}",
-                type="meter.values",
-                time=now,
-                data={"connectorId": 1, "transactionId": n, "sampledValues": []},
-            )
-            for n in range(start, min(count, start + 5000))
-        ]
-        await database.writer.submit(partial(outbox.add_events, events=events, now=now))
+    await add_meter_events(database, count, chargers=100, now=now)
     database.writer.close()
     await writer
     await database.dispose()

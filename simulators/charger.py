@@ -726,7 +726,7 @@ class Charger:
         self._poke()
         return started
 
-    def stop_session(self, connector_id: int, reason: StopReason = StopReason.LOCAL) -> bool:
+    def stop_session(self, connector_id: int, reason: StopReason = StopReason.local) -> bool:
         """The driver stops charging (StopTransaction); the EV stays plugged."""
         stopped = self.core.stop_session(connector_id, self._now(), reason)
         self._poke()

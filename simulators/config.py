@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any, Final
+
+# OCPP 1.6 §7 ConfigurationStatus, as the ocpp package has it.
+from ocpp.v16.enums import ConfigurationStatus as ConfigStatus
 
 __all__ = [
     "MEASURANDS",
@@ -27,15 +30,6 @@ class KeyType(Enum):
     STR = "str"
     MEASURANDS = "measurands"  # comma-separated list of measurands
     CSL = "csl"  # free comma-separated list
-
-
-class ConfigStatus(StrEnum):
-    """ChangeConfiguration.conf status values."""
-
-    ACCEPTED = "Accepted"
-    REJECTED = "Rejected"
-    REBOOT_REQUIRED = "RebootRequired"
-    NOT_SUPPORTED = "NotSupported"
 
 
 MEASURANDS: Final = frozenset(
@@ -215,14 +209,14 @@ class ConfigStore:
         """Apply a ChangeConfiguration.req and say how it went."""
         spec = self._specs.get(key)
         if spec is None:
-            return ConfigStatus.NOT_SUPPORTED
+            return ConfigStatus.not_supported
         if spec.readonly:
-            return ConfigStatus.REJECTED
+            return ConfigStatus.rejected
         normalised = _normalise(spec, value)
         if normalised is None:
-            return ConfigStatus.REJECTED
+            return ConfigStatus.rejected
         self._values[key] = normalised
-        return ConfigStatus.REBOOT_REQUIRED if spec.reboot_required else ConfigStatus.ACCEPTED
+        return ConfigStatus.reboot_required if spec.reboot_required else ConfigStatus.accepted
 
     def __contains__(self, key: object) -> bool:
         return key in self._values
@@ -294,6 +288,6 @@ class ConfigurationCommands:
         key = payload["key"]
         status = self._store.change(key, payload["value"])
         changed = self._watchers.get(key)
-        if changed is not None and status in (ConfigStatus.ACCEPTED, ConfigStatus.REBOOT_REQUIRED):
+        if changed is not None and status in (ConfigStatus.accepted, ConfigStatus.reboot_required):
             self._after_reply(changed)
         return {"status": status.value}

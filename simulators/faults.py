@@ -73,7 +73,7 @@ class FaultsAndResets:
             connector.fault = FaultInfo(fault.error_code, fault.vendor_error_code, fault.info)
             affected = self._connectors[1:] if connector.id == 0 else [connector]
             for each in affected:
-                self._sessions.stop(each, now, StopReason.OTHER, quiet=True)
+                self._sessions.stop(each, now, StopReason.other, quiet=True)
             cleared_at = self._services.clock.after(now, fault.duration)
             self._services.timers.start(Timer.FAULT_CLEARED, cleared_at, connector.id)
             self._status.refresh_all()
@@ -90,7 +90,7 @@ class FaultsAndResets:
         self._status.refresh_all()
 
     def _cut_power(self, now: float, duration: float) -> None:
-        self._sessions.stop_all(now, StopReason.POWER_LOSS, quiet=True)
+        self._sessions.stop_all(now, StopReason.power_loss, quiet=True)
         self._connection.powered = False
         timers = self._services.timers
         timers.cancel_kinds(
@@ -113,10 +113,10 @@ class FaultsAndResets:
 
     def _begin_reset(self, now: float, *, hard: bool) -> None:
         if hard:
-            self._sessions.stop_all(now, StopReason.HARD_RESET, quiet=True)
+            self._sessions.stop_all(now, StopReason.hard_reset, quiet=True)
             self.reboot(now, CloseMode.ABRUPT)
             return
-        self._sessions.stop_all(now, StopReason.SOFT_RESET)
+        self._sessions.stop_all(now, StopReason.soft_reset)
         self._soft_reset_deadline = now + self._drain_timeout
         self._services.timers.start(Timer.SOFT_RESET_DEADLINE, self._soft_reset_deadline)
 

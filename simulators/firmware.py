@@ -9,6 +9,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
+# OCPP 1.6 §7 DiagnosticsStatus, as the ocpp package has it. The firmware statuses stay
+# ours: the package folds the core and the Security Whitepaper's into one enum, and a
+# FirmwareStatusNotification may carry the core ones only.
+from ocpp.v16.enums import DiagnosticsStatus
+
 from .model import CloseMode
 from .security import is_base64_signature, is_pem_certificate
 from .services import Services
@@ -45,15 +50,6 @@ class FirmwareStatus(StrEnum):
     INSTALLING = "Installing"
     INSTALLED = "Installed"
     INSTALLATION_FAILED = "InstallationFailed"
-
-
-class DiagnosticsStatus(StrEnum):
-    """DiagnosticsStatusNotification status."""
-
-    IDLE = "Idle"
-    UPLOADING = "Uploading"
-    UPLOADED = "Uploaded"
-    UPLOAD_FAILED = "UploadFailed"
 
 
 class LogStatus(StrEnum):
@@ -286,7 +282,7 @@ class Diagnostics:
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        self.status = DiagnosticsStatus.IDLE
+        self.status = DiagnosticsStatus.idle
         self._diagnostics_location_ok = True
         self.log_status = LogStatus.IDLE
         self._log_request_id: int | None = None
@@ -307,7 +303,7 @@ class Diagnostics:
         name = self._file_name("diagnostics", now)
 
         def upload(later: float) -> None:
-            self.status = DiagnosticsStatus.UPLOADING
+            self.status = DiagnosticsStatus.uploading
             self.notify()
             services.timers.start(
                 Timer.DIAGNOSTICS_UPLOAD, services.clock.after(later, UPLOAD_TIME)
@@ -318,12 +314,12 @@ class Diagnostics:
 
     def _diagnostics_uploaded(self, _connector_id: int, now: float) -> None:
         self.status = (
-            DiagnosticsStatus.UPLOADED
+            DiagnosticsStatus.uploaded
             if self._diagnostics_location_ok
-            else DiagnosticsStatus.UPLOAD_FAILED
+            else DiagnosticsStatus.upload_failed
         )
         self.notify()
-        self.status = DiagnosticsStatus.IDLE
+        self.status = DiagnosticsStatus.idle
 
     def notify(self) -> None:
         """DiagnosticsStatusNotification with the current status."""

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, Final
 
+# OCPP 1.6 §7 ChargePointStatus and Reason, as the ocpp package has them.
+from ocpp.v16.enums import ChargePointStatus as ConnectorStatus
+from ocpp.v16.enums import Reason as StopReason
+
 from .power import PowerCurve
 from .scenario import PlannedSession
 
@@ -30,20 +34,6 @@ __all__ = [
 ]
 
 
-class ConnectorStatus(StrEnum):
-    """ChargePointStatus."""
-
-    AVAILABLE = "Available"
-    PREPARING = "Preparing"
-    CHARGING = "Charging"
-    SUSPENDED_EVSE = "SuspendedEVSE"
-    SUSPENDED_EV = "SuspendedEV"
-    FINISHING = "Finishing"
-    RESERVED = "Reserved"
-    UNAVAILABLE = "Unavailable"
-    FAULTED = "Faulted"
-
-
 class Registration(StrEnum):
     """Where the charger stands with the central system."""
 
@@ -58,21 +48,6 @@ class CloseMode(Enum):
 
     GRACEFUL = "graceful"  # websocket closing handshake
     ABRUPT = "abrupt"  # drop the TCP connection, as a network failure would
-
-
-class StopReason(StrEnum):
-    """StopTransaction reason."""
-
-    LOCAL = "Local"
-    REMOTE = "Remote"
-    EV_DISCONNECTED = "EVDisconnected"
-    HARD_RESET = "HardReset"
-    SOFT_RESET = "SoftReset"
-    POWER_LOSS = "PowerLoss"
-    DE_AUTHORIZED = "DeAuthorized"
-    UNLOCK_COMMAND = "UnlockCommand"
-    REBOOT = "Reboot"
-    OTHER = "Other"
 
 
 class SessionState(Enum):
@@ -276,7 +251,7 @@ class Connector:
 
     def __init__(self, connector_id: int) -> None:
         self.id = connector_id
-        self.status = ConnectorStatus.AVAILABLE
+        self.status = ConnectorStatus.available
         self.status_fault: FaultInfo | None = None  # the fault reported with ``status``
         self.fault: FaultInfo | None = None
         self.reported: tuple[ConnectorStatus, FaultInfo | None] | None = None

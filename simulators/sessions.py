@@ -268,7 +268,7 @@ class Sessions:
             and connector.session is session
             and session.state is SessionState.CHARGING
         ):
-            self.stop(connector, services.now, StopReason.DE_AUTHORIZED)
+            self.stop(connector, services.now, StopReason.de_authorized)
 
     # -- the end of a transaction
 
@@ -368,7 +368,7 @@ class Sessions:
             # the driver left before authorization came back
             self._services.stats.sessions_abandoned += 1
         if session.state is SessionState.CHARGING:
-            self.stop(connector, now, StopReason.LOCAL)
+            self.stop(connector, now, StopReason.local)
         if session.state is SessionState.STOPPED:
             at = self._services.clock.after(now, session.unplug_after)
             self._services.timers.start(Timer.UNPLUG, at, connector.id)
@@ -383,7 +383,7 @@ class Sessions:
         visit to the connector is scheduled."""
         session = connector.session
         if session is not None and session.state is SessionState.CHARGING:
-            self.stop(connector, now, StopReason.EV_DISCONNECTED, quiet=True)
+            self.stop(connector, now, StopReason.ev_disconnected, quiet=True)
         timers = self._services.timers
         for timer in (Timer.DEPARTURE, Timer.UNPLUG, Timer.METER_SAMPLE):
             timers.cancel(timer, connector.id)
@@ -509,7 +509,7 @@ class Sessions:
         session = connector.session
         if session is None:
             return
-        self.stop(connector, now, StopReason.REMOTE)
+        self.stop(connector, now, StopReason.remote)
         self._unplug_later(connector, session, now)
 
     def unlock_connector(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
@@ -520,7 +520,7 @@ class Sessions:
         connector = self._connectors[connector_id]
 
         def unlock(later: float) -> None:
-            self.stop(connector, later, StopReason.UNLOCK_COMMAND)
+            self.stop(connector, later, StopReason.unlock_command)
             if connector.plugged:
                 timers = self._services.timers
                 timers.cancel(Timer.DEPARTURE, connector.id)

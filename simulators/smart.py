@@ -16,19 +16,22 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+# OCPP 1.6 §7 ChargingProfileKindType, ChargingProfilePurposeType, ChargingProfileStatus,
+# ChargingRateUnitType and RecurrencyKindType, as the ocpp package has them.
+from ocpp.v16.enums import ChargingProfileKindType as Kind
+from ocpp.v16.enums import ChargingProfilePurposeType as Purpose
+from ocpp.v16.enums import ChargingProfileStatus as Status
+from ocpp.v16.enums import ChargingRateUnitType as Unit
+from ocpp.v16.enums import RecurrencyKind as Recurrency
+
 from .clock import iso
 from .model import Connector, SessionState
 from .services import Services
 
 __all__ = [
     "ChargingProfile",
-    "ProfileKind",
-    "ProfilePurpose",
-    "ProfileStatus",
     "ProfileStore",
     "Quirk",
-    "RateUnit",
-    "Recurrency",
     "SchedulePeriod",
     "SmartCharging",
     "parse_time",
@@ -37,44 +40,6 @@ __all__ = [
 INF = math.inf
 DAY = 86400.0
 WEEK = 7 * DAY
-
-
-class ProfilePurpose(StrEnum):
-    """chargingProfilePurpose."""
-
-    CHARGE_POINT_MAX = "ChargePointMaxProfile"
-    TX_DEFAULT = "TxDefaultProfile"
-    TX = "TxProfile"
-
-
-class ProfileKind(StrEnum):
-    """chargingProfileKind."""
-
-    ABSOLUTE = "Absolute"
-    RECURRING = "Recurring"
-    RELATIVE = "Relative"
-
-
-class Recurrency(StrEnum):
-    """recurrencyKind."""
-
-    DAILY = "Daily"
-    WEEKLY = "Weekly"
-
-
-class RateUnit(StrEnum):
-    """chargingRateUnit."""
-
-    AMPS = "A"
-    WATTS = "W"
-
-
-class ProfileStatus(StrEnum):
-    """SetChargingProfile.conf status."""
-
-    ACCEPTED = "Accepted"
-    REJECTED = "Rejected"
-    NOT_SUPPORTED = "NotSupported"
 
 
 def parse_time(text: str) -> float:
@@ -101,9 +66,9 @@ class ChargingProfile:
     profile_id: int
     connector_id: int
     stack_level: int
-    purpose: ProfilePurpose
-    kind: ProfileKind
-    unit: RateUnit
+    purpose: Purpose
+    kind: Kind
+    unit: Unit
     periods: tuple[SchedulePeriod, ...]
     recurrency: Recurrency | None = None
     transaction_id: int | None = None
@@ -159,9 +124,9 @@ class ChargingProfile:
             raise ValueError("startPeriod values must be distinct and non-negative")
         if any(period.limit < 0 for period in periods):
             raise ValueError("negative limit")
-        kind = ProfileKind(data["chargingProfileKind"])
+        kind = Kind(data["chargingProfileKind"])
         recurrency = Recurrency(data["recurrencyKind"]) if "recurrencyKind" in data else None
-        if kind is ProfileKind.RECURRING and recurrency is None:
+        if kind is Kind.recurring and recurrency is None:
             raise ValueError("Recurring profile without recurrencyKind")
         duration = schedule.get("duration")
         if duration is not None and duration <= 0:
@@ -170,9 +135,9 @@ class ChargingProfile:
             profile_id=int(data["chargingProfileId"]),
             connector_id=connector_id,
             stack_level=int(data["stackLevel"]),
-            purpose=ProfilePurpose(data["chargingProfilePurpose"]),
+            purpose=Purpose(data["chargingProfilePurpose"]),
             kind=kind,
-            unit=RateUnit(schedule["chargingRateUnit"]),
+            unit=Unit(schedule["chargingRateUnit"]),
             periods=periods,
             recurrency=recurrency,
             transaction_id=data.get("transactionId"),
@@ -182,7 +147,7 @@ class ChargingProfile:
             duration=float(duration) * scale if duration is not None else None,
             installed_at=now,
             min_rate=schedule.get("minChargingRate"),
-            cycle=(DAY if recurrency is not Recurrency.WEEKLY else WEEK) * scale,
+            cycle=(DAY if recurrency is not Recurrency.weekly else WEEK) * scale,
         )
 
     def period_at(self, t: float, tx_start: float | None) -> tuple[SchedulePeriod | None, float]:
@@ -194,9 +159,9 @@ class ChargingProfile:
             if t >= self.valid_to:
                 return None, INF
             next_change = self.valid_to
-        if self.kind is ProfileKind.RELATIVE:
+        if self.kind is Kind.relative:
             start = tx_start if tx_start is not None else t
-        elif self.kind is ProfileKind.ABSOLUTE:
+        elif self.kind is Kind.absolute:
             start = self._anchor()
         else:
             base = self._anchor()
@@ -297,7 +262,7 @@ class ProfileStore:
         *,
         to_sim: Callable[[float], float] | None = None,
         scale: float = 1.0,
-    ) -> ProfileStatus:
+    ) -> Status:
         """Apply a SetChargingProfile.req.
 
         ``active_transaction`` is the transaction id running on the connector, ``True``
@@ -305,37 +270,37 @@ class ProfileStore:
         maps the profile's absolute times onto the simulated clock.
         """
         if not 0 <= connector_id <= self.connectors:
-            return ProfileStatus.REJECTED
+            return Status.rejected
         try:
             profile = ChargingProfile.from_ocpp(connector_id, data, now, to_sim, scale)
         except (ValueError, KeyError, TypeError):
-            return ProfileStatus.REJECTED
+            return Status.rejected
         if not 0 <= profile.stack_level <= self.max_stack:
-            return ProfileStatus.REJECTED
+            return Status.rejected
         if len(profile.periods) > self.max_periods:
-            return ProfileStatus.REJECTED
-        if Quirk.AMPS_ONLY in self.quirks and profile.unit is RateUnit.WATTS:
-            return ProfileStatus.REJECTED
-        if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and connector_id != 0:
-            return ProfileStatus.REJECTED
-        if profile.purpose is ProfilePurpose.TX and Quirk.REJECTS_TX_PROFILE in self.quirks:
-            return ProfileStatus.REJECTED
+            return Status.rejected
+        if Quirk.AMPS_ONLY in self.quirks and profile.unit is Unit.watts:
+            return Status.rejected
+        if profile.purpose is Purpose.charge_point_max_profile and connector_id != 0:
+            return Status.rejected
+        if profile.purpose is Purpose.tx_profile and Quirk.REJECTS_TX_PROFILE in self.quirks:
+            return Status.rejected
         if profile.stack_level > 0 and Quirk.STACK_LEVEL_ZERO_ONLY in self.quirks:
-            return ProfileStatus.REJECTED
-        if profile.purpose is ProfilePurpose.TX_DEFAULT and (
+            return Status.rejected
+        if profile.purpose is Purpose.tx_default_profile and (
             Quirk.REJECTS_TX_DEFAULT in self.quirks
             or (Quirk.REJECTS_CONNECTOR0 in self.quirks and connector_id == 0)
         ):
-            return ProfileStatus.REJECTED
-        if profile.purpose is ProfilePurpose.TX:
+            return Status.rejected
+        if profile.purpose is Purpose.tx_profile:
             if connector_id == 0 or active_transaction is None or active_transaction is False:
-                return ProfileStatus.REJECTED
+                return Status.rejected
             if (
                 profile.transaction_id is not None
                 and not isinstance(active_transaction, bool)
                 and profile.transaction_id != active_transaction
             ):
-                return ProfileStatus.REJECTED
+                return Status.rejected
         # Same id, or same connector + purpose + stack level: the new one replaces the old.
         replaced = [
             installed_id
@@ -348,11 +313,11 @@ class ProfileStore:
             )
         ]
         if len(self.profiles) - len(replaced) >= self.max_profiles:
-            return ProfileStatus.REJECTED
+            return Status.rejected
         for installed_id in replaced:
             del self.profiles[installed_id]
         self.profiles[profile.profile_id] = profile
-        return ProfileStatus.ACCEPTED
+        return Status.accepted
 
     def clear(
         self,
@@ -384,14 +349,14 @@ class ProfileStore:
         for installed_id in [
             installed_id
             for installed_id, installed in self.profiles.items()
-            if installed.connector_id == connector_id and installed.purpose is ProfilePurpose.TX
+            if installed.connector_id == connector_id and installed.purpose is Purpose.tx_profile
         ]:
             del self.profiles[installed_id]
 
-    def to_watts(self, period: SchedulePeriod, unit: RateUnit, phases: int | None = None) -> float:
+    def to_watts(self, period: SchedulePeriod, unit: Unit, phases: int | None = None) -> float:
         """A period's limit in watts; amps count on the car's phases (``phases``) when it is
         known, at most the period's numberPhases and the charger's."""
-        if unit is RateUnit.WATTS:
+        if unit is Unit.watts:
             return period.limit
         wired = min(phases or self.electrical.phases, self.electrical.phases)
         return period.limit * self.electrical.voltage * min(period.phases or wired, wired)
@@ -433,14 +398,14 @@ class ProfileStore:
         groups = []
         mine = [p for p in self.profiles.values() if p.connector_id == connector_id]
         if in_transaction:
-            groups.append([p for p in mine if p.purpose is ProfilePurpose.TX])
+            groups.append([p for p in mine if p.purpose is Purpose.tx_profile])
         if Quirk.IGNORES_TX_DEFAULT not in self.quirks:
-            groups.append([p for p in mine if p.purpose is ProfilePurpose.TX_DEFAULT])
+            groups.append([p for p in mine if p.purpose is Purpose.tx_default_profile])
             groups.append(
                 [
                     p
                     for p in self.profiles.values()
-                    if p.connector_id == 0 and p.purpose is ProfilePurpose.TX_DEFAULT
+                    if p.connector_id == 0 and p.purpose is Purpose.tx_default_profile
                 ]
             )
         return groups
@@ -467,11 +432,11 @@ class ProfileStore:
             hardware = min(hardware, self.shares.get(connector_id, INF))
         if not self.profiles:
             return hardware, INF
-        by_purpose: dict[tuple[int, ProfilePurpose], list[ChargingProfile]] = {}
+        by_purpose: dict[tuple[int, Purpose], list[ChargingProfile]] = {}
         for installed in self.profiles.values():
             by_purpose.setdefault((installed.connector_id, installed.purpose), []).append(installed)
         charger_max, next_change, _ = self._best(
-            by_purpose.get((0, ProfilePurpose.CHARGE_POINT_MAX), []), t, tx_start
+            by_purpose.get((0, Purpose.charge_point_max_profile), []), t, tx_start
         )
         limit = hardware if charger_max is None else min(hardware, charger_max)
         if connector_id == 0:
@@ -491,7 +456,7 @@ class ProfileStore:
         connector_id: int,
         start: float,
         duration: int,
-        unit: RateUnit,
+        unit: Unit,
         tx_start: float | None,
         in_transaction: bool,
     ) -> list[tuple[int, float]]:
@@ -503,9 +468,9 @@ class ProfileStore:
             self.watts_to_unit_fn(unit),
         )
 
-    def watts_to_unit_fn(self, unit: RateUnit) -> Callable[[float], float]:
+    def watts_to_unit_fn(self, unit: Unit) -> Callable[[float], float]:
         """Conversion of watts to the requested unit, rounded to the schema's 0.1 step."""
-        if unit is RateUnit.WATTS:
+        if unit is Unit.watts:
             return lambda w: round(w, 1)
         per_amp = self.electrical.voltage * self.electrical.phases
         return lambda w: round(w / per_amp, 1)
@@ -579,7 +544,7 @@ class SmartCharging:
             to_sim=self._services.clock.sim_at_wall,
             scale=self._services.clock.speed,
         )
-        if status is ProfileStatus.ACCEPTED:
+        if status is Status.accepted:
             self._services.after_reply(self._apply_limits)
         return {"status": status.value}
 
@@ -601,7 +566,7 @@ class SmartCharging:
         connector_id = payload["connectorId"]
         if not 0 <= connector_id < len(self._connectors):
             return {"status": "Rejected"}
-        unit = RateUnit(payload.get("chargingRateUnit", "W"))
+        unit = Unit(payload.get("chargingRateUnit", "W"))
         start = self._services.clock.sim(now)
         session = self._connectors[connector_id].session if connector_id else None
         running = session is not None and session.state is SessionState.CHARGING

@@ -476,7 +476,7 @@ class Station:
         self.timers.fire_due(now)
         self._end_step(now)
 
-    def shutdown(self, now: float, reason: StopReason = StopReason.LOCAL) -> None:
+    def shutdown(self, now: float, reason: StopReason = StopReason.local) -> None:
         """End of the run: stop open transactions cleanly, drain the queue, then close."""
         self._now = now
         if self._stopping:
@@ -559,7 +559,7 @@ class Station:
         return True
 
     def stop_session(
-        self, connector_id: int, now: float, reason: StopReason = StopReason.LOCAL
+        self, connector_id: int, now: float, reason: StopReason = StopReason.local
     ) -> bool:
         """The driver ends the transaction (the EV stays plugged)."""
         self._now = now

@@ -33,29 +33,29 @@ def derive_status(
     """
     if connector.id == 0:
         if whole_charger.fault:
-            return ConnectorStatus.FAULTED, whole_charger.fault
+            return ConnectorStatus.faulted, whole_charger.fault
         if not whole_charger.operative:
-            return ConnectorStatus.UNAVAILABLE, None
-        return ConnectorStatus.AVAILABLE, None
+            return ConnectorStatus.unavailable, None
+        return ConnectorStatus.available, None
     fault = connector.fault or whole_charger.fault
     if fault:
-        return ConnectorStatus.FAULTED, fault
+        return ConnectorStatus.faulted, fault
     session = connector.session
     if session is not None and session.state is SessionState.CHARGING:
         if session.power_w > 0.0:
-            return ConnectorStatus.CHARGING, None
+            return ConnectorStatus.charging, None
         if session.limit_w <= 0.0:
-            return ConnectorStatus.SUSPENDED_EVSE, None
-        return ConnectorStatus.SUSPENDED_EV, None
+            return ConnectorStatus.suspended_evse, None
+        return ConnectorStatus.suspended_ev, None
     if not connector.operative or not whole_charger.operative:
-        return ConnectorStatus.UNAVAILABLE, None
+        return ConnectorStatus.unavailable, None
     if connector.plugged:
         if session is not None and session.state is SessionState.STOPPED:
-            return ConnectorStatus.FINISHING, None
-        return ConnectorStatus.PREPARING, None
+            return ConnectorStatus.finishing, None
+        return ConnectorStatus.preparing, None
     if connector.reservation is not None:
-        return ConnectorStatus.RESERVED, None
-    return ConnectorStatus.AVAILABLE, None
+        return ConnectorStatus.reserved, None
+    return ConnectorStatus.available, None
 
 
 class StatusReporter:

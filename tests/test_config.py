@@ -13,7 +13,7 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config.toml"
 
 
 def test_shipped_config_has_the_contract_defaults() -> None:
-    """The shipped config.toml loads and holds the contract's defaults."""
+    """The shipped config.toml loads and holds the documented defaults."""
     settings = load_settings(SHIPPED, environ={})
     assert (settings.ocpp.host, settings.ocpp.port) == ("0.0.0.0", 9000)
     assert settings.ocpp.call_timeout == 30

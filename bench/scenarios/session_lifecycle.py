@@ -144,7 +144,7 @@ def count_lost(database: Database, run: dict[str, Any]) -> dict[str, Any]:
         "stopped transactions": acked["StopTransaction"],
         "meter_values": acked["MeterValues"] * run["samples_per_meter_values"],
         "status_notifications": acked["StatusNotification"],
-        # Events (CONTRACT.md "MQTT events"): one per message, two for a start, a
+        # Events (docs/events.md): one per message, two for a start, a
         # MeterValues with an energy register in a transaction, and a stop.
         "authorization events": acked["Authorize"] + starts,
         "evse.status events": acked["StatusNotification"],

@@ -7,7 +7,7 @@ with every role. A route that declares nothing still needs a credential, and the
 `admin` scope: a forgotten declaration fails closed (docs/operations.md, "Accounts").
 
 Credentials (`Authorization: Bearer ...`):
-- `api.token`, the bootstrap admin key of CONTRACT.md v1.1;
+- `api.token`, the bootstrap admin key (docs/api.md);
 - an API key made with `POST /api/v1/api-keys`, with its scopes;
 - nothing, when `api.token` is empty (loopback only): the open API of a newcomer's
   `make run`, where the caller is an admin. A credential that is presented is still

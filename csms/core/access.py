@@ -125,7 +125,8 @@ def token_digest(token: str) -> str:
     """What is stored of an API key or session token.
 
     Keys and tokens are 256 random bits, so a plain SHA-256 is enough to make a stolen
-    table useless (the reasoning CONTRACT.md v1.1 gives for AuthorizationKeys); a slow KDF
+    table useless (the reasoning docs/security.md, "How they are stored", gives for
+    AuthorizationKeys); a slow KDF
     would only slow every API request down.
     """
     return hashlib.sha256(token.encode()).hexdigest()

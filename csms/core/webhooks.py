@@ -73,7 +73,7 @@ class EventFilter:
 
 
 class SubscriptionStatus(StrEnum):
-    """CONTRACT v1.1: what GET reports of a subscription."""
+    """What GET reports of a subscription (docs/webhooks.md, "Subscriptions")."""
 
     ACTIVE = "active"
     FAILING = "failing"

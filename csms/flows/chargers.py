@@ -107,9 +107,9 @@ class ChargerFlows:
         decided_by: str | None,
         now: datetime,
     ) -> bool:
-        """The operator's decision on a charger (OCPP 1.6 §4.2, T22/T23), and
-        `chargepoint.registration_status` when it changes what the charger had, in one
-        transaction. False when the charger does not exist."""
+        """The operator's decision on a charger (OCPP 1.6 §4.2; docs/ocpp.md, "Unknown
+        chargers"), and `chargepoint.registration_status` when it changes what the charger
+        had, in one transaction. False when the charger does not exist."""
 
         async def job(session: AsyncSession) -> bool:
             previous = await chargers.get_registration_status(session, charge_point_id)

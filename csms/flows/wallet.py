@@ -76,9 +76,9 @@ class Stopper(Protocol):
 class RemoteStops:
     """Asks chargers to stop transactions, in the background.
 
-    A MeterValues handler must never await a call to its own charger (STYLE.md: the
-    connection's loop waits for the handler), so the call runs in a task of its own; a
-    reference to each task is kept until it ends.
+    A MeterValues handler must never await a call to its own charger (the connection's
+    loop waits for the handler; docs/architecture.md, "Connections"), so the call runs in
+    a task of its own; a reference to each task is kept until it ends.
     """
 
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ csms.ocpi.receivers. Every answer is in the OCPI envelope; the routes translate 
 calls of the roaming flows and back, nothing more.
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -272,11 +272,13 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
     Registered = Annotated[Caller, Depends(registered(services))]
 
     async def page_of(
-        pages: Any, caller: Caller, query: PageQuery
-    ) -> tuple[list[dict[str, Any]], int]:
-        found: tuple[list[dict[str, Any]], int] = await services.database.read(
-            lambda s: pages(
+        kind: Literal["sessions", "cdrs"], caller: Caller, request: Request, query: PageQuery
+    ) -> Response:
+        """A page of the caller's own Sessions or CDRs, with the pagination headers."""
+        items, total = await services.database.read(
+            lambda s: partners.objects_page(
                 s,
+                kind,
                 partner_id=caller.partner.id,
                 date_from=query.date_from,
                 date_to=query.date_to,
@@ -286,13 +288,6 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
                 owner=caller.requester.party,
             )
         )
-        return found
-
-    @router.get(f"/{VERSION}/sessions")
-    async def list_sessions(caller: Registered, request: Request) -> Response:
-        """mod_sessions §GET Method: the caller's own Sessions only; date_from is required."""
-        query = page_query(request, date_from_required=True)
-        items, total = await page_of(partners.sessions_page, caller, query)
         return paginated(
             items,
             total=total,
@@ -301,6 +296,13 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
             base_url=services.base_url(),
             now=services.clock(),
             headers=routing(services, request, caller),
+        )
+
+    @router.get(f"/{VERSION}/sessions")
+    async def list_sessions(caller: Registered, request: Request) -> Response:
+        """mod_sessions §GET Method: the caller's own Sessions only; date_from is required."""
+        return await page_of(
+            "sessions", caller, request, page_query(request, date_from_required=True)
         )
 
     @router.put(f"/{VERSION}/sessions/{{session_id}}/charging_preferences")
@@ -329,17 +331,7 @@ def _session_and_cdr_routes(router: APIRouter, services: OcpiServices) -> None:
     @router.get(f"/{VERSION}/cdrs")
     async def list_cdrs(caller: Registered, request: Request) -> Response:
         """mod_cdrs §GET Method: the caller's own CDRs, oldest first."""
-        query = page_query(request)
-        items, total = await page_of(partners.cdrs_page, caller, query)
-        return paginated(
-            items,
-            total=total,
-            query=query,
-            request=request,
-            base_url=services.base_url(),
-            now=services.clock(),
-            headers=routing(services, request, caller),
-        )
+        return await page_of("cdrs", caller, request, page_query(request))
 
 
 # -- Tariffs, Sender interface (mod_tariffs §Sender Interface) --------------------------------

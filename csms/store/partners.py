@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,7 @@ from csms.core.roaming import (
     collapsed_kind,
 )
 from csms.core.roaming_hub import PartyRef
-from csms.store.sql import page, rowcount
+from csms.store.sql import page, rowcount, updated_page
 from csms.store.tables import (
     OcpiAuthorization,
     OcpiCdr,
@@ -454,8 +454,17 @@ async def save_cdr(
     return True
 
 
-async def sessions_page(
+# What the Sender interfaces page through (mod_sessions, mod_cdrs §GET Method), oldest update
+# first and then by id.
+_PAGED: dict[str, tuple[type[OcpiSession] | type[OcpiCdr], Any]] = {
+    "sessions": (OcpiSession, col(OcpiSession.session_id)),
+    "cdrs": (OcpiCdr, col(OcpiCdr.cdr_id)),
+}
+
+
+async def objects_page(
     session: AsyncSession,
+    kind: Literal["sessions", "cdrs"],
     *,
     partner_id: str,
     date_from: datetime | None,
@@ -464,79 +473,24 @@ async def sessions_page(
     limit: int,
     owner: PartyRef | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of a partner's Sessions, oldest update first."""
-    return await _page(
-        session,
-        OcpiSession,
-        order=col(OcpiSession.session_id),
-        partner_id=partner_id,
-        date_from=date_from,
-        date_to=date_to,
-        offset=offset,
-        limit=limit,
-        owner=owner,
-    )
-
-
-async def cdrs_page(
-    session: AsyncSession,
-    *,
-    partner_id: str,
-    date_from: datetime | None,
-    date_to: datetime | None,
-    offset: int,
-    limit: int,
-    owner: PartyRef | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of a partner's CDRs, oldest first."""
-    return await _page(
-        session,
-        OcpiCdr,
-        order=col(OcpiCdr.cdr_id),
-        partner_id=partner_id,
-        date_from=date_from,
-        date_to=date_to,
-        offset=offset,
-        limit=limit,
-        owner=owner,
-    )
-
-
-async def _page(
-    session: AsyncSession,
-    model: type[OcpiSession] | type[OcpiCdr],
-    *,
-    order: Any,
-    partner_id: str,
-    date_from: datetime | None,
-    date_to: datetime | None,
-    offset: int,
-    limit: int,
-    owner: PartyRef | None,
-) -> tuple[list[dict[str, Any]], int]:
-    """transport_and_format §Paginated Response: "It is best practice to return the oldest
-    objects first"; date_from inclusive, date_to exclusive. With `owner`, only that party's
-    (a hub's client asking through the hub sees its own only)."""
+    """A page of a partner's Sessions or CDRs, oldest update first. With `owner`, only that
+    party's (a hub's client asking through the hub sees its own only)."""
+    model, order = _PAGED[kind]
     table = table_of(model)
     conditions = [table.c.partner_id == partner_id]
     if owner is not None:
         conditions.append(table.c.owner_country_code == owner.country_code)
         conditions.append(table.c.owner_party_id == owner.party_id)
-    if date_from is not None:
-        conditions.append(table.c.last_updated >= date_from)
-    if date_to is not None:
-        conditions.append(table.c.last_updated < date_to)
-    total = (
-        await session.execute(select(func.count()).select_from(table).where(*conditions))
-    ).scalar_one()
-    rows = await session.execute(
-        select(table.c.data)
-        .where(*conditions)
-        .order_by(table.c.last_updated, order)
-        .offset(offset)
-        .limit(limit)
+    return await updated_page(
+        session,
+        table,
+        conditions,
+        order=order,
+        date_from=date_from,
+        date_to=date_to,
+        offset=offset,
+        limit=limit,
     )
-    return [dict(data) for (data,) in rows], int(total)
 
 
 async def get_reservation(

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.roaming_hub import PartyRef
-from csms.store.tables import OcpiHubClient, OcpiPartnerTariff, TariffRow
+from csms.store.sql import updated_page
+from csms.store.tables import OcpiHubClient, OcpiPartnerTariff, TariffRow, table_of
 
 # -- tariffs -------------------------------------------------------------------------------
 
@@ -26,22 +27,16 @@ async def tariffs_page(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the current Tariffs, oldest update first (mod_tariffs §GET Method:
     date_from inclusive, date_to exclusive on last_updated)."""
-    conditions = []
-    if date_from is not None:
-        conditions.append(col(TariffRow.last_updated) >= date_from)
-    if date_to is not None:
-        conditions.append(col(TariffRow.last_updated) < date_to)
-    total = (
-        await session.execute(select(func.count()).select_from(TariffRow).where(*conditions))
-    ).scalar_one()
-    rows = await session.execute(
-        select(col(TariffRow.data))
-        .where(*conditions)
-        .order_by(col(TariffRow.last_updated), col(TariffRow.id))
-        .offset(offset)
-        .limit(limit)
+    return await updated_page(
+        session,
+        table_of(TariffRow),
+        [],
+        order=col(TariffRow.id),
+        date_from=date_from,
+        date_to=date_to,
+        offset=offset,
+        limit=limit,
     )
-    return [dict(data) for (data,) in rows], int(total)
 
 
 async def current_tariffs(session: AsyncSession) -> dict[str, datetime]:

@@ -63,6 +63,41 @@ async def page(
     return list(rows.scalars()), int(total)
 
 
+async def updated_page(
+    session: AsyncSession,
+    table: Table,
+    conditions: list[ColumnElement[bool]],
+    *,
+    order: Any,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the OCPI objects kept in a table's `data` column, and their total count.
+
+    OCPI 2.2.1 transport_and_format §Paginated Response: "It is best practice to return the
+    oldest objects first", so by `last_updated` then `order`; date_from inclusive, date_to
+    exclusive on `last_updated`.
+    """
+    conditions = list(conditions)
+    if date_from is not None:
+        conditions.append(table.c.last_updated >= date_from)
+    if date_to is not None:
+        conditions.append(table.c.last_updated < date_to)
+    total = (
+        await session.execute(select(func.count()).select_from(table).where(*conditions))
+    ).scalar_one()
+    rows = await session.execute(
+        select(table.c.data)
+        .where(*conditions)
+        .order_by(table.c.last_updated, order)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [dict(data) for (data,) in rows], int(total)
+
+
 def rowcount(result: Any) -> int:
     """Rows a DELETE or UPDATE touched (0 where the driver does not say)."""
     return int(getattr(result, "rowcount", 0) or 0)

@@ -176,7 +176,7 @@ async def test_lists_paginate_and_filter(csms: RunningCsms) -> None:
 
 
 async def test_charge_point_view_matches_the_contract(csms: RunningCsms) -> None:
-    """GET /charge-points/{id} has the contract's fields, connectors with the OCPI status."""
+    """GET /charge-points/{id} has the fields of docs/api.md, connectors with the OCPI status."""
     async with csms.charger("CP-VIEW") as cp:
         await cp.call(
             "StatusNotification",

@@ -1,4 +1,5 @@
-"""Timestamps: lenient parsing of charger input, strict UTC 'Z' output (T36)."""
+"""Timestamps: lenient parsing of charger input, strict UTC 'Z' output (docs/ocpp.md,
+"Transactions")."""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ def test_evse_id_refused(country: str, party: str, identity: str) -> None:
     ],
 )
 def test_evse_status_update(ocpp: str | None, online: bool, status: Status) -> None:
-    """The evse.status 'ocpi' object carries the contract's mapped status and validates."""
+    """The evse.status 'ocpi' object carries the mapped status of docs/events.md and validates."""
     built = build_evse_status(evse_uid="CP001*1", ocpp_status=ocpp, online=online, last_updated=T0)
     assert built == {"evse_uid": "CP001*1", "status": status, "last_updated": T0}
     EvseStatusUpdate.model_validate(built)

@@ -100,7 +100,8 @@ def test_a_failed_check_never_asks_for_an_upgrade() -> None:
 
 
 def test_binary_passwords_are_compared_as_bytes() -> None:
-    """A raw 20-byte key with non-printable bytes works (reliability note F15)."""
+    """A raw 20-byte key with non-printable bytes works (OCPP-J 1.6 §6.2.2: the
+    raw key bytes are the password; docs/security.md, "Passwords")."""
     key = bytes(range(20))
     hasher = PasswordHasher(pepper=PEPPER)
     assert hasher.verify(key, hasher.hash(key, salt=b"0" * 16)).ok

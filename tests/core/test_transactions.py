@@ -1,4 +1,4 @@
-"""Transaction rules: sanity flags, energy, and meter registers (T33)."""
+"""Transaction rules: sanity flags, energy, and meter registers (docs/ocpp.md, "Transactions")."""
 
 from __future__ import annotations
 

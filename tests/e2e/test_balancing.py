@@ -97,10 +97,10 @@ class Site:
             self.longest_over = max(self.longest_over, now - self._over_since)
             self._over_since = None
 
-    async def plug(self, n: int) -> None:
+    async def plug(self, n: int, ev: EvSpec = CAR) -> None:
         """A car arrives at charger n; the oracle looks once it charges."""
         cp = self.chargers[n]
-        assert cp.plug_in(1, f"TAG-{n:02d}", ev=CAR, dwell=3600)
+        assert cp.plug_in(1, f"TAG-{n:02d}", ev=ev, dwell=3600)
 
         def charging() -> bool:
             session = cp.core.connectors[1].session
@@ -108,6 +108,18 @@ class Site:
 
         await cp.wait_for(charging, timeout=WAIT)
         self.observe()
+
+    async def circuit(
+        self, api: Any, count: int | None = None, limit_a: float = LIMIT_A, **member: Any
+    ) -> None:
+        """PUT the circuit `site` over the first `count` chargers (all by default), each
+        member with the fields in `member`, and wait until each has its safe default."""
+        chargers = self.chargers[:count]
+        members = [{"chargePointId": cp.identity, **member} for cp in chargers]
+        body = {"name": "site", "phaseLimitsA": [limit_a] * 3, "members": members}
+        assert (await api.put("/circuits/site", json=body)).status_code == 201
+        for cp in chargers:
+            await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
 
     async def start(self) -> None:
         async with self.csms.api() as api:
@@ -162,12 +174,9 @@ async def test_cascade_of_ten_stays_under_the_fuse(csms: RunningCsms, site: Site
     number of profiles."""
     mqtt = mqtt_of(csms)
     async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-        members = [{"chargePointId": cp.identity} for cp in site.chargers]
-        body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
-        assert (await api.put("/circuits/site", json=body)).status_code == 201
+        await site.circuit(api)
         for cp in site.chargers:
             # The safe default first: (32 - 0.5) / 10 is below 6 A, so new sessions pause.
-            await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
             assert cp.core.profiles.limit_w(1, 0.0, None, False)[0] == 0.0
         seen = 0
         for n in range(len(site.chargers)):
@@ -228,11 +237,7 @@ async def test_offline_charger_keeps_its_capacity(csms: RunningCsms, site: Site)
     mqtt = mqtt_of(csms)
     first, second, third, fourth = site.chargers[:4]
     async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-        members = [{"chargePointId": cp.identity} for cp in site.chargers[:4]]
-        body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
-        assert (await api.put("/circuits/site", json=body)).status_code == 201
-        for cp in site.chargers[:4]:
-            await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
+        await site.circuit(api, count=4)
         for n in range(3):
             await site.plug(n)
         await until_allocated(csms, events, {cp.identity: 10.5 for cp in (first, second, third)})
@@ -279,13 +284,7 @@ async def test_one_charger_per_quirk(database_url: str) -> None:
         mqtt = mqtt_of(csms)
         try:
             async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-                members = [
-                    {"chargePointId": cp.identity, "maxCurrentA": 16} for cp in site.chargers
-                ]
-                body = {"name": "site", "phaseLimitsA": [63] * 3, "members": members}
-                assert (await api.put("/circuits/site", json=body)).status_code == 201
-                for cp in site.chargers:
-                    await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
+                await site.circuit(api, limit_a=63, maxCurrentA=16)
                 for n in range(5):
                     await site.plug(n)
                 # 62.5 A over five: 12.5 A each.

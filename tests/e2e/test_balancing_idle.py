@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from csms.config import BalancingSettings
-from simulators.model import EvSpec, SessionState
+from simulators.model import EvSpec
 from tests.api.test_metrics import samples, scrape, value
 from tests.e2e.test_balancing import CAR, LIMIT_A, RAMP, WAIT, Site
 from tests.support import RunningCsms, mqtt_of, running_csms, settings_for, subscribed
@@ -50,31 +50,15 @@ def energy(site: Site, n: int) -> float:
     return 0.0 if session is None else session.energy_wh
 
 
-async def plug(site: Site, n: int, ev: EvSpec) -> None:
-    cp = site.chargers[n]
-    assert cp.plug_in(1, f"TAG-{n:02d}", ev=ev, dwell=3600)
-
-    def started() -> bool:
-        session = cp.core.connectors[1].session
-        return session is not None and session.state is SessionState.CHARGING
-
-    await cp.wait_for(started, timeout=WAIT)
-    site.observe()
-
-
 async def test_every_car_charges_and_the_fuse_holds(csms: RunningCsms) -> None:
     site = Site(csms, count=10, config=METERED)
     await site.start()
     mqtt = mqtt_of(csms)
     try:
         async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-            members = [{"chargePointId": cp.identity} for cp in site.chargers]
-            body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
-            assert (await api.put("/circuits/site", json=body)).status_code == 201
-            for cp in site.chargers:
-                await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
+            await site.circuit(api)
             for n in range(10):
-                await plug(site, n, NEARLY_FULL if n < FULL else CAR)
+                await site.plug(n, NEARLY_FULL if n < FULL else CAR)
             for n, cp in enumerate(site.chargers):
                 await cp.wait_for(lambda n=n: energy(site, n) > 0, timeout=WAIT)
             sent = events.of("circuit.allocation")
@@ -148,14 +132,10 @@ async def test_a_full_car_is_held_at_its_minimum_when_nobody_needs_more(
     full, hungry = (cp.identity for cp in site.chargers)
     try:
         async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-            members = [{"chargePointId": cp.identity} for cp in site.chargers]
-            body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
-            assert (await api.put("/circuits/site", json=body)).status_code == 201
-            for cp in site.chargers:
-                # The safe default first (15.7 A each): without it a car draws 32 A.
-                await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=WAIT)
-            await plug(site, 0, NEARLY_FULL)
-            await plug(site, 1, CAR)
+            # The safe default first (15.7 A each): without it a car draws 32 A.
+            await site.circuit(api)
+            await site.plug(0, NEARLY_FULL)
+            await site.plug(1)
 
             def latest() -> dict[str, dict[str, Any]]:
                 found = {}

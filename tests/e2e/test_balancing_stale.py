@@ -54,11 +54,7 @@ async def test_a_stale_meter_freezes_increases_until_it_speaks(csms: RunningCsms
     mqtt = mqtt_of(csms)
     try:
         async with subscribed(mqtt.url, mqtt.topic_prefix) as events, csms.api() as api:
-            members = [{"chargePointId": cp.identity} for cp in site.chargers]
-            body = {"name": "site", "phaseLimitsA": [LIMIT_A] * 3, "members": members}
-            assert (await api.put("/circuits/site", json=body)).status_code == 201
-            for cp in site.chargers:
-                await cp.wait_for(lambda cp=cp: len(cp.core.profiles) >= 1, timeout=20)
+            await site.circuit(api)
             await site.plug(0)
             await site.plug(1)
             while (await allocations(csms)) != {quiet: 15.7, leaving: 15.7}:

@@ -1,4 +1,5 @@
-"""Duplicates across processes, a database outage (T32), and a 50-charger fleet."""
+"""Duplicates across processes, a database outage (docs/ocpp.md, "Connecting"),
+and a 50-charger fleet."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ async def test_duplicate_stop_on_two_nodes_records_one_stop(database_url: str) -
 
 @pytest.mark.postgres_only
 async def test_database_outage_answers_internal_error_then_recovers(csms: RunningCsms) -> None:
-    """T32: with the database unreachable a Stop gets InternalError; its retry succeeds."""
+    """With the database unreachable a Stop gets InternalError; its retry succeeds."""
     name = csms.app.database.engine.url.database
     async with csms.charger("CP-T32") as cp:
         tx = (await cp.call("StartTransaction", START))["transactionId"]

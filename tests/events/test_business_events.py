@@ -39,7 +39,7 @@ from tests.support import (
 
 
 async def test_a_charging_session_publishes_every_event_in_order(csms: RunningCsms) -> None:
-    """Connect, boot, status, authorize, start, meter, stop, leave: the contract's events."""
+    """Connect, boot, status, authorize, start, meter, stop, leave: the events of docs/events.md."""
     mqtt = mqtt_of(csms)
     async with csms.api() as api:
         await api.put(f"/id-tags/{RFID}", json={"status": "Accepted"})

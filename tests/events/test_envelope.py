@@ -1,4 +1,4 @@
-"""The CloudEvents envelope, event types and topics exactly as CONTRACT.md 'MQTT events' says."""
+"""The CloudEvents envelope, event types and topics exactly as docs/events.md says."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ CONTRACT_TYPES = [
 
 
 def test_event_types_are_the_contracts() -> None:
-    """EventType has exactly the contract's type names."""
+    """EventType has exactly the type names of docs/events.md."""
     assert sorted(t.value for t in EventType) == sorted(CONTRACT_TYPES)
 
 
@@ -260,6 +260,6 @@ def test_decode_round_trip() -> None:
     ],
 )
 def test_decode_refuses_other_payloads(payload: bytes) -> None:
-    """Anything but the contract's envelope is refused."""
+    """Anything but the envelope of docs/events.md is refused."""
     with pytest.raises(ValueError, match="event"):
         decode_event(payload)

@@ -1,4 +1,5 @@
-"""Boot rules: SecurityError before the first accepted boot, no boot needed after (T20-T21)."""
+"""Boot rules: SecurityError before the first accepted boot, no boot needed after (docs/ocpp.md,
+"Errors")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ STATUS = {"connectorId": 0, "errorCode": "NoError", "status": "Available"}
 
 
 async def test_calls_before_boot_get_security_error(csms: RunningCsms) -> None:
-    """T20: a never-accepted charger's StatusNotification gets SecurityError."""
+    """A never-accepted charger's StatusNotification gets SecurityError."""
     async with csms.charger("CP-T20", boot=False) as cp:
         answer = await cp.exchange([2, "s1", "StatusNotification", STATUS])
         assert answer[:3] == [4, "s1", "SecurityError"]
@@ -47,7 +48,7 @@ async def test_boot_answer_and_stored_identity(csms: RunningCsms) -> None:
 
 
 async def test_accepted_charger_reconnects_without_boot(csms: RunningCsms) -> None:
-    """T21: once accepted, a reconnecting charger is served without a new BootNotification."""
+    """Once accepted, a reconnecting charger is served without a new BootNotification."""
     async with csms.charger("CP-T21"):
         pass
     async with csms.charger("CP-T21", boot=False) as cp:

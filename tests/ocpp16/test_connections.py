@@ -1,4 +1,5 @@
-"""Connection life: replacement (T38), half-open detection (T37), CSMS->charger CALLs (T17-T19)."""
+"""Connection life: replacement, half-open detection (docs/ocpp.md, "Connecting"), and
+CSMS->charger CALLs (docs/ocpp.md, "Our CALLs to the charger")."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.support import MS, RunningCsms, disconnected, running_csms, settings_
 
 
 async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
-    """T38: the newest socket wins; the old one's late close leaves the charger online."""
+    """The newest socket wins; the old one's late close leaves the charger online."""
     async with csms.charger("CP-T38") as old:
         async with csms.charger("CP-T38", boot=False) as new:
             async with asyncio.timeout(10_000 * MS):
@@ -35,7 +36,7 @@ async def test_new_connection_replaces_the_old_one(csms: RunningCsms) -> None:
 
 
 async def test_half_open_socket_is_detected(database_url: str) -> None:
-    """T37: a client that stops reading is found by server pings and closed."""
+    """A client that stops reading is found by server pings and closed."""
     settings = settings_for(database_url, ping_interval=200 * MS, ping_timeout=200 * MS)
     async with running_csms(settings) as csms, csms.charger("CP-T37") as cp:
         assert "CP-T37" in csms.chargers
@@ -46,7 +47,8 @@ async def test_half_open_socket_is_detected(database_url: str) -> None:
 
 
 async def test_one_outstanding_call_per_charger(csms: RunningCsms) -> None:
-    """Two commands to one charger go out one after the other, never both at once (T17)."""
+    """Two commands to one charger go out one after the other, never both at once
+    (docs/ocpp.md, "Our CALLs to the charger")."""
     async with csms.charger("CP-ONE") as cp:
         connection = csms.chargers["CP-ONE"]
         first = asyncio.create_task(connection.call("ClearCache", {}))
@@ -64,7 +66,7 @@ async def test_one_outstanding_call_per_charger(csms: RunningCsms) -> None:
 
 
 async def test_late_answer_is_dropped_not_given_to_the_next_call(csms: RunningCsms) -> None:
-    """T18: a timed-out CALL's late answer is dropped by id; the next call gets its own."""
+    """A timed-out CALL's late answer is dropped by id; the next call gets its own."""
     async with csms.charger("CP-T18") as cp:
         connection = csms.chargers["CP-T18"]
         slow = asyncio.create_task(connection.call("ClearCache", {}, timeout=100 * MS))
@@ -79,7 +81,7 @@ async def test_late_answer_is_dropped_not_given_to_the_next_call(csms: RunningCs
 
 
 async def test_call_error_becomes_command_rejected(csms: RunningCsms) -> None:
-    """T19: a CALLERROR answer raises CommandRejected with the charger's code and details."""
+    """A CALLERROR answer raises CommandRejected with the charger's code and details."""
     async with csms.charger("CP-T19") as cp:
         command = asyncio.create_task(csms.chargers["CP-T19"].call("Reset", {"type": "Soft"}))
         frame = await cp.recv_frame()

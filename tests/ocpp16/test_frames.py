@@ -30,7 +30,7 @@ async def still_open(cp: object) -> None:
 async def test_unanswerable_frames_keep_the_connection(
     csms: RunningCsms, text: str | bytes
 ) -> None:
-    """T11/T12: non-JSON, binary, unknown types and unreadable ids get no answer; socket stays."""
+    """Non-JSON, binary, unknown types and unreadable ids get no answer; socket stays."""
     async with csms.charger() as cp:
         await cp.send_raw(text)
         # The next answer on the socket is the Heartbeat's: nothing was sent for the bad frame.
@@ -38,7 +38,7 @@ async def test_unanswerable_frames_keep_the_connection(
 
 
 async def test_unknown_action_and_unknown_vendor(csms: RunningCsms) -> None:
-    """T13: FooBar is NotImplemented; DataTransfer for an unknown vendor is UnknownVendorId."""
+    """FooBar is NotImplemented; DataTransfer for an unknown vendor is UnknownVendorId."""
     async with csms.charger() as cp:
         answer = await cp.exchange([2, "f1", "FooBar", {}])
         assert answer[:3] == [4, "f1", "NotImplemented"]
@@ -62,7 +62,7 @@ async def test_unknown_action_and_unknown_vendor(csms: RunningCsms) -> None:
 async def test_schema_violations_get_exact_codes(
     csms: RunningCsms, payload: dict[str, object], code: str
 ) -> None:
-    """T14: each violation gets its exact 1.6 code and the connection stays open."""
+    """Each violation gets its exact 1.6 code and the connection stays open."""
     async with csms.charger() as cp:
         answer = await cp.exchange([2, "s1", "StatusNotification", payload])
         assert answer[:3] == [4, "s1", code]
@@ -71,7 +71,7 @@ async def test_schema_violations_get_exact_codes(
 
 
 async def test_over_long_message_id(csms: RunningCsms) -> None:
-    """T15: a 37-character message id gets TypeConstraintViolation echoing the id."""
+    """A 37-character message id gets TypeConstraintViolation echoing the id."""
     async with csms.charger() as cp:
         long_id = "x" * 37
         answer = await cp.exchange([2, long_id, "Heartbeat", {}])
@@ -86,7 +86,7 @@ async def test_not_supported_action(csms: RunningCsms) -> None:
 
 
 async def test_repeated_start_with_same_id_gets_same_answer(csms: RunningCsms) -> None:
-    """T16(b): a CALL resent with the same id is answered identically; one transaction."""
+    """A CALL resent with the same id is answered identically; one transaction."""
     start = {"connectorId": 1, "idTag": "T16", "meterStart": 0, "timestamp": "2024-01-01T00:00:00Z"}
     async with csms.charger("CP-T16") as cp:
         first = await cp.exchange([2, "same", "StartTransaction", start])

@@ -34,7 +34,7 @@ async def strict_csms(database_url: str) -> AsyncIterator[RunningCsms]:
 
 
 async def test_unknown_charger_gets_404_when_not_allowed(strict_csms: RunningCsms) -> None:
-    """T01: an unknown identity gets HTTP 404 before the upgrade; nothing is created."""
+    """An unknown identity gets HTTP 404 before the upgrade; nothing is created."""
     assert await refused_status(f"{strict_csms.ocpp_url}/UNKNOWN1") == 404
     assert await charge_point_total(strict_csms) == 0
 
@@ -63,7 +63,7 @@ async def test_unknown_charger_is_registered_on_first_contact(csms: RunningCsms)
 async def test_missing_subprotocol_completes_handshake_then_closes(
     csms: RunningCsms, offered: list[str] | None
 ) -> None:
-    """T02: without ocpp1.6 offered, the handshake completes with no header, then closes."""
+    """Without ocpp1.6 offered, the handshake completes with no header, then closes."""
     async with connect(
         f"{csms.ocpp_url}/CP-NOPROTO", subprotocols=offered, open_timeout=10_000 * MS
     ) as ws:  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ async def test_missing_subprotocol_completes_handshake_then_closes(
 
 
 async def test_ocpp16_is_selected_among_several(csms: RunningCsms) -> None:
-    """T03: offered 'ocpp2.0.1, ocpp1.6', the server selects and echoes ocpp1.6 only."""
+    """Offered 'ocpp2.0.1, ocpp1.6', the server selects and echoes ocpp1.6 only."""
     async with connect(
         f"{csms.ocpp_url}/CP-MULTI",
         subprotocols=["ocpp2.0.1", "ocpp1.6"],  # type: ignore[list-item]
@@ -88,7 +88,7 @@ async def test_ocpp16_is_selected_among_several(csms: RunningCsms) -> None:
 
 
 async def test_identity_is_percent_decoded_on_both_paths(csms: RunningCsms) -> None:
-    """T04: '/ocpp/{id}' and '/{id}' both work, with the identity percent-decoded."""
+    """'/ocpp/{id}' and '/{id}' both work, with the identity percent-decoded."""
     root = csms.ocpp_url.removesuffix("/ocpp")
     async with csms.charger(path=f"{root}/ocpp/CP%2DPCT"):
         pass
@@ -117,7 +117,7 @@ async def test_identity_is_percent_decoded_on_both_paths(csms: RunningCsms) -> N
 async def test_malformed_identities_are_refused(
     csms: RunningCsms, suffix: str, status: int
 ) -> None:
-    """T04: malformed identities get 400, unknown paths 404, and no state is created."""
+    """Malformed identities get 400, unknown paths 404, and no state is created."""
     root = csms.ocpp_url.removesuffix("/ocpp")
     assert await refused_status(root + suffix) == status
     assert await charge_point_total(csms) == 0

@@ -1,4 +1,5 @@
-"""Tolerant mode (T25): schema deviations of real chargers, normalised per vendor and model.
+"""Tolerant mode (docs/ocpp.md, "Tolerant mode"): schema deviations of real chargers,
+normalised per vendor and model.
 
 The payloads are the ones reported in public issue trackers, so each profile is tested
 against what a real charger sent.
@@ -120,7 +121,7 @@ def test_numbers_sent_as_json_numbers_where_strings_belong_become_text() -> None
 
 
 def test_numbers_sent_as_strings_are_parsed() -> None:
-    """T14: "connectorId": "1" and a quoted meterStart are read as the integers they spell."""
+    """A "connectorId" of "1" and a quoted meterStart are read as the integers they spell."""
     start = {
         "connectorId": "1",
         "idTag": "CARD-1",
@@ -145,7 +146,7 @@ def test_a_quoted_decimal_in_an_integer_field_needs_both_deviations() -> None:
 
 
 def test_enum_values_in_the_wrong_case_get_the_schema_spelling() -> None:
-    """T14: "charging" becomes "Charging", and "noerror" "NoError"."""
+    """Enums in another case: "charging" becomes "Charging", and "noerror" "NoError"."""
     status = {"connectorId": 1, "status": "charging", "errorCode": "noerror"}
     result, changes = normalised("StatusNotification", status, profile(Deviation.ENUM_CASE))
     assert (result["status"], result["errorCode"]) == ("Charging", "NoError")

@@ -1,5 +1,5 @@
 """Unknown chargers and the operator's decision: ocpp.unknown_chargers, Pending, Rejected
-(OCPP 1.6 §4.2; T22/T23)."""
+(OCPP 1.6 §4.2; docs/ocpp.md, "Unknown chargers")."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ async def command(csms: RunningCsms, identity: str, action: str, payload: dict[s
 async def test_an_unknown_charger_is_pending_until_an_operator_accepts_it(
     pending_csms: RunningCsms,
 ) -> None:
-    """T22: BootNotification is answered Pending with a retry interval, the charger is listed
+    """BootNotification is answered Pending with a retry interval, the charger is listed
     under status=pending, may send nothing else, and boots Accepted once accepted."""
     csms, identity = pending_csms, new_identity("NEW")
     mqtt = mqtt_of(csms)
@@ -123,7 +123,7 @@ async def test_a_pending_charger_gets_configuration_but_no_remote_start(
 async def test_a_rejected_charger_is_closed_and_answered_rejected(
     pending_csms: RunningCsms,
 ) -> None:
-    """T23: rejecting closes the live socket; the charger's next boot is Rejected, anything
+    """Rejecting closes the live socket; the charger's next boot is Rejected, anything
     else SecurityError, and csms sends it nothing."""
     csms, identity = pending_csms, new_identity("BAD")
     async with csms.charger(identity, boot=False) as charger:

@@ -1,4 +1,5 @@
-"""The sans-I/O OCPP-J RPC: frames in, events out, exact 1.6 error codes (T11-T19)."""
+"""The sans-I/O OCPP-J RPC: frames in, events out, exact 1.6 error codes (OCPP-J 1.6 §4;
+docs/ocpp.md, "Errors")."""
 
 from __future__ import annotations
 
@@ -183,7 +184,8 @@ def test_failed_call_is_handled_again_on_retry() -> None:
 
 
 def test_one_outstanding_call_and_late_answers_dropped() -> None:
-    """Only one CSMS CALL at a time; a late answer after abandon is dropped (T17-T18)."""
+    """Only one CSMS CALL at a time; a late answer after abandon is dropped (docs/ocpp.md,
+    "Our CALLs to the charger")."""
     rpc = session()
     first_id, first = rpc.send_call("Reset", {"type": "Soft"})
     assert orjson.loads(first) == [2, first_id, "Reset", {"type": "Soft"}]
@@ -198,7 +200,7 @@ def test_one_outstanding_call_and_late_answers_dropped() -> None:
 
 
 def test_crossing_call_is_dispatched_while_ours_is_pending() -> None:
-    """A charger CALL that crosses ours is handled; our reply still matches (T17)."""
+    """A charger CALL that crosses ours is handled; our reply still matches."""
     rpc = session()
     unique_id, _ = rpc.send_call("ClearCache", {})
     assert isinstance(rpc.receive_text(frame(2, "c1", "Heartbeat", {})), Call)
@@ -208,7 +210,8 @@ def test_crossing_call_is_dispatched_while_ours_is_pending() -> None:
 
 
 def test_call_error_reply_is_reported() -> None:
-    """A CALLERROR answer carries the charger's code, description and details (T19)."""
+    """A CALLERROR answer carries the charger's code, description and details
+    (OCPP-J 1.6 §4.2.3)."""
     rpc = session()
     unique_id, _ = rpc.send_call("Reset", {"type": "Soft"})
     reply = rpc.receive_text(frame(4, unique_id, "NotSupported", "no reset", {"why": "x"}))

@@ -1,4 +1,4 @@
-"""Security profiles 1-3 over real sockets and real TLS: T05-T10, T39, CN binding, rate limit.
+"""Security profiles 1-3 over real sockets and real TLS: passwords, CN binding, rate limit.
 
 Certificates come from a throwaway CA made per test module (tests/pki.py).
 """
@@ -166,12 +166,12 @@ async def connects(url: str, **kwargs: Any) -> bool:
     return "currentTime" in answer
 
 
-# -- profile 1: HTTP Basic on the upgrade (T05, T06) ----------------------------------------
+# -- profile 1: HTTP Basic on the upgrade (docs/security.md, "Passwords") -------------------
 
 
 @pytest.mark.postgres
 async def test_profile_1_needs_the_right_basic_credentials(csms_tls: SecureCsms) -> None:
-    """T05: missing, wrong, or another identity's credentials get 401 before the upgrade."""
+    """Missing, wrong, or another identity's credentials get 401 before the upgrade."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
     url = f"{csms_tls.plain_url}/{identity}"
@@ -214,7 +214,7 @@ async def test_text_password_is_compared_as_its_bytes(csms_tls: SecureCsms) -> N
 async def test_hex_key_means_raw_bytes_and_hex_text_only_in_compat_mode(
     csms_tls: SecureCsms,
 ) -> None:
-    """T06: a 40-hex-digit key is sent as its 20 raw bytes; its hex text only when allowed."""
+    """A 40-hex-digit key is sent as its 20 raw bytes; its hex text only when allowed."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
     url = f"{csms_tls.plain_url}/{identity}"
@@ -238,7 +238,7 @@ async def test_hex_key_means_raw_bytes_and_hex_text_only_in_compat_mode(
 async def test_short_keys_are_refused_at_provisioning(
     csms_tls: SecureCsms, password: str, detail: str | None
 ) -> None:
-    """T06: a key under 16 bytes never gets stored."""
+    """A key under 16 bytes never gets stored."""
     async with csms_tls.running.api() as api:
         response = await api.put(
             "/charge-points/CP-SHORT", json={"securityProfile": 1, "password": password}
@@ -262,14 +262,14 @@ async def test_profile_1_without_a_password_is_refused_by_the_api(csms_tls: Secu
     assert "needs a password" in response.json()["detail"]
 
 
-# -- profile 2: TLS + Basic (T07, T09) ------------------------------------------------------
+# -- profile 2: TLS + Basic (docs/security.md, "Listeners" and "Passwords") -----------------
 
 
 @pytest.mark.postgres
 async def test_profile_2_connects_over_tls_and_is_refused_on_the_plain_port(
     csms_tls: SecureCsms, certificates: Pki
 ) -> None:
-    """T09: a profile-2 charger on the profile-1 listener is refused (A05.FR.09, A00.FR.002)."""
+    """A profile-2 charger on the profile-1 listener is refused (A05.FR.09, A00.FR.002)."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
     credentials = basic(identity, KEY)
@@ -298,7 +298,7 @@ async def test_connecting_higher_raises_the_profile_for_good(
 async def test_tls_below_1_2_and_plain_text_are_terminated(
     csms_tls: SecureCsms, certificates: Pki
 ) -> None:
-    """T07: TLS 1.1 never completes a handshake, and ws:// to the TLS port gets nowhere."""
+    """TLS 1.1 never completes a handshake, and ws:// to the TLS port gets nowhere."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
     old = client_tls(certificates)
@@ -319,7 +319,7 @@ async def test_tls_below_1_2_and_plain_text_are_terminated(
 
 
 async def test_no_compression_is_negotiated(csms_tls: SecureCsms, certificates: Pki) -> None:
-    """T07 / A00.FR.320: permessage-deflate offered by the charger is not taken."""
+    """A00.FR.320: permessage-deflate offered by the charger is not taken."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=2, password=KEY_HEX)
     async with connect(
@@ -349,7 +349,7 @@ async def test_tls_only_deployment_has_no_plain_listener(
         )
 
 
-# -- profile 3: mutual TLS (T08, CN binding) ------------------------------------------------
+# -- profile 3: mutual TLS (CN binding) ---------------------------------------------------
 
 
 @pytest.mark.postgres
@@ -393,7 +393,7 @@ async def test_profile_3_without_a_certificate_is_refused(
 async def test_untrusted_or_expired_certificates_fail_the_handshake(
     csms_tls: SecureCsms, certificates: Pki, problem: str
 ) -> None:
-    """T08 / A00.FR.403: the chain is verified before any HTTP is read."""
+    """A00.FR.403: the chain is verified before any HTTP is read."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=3)
     if problem == "untrusted":
@@ -509,12 +509,12 @@ async def test_organization_and_serial_rules(database_url: str, certificates: Pk
         assert (await csms.charge_point(identity))["securityProfile"] == 3
 
 
-# -- the live session is untouchable (T39), password rotation (T10), rate limit -------------
+# -- the live session is untouchable, password rotation (SecWP A01), rate limit -------------
 
 
 @pytest.mark.postgres
 async def test_failed_attempt_leaves_the_live_session_alone(csms_tls: SecureCsms) -> None:
-    """T39: a second connection with wrong credentials gets 401; the live one goes on."""
+    """A second connection with wrong credentials gets 401; the live one goes on."""
     identity = new_identity()
     await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)
     url = f"{csms_tls.plain_url}/{identity}"
@@ -543,7 +543,7 @@ async def answering(url: str, authorization: str) -> AsyncIterator[StrictCharger
 async def test_password_rotation_takes_effect_only_when_accepted(
     csms_tls: SecureCsms, answer: str
 ) -> None:
-    """T10 / A01.FR.03-05: the new key replaces the old one only on Accepted."""
+    """A01.FR.03-05: the new key replaces the old one only on Accepted."""
     identity = new_identity()
     new_hex = "ffeeddccbbaa99887766554433221100fedcba98"
     await csms_tls.register(identity, securityProfile=1, password=KEY_HEX)

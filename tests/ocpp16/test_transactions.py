@@ -1,4 +1,5 @@
-"""Transactions over real sockets and a real database (T26-T36), on SQLite and PostgreSQL."""
+"""Transactions over real sockets and a real database, on SQLite and PostgreSQL
+(docs/ocpp.md, "Transactions")."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ async def accept_tag(csms: RunningCsms, tag: str, **extra: Any) -> None:
 
 
 async def test_offline_replay_keeps_charger_timestamps(csms: RunningCsms) -> None:
-    """T26: Start 3 h ago, 30 MeterValues, Stop 1 h ago in a burst: all stored, in order."""
+    """Start 3 h ago, 30 MeterValues, Stop 1 h ago in a burst: all stored, in order."""
     base = datetime.now(UTC) - timedelta(hours=3)
     at = [(base + timedelta(minutes=4 * i)).isoformat().replace("+00:00", "Z") for i in range(32)]
     async with csms.charger("CP-T26") as cp:
@@ -73,7 +74,7 @@ async def test_offline_replay_keeps_charger_timestamps(csms: RunningCsms) -> Non
 
 
 async def test_repeated_start_returns_the_same_transaction(csms: RunningCsms) -> None:
-    """T27: the identical Start resent (new message id) gets the same id; one row."""
+    """The identical Start resent (new message id) gets the same id; one row."""
     await accept_tag(csms, "TAG")
     async with csms.charger("CP-T27") as cp:
         first = await cp.call("StartTransaction", start())
@@ -86,7 +87,7 @@ async def test_repeated_start_returns_the_same_transaction(csms: RunningCsms) ->
 
 
 async def test_repeated_stop_records_one_stop(csms: RunningCsms) -> None:
-    """T28: a Stop resent 3 times gets 3 CALLRESULTs, one stop, transactionData once."""
+    """A Stop resent 3 times gets 3 CALLRESULTs, one stop, transactionData once."""
     data = [{"timestamp": "2024-03-01T08:30:00Z", "sampledValue": [{"value": "1500"}]}]
     async with csms.charger("CP-T28") as cp:
         tx = (await cp.call("StartTransaction", start()))["transactionId"]
@@ -109,7 +110,7 @@ async def test_repeated_stop_records_one_stop(csms: RunningCsms) -> None:
 
 
 async def test_stop_for_unknown_transaction_is_acknowledged_and_kept(csms: RunningCsms) -> None:
-    """T29: a Stop for unknown id 987654 gets a CALLRESULT and is kept as an orphan, once."""
+    """A Stop for unknown id 987654 gets a CALLRESULT and is kept as an orphan, once."""
     async with csms.charger("CP-T29") as cp:
         payload = stop(987654, 5000, "2024-03-01T09:00:00Z", idTag="TAG")
         answer = await cp.call("StopTransaction", payload)
@@ -124,7 +125,7 @@ async def test_stop_for_unknown_transaction_is_acknowledged_and_kept(csms: Runni
 
 
 async def test_transaction_id_minus_one(csms: RunningCsms) -> None:
-    """T30: MeterValues and Stop with transactionId -1 are answered and stored."""
+    """MeterValues and Stop with transactionId -1 are answered and stored."""
     async with csms.charger("CP-T30") as cp:
         assert await cp.call("MeterValues", meter(-1, 1200, "2024-03-01T08:10:00Z")) == {}
         assert await cp.call("StopTransaction", stop(-1, 1500, "2024-03-01T08:20:00Z")) == {}
@@ -133,7 +134,7 @@ async def test_transaction_id_minus_one(csms: RunningCsms) -> None:
 
 
 async def test_meter_values_without_usable_transaction_are_kept(csms: RunningCsms) -> None:
-    """T31: txId 0 is linked by time window; connector 0 clock samples are stored unlinked."""
+    """A transactionId 0 is linked by time window; connector 0 clock samples are stored unlinked."""
     async with csms.charger("CP-T31") as cp:
         tx = (await cp.call("StartTransaction", start(meter=0)))["transactionId"]
         assert await cp.call("MeterValues", meter(0, 700, "2024-03-01T08:05:00Z")) == {}
@@ -145,7 +146,7 @@ async def test_meter_values_without_usable_transaction_are_kept(csms: RunningCsm
 
 
 async def test_sanity_failures_are_flagged_not_refused(csms: RunningCsms) -> None:
-    """T33: meterStop < meterStart, Stop before Start, a future Start: answered and flagged."""
+    """A meterStop below meterStart, Stop before Start, a future Start: answered and flagged."""
     future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     async with csms.charger("CP-T33") as cp:
         tx = (await cp.call("StartTransaction", start(meter=5000)))["transactionId"]
@@ -158,7 +159,7 @@ async def test_sanity_failures_are_flagged_not_refused(csms: RunningCsms) -> Non
 
 
 async def test_blocked_tag_still_gets_a_transaction(csms: RunningCsms) -> None:
-    """T34: a Start with a blocked tag gets a transactionId and Blocked; the Stop is accepted."""
+    """A Start with a blocked tag gets a transactionId and Blocked; the Stop is accepted."""
     async with csms.api() as api:
         await api.put("/id-tags/BLOCKED1", json={"status": "Blocked"})
     async with csms.charger("CP-T34") as cp:
@@ -174,7 +175,7 @@ async def test_blocked_tag_still_gets_a_transaction(csms: RunningCsms) -> None:
 
 
 async def test_new_start_ends_the_open_transaction(csms: RunningCsms) -> None:
-    """T35: a second Start on a busy connector is accepted and ends the first as implicit."""
+    """A second Start on a busy connector is accepted and ends the first as implicit."""
     async with csms.charger("CP-T35") as cp:
         first = (await cp.call("StartTransaction", start()))["transactionId"]
         second = (await cp.call("StartTransaction", start(tag="OTHER", at="2024-03-01T09:00:00Z")))[
@@ -203,14 +204,14 @@ async def test_new_start_ends_the_open_transaction(csms: RunningCsms) -> None:
 async def test_timestamps_are_normalised_to_utc(
     csms: RunningCsms, timestamp: str, stored: str
 ) -> None:
-    """T36: naive is UTC, offsets normalised, fractions kept."""
+    """Naive is UTC, offsets normalised, fractions kept."""
     async with csms.charger() as cp:
         tx = (await cp.call("StartTransaction", start(at=timestamp)))["transactionId"]
     assert (await transaction(csms, tx))["startTimestamp"] == stored
 
 
 async def test_garbage_timestamp_on_a_transaction_message(csms: RunningCsms) -> None:
-    """T36: 'yesterday' on a Start is replaced by the receipt time and flagged, not refused."""
+    """'yesterday' on a Start is replaced by the receipt time and flagged, not refused."""
     async with csms.charger() as cp:
         tx = (await cp.call("StartTransaction", start(at="yesterday")))["transactionId"]
     body = await transaction(csms, tx)
@@ -220,7 +221,8 @@ async def test_garbage_timestamp_on_a_transaction_message(csms: RunningCsms) -> 
 
 
 async def test_transaction_ids_are_scoped_to_the_charger(csms: RunningCsms) -> None:
-    """A Stop naming another charger's transaction does not stop it (reliability note F4)."""
+    """A Stop naming another charger's transaction does not stop it (OCPP 1.6 §4.10: a
+    charger stops the transactionId its own StartTransaction.conf gave it)."""
     async with csms.charger("CP-A") as a, csms.charger("CP-B") as b:
         tx = (await a.call("StartTransaction", start()))["transactionId"]
         assert await b.call("StopTransaction", stop(tx, 2000, "2024-03-01T09:00:00Z")) == {}

@@ -19,9 +19,9 @@ from simulators import Charger
 from simulators.station import SignedFirmwareStatus
 from simulators.testing import SIM_EPOCH, Bench, make_station
 from tests.pki import Issued, make_ca, make_client_cert, pem, sign_csr
-from tests.support import RunningCsms, running_csms, settings_for
+from tests.support import MS, RunningCsms, running_csms, settings_for
 
-WAIT = 15.0
+WAIT = 15_000 * MS
 # The bench's simulated clock starts at SIM_EPOCH, so certificates start a little before.
 SIM_START = datetime.fromtimestamp(SIM_EPOCH, UTC) - timedelta(minutes=5)
 CPO = "ACME Charging"

@@ -15,8 +15,9 @@ from simulators import Fleet, Scenario
 from simulators.clock import Clock, iso
 from simulators.station import ConnectorStatus, SessionState
 from simulators.testing import SIM_EPOCH, Bench, make_station
+from tests.support import MS
 
-WAIT = 10.0  # real seconds; the bug made "now" wait two real minutes at 600x
+WAIT = 10_000 * MS  # real seconds; the bug made "now" wait two real minutes at 600x
 SPEED = 600.0
 RUN = 120.0  # real seconds the fleet is told it runs: its clock starts 20 h in the past
 LIMIT_A = 6.0  # the TxProfile's limit: 6 A x 3 phases x 230 V
@@ -151,13 +152,13 @@ def test_reservation_and_local_list_expiry_follow_the_real_clock(lag: float) -> 
     local_list = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [listed]}
     assert bench.send("SendLocalList", local_list)[2] == {"status": "Accepted"}
     bench.advance(59.0)
-    assert bench.station.status_of(1) is ConnectorStatus.RESERVED
+    assert bench.station.status_of(1) is ConnectorStatus.reserved
     bench.disconnect()  # offline, the local list decides
     assert bench.station.plug_in(2, "L", bench.now)
     bench.pump()
     assert bench.station.session(2).state is SessionState.CHARGING  # type: ignore[union-attr]
     bench.advance(2.0)
-    assert bench.station.status_of(1) is ConnectorStatus.AVAILABLE
+    assert bench.station.status_of(1) is ConnectorStatus.available
     assert bench.station.plug_in(1, "L", bench.now)
     bench.pump()
     assert bench.station.session(1).state is SessionState.REFUSED  # type: ignore[union-attr]

@@ -7,7 +7,6 @@ import io
 import json
 import resource
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ import pytest
 
 from simulators.__main__ import main, raise_fd_limit
 from simulators.fleet import Progress, ProgressMode, Snapshot
+from tests.support import MS, free_port
 
 CSMS_SIM = Path(sys.executable).parent / "csms-sim"
-WAIT = 60.0
+WAIT = 60_000 * MS
 
 
 def test_help_documents_flags_and_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,20 +143,37 @@ async def register(csms: Any, tags: list[str]) -> None:
             assert response.status_code < 300
 
 
-async def test_cli_run_writes_summary(csms: Any, tmp_path: Path) -> None:
-    """`csms-sim run` against the CSMS: plain progress lines, a JSON summary, exit status 0."""
-    summary_path = tmp_path / "summary.json"
-    idle = tmp_path / "idle.toml"
-    idle.write_text('name = "idle-now"\n[connect]\nspread = "0s"\n')
+def idle_scenario(tmp_path: Path) -> Path:
+    """A scenario whose chargers all connect at once, then only idle."""
+    path = tmp_path / "idle.toml"
+    path.write_text('name = "idle-now"\n[connect]\nspread = "0s"\n')
+    return path
+
+
+async def run_sim(*args: str) -> tuple[int | None, bytes, bytes]:
+    """`csms-sim run` with these arguments, to its end: exit status, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         str(CSMS_SIM),
         "run",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await process.communicate()
+    return process.returncode, out, err
+
+
+async def test_cli_run_writes_summary(csms: Any, tmp_path: Path) -> None:
+    """`csms-sim run` against the CSMS: plain progress lines, a JSON summary, exit status 0."""
+    summary_path = tmp_path / "summary.json"
+    status, _, err = await run_sim(
         "--url",
         csms.ocpp_url,
         "--chargers",
         "3",
         "--scenario",
-        str(idle),
+        str(idle_scenario(tmp_path)),
         "--duration",
         "3s",
         "--identity-pattern",
@@ -165,12 +182,8 @@ async def test_cli_run_writes_summary(csms: Any, tmp_path: Path) -> None:
         str(summary_path),
         "--progress-interval",
         "0.5",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(WAIT):
-        _, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    assert status == 0, err.decode()
     lines = err.decode().splitlines()
     assert any(line.startswith("[") and "connected" in line for line in lines)
     summary = json.loads(summary_path.read_text())
@@ -249,27 +262,19 @@ async def test_exit_status_1_on_protocol_errors(tmp_path: Path) -> None:
             frame = json.loads(message)
             await ws.send(json.dumps([4, frame[1], "InternalError", "no", {}]))
 
-    idle = tmp_path / "idle.toml"
-    idle.write_text('name = "idle-now"\n[connect]\nspread = "0s"\n')
     async with serve(reject_all, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
         port = next(iter(server.sockets)).getsockname()[1]
-        process = await asyncio.create_subprocess_exec(
-            str(CSMS_SIM),
-            "run",
+        status, out, _ = await run_sim(
             "--url",
             f"ws://127.0.0.1:{port}/ocpp",
             "--scenario",
-            str(idle),
+            str(idle_scenario(tmp_path)),
             "--duration",
             "1.5s",
             "--progress",
             "off",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
-        async with asyncio.timeout(WAIT):
-            out, _ = await process.communicate()
-    assert process.returncode == 1
+    assert status == 1
     summary = json.loads(out)
     assert summary["callerrors_received"] >= 1
     assert summary["ok"] is False
@@ -277,30 +282,20 @@ async def test_exit_status_1_on_protocol_errors(tmp_path: Path) -> None:
 
 async def test_exit_status_1_when_every_connection_is_refused(tmp_path: Path) -> None:
     """A run whose chargers never get a connection fails: ok false, exit status 1."""
-    with socket.socket() as probe:  # a port nobody listens on: connections are refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    idle = tmp_path / "idle.toml"
-    idle.write_text('name = "idle-now"\n[connect]\nspread = "0s"\n')
-    process = await asyncio.create_subprocess_exec(
-        str(CSMS_SIM),
-        "run",
+    port = free_port()  # a port nobody listens on: connections are refused
+    status, out, err = await run_sim(
         "--url",
         f"ws://127.0.0.1:{port}/ocpp",
         "--scenario",
-        str(idle),
+        str(idle_scenario(tmp_path)),
         "--chargers",
         "2",
         "--duration",
         "1.5s",
         "--progress",
         "off",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(WAIT):
-        out, err = await process.communicate()
-    assert process.returncode == 1, err.decode()
+    assert status == 1, err.decode()
     summary = json.loads(out)
     assert summary["counters"]["connects"] == 0
     assert summary["counters"]["connect_failures"] >= 2

@@ -18,8 +18,9 @@ from simulators.ocppj import validate_response
 from simulators.power import PowerCurve
 from simulators.scenario import Span, plan_charger
 from simulators.station import EvSpec, Registration
+from tests.support import MS
 
-WAIT = 15.0
+WAIT = 15_000 * MS
 
 
 async def register_tags(csms: Any, tags: list[str]) -> None:
@@ -385,7 +386,7 @@ async def test_thousand_chargers_one_session_each(csms: Any) -> None:
         chargers=count,
         connectors=1,
         identity_pattern="LOAD-{n:05d}",
-        open_timeout=30.0,
+        open_timeout=30_000 * MS,
     )
     began = time.monotonic()
     async with asyncio.timeout(120):

@@ -29,7 +29,7 @@ def test_remote_start_runs_a_real_session(authorize_remote: bool) -> None:
         expected.remove("Authorize")
     assert actions[: len(expected)] == expected
     assert "MeterValues" in actions
-    assert bench.station.status_of(2) is ConnectorStatus.CHARGING
+    assert bench.station.status_of(2) is ConnectorStatus.charging
 
 
 def test_remote_start_rejections(bench: Bench) -> None:
@@ -65,7 +65,7 @@ def test_remote_start_rejections(bench: Bench) -> None:
 @pytest.mark.parametrize("connector_id", [1, None])
 def test_remote_start_in_finishing_starts_again(connector_id: int | None) -> None:
     """RemoteStart while Finishing (EV still plugged) is Accepted: Finishing -> Preparing ->
-    Charging with a new transaction (OCPP 1.6 §4.9, F2)."""
+    Charging with a new transaction (OCPP 1.6 §4.9)."""
     bench = Bench(make_station(connectors=1)).start()
     plug(bench, 1, dwell=None)
     assert bench.station.stop_session(1, bench.now)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ocpp.v16.enums import ChargingProfileStatus as Status
+from ocpp.v16.enums import ChargingRateUnitType as Unit
 
 from simulators.clock import iso
-from simulators.smart import Electrical, ProfileStatus, ProfileStore, RateUnit
+from simulators.smart import Electrical, ProfileStore
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 W_PER_A = 230.0 * 3  # three phases at 230 V
@@ -61,23 +63,23 @@ def limit(s: ProfileStore, connector: int, t: float, tx_start: float | None = No
 @pytest.mark.parametrize(
     ("connector", "body", "active", "status"),
     [
-        (0, profile(1, "ChargePointMaxProfile"), None, ProfileStatus.ACCEPTED),
-        (1, profile(1, "ChargePointMaxProfile"), None, ProfileStatus.REJECTED),
-        (0, profile(1, "TxProfile"), None, ProfileStatus.REJECTED),
-        (1, profile(1, "TxProfile"), None, ProfileStatus.REJECTED),
-        (1, profile(1, "TxProfile"), 42, ProfileStatus.ACCEPTED),
-        (1, profile(1, "TxProfile", transactionId=41), 42, ProfileStatus.REJECTED),
-        (1, profile(1, "TxProfile", transactionId=42), 42, ProfileStatus.ACCEPTED),
-        (3, profile(1), None, ProfileStatus.REJECTED),
-        (1, profile(1, stack=11), None, ProfileStatus.REJECTED),
-        (1, profile(1, periods=[(i * 60, 10.0) for i in range(25)]), None, ProfileStatus.REJECTED),
-        (1, profile(1, kind="Recurring"), None, ProfileStatus.REJECTED),
-        (1, profile(1, periods=[(0, 10.0), (0, 8.0)]), None, ProfileStatus.REJECTED),
-        (1, profile(1, kind="Recurring", recurrencyKind="Daily"), None, ProfileStatus.ACCEPTED),
+        (0, profile(1, "ChargePointMaxProfile"), None, Status.accepted),
+        (1, profile(1, "ChargePointMaxProfile"), None, Status.rejected),
+        (0, profile(1, "TxProfile"), None, Status.rejected),
+        (1, profile(1, "TxProfile"), None, Status.rejected),
+        (1, profile(1, "TxProfile"), 42, Status.accepted),
+        (1, profile(1, "TxProfile", transactionId=41), 42, Status.rejected),
+        (1, profile(1, "TxProfile", transactionId=42), 42, Status.accepted),
+        (3, profile(1), None, Status.rejected),
+        (1, profile(1, stack=11), None, Status.rejected),
+        (1, profile(1, periods=[(i * 60, 10.0) for i in range(25)]), None, Status.rejected),
+        (1, profile(1, kind="Recurring"), None, Status.rejected),
+        (1, profile(1, periods=[(0, 10.0), (0, 8.0)]), None, Status.rejected),
+        (1, profile(1, kind="Recurring", recurrencyKind="Daily"), None, Status.accepted),
     ],
 )
 def test_install_rules(
-    connector: int, body: dict[str, Any], active: int | None, status: ProfileStatus
+    connector: int, body: dict[str, Any], active: int | None, status: Status
 ) -> None:
     """SetChargingProfile is accepted or rejected per purpose, connector, transaction and limits."""
     assert store().install(connector, body, T0, active) is status
@@ -180,11 +182,11 @@ def test_valid_from_and_to() -> None:
 @pytest.mark.parametrize(
     ("unit", "expected"),
     [
-        (RateUnit.AMPS, [(0, 10.0), (600, 16.0), (1200, 32.0)]),
-        (RateUnit.WATTS, [(0, 6900.0), (600, 11040.0), (1200, 22080.0)]),
+        (Unit.amps, [(0, 10.0), (600, 16.0), (1200, 32.0)]),
+        (Unit.watts, [(0, 6900.0), (600, 11040.0), (1200, 22080.0)]),
     ],
 )
-def test_composite_schedule(unit: RateUnit, expected: list[tuple[int, float]]) -> None:
+def test_composite_schedule(unit: Unit, expected: list[tuple[int, float]]) -> None:
     """The composite schedule walks every change point and merges equal periods."""
     s = store()
     s.install(0, profile(1, periods=[(0, 16.0)], duration=1200), T0)
@@ -196,11 +198,11 @@ def test_composite_with_watts_profile_in_amps() -> None:
     """Watt limits convert to amps with the charger's voltage and phases, in 0.1 steps."""
     s = store()
     s.install(0, profile(1, unit="W", periods=[(0, 7400.0)]), T0)
-    assert s.composite(1, T0, 600, RateUnit.AMPS, None, False) == [(0, 10.7)]
+    assert s.composite(1, T0, 600, Unit.amps, None, False) == [(0, 10.7)]
 
 
 def test_composite_starts_mid_schedule() -> None:
     """Asked later than the schedule start, offsets count from the request time."""
     s = store()
     s.install(0, profile(1, periods=[(0, 8.0), (3600, 12.0)]), T0)
-    assert s.composite(1, T0 + 1800, 3600, RateUnit.AMPS, None, False) == [(0, 8.0), (1800, 12.0)]
+    assert s.composite(1, T0 + 1800, 3600, Unit.amps, None, False) == [(0, 8.0), (1800, 12.0)]

@@ -583,7 +583,7 @@ def test_shutdown_stops_sessions_cleanly(bench: Bench) -> None:
     plug(bench, 1)
     plug(bench, 2, tag="TAG2")
     bench.advance(5)
-    bench.station.shutdown(bench.now, StopReason.LOCAL)
+    bench.station.shutdown(bench.now, StopReason.local)
     bench.pump()
     assert [p["reason"] for p in bench.sent("StopTransaction")] == ["Local", "Local"]
     assert bench.station.done

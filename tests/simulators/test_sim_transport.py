@@ -18,8 +18,9 @@ from websockets.http11 import Request
 from simulators import Charger
 from simulators.charger import basic_auth_header, make_ssl_context
 from tests.pki import Issued, make_ca, make_client_cert, make_server_cert, pem, sign_csr
+from tests.support import MS
 
-WAIT = 10.0
+WAIT = 10_000 * MS
 
 
 def test_basic_auth_header() -> None:
