@@ -20,25 +20,23 @@ import asyncio
 import itertools
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-from csms.core.session import Party
-from csms.flows.sessions import OpenSessions, SessionFlows
-from csms.flows.tariffs import SessionPricing
-from csms.flows.wallet import WalletFlows
-from csms.log import configure_logging
-from csms.ocpp16 import convert
-from csms.store import registry
-from csms.store.db import Database
+# The setup and the calls are those of tests/flows/test_session_groups.py (tests/session_flows.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PARTY = Party(country_code="BE", party_id="BEC", currency="EUR")
+from csms.flows.sessions import OpenSessions, SessionFlows
+from csms.log import configure_logging
+from tests import session_flows
+from tests.session_flows import NOW, energy, running_flows
+
 TAG = "BENCH-TAG"
 PG_HOST = "127.0.0.1"
 
@@ -61,17 +59,12 @@ def _pg_tool(tool: str, name: str) -> None:
     subprocess.run([tool, "-h", PG_HOST, "-U", "postgres", name], check=True)
 
 
-def _meter_payload(at: datetime, register: int) -> list[dict[str, object]]:
+def _sampled(register: int) -> list[dict[str, object]]:
     return [
-        {
-            "timestamp": at.isoformat(),
-            "sampledValue": [
-                {"value": str(register), "measurand": "Energy.Active.Import.Register"},
-                {"value": "7000", "measurand": "Power.Active.Import", "unit": "W"},
-                {"value": "16", "measurand": "Current.Import", "unit": "A"},
-                {"value": "230", "measurand": "Voltage", "unit": "V"},
-            ],
-        }
+        energy(register),
+        {"value": "7000", "measurand": "Power.Active.Import", "unit": "W"},
+        {"value": "16", "measurand": "Current.Import", "unit": "A"},
+        {"value": "230", "measurand": "Voltage", "unit": "V"},
     ]
 
 
@@ -81,70 +74,29 @@ async def charger(flows: SessionFlows, cp: str, sessions: int, offset: int) -> N
     for n in range(sessions):
         began = NOW + timedelta(hours=n, minutes=offset % 50)
         await flows.authorize(charge_point_id=cp, id_tag=TAG, now=NOW)
-        start = {
-            "connectorId": 1,
-            "idTag": TAG,
-            "meterStart": next(register),
-            "timestamp": began.isoformat(),
-        }
-        key, _ = convert.start_key(cp, start, received=NOW)
+        key = session_flows.start_key(cp, tag=TAG, at=began, meter_start=next(register))
         opened: OpenSessions = {}
-        outcome = await flows.start(
-            key=key,
-            reservation_id=None,
-            flags=(),
-            location_id=None,
-            open_sessions=opened,
-            now=NOW,
-        )
-        tx = outcome.transaction_id
+        tx = (await session_flows.start(flows, key, opened)).transaction_id
         for minute in range(1, 4):
-            payload = _meter_payload(began + timedelta(minutes=minute), next(register))
-            await flows.meter_values(
-                charge_point_id=cp,
-                connector_id=1,
-                transaction_id=tx,
-                samples=convert.samples(payload, received=NOW),
-                location_id=None,
-                open_sessions=opened,
-                now=NOW,
+            at = began + timedelta(minutes=minute)
+            await session_flows.meter_values(
+                flows, cp, tx, at=at, sampled=_sampled(next(register)), opened=opened
             )
-        stop = {
-            "transactionId": tx,
-            "meterStop": next(register),
-            "timestamp": (began + timedelta(minutes=10)).isoformat(),
-            "idTag": TAG,
-        }
-        request = convert.stop_request(cp, stop, received=NOW)
-        await flows.stop(request=request, location_id=None, open_sessions=opened, now=NOW)
+        at = began + timedelta(minutes=10)
+        await session_flows.stop(
+            flows, cp, tx, at=at, meter_stop=next(register), tag=TAG, opened=opened
+        )
 
 
 async def run_once(kind: str, chargers: int, sessions: int) -> tuple[float, float]:
     """One run on a fresh database: (CPU ms per session, sessions/s)."""
-    async with fresh_url(kind) as url:
-        database = Database(url)
-        await database.migrate()
-        pricing = SessionPricing(database=database, party=PARTY)
-        wallet = WalletFlows(database=database, party=PARTY, pricing=pricing, clock=lambda: NOW)
-        flows = SessionFlows(database=database, party=PARTY, pricing=pricing, wallet=wallet)
-        writer = asyncio.create_task(database.writer.run())
-        try:
-            await database.writer.submit(
-                lambda session: registry.upsert_id_tag(
-                    session, id_tag=TAG, values={"status": "Accepted"}, now=NOW
-                )
-            )
-            # Warm-up: statement caches, prepared statements, imports.
-            await asyncio.gather(*(charger(flows, f"WARM-{n}", 1, n) for n in range(20)))
-            cpu, wall = time.process_time(), time.perf_counter()
-            await asyncio.gather(
-                *(charger(flows, f"CP-{n:04d}", sessions, n) for n in range(chargers))
-            )
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        finally:
-            database.writer.close()
-            await writer
-            await database.dispose()
+    async with fresh_url(kind) as url, running_flows(url, accepted=[TAG]) as running:
+        flows = running.flows
+        # Warm-up: statement caches, prepared statements, imports.
+        await asyncio.gather(*(charger(flows, f"WARM-{n}", 1, n) for n in range(20)))
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(charger(flows, f"CP-{n:04d}", sessions, n) for n in range(chargers)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     total = chargers * sessions
     return 1000 * cpu / total, total / wall
 
