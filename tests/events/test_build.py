@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import build_session
-from csms.core.session import SessionFacts
+from csms.core.session import SESSION_MEASURANDS, Party, SessionFacts
+from csms.core.transactions import SessionEnd
+from csms.core.usage import Limits, usage_periods
 from csms.events import build
 from csms.events.envelope import EventType
 from csms.events.models_ocpi import Session
@@ -95,3 +98,71 @@ def test_meter_values_event_has_text_timestamps() -> None:
             }
         ],
     }
+
+
+def sampled(minutes: float, measurand: str, value: str, unit: str, phase: str = "") -> Sample:
+    return Sample(
+        timestamp=T0 + timedelta(minutes=minutes),
+        value=value,
+        measurand=measurand,
+        unit=unit,
+        context="Sample.Periodic",
+        location="Outlet",
+        phase=phase,
+        format="Raw",
+    )
+
+
+def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() -> None:
+    """session.stopped, the CDR (OCPI and OICP) and the priced usage periods are the same
+    from a session's samples of SESSION_MEASURANDS alone as from all of them (the Stop group
+    reads back only those, csms.store.transactions_bulk.samples_of)."""
+    every = []
+    for minute, wh in ((5, 1_002_000), (20, 1_010_000), (35, 1_015_000)):
+        every += [
+            sampled(minute, ENERGY_IMPORT_REGISTER, str(wh), "Wh"),
+            sampled(minute, "Power.Active.Import", "7.2", "kW"),
+            *(sampled(minute, "Current.Import", "16", "A", p) for p in ("L1", "L2", "L3")),
+            sampled(minute, "SoC", str(40 + minute), "Percent"),
+            *(sampled(minute, "Voltage", "230", "V", p) for p in ("L1-N", "L2-N", "L3-N")),
+            sampled(minute, "Temperature", "31", "Celsius"),
+            sampled(minute, "Frequency", "50", ""),
+            sampled(minute, "Energy.Active.Export.Register", "0", "Wh"),
+        ]
+    kept = [s for s in every if s.measurand in SESSION_MEASURANDS]
+    assert len(kept) < len(every)
+    stop = T0 + timedelta(minutes=40)
+    party = Party(country_code="BE", party_id="BEC", currency="EUR")
+    location = build.cdr_location(
+        {
+            "address": "Main 1",
+            "city": "Gent",
+            "country": "BEL",
+            "coordinates": {"latitude": "51.04500", "longitude": "3.71000"},
+        },
+        party=party,
+        charge_point_id="CP001",
+        connector_id=1,
+        connector_spec=None,
+    )
+    outputs = []
+    for samples in (every, kept):
+        facts = dataclasses.replace(
+            FACTS, id_tag="04A2B3C4", stop=stop, meter_stop_wh=1_016_000, samples=tuple(samples)
+        )
+        stopped = build.session_stopped(facts, at=stop, end=SessionEnd.CHARGER, stop_reason=None)
+        cdr = build.cdr_created(
+            facts, party=party, location=location, at=stop, remark=None, end=SessionEnd.CHARGER
+        )
+        assert cdr.data["ocpi"] is not None
+        assert cdr.data["oicp"] is not None
+        usage = usage_periods(
+            start=facts.start,
+            end=stop,
+            meter_start_wh=facts.meter_start_wh,
+            meter_stop_wh=facts.meter_stop_wh,
+            samples=samples,
+            limits=Limits(power_kw=(Decimal(11),), current_a=(Decimal(40),)),
+        )
+        outputs.append((stopped.data, cdr.data, usage))
+    assert outputs[0] == outputs[1]
