@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from csms.core import ocpi, oicp
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import build_session
 from csms.core.session import SESSION_MEASURANDS, Party, SessionFacts
@@ -15,7 +16,9 @@ from csms.core.transactions import SessionEnd
 from csms.core.usage import Limits, usage_periods
 from csms.events import build
 from csms.events.envelope import EventType
-from csms.events.models_ocpi import Session
+from csms.events.models_base import format_datetime, to_json_dict, to_utc
+from csms.events.models_ocpi import EvseStatusUpdate, Session
+from csms.events.models_oicp import EvseStatusRecord
 from tests.sessions import session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, 123000, tzinfo=UTC)
@@ -166,3 +169,81 @@ def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() 
         )
         outputs.append((stopped.data, cdr.data, usage))
     assert outputs[0] == outputs[1]
+
+
+EVSE_CASES = {
+    "charging": ("CP001", 1, "Charging", True, T0),
+    "offline": ("CP001", 2, "Available", False, T0),
+    "no status": ("CP001", 1, None, True, T0),
+    "faulted, local time": (
+        "CP001",
+        1,
+        "Faulted",
+        True,
+        datetime(2024, 1, 1, 11, 7, 1, 250000, tzinfo=timezone(timedelta(hours=1))),
+    ),
+    "identity too long for the uid": ("CP-" + "X" * 60, 1, "Preparing", True, T0),
+}
+
+
+@pytest.mark.parametrize("case", EVSE_CASES.values(), ids=EVSE_CASES.keys())
+def test_evse_status_equals_the_validated_parts(
+    case: tuple[str, int, str | None, bool, datetime],
+) -> None:
+    """evse.status validates its parts once per EVSE and status, yet its data is what the
+    strict models dump for that time, every time."""
+    cp, connector, status, online, at = case
+    party = Party(country_code="BE", party_id="BEC", currency="EUR")
+    expected_ocpi = to_json_dict(
+        EvseStatusUpdate.model_validate(
+            ocpi.build_evse_status(
+                evse_uid=build.evse_uid(cp, connector),
+                ocpp_status=status,
+                online=online,
+                last_updated=at,
+            )
+        )
+    )
+    expected_oicp = to_json_dict(
+        EvseStatusRecord.model_validate(
+            oicp.build_evse_status_record(
+                evse_id=build.evse_id(party, cp, connector), ocpp_status=status, online=online
+            )
+        )
+    )
+    for later in (at, at + timedelta(seconds=1)):
+        event = build.evse_status(
+            cp,
+            party=party,
+            connector_id=connector,
+            ocpp_status=status,
+            error_code="NoError",
+            info=None,
+            vendor_error_code=None,
+            vendor_error_text=None,
+            online=online,
+            at=later,
+        )
+        shifted = format_datetime(to_utc(later))
+        assert event.data["ocpi"] == {**expected_ocpi, "last_updated": shifted}
+        assert list(event.data["ocpi"]) == list(expected_ocpi)
+        assert event.data["oicp"] == expected_oicp
+        # The event's parts are its own: changing them changes no later event.
+        event.data["ocpi"]["status"] = event.data["oicp"]["EvseStatus"] = "changed"
+
+
+def test_evse_status_refuses_a_naive_time() -> None:
+    """A naive time fails evse.status as the strict model would fail it."""
+    with pytest.raises(ValueError, match="naive"):
+        build.evse_status(
+            "CP001",
+            party=Party(country_code="BE", party_id="BEC", currency="EUR"),
+            connector_id=1,
+            ocpp_status="Available",
+            error_code="NoError",
+            info=None,
+            vendor_error_code=None,
+            vendor_error_text=None,
+            online=True,
+            at=datetime(2024, 1, 1, 10, 0),
+        )
