@@ -11,7 +11,7 @@ import pytest
 from csms.core import ocpi, oicp
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import build_session
-from csms.core.session import SESSION_MEASURANDS, Party, SessionFacts
+from csms.core.session import SESSION_MEASURANDS, SessionFacts
 from csms.core.transactions import SessionEnd
 from csms.core.usage import Limits, usage_periods
 from csms.events import build
@@ -19,24 +19,28 @@ from csms.events.envelope import EventType
 from csms.events.models_base import format_datetime, to_json_dict, to_utc
 from csms.events.models_ocpi import EvseStatusUpdate, Session
 from csms.events.models_oicp import EvseStatusRecord
-from tests.sessions import session_facts
+from tests.sessions import LOCATION, PARTY, session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, 123000, tzinfo=UTC)
 
 FACTS = session_facts(T0)
 
 
-def register(minutes: float, wh: str) -> Sample:
+def sampled(minutes: float, measurand: str, value: str, unit: str, phase: str = "") -> Sample:
     return Sample(
         timestamp=T0 + timedelta(minutes=minutes),
-        value=wh,
-        measurand=ENERGY_IMPORT_REGISTER,
-        unit="Wh",
+        value=value,
+        measurand=measurand,
+        unit=unit,
         context="Sample.Periodic",
         location="Outlet",
-        phase="",
+        phase=phase,
         format="Raw",
     )
+
+
+def register(minutes: float, wh: str) -> Sample:
+    return sampled(minutes, ENERGY_IMPORT_REGISTER, wh, "Wh")
 
 
 CASES = {
@@ -103,19 +107,6 @@ def test_meter_values_event_has_text_timestamps() -> None:
     }
 
 
-def sampled(minutes: float, measurand: str, value: str, unit: str, phase: str = "") -> Sample:
-    return Sample(
-        timestamp=T0 + timedelta(minutes=minutes),
-        value=value,
-        measurand=measurand,
-        unit=unit,
-        context="Sample.Periodic",
-        location="Outlet",
-        phase=phase,
-        format="Raw",
-    )
-
-
 def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() -> None:
     """session.stopped, the CDR (OCPI and OICP) and the priced usage periods are the same
     from a session's samples of SESSION_MEASURANDS alone as from all of them (the Stop group
@@ -135,19 +126,6 @@ def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() 
     kept = [s for s in every if s.measurand in SESSION_MEASURANDS]
     assert len(kept) < len(every)
     stop = T0 + timedelta(minutes=40)
-    party = Party(country_code="BE", party_id="BEC", currency="EUR")
-    location = build.cdr_location(
-        {
-            "address": "Main 1",
-            "city": "Gent",
-            "country": "BEL",
-            "coordinates": {"latitude": "51.04500", "longitude": "3.71000"},
-        },
-        party=party,
-        charge_point_id="CP001",
-        connector_id=1,
-        connector_spec=None,
-    )
     outputs = []
     for samples in (every, kept):
         facts = dataclasses.replace(
@@ -155,7 +133,7 @@ def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() 
         )
         stopped = build.session_stopped(facts, at=stop, end=SessionEnd.CHARGER, stop_reason=None)
         cdr = build.cdr_created(
-            facts, party=party, location=location, at=stop, remark=None, end=SessionEnd.CHARGER
+            facts, party=PARTY, location=LOCATION, at=stop, remark=None, end=SessionEnd.CHARGER
         )
         assert cdr.data["ocpi"] is not None
         assert cdr.data["oicp"] is not None
@@ -193,7 +171,7 @@ def test_evse_status_equals_the_validated_parts(
     """evse.status validates its parts once per EVSE and status, yet its data is what the
     strict models dump for that time, every time."""
     cp, connector, status, online, at = case
-    party = Party(country_code="BE", party_id="BEC", currency="EUR")
+    party = PARTY
     expected_ocpi = to_json_dict(
         EvseStatusUpdate.model_validate(
             ocpi.build_evse_status(
@@ -237,7 +215,7 @@ def test_evse_status_refuses_a_naive_time() -> None:
     with pytest.raises(ValueError, match="naive"):
         build.evse_status(
             "CP001",
-            party=Party(country_code="BE", party_id="BEC", currency="EUR"),
+            party=PARTY,
             connector_id=1,
             ocpp_status="Available",
             error_code="NoError",
