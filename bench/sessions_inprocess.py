@@ -1,11 +1,12 @@
 """CPU per charging session in the application layer alone: no WebSocket, no load generator.
 
     python bench/sessions_inprocess.py [--database sqlite|postgresql] [--chargers 100]
-                                       [--sessions 5] [--repeats 3]
+                                       [--sessions 5] [--repeats 3] [--sampled 4]
 
 `SessionFlows` (with pricing and wallets, as `csms serve` builds it) driven by N concurrent
 chargers, each running S sessions one after the other: Authorize, StartTransaction, three
-MeterValues of four samples, StopTransaction. Prints CPU milliseconds per session (this
+MeterValues of four sampled values (--sampled: up to 10, as the charger simulator of the
+"sessions under load" issue sent), StopTransaction. Prints CPU milliseconds per session (this
 process's CPU time, steadier than wall time on a shared machine) and sessions/s. With 10
 chargers the writer's batches are small and what each batch costs whatever its size shows;
 with 100 they are large. A fresh SQLite file, or a fresh PostgreSQL database on
@@ -20,25 +21,23 @@ import asyncio
 import itertools
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-from csms.core.session import Party
-from csms.flows.sessions import OpenSessions, SessionFlows
-from csms.flows.tariffs import SessionPricing
-from csms.flows.wallet import WalletFlows
-from csms.log import configure_logging
-from csms.ocpp16 import convert
-from csms.store import registry
-from csms.store.db import Database
+# The setup and the calls are those of tests/flows/test_session_groups.py (tests/session_flows.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PARTY = Party(country_code="BE", party_id="BEC", currency="EUR")
+from csms.flows.sessions import OpenSessions, SessionFlows
+from csms.log import configure_logging
+from tests import session_flows
+from tests.session_flows import NOW, energy, running_flows
+
 TAG = "BENCH-TAG"
 PG_HOST = "127.0.0.1"
 
@@ -61,90 +60,60 @@ def _pg_tool(tool: str, name: str) -> None:
     subprocess.run([tool, "-h", PG_HOST, "-U", "postgres", name], check=True)
 
 
-def _meter_payload(at: datetime, register: int) -> list[dict[str, object]]:
-    return [
-        {
-            "timestamp": at.isoformat(),
-            "sampledValue": [
-                {"value": str(register), "measurand": "Energy.Active.Import.Register"},
-                {"value": "7000", "measurand": "Power.Active.Import", "unit": "W"},
-                {"value": "16", "measurand": "Current.Import", "unit": "A"},
-                {"value": "230", "measurand": "Voltage", "unit": "V"},
-            ],
-        }
-    ]
+# What a MeterValues samples after the energy register, in order (--sampled takes the first
+# ones): power, current and voltage, then what chargers with more to say send.
+_OTHERS: list[dict[str, object]] = [
+    {"value": "7000", "measurand": "Power.Active.Import", "unit": "W"},
+    {"value": "16", "measurand": "Current.Import", "unit": "A"},
+    {"value": "230", "measurand": "Voltage", "unit": "V"},
+    {"value": "231", "measurand": "Voltage", "unit": "V", "phase": "L2-N"},
+    {"value": "229", "measurand": "Voltage", "unit": "V", "phase": "L3-N"},
+    {"value": "32", "measurand": "Current.Offered", "unit": "A"},
+    {"value": "22000", "measurand": "Power.Offered", "unit": "W"},
+    {"value": "31", "measurand": "Temperature", "unit": "Celsius"},
+    {"value": "50", "measurand": "Frequency"},
+]
 
 
-async def charger(flows: SessionFlows, cp: str, sessions: int, offset: int) -> None:
+def _sampled(register: int, count: int) -> list[dict[str, object]]:
+    return [energy(register), *_OTHERS[: count - 1]]
+
+
+async def charger(
+    flows: SessionFlows, cp: str, sessions: int, offset: int, *, sampled: int = 4
+) -> None:
     """One charger's sessions, one after the other, each call awaited as a charger would."""
     register = itertools.count(1000, 100)
     for n in range(sessions):
         began = NOW + timedelta(hours=n, minutes=offset % 50)
         await flows.authorize(charge_point_id=cp, id_tag=TAG, now=NOW)
-        start = {
-            "connectorId": 1,
-            "idTag": TAG,
-            "meterStart": next(register),
-            "timestamp": began.isoformat(),
-        }
-        key, _ = convert.start_key(cp, start, received=NOW)
+        key = session_flows.start_key(cp, tag=TAG, at=began, meter_start=next(register))
         opened: OpenSessions = {}
-        outcome = await flows.start(
-            key=key,
-            reservation_id=None,
-            flags=(),
-            location_id=None,
-            open_sessions=opened,
-            now=NOW,
-        )
-        tx = outcome.transaction_id
+        tx = (await session_flows.start(flows, key, opened)).transaction_id
         for minute in range(1, 4):
-            payload = _meter_payload(began + timedelta(minutes=minute), next(register))
-            await flows.meter_values(
-                charge_point_id=cp,
-                connector_id=1,
-                transaction_id=tx,
-                samples=convert.samples(payload, received=NOW),
-                location_id=None,
-                open_sessions=opened,
-                now=NOW,
+            at = began + timedelta(minutes=minute)
+            await session_flows.meter_values(
+                flows, cp, tx, at=at, sampled=_sampled(next(register), sampled), opened=opened
             )
-        stop = {
-            "transactionId": tx,
-            "meterStop": next(register),
-            "timestamp": (began + timedelta(minutes=10)).isoformat(),
-            "idTag": TAG,
-        }
-        request = convert.stop_request(cp, stop, received=NOW)
-        await flows.stop(request=request, location_id=None, open_sessions=opened, now=NOW)
+        at = began + timedelta(minutes=10)
+        await session_flows.stop(
+            flows, cp, tx, at=at, meter_stop=next(register), tag=TAG, opened=opened
+        )
 
 
-async def run_once(kind: str, chargers: int, sessions: int) -> tuple[float, float]:
+async def run_once(
+    kind: str, chargers: int, sessions: int, *, sampled: int = 4
+) -> tuple[float, float]:
     """One run on a fresh database: (CPU ms per session, sessions/s)."""
-    async with fresh_url(kind) as url:
-        database = Database(url)
-        await database.migrate()
-        pricing = SessionPricing(database=database, party=PARTY)
-        wallet = WalletFlows(database=database, party=PARTY, pricing=pricing, clock=lambda: NOW)
-        flows = SessionFlows(database=database, party=PARTY, pricing=pricing, wallet=wallet)
-        writer = asyncio.create_task(database.writer.run())
-        try:
-            await database.writer.submit(
-                lambda session: registry.upsert_id_tag(
-                    session, id_tag=TAG, values={"status": "Accepted"}, now=NOW
-                )
-            )
-            # Warm-up: statement caches, prepared statements, imports.
-            await asyncio.gather(*(charger(flows, f"WARM-{n}", 1, n) for n in range(20)))
-            cpu, wall = time.process_time(), time.perf_counter()
-            await asyncio.gather(
-                *(charger(flows, f"CP-{n:04d}", sessions, n) for n in range(chargers))
-            )
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        finally:
-            database.writer.close()
-            await writer
-            await database.dispose()
+    async with fresh_url(kind) as url, running_flows(url, accepted=[TAG]) as running:
+        flows = running.flows
+        # Warm-up: statement caches, prepared statements, imports.
+        await asyncio.gather(*(charger(flows, f"WARM-{n}", 1, n) for n in range(20)))
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(
+            *(charger(flows, f"CP-{n:04d}", sessions, n, sampled=sampled) for n in range(chargers))
+        )
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     total = chargers * sessions
     return 1000 * cpu / total, total / wall
 
@@ -155,12 +124,20 @@ async def main() -> None:
     parser.add_argument("--chargers", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--sampled",
+        type=int,
+        choices=range(1, len(_OTHERS) + 2),
+        default=4,
+        metavar="1-10",
+        help="sampled values per MeterValues (default 4: energy, power, current, voltage)",
+    )
     args = parser.parse_args()
     # As `make bench` runs csms: warnings only (an info line per CDR would be measured too).
     configure_logging(level="warning", fmt="json")
     results = []
     for n in range(args.repeats):
-        ms, rate = await run_once(args.database, args.chargers, args.sessions)
+        ms, rate = await run_once(args.database, args.chargers, args.sessions, sampled=args.sampled)
         results.append(ms)
         print(f"run {n + 1}: {ms:.2f} ms CPU per session, {rate:.0f} sessions/s (wall)")
     print(

@@ -12,7 +12,7 @@ from report import Report, progress
 
 from scenarios.common import Options
 from scenarios.persisted_path import run_persisted
-from scenarios.session_lifecycle import CHARGERS, run_lifecycle
+from scenarios.session_lifecycle import CHARGERS, profile_notes, run_lifecycle
 
 
 async def cpu_profile(report: Report, opts: Options) -> None:
@@ -47,6 +47,8 @@ async def cpu_profile(report: Report, opts: Options) -> None:
     for kind in kinds:
         out = opts.scratch / f"p6-{kind}.raw"
         await run_lifecycle(opts, kind, CHARGERS, 0, profile=out)
-        report.profiles[f"P6 csms + {kind}, {CHARGERS} chargers, full rate"] = breakdown(out)
+        name = f"P6 csms + {kind}, {CHARGERS} chargers, full rate"
+        report.profiles[name] = breakdown(out)
+        profile_notes(report, name, out)
     for name, shares in report.profiles.items():
         progress(f"  {name}: " + ", ".join(f"{k} {v:.0f} %" for k, v in shares.items()))

@@ -20,7 +20,7 @@ from typing import Any
 from backlog import OutboxFigures, watch_outbox
 from loadgen import run_sessions
 from processes import Database, Server, csms_server, fresh_database, pin_backends
-from profiling import py_spy
+from profiling import hot_functions, py_spy
 from report import Report, Row, progress
 
 from scenarios.common import Options
@@ -250,6 +250,23 @@ def note_saturation(report: Report, what: str, rate: float, runs: list[dict[str,
             f"P6 {what}: csms completed {max(done):.0f} sessions/s at most, short of the "
             f"{rate:g} asked; its latencies are those of a saturated csms"
         )
+
+
+def profile_notes(report: Report, name: str, raw: Path) -> None:
+    """Where a session's CPU time went, by csms function (py-spy, inclusive): the profile
+    the "sessions under load" notes compare before and after a change (bench/analysis.md)."""
+    # The entry point and the composition root hold every sample, and a chain of callers
+    # with one share (the writer's loop) says it once: the first of them is kept.
+    lines: list[str] = []
+    for line in hot_functions(raw, top=40).get("inclusive", []):
+        if "(csms/__main__.py)" in line or "(csms/app.py)" in line:
+            continue
+        if lines and line.split(" % ")[0] == lines[-1].split(" % ")[0]:
+            continue
+        lines.append(line)
+    lines = lines[:24]
+    if lines:
+        report.notes.append(f"{name}, hottest csms functions (inclusive): " + "; ".join(lines))
 
 
 def failures_note(runs: list[dict[str, Any]]) -> str:

@@ -25,6 +25,13 @@ _LINE_PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
 # Scales to kW and to A of the units a power or current reading may have (§7.48 UnitOfMeasure).
 POWER_UNITS_KW = {"W": Decimal("0.001"), "kW": Decimal(1)}
 CURRENT_UNITS_A = {"A": Decimal(1)}
+# What a session's OCPI Session and CDR, its OICP CDR and its price read of its samples
+# (csms.core.ocpi.periods, csms.core.oicp, csms.core.usage): the energy import register,
+# power, current and state of charge. Its other samples (voltage, temperature, ...) change
+# none of them, so a stopped session's are not read back (tests/events/test_build.py).
+SESSION_MEASURANDS = frozenset(
+    {ENERGY_IMPORT_REGISTER, "Power.Active.Import", "Current.Import", "SoC"}
+)
 
 
 @dataclass(frozen=True)

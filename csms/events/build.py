@@ -12,9 +12,10 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -130,20 +131,8 @@ def evse_status(
     at: datetime,
 ) -> Event:
     """`evse.status` for one connector (OCPP connector >= 1 is one OCPI EVSE)."""
-    ocpi_part = EvseStatusUpdate.model_validate(
-        ocpi.build_evse_status(
-            evse_uid=evse_uid(charge_point_id, connector_id),
-            ocpp_status=ocpp_status,
-            online=online,
-            last_updated=at,
-        )
-    )
-    oicp_part = EvseStatusRecord.model_validate(
-        oicp.build_evse_status_record(
-            evse_id=evse_id(party, charge_point_id, connector_id),
-            ocpp_status=ocpp_status,
-            online=online,
-        )
+    ocpi_part, oicp_part = _evse_status_parts(
+        party, charge_point_id, connector_id, ocpp_status, online
     )
     data: dict[str, Any] = {
         "connectorId": connector_id,
@@ -151,13 +140,48 @@ def evse_status(
         "errorCode": error_code,
         "info": info,
         "vendorErrorCode": vendor_error_code,
-        "ocpi": to_json_dict(ocpi_part),
-        "oicp": to_json_dict(oicp_part),
+        # As EvseStatusUpdate dumps its DateTime: UTC, RFC 3339; a naive time is refused.
+        "ocpi": {**ocpi_part, "last_updated": format_datetime(to_utc(at))},
+        "oicp": dict(oicp_part),
     }
     if vendor_error_text is not None:
         data["vendorErrorText"] = vendor_error_text
     subject = f"{charge_point_id}/{connector_id}"
     return _event(charge_point_id, EventType.EVSE_STATUS, at, data, subject)
+
+
+# A validated evse.status part whose only changing field is the time: per EVSE and status.
+_EVSE_STATUS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=16_384)
+def _evse_status_parts(
+    party: Party, charge_point_id: str, connector_id: int, ocpp_status: str | None, online: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `ocpi` part of `evse.status` but its `last_updated`, and the `oicp` part, each
+    validated by its strict model once per EVSE and status (four StatusNotifications a
+    session; tests/events/test_build.py checks the result equals the validated event)."""
+    ocpi_part = to_json_dict(
+        EvseStatusUpdate.model_validate(
+            ocpi.build_evse_status(
+                evse_uid=evse_uid(charge_point_id, connector_id),
+                ocpp_status=ocpp_status,
+                online=online,
+                last_updated=_EVSE_STATUS_EPOCH,
+            )
+        )
+    )
+    del ocpi_part["last_updated"]
+    oicp_part = to_json_dict(
+        EvseStatusRecord.model_validate(
+            oicp.build_evse_status_record(
+                evse_id=evse_id(party, charge_point_id, connector_id),
+                ocpp_status=ocpp_status,
+                online=online,
+            )
+        )
+    )
+    return ocpi_part, oicp_part
 
 
 # -- transactions --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from csms.store import chargers, outbox, registry, transactions
 from csms.store import samples as samples_store
 from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
+from csms.store.rates import Circuits
 from csms.store.tables import Transaction
 
 # Open transactions of one connection, by transactionId (session.updated without a read);
@@ -222,10 +223,11 @@ class SessionFlows:
             session, charge_point_ids=charge_point_ids, keep=kept
         )
         reserved = await bulk.reserved_chargers(session, charge_point_ids)
-        known = None
+        known, circuits = None, None
         if self.pricing is not None:
             places = [(*_place(s), s.location_id) for s in firsts]
             known = await self.pricing.assignments(session, places)
+            circuits = await self.pricing.circuits(session, places)
         done: dict[int, _Started] = {}
         events: list[Event] = []
         for s in firsts:
@@ -239,7 +241,9 @@ class SessionFlows:
                 open_elsewhere=_place(s) in open_pairs,
                 reserved=s.key.charge_point_id in reserved,
             )
-            outcome, facts, started = await self._started(session, s, outcome, row, known=known)
+            outcome, facts, started = await self._started(
+                session, s, outcome, row, known=known, circuits=circuits
+            )
             done[id(s)] = (outcome, facts)
             events += started
         await outbox.add_events(session, events, now=max(s.now for s in starts))
@@ -260,7 +264,9 @@ class SessionFlows:
         )
         row = await session.get(Transaction, outcome.transaction_id)
         assert row is not None
-        outcome, facts, events = await self._started(session, start, outcome, row, known=None)
+        outcome, facts, events = await self._started(
+            session, start, outcome, row, known=None, circuits=None
+        )
         await outbox.add_events(session, events, now=start.now)
         return outcome, facts
 
@@ -272,12 +278,13 @@ class SessionFlows:
         row: Transaction,
         *,
         known: Assignments | None,
+        circuits: Circuits | None,
     ) -> tuple[transactions.StartOutcome, SessionFacts | None, list[Event]]:
         """A recorded Start's pricing, open session and events (none for a repeat)."""
         key, location_id, now = start.key, start.location_id, start.now
         if outcome.created:
             outcome = await self._priced_start(
-                session, outcome, row, location_id, now=now, known=known
+                session, outcome, row, location_id, now=now, known=known, circuits=circuits
             )
         facts = session_facts(row, party=self.party, location_id=location_id)
         events: list[Event] = []
@@ -309,6 +316,7 @@ class SessionFlows:
         *,
         now: datetime,
         known: Assignments | None = None,
+        circuits: Circuits | None = None,
     ) -> transactions.StartOutcome:
         """Prepaid drivers who cannot pay are Blocked; the others get their tariff resolved."""
         if self.wallet is not None and row.id_tag is not None and row.start_timestamp is not None:
@@ -327,7 +335,7 @@ class SessionFlows:
                 return replace(outcome, id_tag_info=info)
         if self.pricing is not None and outcome.id_tag_info.status.value == "Accepted":
             await self.pricing.start(
-                session, row=row, location_id=location_id, now=now, known=known
+                session, row=row, location_id=location_id, now=now, known=known, circuits=circuits
             )
         return outcome
 

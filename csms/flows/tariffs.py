@@ -169,6 +169,13 @@ class SessionPricing:
         }
         return await tariffs.assignments_of(session, keys)
 
+    async def circuits(
+        self, session: AsyncSession, places: Sequence[tuple[str, int, str | None]]
+    ) -> rates.Circuits:
+        """The circuits of the connectors of these (charger, connector, location) places,
+        read with one query (for `start`'s `circuits`)."""
+        return await rates.circuits_of(session, {(cp, connector) for cp, connector, _ in places})
+
     async def _zone(self, session: AsyncSession, location_id: str | None) -> tzinfo:
         location = None if location_id is None else await session.get(Location, location_id)
         data = {} if location is None else location.data
@@ -182,8 +189,13 @@ class SessionPricing:
         location_id: str | None,
         now: datetime,
         known: Assignments | None = None,
+        circuits: rates.Circuits | None = None,
     ) -> RunningSession | None:
-        """Resolve and keep the tariff of a transaction just created (inside its write)."""
+        """Resolve and keep the tariff of a transaction just created (inside its write).
+
+        `known` and `circuits`: the tariff assignments (`assignments`) and the connectors'
+        circuits (`circuits`) read already for a batch's Starts.
+        """
         assert row.id is not None
         assert row.start_timestamp is not None
         user_id = None if row.id_tag is None else await wallet.user_of_tag(session, row.id_tag)
@@ -198,7 +210,7 @@ class SessionPricing:
         )
         if resolved is None:
             self._remember(row.id, None)
-            await self._keep_circuit(session, row=row, now=now)
+            await self._keep_circuit(session, row=row, now=now, circuits=circuits)
             return None
         source, version, data, zone = resolved
         account = None if user_id is None else await wallet.get_account(session, user_id)
@@ -215,9 +227,7 @@ class SessionPricing:
             time_zone=zone_name(zone),
             now=now,
             # The circuit at the start (docs/tariffs.md, "Which rate a session is bought at").
-            circuit_id=await rates.circuit_of(
-                session, charge_point_id=row.charge_point_id, connector_id=row.connector_id
-            ),
+            circuit_id=await _circuit(session, row, circuits),
         )
         tariff = tariff_from_ocpi(data)
         running = RunningSession(
@@ -232,14 +242,17 @@ class SessionPricing:
         return running
 
     async def _keep_circuit(
-        self, session: AsyncSession, *, row: Transaction, now: datetime
+        self,
+        session: AsyncSession,
+        *,
+        row: Transaction,
+        now: datetime,
+        circuits: rates.Circuits | None,
     ) -> None:
         # A session without a tariff is bought too, at its circuit's rate at the start
         # (docs/tariffs.md, "Purchase cost and margin"); off every circuit, nothing to keep.
         assert row.id is not None
-        circuit_id = await rates.circuit_of(
-            session, charge_point_id=row.charge_point_id, connector_id=row.connector_id
-        )
+        circuit_id = await _circuit(session, row, circuits)
         if circuit_id is not None:
             await tariffs.record_circuit(
                 session,
@@ -347,7 +360,7 @@ class SessionPricing:
                 row=row,
                 facts=facts,
                 periods=periods,
-                circuit_id=None if pricing is None else pricing.circuit_id,
+                pricing=pricing,
                 parking_s=parking_s,
                 now=now,
             )
@@ -390,12 +403,14 @@ class SessionPricing:
         row: Transaction,
         facts: SessionFacts,
         periods: Sequence[UsagePeriod],
-        circuit_id: str | None,
+        pricing: TransactionPricing | None,
         parking_s: int,
         now: datetime,
     ) -> Settlement:
         """A session without a tariff sold nothing, but its energy was bought: its purchase
-        cost, at the circuit it started on (kept by `_keep_circuit`) or its site."""
+        cost, at the circuit it started on (kept by `_keep_circuit`) or its site.
+
+        `pricing`: the transaction's pricing row, None when it has none."""
         assert row.id is not None
         try:
             purchase = await _purchase_cost(
@@ -403,16 +418,30 @@ class SessionPricing:
                 row=row,
                 facts=facts,
                 periods=periods,
-                circuit_id=circuit_id,
+                circuit_id=None if pricing is None else pricing.circuit_id,
                 currency=facts.currency,
             )
         except PRICING_ERRORS as exc:
             log.error("session_purchase_failed", transaction_id=row.id, error=repr(exc))
             purchase = None
+        if pricing is None and purchase is None:
+            # No row and no cost: `record_purchase` would make none (and read for it).
+            return Settlement(priced=None, parking_s=parking_s, user_id=None)
         await tariffs.record_purchase(
             session, transaction_id=row.id, purchase_cost=purchase, currency=facts.currency, now=now
         )
         return Settlement(priced=None, parking_s=parking_s, user_id=None, purchase_cost=purchase)
+
+
+async def _circuit(
+    session: AsyncSession, row: Transaction, circuits: rates.Circuits | None
+) -> str | None:
+    """The circuit the transaction's connector is on now (docs/tariffs.md, "Which rate a
+    session is bought at"): read already for its batch, or read here."""
+    place = (row.charge_point_id, row.connector_id)
+    if circuits is not None and place in circuits:
+        return circuits[place]
+    return await rates.circuit_of(session, charge_point_id=place[0], connector_id=place[1])
 
 
 async def _tariff_of(session: AsyncSession, pricing: TransactionPricing) -> dict[str, Any] | None:

@@ -3,12 +3,14 @@ and the circuit a connector is on, for the rate its sessions are bought at."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,7 +18,13 @@ from csms.core.ocpi import DayOfWeek
 from csms.core.rates import ElectricityRate as RateFacts
 from csms.core.rates import PricePoint, RatePlace, RateScope, TimeOfUse, choose_rate
 from csms.store.sql import page, rowcount
-from csms.store.tables import Circuit, CircuitMember, ElectricityPrice, ElectricityRate
+from csms.store.tables import (
+    Circuit,
+    CircuitMember,
+    ElectricityPrice,
+    ElectricityRate,
+    table_of,
+)
 
 
 async def put_rate(session: AsyncSession, rate: ElectricityRate) -> bool:
@@ -90,14 +98,35 @@ async def circuit_of(
 ) -> str | None:
     """The circuit a connector is on: as a member itself, else through its whole charger
     (connector 0; csms.core.circuits.member_for), or None."""
-    rows = await session.execute(
-        select(col(CircuitMember.connector_id), col(CircuitMember.circuit_id)).where(
-            col(CircuitMember.charge_point_id) == charge_point_id,
-            col(CircuitMember.connector_id).in_((connector_id, 0)),
-        )
+    place = (charge_point_id, connector_id)
+    return (await circuits_of(session, [place]))[place]
+
+
+# A connector's circuit (`circuit_of`), by (charger, connector); None: on no circuit.
+Circuits = Mapping[tuple[str, int], str | None]
+
+
+async def circuits_of(session: AsyncSession, places: Collection[tuple[str, int]]) -> Circuits:
+    """The circuit each of these connectors is on (`circuit_of`), read with one query (a
+    writer batch's Starts)."""
+    if not places:
+        return {}
+    params = {"cps": list({charge_point_id for charge_point_id, _ in places})}
+    rows = await session.execute(_select_members(), params)
+    found = {(cp, connector): circuit for cp, connector, circuit in rows}
+    return {
+        (cp, connector): found.get((cp, connector)) or found.get((cp, 0))
+        for cp, connector in places
+    }
+
+
+@cache
+def _select_members() -> Select[Any]:
+    # Built once: building a statement and its cache key costs more than running it.
+    members = table_of(CircuitMember)
+    return select(members.c.charge_point_id, members.c.connector_id, members.c.circuit_id).where(
+        members.c.charge_point_id.in_(bindparam("cps", expanding=True))
     )
-    found = {connector: circuit for connector, circuit in rows.all()}
-    return found.get(connector_id) or found.get(0)
 
 
 async def circuit_path(session: AsyncSession, circuit_id: str) -> list[str]:

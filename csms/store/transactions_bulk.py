@@ -24,6 +24,7 @@ from sqlmodel import col
 from csms.core.authorize import IdTagInfo
 from csms.core.charging import ReservationStatus
 from csms.core.meter import Sample
+from csms.core.session import SESSION_MEASURANDS
 from csms.core.transactions import StartKey, StopRequest, TransactionFlag
 from csms.store.commands import use_reservation
 from csms.store.tables import (
@@ -229,7 +230,8 @@ async def samples_of(
     session: AsyncSession, transaction_ids: Collection[int]
 ) -> dict[int, list[Sample]]:
     """`samples.transaction_samples` of many transactions as core samples
-    (`samples.samples_of`), with one query and no ORM objects."""
+    (`samples.samples_of`), with one query and no ORM objects; only those of the measurands
+    a session's events and price read (`SESSION_MEASURANDS`)."""
     found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
     if not transaction_ids:
         return found
@@ -248,6 +250,7 @@ def _select_samples() -> Select[Any]:
         .where(
             mv.c.transaction_id.in_(bindparam("ids", expanding=True)),
             mv.c.after_stop.is_(False),
+            mv.c.measurand.in_(sorted(SESSION_MEASURANDS)),
         )
         .order_by(mv.c.timestamp, mv.c.id)
     )

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
+from csms.core import ocpi, oicp
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import build_session
-from csms.core.session import SessionFacts
+from csms.core.session import SESSION_MEASURANDS, SessionFacts
+from csms.core.transactions import SessionEnd
+from csms.core.usage import Limits, usage_periods
 from csms.events import build
 from csms.events.envelope import EventType
-from csms.events.models_ocpi import Session
-from tests.sessions import session_facts
+from csms.events.models_base import format_datetime, to_json_dict, to_utc
+from csms.events.models_ocpi import EvseStatusUpdate, Session
+from csms.events.models_oicp import EvseStatusRecord
+from tests.sessions import LOCATION, PARTY, session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, 123000, tzinfo=UTC)
 
 FACTS = session_facts(T0)
 
 
-def register(minutes: float, wh: str) -> Sample:
+def sampled(minutes: float, measurand: str, value: str, unit: str, phase: str = "") -> Sample:
     return Sample(
         timestamp=T0 + timedelta(minutes=minutes),
-        value=wh,
-        measurand=ENERGY_IMPORT_REGISTER,
-        unit="Wh",
+        value=value,
+        measurand=measurand,
+        unit=unit,
         context="Sample.Periodic",
         location="Outlet",
-        phase="",
+        phase=phase,
         format="Raw",
     )
+
+
+def register(minutes: float, wh: str) -> Sample:
+    return sampled(minutes, ENERGY_IMPORT_REGISTER, wh, "Wh")
 
 
 CASES = {
@@ -95,3 +105,123 @@ def test_meter_values_event_has_text_timestamps() -> None:
             }
         ],
     }
+
+
+def test_a_stopped_sessions_events_and_usage_read_only_the_session_measurands() -> None:
+    """session.stopped, the CDR (OCPI and OICP) and the priced usage periods are the same
+    from a session's samples of SESSION_MEASURANDS alone as from all of them (the Stop group
+    reads back only those, csms.store.transactions_bulk.samples_of)."""
+    every = []
+    for minute, wh in ((5, 1_002_000), (20, 1_010_000), (35, 1_015_000)):
+        every += [
+            sampled(minute, ENERGY_IMPORT_REGISTER, str(wh), "Wh"),
+            sampled(minute, "Power.Active.Import", "7.2", "kW"),
+            *(sampled(minute, "Current.Import", "16", "A", p) for p in ("L1", "L2", "L3")),
+            sampled(minute, "SoC", str(40 + minute), "Percent"),
+            *(sampled(minute, "Voltage", "230", "V", p) for p in ("L1-N", "L2-N", "L3-N")),
+            sampled(minute, "Temperature", "31", "Celsius"),
+            sampled(minute, "Frequency", "50", ""),
+            sampled(minute, "Energy.Active.Export.Register", "0", "Wh"),
+        ]
+    kept = [s for s in every if s.measurand in SESSION_MEASURANDS]
+    assert len(kept) < len(every)
+    stop = T0 + timedelta(minutes=40)
+    outputs = []
+    for samples in (every, kept):
+        facts = dataclasses.replace(
+            FACTS, id_tag="04A2B3C4", stop=stop, meter_stop_wh=1_016_000, samples=tuple(samples)
+        )
+        stopped = build.session_stopped(facts, at=stop, end=SessionEnd.CHARGER, stop_reason=None)
+        cdr = build.cdr_created(
+            facts, party=PARTY, location=LOCATION, at=stop, remark=None, end=SessionEnd.CHARGER
+        )
+        assert cdr.data["ocpi"] is not None
+        assert cdr.data["oicp"] is not None
+        usage = usage_periods(
+            start=facts.start,
+            end=stop,
+            meter_start_wh=facts.meter_start_wh,
+            meter_stop_wh=facts.meter_stop_wh,
+            samples=samples,
+            limits=Limits(power_kw=(Decimal(11),), current_a=(Decimal(40),)),
+        )
+        outputs.append((stopped.data, cdr.data, usage))
+    assert outputs[0] == outputs[1]
+
+
+EVSE_CASES = {
+    "charging": ("CP001", 1, "Charging", True, T0),
+    "offline": ("CP001", 2, "Available", False, T0),
+    "no status": ("CP001", 1, None, True, T0),
+    "faulted, local time": (
+        "CP001",
+        1,
+        "Faulted",
+        True,
+        datetime(2024, 1, 1, 11, 7, 1, 250000, tzinfo=timezone(timedelta(hours=1))),
+    ),
+    "identity too long for the uid": ("CP-" + "X" * 60, 1, "Preparing", True, T0),
+}
+
+
+@pytest.mark.parametrize("case", EVSE_CASES.values(), ids=EVSE_CASES.keys())
+def test_evse_status_equals_the_validated_parts(
+    case: tuple[str, int, str | None, bool, datetime],
+) -> None:
+    """evse.status validates its parts once per EVSE and status, yet its data is what the
+    strict models dump for that time, every time."""
+    cp, connector, status, online, at = case
+    party = PARTY
+    expected_ocpi = to_json_dict(
+        EvseStatusUpdate.model_validate(
+            ocpi.build_evse_status(
+                evse_uid=build.evse_uid(cp, connector),
+                ocpp_status=status,
+                online=online,
+                last_updated=at,
+            )
+        )
+    )
+    expected_oicp = to_json_dict(
+        EvseStatusRecord.model_validate(
+            oicp.build_evse_status_record(
+                evse_id=build.evse_id(party, cp, connector), ocpp_status=status, online=online
+            )
+        )
+    )
+    for later in (at, at + timedelta(seconds=1)):
+        event = build.evse_status(
+            cp,
+            party=party,
+            connector_id=connector,
+            ocpp_status=status,
+            error_code="NoError",
+            info=None,
+            vendor_error_code=None,
+            vendor_error_text=None,
+            online=online,
+            at=later,
+        )
+        shifted = format_datetime(to_utc(later))
+        assert event.data["ocpi"] == {**expected_ocpi, "last_updated": shifted}
+        assert list(event.data["ocpi"]) == list(expected_ocpi)
+        assert event.data["oicp"] == expected_oicp
+        # The event's parts are its own: changing them changes no later event.
+        event.data["ocpi"]["status"] = event.data["oicp"]["EvseStatus"] = "changed"
+
+
+def test_evse_status_refuses_a_naive_time() -> None:
+    """A naive time fails evse.status as the strict model would fail it."""
+    with pytest.raises(ValueError, match="naive"):
+        build.evse_status(
+            "CP001",
+            party=PARTY,
+            connector_id=1,
+            ocpp_status="Available",
+            error_code="NoError",
+            info=None,
+            vendor_error_code=None,
+            vendor_error_text=None,
+            online=True,
+            at=datetime(2024, 1, 1, 10, 0),
+        )

@@ -7,26 +7,12 @@ from decimal import Decimal
 
 import orjson
 
-from csms.core.session import Party
 from csms.core.transactions import SessionEnd
 from csms.events import build
 from csms.events.models_ocpi import Cdr
-from tests.sessions import session_facts
+from tests.sessions import LOCATION, PARTY, session_facts
 
 T0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
-PARTY = Party(country_code="BE", party_id="BEC", currency="EUR")
-LOCATION = build.cdr_location(
-    {
-        "address": "F.Rooseveltlaan 3A",
-        "city": "Gent",
-        "country": "BEL",
-        "coordinates": {"latitude": "51.047599", "longitude": "3.729944"},
-    },
-    party=PARTY,
-    charge_point_id="CP001",
-    connector_id=1,
-    connector_spec=None,
-)
 
 
 def test_the_credit_repeats_the_estimate_with_its_costs_negated() -> None:

@@ -7,27 +7,21 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
-from csms.core.session import Party
 from csms.core.transactions import StartKey
 from csms.flows.sessions import OpenSessions, SessionFlows
-from csms.flows.tariffs import SessionPricing
-from csms.flows.wallet import WalletFlows
 from csms.metrics import Metrics
-from csms.ocpp16 import convert
-from csms.store import registry
 from csms.store.db import Database
 from csms.store.tables import MeterValue, OutboxEvent, Transaction, table_of
+from tests import session_flows
+from tests.session_flows import NOW
 
 pytestmark = pytest.mark.postgres
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PARTY = Party(country_code="BE", party_id="BEC", currency="EUR")
 
 
 @dataclass
@@ -68,48 +62,23 @@ def _batches(metrics: Metrics) -> float:
 @pytest.fixture
 async def setup(database_url: str) -> AsyncIterator[Setup]:
     metrics = Metrics()
-    database = Database(database_url, metrics=metrics)
-    await database.migrate()
-    pricing = SessionPricing(database=database, party=PARTY)
-    wallet = WalletFlows(database=database, party=PARTY, pricing=pricing, clock=lambda: NOW)
-    flows = SessionFlows(database=database, party=PARTY, pricing=pricing, wallet=wallet)
-    writer = asyncio.create_task(database.writer.run())
-    await database.writer.submit(
-        lambda session: registry.upsert_id_tag(
-            session, id_tag="GOOD", values={"status": "Accepted"}, now=NOW
-        )
-    )
-    try:
-        yield Setup(database=database, flows=flows, metrics=metrics)
-    finally:
-        database.writer.close()
-        await writer
-        await database.dispose()
+    async with session_flows.running_flows(
+        database_url, accepted=["GOOD"], metrics=metrics
+    ) as running:
+        yield Setup(database=running.database, flows=running.flows, metrics=metrics)
 
 
 def _key(cp: str, *, tag: str = "GOOD", minutes: int = 0) -> StartKey:
-    at = (NOW + timedelta(minutes=minutes)).isoformat()
-    payload = {"connectorId": 1, "idTag": tag, "meterStart": 1000, "timestamp": at}
-    key, _ = convert.start_key(cp, payload, received=NOW)
-    return key
+    return session_flows.start_key(cp, tag=tag, at=NOW + timedelta(minutes=minutes))
 
 
 def _start(flows: SessionFlows, key: StartKey, opened: OpenSessions | None = None) -> Any:
-    return flows.start(
-        key=key,
-        reservation_id=None,
-        flags=(),
-        location_id=None,
-        open_sessions={} if opened is None else opened,
-        now=NOW,
-    )
+    return session_flows.start(flows, key, {} if opened is None else opened)
 
 
 def _stop(flows: SessionFlows, cp: str, tx: int, *, minutes: int = 30) -> Any:
-    at = (NOW + timedelta(minutes=minutes)).isoformat()
-    payload = {"transactionId": tx, "meterStop": 5000, "timestamp": at, "idTag": "GOOD"}
-    request = convert.stop_request(cp, payload, received=NOW)
-    return flows.stop(request=request, location_id=None, open_sessions={}, now=NOW)
+    at = NOW + timedelta(minutes=minutes)
+    return session_flows.stop(flows, cp, tx, at=at, meter_stop=5000, tag="GOOD")
 
 
 async def test_authorize_requests_of_one_batch(setup: Setup) -> None:
@@ -192,17 +161,9 @@ _REGISTER = itertools.count(1500, 100)
 
 def _meter(flows: SessionFlows, cp: str, tx: int, opened: OpenSessions) -> Any:
     # A new reading each time: an exact repeat of a sample would be stored once.
-    register = {"value": str(next(_REGISTER)), "measurand": "Energy.Active.Import.Register"}
-    payload = [{"timestamp": (NOW + timedelta(minutes=5)).isoformat(), "sampledValue": [register]}]
-    return flows.meter_values(
-        charge_point_id=cp,
-        connector_id=1,
-        transaction_id=tx,
-        samples=convert.samples(payload, received=NOW),
-        location_id=None,
-        open_sessions=opened,
-        now=NOW,
-    )
+    sampled = [session_flows.energy(next(_REGISTER))]
+    at = NOW + timedelta(minutes=5)
+    return session_flows.meter_values(flows, cp, tx, at=at, sampled=sampled, opened=opened)
 
 
 async def test_an_unknown_transaction_id_is_read_once_per_connection(setup: Setup) -> None:
