@@ -14,7 +14,7 @@ import structlog
 from csms.cluster.forward import Forwarder
 from csms.config import Settings
 from csms.errors import StoreError
-from csms.events.cluster_relay import PartitionRelay
+from csms.events.cluster_relay import NodeRelay
 from csms.events.relay import Publisher, Relay
 from csms.flows.chargers import ChargerFlows
 from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_connections_of
@@ -26,8 +26,6 @@ from csms.store.signal import CommitSignal
 log = structlog.get_logger("csms.cluster")
 
 PRUNE_EVERY = timedelta(minutes=5)
-# Commits within this time are looked at together.
-SCAN_GATHER = 0.005
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 
@@ -85,15 +83,25 @@ class ClusterNode:
         self.signal.listeners.append(self.wake)
         self.signal.alone = lambda: len(self.membership.held.partitions) == settings.partitions
         database.writer.listeners += [self.wake, self.signal.committed]
-        self.partitions: dict[int, tuple[PartitionRelay, asyncio.Task[None]]] = {}
-        self._committed = asyncio.Event()
+        # One relay pass per node over all the partitions it holds (docs/deployment.md).
+        self.partition_relay = NodeRelay(
+            partitions=settings.partitions,
+            node_id=self.node_id,
+            database=database,
+            relay=relay,
+            mqtt_url=self._mqtt_url,
+            client_prefix=topic_prefix,
+            clock=clock,
+            window=settings.mqtt_inflight,
+        )
+        self._relaying: asyncio.Task[None] | None = None
         self.leader_work: list[tuple[str, Work]] = []
         self._leading: list[asyncio.Task[None]] = []
         self._lead_changed = asyncio.Event()
-        self.membership.partition_gained.append(self._start_partition)
-        self.membership.partition_lost.append(self._cancel_partition)
+        self.membership.partition_gained.append(self.partition_relay.add)
+        self.membership.partition_lost.append(self.partition_relay.lose)
         self.membership.leader_changed.append(lambda _: self._lead_changed.set())
-        self.membership.give_partition = self._stop_partition
+        self.membership.give_partition = self.partition_relay.give
 
     @property
     def partition_count(self) -> int:
@@ -114,11 +122,12 @@ class ClusterNode:
 
     async def run(self) -> None:
         """Heartbeats and forwarded commands, until cancelled."""
+        # Not in the group: cancelling run at shutdown must leave the relay to drain().
+        self._relaying = asyncio.create_task(self.partition_relay.run(), name="cluster-relay")
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.membership.run(), name="cluster-heartbeat")
             tasks.create_task(self.forwarder.run(), name="cluster-forwarder")
             tasks.create_task(self.signal.run(), name="cluster-commit-signal")
-            tasks.create_task(self.scan(), name="cluster-partition-scan")
 
     async def lead(self) -> None:
         """Run the leader's work (timers, deliveries, sweeps) while this node is leader."""
@@ -137,86 +146,28 @@ class ClusterNode:
             await self._stop_leading()
 
     def wake(self) -> None:
-        """Events were committed (here, or elsewhere: NOTIFY): the scanner looks."""
-        self._committed.set()
-
-    async def scan(self) -> None:
-        """Wake only the partition publishers that have something to publish: one query
-        for all of them, at most every SCAN_GATHER seconds, instead of one each."""
-        while True:
-            await self._committed.wait()
-            self._committed.clear()
-            if self.partitions:
-                try:
-                    async with cluster.transaction(self._database) as connection:
-                        pending = await cluster.partitions_pending(
-                            connection, partitions=self.settings.partitions
-                        )
-                except StoreError as exc:
-                    log.warning("partition_scan_failed", error=str(exc))
-                    pending = set(self.partitions)
-                for partition in pending:
-                    held = self.partitions.get(partition)
-                    if held is not None:
-                        held[0].wake()
-            await asyncio.sleep(SCAN_GATHER)
+        """Events were committed (here, or elsewhere: NOTIFY): the relay looks."""
+        self.partition_relay.wake()
 
     async def drain(self, *, within: float) -> None:
         """SIGTERM, after the chargers were closed: publish what is pending in the held
         partitions, hand them over, and leave."""
         self.forwarder.closing = True
         self.membership.draining = True
+        self.partition_relay.stop()
         try:
             async with asyncio.timeout(within):
-                for relay, task in list(self.partitions.values()):
-                    relay.stop_after_batch()
+                if self._relaying is not None:
                     with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    await relay.drain(within=within)
+                        await asyncio.shield(self._relaying)
+                await self.partition_relay.drain(within=within)
         except TimeoutError:
             log.warning("events_left_in_outbox", reason="drain took too long; others adopt them")
         try:
             await self.membership.leave()
         except StoreError as exc:
             log.warning("cluster_leave_failed", error=str(exc))
-
-    # -- partitions -------------------------------------------------------------------------
-
-    def _start_partition(self, partition: int, generation: int) -> None:
-        relay = PartitionRelay(
-            partition=partition,
-            partitions=self.settings.partitions,
-            generation=generation,
-            node_id=self.node_id,
-            database=self._database,
-            relay=self._relay,
-            mqtt_url=self._mqtt_url,
-            client_prefix=self._prefix,
-            clock=self._clock,
-            window=self.settings.mqtt_inflight,
-        )
-        task = asyncio.create_task(relay.run(), name=f"relay-{partition}")
-        self.partitions[partition] = (relay, task)
-        task.add_done_callback(lambda _: self._forget(partition, relay))
-
-    def _forget(self, partition: int, relay: PartitionRelay) -> None:
-        held = self.partitions.get(partition)
-        if held is not None and held[0] is relay:
-            del self.partitions[partition]
-
-    def _cancel_partition(self, partition: int) -> None:
-        held = self.partitions.get(partition)
-        if held is not None:
-            held[1].cancel()
-
-    def _stop_partition(self, partition: int) -> asyncio.Future[None]:
-        held = self.partitions.get(partition)
-        if held is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        held[0].stop_after_batch()
-        return held[1]
+        await self.partition_relay.close()
 
     # -- the leader's work ------------------------------------------------------------------
 
