@@ -207,6 +207,7 @@ class NodeRelay:
                     # The database is away: the events wait in it; try again later.
                     log.warning("cluster_relay_paused", error=str(exc))
                     self._drop_links()
+                    self._settle()  # a hand-over waits for no database
                     await self._back_off()
                     continue
                 except Exception:
@@ -214,6 +215,7 @@ class NodeRelay:
                     # renewed meanwhile): the events stay, the relay tries again later.
                     log.exception("cluster_relay_failed")
                     self._drop_links()
+                    self._settle()
                     await self._back_off()
                     continue
                 self._failures = 0
