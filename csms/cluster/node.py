@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,8 +14,11 @@ import structlog
 
 from csms.cluster.forward import Forwarder
 from csms.config import Settings
+from csms.core.cluster import slot_of
 from csms.errors import StoreError
 from csms.events.cluster_relay import NodeRelay
+from csms.events.fanout import EventFanout, LiveEvent
+from csms.events.mqtt import messages
 from csms.events.relay import Publisher, Relay
 from csms.flows.chargers import ChargerFlows
 from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_connections_of
@@ -26,6 +30,16 @@ from csms.store.signal import CommitSignal
 log = structlog.get_logger("csms.cluster")
 
 PRUNE_EVERY = timedelta(minutes=5)
+# What the balancer follows (flows/balancing.py: its triggers and meter values).
+BALANCER_EVENTS = (
+    "session.started",
+    "session.stopped",
+    "evse.status",
+    "chargepoint.connected",
+    "chargepoint.disconnected",
+    "chargepoint.booted",
+    "meter.values",
+)
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 
@@ -95,6 +109,9 @@ class ClusterNode:
             window=settings.mqtt_inflight,
         )
         self._relaying: asyncio.Task[None] | None = None
+        # The events of the partitions other nodes publish, as the broker delivers them:
+        # the leader's balancer follows these beside its own (follow_other_partitions).
+        self.other_partitions = EventFanout()
         self.leader_work: list[tuple[str, Work]] = []
         self._leading: list[asyncio.Task[None]] = []
         self._lead_changed = asyncio.Event()
@@ -170,6 +187,26 @@ class ClusterNode:
         await self.partition_relay.close()
 
     # -- the leader's work ------------------------------------------------------------------
+
+    async def follow_other_partitions(self) -> None:
+        """While leader: hand `other_partitions` the balancer's events of the partitions
+        this node does not publish, taken from the broker (one subscription per type), so
+        that the balancer hears a session start on any node within its coalescing time,
+        not at its next tick. The events of the partitions this node publishes reach it
+        from the relay; a partition changing hands meanwhile may cost one event, which the
+        tick then covers."""
+        async with asyncio.TaskGroup() as tasks:
+            for kind in BALANCER_EVENTS:
+                tasks.create_task(self._follow(kind), name=f"follow-{kind}")
+
+    async def _follow(self, kind: str) -> None:
+        events = f"{self._prefix}/events/"
+        async for topic, payload in messages(self._mqtt_url, f"{events}+/{kind}"):
+            # {prefix}/events/{charge point, %-escaped: envelope.topic_level}/{type}
+            charge_point_id = urllib.parse.unquote(topic[len(events) : -len(kind) - 1])
+            partition = slot_of(charge_point_id) % self.settings.partitions
+            if partition not in self.partition_relay.partitions:
+                self.other_partitions.publish([LiveEvent(charge_point_id, kind, payload)])
 
     def _duties(self) -> list[tuple[str, Work]]:
         return [*self.leader_work, ("dead-node-sweep", self._sweep), ("outbox-prune", self._prune)]

@@ -142,6 +142,9 @@ class Balancer:
             count=self._count,
         )
         self._idle = IdleTracker(idle_after_s=settings.idle_after)
+        # More event streams to follow besides `fanout`: in cluster mode, the events of the
+        # partitions other nodes publish (docs/deployment.md, "The balancer in cluster mode").
+        self.feeds: list[EventFanout] = []
         self.passes = 0  # completed passes, for tests and metrics
         self._passed = asyncio.Condition()
 
@@ -165,23 +168,34 @@ class Balancer:
         """Follow the event stream and tick until cancelled."""
         self.wake()
         ticker = asyncio.create_task(self._tick(), name="balancer-tick")
+        followers = [
+            asyncio.create_task(self._follow(fanout), name="balancer-follow")
+            for fanout in self.feeds
+        ]
         try:
-            while True:
-                with self._fanout.subscribe() as subscription:
-                    while True:
-                        event = await subscription.queue.get()
-                        if event is None:
-                            break
-                        self._on_event(event)
-                # Fell behind or the stream ended: resubscribe, and look at everything.
-                self.wake()
+            await self._follow(self._fanout)
         finally:
+            for follower in followers:
+                follower.cancel()
             ticker.cancel()
             self._defaults.close()
             for task in self._workers.values():
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(ticker, *self._workers.values(), return_exceptions=True)
+                await asyncio.gather(
+                    ticker, *followers, *self._workers.values(), return_exceptions=True
+                )
+
+    async def _follow(self, fanout: EventFanout) -> None:
+        while True:
+            with fanout.subscribe() as subscription:
+                while True:
+                    event = await subscription.queue.get()
+                    if event is None:
+                        break
+                    self._on_event(event)
+            # Fell behind or the stream ended: resubscribe, and look at everything.
+            self.wake()
 
     async def _tick(self) -> None:
         while True:
