@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -112,6 +112,8 @@ class ClusterNode:
         # The events of the partitions other nodes publish, as the broker delivers them:
         # the leader's balancer follows these beside its own (follow_other_partitions).
         self.other_partitions = EventFanout()
+        # Chargers connected to other nodes, as the leader learns from the broker.
+        self._elsewhere: set[str] = set()
         self.leader_work: list[tuple[str, Work]] = []
         self._leading: list[asyncio.Task[None]] = []
         self._lead_changed = asyncio.Event()
@@ -188,6 +190,11 @@ class ClusterNode:
 
     # -- the leader's work ------------------------------------------------------------------
 
+    def online_anywhere(self) -> Mapping[str, object]:
+        """The chargers connected to any node: this node's, and while leader those the
+        others hold (follow_other_partitions keeps that set)."""
+        return _Anywhere(self._online, self._elsewhere)
+
     async def follow_other_partitions(self) -> None:
         """While leader: hand `other_partitions` the balancer's events of the partitions
         this node does not publish, taken from the broker (one subscription per type), so
@@ -195,15 +202,36 @@ class ClusterNode:
         not at its next tick. The events of the partitions this node publishes reach it
         from the relay; a partition changing hands meanwhile may cost one event, which the
         tick then covers."""
-        async with asyncio.TaskGroup() as tasks:
-            for kind in BALANCER_EVENTS:
-                tasks.create_task(self._follow(kind), name=f"follow-{kind}")
+        self._elsewhere.clear()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for kind in BALANCER_EVENTS:
+                    subscribed = asyncio.Event()
+                    tasks.create_task(self._follow(kind, subscribed), name=f"follow-{kind}")
+                    await subscribed.wait()
+                # Subscribed first, then read: a connect in between is in one or the other.
+                try:
+                    held = await self._database.read(cluster.chargers_held)
+                except StoreError as exc:
+                    log.warning("held_chargers_not_read", error=str(exc))
+                else:
+                    self._elsewhere.update(cp for cp, node in held if node != self.node_id)
+        finally:
+            self._elsewhere.clear()
 
-    async def _follow(self, kind: str) -> None:
+    async def _follow(self, kind: str, subscribed: asyncio.Event) -> None:
         events = f"{self._prefix}/events/"
-        async for topic, payload in messages(self._mqtt_url, f"{events}+/{kind}"):
+        async for topic, payload in messages(
+            self._mqtt_url, f"{events}+/{kind}", on_subscribed=subscribed.set
+        ):
             # {prefix}/events/{charge point, %-escaped: envelope.topic_level}/{type}
             charge_point_id = urllib.parse.unquote(topic[len(events) : -len(kind) - 1])
+            # A charger's connect and disconnect events are in one partition, in order; a
+            # stale disconnect of a node it left has none (flows/cluster.py, Ownership).
+            if kind == "chargepoint.connected":
+                self._elsewhere.add(charge_point_id)
+            elif kind == "chargepoint.disconnected":
+                self._elsewhere.discard(charge_point_id)
             partition = slot_of(charge_point_id) % self.settings.partitions
             if partition not in self.partition_relay.partitions:
                 self.other_partitions.publish([LiveEvent(charge_point_id, kind, payload)])
@@ -244,3 +272,28 @@ class ClusterNode:
     async def _owner_of(self, charge_point_id: str) -> str | None:
         owner = await self._database.read(lambda s: cluster.owner_of(s, charge_point_id))
         return None if owner is None else owner.node_id
+
+
+class _Anywhere(Mapping[str, object]):
+    """This node's connections, plus the chargers other nodes hold (by id only)."""
+
+    def __init__(self, here: Mapping[str, object], elsewhere: set[str]) -> None:
+        self._here = here
+        self._elsewhere = elsewhere
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._here or key in self._elsewhere
+
+    def __getitem__(self, key: str) -> object:
+        if key in self._here:
+            return self._here[key]
+        if key in self._elsewhere:
+            return key
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._here
+        yield from (cp for cp in self._elsewhere if cp not in self._here)
+
+    def __len__(self) -> int:
+        return len(self._here) + sum(1 for cp in self._elsewhere if cp not in self._here)

@@ -111,7 +111,8 @@ class Balancer:
     ) -> None:
         self._database = database
         self._commands = commands
-        self._online = online
+        # The chargers it may send profiles to (cluster mode: connected to any node).
+        self.online = online
         self._fanout = fanout
         self._clock = clock
         self._settings = settings
@@ -306,7 +307,7 @@ class Balancer:
         snap.shares = safe_shares(
             list(snap.circuits.values()), list(snap.members.values()), connectors=snap.connectors
         )
-        await self._defaults.install(snap, online=self._online)
+        await self._defaults.install(snap, online=self.online)
         await self._find_overdraws(snap, now)
         views, stale = self._views(snap, now)
         nodes = nodes_of(list(snap.circuits.values()), list(snap.members.values()))
@@ -332,7 +333,7 @@ class Balancer:
             if row.status != "accepted"
             and (grant := grants.get(key)) is not None
             and grant.reason is Reason.FIXED
-            and key[0] in self._online
+            and key[0] in self.online
             and snap.strategy.get(key[0]) is not Strategy.UNCONTROLLABLE
         ]
         ended = [key for key in snap.applied if key not in {v.key for v in views}]
@@ -365,7 +366,7 @@ class Balancer:
             held = deci_down(row.limit_a) if row is not None else None
             draw = self._draws.get(key)
             fixed: int | None = None
-            if active.charge_point_id not in self._online:
+            if active.charge_point_id not in self.online:
                 # Offline: it keeps running its TxProfile (OCPP 1.6 §3.13.6); keep its share.
                 fixed = max(held or 0, share)
             elif snap.strategy.get(active.charge_point_id) is Strategy.UNCONTROLLABLE:

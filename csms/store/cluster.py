@@ -265,6 +265,17 @@ async def let_go_orphans(session: Conn) -> list[str]:
     return sorted(str(cp) for cp in rows.scalars())
 
 
+async def chargers_held(session: Conn) -> list[tuple[str, str]]:
+    """(charger, node) for every charger a live node holds."""
+    rows = await session.execute(
+        text(
+            "SELECT o.charge_point_id, o.node_id FROM charger_owners o JOIN cluster_nodes n"
+            " ON n.node_id = o.node_id WHERE n.lease_until > now()"
+        )
+    )
+    return [(str(cp), str(node)) for cp, node in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     node_id: str

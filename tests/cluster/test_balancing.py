@@ -37,20 +37,19 @@ async def balancing_cluster(cluster_db: str) -> AsyncIterator[Cluster]:
 async def test_a_session_on_another_nodes_partition_wakes_the_leaders_balancer(
     balancing_cluster: Cluster,
 ) -> None:
-    """A car starting on a charger whose events another node publishes gets its share from
-    the leader's balancer within the coalescing time, not at the next tick.
-
-    The charger is connected to the leader: the balancer treats chargers held by other
-    nodes as offline (docs/deployment.md, "The balancer in cluster mode")."""
+    """A car starting on a charger held by another node, whose events another node
+    publishes, gets its safe default and its share from the leader's balancer within the
+    coalescing time, not at the next tick."""
     cluster = balancing_cluster
     view = await cluster.settled()
     leader = next(node for node in cluster.nodes if node.node_id == view["leader"])
+    other = next(node for node in cluster.nodes if node is not leader)
     holders = {p["partition"]: p["nodeId"] for p in view["partitions"]}
     count = int(view["partitionCount"])
     identity = next(
         f"LBC-{n}" for n in range(1000) if holders[slot_of(f"LBC-{n}") % count] != leader.node_id
     )
-    charger = Charger(url=leader.ocpp_url, identity=identity, connectors=1)
+    charger = Charger(url=other.ocpp_url, identity=identity, connectors=1)
     await charger.connect(timeout=WAIT)
     try:
         assert (await charger.boot(timeout=WAIT))["status"] == "Accepted"
