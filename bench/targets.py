@@ -195,6 +195,11 @@ def cluster_targets(report: Report) -> list[Target]:
             None if v is None else v >= c1.TARGET_RATIO,
         )
     )
+    cpu = report.find(c1.LABEL, c1.RATIO_SYSTEM, c1.SETTING, "messages per CPU second ratio")
+    if cpu is not None and cpu.median is not None:
+        out.append(
+            ("C1 cluster / standalone per CPU second (information)", f"{cpu.median:.2f}x", "", None)
+        )
     forwarded = report.find(c1.LABEL, c1.FORWARDED, c1.COMMANDS_SETTING, "command p99")
     local = report.find(c1.LABEL, c1.LOCAL, c1.COMMANDS_SETTING, "command p99")
     v = forwarded.median if forwarded is not None else None

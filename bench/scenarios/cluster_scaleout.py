@@ -64,6 +64,23 @@ async def cluster_scaleout(report: Report, opts: Options) -> None:
             note=f"(target >= {TARGET_RATIO}: {statistics.median(ratios):.2f}x)",
         )
     )
+    # CPU seconds of csms per message: steadier than msgs/s when other work shares core 0.
+    cpu_ratios = [
+        c["msgs_per_cpu_s"] / s["msgs_per_cpu_s"]
+        for s, c in zip(runs["standalone"], runs["cluster"], strict=True)
+        if s["msgs_per_cpu_s"]
+    ]
+    report.add(
+        Row(
+            LABEL,
+            RATIO_SYSTEM,
+            setting,
+            "messages per CPU second ratio",
+            "x",
+            cpu_ratios,
+            note="(information: csms's own CPU, not the machine's load)",
+        )
+    )
     # Local and forwarded alternate command by command in one run: the difference is the
     # forwarding hop (issue 18's target is the forwarded p99), not the machine's drift.
     for kind, system in (("forwarded", FORWARDED), ("local", LOCAL)):
