@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from report import Report, Row, fmt
@@ -9,6 +10,10 @@ from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_
 from scenarios.webhook_delivery import RATE_SETTING, TARGET_P99_MS
 from scenarios.webhook_delivery import SYSTEM as WEBHOOK_SYSTEM
 from scenarios.webhook_delivery import TARGET_RATE as WEBHOOK_RATE
+
+# The modules, not the scenario functions of the same names that scenarios/ exports.
+c1 = importlib.import_module("scenarios.cluster_scaleout")
+c2 = importlib.import_module("scenarios.cluster_reconnect")
 
 # The P1 rows of csms, one per WebSocket layer (ocpp.transport).
 P1_CSMS = {
@@ -172,6 +177,51 @@ def targets(report: Report) -> list[Target]:
     for kind, rate in TARGET_RATE.items():
         out += lifecycle_targets(report, kind, rate)
     out += webhook_targets(report)
+    out += cluster_targets(report)
+    return out
+
+
+def cluster_targets(report: Report) -> list[Target]:
+    """Issue 18's: a node in cluster mode >= 0.9x standalone, a forwarded command's p99
+    < 20 ms (the local one beside it, same run), 10,000 chargers on the survivors < 60 s."""
+    out: list[Target] = []
+    ratio_row = report.find(c1.LABEL, c1.RATIO_SYSTEM, c1.SETTING, "throughput ratio")
+    v = ratio_row.median if ratio_row is not None else None
+    out.append(
+        (
+            f"C1 one node in cluster mode >= {c1.TARGET_RATIO}x standalone",
+            "not run" if v is None else f"{v:.2f}x",
+            "",
+            None if v is None else v >= c1.TARGET_RATIO,
+        )
+    )
+    cpu = report.find(c1.LABEL, c1.RATIO_SYSTEM, c1.SETTING, "messages per CPU second ratio")
+    if cpu is not None and cpu.median is not None:
+        out.append(
+            ("C1 cluster / standalone per CPU second (information)", f"{cpu.median:.2f}x", "", None)
+        )
+    forwarded = report.find(c1.LABEL, c1.FORWARDED, c1.COMMANDS_SETTING, "command p99")
+    local = report.find(c1.LABEL, c1.LOCAL, c1.COMMANDS_SETTING, "command p99")
+    v = forwarded.median if forwarded is not None else None
+    beside = f" (local {local.median:.1f} ms)" if local is not None and local.median else ""
+    out.append(
+        (
+            f"C1 forwarded command p99 < {c1.TARGET_P99_MS} ms",
+            "not run" if v is None else f"{v:.1f} ms{beside}",
+            "",
+            None if v is None else v < c1.TARGET_P99_MS,
+        )
+    )
+    moved = report.find(c2.LABEL, c2.SYSTEM, c2.SETTING, c2.METRIC)
+    v = moved.median if moved is not None else None
+    out.append(
+        (
+            f"C2 {c2.FLEET:,} chargers held by the survivors of a killed node < {c2.TARGET_S} s",
+            "not run" if v is None else f"{v:.1f} s",
+            "",
+            None if v is None else v < c2.TARGET_S,
+        )
+    )
     return out
 
 

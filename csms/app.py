@@ -465,6 +465,10 @@ class Csms:
         if self.settings.balancing.enabled:
             # One balancer per cluster: two would send competing profiles to one circuit.
             node.leader_work.append(("balancer", self.balancer.run))
+            # It hears the other nodes' partitions from the broker, not only this node's.
+            self.balancer.feeds.append(node.other_partitions)
+            self.balancer.online = node.online_anywhere()
+            node.leader_work.append(("balancer-feed", node.follow_other_partitions))
         if self.roaming is not None:
             node.leader_work.append(("ocpi-push", self.roaming.push.run))
         return node

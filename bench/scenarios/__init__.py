@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from allocation import allocation
 from report import Report
 
+from scenarios.cluster_reconnect import cluster_reconnect
 from scenarios.cluster_scaleout import cluster_scaleout
 from scenarios.command_round_trip import command_round_trip
 from scenarios.common import Options
@@ -114,8 +115,15 @@ SCENARIOS = [
     Scenario(
         "cluster_scaleout",
         "C1",
-        "one node in cluster mode vs standalone (msgs/s); forwarded command p99",
+        "one node in cluster mode vs standalone (msgs/s); forwarded vs local command p99",
         cluster_scaleout,
+        quick=False,
+    ),
+    Scenario(
+        "cluster_reconnect",
+        "C2",
+        "10,000 chargers on 3 nodes: a node killed, until the survivors hold them all",
+        cluster_reconnect,
         quick=False,
     ),
     Scenario(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Mapping
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,11 @@ import structlog
 
 from csms.cluster.forward import Forwarder
 from csms.config import Settings
+from csms.core.cluster import slot_of
 from csms.errors import StoreError
-from csms.events.cluster_relay import PartitionRelay
+from csms.events.cluster_relay import NodeRelay
+from csms.events.fanout import EventFanout, LiveEvent
+from csms.events.mqtt import messages
 from csms.events.relay import Publisher, Relay
 from csms.flows.chargers import ChargerFlows
 from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_connections_of
@@ -26,8 +30,16 @@ from csms.store.signal import CommitSignal
 log = structlog.get_logger("csms.cluster")
 
 PRUNE_EVERY = timedelta(minutes=5)
-# Commits within this time are looked at together.
-SCAN_GATHER = 0.005
+# What the balancer follows (flows/balancing.py: its triggers and meter values).
+BALANCER_EVENTS = (
+    "session.started",
+    "session.stopped",
+    "evse.status",
+    "chargepoint.connected",
+    "chargepoint.disconnected",
+    "chargepoint.booted",
+    "meter.values",
+)
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 
@@ -85,15 +97,30 @@ class ClusterNode:
         self.signal.listeners.append(self.wake)
         self.signal.alone = lambda: len(self.membership.held.partitions) == settings.partitions
         database.writer.listeners += [self.wake, self.signal.committed]
-        self.partitions: dict[int, tuple[PartitionRelay, asyncio.Task[None]]] = {}
-        self._committed = asyncio.Event()
+        # One relay pass per node over all the partitions it holds (docs/deployment.md).
+        self.partition_relay = NodeRelay(
+            partitions=settings.partitions,
+            node_id=self.node_id,
+            database=database,
+            relay=relay,
+            mqtt_url=self._mqtt_url,
+            client_prefix=topic_prefix,
+            clock=clock,
+            window=settings.mqtt_inflight,
+        )
+        self._relaying: asyncio.Task[None] | None = None
+        # The events of the partitions other nodes publish, as the broker delivers them:
+        # the leader's balancer follows these beside its own (follow_other_partitions).
+        self.other_partitions = EventFanout()
+        # Chargers connected to other nodes, as the leader learns from the broker.
+        self._elsewhere: set[str] = set()
         self.leader_work: list[tuple[str, Work]] = []
         self._leading: list[asyncio.Task[None]] = []
         self._lead_changed = asyncio.Event()
-        self.membership.partition_gained.append(self._start_partition)
-        self.membership.partition_lost.append(self._cancel_partition)
+        self.membership.partition_gained.append(self.partition_relay.add)
+        self.membership.partition_lost.append(self.partition_relay.lose)
         self.membership.leader_changed.append(lambda _: self._lead_changed.set())
-        self.membership.give_partition = self._stop_partition
+        self.membership.give_partition = self.partition_relay.give
 
     @property
     def partition_count(self) -> int:
@@ -114,11 +141,12 @@ class ClusterNode:
 
     async def run(self) -> None:
         """Heartbeats and forwarded commands, until cancelled."""
+        # Not in the group: cancelling run at shutdown must leave the relay to drain().
+        self._relaying = asyncio.create_task(self.partition_relay.run(), name="cluster-relay")
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.membership.run(), name="cluster-heartbeat")
             tasks.create_task(self.forwarder.run(), name="cluster-forwarder")
             tasks.create_task(self.signal.run(), name="cluster-commit-signal")
-            tasks.create_task(self.scan(), name="cluster-partition-scan")
 
     async def lead(self) -> None:
         """Run the leader's work (timers, deliveries, sweeps) while this node is leader."""
@@ -137,88 +165,76 @@ class ClusterNode:
             await self._stop_leading()
 
     def wake(self) -> None:
-        """Events were committed (here, or elsewhere: NOTIFY): the scanner looks."""
-        self._committed.set()
-
-    async def scan(self) -> None:
-        """Wake only the partition publishers that have something to publish: one query
-        for all of them, at most every SCAN_GATHER seconds, instead of one each."""
-        while True:
-            await self._committed.wait()
-            self._committed.clear()
-            if self.partitions:
-                try:
-                    async with cluster.transaction(self._database) as connection:
-                        pending = await cluster.partitions_pending(
-                            connection, partitions=self.settings.partitions
-                        )
-                except StoreError as exc:
-                    log.warning("partition_scan_failed", error=str(exc))
-                    pending = set(self.partitions)
-                for partition in pending:
-                    held = self.partitions.get(partition)
-                    if held is not None:
-                        held[0].wake()
-            await asyncio.sleep(SCAN_GATHER)
+        """Events were committed (here, or elsewhere: NOTIFY): the relay looks."""
+        self.partition_relay.wake()
 
     async def drain(self, *, within: float) -> None:
         """SIGTERM, after the chargers were closed: publish what is pending in the held
         partitions, hand them over, and leave."""
         self.forwarder.closing = True
         self.membership.draining = True
+        self.partition_relay.stop()
         try:
             async with asyncio.timeout(within):
-                for relay, task in list(self.partitions.values()):
-                    relay.stop_after_batch()
+                if self._relaying is not None:
                     with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    await relay.drain(within=within)
+                        await asyncio.shield(self._relaying)
+                await self.partition_relay.drain(within=within)
         except TimeoutError:
             log.warning("events_left_in_outbox", reason="drain took too long; others adopt them")
         try:
             await self.membership.leave()
         except StoreError as exc:
             log.warning("cluster_leave_failed", error=str(exc))
-
-    # -- partitions -------------------------------------------------------------------------
-
-    def _start_partition(self, partition: int, generation: int) -> None:
-        relay = PartitionRelay(
-            partition=partition,
-            partitions=self.settings.partitions,
-            generation=generation,
-            node_id=self.node_id,
-            database=self._database,
-            relay=self._relay,
-            mqtt_url=self._mqtt_url,
-            client_prefix=self._prefix,
-            clock=self._clock,
-            window=self.settings.mqtt_inflight,
-        )
-        task = asyncio.create_task(relay.run(), name=f"relay-{partition}")
-        self.partitions[partition] = (relay, task)
-        task.add_done_callback(lambda _: self._forget(partition, relay))
-
-    def _forget(self, partition: int, relay: PartitionRelay) -> None:
-        held = self.partitions.get(partition)
-        if held is not None and held[0] is relay:
-            del self.partitions[partition]
-
-    def _cancel_partition(self, partition: int) -> None:
-        held = self.partitions.get(partition)
-        if held is not None:
-            held[1].cancel()
-
-    def _stop_partition(self, partition: int) -> asyncio.Future[None]:
-        held = self.partitions.get(partition)
-        if held is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        held[0].stop_after_batch()
-        return held[1]
+        await self.partition_relay.close()
 
     # -- the leader's work ------------------------------------------------------------------
+
+    def online_anywhere(self) -> Mapping[str, object]:
+        """The chargers connected to any node: this node's, and while leader those the
+        others hold (follow_other_partitions keeps that set)."""
+        return _Anywhere(self._online, self._elsewhere)
+
+    async def follow_other_partitions(self) -> None:
+        """While leader: hand `other_partitions` the balancer's events of the partitions
+        this node does not publish, taken from the broker (one subscription per type), so
+        that the balancer hears a session start on any node within its coalescing time,
+        not at its next tick. The events of the partitions this node publishes reach it
+        from the relay; a partition changing hands meanwhile may cost one event, which the
+        tick then covers."""
+        self._elsewhere.clear()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for kind in BALANCER_EVENTS:
+                    subscribed = asyncio.Event()
+                    tasks.create_task(self._follow(kind, subscribed), name=f"follow-{kind}")
+                    await subscribed.wait()
+                # Subscribed first, then read: a connect in between is in one or the other.
+                try:
+                    held = await self._database.read(cluster.chargers_held)
+                except StoreError as exc:
+                    log.warning("held_chargers_not_read", error=str(exc))
+                else:
+                    self._elsewhere.update(cp for cp, node in held if node != self.node_id)
+        finally:
+            self._elsewhere.clear()
+
+    async def _follow(self, kind: str, subscribed: asyncio.Event) -> None:
+        events = f"{self._prefix}/events/"
+        async for topic, payload in messages(
+            self._mqtt_url, f"{events}+/{kind}", on_subscribed=subscribed.set
+        ):
+            # {prefix}/events/{charge point, %-escaped: envelope.topic_level}/{type}
+            charge_point_id = urllib.parse.unquote(topic[len(events) : -len(kind) - 1])
+            # A charger's connect and disconnect events are in one partition, in order; a
+            # stale disconnect of a node it left has none (flows/cluster.py, Ownership).
+            if kind == "chargepoint.connected":
+                self._elsewhere.add(charge_point_id)
+            elif kind == "chargepoint.disconnected":
+                self._elsewhere.discard(charge_point_id)
+            partition = slot_of(charge_point_id) % self.settings.partitions
+            if partition not in self.partition_relay.partitions:
+                self.other_partitions.publish([LiveEvent(charge_point_id, kind, payload)])
 
     def _duties(self) -> list[tuple[str, Work]]:
         return [*self.leader_work, ("dead-node-sweep", self._sweep), ("outbox-prune", self._prune)]
@@ -256,3 +272,28 @@ class ClusterNode:
     async def _owner_of(self, charge_point_id: str) -> str | None:
         owner = await self._database.read(lambda s: cluster.owner_of(s, charge_point_id))
         return None if owner is None else owner.node_id
+
+
+class _Anywhere(Mapping[str, object]):
+    """This node's connections, plus the chargers other nodes hold (by id only)."""
+
+    def __init__(self, here: Mapping[str, object], elsewhere: set[str]) -> None:
+        self._here = here
+        self._elsewhere = elsewhere
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._here or key in self._elsewhere
+
+    def __getitem__(self, key: str) -> object:
+        if key in self._here:
+            return self._here[key]
+        if key in self._elsewhere:
+            return key
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._here
+        yield from (cp for cp in self._elsewhere if cp not in self._here)
+
+    def __len__(self) -> int:
+        return len(self._here) + sum(1 for cp in self._elsewhere if cp not in self._here)

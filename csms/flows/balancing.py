@@ -111,7 +111,8 @@ class Balancer:
     ) -> None:
         self._database = database
         self._commands = commands
-        self._online = online
+        # The chargers it may send profiles to (cluster mode: connected to any node).
+        self.online = online
         self._fanout = fanout
         self._clock = clock
         self._settings = settings
@@ -142,6 +143,9 @@ class Balancer:
             count=self._count,
         )
         self._idle = IdleTracker(idle_after_s=settings.idle_after)
+        # More event streams to follow besides `fanout`: in cluster mode, the events of the
+        # partitions other nodes publish (docs/deployment.md, "The balancer in cluster mode").
+        self.feeds: list[EventFanout] = []
         self.passes = 0  # completed passes, for tests and metrics
         self._passed = asyncio.Condition()
 
@@ -165,23 +169,34 @@ class Balancer:
         """Follow the event stream and tick until cancelled."""
         self.wake()
         ticker = asyncio.create_task(self._tick(), name="balancer-tick")
+        followers = [
+            asyncio.create_task(self._follow(fanout), name="balancer-follow")
+            for fanout in self.feeds
+        ]
         try:
-            while True:
-                with self._fanout.subscribe() as subscription:
-                    while True:
-                        event = await subscription.queue.get()
-                        if event is None:
-                            break
-                        self._on_event(event)
-                # Fell behind or the stream ended: resubscribe, and look at everything.
-                self.wake()
+            await self._follow(self._fanout)
         finally:
+            for follower in followers:
+                follower.cancel()
             ticker.cancel()
             self._defaults.close()
             for task in self._workers.values():
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(ticker, *self._workers.values(), return_exceptions=True)
+                await asyncio.gather(
+                    ticker, *followers, *self._workers.values(), return_exceptions=True
+                )
+
+    async def _follow(self, fanout: EventFanout) -> None:
+        while True:
+            with fanout.subscribe() as subscription:
+                while True:
+                    event = await subscription.queue.get()
+                    if event is None:
+                        break
+                    self._on_event(event)
+            # Fell behind or the stream ended: resubscribe, and look at everything.
+            self.wake()
 
     async def _tick(self) -> None:
         while True:
@@ -292,7 +307,7 @@ class Balancer:
         snap.shares = safe_shares(
             list(snap.circuits.values()), list(snap.members.values()), connectors=snap.connectors
         )
-        await self._defaults.install(snap, online=self._online)
+        await self._defaults.install(snap, online=self.online)
         await self._find_overdraws(snap, now)
         views, stale = self._views(snap, now)
         nodes = nodes_of(list(snap.circuits.values()), list(snap.members.values()))
@@ -318,7 +333,7 @@ class Balancer:
             if row.status != "accepted"
             and (grant := grants.get(key)) is not None
             and grant.reason is Reason.FIXED
-            and key[0] in self._online
+            and key[0] in self.online
             and snap.strategy.get(key[0]) is not Strategy.UNCONTROLLABLE
         ]
         ended = [key for key in snap.applied if key not in {v.key for v in views}]
@@ -351,7 +366,7 @@ class Balancer:
             held = deci_down(row.limit_a) if row is not None else None
             draw = self._draws.get(key)
             fixed: int | None = None
-            if active.charge_point_id not in self._online:
+            if active.charge_point_id not in self.online:
                 # Offline: it keeps running its TxProfile (OCPP 1.6 §3.13.6); keep its share.
                 fixed = max(held or 0, share)
             elif snap.strategy.get(active.charge_point_id) is Strategy.UNCONTROLLABLE:

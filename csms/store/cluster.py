@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.core.clock import as_utc
-from csms.core.cluster import SLOTS, LeaseView, released_state, session_of
+from csms.core.cluster import SLOTS, LeaseView, session_of
 from csms.errors import StoreError
 from csms.store.db import Database
 from csms.store.outbox import PendingEvent
@@ -188,19 +188,6 @@ async def leave(session: Conn, *, node_id: str) -> None:
     await session.execute(text("DELETE FROM cluster_nodes WHERE node_id = :me"), {"me": node_id})
 
 
-async def holds(session: Conn, *, name: str, node_id: str, generation: int) -> bool:
-    """Whether the node still holds the lease at this generation; locks the lease row
-    (FOR SHARE) until the transaction ends, so that nobody can take it meanwhile."""
-    row = await session.execute(
-        text(
-            "SELECT 1 FROM cluster_leases WHERE name = :name AND node_id = :me"
-            " AND generation = :g AND expires_at > now() FOR SHARE"
-        ),
-        {"name": name, "me": node_id, "g": generation},
-    )
-    return row.first() is not None
-
-
 async def dead_nodes(session: Conn) -> list[str]:
     """Nodes whose lease has expired."""
     rows = await session.execute(
@@ -278,6 +265,17 @@ async def let_go_orphans(session: Conn) -> list[str]:
     return sorted(str(cp) for cp in rows.scalars())
 
 
+async def chargers_held(session: Conn) -> list[tuple[str, str]]:
+    """(charger, node) for every charger a live node holds."""
+    rows = await session.execute(
+        text(
+            "SELECT o.charge_point_id, o.node_id FROM charger_owners o JOIN cluster_nodes n"
+            " ON n.node_id = o.node_id WHERE n.lease_until > now()"
+        )
+    )
+    return [(str(cp), str(node)) for cp, node in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     node_id: str
@@ -300,11 +298,6 @@ async def owner_of(session: Conn, charge_point_id: str) -> Owner | None:
 # --- the partitioned outbox ------------------------------------------------------------------
 
 
-def partition_slots(partition: int, partitions: int) -> list[int]:
-    """The slots of a partition."""
-    return list(range(partition, SLOTS, partitions))
-
-
 @dataclass(frozen=True, slots=True)
 class PartitionEvent:
     """A pending event of a partition and how far the relay got with it."""
@@ -315,51 +308,69 @@ class PartitionEvent:
     session: int | None
 
 
-async def partition_pending(
-    session: Conn, *, slots: Sequence[int], limit: int
-) -> list[PartitionEvent]:
-    """A partition's undelivered events, oldest first."""
+async def partitions_pending_events(
+    session: Conn, *, held: Sequence[int], partitions: int, limit: int
+) -> dict[int, list[PartitionEvent]]:
+    """The undelivered events of each held partition, oldest first, at most `limit` each,
+    in one statement: a node reads every partition it publishes at once (one relay pass
+    per node), and each partition's own limit keeps one stuck partition from holding the
+    others' rows out of the read."""
     rows = await session.execute(
         text(
-            "SELECT id, event_id, charge_point_id, type, subject, time, CAST(data AS TEXT),"
-            " created_at, relay_state FROM outbox_events"
-            " WHERE delivered_at IS NULL AND slot = ANY(:slots) ORDER BY id LIMIT :limit"
+            "SELECT p.n, e.id, e.event_id, e.charge_point_id, e.type, e.subject, e.time,"
+            " e.data, e.created_at, e.relay_state"
+            " FROM unnest(CAST(:held AS integer[])) AS p(n) CROSS JOIN LATERAL"
+            " (SELECT id, event_id, charge_point_id, type, subject, time,"
+            " CAST(data AS TEXT) AS data, created_at, relay_state FROM outbox_events"
+            " WHERE delivered_at IS NULL"
+            " AND slot = ANY(ARRAY(SELECT generate_series(p.n, :top, :n)))"
+            " ORDER BY id LIMIT :limit) AS e ORDER BY p.n, e.id"
         ),
-        {"slots": list(slots), "limit": limit},
+        {"held": list(held), "top": SLOTS - 1, "n": partitions, "limit": limit},
     )
-    return [
-        PartitionEvent(
-            event=PendingEvent(
-                id=row[0],
-                event_id=row[1],
-                charge_point_id=row[2],
-                type=row[3],
-                subject=row[4],
-                time=as_utc(row[5]),
-                data=row[6],
-                created_at=as_utc(row[7]),
-            ),
-            session=session_of(int(row[8])),
+    pending: dict[int, list[PartitionEvent]] = {}
+    for row in rows:
+        pending.setdefault(int(row[0]), []).append(
+            PartitionEvent(
+                event=PendingEvent(
+                    id=row[1],
+                    event_id=row[2],
+                    charge_point_id=row[3],
+                    type=row[4],
+                    subject=row[5],
+                    time=as_utc(row[6]),
+                    data=row[7],
+                    created_at=as_utc(row[8]),
+                ),
+                session=session_of(int(row[9])),
+            )
         )
-        for row in rows
-    ]
+    return pending
 
 
-async def partitions_pending(session: Conn, *, partitions: int) -> set[int]:
-    """The partitions with undelivered events (the partial pending index answers it)."""
+async def held_leases(session: Conn, *, names: Sequence[str], node_id: str) -> dict[str, int]:
+    """The leases among `names` this node holds now, with their generations; locks them
+    (FOR SHARE) until the transaction ends, so that nobody can take them meanwhile."""
     rows = await session.execute(
-        text("SELECT DISTINCT slot % :n FROM outbox_events WHERE delivered_at IS NULL"),
-        {"n": partitions},
+        text(
+            "SELECT name, generation FROM cluster_leases WHERE name = ANY(:names)"
+            " AND node_id = :me AND expires_at > now() FOR SHARE"
+        ),
+        {"names": list(names), "me": node_id},
     )
-    return {int(p) for p in rows.scalars()}
+    return {str(name): int(generation) for name, generation in rows}
 
 
-async def mark_released(session: Conn, *, ids: Sequence[int], generation: int) -> None:
-    """PUBREC received on this generation's session: from now on only a PUBREL on that
-    session may be sent for these (MQTT 3.1.1 §4.3.3)."""
+async def mark_released(session: Conn, *, states: dict[int, int]) -> None:
+    """PUBREC received on a generation's session (row id -> its released_state): from now
+    on only a PUBREL on that session may be sent for these (MQTT 3.1.1 §4.3.3)."""
     await session.execute(
-        text("UPDATE outbox_events SET relay_state = :state WHERE id = ANY(:ids)"),
-        {"ids": list(ids), "state": released_state(generation)},
+        text(
+            "UPDATE outbox_events o SET relay_state = s.state FROM unnest("
+            "CAST(:ids AS bigint[]), CAST(:states AS integer[])) AS s(id, state)"
+            " WHERE o.id = s.id"
+        ),
+        {"ids": list(states), "states": list(states.values())},
     )
 
 

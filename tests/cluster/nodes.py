@@ -169,11 +169,14 @@ def node_env(
 
 
 @asynccontextmanager
-async def running_cluster(database_url: str, *, size: int = 3) -> AsyncIterator[Cluster]:
-    """`size` nodes on one fresh database and one topic prefix, started together."""
+async def running_cluster(
+    database_url: str, *, size: int = 3, env: dict[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    """`size` nodes on one fresh database and one topic prefix, started together; `env`
+    adds to (or overrides) each node's environment."""
     prefix = f"cl-{uuid4().hex[:8]}"
     nodes = [
-        Node(f"n{i}", node_env(f"n{i}", database_url=database_url, prefix=prefix))
+        Node(f"n{i}", node_env(f"n{i}", database_url=database_url, prefix=prefix) | (env or {}))
         for i in range(1, size + 1)
     ]
     cluster = Cluster(nodes=nodes, prefix=prefix, database_url=database_url)
