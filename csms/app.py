@@ -62,6 +62,9 @@ SHUTDOWN_GRACE = 8.0
 GIL_SWITCH_INTERVAL = 0.0005
 # Events still in the outbox after this are published at the next start.
 EVENT_FLUSH_TIMEOUT = 3.0
+# After the grace, how long the API thread gets to see its force_exit flag (uvicorn polls
+# it every 0.1 s).
+API_FORCED_EXIT = 1.0
 
 
 def utc_now() -> datetime:
@@ -575,8 +578,15 @@ class Csms:
                 await writer
         except TimeoutError:
             log.error("shutdown_timed_out", grace_seconds=SHUTDOWN_GRACE)
-            for task in (api, writer, relay, webhooks):
+            for task in (writer, relay, webhooks):
                 task.cancel()
+            # Cancelling `api` would not stop its thread, and the process waits for that
+            # thread at exit: tell uvicorn to leave at once, without its graceful wait.
+            self.live.close()
+            self._api.should_exit = self._api.force_exit = True
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(API_FORCED_EXIT):
+                    await api
 
 
 async def _started(server: _ApiServer, task: asyncio.Task[None]) -> bool:

@@ -104,6 +104,38 @@ async def test_sigterm_closes_chargers_with_1001_and_exits_0(
     assert "csms_stopped" in remaining
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_sigterm_exits_even_when_a_charger_never_answers_the_close(
+    tmp_path: Path, transport: str
+) -> None:
+    """A half-open connection (a charger gone behind a NAT) never answers the closing
+    handshake, so closing the chargers outlasts the shutdown grace: csms still exits,
+    with its HTTP API thread, instead of hanging."""
+    env = env_for(tmp_path, CSMS_OCPP__TRANSPORT=transport)
+    process = await asyncio.create_subprocess_exec(
+        *CSMS, "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    ready = await _wait_for_event(process.stderr, "csms_ready")
+    reader, writer = await asyncio.open_connection("127.0.0.1", ready["ocpp_port"])
+    writer.write(
+        b"GET /ocpp/CP-GONE HTTP/1.1\r\nHost: csms\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    # From here on the "charger" reads nothing and sends nothing, not even its close.
+    process.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(20_000 * MS):
+            code = await process.wait()
+    finally:
+        writer.close()
+    remaining = (await process.stderr.read()).decode()
+    assert "shutdown_timed_out" in remaining
+    assert (code, "csms_stopped" in remaining) == (0, True)
+
+
 async def _wait_for_event(stream: asyncio.StreamReader, event: str) -> dict[str, object]:
     async with asyncio.timeout(20_000 * MS):
         while True:
