@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Executable,
+    Integer,
     Select,
+    String,
     Text,
     bindparam,
     cast,
@@ -27,7 +29,7 @@ from sqlmodel import col
 from csms.core.clock import as_utc
 from csms.core.cluster import slot_of
 from csms.core.events import Event
-from csms.store.db import BulkWrite, StatementFactory, execute_many
+from csms.store.db import BulkWrite, StatementFactory, execute_many, set_form, unnest_rows
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
 
 
@@ -43,6 +45,45 @@ def _insert_event(dialect: str) -> Executable:
         created_at=bindparam("now", type_=UTCDateTime),
         slot=bindparam("p_slot"),
     )
+
+
+@set_form(_insert_event)
+@cache
+def _insert_events(dialect: str) -> Executable | None:
+    """`_insert_event` for a batch's events in one statement (PostgreSQL).
+
+    The relay reads the outbox in `id` order, and a charger's events must keep theirs
+    (csms.events.relay): the ids are drawn in the batch's order, as the executemany drew
+    them, since the rows are inserted sorted by their place in it.
+    """
+    if dialect != "postgresql":
+        return None
+    rows = unnest_rows(
+        "r",
+        {
+            "event_id": String,
+            "cp": String,
+            "p_type": String,
+            "p_subject": String,
+            "p_time": UTCDateTime,
+            "p_data": JSON,
+            "now": UTCDateTime,
+            "p_slot": Integer,
+        },
+    )
+    c = rows.c
+    values = {
+        "event_id": c.event_id,
+        "charge_point_id": c.cp,
+        "type": c.p_type,
+        "subject": c.p_subject,
+        "time": c.p_time,
+        "data": c.p_data,
+        "created_at": c.now,
+        "slot": c.p_slot,
+    }
+    source = select(*values.values()).select_from(rows).order_by(c.ord)
+    return insert(table_of(OutboxEvent)).from_select(list(values), source)
 
 
 def event_step(event: Event, *, now: datetime) -> tuple[StatementFactory, dict[str, Any]]:
