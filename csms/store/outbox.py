@@ -8,8 +8,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    ARRAY,
     JSON,
+    BigInteger,
     Executable,
     Integer,
     Select,
@@ -17,6 +20,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    column,
     delete,
     func,
     insert,
@@ -155,10 +159,27 @@ async def pending(session: AsyncSession, *, limit: int) -> list[PendingEvent]:
     return [PendingEvent(*row) for row in result]
 
 
-async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+@cache
+def _mark_delivered(dialect: str) -> Executable:
     table = table_of(OutboxEvent)
+    # The ids as one parameter, not an IN list of one parameter each: the statement's text is
+    # the same whatever their number, so it is prepared once (PostgreSQL) or found in the
+    # statement cache (SQLite), instead of parsed and planned again for each length.
+    ids: Any = bindparam("ids", type_=ARRAY(BigInteger) if dialect == "postgresql" else Text)
+    listed = (
+        table.c.id == func.any(ids)
+        if dialect == "postgresql"
+        else table.c.id.in_(select(column("value")).select_from(func.json_each(ids)))
+    )
+    return update(table).where(listed).values(delivered_at=bindparam("now", type_=UTCDateTime))
+
+
+async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+    """Mark the events delivered: one statement of the same text for any number of ids."""
+    dialect = session.get_bind().dialect.name
+    listed: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     # Core, not ORM: no identity-map bookkeeping for hundreds of ids per pass.
-    await session.execute(update(table).where(table.c.id.in_(ids)).values(delivered_at=now))
+    await session.execute(_mark_delivered(dialect), {"ids": listed, "now": now})
 
 
 async def prune(
