@@ -136,7 +136,8 @@ class Relay:
 
     async def _pass(self) -> tuple[int, bool]:
         """One batch: returns how many were published, and whether all of the batch were."""
-        async with self._database.reading() as session:
+        # Unpinged: a pass follows every batch; a dropped connection fails one pass, retried.
+        async with self._database.reading(pinged=False) as session:
             rows = await outbox.pending(session, limit=BATCH)
         if not rows:
             return 0, True

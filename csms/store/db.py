@@ -93,19 +93,23 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, writer: bool = False, pinged: bool = True) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys.
 
     `writer`: the engine of the writer's transactions; on SQLite its statements run on the
     event loop's thread (csms.store.sqlite_inline says why), on PostgreSQL it holds one
-    connection, not pinged before each batch.
+    connection, not pinged before each batch. `pinged=False`: reads whose connection is not
+    pinged before each use (`Database.reading`).
     """
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         make = inline_engine if writer else create_async_engine
+        # Not pinged either way: a SQLite connection is a file, not a socket that can drop.
         engine = make(url, connect_args={"timeout": 30}, **json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    if not pinged:
+        return create_async_engine(url, pool_size=2, max_overflow=0, pool_pre_ping=False, **json)
     if writer:
         # The writer's one connection, kept for the process's life and never pinged: a
         # pre-ping is a round trip before every batch. A connection that died between two
@@ -536,14 +540,28 @@ class Database:
         self.writer = Writer(
             async_sessionmaker(self.write_engine, expire_on_commit=False), metrics=metrics
         )
+        # Created on first use (`reading(pinged=False)`).
+        self._unpinged_engine: AsyncEngine | None = None
+        self._unpinged: async_sessionmaker[AsyncSession] | None = None
 
     @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
+    async def reading(self, *, pinged: bool = True) -> AsyncIterator[AsyncSession]:
         """A session for reads; a database failure comes out as `StoreError`, never as
         SQLAlchemy's or the driver's own error (the store converts at its edge).
+
+        `pinged=False`: on a connection not pinged first, for reads that run after every
+        batch and retry on their own (the outbox relay). A ping costs a round trip or three
+        (asyncpg: BEGIN, a query, ROLLBACK) each time; a connection the database dropped
+        fails one read instead, and is replaced for the next.
         """
+        factory = self.sessions
+        if not pinged and not _is_sqlite(self.url):
+            if self._unpinged is None:
+                self._unpinged_engine = create_engine(self.url, pinged=False)
+                self._unpinged = async_sessionmaker(self._unpinged_engine, expire_on_commit=False)
+            factory = self._unpinged
         try:
-            async with self.sessions() as session:
+            async with factory() as session:
                 yield session
         except (SQLAlchemyError, OSError) as exc:
             log.warning("read_failed", error=repr(exc))
@@ -563,6 +581,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._unpinged_engine is not None:
+            await self._unpinged_engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
 

@@ -9,7 +9,6 @@ from importlib.resources import files
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -25,7 +24,7 @@ from csms.metrics import Metrics
 from csms.store import chargers, outbox, registry, samples
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import ChargePoint, IdTag, MeterValue, OutboxEvent, Transaction
-from tests.support import PG_ADMIN_DSN, writing
+from tests.support import drop_connections, writing
 
 pytestmark = pytest.mark.postgres
 
@@ -108,27 +107,13 @@ async def test_many_writes_share_commits(database: Database) -> None:
     assert total == 500
 
 
-async def _drop_connections(database: Database) -> int:
-    """Terminate every server connection of the database, as a restart would; how many."""
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        dropped = await admin.fetchval(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()) AS terminated",
-            database.engine.url.database,
-        )
-    finally:
-        await admin.close()
-    return int(dropped)
-
-
 @pytest.mark.postgres_only
 async def test_the_writer_replaces_a_dropped_connection(database: Database) -> None:
     """The writer's connection is not pinged before each batch: one the database dropped
     between two batches fails the next, which runs again on a new connection and commits;
     its caller never hears of it."""
     assert await database.writer.submit(_tag("BEFORE")) is True
-    assert await _drop_connections(database) >= 1
+    assert await drop_connections(database) >= 1
     results = await asyncio.gather(*(database.writer.submit(_tag(f"AFTER{n}")) for n in range(3)))
     assert results == [True, True, True]
     async with database.sessions() as session:
