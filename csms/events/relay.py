@@ -136,9 +136,8 @@ class Relay:
 
     async def _pass(self) -> tuple[int, bool]:
         """One batch: returns how many were published, and whether all of the batch were."""
-        # Unpinged: a pass follows every batch; a dropped connection fails one pass, retried.
-        async with self._database.reading(pinged=False) as session:
-            rows = await outbox.pending(session, limit=BATCH)
+        # Not pinged first: a pass follows every batch (Database.read says what it saves).
+        rows = await self._database.read(partial(outbox.pending, limit=BATCH), pinged=False)
         if not rows:
             return 0, True
         if len(rows) == BATCH or self._failures:

@@ -99,7 +99,7 @@ def create_engine(url: str, *, writer: bool = False, pinged: bool = True) -> Asy
     `writer`: the engine of the writer's transactions; on SQLite its statements run on the
     event loop's thread (csms.store.sqlite_inline says why), on PostgreSQL it holds one
     connection, not pinged before each batch. `pinged=False`: reads whose connection is not
-    pinged before each use (`Database.reading`).
+    pinged before each use (`Database.read`).
     """
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
@@ -545,36 +545,47 @@ class Database:
         self._unpinged: async_sessionmaker[AsyncSession] | None = None
 
     @contextlib.asynccontextmanager
-    async def reading(self, *, pinged: bool = True) -> AsyncIterator[AsyncSession]:
+    async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session for reads; a database failure comes out as `StoreError`, never as
         SQLAlchemy's or the driver's own error (the store converts at its edge).
-
-        `pinged=False`: on a connection not pinged first, for reads that run after every
-        batch and retry on their own (the outbox relay). A ping costs a round trip or three
-        (asyncpg: BEGIN, a query, ROLLBACK) each time; a connection the database dropped
-        fails one read instead, and is replaced for the next.
         """
-        factory = self.sessions
-        if not pinged and not _is_sqlite(self.url):
-            if self._unpinged is None:
-                self._unpinged_engine = create_engine(self.url, pinged=False)
-                self._unpinged = async_sessionmaker(self._unpinged_engine, expire_on_commit=False)
-            factory = self._unpinged
         try:
-            async with factory() as session:
+            async with self.sessions() as session:
                 yield session
         except (SQLAlchemyError, OSError) as exc:
             log.warning("read_failed", error=repr(exc))
             raise StoreError(f"database read failed: {type(exc).__name__}") from exc
 
-    async def read(self, query: Job[T]) -> T:
+    async def read(self, query: Job[T], *, pinged: bool = True) -> T:
         """Run a read-only query in a session of its own.
+
+        `pinged=False` (PostgreSQL): on a connection not pinged before the read, for reads
+        that follow every batch (the outbox relay). asyncpg's ping is BEGIN, a query and
+        ROLLBACK: three round trips per read. A connection the database dropped since the
+        last read fails it; the read then runs once more on a new one, as the ping would
+        have done (the pool discarded the dropped one). Reads are safe to run again.
 
         Raises:
             StoreError: the database failed.
         """
-        async with self.reading() as session:
-            return await query(session)
+        if pinged or _is_sqlite(self.url):
+            async with self.reading() as session:
+                return await query(session)
+        if self._unpinged is None:
+            self._unpinged_engine = create_engine(self.url, pinged=False)
+            self._unpinged = async_sessionmaker(self._unpinged_engine, expire_on_commit=False)
+        try:
+            try:
+                async with self._unpinged() as session:
+                    return await query(session)
+            except Exception as exc:
+                if not _database_away(exc):
+                    raise
+            async with self._unpinged() as session:
+                return await query(session)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("read_failed", error=repr(exc))
+            raise StoreError(f"database read failed: {type(exc).__name__}") from exc
 
     async def migrate(self) -> None:
         await migrate(self.engine)

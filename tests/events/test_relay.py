@@ -182,8 +182,8 @@ async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -
 async def test_the_relay_reads_again_after_the_database_dropped_its_connection(
     database_url: str,
 ) -> None:
-    """The relay's reads are not pinged first: when the database drops its connection, one
-    pass fails, and the next, on a new connection, publishes what was committed."""
+    """The relay's reads are not pinged first: when the database has dropped its
+    connection, the read runs again on a new one, and what was committed is published."""
     port = free_port()
     prefix = f"t{uuid4().hex[:8]}"
     broker = await start_embedded_broker("127.0.0.1", port)
