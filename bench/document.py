@@ -142,7 +142,8 @@ P2_STEPS = [
     "database; SQLite 345 -> 333 µs (2 runs each, load 5-6) |",
     "| The relay's reads on a PostgreSQL connection not pinged before each pass (asyncpg's "
     "pre-ping is BEGIN, a query and ROLLBACK: 6 % of csms's CPU in P2's profile); a read "
-    "that meets a dropped connection runs again on a new one | not measurable at load 12-14 (csms 311 -> 298 µs, "
+    "that meets a dropped connection runs again on a new one | not measurable at load "
+    "12-14 (csms 311 -> 298 µs, "
     "database 326 -> 310 µs, 3 runs each, spread ±30 %) |",
     "| SQLite: the WAL checkpoint every 100 commits runs on a connection and thread of its "
     "own while the writer goes on (it took 300-700 ms of wall time under load, every "
