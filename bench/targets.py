@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 
 from report import Report, Row, fmt
+from scenarios.persisted_path import FILED_CALLS_PER_S, P2_TARGET_P99_MS
 from scenarios.session_lifecycle import EMPTY, FULL, HALF, LOST, OLDEST, TARGET_RATE
 from scenarios.webhook_delivery import RATE_SETTING, TARGET_P99_MS
 from scenarios.webhook_delivery import SYSTEM as WEBHOOK_SYSTEM
@@ -97,6 +98,22 @@ def targets(report: Report) -> list[Target]:
                 f"{r or 0:.2f}x",
                 lambda v: v >= 0.5,
             )
+            rate = med("P2", f"csms + {kind}", conns, "throughput")
+            filed = FILED_CALLS_PER_S[kind, conns]
+            check(
+                f"P2 {conns} {kind}: >= 2x the calls/s issue 20 was filed at ({filed:,.0f})",
+                None if rate is None else rate / filed,
+                f"{(rate or 0) / filed:.2f}x",
+                lambda v: v >= 2,
+            )
+            if conns == "100 conn.":
+                p99 = med("P2", f"csms + {kind}", conns, "latency p99")
+                check(
+                    f"P2 {conns} {kind}: p99 < {P2_TARGET_P99_MS:.0f} ms",
+                    p99,
+                    f"{p99 or 0:.1f} ms",
+                    lambda v: v < P2_TARGET_P99_MS,
+                )
             lost = report.find("P2", f"csms + {kind}", conns, "lost (rows + events)")
             if lost is not None:
                 check(

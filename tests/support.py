@@ -138,6 +138,20 @@ async def writing(database: Database) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+async def drop_connections(database: Database) -> int:
+    """Terminate every server connection of the database, as a restart would; how many."""
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()) AS terminated",
+            database.engine.url.database,
+        )
+    finally:
+        await admin.close()
+    return int(dropped)
+
+
 async def serve_process(env: dict[str, str]) -> asyncio.subprocess.Process:
     """`csms serve` as a process of its own, once it logged `csms_ready`; its log is drained
     in the background so that it never blocks on a full pipe."""

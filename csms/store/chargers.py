@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Executable,
     Integer,
+    String,
     bindparam,
     delete,
     func,
@@ -20,11 +21,12 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.charger import BootInfo, ConnectorStatusReport
-from csms.store.db import BulkWrite, StatementFactory
+from csms.store.db import BulkWrite, StatementFactory, set_form, unnest_rows
 from csms.store.sql import dialect_insert, page, rowcount, upsert
 from csms.store.tables import (
     ChargePoint,
@@ -264,6 +266,24 @@ def _set_last_seen(dialect: str) -> Executable:
         .where(table.c.id == bindparam("cp"))
         .values(last_seen=bindparam("now", type_=UTCDateTime))
     )
+
+
+@set_form(_set_last_seen)
+@cache
+def _set_last_seens(dialect: str) -> Executable | None:
+    """`_set_last_seen` for a batch in one statement (PostgreSQL); a charger heard twice in
+    it keeps the later time, as the executemany left it."""
+    if dialect != "postgresql":
+        return None
+    table = table_of(ChargePoint)
+    rows = unnest_rows("r", {"cp": String, "now": UTCDateTime})
+    last = (
+        select(rows.c.cp, rows.c.now)
+        .order_by(rows.c.cp, rows.c.ord.desc())
+        .ext(distinct_on(rows.c.cp))
+        .subquery("u")
+    )
+    return update(table).where(table.c.id == last.c.cp).values(last_seen=last.c.now)
 
 
 def seen(*, charge_point_id: str, now: datetime) -> BulkWrite:

@@ -15,7 +15,18 @@ import orjson
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, Connection, Dialect, Executable, event, text
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Connection,
+    Dialect,
+    Executable,
+    bindparam,
+    column,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -82,19 +93,23 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, writer: bool = False, pinged: bool = True) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys.
 
     `writer`: the engine of the writer's transactions; on SQLite its statements run on the
     event loop's thread (csms.store.sqlite_inline says why), on PostgreSQL it holds one
-    connection, not pinged before each batch.
+    connection, not pinged before each batch. `pinged=False`: reads whose connection is not
+    pinged before each use (`Database.read`).
     """
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         make = inline_engine if writer else create_async_engine
+        # Not pinged either way: a SQLite connection is a file, not a socket that can drop.
         engine = make(url, connect_args={"timeout": 30}, **json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    if not pinged:
+        return create_async_engine(url, pool_size=2, max_overflow=0, pool_pre_ping=False, **json)
     if writer:
         # The writer's one connection, kept for the process's life and never pinged: a
         # pre-ping is a round trip before every batch. A connection that died between two
@@ -285,13 +300,60 @@ class Writer:
         return results
 
 
+# A bulk statement's set-based form for a dialect, or None where it has none (see `set_form`).
+SetFormFactory = Callable[[str], Executable | None]
+_set_forms: dict[StatementFactory, SetFormFactory] = {}
+
+
+def set_form(factory: StatementFactory) -> Callable[[SetFormFactory], SetFormFactory]:
+    """Register the set-based form of a bulk statement: all of a batch's rows in one statement.
+
+    An executemany runs its statement once per row: on PostgreSQL each row is a Bind and an
+    Execute, with the executor started and ended for each (asyncpg pipelines them, but the
+    server still does the work row by row, about as much CPU as csms spends on the row).
+    The set form takes the rows as one array per parameter (`unnest_rows`) and is run once.
+    Its array parameters are named `a_` + the row's key. It must have the same effect as
+    the rows run one after the other, in order (an UPDATE where two rows hit the same row
+    keeps the last, as the executemany would).
+    """
+
+    def register(build: SetFormFactory) -> SetFormFactory:
+        _set_forms[factory] = build
+        return build
+
+    return register
+
+
+def unnest_rows(name: str, columns: dict[str, Any]) -> Any:
+    """A batch's rows as a table: `unnest` of one array parameter per column, WITH ORDINALITY.
+
+    `columns` maps each row key to its SQL type; the table's columns are those keys and
+    `ord`, the row's place in the batch (1-based). PostgreSQL only.
+    """
+    arrays = [bindparam(f"a_{key}", type_=ARRAY(type_)) for key, type_ in columns.items()]
+    return (
+        func.unnest(*arrays)
+        .table_valued(
+            *(column(key, type_) for key, type_ in columns.items()), with_ordinality="ord"
+        )
+        .render_derived(name=name)
+    )
+
+
 async def execute_many(
     connection: AsyncConnection, factory: StatementFactory, rows: list[dict[str, Any]]
 ) -> None:
-    """Run a bulk statement for many rows: one executemany, compiled once (`_Prepared`)."""
-    prepared = _prepare(factory, connection.dialect)
+    """Run a bulk statement for many rows: its set form when it has one on this dialect
+    (one statement, `set_form`), else one executemany; compiled once (`_Prepared`)."""
+    dialect = connection.dialect
+    if len(rows) > 1 and factory in _set_forms:
+        form = _prepare_set(factory, dialect)
+        if form is not None:
+            await connection.exec_driver_sql(form.sql, form.arrays(rows))
+            return
+    prepared = _prepare(factory, dialect)
     if prepared is None:
-        await connection.execute(factory(connection.dialect.name), rows)
+        await connection.execute(factory(dialect.name), rows)
     else:
         await connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
 
@@ -337,9 +399,33 @@ class _Prepared:
             out.append(picked if len(self.order) > 1 else (picked,))
         return out
 
+    def arrays(self, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
+        """A set form's parameters: for each `a_<key>` input, the rows' values as a list."""
+        seen: dict[int, Any] = {}
+        values: list[Any] = []
+        for name, convert in self.inputs:
+            key = name.removeprefix("a_")
+            if convert is None:
+                values.append([row[key] for row in rows])
+                continue
+            column: list[Any] = []
+            for row in rows:
+                value = row[key]
+                if value is not None:
+                    converted = seen.get(id(value), _MISSING)
+                    if converted is _MISSING:
+                        converted = seen[id(value)] = convert(value)
+                    value = converted
+                column.append(value)
+            values.append(column)
+        return tuple((values + list(self.literals))[i] for i in self.order)
+
 
 _MISSING = object()
 _prepared: dict[tuple[StatementFactory, str], _Prepared | None] = {}
+
+
+_prepared_sets: dict[tuple[StatementFactory, str], _Prepared | None] = {}
 
 
 def _prepare(factory: StatementFactory, dialect: Dialect) -> _Prepared | None:
@@ -349,11 +435,25 @@ def _prepare(factory: StatementFactory, dialect: Dialect) -> _Prepared | None:
     column defaults (SQLAlchemy computes those per execution).
     """
     key = (factory, dialect.name)
-    if key in _prepared:
-        return _prepared[key]
-    statement = factory(dialect.name)
+    if key not in _prepared:
+        _prepared[key] = _compile(factory(dialect.name), dialect, for_executemany=True)
+    return _prepared[key]
+
+
+def _prepare_set(factory: StatementFactory, dialect: Dialect) -> _Prepared | None:
+    """The factory's set form on this dialect as driver SQL, or None where it has none."""
+    key = (factory, dialect.name)
+    if key not in _prepared_sets:
+        statement = _set_forms[factory](dialect.name)
+        _prepared_sets[key] = (
+            None if statement is None else _compile(statement, dialect, for_executemany=False)
+        )
+    return _prepared_sets[key]
+
+
+def _compile(statement: Executable, dialect: Dialect, *, for_executemany: bool) -> _Prepared | None:
     assert isinstance(statement, ClauseElement)
-    compiled = statement.compile(dialect=dialect, for_executemany=True)
+    compiled = statement.compile(dialect=dialect, for_executemany=for_executemany)
     assert isinstance(compiled, SQLCompiler)
     names = compiled.positiontup
     prepared = None
@@ -380,11 +480,13 @@ def _prepare(factory: StatementFactory, dialect: Dialect) -> _Prepared | None:
                 literals=tuple(literals),
                 order=order,
             )
-    _prepared[key] = prepared
     return prepared
 
 
 def _converter(type_: Any, dialect: Dialect) -> _Convert | None:
+    if isinstance(type_, ARRAY):
+        # A set form's array parameter (`unnest_rows`): each element is converted.
+        return _converter(type_.item_type, dialect)
     if isinstance(type_, UTCDateTime):
         return _utc_text if dialect.name == "sqlite" else _utc
     if isinstance(type_, JSON):
@@ -438,6 +540,9 @@ class Database:
         self.writer = Writer(
             async_sessionmaker(self.write_engine, expire_on_commit=False), metrics=metrics
         )
+        # Created on first use (`reading(pinged=False)`).
+        self._unpinged_engine: AsyncEngine | None = None
+        self._unpinged: async_sessionmaker[AsyncSession] | None = None
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -451,20 +556,44 @@ class Database:
             log.warning("read_failed", error=repr(exc))
             raise StoreError(f"database read failed: {type(exc).__name__}") from exc
 
-    async def read(self, query: Job[T]) -> T:
+    async def read(self, query: Job[T], *, pinged: bool = True) -> T:
         """Run a read-only query in a session of its own.
+
+        `pinged=False` (PostgreSQL): on a connection not pinged before the read, for reads
+        that follow every batch (the outbox relay). asyncpg's ping is BEGIN, a query and
+        ROLLBACK: three round trips per read. A connection the database dropped since the
+        last read fails it; the read then runs once more on a new one, as the ping would
+        have done (the pool discarded the dropped one). Reads are safe to run again.
 
         Raises:
             StoreError: the database failed.
         """
-        async with self.reading() as session:
-            return await query(session)
+        if pinged or _is_sqlite(self.url):
+            async with self.reading() as session:
+                return await query(session)
+        if self._unpinged is None:
+            self._unpinged_engine = create_engine(self.url, pinged=False)
+            self._unpinged = async_sessionmaker(self._unpinged_engine, expire_on_commit=False)
+        try:
+            try:
+                async with self._unpinged() as session:
+                    return await query(session)
+            except Exception as exc:
+                if not _database_away(exc):
+                    raise
+            async with self._unpinged() as session:
+                return await query(session)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("read_failed", error=repr(exc))
+            raise StoreError(f"database read failed: {type(exc).__name__}") from exc
 
     async def migrate(self) -> None:
         await migrate(self.engine)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._unpinged_engine is not None:
+            await self._unpinged_engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
 

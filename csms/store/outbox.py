@@ -8,13 +8,19 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    ARRAY,
     JSON,
+    BigInteger,
     Executable,
+    Integer,
     Select,
+    String,
     Text,
     bindparam,
     cast,
+    column,
     delete,
     func,
     insert,
@@ -27,7 +33,7 @@ from sqlmodel import col
 from csms.core.clock import as_utc
 from csms.core.cluster import slot_of
 from csms.core.events import Event
-from csms.store.db import BulkWrite, StatementFactory, execute_many
+from csms.store.db import BulkWrite, StatementFactory, execute_many, set_form, unnest_rows
 from csms.store.tables import OutboxEvent, UTCDateTime, table_of
 
 
@@ -43,6 +49,45 @@ def _insert_event(dialect: str) -> Executable:
         created_at=bindparam("now", type_=UTCDateTime),
         slot=bindparam("p_slot"),
     )
+
+
+@set_form(_insert_event)
+@cache
+def _insert_events(dialect: str) -> Executable | None:
+    """`_insert_event` for a batch's events in one statement (PostgreSQL).
+
+    The relay reads the outbox in `id` order, and a charger's events must keep theirs
+    (csms.events.relay): the ids are drawn in the batch's order, as the executemany drew
+    them, since the rows are inserted sorted by their place in it.
+    """
+    if dialect != "postgresql":
+        return None
+    rows = unnest_rows(
+        "r",
+        {
+            "event_id": String,
+            "cp": String,
+            "p_type": String,
+            "p_subject": String,
+            "p_time": UTCDateTime,
+            "p_data": JSON,
+            "now": UTCDateTime,
+            "p_slot": Integer,
+        },
+    )
+    c = rows.c
+    values = {
+        "event_id": c.event_id,
+        "charge_point_id": c.cp,
+        "type": c.p_type,
+        "subject": c.p_subject,
+        "time": c.p_time,
+        "data": c.p_data,
+        "created_at": c.now,
+        "slot": c.p_slot,
+    }
+    source = select(*values.values()).select_from(rows).order_by(c.ord)
+    return insert(table_of(OutboxEvent)).from_select(list(values), source)
 
 
 def event_step(event: Event, *, now: datetime) -> tuple[StatementFactory, dict[str, Any]]:
@@ -114,10 +159,27 @@ async def pending(session: AsyncSession, *, limit: int) -> list[PendingEvent]:
     return [PendingEvent(*row) for row in result]
 
 
-async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+@cache
+def _mark_delivered(dialect: str) -> Executable:
     table = table_of(OutboxEvent)
+    # The ids as one parameter, not an IN list of one parameter each: the statement's text is
+    # the same whatever their number, so it is prepared once (PostgreSQL) or found in the
+    # statement cache (SQLite), instead of parsed and planned again for each length.
+    ids: Any = bindparam("ids", type_=ARRAY(BigInteger) if dialect == "postgresql" else Text)
+    listed = (
+        table.c.id == func.any(ids)
+        if dialect == "postgresql"
+        else table.c.id.in_(select(column("value")).select_from(func.json_each(ids)))
+    )
+    return update(table).where(listed).values(delivered_at=bindparam("now", type_=UTCDateTime))
+
+
+async def mark_delivered(session: AsyncSession, *, ids: Sequence[int], now: datetime) -> None:
+    """Mark the events delivered: one statement of the same text for any number of ids."""
+    dialect = session.get_bind().dialect.name
+    listed: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     # Core, not ORM: no identity-map bookkeeping for hundreds of ids per pass.
-    await session.execute(update(table).where(table.c.id.in_(ids)).values(delivered_at=now))
+    await session.execute(_mark_delivered(dialect), {"ids": listed, "now": now})
 
 
 async def prune(

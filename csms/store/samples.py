@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -19,19 +20,24 @@ from sqlalchemy import (
     Executable,
     Float,
     Integer,
+    String,
+    Text,
     and_,
     bindparam,
     exists,
+    false,
     func,
     or_,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.meter import Sample, latest_register
-from csms.store.db import BulkWrite, StatementFactory
+from csms.store.db import BulkWrite, StatementFactory, set_form, unnest_rows
 from csms.store.sql import dialect_insert
 from csms.store.tables import MeterValue, Transaction, UTCDateTime, table_of
 
@@ -104,7 +110,27 @@ def _after_stop_update() -> Executable:
     )
 
 
-def _linked_transaction() -> Any:
+@dataclass(frozen=True)
+class _SampleKeys:
+    """Where a sample's charger, connector, time and claimed transactionId come from: the
+    statement's parameters (one row per execution), or a batch's rows (`unnest_rows`)."""
+
+    cp: Any
+    conn: Any
+    at: Any
+    claimed: Any
+
+
+def _parameters() -> _SampleKeys:
+    return _SampleKeys(
+        cp=bindparam("cp"),
+        conn=bindparam("conn", type_=Integer),
+        at=bindparam("at", type_=UTCDateTime),
+        claimed=bindparam("claimed", type_=BigInteger),
+    )
+
+
+def _linked_transaction(keys: _SampleKeys | None = None) -> Any:
     """The transaction a sample belongs to, decided in SQL so samples can be bulk-inserted.
 
     The charger's transactionId when it is this charger's; otherwise (unknown, 0 or -1) the
@@ -112,27 +138,28 @@ def _linked_transaction() -> Any:
     Connector 0 samples belong to none (OCPP 1.6 errata §3.16). Decided in SQL, not in core,
     so that a MeterValues stays one bulk INSERT whatever transaction its samples belong to.
     """
+    k = _parameters() if keys is None else keys
     tx = table_of(Transaction)
-    cp: Any = bindparam("cp")
-    connector = bindparam("conn", type_=Integer)
-    at = bindparam("at", type_=UTCDateTime)
     claimed = (
         select(tx.c.id)
-        .where(tx.c.id == bindparam("claimed", type_=BigInteger), tx.c.charge_point_id == cp)
+        .where(tx.c.id == k.claimed, tx.c.charge_point_id == k.cp)
+        # Only `transactions` is this subquery's own: a batch's rows come from outside.
+        .correlate_except(tx)
         .scalar_subquery()
     )
     by_time = (
         select(tx.c.id)
         .where(
-            tx.c.charge_point_id == cp,
-            tx.c.connector_id == connector,
-            connector > 0,
-            tx.c.start_timestamp <= at,
-            or_(tx.c.stop_timestamp.is_(None), tx.c.stop_timestamp >= at),
+            tx.c.charge_point_id == k.cp,
+            tx.c.connector_id == k.conn,
+            k.conn > 0,
+            tx.c.start_timestamp <= k.at,
+            or_(tx.c.stop_timestamp.is_(None), tx.c.stop_timestamp >= k.at),
         )
         # A charger without a clock starts every transaction at the same instant: the newest.
         .order_by(tx.c.start_timestamp.desc(), tx.c.id.desc())
         .limit(1)
+        .correlate_except(tx)
         .scalar_subquery()
     )
     return func.coalesce(claimed, by_time)
@@ -143,6 +170,17 @@ def _after_stop() -> Any:
     tx = table_of(Transaction)
     at = bindparam("at", type_=UTCDateTime)
     return exists().where(tx.c.id == _linked_transaction(), tx.c.stop_timestamp < at)
+
+
+def _batch_links(columns: dict[str, Any]) -> tuple[Any, Any]:
+    """A batch's rows (`unnest_rows`, alias `r`) and, beside each, its linked transaction
+    (`l.tid`): the same rule as `_linked_transaction`, worked out once per row."""
+    rows = unnest_rows(
+        "r", {"cp": String, "conn": Integer, "at": UTCDateTime, "claimed": BigInteger, **columns}
+    )
+    keys = _SampleKeys(cp=rows.c.cp, conn=rows.c.conn, at=rows.c.at, claimed=rows.c.claimed)
+    link = select(_linked_transaction(keys).label("tid")).lateral("l")
+    return rows, link
 
 
 _SAMPLE_FIELDS = ("value", "measurand", "unit", "context", "location", "phase", "format")
@@ -167,6 +205,46 @@ def _insert_sample(dialect: str) -> Executable:
     return insert_once
 
 
+@set_form(_insert_sample)
+@cache
+def _insert_samples(dialect: str) -> Executable | None:
+    """`_insert_sample` for a batch's samples in one statement (PostgreSQL)."""
+    if dialect != "postgresql":
+        return None
+    mv, tx = table_of(MeterValue), table_of(Transaction).alias("t")
+    rows, link = _batch_links(
+        {
+            "p_flags": JSON,
+            "now": UTCDateTime,
+            **{f"p_{name}": Text for name in (*_SAMPLE_FIELDS, "value_digest")},
+        }
+    )
+    c = rows.c
+    values = {
+        "charge_point_id": c.cp,
+        "connector_id": c.conn,
+        "transaction_id": link.c.tid,
+        "claimed_transaction_id": c.claimed,
+        "timestamp": c.at,
+        "flags": c.p_flags,
+        "received_at": c.now,
+        # `_after_stop`: no linked transaction, or one not stopped, is not after its stop.
+        "after_stop": func.coalesce(tx.c.stop_timestamp < c.at, false()),
+        **{name: c[f"p_{name}"] for name in (*_SAMPLE_FIELDS, "value_digest")},
+    }
+    source = (
+        select(*values.values())
+        .select_from(rows.join(link, true()).outerjoin(tx, tx.c.id == link.c.tid))
+        # Rows go in in the batch's order, as the executemany ran them: of two equal
+        # samples the first is kept (ON CONFLICT DO NOTHING sees rows of its own statement).
+        .order_by(c.ord)
+    )
+    insert_once: Executable = (
+        dialect_insert(dialect, mv).from_select(list(values), source).on_conflict_do_nothing()
+    )
+    return insert_once
+
+
 @cache
 def _set_register(dialect: str) -> Executable:
     tx = table_of(Transaction)
@@ -177,6 +255,30 @@ def _set_register(dialect: str) -> Executable:
             last_register_wh=bindparam("wh", type_=Float),
             updated_at=bindparam("now", type_=UTCDateTime),
         )
+    )
+
+
+@set_form(_set_register)
+@cache
+def _set_registers(dialect: str) -> Executable | None:
+    """`_set_register` for a batch in one statement (PostgreSQL): of two rows that reach
+    the same transaction, the later one's register, as the executemany left it."""
+    if dialect != "postgresql":
+        return None
+    tx = table_of(Transaction)
+    rows, link = _batch_links({"wh": Float, "now": UTCDateTime})
+    last = (
+        select(link.c.tid, rows.c.wh, rows.c.now)
+        .select_from(rows.join(link, true()))
+        .where(link.c.tid.is_not(None))
+        .order_by(link.c.tid, rows.c.ord.desc())
+        .ext(distinct_on(link.c.tid))
+        .subquery("u")
+    )
+    return (
+        update(tx)
+        .where(tx.c.id == last.c.tid, tx.c.stop_timestamp.is_(None))
+        .values(last_register_wh=last.c.wh, updated_at=last.c.now)
     )
 
 

@@ -12,9 +12,10 @@ aiosqlite's thread, so the event loop never blocks on a lock or a disk flush:
   is tried here without waiting; only when another process holds the write lock does it
   go to the thread, to wait up to the busy timeout;
 - a WAL checkpoint, which writes and fsyncs the database: this connection's commits do
-  not run one (`wal_autocheckpoint = 0`); every CHECKPOINT_EVERY commits one runs on the
-  thread, and the commit after it too (it may start the WAL over and sync its header). Any
-  other COMMIT, in WAL mode with synchronous=NORMAL, appends to the WAL without a sync.
+  not run one (`wal_autocheckpoint = 0`); every CHECKPOINT_EVERY commits one runs on a
+  thread and a connection of its own, while the writer goes on, and the commit after it
+  runs on aiosqlite's thread (it may start the WAL over and sync its header). Any other
+  COMMIT, in WAL mode with synchronous=NORMAL, appends to the WAL without a sync.
 Between BEGIN and COMMIT this connection holds SQLite's write lock: no statement can wait
 for a lock (in WAL mode readers never block the writer, https://sqlite.org/wal.html §2.2).
 Reads elsewhere keep aiosqlite's thread: an API page may take longer than a write.
@@ -22,14 +23,19 @@ Reads elsewhere keep aiosqlite's thread: an API page may take longer than a writ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import aiosqlite
+import structlog
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = structlog.get_logger("csms.store")
 
 _WAITS = ("BEGIN",)
 # Commits between two WAL checkpoints. SQLite's own default is every 1,000 pages (~4 MB); a
@@ -43,6 +49,11 @@ class InlineConnection(aiosqlite.Connection):
     _busy_timeout: int | None = None  # ms, as configured; read at the first BEGIN
     _commits = 0  # since the last checkpoint
     _wal_may_restart = False
+    _path: str | None = None  # the database file, for the checkpoint's own connection
+    _checkpointer: sqlite3.Connection | None = None
+    _checkpointing: asyncio.Future[None] | None = None
+    # Given the checkpoint connection's SQL (sqlite3's trace callback; tests watch it).
+    checkpoint_trace: Callable[[str], None] | None = None
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
@@ -84,14 +95,49 @@ class InlineConnection(aiosqlite.Connection):
             # WAL, synchronous=NORMAL, no automatic checkpoint: appends to the WAL, no sync.
             self._conn.commit()
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
+        if self._commits >= CHECKPOINT_EVERY and self._checkpointing is None:
             self._commits = 0
-            await self._on_thread(self._checkpoint)
-            self._wal_may_restart = True
+            # Not awaited: the writer goes on committing while the checkpoint copies the WAL
+            # into the database (a few to hundreds of ms, every charger waiting on the writer
+            # meanwhile: the P2 tail, issue 20). It runs on a connection of its own: this one
+            # is the writer's, and SQLite runs one call at a time per connection.
+            loop = asyncio.get_running_loop()
+            self._checkpointing = loop.run_in_executor(None, self._checkpoint)
+            self._checkpointing.add_done_callback(self._checkpointed)
 
     def _checkpoint(self) -> None:
-        # PASSIVE: copies what no reader still needs, never waits (https://sqlite.org/wal.html).
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        # PASSIVE: copies what no reader still needs, never waits (https://sqlite.org/wal.html);
+        # a checkpoint runs beside a writer appending to the WAL (wal.html, "Concurrency").
+        if self._checkpointer is None:
+            assert self._path is not None
+            self._checkpointer = sqlite3.connect(
+                self._path, check_same_thread=False, uri=self._path.startswith("file:")
+            )
+            self._checkpointer.set_trace_callback(self.checkpoint_trace)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        # The next write may start the WAL over (and sync its header): that commit goes to
+        # aiosqlite's thread.
+        self._wal_may_restart = True
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("wal_checkpoint_failed", error=repr(done.exception()))
+
+    async def checkpointed(self) -> None:
+        """Return once no checkpoint runs (one that fails is logged, see `_checkpointed`)."""
+        running = self._checkpointing
+        if running is not None:
+            # Its done-callback (`_checkpointed`, added first) runs before this resumes.
+            with contextlib.suppress(sqlite3.Error):
+                await running
+
+    async def close(self) -> None:
+        await self.checkpointed()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        await super().close()
 
     async def rollback(self) -> None:
         if self._conn.in_transaction:
@@ -106,6 +152,7 @@ def _connect(database: str, **kwargs: Any) -> InlineConnection:
     kwargs["isolation_level"] = None
     connection = InlineConnection(partial(_open, database, **kwargs), 64)
     connection._thread.daemon = True
+    connection._path = database
     return connection
 
 

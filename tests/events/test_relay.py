@@ -18,7 +18,7 @@ from csms.events.mqtt import Backoff, Publisher, start_embedded_broker
 from csms.events.relay import Relay
 from csms.store import outbox
 from csms.store.db import Database
-from tests.support import MS, cancel_and_wait, free_port, writing
+from tests.support import MS, cancel_and_wait, drop_connections, free_port, writing
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -176,3 +176,34 @@ async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -
         await cancel_and_wait(task)
         await publisher.close()
         await broker.stop()
+
+
+@pytest.mark.postgres_only
+async def test_the_relay_reads_again_after_the_database_dropped_its_connection(
+    database_url: str,
+) -> None:
+    """The relay's reads are not pinged first: when the database has dropped its
+    connection, the read runs again on a new one, and what was committed is published."""
+    port = free_port()
+    prefix = f"t{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}")
+    async with writing(Database(database_url)) as database:
+        relay = Relay(
+            database=database, publisher=publisher, topic_prefix=prefix, clock=lambda: NOW
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            async with aiomqtt.Client("127.0.0.1", port) as client:
+                await client.subscribe(f"{prefix}/events/#", qos=1)
+                await store(database, events("CP-DROP", 2))
+                relay.wake()
+                assert [n for _, _, n in await receive(client, 2)] == [0, 1]
+                assert await drop_connections(database) >= 1
+                await store(database, events("CP-DROP", 3))
+                relay.wake()
+                assert [n for _, _, n in await receive(client, 3)] == [0, 1, 2]
+        finally:
+            await cancel_and_wait(task)
+            await publisher.close()
+            await broker.stop()

@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -74,28 +75,46 @@ async def test_waiting_for_the_write_lock_does_not_block_the_loop(
 
 
 async def test_commits_on_the_loop_thread_checkpoints_off_it(database: Database) -> None:
-    """Commits run on the loop's thread; every CHECKPOINT_EVERY commits a WAL checkpoint,
-    and the commit after it (which may sync the WAL's header), run on aiosqlite's thread."""
+    """Commits run on the loop's thread; every CHECKPOINT_EVERY commits a WAL checkpoint
+    runs on a thread and a connection of its own (the writer does not wait for it), and the
+    commit after it (which may sync the WAL's header) on aiosqlite's thread."""
     seen: list[tuple[str, int]] = []
+    loop = asyncio.get_running_loop()
+    checkpointed = asyncio.Event()
+
+    def checkpoint_trace(sql: str) -> None:
+        seen.append((sql.strip().upper(), threading.get_ident()))
+        loop.call_soon_threadsafe(checkpointed.set)
 
     async def trace(session: AsyncSession) -> None:
         raw = await (await session.connection()).get_raw_connection()
+        raw.driver_connection.checkpoint_trace = checkpoint_trace
+        drivers.append(raw.driver_connection)
         await raw.driver_connection.set_trace_callback(
             lambda sql: seen.append((sql.strip().upper(), threading.get_ident()))
         )
 
-    await database.writer.submit(trace)
-    for n in range(CHECKPOINT_EVERY + 2):
-        await database.writer.submit(
-            lambda session, n=n: registry.upsert_id_tag(
-                session, id_tag=f"T{n}", values={"status": "Accepted"}, now=NOW
-            )
+    def write(n: int) -> Any:
+        return lambda session: registry.upsert_id_tag(
+            session, id_tag=f"T{n}", values={"status": "Accepted"}, now=NOW
         )
-    loop = threading.get_ident()
+
+    drivers: list[Any] = []
+    await database.writer.submit(trace)
+    [driver] = drivers
+    for n in range(CHECKPOINT_EVERY + 2):
+        await database.writer.submit(write(n))
+    async with asyncio.timeout(10 * S):
+        await checkpointed.wait()
+        await driver.checkpointed()
+    # The checkpoint is not awaited by the writer: commits after it see it done.
+    for n in range(CHECKPOINT_EVERY + 2, CHECKPOINT_EVERY + 4):
+        await database.writer.submit(write(n))
+    this_thread = threading.get_ident()
     checkpoints = [thread for sql, thread in seen if "WAL_CHECKPOINT" in sql]
     commits = [thread for sql, thread in seen if sql == "COMMIT"]
     assert checkpoints
-    assert loop not in checkpoints
+    assert this_thread not in checkpoints
     assert len(commits) >= CHECKPOINT_EVERY
-    off_loop = [thread for thread in commits if thread != loop]
+    off_loop = [thread for thread in commits if thread != this_thread]
     assert 1 <= len(off_loop) <= len(checkpoints)

@@ -9,7 +9,6 @@ from importlib.resources import files
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -21,10 +20,11 @@ from sqlmodel import SQLModel
 from csms.core.events import Event
 from csms.core.meter import Sample
 from csms.errors import StoreError
-from csms.store import outbox, registry, samples
+from csms.metrics import Metrics
+from csms.store import chargers, outbox, registry, samples
 from csms.store.db import BulkWrite, Database
-from csms.store.tables import IdTag, MeterValue, OutboxEvent
-from tests.support import PG_ADMIN_DSN, writing
+from csms.store.tables import ChargePoint, IdTag, MeterValue, OutboxEvent, Transaction
+from tests.support import drop_connections, writing
 
 pytestmark = pytest.mark.postgres
 
@@ -107,27 +107,13 @@ async def test_many_writes_share_commits(database: Database) -> None:
     assert total == 500
 
 
-async def _drop_connections(database: Database) -> int:
-    """Terminate every server connection of the database, as a restart would; how many."""
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        dropped = await admin.fetchval(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()) AS terminated",
-            database.engine.url.database,
-        )
-    finally:
-        await admin.close()
-    return int(dropped)
-
-
 @pytest.mark.postgres_only
 async def test_the_writer_replaces_a_dropped_connection(database: Database) -> None:
     """The writer's connection is not pinged before each batch: one the database dropped
     between two batches fails the next, which runs again on a new connection and commits;
     its caller never hears of it."""
     assert await database.writer.submit(_tag("BEFORE")) is True
-    assert await _drop_connections(database) >= 1
+    assert await drop_connections(database) >= 1
     results = await asyncio.gather(*(database.writer.submit(_tag(f"AFTER{n}")) for n in range(3)))
     assert results == [True, True, True]
     async with database.sessions() as session:
@@ -183,3 +169,145 @@ async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> 
     assert (stored.flags, stored.transaction_id, stored.phase) == (["late"], None, "")
     assert (row.event_id, row.time, row.created_at) == (str(event.id), at, NOW)
     assert row.data == event.data
+
+
+def _meter_sample(
+    at: datetime, value: str, measurand: str = "Energy.Active.Import.Register"
+) -> Any:
+    return Sample(
+        timestamp=at,
+        value=value,
+        measurand=measurand,
+        unit="Wh",
+        context="Sample.Periodic",
+        location="Outlet",
+        phase="",
+        format="Raw",
+    )
+
+
+async def _batch_scenario(database: Database, cp: str, *, together: bool) -> dict[str, Any]:
+    """A batch's worth of bulk writes for charger `cp`: submitted at once (one batch, where
+    PostgreSQL runs each statement once for all rows) or one after the other; what they
+    stored, by charger-independent keys."""
+    open_tx, stopped_tx = (
+        Transaction(charge_point_id=cp, connector_id=1, start_timestamp=at_minute(0), flags=[]),
+        Transaction(
+            charge_point_id=cp,
+            connector_id=2,
+            start_timestamp=at_minute(0),
+            stop_timestamp=at_minute(5),
+            flags=[],
+        ),
+    )
+
+    async def setup(session: AsyncSession) -> tuple[int, int]:
+        session.add(ChargePoint(id=cp))
+        session.add_all([open_tx, stopped_tx])
+        await session.flush()
+        assert open_tx.id is not None
+        assert stopped_tx.id is not None
+        return open_tx.id, stopped_tx.id
+
+    tx_open, tx_stopped = await database.writer.submit(setup)
+
+    def meter(connector: int, claimed: int | None, sampled: list[Any]) -> BulkWrite:
+        write = samples.meter_values(
+            charge_point_id=cp,
+            connector_id=connector,
+            claimed_transaction_id=claimed,
+            samples=sampled,
+            now=NOW,
+        )
+        return write
+
+    def event(n: int) -> BulkWrite:
+        step = outbox.event_step(
+            Event(id=uuid4(), charge_point_id=cp, type="meter.values", time=NOW, data={"n": n}),
+            now=NOW,
+        )
+        return BulkWrite(steps=(step,))
+
+    writes = [
+        # Claimed and this charger's: linked to it; the register moves to 110.
+        meter(1, tx_open, [_meter_sample(at_minute(1), "110")]),
+        event(1),
+        # No transactionId: linked by connector and time; the same transaction, later: 120.
+        meter(1, None, [_meter_sample(at_minute(2), "120")]),
+        chargers.seen(charge_point_id=cp, now=at_minute(1)),
+        # An exact repeat of the first sample: kept once.
+        meter(1, tx_open, [_meter_sample(at_minute(1), "110")]),
+        event(2),
+        # After the stopped transaction's stop: flagged; before it: not; no register move.
+        meter(
+            2, tx_stopped, [_meter_sample(at_minute(6), "60"), _meter_sample(at_minute(4), "40")]
+        ),
+        # Connector 0 belongs to no transaction; an unknown claimed id links by time (none).
+        meter(0, None, [_meter_sample(at_minute(3), "7", "Voltage")]),
+        meter(3, 999_999, [_meter_sample(at_minute(3), "8", "Voltage")]),
+        chargers.seen(charge_point_id=cp, now=at_minute(3)),
+        event(3),
+    ]
+    if together:
+        await asyncio.gather(*(database.writer.submit_bulk(w) for w in writes))
+    else:
+        for write in writes:
+            await database.writer.submit_bulk(write)
+    names = {tx_open: "open", tx_stopped: "stopped", None: None}
+    async with database.sessions() as session:
+        stored = (
+            await session.execute(
+                select(MeterValue).where(MeterValue.charge_point_id == cp).order_by(MeterValue.id)
+            )
+        ).scalars()
+        rows = [
+            (s.connector_id, names[s.transaction_id], s.timestamp, s.value, s.after_stop)
+            for s in stored
+        ]
+        registers = {
+            names[t.id]: t.last_register_wh
+            for t in (
+                await session.execute(select(Transaction).where(Transaction.charge_point_id == cp))
+            ).scalars()
+        }
+        events = [
+            e.data["n"]
+            for e in (
+                await session.execute(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.charge_point_id == cp)
+                    .order_by(OutboxEvent.id)
+                )
+            ).scalars()
+        ]
+        last_seen = (await session.get(ChargePoint, cp)).last_seen  # type: ignore[union-attr]
+    return {"rows": rows, "registers": registers, "events": events, "last_seen": last_seen}
+
+
+def at_minute(minute: int) -> datetime:
+    return datetime(2024, 1, 1, 10, minute, tzinfo=UTC)
+
+
+async def test_a_batch_stores_what_its_writes_one_by_one_store(database_url: str) -> None:
+    """Bulk writes committed in one batch (on PostgreSQL one statement per table for all
+    of them) store exactly what they store one batch each: links, after-stop flags,
+    repeats kept once, the last register and last-seen time, the events in order."""
+    metrics = Metrics()
+    async with writing(Database(database_url, metrics=metrics)) as database:
+        together = await _batch_scenario(database, "CP-TOGETHER", together=True)
+        apart = await _batch_scenario(database, "CP-APART", together=False)
+    # No batch failed and was split: the one with every write committed as one.
+    assert metrics.registry.get_sample_value("csms_db_batch_splits_total") == 0
+    assert together == apart
+    # The repeat came last: its register (110) is the last written, as one by one.
+    assert together["registers"] == {"open": 110.0, "stopped": None}
+    assert together["events"] == [1, 2, 3]
+    assert together["last_seen"] == at_minute(3)
+    assert [(c, tx, after) for c, tx, _, _, after in together["rows"]] == [
+        (1, "open", False),
+        (1, "open", False),
+        (2, "stopped", True),
+        (2, "stopped", False),
+        (0, None, False),
+        (3, None, False),
+    ]
