@@ -162,6 +162,7 @@ class Writer:
         self._metrics = metrics or Metrics()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._closed = False
+        self._committing: list[_Item] = []
         # Called after every batch (the outbox relay wakes on it).
         self.listeners: list[Callable[[], None]] = []
 
@@ -205,6 +206,16 @@ class Writer:
 
     async def run(self) -> None:
         """Commit batches until `close` is called and the queue is empty."""
+        try:
+            await self._run_batches()
+        finally:
+            # Done, or cancelled by a shutdown past its grace: nothing will commit what is
+            # left, so its callers hear it now instead of waiting forever (a charger's
+            # disconnect record would otherwise hold the process open at exit).
+            self._closed = True
+            self._fail_left(StoreError("the writer stopped before committing this"))
+
+    async def _run_batches(self) -> None:
         while True:
             item = await self._queue.get()
             if item is None:
@@ -218,11 +229,23 @@ class Writer:
                 batch.append(item)
             await self._commit(batch)
 
+    def _fail_left(self, error: StoreError) -> None:
+        left = [*self._committing]
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                left.append(item)
+        for _, future in left:
+            if not future.done():
+                _settle(future, error=error)
+
     async def _commit(self, batch: list[_Item]) -> None:
         started = monotonic()
+        self._committing = batch
         try:
             await self._commit_batch(batch)
         finally:
+            self._committing = []
             self._metrics.commit(len(batch), monotonic() - started)
             for listener in self.listeners:
                 listener()
