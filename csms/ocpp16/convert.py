@@ -66,7 +66,7 @@ def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) ->
             measurand = get("measurand", ENERGY_IMPORT_REGISTER)
             unit = get("unit")
             value = get("value", "")
-            sample = Sample(
+            sample = _sample(
                 timestamp=timestamp,
                 value=value if type(value) is str else str(value),
                 measurand=measurand,
@@ -80,6 +80,36 @@ def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) ->
             unreadable = value_flags(sample)
             found.append(replace(sample, flags=sample.flags + unreadable) if unreadable else sample)
     return found
+
+
+def _sample(
+    *,
+    timestamp: datetime,
+    value: str,
+    measurand: str,
+    unit: str,
+    context: str,
+    location: str,
+    phase: str,
+    format: str,
+    flags: tuple[str, ...],
+) -> Sample:
+    """`Sample(...)` at a third of the cost: a frozen dataclass's __init__ sets each field
+    through object.__setattr__, and every MeterValues builds four or more (bench/analysis.md).
+    It takes every field of Sample, no more (tests/ocpp16/test_convert.py)."""
+    sample: Sample = object.__new__(Sample)
+    sample.__dict__.update(
+        timestamp=timestamp,
+        value=value,
+        measurand=measurand,
+        unit=unit,
+        context=context,
+        location=location,
+        phase=phase,
+        format=format,
+        flags=flags,
+    )
+    return sample
 
 
 def _default_unit(measurand: str) -> str:

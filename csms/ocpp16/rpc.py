@@ -50,7 +50,10 @@ class MessageType(IntEnum):
     CALLERROR = 4
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a Call is
+# built for every CALL (2.4 us frozen, 1.0 us with slots; bench/analysis.md). Nothing
+# changes a Call once built.
+@dataclass(slots=True)
 class Call:
     """A charger's CALL that passed every check and should be handled."""
 
@@ -233,8 +236,8 @@ class RpcSession:
         if deep is not None:
             # The validator's recursion gives out at 256 levels: answer before it runs.
             return self._reject(unique_id, deep.code, deep.describe(f"{action}.req"), action=action)
-        payload, changes = self._normalise(action, payload)
-        violation = self._validators.check_request(action, payload)
+        payload, changes, valid = self._normalise(action, payload)
+        violation = None if valid else self._validators.check_request(action, payload)
         if violation is not None:
             return self._reject(
                 unique_id, violation.code, violation.description, violation.details, action=action
@@ -263,21 +266,23 @@ class RpcSession:
 
     def _normalise(
         self, action: str, payload: dict[str, Any]
-    ) -> tuple[dict[str, Any], list[Normalisation]]:
+    ) -> tuple[dict[str, Any], list[Normalisation], bool]:
+        """The payload tolerant mode would keep, what it changed, and whether the payload is
+        already known to match the schema (then it is not validated again)."""
         if self._leniency is None:
-            return payload, []
+            return payload, [], False
         if action == _BOOT:
             # The boot names the charger, so it picks the rule, for itself and what follows.
             self.profile = self._leniency.profile_for(*convert.vendor_and_model(payload))
         profile = self.profile
         if profile is None:
-            return payload, []
+            return payload, [], False
         # Strict payloads take the fast path; only naive timestamps are valid and still
         # need rewriting (the schema's date-time format is not checked).
         if profile.zone is None and self._validators.request_is_valid(action, payload):
-            return payload, []
+            return payload, [], True
         normalised, changes = normalise(self._validators.request_schema(action), payload, profile)
-        return normalised, changes
+        return normalised, changes, False
 
     def _data_too_big(self, payload: dict[str, Any]) -> str | None:
         # OCPP 1.6 §4.3 leaves DataTransfer data unbounded; csms keeps what it is sent, so

@@ -9,7 +9,7 @@ import pytest
 
 from csms.ocpp16.handlers import HANDLERS
 from csms.ocpp16.limits import FragmentBound, Limits, LogBudget
-from csms.ocpp16.poison import find_poison, repair_stop
+from csms.ocpp16.poison import find_poison, may_hold_poison, repair_stop
 from csms.ocpp16.rpc import Answer, Call, Dropped, RpcSession, shorten
 from csms.ocpp16.schemas import load_validators
 
@@ -50,6 +50,29 @@ def test_find_poison(payload: dict[str, Any], found: tuple[str, str] | None) -> 
     """NUL in text and integers beyond 32 bits are found, with their path."""
     poison = find_poison(payload)
     assert (None if poison is None else (poison.code.value, poison.path)) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "suspicious"),
+    [
+        (frame(2, "1", "Heartbeat", {}), False),
+        (frame(2, "1", "StatusNotification", {**STATUS, "info": "a\x00"}), True),
+        (frame(2, "1", "StatusNotification", {**STATUS, "connectorId": 2**31}), True),
+        (frame(2, "1", "StatusNotification", {**STATUS, "connectorId": -(2**31) - 1}), True),
+        (frame(2, "1", "StatusNotification", {**STATUS, "connectorId": 999_999_999}), False),
+        # Ten digits anywhere, even in a string or split by nothing but their neighbours.
+        (frame(2, "1", "Authorize", {"idTag": "x1234567890x"}), True),
+        (frame(2, "1", "Authorize", {"idTag": "123456789.123456789"}), False),
+        # Digits of other scripts are no JSON number: they cannot hold a big integer.
+        (frame(2, "1", "Authorize", {"idTag": "\u0661" * 12}), False),
+        (frame(2, "1", "Authorize", {"idTag": "\u00e9" + "1" * 10}), True),
+        # A str with a lone surrogate (never from a UTF-8 frame) is still checked.
+        ('[2,"1","Authorize",{"idTag":"\ud800 12345678901"}]', True),
+    ],
+)
+def test_poison_prefilter(text: str, suspicious: bool) -> None:
+    """The text test before the walk: every frame that may hold poison is walked."""
+    assert may_hold_poison(text) is suspicious
 
 
 def test_repair_stop_keeps_the_stop() -> None:
