@@ -98,7 +98,7 @@ class Load:
             if n % 2 == 0:
                 register += 10
                 at += timedelta(milliseconds=1)
-                await self.sessions.meter_values(
+                await self.sessions.record_meter_values(
                     charge_point_id=cp,
                     connector_id=1,
                     transaction_id=tx,

@@ -102,7 +102,7 @@ async def meter_values(
 ) -> None:
     """A MeterValues on connector 1 naming `tx`: one meterValue at `at`."""
     payload = [{"timestamp": at.isoformat(), "sampledValue": sampled}]
-    await flows.meter_values(
+    await flows.record_meter_values(
         charge_point_id=cp,
         connector_id=1,
         transaction_id=tx,

@@ -355,7 +355,7 @@ class SessionFlows:
         self._forced.discard(request.transaction_id)
         return info
 
-    async def meter_values(
+    async def record_meter_values(
         self,
         *,
         charge_point_id: str,
@@ -367,7 +367,7 @@ class SessionFlows:
         now: datetime,
     ) -> None:
         """Store the samples; `meter.values`, and `session.updated` when the register moved."""
-        write = samples_store.meter_values(
+        write = samples_store.store_samples(
             charge_point_id=charge_point_id,
             connector_id=connector_id,
             claimed_transaction_id=transaction_id,

@@ -72,7 +72,7 @@ async def on_status_notification(ctx: ChargerContext, payload: dict[str, Any]) -
 
 async def on_meter_values(ctx: ChargerContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.services.clock()
-    await ctx.services.sessions.meter_values(
+    await ctx.services.sessions.record_meter_values(
         charge_point_id=ctx.charge_point_id,
         connector_id=payload["connectorId"],
         transaction_id=payload.get("transactionId"),

@@ -318,12 +318,22 @@ class PicowsSocket(WSListener):
             return
         if not transport.is_close_frame_sent:
             transport.send_close(WSCloseCode(code), reason.encode())
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # A shutdown past its grace: a charger that never answers the close (half-open,
+            # behind a NAT) must not hold the process for close_timeout more.
+            transport.disconnect(False)
+            await asyncio.shield(self.disconnected)
+            return
         try:
             async with asyncio.timeout(self._options.close_timeout):
                 await asyncio.shield(self.disconnected)
         except TimeoutError:
             transport.disconnect(False)
             await asyncio.shield(self.disconnected)
+        except asyncio.CancelledError:
+            transport.disconnect(False)
+            raise
 
     @property
     def close_code(self) -> int | None:

@@ -282,7 +282,7 @@ def _set_registers(dialect: str) -> Executable | None:
     )
 
 
-def meter_values(
+def store_samples(
     *,
     charge_point_id: str,
     connector_id: int,

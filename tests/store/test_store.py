@@ -152,7 +152,7 @@ async def test_bulk_writes_store_what_the_orm_reads_back(database: Database) -> 
         time=at,
         data={"n": 1, "text": "ä", "nested": [1.5, None]},
     )
-    write = samples.meter_values(
+    write = samples.store_samples(
         charge_point_id="CP-BULK",
         connector_id=1,
         claimed_transaction_id=None,
@@ -212,7 +212,7 @@ async def _batch_scenario(database: Database, cp: str, *, together: bool) -> dic
     tx_open, tx_stopped = await database.writer.submit(setup)
 
     def meter(connector: int, claimed: int | None, sampled: list[Any]) -> BulkWrite:
-        write = samples.meter_values(
+        write = samples.store_samples(
             charge_point_id=cp,
             connector_id=connector,
             claimed_transaction_id=claimed,
