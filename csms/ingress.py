@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -20,25 +20,12 @@ from csms.errors import CommandError, CommandQueueFull, EventPublishError, Store
 from csms.events.envelope import topic_level
 from csms.events.mqtt import messages
 from csms.events.relay import Publisher
-from csms.flows.commands import CommandResult
+from csms.flows.commands import CommandRunner
 
 log = structlog.get_logger("csms.ingress")
 
 # A correlation id becomes a topic level: no separators, wildcards or control characters.
 _CORRELATION_ID = re.compile(r"[^/+#\x00-\x1f\x7f]{1,128}")
-
-
-class CommandRunner(Protocol):
-    """What ingress needs of the command runner (`flows.commands.Commands`)."""
-
-    async def run(
-        self,
-        charge_point_id: str,
-        action: str,
-        payload: dict[str, Any],
-        *,
-        requested_by: str | None = None,
-    ) -> CommandResult: ...
 
 
 class CommandIngress:

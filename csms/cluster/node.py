@@ -20,6 +20,7 @@ from csms.events.cluster_relay import NodeRelay
 from csms.events.fanout import EventFanout, LiveEvent
 from csms.events.mqtt import messages
 from csms.events.relay import Publisher, Relay
+from csms.flows.balancing import FOLLOWED_EVENTS
 from csms.flows.chargers import ChargerFlows
 from csms.flows.cluster import Membership, MembershipSettings, Ownership, end_connections_of
 from csms.flows.commands import ChargerLink, Commands
@@ -30,17 +31,6 @@ from csms.store.signal import CommitSignal
 log = structlog.get_logger("csms.cluster")
 
 PRUNE_EVERY = timedelta(minutes=5)
-# What the balancer follows (flows/balancing.py: its triggers and meter values).
-BALANCER_EVENTS = (
-    "session.started",
-    "session.stopped",
-    "evse.status",
-    "chargepoint.connected",
-    "chargepoint.disconnected",
-    "chargepoint.booted",
-    "meter.values",
-)
-
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -205,7 +195,7 @@ class ClusterNode:
         self._elsewhere.clear()
         try:
             async with asyncio.TaskGroup() as tasks:
-                for kind in BALANCER_EVENTS:
+                for kind in FOLLOWED_EVENTS:
                     subscribed = asyncio.Event()
                     tasks.create_task(self._follow(kind, subscribed), name=f"follow-{kind}")
                     await subscribed.wait()

@@ -82,6 +82,8 @@ _TRIGGERS = frozenset(
         "chargepoint.booted",
     }
 )
+# Every event type the balancer follows: its triggers and the meter values it reads.
+FOLLOWED_EVENTS = (*sorted(_TRIGGERS), "meter.values")
 # A change of draw worth a pass (docs/load-balancing.md, "Triggers").
 _SIGNIFICANT_DA = 10
 

@@ -99,6 +99,19 @@ class CommandResult:
     response: dict[str, Any]
 
 
+class CommandRunner(Protocol):
+    """The seam for callers of `Commands.run` (MQTT ingress, the wallet's remote stops)."""
+
+    async def run(
+        self,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        requested_by: str | None = None,
+    ) -> CommandResult: ...
+
+
 class Commands:
     """Runs commands for the API and MQTT ingress with the checks of docs/api.md, "Commands"."""
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +25,7 @@ from csms.core.tariff_ocpi import PricedSession
 from csms.core.wallet import PostingKind, balance_exceeded, may_start, prepaid_minimum
 from csms.errors import WalletError
 from csms.events import build
+from csms.flows.commands import CommandRunner
 from csms.flows.tariffs import SessionPricing
 from csms.store import chargers, outbox, tariffs, wallet
 from csms.store.db import Database
@@ -60,19 +60,6 @@ async def post_with_event(
     return posted
 
 
-class Stopper(Protocol):
-    """Sends RemoteStopTransaction (csms.flows.commands.Commands.run)."""
-
-    async def run(
-        self,
-        charge_point_id: str,
-        action: str,
-        payload: dict[str, Any],
-        *,
-        requested_by: str | None = None,
-    ) -> Any: ...
-
-
 class RemoteStops:
     """Asks chargers to stop transactions, in the background.
 
@@ -82,7 +69,7 @@ class RemoteStops:
     """
 
     def __init__(self) -> None:
-        self.commands: Stopper | None = None
+        self.commands: CommandRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def request(self, charge_point_id: str, transaction_id: int) -> None:
