@@ -30,6 +30,8 @@ class ParsedTime:
 
     @property
     def flags(self) -> tuple[str, ...]:
+        if not (self.unparsable or self.future or self.unset):
+            return ()
         return (
             (("unparsable_timestamp",) if self.unparsable else ())
             + (("future_timestamp",) if self.future else ())
@@ -46,14 +48,27 @@ def parse_timestamp(text: object, *, received: datetime) -> ParsedTime:
     a transaction message makes the charger discard it (docs/ocpp.md, "Transactions").
     """
     parsed = _parse(text) if isinstance(text, str) else None
-    if parsed is None or abs(parsed - received) > UNREADABLE_BEYOND:
-        return ParsedTime(value=received, unparsable=True)
+    if parsed is None:
+        return _parsed_time(received, True, False, False)
+    # One subtraction for every check, and ParsedTime built past its frozen __init__: on
+    # every MeterValues of the protocol path (bench/analysis.md, P1).
     ahead = parsed - received
-    return ParsedTime(
-        value=parsed,
-        future=ahead > FUTURE_TOLERANCE,
-        unset=parsed < UNSET_BEFORE or ahead > UNSET_AFTER,
+    if ahead > UNREADABLE_BEYOND or ahead < -UNREADABLE_BEYOND:
+        return _parsed_time(received, True, False, False)
+    return _parsed_time(
+        parsed,
+        False,
+        ahead > FUTURE_TOLERANCE,
+        parsed < UNSET_BEFORE or ahead > UNSET_AFTER,
     )
+
+
+def _parsed_time(value: datetime, unparsable: bool, future: bool, unset: bool) -> ParsedTime:
+    """`ParsedTime(...)` at a third of the cost (a frozen dataclass's __init__ sets each
+    field through object.__setattr__); it sets every field of ParsedTime."""
+    parsed: ParsedTime = object.__new__(ParsedTime)
+    parsed.__dict__.update(value=value, unparsable=unparsable, future=future, unset=unset)
+    return parsed
 
 
 def _parse(text: str) -> datetime | None:
@@ -77,8 +92,30 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# The last whole second format_utc wrote: (its start, its end, its text up to the seconds).
+# One tuple, replaced whole, so a reader on another thread never sees half of it.
+_SECOND: tuple[datetime, datetime, str] = (datetime.min.replace(tzinfo=UTC),) * 2 + ("",)
+_ONE_SECOND = timedelta(seconds=1)
+
+
 def format_utc(value: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision and a 'Z' (many chargers reject '+00:00')."""
-    # isoformat, not strftime: a third of the cost, on every Heartbeat and boot answered.
-    text = as_utc(value).isoformat(timespec="milliseconds")
-    return text.removesuffix("+00:00") + "Z"
+    value = as_utc(value)
+    # Every Heartbeat and boot answered formats the time: the text up to the seconds is
+    # kept for the second it names, and only the milliseconds are written per call. The
+    # result is what isoformat(timespec="milliseconds") gives, the fraction truncated.
+    start, end, seconds = _SECOND
+    if not start <= value < end:
+        start = value.replace(microsecond=0)
+        try:
+            end = start + _ONE_SECOND
+        except OverflowError:  # the last second of year 9999
+            return value.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+        seconds = start.isoformat().removesuffix("+00:00")
+        _remember_second(start, end, seconds)
+    return f"{seconds}.{value.microsecond // 1000:03d}Z"
+
+
+def _remember_second(start: datetime, end: datetime, seconds: str) -> None:
+    global _SECOND  # a cache: csms/core holds no other state
+    _SECOND = (start, end, seconds)
