@@ -77,8 +77,10 @@ def samples(meter_values: Iterable[Mapping[str, Any]], *, received: datetime) ->
                 format=get("format", "Raw"),
                 flags=flags,
             )
-            unreadable = value_flags(sample)
-            found.append(replace(sample, flags=sample.flags + unreadable) if unreadable else sample)
+            # value_flags reads only an import register: the others are not asked.
+            if measurand == ENERGY_IMPORT_REGISTER and (unreadable := value_flags(sample)):
+                sample = replace(sample, flags=sample.flags + unreadable)
+            found.append(sample)
     return found
 
 
