@@ -31,6 +31,7 @@ from csms.store.tables import (
     OPEN_FOR_THE_CHARGER,
     ChargePoint,
     IdTag,
+    Location,
     MeterValue,
     Reservation,
     Transaction,
@@ -283,3 +284,16 @@ async def charge_points(
 @cache
 def _select_chargers() -> Select[ChargePoint]:
     return select(ChargePoint).where(col(ChargePoint.id).in_(bindparam("ids", expanding=True)))
+
+
+async def locations(session: AsyncSession, location_ids: Collection[str]) -> dict[str, Location]:
+    """These locations, read with one query (those that exist)."""
+    if not location_ids:
+        return {}
+    rows = await session.scalars(_select_locations(), {"ids": list(location_ids)})
+    return {row.id: row for row in rows}
+
+
+@cache
+def _select_locations() -> Select[Location]:
+    return select(Location).where(col(Location.id).in_(bindparam("ids", expanding=True)))
