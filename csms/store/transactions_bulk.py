@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy import Executable, Select, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -73,6 +73,38 @@ class StartInsert:
 
 
 _START_KEY = ["charge_point_id", "connector_id", "id_tag", "start_timestamp", "meter_start"]
+# What `insert_starts` gives each row, each a parameter `<column>_<n>` for the n-th row.
+_START_COLUMNS = (
+    *_START_KEY,
+    "start_id_tag_status",
+    "reservation_id",
+    "charger_stopped",
+    "flags",
+    "created_at",
+    "updated_at",
+)
+
+
+@lru_cache(maxsize=256)
+def _insert_starts(dialect: str, count: int) -> Executable:
+    """The insert of `count` Starts, built once per number of rows (a batch's Starts are
+    few distinct counts): building a statement of some 11 values a row, and its cache key
+    from scratch, cost more than running it."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    table = table_of(Transaction)
+    rows = [
+        {name: bindparam(f"{name}_{n}", type_=table.c[name].type) for name in _START_COLUMNS}
+        for n in range(count)
+    ]
+    insert = (
+        module.insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=_START_KEY, index_where=text(OPEN_FOR_THE_CHARGER))
+        .returning(*table.c)
+    )
+    # The rows as the session's objects (ORM from a Core statement: no ORM bulk insert).
+    stmt: Executable = select(Transaction).from_statement(insert)
+    return stmt
 
 
 async def insert_starts(
@@ -86,8 +118,9 @@ async def insert_starts(
     """
     if not starts:
         return {}
-    values = [
-        {
+    params: dict[str, Any] = {}
+    for n, start in enumerate(starts):
+        values = {
             "charge_point_id": start.key.charge_point_id,
             "connector_id": start.key.connector_id,
             "id_tag": start.key.id_tag,
@@ -100,16 +133,9 @@ async def insert_starts(
             "created_at": start.now,
             "updated_at": start.now,
         }
-        for start in starts
-    ]
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        module.insert(Transaction)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=_START_KEY, index_where=text(OPEN_FOR_THE_CHARGER))
-        .returning(Transaction)
-    )
-    rows = (await session.scalars(stmt)).all()
+        params.update((f"{name}_{n}", value) for name, value in values.items())
+    stmt = _insert_starts(session.get_bind().dialect.name, len(starts))
+    rows = (await session.scalars(stmt, params)).all()
     return {(row.charge_point_id, row.connector_id): row for row in rows}
 
 
