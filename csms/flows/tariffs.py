@@ -169,13 +169,6 @@ class SessionPricing:
         }
         return await tariffs.assignments_of(session, keys)
 
-    async def circuits(
-        self, session: AsyncSession, places: Sequence[tuple[str, int, str | None]]
-    ) -> rates.Circuits:
-        """The circuits of the connectors of these (charger, connector, location) places,
-        read with one query (for `start`'s `circuits`)."""
-        return await rates.circuits_of(session, {(cp, connector) for cp, connector, _ in places})
-
     async def _zone(self, session: AsyncSession, location_id: str | None) -> tzinfo:
         location = None if location_id is None else await session.get(Location, location_id)
         data = {} if location is None else location.data
@@ -194,7 +187,7 @@ class SessionPricing:
         """Resolve and keep the tariff of a transaction just created (inside its write).
 
         `known` and `circuits`: the tariff assignments (`assignments`) and the connectors'
-        circuits (`circuits`) read already for a batch's Starts.
+        circuits (`rates.circuits_from`) read already for a batch's Starts.
         """
         assert row.id is not None
         assert row.start_timestamp is not None
