@@ -341,9 +341,26 @@ _JSON_SCALARS = frozenset({str, int, float, bool})
 
 
 def ocpi_json(value: Any) -> Any:
-    """OCPI data as its model would dump it: UTC DateTimes, numbers as floats, no nulls."""
-    if type(value) in _JSON_SCALARS:  # most values: no isinstance chain
+    """OCPI data as its model would dump it: UTC DateTimes, numbers as floats, no nulls.
+
+    Three session.updated a session run this on a Session of some 40 values: the scalars,
+    most of them, are kept inline (no call each), and the DateTimes, which repeat from one
+    event of a session to the next, are formatted once (`_utc_text`)."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:  # most values: no isinstance chain
         return value
+    if kind is dict:
+        return {
+            key: item if type(item) in _JSON_SCALARS else ocpi_json(item)
+            for key, item in value.items()
+            if item is not None
+        }
+    if kind is list:
+        return [item if type(item) in _JSON_SCALARS else ocpi_json(item) for item in value]
+    if kind is Decimal:
+        return float(value)
+    if kind is datetime:
+        return _utc_text(value)
     if isinstance(value, dict):
         return {key: ocpi_json(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
@@ -355,6 +372,13 @@ def ocpi_json(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+@lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    """`format_datetime` of the instant in UTC. Equal datetimes are the same instant
+    whatever their zones, so one text serves them all; a naive one is refused (not cached)."""
+    return format_datetime(to_utc(value))
 
 
 def cdr_id(transaction_id: int, *, replacement: bool = False) -> str:

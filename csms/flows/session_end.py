@@ -21,7 +21,7 @@ from csms.events import build
 from csms.flows.tariffs import SessionPricing
 from csms.flows.wallet import WalletFlows
 from csms.store import chargers, samples, tariffs, transactions
-from csms.store.tables import Location, Transaction, TransactionPricing
+from csms.store.tables import ChargePoint, Location, Transaction, TransactionPricing
 
 # What a transaction's row notes of the CDRs its events carry (`transactions.record_cdrs`).
 CdrMark = tuple[CdrStep, dict[str, Any] | None]
@@ -127,6 +127,25 @@ def end_events(ending: EndFacts) -> tuple[list[Event], CdrMark | None]:
     return events, (ending.step, None if charger_stopped else cdr.data)
 
 
+def row_cdr_step(row: Transaction) -> CdrStep:
+    """The CDRs the stopped transaction of this row still needs (`cdr_step`)."""
+    return cdr_step(
+        started_at=row.start_timestamp,
+        stopped_at=row.stop_timestamp,
+        charger_stopped=row.charger_stopped,
+        flags=row.flags,
+    )
+
+
+@dataclass(frozen=True)
+class GroupReads:
+    """What a group of Stops read once for all its sessions' ends: their chargers and the
+    chargers' locations, by id (None: there is none of that id)."""
+
+    chargers: Mapping[str, ChargePoint | None]
+    locations: Mapping[str, Location | None]
+
+
 class SessionEnd:
     """What a transaction's end publishes and settles (the charger's Stop, a forced stop, a
     Start that ends a lost session); `SessionFlows` records the end itself."""
@@ -202,6 +221,8 @@ class SessionEnd:
         now: datetime,
         known: Mapping[int, TransactionPricing] | None = None,
         statuses: Sequence[tuple[datetime, str]] | None = None,
+        place: GroupReads | None = None,
+        step: CdrStep | None = None,
     ) -> EndFacts | None:
         """What a transaction that has just ended publishes, as pure data (`end_events`
         builds the events from it alone): read, priced and charged to the wallet here, in
@@ -211,6 +232,9 @@ class SessionEnd:
         cdr.created): its one CDR, estimated when csms ended it; and when the charger's own
         Stop follows an estimate, a credit for the estimate and a CDR with the real values
         (OCPI 2.2.1 mod_cdrs §Credit CDRs).
+
+        A group of Stops gives what it read for all (`place`: chargers and locations) and
+        each row's `step`, decided before it noted the CDR on the row (`cdr_step`).
         """
         assert row.id is not None
         if row.start_timestamp is None or row.stop_timestamp is None:
@@ -222,15 +246,17 @@ class SessionEnd:
         settled = None
         if self.pricing is not None and facts.meter_stop_wh is not None:
             settled = await self.pricing.settle(
-                session, row=row, facts=facts, now=now, known=known, statuses=statuses
+                session,
+                row=row,
+                facts=facts,
+                now=now,
+                known=known,
+                statuses=statuses,
+                chargers=None if place is None else place.chargers,
             )
         priced = None if settled is None else settled.priced
-        step = cdr_step(
-            started_at=row.start_timestamp,
-            stopped_at=row.stop_timestamp,
-            charger_stopped=row.charger_stopped,
-            flags=row.flags,
-        )
+        if step is None:
+            step = row_cdr_step(row)
         ending = EndFacts(
             facts=facts,
             party=self.party,
@@ -247,7 +273,7 @@ class SessionEnd:
         assert step is not CdrStep.CORRECTION or first is not None
         ending = replace(
             ending,
-            location=await self._cdr_location(session, row),
+            location=await self._cdr_location(session, row, place),
             first_cdr=first,
             parking_s=0 if settled is None else settled.parking_s,
             purchase_cost=None if settled is None else settled.purchase_cost,
@@ -280,12 +306,18 @@ class SessionEnd:
         return replace(ending, wallet_events=tuple(wallet))
 
     async def _cdr_location(
-        self, session: AsyncSession, row: Transaction
+        self, session: AsyncSession, row: Transaction, place: GroupReads | None
     ) -> CdrLocationFacts | None:
-        charger = await chargers.get_charge_point(session, row.charge_point_id)
+        if place is not None and row.charge_point_id in place.chargers:
+            charger = place.chargers[row.charge_point_id]
+        else:
+            charger = await chargers.get_charge_point(session, row.charge_point_id)
         if charger is None or charger.location_id is None:
             return None
-        location = await session.get(Location, charger.location_id)
+        if place is not None and charger.location_id in place.locations:
+            location = place.locations[charger.location_id]
+        else:
+            location = await session.get(Location, charger.location_id)
         if location is None:
             return None
         return build.cdr_location(

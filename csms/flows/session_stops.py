@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.core.authorize import IdTagInfo
 from csms.core.events import Event
-from csms.core.transactions import StopRequest, is_own_transaction
-from csms.flows.session_end import EndFacts, SessionEnd, end_events
+from csms.core.transactions import CdrStep, StopRequest, is_own_transaction
+from csms.flows.session_end import EndFacts, GroupReads, SessionEnd, end_events, row_cdr_step
 from csms.flows.tariffs import SessionPricing
 from csms.store import outbox, registry, samples, tariffs, transactions
 from csms.store import transactions_bulk as bulk
@@ -72,8 +72,15 @@ class SessionStops:
             for s in firsts
             if (row := rows.get(s.request.transaction_id)) is not None and _open(row, s)
         ]
+        steps: dict[int, CdrStep] = {}
         for s, row in here:
             bulk.record_stop(row, request=s.request, now=s.now)
+            # The CDR its events will carry is noted with the Stop itself, so each row takes
+            # one UPDATE (the group's one executemany): the step is decided first, from the
+            # row as the Stop left it, and the events are built from it (`settle`). A
+            # charger's own Stop never carries an estimate to keep (`end_events`).
+            steps[id(s)] = row_cdr_step(row)
+            transactions.mark_cdrs(row, step=steps[id(s)], estimated_cdr=None, now=s.now)
         await session.flush()
         for s, row in here:
             if s.request.samples:
@@ -90,12 +97,19 @@ class SessionStops:
             session, [(s.request.transaction_id, s.request.stopped.value) for s, _ in here]
         )
         read = await bulk.samples_of(session, ids)
-        # Held to the end of the group: `_cdr_location`'s reads of them cost no query.
-        chargers_read = await bulk.charge_points(session, {row.charge_point_id for _, row in here})
+        # The chargers and their locations, for the CDRs and the purchase costs of all.
+        cps = {row.charge_point_id for _, row in here}
+        chargers_read = await bulk.charge_points(session, cps)
+        located = {c.location_id for c in chargers_read.values() if c.location_id is not None}
+        locations_read = await bulk.locations(session, located)
+        place = GroupReads(
+            chargers={cp: chargers_read.get(cp) for cp in cps},
+            locations={lid: locations_read.get(lid) for lid in located},
+        )
         known = None if self._pricing is None else await tariffs.pricing_of(session, ids)
         statuses = await self._end.statuses(session, [row for _, row in here])
         done: dict[int, IdTagInfo | None] = {}
-        endings: list[tuple[Transaction, EndFacts]] = []
+        endings: list[EndFacts] = []
         for s, row in here:
             ending = await self._end.settle(
                 session,
@@ -105,23 +119,22 @@ class SessionStops:
                 now=s.now,
                 known=known,
                 statuses=statuses.get(s.request.transaction_id),
+                place=place,
+                step=steps[id(s)],
             )
             if ending is not None:
-                endings.append((row, ending))
+                endings.append(ending)
             tag = s.request.id_tag
             done[id(s)] = None if tag is None else registry.decide(tags.get(tag), now=s.now)
-        # Every statement of the group but the last two has run: the events are built from
-        # pure data now, then the rows' CDR flags are one executemany and the events one
-        # insert, in this transaction (the change and its events commit together).
+        # Every statement of the group but the last has run: the events are built from pure
+        # data now, then inserted with one statement, in this transaction (the change and
+        # its events commit together). Their CDR marks are on the rows already (above).
         events: list[Event] = []
-        for row, ending in endings:
+        for ending in endings:
             built, mark = end_events(ending)
+            assert mark is None or mark == (ending.step, None)
             events += built
-            if mark is not None:
-                step, estimate = mark
-                transactions.mark_cdrs(row, step=step, estimated_cdr=estimate, now=ending.now)
         await outbox.add_events(session, events, now=max(s.now for s in stops))
-        del chargers_read
         for s in stops:
             if id(s) not in done:
                 done[id(s)] = await self._stop(session, s)

@@ -30,7 +30,7 @@ from csms.store import chargers, outbox, registry, transactions
 from csms.store import samples as samples_store
 from csms.store import transactions_bulk as bulk
 from csms.store.db import Database, GroupJob
-from csms.store.rates import Circuits
+from csms.store.rates import Circuits, circuits_from
 from csms.store.tables import Transaction
 
 # Open transactions of one connection, by transactionId (session.updated without a read);
@@ -217,17 +217,15 @@ class SessionFlows:
             for s in firsts
         }
         rows = await bulk.insert_starts(session, list(inserts.values()))
-        charge_point_ids = {cp for cp, _ in rows}
         kept = [row.id for row in rows.values() if row.id is not None]
-        open_pairs = await bulk.open_connectors(
-            session, charge_point_ids=charge_point_ids, keep=kept
+        checks = await bulk.start_checks(
+            session, charge_point_ids={s.key.charge_point_id for s in firsts}, keep=kept
         )
-        reserved = await bulk.reserved_chargers(session, charge_point_ids)
         known, circuits = None, None
         if self.pricing is not None:
             places = [(*_place(s), s.location_id) for s in firsts]
             known = await self.pricing.assignments(session, places)
-            circuits = await self.pricing.circuits(session, places)
+            circuits = circuits_from([_place(s) for s in firsts], checks.members)
         done: dict[int, _Started] = {}
         events: list[Event] = []
         for s in firsts:
@@ -238,8 +236,8 @@ class SessionFlows:
                 session,
                 start=inserts[id(s)],
                 row=row,
-                open_elsewhere=_place(s) in open_pairs,
-                reserved=s.key.charge_point_id in reserved,
+                open_elsewhere=_place(s) in checks.open_pairs,
+                reserved=s.key.charge_point_id in checks.reserved,
             )
             outcome, facts, started = await self._started(
                 session, s, outcome, row, known=known, circuits=circuits

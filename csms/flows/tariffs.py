@@ -169,13 +169,6 @@ class SessionPricing:
         }
         return await tariffs.assignments_of(session, keys)
 
-    async def circuits(
-        self, session: AsyncSession, places: Sequence[tuple[str, int, str | None]]
-    ) -> rates.Circuits:
-        """The circuits of the connectors of these (charger, connector, location) places,
-        read with one query (for `start`'s `circuits`)."""
-        return await rates.circuits_of(session, {(cp, connector) for cp, connector, _ in places})
-
     async def _zone(self, session: AsyncSession, location_id: str | None) -> tzinfo:
         location = None if location_id is None else await session.get(Location, location_id)
         data = {} if location is None else location.data
@@ -194,7 +187,7 @@ class SessionPricing:
         """Resolve and keep the tariff of a transaction just created (inside its write).
 
         `known` and `circuits`: the tariff assignments (`assignments`) and the connectors'
-        circuits (`circuits`) read already for a batch's Starts.
+        circuits (`rates.circuits_from`) read already for a batch's Starts.
         """
         assert row.id is not None
         assert row.start_timestamp is not None
@@ -321,11 +314,13 @@ class SessionPricing:
         now: datetime,
         known: Mapping[int, TransactionPricing] | None = None,
         statuses: Sequence[tuple[datetime, str]] | None = None,
+        chargers: Mapping[str, ChargePoint | None] | None = None,
     ) -> Settlement:
         """The final cost of a stopped transaction, kept with it (inside its write).
 
         Read already, or read here: `known`, the pricing of transactions
-        (`tariffs.pricing_of`); `statuses`, its connector's (`tariffs.connector_statuses`).
+        (`tariffs.pricing_of`); `statuses`, its connector's (`tariffs.connector_statuses`);
+        `chargers`, its charger's row (None: no such charger), as the Stop group read it.
         """
         assert row.id is not None
         assert facts.stop is not None
@@ -363,6 +358,7 @@ class SessionPricing:
                 pricing=pricing,
                 parking_s=parking_s,
                 now=now,
+                chargers=chargers,
             )
         if data is None or tariff is None:
             return Settlement(priced=None, parking_s=parking_s, user_id=None)
@@ -376,6 +372,7 @@ class SessionPricing:
                 periods=periods,
                 circuit_id=pricing.circuit_id,
                 currency=costs.currency,
+                chargers=chargers,
             )
         except PRICING_ERRORS as exc:
             # A StopTransaction is never refused over its price: the CDR goes out without a
@@ -406,6 +403,7 @@ class SessionPricing:
         pricing: TransactionPricing | None,
         parking_s: int,
         now: datetime,
+        chargers: Mapping[str, ChargePoint | None] | None = None,
     ) -> Settlement:
         """A session without a tariff sold nothing, but its energy was bought: its purchase
         cost, at the circuit it started on (kept by `_keep_circuit`) or its site.
@@ -420,6 +418,7 @@ class SessionPricing:
                 periods=periods,
                 circuit_id=None if pricing is None else pricing.circuit_id,
                 currency=facts.currency,
+                chargers=chargers,
             )
         except PRICING_ERRORS as exc:
             log.error("session_purchase_failed", transaction_id=row.id, error=repr(exc))
@@ -444,6 +443,15 @@ async def _circuit(
     return await rates.circuit_of(session, charge_point_id=place[0], connector_id=place[1])
 
 
+async def _charger(
+    session: AsyncSession, charge_point_id: str, chargers: Mapping[str, ChargePoint | None] | None
+) -> ChargePoint | None:
+    """The charger's row: as its group read it (None there: it does not exist), or read here."""
+    if chargers is not None and charge_point_id in chargers:
+        return chargers[charge_point_id]
+    return await session.get(ChargePoint, charge_point_id)
+
+
 async def _tariff_of(session: AsyncSession, pricing: TransactionPricing) -> dict[str, Any] | None:
     """The OCPI Tariff version a transaction started with; None without a tariff."""
     if pricing.tariff_id is None or pricing.tariff_version is None:
@@ -461,13 +469,14 @@ async def _purchase_cost(
     periods: Sequence[UsagePeriod],
     circuit_id: str | None,
     currency: str,
+    chargers: Mapping[str, ChargePoint | None] | None = None,
 ) -> Decimal | None:
     """What the session's energy cost to buy at the most specific electricity rate: its
     circuit's (at the start) or a circuit's above it, else its site's; None without one,
     or when that rate is not in the session's `currency` (csms.core.rates.session_purchase).
     """
     assert facts.stop is not None
-    charger = await session.get(ChargePoint, row.charge_point_id)
+    charger = await _charger(session, row.charge_point_id, chargers)
     location_id = None if charger is None else charger.location_id
     path = [] if circuit_id is None else await rates.circuit_path(session, circuit_id)
     rate = await rates.rate_for(

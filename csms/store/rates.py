@@ -113,7 +113,15 @@ async def circuits_of(session: AsyncSession, places: Collection[tuple[str, int]]
         return {}
     params = {"cps": list({charge_point_id for charge_point_id, _ in places})}
     rows = await session.execute(_select_members(), params)
-    found = {(cp, connector): circuit for cp, connector, circuit in rows}
+    return circuits_from(places, [(cp, connector, circuit) for cp, connector, circuit in rows])
+
+
+def circuits_from(
+    places: Collection[tuple[str, int]], members: Sequence[tuple[str, int, str]]
+) -> Circuits:
+    """The circuit of each of these connectors, from the circuit members of their chargers
+    (a connector's own, else its charger's as a whole, connector 0)."""
+    found = {(cp, connector): circuit for cp, connector, circuit in members}
     return {
         (cp, connector): found.get((cp, connector)) or found.get((cp, 0))
         for cp, connector in places

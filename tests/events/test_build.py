@@ -85,6 +85,23 @@ def test_session_updated_data_is_plain_json() -> None:
     assert plain(data)
 
 
+def test_ocpi_json_gives_each_instant_in_utc_whatever_came_first() -> None:
+    """The DateTimes' texts are kept by value: an equal instant in another zone, met first,
+    still gives the UTC text; a naive DateTime is refused each time; nulls go, nested too."""
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2031, 5, 6, 9, 30, 0, 250000, tzinfo=plus_two)
+    utc = local.astimezone(UTC)
+    assert build.ocpi_json({"a": local, "b": [utc, None, {"c": None, "d": Decimal("1.50")}]}) == {
+        "a": "2031-05-06T07:30:00.250Z",
+        "b": ["2031-05-06T07:30:00.250Z", None, {"d": 1.5}],
+    }
+    assert build.ocpi_json(utc) == "2031-05-06T07:30:00.250Z"
+    for _ in range(2):
+        with pytest.raises(ValueError, match="naive"):
+            build.ocpi_json({"at": datetime(2031, 5, 6, 9, 30)})
+    assert build.ocpi_json([SessionEnd.FORCED, True, 3]) == [SessionEnd.FORCED.value, True, 3]
+
+
 def test_meter_values_event_has_text_timestamps() -> None:
     """meter.values carries the charger's samples with RFC 3339 UTC timestamps."""
     event = build.meter_values(
