@@ -366,7 +366,11 @@ async def test_pubacks_back_to_back_and_split_across_reads() -> None:
         await writer.drain()
         await reader.read(1024)  # DISCONNECT, or the end
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        served.set()
 
+    served = asyncio.Event()
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
@@ -384,3 +388,5 @@ async def test_pubacks_back_to_back_and_split_across_reads() -> None:
         timed = metrics.registry.get_sample_value("csms_mqtt_publish_seconds_count")
         assert timed == count
         await publisher.close()
+        # The server's end is closed before the test's loop goes away.
+        await asyncio.wait_for(served.wait(), timeout=5)
