@@ -28,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sessions_inprocess import PARTY, fresh_url
+from sessions_inprocess import fresh_url
 from sqlalchemy import text
 
 from csms.core.charger import BootInfo
@@ -41,6 +41,7 @@ from csms.flows.wallet import WalletFlows
 from csms.log import configure_logging
 from csms.ocpp16 import convert
 from csms.store.db import Database
+from tests.session_flows import PARTY
 
 MQTT_URL = "mqtt://127.0.0.1:1883"
 TAG = "BENCH"

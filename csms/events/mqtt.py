@@ -213,14 +213,22 @@ class _Protocol(asyncio.Protocol):
     publish). Frames written in one loop iteration go out in one write.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, ack_timeout: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        ack_timeout: float,
+        acked: Callable[[float], None] | None = None,
+    ) -> None:
         self._loop = loop
         self._ack_timeout = ack_timeout
+        # Given the seconds from each PUBLISH to its PUBACK (the publish-time histogram).
+        self._acked = acked
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._out: list[bytes] = []
-        # Waiting for their PUBACK, oldest first: (future, deadline).
-        self._acks: dict[int, tuple[asyncio.Future[None], float]] = {}
+        # Waiting for their PUBACK, oldest first: (future, deadline, sent at (monotonic)).
+        self._acks: dict[int, tuple[asyncio.Future[None], float, float]] = {}
         self._watch: asyncio.TimerHandle | None = None
         self._failure: str | None = None
         self._next_id = 0
@@ -239,6 +247,8 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
+        if buffer[:2] == b"\x40\x02":
+            self._pubacks(buffer)
         while len(buffer) >= 2:
             # MQTT 3.1.1 §2.2.3: the remaining length, 1 to 4 bytes of 7 bits each.
             length = 0
@@ -272,17 +282,33 @@ class _Protocol(asyncio.Protocol):
         if not self.connack.done():
             self.connack.set_exception(EventPublishError("connection closed before CONNACK"))
         acks, self._acks = self._acks, {}
-        for future, _ in acks.values():
+        for future, _, _ in acks.values():
             if not future.done():
                 future.set_exception(EventPublishError(reason))
 
     # -- packets ---------------------------------------------------------------------------------
 
+    def _pubacks(self, buffer: bytearray) -> None:
+        """The PUBACKs at the head of the buffer, taken in one pass: under load the broker
+        sends them back to back (the relay has thousands of publishes out), 4 bytes each
+        (§3.4: 0x40, remaining length 2, the packet identifier)."""
+        end = 0
+        size = len(buffer)
+        while end + 4 <= size and buffer[end] == 0x40 and buffer[end + 1] == 2:
+            self._puback((buffer[end + 2] << 8) | buffer[end + 3])
+            end += 4
+        del buffer[:end]
+
+    def _puback(self, packet_id: int) -> None:
+        waiting = self._acks.pop(packet_id, None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(None)
+            if self._acked is not None:
+                self._acked(monotonic() - waiting[2])
+
     def _handle(self, kind: int, body: bytes) -> None:
         if kind == 4 and len(body) >= 2:  # PUBACK (§3.4)
-            waiting = self._acks.pop(int.from_bytes(body[:2], "big"), None)
-            if waiting is not None and not waiting[0].done():
-                waiting[0].set_result(None)
+            self._puback(int.from_bytes(body[:2], "big"))
         elif kind == 13:  # PINGRESP (§3.13)
             self._pong_due = False
         elif kind == 2 and len(body) >= 2:  # CONNACK (§3.2)
@@ -299,7 +325,7 @@ class _Protocol(asyncio.Protocol):
         """Send a PUBLISH at QoS 1 (§3.3); the future completes on its PUBACK."""
         packet_id = self._packet_id()
         future: asyncio.Future[None] = self._loop.create_future()
-        self._acks[packet_id] = (future, self._loop.time() + self._ack_timeout)
+        self._acks[packet_id] = (future, self._loop.time() + self._ack_timeout, monotonic())
         first = 0x33 if retain else 0x32  # PUBLISH, QoS 1
         self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
         return future
@@ -327,7 +353,7 @@ class _Protocol(asyncio.Protocol):
         # One timer per connection rather than one per publish: the oldest unacknowledged
         # publish is the first in `_acks`.
         if self._acks:
-            _, deadline = next(iter(self._acks.values()))
+            _, deadline, _ = next(iter(self._acks.values()))
             if deadline < self._loop.time():
                 self._fail(f"no PUBACK within {self._ack_timeout:g} s")
                 return
@@ -539,7 +565,7 @@ class Publisher:
             client = await self._ensure_client(attempts=None)
         try:
             # The connection fails every publish still waiting after `timeout` seconds.
-            await self._timed(client.publish(name, payload, retain=retain))
+            await client.publish(name, payload, retain=retain)
         except EventPublishError as exc:
             self._drop(client)
             raise EventPublishError(f"publish to {topic} not acknowledged: {exc}") from exc
@@ -561,19 +587,7 @@ class Publisher:
         client = self._client
         if client is None or client.lost or self._closed:
             return None
-        return self._timed(client.publish(topic.encode(), payload, retain=retain))
-
-    def _timed(self, acked: asyncio.Future[None]) -> asyncio.Future[None]:
-        """Record the time to the PUBACK when it comes."""
-        started = monotonic()
-        histogram = self._publish_seconds
-
-        def done(future: asyncio.Future[None]) -> None:
-            if not future.cancelled() and future.exception() is None:
-                histogram.observe(monotonic() - started)
-
-        acked.add_done_callback(done)
-        return acked
+        return client.publish(topic.encode(), payload, retain=retain)
 
     async def close(self) -> None:
         """Disconnect; later calls raise BrokerUnavailable."""
@@ -617,7 +631,12 @@ class Publisher:
 
     async def _open(self) -> _Protocol:
         """A fresh connection, CONNACKed; the outbox, not the connection, redelivers."""
-        client = _Protocol(asyncio.get_running_loop(), ack_timeout=self._timeout)
+        client = _Protocol(
+            asyncio.get_running_loop(),
+            ack_timeout=self._timeout,
+            # Observed when the PUBACK comes (`_Protocol._puback`): no callback per publish.
+            acked=self._publish_seconds.observe,
+        )
         await handshake(
             client,
             self._address,

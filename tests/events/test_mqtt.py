@@ -27,6 +27,7 @@ from csms.events.mqtt import (
     parse_mqtt_url,
     start_embedded_broker,
 )
+from csms.metrics import Metrics
 from tests.support import MS, free_port
 
 FAST = Backoff(initial=20 * MS, maximum=200 * MS)
@@ -334,3 +335,58 @@ def test_backoff_grows_with_jitter() -> None:
         delays = {backoff.delay(attempt, rng=rng) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1
+
+
+async def test_pubacks_back_to_back_and_split_across_reads() -> None:
+    """PUBACKs that arrive together are taken in one pass, one cut in two between reads
+    is taken when its second half comes, a PINGRESP among them changes nothing; each
+    PUBACK completes its own publish and is timed once (csms_mqtt_publish_seconds)."""
+    count = 6
+    ids: list[bytes] = []
+    published = asyncio.Event()
+    second_half = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x02\x00\x00")  # CONNACK, accepted (MQTT 3.1.1 §3.2)
+        await writer.drain()
+        while len(ids) < count:
+            # PUBLISH at QoS 1 (§3.3), short enough for a one-byte remaining length.
+            head = await reader.readexactly(2)
+            body = await reader.readexactly(head[1])
+            topic_length = int.from_bytes(body[:2], "big")
+            ids.append(body[2 + topic_length : 4 + topic_length])
+        published.set()
+        acks = [b"\x40\x02" + packet_id for packet_id in ids]  # PUBACK (§3.4)
+        # Three PUBACKs, a PINGRESP (§3.13), one more and the first half of the fifth.
+        writer.write(b"".join(acks[:3]) + b"\xd0\x00" + acks[3] + acks[4][:2])
+        await writer.drain()
+        await second_half.wait()
+        writer.write(acks[4][2:] + b"".join(acks[5:]))
+        await writer.drain()
+        await reader.read(1024)  # DISCONNECT, or the end
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        served.set()
+
+    served = asyncio.Event()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        metrics = Metrics()
+        publisher = Publisher(f"mqtt://127.0.0.1:{port}", metrics=metrics)
+        await publisher.connect(attempts=1)
+        sent = [publisher.publish_nowait(f"t/{n}", b"{}", retain=False) for n in range(count)]
+        futures = [future for future in sent if future is not None]
+        assert len(futures) == count
+        await published.wait()
+        await asyncio.wait_for(asyncio.gather(*futures[:4]), timeout=5)
+        assert not futures[4].done()
+        second_half.set()
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
+        timed = metrics.registry.get_sample_value("csms_mqtt_publish_seconds_count")
+        assert timed == count
+        await publisher.close()
+        # The server's end is closed before the test's loop goes away.
+        await asyncio.wait_for(served.wait(), timeout=5)

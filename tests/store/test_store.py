@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
@@ -311,3 +312,49 @@ async def test_a_batch_stores_what_its_writes_one_by_one_store(database_url: str
         (0, None, False),
         (3, None, False),
     ]
+
+
+async def test_a_batch_of_events_goes_in_as_driver_sql(database: Database) -> None:
+    """The outbox insert runs on the compiled driver path (`execute_many`): on PostgreSQL
+    one statement for the batch's events (its set form), on SQLite one executemany of the
+    driver SQL; never SQLAlchemy's per-row executemany, which a column default computed in
+    Python (`relay_state`'s) had brought back for every event."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX_EVENTS"):
+            seen.append((statement, context.compiled is not None))
+
+    sync_engine = database.write_engine.sync_engine
+    sa_event.listen(sync_engine, "before_cursor_execute", record)
+    try:
+        writes = [
+            BulkWrite(
+                steps=(
+                    outbox.event_step(
+                        Event(
+                            id=uuid4(),
+                            charge_point_id=f"CP-{n}",
+                            type="meter.values",
+                            time=NOW,
+                            data={"n": n},
+                        ),
+                        now=NOW,
+                    ),
+                )
+            )
+            for n in range(3)
+        ]
+        await asyncio.gather(*(database.writer.submit_bulk(w) for w in writes))
+    finally:
+        sa_event.remove(sync_engine, "before_cursor_execute", record)
+    assert seen, "no outbox insert seen"
+    assert not [statement for statement, compiled in seen if compiled]
+    if database.url.startswith("postgresql"):
+        assert len(seen) == 1
+        assert "unnest" in seen[0][0]
+    async with database.sessions() as session:
+        stored = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars()
+        assert [(e.data["n"], e.relay_state) for e in stored] == [(0, 0), (1, 0), (2, 0)]
