@@ -497,25 +497,17 @@ class NodeRelay:
         link = held.link
         if link is None or not rows:
             return set()
-        sends = []
+        packets = []
         for row in rows:
             topic, payload, retain = self._relay.encode(row.event)
             # §3.3.1.1: DUP on a re-send; right after (re)connecting every row may be one,
             # since the session may hold it from an earlier link or node.
             dup = held.resuming or row.event.id in held.sent_here
-            sends.append(
-                link.publish(
-                    packet_id(row.event.id), topic.encode(), payload, retain=retain, dup=dup
-                )
-            )
+            packets.append((packet_id(row.event.id), topic.encode(), payload, retain, dup))
             held.sent_here.add(row.event.id)
         held.resuming = False
-        outcomes = await asyncio.gather(*sends, return_exceptions=True)
-        return {
-            row.event.id
-            for row, outcome in zip(rows, outcomes, strict=True)
-            if not isinstance(outcome, BaseException)
-        }
+        acked = await link.publish(packets)
+        return {row.event.id for row in rows if packet_id(row.event.id) in acked}
 
     async def _complete_on(
         self, link: SessionLink | None, rows: Sequence[PendingEvent], blocked: set[str]
@@ -525,14 +517,12 @@ class NodeRelay:
         if link is None:
             blocked.update(row.charge_point_id for row in rows)
             return []
-        outcomes = await asyncio.gather(
-            *(link.release(packet_id(row.id)) for row in rows), return_exceptions=True
-        )
+        acked = await link.release([packet_id(row.id) for row in rows])
         done: list[PendingEvent] = []
-        for row, outcome in zip(rows, outcomes, strict=True):
+        for row in rows:
             if row.charge_point_id in blocked:
                 continue
-            if isinstance(outcome, BaseException):
+            if packet_id(row.id) not in acked:
                 blocked.add(row.charge_point_id)
                 continue
             done.append(row)
