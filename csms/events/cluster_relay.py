@@ -151,6 +151,8 @@ class NodeRelay:
         # they are marked whoever holds the partition by then).
         self._unmarked: list[tuple[HeldPartition, PendingEvent, datetime]] = []
         self._wake = asyncio.Event()
+        # Set when a partition comes or goes (lost, given, or out of the pass).
+        self._changed = asyncio.Event()
         self._running = False
         self._closing = False
         self._failures = 0
@@ -161,6 +163,23 @@ class NodeRelay:
     def partitions(self) -> list[int]:
         """The partitions in the pass, lowest first."""
         return sorted(p for p, held in self._held.items() if held.active)
+
+    def publishes(self, partition: int) -> bool:
+        """Whether the partition is in the pass."""
+        held = self._held.get(partition)
+        return held is not None and held.active
+
+    def publishes_all(self) -> bool:
+        """Whether every partition is in the pass (this node publishes the whole outbox)."""
+        return len(self._held) == self._partitions and all(
+            held.active for held in self._held.values()
+        )
+
+    async def until_shared(self) -> None:
+        """Until some partition is out of the pass (another node may publish it)."""
+        while self.publishes_all():
+            self._changed.clear()
+            await self._changed.wait()
 
     def wake(self) -> None:
         """Events were committed (here, or on another node: NOTIFY)."""
@@ -178,6 +197,7 @@ class NodeRelay:
             generation=generation,
             client_id=session_client_id(self._client_prefix, partition, generation),
         )
+        self._changed.set()
         self._wake.set()
 
     def lose(self, partition: int) -> None:
@@ -186,6 +206,7 @@ class NodeRelay:
         if held is not None and not held.lost:
             held.lost = True
             log.warning("partition_lease_lost", partition=partition)
+        self._changed.set()
         self._wake.set()
 
     def give(self, partition: int) -> asyncio.Future[None]:
@@ -201,6 +222,7 @@ class NodeRelay:
         leaving = held.leaving
         if not self._running:
             self._settle()
+        self._changed.set()
         self._wake.set()
         return leaving
 
@@ -571,6 +593,7 @@ class NodeRelay:
     def _lost(self, held: HeldPartition) -> None:
         if not held.lost:
             held.lost = True
+            self._changed.set()
             log.warning("partition_lease_lost", partition=held.partition)
 
     # -- partitions coming and going ------------------------------------------------------
