@@ -315,6 +315,7 @@ class NodeRelay:
         now = time.monotonic()
         due = [h for h in self._held.values() if h.active and h.retry_at <= now]
         if not due:
+            await self._mark_unmarked()
             return False, True
         unmarked, self._unmarked = self._unmarked, []
         try:
