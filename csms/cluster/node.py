@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -31,6 +31,7 @@ from csms.store.signal import CommitSignal
 log = structlog.get_logger("csms.cluster")
 
 PRUNE_EVERY = timedelta(minutes=5)
+METER_VALUES = "meter.values"
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -211,20 +212,42 @@ class ClusterNode:
 
     async def _follow(self, kind: str, subscribed: asyncio.Event) -> None:
         events = f"{self._prefix}/events/"
+        topic_filter = f"{events}+/{kind}"
+        if kind == METER_VALUES:
+            # Every MeterValues of the cluster, and of use only from the partitions other
+            # nodes publish (the balancer hears its own from the relay): not subscribed
+            # while this node publishes every partition (a cluster of one node, or the
+            # only survivor), when each would cost a PUBACK and be dropped. One missed
+            # while subscribing is covered by the charger's next (or the tick).
+            subscribed.set()
+            while True:
+                await self.partition_relay.until_shared()
+                # An async generator (closing it ends the subscription at once).
+                stream = cast(
+                    AsyncGenerator[tuple[str, bytes], None], messages(self._mqtt_url, topic_filter)
+                )
+                async with contextlib.aclosing(stream):
+                    async for topic, payload in stream:
+                        self._followed(kind, events, topic, payload)
+                        if self.partition_relay.publishes_all():
+                            break
         async for topic, payload in messages(
-            self._mqtt_url, f"{events}+/{kind}", on_subscribed=subscribed.set
+            self._mqtt_url, topic_filter, on_subscribed=subscribed.set
         ):
-            # {prefix}/events/{charge point, %-escaped: envelope.topic_level}/{type}
-            charge_point_id = urllib.parse.unquote(topic[len(events) : -len(kind) - 1])
-            # A charger's connect and disconnect events are in one partition, in order; a
-            # stale disconnect of a node it left has none (flows/cluster.py, Ownership).
-            if kind == "chargepoint.connected":
-                self._elsewhere.add(charge_point_id)
-            elif kind == "chargepoint.disconnected":
-                self._elsewhere.discard(charge_point_id)
-            partition = slot_of(charge_point_id) % self.settings.partitions
-            if partition not in self.partition_relay.partitions:
-                self.other_partitions.publish([LiveEvent(charge_point_id, kind, payload)])
+            self._followed(kind, events, topic, payload)
+
+    def _followed(self, kind: str, events: str, topic: str, payload: bytes) -> None:
+        # {prefix}/events/{charge point, %-escaped: envelope.topic_level}/{type}
+        charge_point_id = urllib.parse.unquote(topic[len(events) : -len(kind) - 1])
+        # A charger's connect and disconnect events are in one partition, in order; a
+        # stale disconnect of a node it left has none (flows/cluster.py, Ownership).
+        if kind == "chargepoint.connected":
+            self._elsewhere.add(charge_point_id)
+        elif kind == "chargepoint.disconnected":
+            self._elsewhere.discard(charge_point_id)
+        partition = slot_of(charge_point_id) % self.settings.partitions
+        if not self.partition_relay.publishes(partition):
+            self.other_partitions.publish([LiveEvent(charge_point_id, kind, payload)])
 
     def _duties(self) -> list[tuple[str, Work]]:
         return [*self.leader_work, ("dead-node-sweep", self._sweep), ("outbox-prune", self._prune)]

@@ -13,7 +13,9 @@ of up to `window` events per partition, side by side on the partitions' sessions
    the rows with a PUBREC, fenced by each partition's lease (a partition whose lease is no
    longer this node's commits nothing and sends no PUBREL), and delivered for the
    previous window's PUBCOMPs.
-3. PUBREL them in outbox order, wait for PUBCOMP (marked delivered with the next commit).
+3. PUBREL them in outbox order, wait for PUBCOMP (marked delivered with the next commit:
+   the next window's, or for the pass's last window the next pass's read, so that a pass
+   costs no transaction of its own for its last PUBCOMPs).
 
 The broker delivers a QoS 2 message once, when its PUBREL arrives (Mosquitto does so;
 MQTT 3.1.1 §4.3.3 Method B). A row with no committed PUBREC has had no PUBREL anywhere,
@@ -30,6 +32,7 @@ blocked chargers serves the whole pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -61,6 +64,9 @@ IDLE_POLL = 2.0
 # Events committed within this time after a wake go in one pass, since a pass costs two
 # transactions or more whatever its size.
 PASS_GATHER = 0.05
+# A pass's last PUBCOMPs are marked delivered with the next pass's read; when no pass
+# follows within this time (the outbox is idle), in a transaction of their own.
+MARK_WAIT = 0.1
 
 
 class LeaseLost(Exception):
@@ -105,8 +111,9 @@ class _Work:
     rows: list[PartitionEvent]
     mine: list[PartitionEvent] = field(default_factory=list)
     count: int = 0
-    # PUBCOMP received, not yet marked delivered: marked with the next window's commit.
-    unmarked: list[int] = field(default_factory=list)
+    # PUBCOMP received (and when), not yet marked delivered: marked with the next
+    # window's commit, or after the last window with the next pass's read.
+    unmarked: list[tuple[PendingEvent, datetime]] = field(default_factory=list)
     received: set[int] = field(default_factory=set)
     ready: list[PendingEvent] = field(default_factory=list)
     failed: bool = False
@@ -140,7 +147,12 @@ class NodeRelay:
         self._held: dict[int, HeldPartition] = {}
         # Partitions out of the pass whose link and session are still to be closed.
         self._retired: list[HeldPartition] = []
+        # PUBCOMPs of passes before, not yet marked delivered (the broker delivered them:
+        # they are marked whoever holds the partition by then).
+        self._unmarked: list[tuple[HeldPartition, PendingEvent, datetime]] = []
         self._wake = asyncio.Event()
+        # Set when a partition comes or goes (lost, given, or out of the pass).
+        self._changed = asyncio.Event()
         self._running = False
         self._closing = False
         self._failures = 0
@@ -151,6 +163,23 @@ class NodeRelay:
     def partitions(self) -> list[int]:
         """The partitions in the pass, lowest first."""
         return sorted(p for p, held in self._held.items() if held.active)
+
+    def publishes(self, partition: int) -> bool:
+        """Whether the partition is in the pass."""
+        held = self._held.get(partition)
+        return held is not None and held.active
+
+    def publishes_all(self) -> bool:
+        """Whether every partition is in the pass (this node publishes the whole outbox)."""
+        return len(self._held) == self._partitions and all(
+            held.active for held in self._held.values()
+        )
+
+    async def until_shared(self) -> None:
+        """Until some partition is out of the pass (another node may publish it)."""
+        while self.publishes_all():
+            self._changed.clear()
+            await self._changed.wait()
 
     def wake(self) -> None:
         """Events were committed (here, or on another node: NOTIFY)."""
@@ -168,6 +197,7 @@ class NodeRelay:
             generation=generation,
             client_id=session_client_id(self._client_prefix, partition, generation),
         )
+        self._changed.set()
         self._wake.set()
 
     def lose(self, partition: int) -> None:
@@ -176,6 +206,7 @@ class NodeRelay:
         if held is not None and not held.lost:
             held.lost = True
             log.warning("partition_lease_lost", partition=partition)
+        self._changed.set()
         self._wake.set()
 
     def give(self, partition: int) -> asyncio.Future[None]:
@@ -191,6 +222,7 @@ class NodeRelay:
         leaving = held.leaving
         if not self._running:
             self._settle()
+        self._changed.set()
         self._wake.set()
         return leaving
 
@@ -222,7 +254,17 @@ class NodeRelay:
                 self._settle()
                 if full:
                     continue
-                if await self._sleep(self._idle_seconds()):
+                idle = self._idle_seconds()
+                if self._unmarked:
+                    # The next pass marks them with its read, if one comes soon.
+                    woken = await self._sleep(min(MARK_WAIT, idle))
+                    if not woken:
+                        with contextlib.suppress(StoreError):  # kept for the next pass
+                            await self._mark_unmarked()
+                        woken = await self._sleep(max(0.0, idle - MARK_WAIT))
+                else:
+                    woken = await self._sleep(idle)
+                if woken:
                     await asyncio.sleep(PASS_GATHER)
         finally:
             self._running = False
@@ -248,12 +290,19 @@ class NodeRelay:
                     before = self.published
                     full, complete = await self._pass()
                     if not full or not complete or self.published == before:
-                        return
+                        break
+                await self._mark_unmarked()
         except (TimeoutError, StoreError, EventPublishError) as exc:
             log.warning("partitions_not_drained", error=repr(exc))
 
     async def close(self) -> None:
         """Close every link; drop the sessions nobody needs any more."""
+        try:
+            await self._mark_unmarked()
+        except StoreError as exc:
+            # The PUBCOMPs came: whoever publishes the partitions next PUBRELs them again
+            # on this node's sessions (kept) and gets a PUBCOMP (MQTT 3.1.1 §4.3.3).
+            log.warning("cluster_relay_marks_lost", error=str(exc))
         self._retired += self._held.values()
         self._held = {}
         await self._close_retired()
@@ -266,14 +315,26 @@ class NodeRelay:
         now = time.monotonic()
         due = [h for h in self._held.values() if h.active and h.retry_at <= now]
         if not due:
+            await self._mark_unmarked()
             return False, True
-        async with cluster.transaction(self._database) as connection:
-            pending = await cluster.partitions_pending_events(
-                connection,
-                held=[h.partition for h in due],
-                partitions=self._partitions,
-                limit=BATCH,
-            )
+        unmarked, self._unmarked = self._unmarked, []
+        try:
+            async with cluster.transaction(self._database) as connection:
+                if unmarked:
+                    # The last pass's last PUBCOMPs: before the read, which skips them then.
+                    await cluster.mark_delivered(
+                        connection, done=[(event.id, at) for _, event, at in unmarked]
+                    )
+                pending = await cluster.partitions_pending_events(
+                    connection,
+                    held=[h.partition for h in due],
+                    partitions=self._partitions,
+                    limit=BATCH,
+                )
+        except BaseException:
+            self._unmarked = unmarked + self._unmarked
+            raise
+        self._marked([(held, event) for held, event, _ in unmarked])
         full = False
         works: list[_Work] = []
         for held in due:
@@ -340,9 +401,22 @@ class NodeRelay:
             done = await asyncio.gather(
                 *(self._complete_on(w.held.link, w.ready, blocked) for w in live if w.ready)
             )
-            for work, ids in zip([w for w in live if w.ready], done, strict=True):
-                work.unmarked += ids
+            now = self._clock()
+            for work, events in zip([w for w in live if w.ready], done, strict=True):
+                work.unmarked += [(event, now) for event in events]
+                work.count += len(events)
             start += self._window
+        # The last window's PUBCOMPs: marked with the next pass's read (or on their own
+        # when none comes soon), unless the partition leaves or the relay stops after this
+        # pass. Left unmarked by a crash, they are PUBRELed again on the same session by
+        # whoever publishes the partition next, and the broker answers PUBCOMP without
+        # delivering anything (MQTT 3.1.1 §4.3.3, Method B: the message went with the first
+        # PUBREL); nothing is PUBLISHed again, since their PUBREC is committed.
+        carry = self._running and not self._closing
+        for work in works:
+            if carry and work.held.active and work.unmarked:
+                self._unmarked += [(work.held, event, at) for event, at in work.unmarked]
+                work.unmarked = []
         await self._commit([w for w in works if w.unmarked], released=False)
 
     async def _commit(self, works: Sequence[_Work], *, released: bool) -> None:
@@ -350,7 +424,7 @@ class NodeRelay:
         fenced by each partition's lease (locked FOR SHARE, so an adopter's takeover waits
         for this commit and then sees it), and delivered for the PUBCOMPs before."""
         acked = [w for w in works if released and w.received and not w.held.lost]
-        delivered = [i for w in works for i in w.unmarked]
+        delivered = [(event.id, at) for w in works for event, at in w.unmarked]
         if not acked and not delivered:
             return
         async with cluster.transaction(self._database) as session:
@@ -371,17 +445,37 @@ class NodeRelay:
             if delivered:
                 # A PUBCOMP is the broker's word that it delivered: true whoever holds the
                 # lease now.
-                await cluster.mark_delivered(session, ids=delivered, now=self._clock())
+                await cluster.mark_delivered(session, done=delivered)
+        self._marked([(w.held, event) for w in works for event, _ in w.unmarked])
         for work in works:
-            if not work.unmarked:
-                continue
-            done = set(work.unmarked)
-            self._relay.count_delivered([r.event for r in work.rows if r.event.id in done], done)
-            work.held.sent_here.difference_update(done)
-            work.held.unfinished.difference_update(done)
-            work.count += len(done)
-            self.published += len(done)
             work.unmarked = []
+
+    async def _mark_unmarked(self) -> None:
+        """Mark delivered, in a transaction of their own, the PUBCOMPs no pass marked."""
+        unmarked, self._unmarked = self._unmarked, []
+        if not unmarked:
+            return
+        try:
+            async with cluster.transaction(self._database) as session:
+                await cluster.mark_delivered(
+                    session, done=[(event.id, at) for _, event, at in unmarked]
+                )
+        except BaseException:
+            self._unmarked = unmarked + self._unmarked
+            raise
+        self._marked([(held, event) for held, event, _ in unmarked])
+
+    def _marked(self, done: Sequence[tuple[HeldPartition, PendingEvent]]) -> None:
+        """Rows just marked delivered: counted, followers told, out of their session's
+        bookkeeping."""
+        if not done:
+            return
+        ids = {event.id for _, event in done}
+        self._relay.count_delivered([event for _, event in done], ids)
+        for held, event in done:
+            held.sent_here.discard(event.id)
+            held.unfinished.discard(event.id)
+        self.published += len(done)
 
     async def _finish_elsewhere(self, work: _Work, blocked: set[str]) -> None:
         """PUBREL, on the session of the generation that committed their PUBREC, the rows
@@ -411,7 +505,9 @@ class NodeRelay:
             finally:
                 link.close()
             if done:
-                work.unmarked = done
+                now = self._clock()
+                work.unmarked = [(event, now) for event in done]
+                work.count += len(done)
                 await self._commit([work], released=False)
             log.info("partition_session_finished", client_id=client_id, delivered=len(done))
             if len(done) == len(events) and len(work.rows) < BATCH:
@@ -424,44 +520,35 @@ class NodeRelay:
         link = held.link
         if link is None or not rows:
             return set()
-        sends = []
+        packets = []
         for row in rows:
             topic, payload, retain = self._relay.encode(row.event)
             # §3.3.1.1: DUP on a re-send; right after (re)connecting every row may be one,
             # since the session may hold it from an earlier link or node.
             dup = held.resuming or row.event.id in held.sent_here
-            sends.append(
-                link.publish(
-                    packet_id(row.event.id), topic.encode(), payload, retain=retain, dup=dup
-                )
-            )
+            packets.append((packet_id(row.event.id), topic.encode(), payload, retain, dup))
             held.sent_here.add(row.event.id)
         held.resuming = False
-        outcomes = await asyncio.gather(*sends, return_exceptions=True)
-        return {
-            row.event.id
-            for row, outcome in zip(rows, outcomes, strict=True)
-            if not isinstance(outcome, BaseException)
-        }
+        acked = await link.publish(packets)
+        return {row.event.id for row in rows if packet_id(row.event.id) in acked}
 
     async def _complete_on(
         self, link: SessionLink | None, rows: Sequence[PendingEvent], blocked: set[str]
-    ) -> list[int]:
-        """PUBREL in outbox order; returns the ids whose PUBCOMP came, per charger in order."""
+    ) -> list[PendingEvent]:
+        """PUBREL in outbox order; returns the rows whose PUBCOMP came, per charger in
+        order."""
         if link is None:
             blocked.update(row.charge_point_id for row in rows)
             return []
-        outcomes = await asyncio.gather(
-            *(link.release(packet_id(row.id)) for row in rows), return_exceptions=True
-        )
-        done: list[int] = []
-        for row, outcome in zip(rows, outcomes, strict=True):
+        acked = await link.release([packet_id(row.id) for row in rows])
+        done: list[PendingEvent] = []
+        for row in rows:
             if row.charge_point_id in blocked:
                 continue
-            if isinstance(outcome, BaseException):
+            if packet_id(row.id) not in acked:
                 blocked.add(row.charge_point_id)
                 continue
-            done.append(row.id)
+            done.append(row)
         return done
 
     async def _connect(self, works: Sequence[_Work]) -> None:
@@ -507,6 +594,7 @@ class NodeRelay:
     def _lost(self, held: HeldPartition) -> None:
         if not held.lost:
             held.lost = True
+            self._changed.set()
             log.warning("partition_lease_lost", partition=held.partition)
 
     # -- partitions coming and going ------------------------------------------------------
@@ -528,6 +616,13 @@ class NodeRelay:
 
     async def _close_retired(self) -> None:
         retired, self._retired = self._retired, []
+        if any(held is h for h in retired for held, _, _ in self._unmarked):
+            # A partition gone with PUBCOMPs still to mark: mark them now, or its session
+            # would be kept for rows that need nothing more.
+            try:
+                await self._mark_unmarked()
+            except StoreError as exc:
+                log.warning("cluster_relay_marks_late", error=str(exc))
         for held in retired:
             if held.link is not None:
                 held.link.close()

@@ -12,6 +12,7 @@ completes a message the broker had stored.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import cast
 
 import structlog
@@ -29,6 +30,34 @@ from csms.events.mqtt import (
 log = structlog.get_logger("csms.mqtt")
 
 
+class _Window:
+    """The acknowledgements (PUBRECs or PUBCOMPs) one window of packets waits for: one
+    future and one timer for the window, not one of each per packet."""
+
+    __slots__ = ("acked", "future", "left", "timer")
+
+    def __init__(self, future: asyncio.Future[set[int]], left: int) -> None:
+        self.future = future
+        self.left = left
+        self.acked: set[int] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def count(self, packet_id: int | None) -> None:
+        """One packet settled: acknowledged (its id), or not (None)."""
+        if packet_id is not None:
+            self.acked.add(packet_id)
+        self.left -= 1
+        if self.left <= 0:
+            self.finish()
+
+    def finish(self) -> None:
+        """Done, with what was acknowledged so far (all of it, or a lost link's share)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.future.done():
+            self.future.set_result(self.acked)
+
+
 class SessionLink(asyncio.Protocol):
     """One connection: CONNECT without clean session, PUBLISH/PUBREC, PUBREL/PUBCOMP."""
 
@@ -41,8 +70,8 @@ class SessionLink(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._out: list[bytes] = []
-        # (kind, packet id) -> the future its acknowledgement completes.
-        self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
+        # (kind, packet id) -> the window its acknowledgement counts in.
+        self._waiting: dict[tuple[int, int], _Window] = {}
         # The CONNACK's return code (§3.2.2.3); session_present is its other half.
         self.connack: asyncio.Future[int] = loop.create_future()
         self.session_present = False
@@ -80,15 +109,15 @@ class SessionLink(asyncio.Protocol):
         if not self.connack.done():
             self.connack.set_exception(EventPublishError("connection closed before CONNACK"))
         waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(EventPublishError("connection lost"))
+        for window in {id(w): w for w in waiting.values()}.values():
+            window.finish()  # the packets acknowledged before the loss
 
     def _handle(self, kind: int, body: bytes) -> None:
         if kind in (5, 7) and len(body) >= 2:  # PUBREC §3.5, PUBCOMP §3.7
-            future = self._waiting.pop((kind, int.from_bytes(body[:2], "big")), None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            packet_id = int.from_bytes(body[:2], "big")
+            window = self._waiting.pop((kind, packet_id), None)
+            if window is not None:
+                window.count(packet_id)
         elif kind == 2 and len(body) >= 2 and not self.connack.done():  # CONNACK §3.2
             self.session_present = bool(body[0] & 1)
             self.connack.set_result(body[1])
@@ -104,19 +133,23 @@ class SessionLink(asyncio.Protocol):
         self._ping = self._loop.call_later(keepalive, self._send_ping, keepalive)
 
     def publish(
-        self, packet_id: int, topic: bytes, payload: bytes, *, retain: bool, dup: bool
-    ) -> asyncio.Future[None]:
-        """PUBLISH at QoS 2; the future completes on its PUBREC."""
-        first = 0x34 | (0x08 if dup else 0) | (0x01 if retain else 0)
-        future = self._expect(5, packet_id)
-        self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
-        return future
+        self, packets: Sequence[tuple[int, bytes, bytes, bool, bool]]
+    ) -> asyncio.Future[set[int]]:
+        """PUBLISH at QoS 2 each (packet id, topic, payload, retain, dup); the future
+        completes with the packet ids whose PUBREC came: all of them, or on a lost link
+        (or one overdue: the link is aborted) those that came before."""
+        window = self._expect(5, [packet[0] for packet in packets])
+        for packet_id, topic, payload, retain, dup in packets:
+            first = 0x34 | (0x08 if dup else 0) | (0x01 if retain else 0)
+            self._write(_packet(first, _string(topic) + packet_id.to_bytes(2, "big"), payload))
+        return window
 
-    def release(self, packet_id: int) -> asyncio.Future[None]:
-        """PUBREL (§3.6); the future completes on its PUBCOMP."""
-        future = self._expect(7, packet_id)
-        self._write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
-        return future
+    def release(self, packet_ids: Sequence[int]) -> asyncio.Future[set[int]]:
+        """PUBREL (§3.6) each; the future completes with the packet ids whose PUBCOMP
+        came (as publish)."""
+        window = self._expect(7, packet_ids)
+        self._write(b"".join(b"\x62\x02" + p.to_bytes(2, "big") for p in packet_ids))
+        return window
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -128,23 +161,24 @@ class SessionLink(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def _expect(self, kind: int, packet_id: int) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self._loop.create_future()
-        if self.lost:
-            future.set_exception(EventPublishError("connection lost"))
-            return future
-        previous = self._waiting.pop((kind, packet_id), None)
-        if previous is not None and not previous.done():
-            previous.set_exception(EventPublishError("packet id reused"))
-        self._waiting[kind, packet_id] = future
-        handle = self._loop.call_later(self._ack_timeout, self._overdue, kind, packet_id, future)
-        future.add_done_callback(lambda _: handle.cancel())
-        return future
+    def _expect(self, kind: int, packet_ids: Sequence[int]) -> asyncio.Future[set[int]]:
+        window = _Window(self._loop.create_future(), len(packet_ids))
+        if self.lost or not packet_ids:
+            window.finish()
+            return window.future
+        waiting = self._waiting
+        for packet_id in packet_ids:
+            previous = waiting.get((kind, packet_id))
+            if previous is not None:
+                previous.count(None)  # packet id reused: that one is not acknowledged
+            waiting[kind, packet_id] = window
+        window.timer = self._loop.call_later(self._ack_timeout, self._overdue, kind, window)
+        return window.future
 
-    def _overdue(self, kind: int, packet_id: int, future: asyncio.Future[None]) -> None:
-        if not future.done():
-            log.warning("mqtt_ack_overdue", packet_id=packet_id, kind=kind)
-            self.abort()  # fails everything in flight; the relay reconnects and resumes
+    def _overdue(self, kind: int, window: _Window) -> None:
+        if not window.future.done():
+            log.warning("mqtt_ack_overdue", kind=kind, missing=window.left)
+            self.abort()  # ends every window in flight; the relay reconnects and resumes
 
     def _send_ping(self, keepalive: int) -> None:
         self._write(b"\xc0\x00")  # PINGREQ §3.12

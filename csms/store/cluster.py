@@ -374,10 +374,16 @@ async def mark_released(session: Conn, *, states: dict[int, int]) -> None:
     )
 
 
-async def mark_delivered(session: Conn, *, ids: Sequence[int], now: datetime) -> None:
+async def mark_delivered(session: Conn, *, done: Sequence[tuple[int, datetime]]) -> None:
+    """Delivered (row id, when its PUBCOMP came): a relay marks a pass's last PUBCOMPs with
+    its next statement, so the time is the PUBCOMP's, not the mark's."""
     await session.execute(
-        text("UPDATE outbox_events SET delivered_at = :now WHERE id = ANY(:ids)"),
-        {"ids": list(ids), "now": now},
+        text(
+            "UPDATE outbox_events o SET delivered_at = s.at FROM unnest("
+            "CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS s(id, at)"
+            " WHERE o.id = s.id"
+        ),
+        {"ids": [i for i, _ in done], "ats": [at for _, at in done]},
     )
 
 

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from csms.core.cluster import slot_of
+from csms.flows.balancing import FOLLOWED_EVENTS
 from simulators import Charger
 from simulators.model import EvSpec, SessionState
-from tests.cluster.nodes import Cluster, running_cluster
+from tests.cluster.nodes import Cluster, Node, node_env, running_cluster
 from tests.support import MS
 
 WAIT = 20_000 * MS
@@ -89,3 +90,38 @@ async def test_a_session_on_another_nodes_partition_wakes_the_leaders_balancer(
         assert leader.logged("leader_work_started")
     finally:
         await charger.close()
+
+
+def _subscribed_to(node: Node, kind: str) -> bool:
+    return any(b'"mqtt_subscribed"' in line and f"/{kind}".encode() in line for line in node.log)
+
+
+async def test_the_leader_follows_meter_values_only_while_another_node_publishes(
+    cluster_db: str,
+) -> None:
+    """Alone, the leader publishes every partition and hears all meter values from its own
+    relay: no subscription to them (each would cost a PUBACK and be dropped). Once a
+    second node publishes some partitions, the leader subscribes."""
+    async with running_cluster(cluster_db, size=1, env=BALANCING) as cluster:
+        (leader,) = cluster.nodes
+        async with asyncio.timeout(WAIT):
+            # The followed types are subscribed one after the other, meter values last.
+            while True:
+                if all(_subscribed_to(leader, kind) for kind in FOLLOWED_EVENTS[:-1]):
+                    break
+                await asyncio.sleep(100 * MS)
+        assert FOLLOWED_EVENTS[-1] == "meter.values"
+        second = Node(
+            "n2",
+            node_env("n2", database_url=cluster_db, prefix=cluster.prefix) | BALANCING,
+        )
+        cluster.nodes.append(second)
+        assert not _subscribed_to(leader, "meter.values")
+        await second.start()
+        async with asyncio.timeout(WAIT):
+            while True:
+                if _subscribed_to(leader, "meter.values"):
+                    break
+                await asyncio.sleep(100 * MS)
+        view = await cluster.settled()
+        assert view["leader"] == leader.node_id
