@@ -164,6 +164,34 @@ P2_STEPS = [
     "the loop for 37 ms (p50) to 158 ms (max) under load, every charger's answer waiting "
     "| the longest hold is now a twentieth of a pass; the P2 p99 in-process (load 5-9) "
     "stayed within the machine's noise: 3 runs each, p99/p50 5.9-6.3 -> 5.5-5.7 |",
+    "| The outbox insert names `relay_state` (0) instead of leaving it to the column's "
+    "Python-side default, which SQLAlchemy computes per row (insert_prefetch) and which "
+    "had put the insert back on SQLAlchemy's own executemany since cluster mode added the "
+    "column: on PostgreSQL its `unnest` set form was not used, on SQLite the compiled "
+    "driver SQL was not (2026-12-07, evening) | per event row, 200-row batches: "
+    "PostgreSQL csms 15.6 -> 9.3 µs, backend 20 -> 15 µs (3 runs each); SQLite, P2 "
+    "in-process, the insert's thread CPU 25.8-28.3 -> 17.6-19.5 µs a row (3 runs each). "
+    "Whole call in-process, load 6-8: SQLite 208-226 (median 220) -> 196-223 (208) µs, "
+    "PostgreSQL 284-339 (286) -> 277-333 (281) µs with the database (3 runs each) |",
+    "| The MQTT publisher takes the PUBACKs that arrive back to back in one pass, and "
+    "observes the PUBLISH-to-PUBACK time when the PUBACK comes instead of through a "
+    "done-callback per publish (2026-12-07, evening) | the relay's publish path (2,000 "
+    "events encoded, published to Mosquitto and acknowledged; process CPU per event, "
+    "median of 22 passes): 12.8-13.3 -> 9.6-11.7 µs, 3 runs each; about 1 % of a P2 call, "
+    "below the in-process run's noise |",
+    "| SQLite: a batch's samples as one multi-row VALUES per chunk of 64, 16, 4 or 1 rows "
+    "(a CTE `r`, each row's transaction linked once), instead of the executemany "
+    "(2026-12-07, evening; reverted) | no gain: P2 in-process, the insert's thread CPU "
+    "14.1-16.0 µs a row before, 16.3-18.6 after (3 runs each); alone with sqlite3, 200-row "
+    "batches, 12.3-13.9 -> 11.4-13.5 µs (with or without its ORDER BY). A sample row's "
+    "cost is SQLite's insert into the table and two indexes (the unique sample key "
+    "among them), not the per-row binding |",
+    "| PostgreSQL: COPY (`copy_records_to_table` on the writer's asyncpg connection) for "
+    "the outbox's events, against their `unnest` insert (2026-12-07, evening; measured "
+    "alone, not taken) | csms 8.3-9.9 -> 5.2-6.5 µs per event row, backend 12.5-15 -> "
+    "10-15 µs (5 runs each, 200-row batches): about 1 % of a call, for a second write "
+    "path whose errors come from asyncpg, not SQLAlchemy (the writer tells an outage "
+    "from a bad job by the latter) |",
     "",
     "The whole branch against the code before it, `csms serve` under P2's load (100",
     "connections, 8 s; interleaved pairs, load 6-12, csms and its backends had 18-82 % of",
@@ -174,12 +202,11 @@ P2_STEPS = [
     "on one core, p99 < 50 ms) is not reached by these steps; a quiet machine's `make bench`",
     "says where they leave it.",
     "",
-    "Not done yet: SQLite keeps its executemany (sqlite3 steps one prepared statement per row",
-    "in C: a plain 8-column insert of 200 rows costs 5.5-8.8 µs a row so, 3.8 µs as one",
-    "multi-row VALUES; about 8 rows per MeterValues and Heartbeat pair, so 2-4 % of a call);",
-    "COPY (asyncpg `copy_records_to_table`) was",
-    "not tried, the set forms needing the samples' transaction link in SQL; committing batch",
-    "N+1 while N commits; the relay in a process of its own.",
+    "Not done yet: COPY for the samples (their transaction link is decided in SQL, so a",
+    "COPY would go to a temporary table and an INSERT ... SELECT from it); committing batch",
+    "N+1 while N commits; the relay in a process of its own; the outbox's delivered-mark,",
+    "an UPDATE that writes a new version of every event row (its JSON included) and of",
+    "its index entries (bench/analysis.md, P2, 2026-12-07 evening).",
 ]
 
 PROFILE_INTRO = [
