@@ -2,12 +2,15 @@
 
     python tools/build_mypyc.py [--out build/mypyc] [--modules csms/ocpp16/rpc.py ...]
 
-Writes a complete copy of the `csms` package into OUT, with the modules below compiled to C
+Writes a complete copy of the `csms` package into OUT, with MODULES (below) compiled to C
 extensions next to their .py sources (an extension wins over a .py in the same directory), and
 mypyc's shared runtime library at OUT's top. Nothing in the source tree changes, so a stale
 build never shadows an edited module unless OUT is put first on sys.path on purpose:
 
     PYTHONPATH=build/mypyc .venv/bin/python bench/protocol_inprocess.py --parts
+    PYTHONPATH=build/mypyc .venv/bin/pytest --import-mode=append tests/ocpp16 -q
+
+(pytest's default import mode puts the repository first on sys.path, hiding the build.)
 
 docs/notes/mypyc.md has the figures and how this could ship.
 """
