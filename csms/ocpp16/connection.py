@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Generator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -26,7 +25,7 @@ from csms.ocpp16.context import ChargerContext, Handler
 from csms.ocpp16.limits import LogBudget
 from csms.ocpp16.rpc import Answer, Call, Dropped, Reply, RpcSession, shorten
 from csms.ocpp16.schemas import ErrorCode
-from csms.ocpp16.sockets import AnswersNow, OcppSocket
+from csms.ocpp16.sockets import OcppSocket
 
 log = structlog.get_logger("csms.ocpp")
 
@@ -72,9 +71,6 @@ class ChargerConnection:
         self._log_budget = LogBudget()
         self._watchdog: asyncio.TimerHandle | None = None
         self._silenced: asyncio.Future[None] | None = None
-        # The context of serve's task (the charger's log fields), for messages answered
-        # in the socket's callback (`_answer_now`).
-        self._context = contextvars.Context()
 
     @property
     def charge_point_id(self) -> str:
@@ -88,10 +84,6 @@ class ChargerConnection:
     async def serve(self) -> None:
         """Process frames until the socket closes. A CALL is answered before the next is read."""
         self._watch_silence()
-        answers_now = isinstance(self.websocket, AnswersNow)
-        if answers_now:
-            self._context = contextvars.copy_context()
-            self.websocket.answer_now = self._answer_now  # type: ignore[attr-defined]
         try:
             while True:
                 message = await self.websocket.recv()
@@ -106,8 +98,6 @@ class ChargerConnection:
                 self.counters["frames.too_big"] += 1
                 log.warning("frame_too_big", reason=closed.sent.reason, code=closed.sent.code)
         finally:
-            if answers_now:
-                self.websocket.answer_now = None  # type: ignore[attr-defined]
             if self._watchdog is not None:
                 self._watchdog.cancel()
             if self._silenced is not None:
@@ -116,22 +106,6 @@ class ChargerConnection:
                 self._reply.set_exception(
                     ChargerNotConnected("connection closed before the answer")
                 )
-
-    def _answer_now(self, text: str) -> Awaitable[None] | None:
-        """Handle a message in the socket's callback, serve being idle in `recv` (picows:
-        sockets.AnswersNow). Most handlers of the protocol path never suspend, and the
-        answer then goes out without a wake-up of serve's task; one that suspends is
-        finished by serve, in its task, before the next message is read."""
-        coroutine = self._receive(text)
-        try:
-            step = self._context.run(coroutine.send, None)
-        except StopIteration:
-            return None
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # raised in serve, as if serve had handled the message
-            return _raise(exc)
-        return _Rest(coroutine, step)
 
     def _watch_silence(self) -> None:
         """Check for silence when the limit runs out: one timer per connection, moved on
@@ -310,42 +284,6 @@ class ChargerConnection:
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:
         await self.websocket.close(code=code, reason=reason)
-
-
-class _Rest:
-    """The rest of a coroutine that was stepped once outside a task (`_answer_now`): awaited
-    in serve's task, it goes on as if it had been awaited from the start. What it waits on
-    is yielded to the task, and what the task sends or throws in (a result, an exception,
-    a cancellation) is passed on, as `await` does."""
-
-    __slots__ = ("_coroutine", "_step")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], step: Any) -> None:
-        self._coroutine = coroutine
-        self._step = step
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coroutine, step = self._coroutine, self._step
-        while True:
-            try:
-                sent = yield step
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:
-                try:
-                    step = coroutine.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    step = coroutine.send(sent)
-                except StopIteration:
-                    return
-
-
-async def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 def _loggable(value: Any) -> Any:

@@ -9,7 +9,7 @@ and the close handshake. transport_picows.py builds it after the upgrade.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,6 @@ class PicowsSocket(WSListener):
         "_transport",
         "_waiter",
         "_writing_paused",
-        "answer_now",
         "disconnected",
         "last_heard",
         "remote_address",
@@ -85,9 +84,7 @@ class PicowsSocket(WSListener):
         # When the charger last sent anything: a frame, a ping or a pong (loop time).
         self.last_heard = self._loop.time()
         self._transport: WSTransport | None = None
-        # Messages not read yet, and the rest of a message `answer_now` began (run by the
-        # reader in its turn).
-        self._frames: list[str | bytes | Awaitable[None]] = []
+        self._frames: list[str | bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -101,12 +98,6 @@ class PicowsSocket(WSListener):
         self.disconnected: asyncio.Future[None] = self._loop.create_future()
         self._on_connected: Callable[[], None] | None = None
         self._keepalive: asyncio.TimerHandle | None = None
-        # Set by the reader (sockets.AnswersNow): a text message that finds the reader
-        # parked in `recv` with nothing queued is given to it here, in `on_ws_frame`,
-        # rather than through a wake-up of the reader's task. It returns None when it is
-        # done with the message, or what is left of it, which `recv` awaits before it
-        # reads on, so messages are still handled one at a time and in order.
-        self.answer_now: Callable[[str], Awaitable[None] | None] | None = None
 
     def accept(self, on_connected: Callable[[], None]) -> WSUpgradeResponseWithListener:
         """The 101 answer, with ocpp1.6 when the charger offered it (OCPP-J §3.1)."""
@@ -254,17 +245,6 @@ class PicowsSocket(WSListener):
 
     def _push(self, message: str | bytes) -> None:
         frames = self._frames
-        answer_now = self.answer_now
-        if answer_now is not None and not frames and type(message) is str:
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                # The reader is idle: nothing queued, nothing being handled.
-                rest = answer_now(message)
-                if rest is None:
-                    return
-                frames.append(rest)
-                self._wake()
-                return
         frames.append(message)
         self._wake()
         if len(frames) >= MAX_QUEUE and not self._reading_paused and self._transport is not None:
@@ -303,25 +283,20 @@ class PicowsSocket(WSListener):
 
     async def recv(self) -> str | bytes:
         frames = self._frames
-        while True:
-            while not frames:
-                if self._ending:
-                    raise self._closed()
-                waiter = self._waiter = self._loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-            message = frames.pop(0)  # at most MAX_QUEUE and a read's worth: a short list
-            if self._reading_paused and len(frames) <= _RESUME_READING_AT and not self._ending:
-                self._reading_paused = False
-                assert self._transport is not None
-                self._transport.underlying_transport.resume_reading()
-            if isinstance(message, (str, bytes)):
-                return message
-            # The rest of a message `answer_now` began: its handler suspended. It runs in
-            # the reader's task (cancelled with it), before anything read after it.
-            await message
+        while not frames:
+            if self._ending:
+                raise self._closed()
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        message = frames.pop(0)  # at most MAX_QUEUE and a read's worth: a short list
+        if self._reading_paused and len(frames) <= _RESUME_READING_AT and not self._ending:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.underlying_transport.resume_reading()
+        return message
 
     async def send(self, message: str | bytes, text: bool | None = None) -> None:
         transport = self._transport

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
@@ -61,17 +61,6 @@ class OcppSocket(Protocol):
     async def send(self, message: str | bytes, text: bool | None = None) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
-@runtime_checkable
-class AnswersNow(Protocol):
-    """A socket that can hand a text message to its reader as it arrives (picows'), when
-    the reader is parked in `recv` with nothing queued: `answer_now(text)` returns None
-    when the message is dealt with, or an awaitable that `recv` runs, in the reader's task
-    and before the next message, to finish it. The reader sets it; None: every message
-    goes through `recv`."""
-
-    answer_now: Callable[[str], Awaitable[None] | None] | None
 
 
 class Listener(Protocol):
