@@ -114,6 +114,13 @@ def targets(report: Report) -> list[Target]:
                     f"{p99 or 0:.1f} ms",
                     lambda v: v < P2_TARGET_P99_MS,
                 )
+            errors = med("P2", f"csms + {kind}", conns, "errors (CALLERROR + timeouts)")
+            check(
+                f"P2 {conns} {kind}: every call answered (no CALLERROR, no time-out)",
+                errors,
+                f"{errors or 0:.0f} errors",
+                lambda v: v == 0,
+            )
             lost = report.find("P2", f"csms + {kind}", conns, "lost (rows + events)")
             if lost is not None:
                 check(

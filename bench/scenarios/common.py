@@ -46,3 +46,19 @@ def load_rows(
                 [r["core0_busy_pct"] for r in runs if r.get("core0_busy_pct") is not None],
             )
         )
+    # A call answered with a CALLERROR or never answered is not a call served: the targets
+    # check this row (bench/targets.py), not only the note beside the throughput.
+    report.add(
+        Row(
+            scenario,
+            system,
+            setting,
+            "errors (CALLERROR + timeouts)",
+            "calls",
+            [float(sum(r["errors"].values()) + r["timeouts"]) for r in runs],
+            gen,
+            srv,
+            "",
+            False,
+        )
+    )
