@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Executable,
@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from csms.core.authorize import IdTagInfo
 from csms.core.charging import ReservationStatus
@@ -52,14 +52,23 @@ from csms.store.tables import (
 )
 from csms.store.transactions import StartOutcome, end_open_transactions, stop_values
 
+_Row = TypeVar("_Row", bound=SQLModel)
+
 
 async def id_tags(session: AsyncSession, tags: Collection[str]) -> dict[str, IdTag]:
     """The id tags among `tags` that exist, read with one query. While the caller holds the
     answer, a `session.get` of one of them costs no query (the identity map is weak)."""
-    if not tags:
+    return await _by_key(session, IdTag, "id_tag", tags)
+
+
+async def _by_key(
+    session: AsyncSession, model: type[_Row], key: str, keys: Collection[str]
+) -> dict[str, _Row]:
+    """The rows of `model` whose `key` is among `keys` (those that exist), with one query."""
+    if not keys:
         return {}
-    rows = await session.scalars(_select_id_tags(), {"tags": list(tags)})
-    return {row.id_tag: row for row in rows}
+    rows = await session.scalars(_select_by_key(model, key), {"keys": list(keys)})
+    return {getattr(row, key): row for row in rows}
 
 
 # The group's queries are built once: building a statement and its cache key costs more
@@ -67,8 +76,8 @@ async def id_tags(session: AsyncSession, tags: Collection[str]) -> dict[str, IdT
 
 
 @cache
-def _select_id_tags() -> Select[IdTag]:
-    return select(IdTag).where(col(IdTag.id_tag).in_(bindparam("tags", expanding=True)))
+def _select_by_key(model: type[Any], key: str) -> Select[Any]:
+    return select(model).where(getattr(model, key).in_(bindparam("keys", expanding=True)))
 
 
 # -- starts --------------------------------------------------------------------------------
@@ -340,25 +349,9 @@ async def charge_points(
 ) -> dict[str, ChargePoint]:
     """These chargers, read with one query. While the caller holds the answer, a
     `session.get` of one of them costs no query (the session's identity map is weak)."""
-    if not charge_point_ids:
-        return {}
-    rows = await session.scalars(_select_chargers(), {"ids": list(charge_point_ids)})
-    return {row.id: row for row in rows}
-
-
-@cache
-def _select_chargers() -> Select[ChargePoint]:
-    return select(ChargePoint).where(col(ChargePoint.id).in_(bindparam("ids", expanding=True)))
+    return await _by_key(session, ChargePoint, "id", charge_point_ids)
 
 
 async def locations(session: AsyncSession, location_ids: Collection[str]) -> dict[str, Location]:
     """These locations, read with one query (those that exist)."""
-    if not location_ids:
-        return {}
-    rows = await session.scalars(_select_locations(), {"ids": list(location_ids)})
-    return {row.id: row for row in rows}
-
-
-@cache
-def _select_locations() -> Select[Location]:
-    return select(Location).where(col(Location.id).in_(bindparam("ids", expanding=True)))
+    return await _by_key(session, Location, "id", location_ids)
