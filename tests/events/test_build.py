@@ -5,13 +5,29 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
+import orjson
 import pytest
 
-from csms.core import ocpi, oicp
+from csms.core import notifications, ocpi, oicp
+from csms.core.clock import format_utc
 from csms.core.meter import ENERGY_IMPORT_REGISTER, Sample
 from csms.core.ocpi import build_session
-from csms.core.session import SESSION_MEASURANDS, SessionFacts
+from csms.core.session import (
+    SESSION_MEASURANDS,
+    AuthMethod,
+    SessionFacts,
+    TokenFacts,
+    TokenType,
+)
+from csms.core.tariff_ocpi import (
+    PricedSession,
+    cost_summary,
+    ocpi_charging_periods,
+    tariff_from_ocpi,
+)
+from csms.core.tariffs import price_session
 from csms.core.transactions import SessionEnd
 from csms.core.usage import Limits, usage_periods
 from csms.events import build
@@ -242,3 +258,138 @@ def test_evse_status_refuses_a_naive_time() -> None:
             online=True,
             at=datetime(2024, 1, 1, 10, 0),
         )
+
+
+def _generic_session_updated(
+    facts: SessionFacts, *, at: datetime, priced: PricedSession | None
+) -> dict[str, Any]:
+    """session.updated's data as it was built before `_session_json` (the general
+    `ocpi_json` walk of `build_session`): the reference for consumers' bytes."""
+    status, reason = notifications.session_status(stopped=False, authorized=not facts.invalid)
+    if priced is None:
+        session = build_session(facts, last_updated=at)
+    else:
+        session = build_session(
+            facts,
+            last_updated=at,
+            total_cost=priced.costs.total,
+            charging_periods=ocpi_charging_periods(priced.costs),
+        )
+    data: dict[str, Any] = {
+        "transactionId": facts.transaction_id,
+        "status": status.value,
+        "reason": reason,
+        "ocpi": build.ocpi_json(session),
+    }
+    if priced is not None:
+        data["tariffId"] = priced.tariff_id
+        data["cost"] = {
+            key: float(item) if isinstance(item, Decimal) else item
+            for key, item in cost_summary(priced, currency=facts.currency).items()
+        }
+    return data
+
+
+_TARIFF = {
+    "country_code": "BE",
+    "party_id": "BEC",
+    "id": "T1",
+    "currency": "EUR",
+    "elements": [{"price_components": [{"type": "ENERGY", "price": 0.3, "step_size": 1}]}],
+    "last_updated": "2024-01-01T00:00:00Z",
+}
+
+
+def _priced(facts: SessionFacts, end: datetime) -> PricedSession:
+    periods = usage_periods(
+        start=facts.start,
+        end=end,
+        meter_start_wh=facts.meter_start_wh,
+        meter_stop_wh=None,
+        samples=facts.samples,
+        limits=Limits(power_kw=(), current_a=()),
+    )
+    costs = price_session(tariff_from_ocpi(_TARIFF), periods, end=end, zone=UTC)
+    return PricedSession(tariff=_TARIFF, costs=costs)
+
+
+BYTE_CASES = {
+    **CASES,
+    "bench-like": session_facts(
+        T0, id_tag="BENCH", location_id="CP-0001", invalid=True, latest_register_wh=20.0
+    ),
+    "eMSP token, reference, meter, own uid": dataclasses.replace(
+        FACTS,
+        token=TokenFacts("NL", "EMS", "NL-EMS-C12345678-X", TokenType.APP_USER),
+        auth_method=AuthMethod.AUTH_REQUEST,
+        authorization_reference="REF-1",
+        meter_id="M-7",
+        evse_uid="EVSE-9",
+        latest_register_wh=Decimal("1000123.4"),
+    ),
+    "identity too long for the uid": dataclasses.replace(
+        FACTS, charge_point_id="CP-" + "X" * 60, latest_register_wh=1_000_010
+    ),
+    "stopped": dataclasses.replace(FACTS, stop=T0 + timedelta(minutes=30), meter_stop_wh=1_004_000),
+}
+BYTE_TIMES = {
+    "UTC": T0 + timedelta(minutes=50, milliseconds=7),
+    "whole second": T0.replace(microsecond=0) + timedelta(minutes=50),
+    "under a millisecond": T0.replace(microsecond=999) + timedelta(minutes=50),
+    "local time": datetime(2024, 1, 1, 12, 0, 1, 5000, tzinfo=timezone(timedelta(hours=2))),
+    "year 999": datetime(999, 1, 1, 10, 0, 0, 0, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize("facts", BYTE_CASES.values(), ids=BYTE_CASES.keys())
+@pytest.mark.parametrize("at", BYTE_TIMES.values(), ids=BYTE_TIMES.keys())
+@pytest.mark.parametrize("priced", [False, True], ids=["unpriced", "priced"])
+def test_session_updated_is_byte_for_byte_the_generic_form(
+    facts: SessionFacts, at: datetime, priced: bool
+) -> None:
+    """The direct session.updated builder writes the same JSON, key order included, as
+    the general `ocpi_json` walk of `build_session` it replaced, twice in a row (its
+    caches warm)."""
+    cost = _priced(facts, max(at, facts.start)) if priced and at.year > 999 else None
+    expected = orjson.dumps(_generic_session_updated(facts, at=at, priced=cost))
+    for _ in range(2):
+        event = build.session_updated(facts, at=at, priced=cost)
+        assert orjson.dumps(event.data) == expected
+
+
+def _generic_meter_values(samples: list[Sample]) -> dict[str, Any]:
+    """meter.values' data as it was built before (each sample's time formatted by id)."""
+    times = {id(s.timestamp): format_utc(s.timestamp) for s in samples}
+    return {
+        "connectorId": 1,
+        "transactionId": 42,
+        "sampledValues": [
+            {
+                "timestamp": times[id(s.timestamp)],
+                "measurand": s.measurand,
+                "phase": s.phase or None,
+                "unit": s.unit or None,
+                "value": s.value,
+                "context": s.context,
+                "location": s.location,
+            }
+            for s in samples
+        ],
+    }
+
+
+def test_meter_values_is_byte_for_byte_the_earlier_form() -> None:
+    """A MeterValues as bench/node/loadgen.js sends it (four samples sharing a timestamp),
+    then two meterValues, phases and a unit left empty: the same JSON as before."""
+    at = T0 + timedelta(minutes=3)
+    shared = [
+        dataclasses.replace(register(0, "1000500"), timestamp=at),
+        dataclasses.replace(sampled(0, "Power.Active.Import", "7000", "W"), timestamp=at),
+        dataclasses.replace(sampled(0, "Current.Import", "16", "A", "L1"), timestamp=at),
+        dataclasses.replace(sampled(0, "Voltage", "230", "", "L1-N"), timestamp=at),
+    ]
+    for samples in (shared, [*shared, register(4, "1000600"), register(0, "1000500")]):
+        event = build.meter_values(
+            "CP001", connector_id=1, transaction_id=42, samples=samples, at=at
+        )
+        assert orjson.dumps(event.data) == orjson.dumps(_generic_meter_values(samples))

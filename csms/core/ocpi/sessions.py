@@ -101,7 +101,8 @@ def session_status(facts: SessionFacts) -> SessionStatus:
     return SessionStatus.ACTIVE if facts.stop is None else SessionStatus.COMPLETED
 
 
-def _price(price: PriceFacts) -> dict[str, Any]:
+def build_price(price: PriceFacts) -> dict[str, Any]:
+    """types §Price: the numbers rounded to 4 decimals, ``incl_vat`` only when known."""
     out: dict[str, Any] = {"excl_vat": round_number(price.excl_vat)}
     if price.incl_vat is not None:
         out["incl_vat"] = round_number(price.incl_vat)
@@ -150,7 +151,7 @@ def build_session(
     if periods:
         session["charging_periods"] = periods
     if total_cost is not None:
-        session["total_cost"] = _price(total_cost)
+        session["total_cost"] = build_price(total_cost)
     session["status"] = session_status(facts)
     session["last_updated"] = last_updated
     return session
@@ -232,11 +233,11 @@ def build_cdr(
         cdr["charging_periods"] = list(priced.charging_periods)
     else:
         cdr["charging_periods"] = build_charging_periods(facts, period=period, for_cdr=True)
-    cdr["total_cost"] = _price(total_cost)
+    cdr["total_cost"] = build_price(total_cost)
     cdr["total_energy"] = wh_to_kwh(facts.meter_stop_wh - facts.meter_start_wh)
     cdr["total_time"] = hours_between(facts.start, facts.stop)
     if priced is not None:
-        cdr.update({name: _price(price) for name, price in priced.cost_lines.items()})
+        cdr.update({name: build_price(price) for name, price in priced.cost_lines.items()})
         cdr["total_parking_time"] = round_number(priced.total_parking_h)
     if remark is not None:
         cdr["remark"] = remark
