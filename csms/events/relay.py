@@ -147,19 +147,22 @@ class Relay:
                 count, oldest = await outbox.backlog(session)
             age = None if oldest is None else (self._clock() - oldest).total_seconds()
             log.info("outbox_backlog", events=count, oldest_age_seconds=age)
-        delivered = await self._publish(rows)
+        messages: list[tuple[str, bytes, bool]] = []
+        delivered = await self._publish(rows, messages)
         if delivered:
             await self._database.writer.submit(
                 partial(outbox.mark_delivered, ids=delivered, now=self._clock())
             )
-            self._delivered(rows, set(delivered))
+            self._delivered(rows, set(delivered), [payload for _, payload, _ in messages])
             for listener in self.listeners:
                 listener(len(delivered))
         return len(delivered), len(delivered) == len(rows)
 
-    async def _publish(self, rows: Sequence[PendingEvent]) -> list[int]:
+    async def _publish(
+        self, rows: Sequence[PendingEvent], messages: list[tuple[str, bytes, bool]]
+    ) -> list[int]:
         """Publish pipelined, in outbox order; delivered = each charger's events before its
-        first failure.
+        first failure. `messages` gets each row's topic, CloudEvent and retain flag.
 
         One MQTT connection keeps them in order (MQTT 3.1.1 §4.6), so they need not wait
         for each other's PUBACK; an event counts as delivered only with its own PUBACK.
@@ -173,7 +176,9 @@ class Relay:
                 # under P2's load (every charger's answer waiting): the tail of issue 20. The
                 # publishes still go out in order, on the one connection.
                 await asyncio.sleep(0)
-            sends += [self._send(row) for row in rows[start : start + YIELD_EVERY]]
+            encoded = [self._message(row) for row in rows[start : start + YIELD_EVERY]]
+            messages += encoded
+            sends += [self._send(message) for message in encoded]
         outcomes = await asyncio.gather(*sends, return_exceptions=True)
         delivered: list[int] = []
         failed: set[str] = set()
@@ -187,8 +192,15 @@ class Relay:
             delivered.append(row.id)
         return delivered
 
-    def _delivered(self, rows: Sequence[PendingEvent], delivered: set[int]) -> None:
-        """Count the delivered events, their lag since commit, and hand them to followers."""
+    def _delivered(
+        self,
+        rows: Sequence[PendingEvent],
+        delivered: set[int],
+        payloads: Sequence[bytes] | None = None,
+    ) -> None:
+        """Count the delivered events, their lag since commit, and hand them to followers
+        (the load balancer always follows): with the CloudEvents as published, `payloads`
+        (one per row), else encoded here."""
         now = self._clock()
         done = [row for row in rows if row.id in delivered]
         self._metrics.events_published.inc(len(done))
@@ -196,13 +208,19 @@ class Relay:
         for row in done:
             lag.observe(max(0.0, (now - row.created_at).total_seconds()))
         if self.fanout.followed:
-            self.fanout.publish(
-                [LiveEvent(row.charge_point_id, row.type, self._message(row)[1]) for row in done]
-            )
+            if payloads is None:
+                live = [LiveEvent(r.charge_point_id, r.type, self._message(r)[1]) for r in done]
+            else:
+                live = [
+                    LiveEvent(row.charge_point_id, row.type, payload)
+                    for row, payload in zip(rows, payloads, strict=True)
+                    if row.id in delivered
+                ]
+            self.fanout.publish(live)
 
-    def _send(self, row: PendingEvent) -> asyncio.Future[None]:
-        """Start publishing a row: on the open connection at once, else in a task."""
-        topic, payload, retain = self._message(row)
+    def _send(self, message: tuple[str, bytes, bool]) -> asyncio.Future[None]:
+        """Start publishing an encoded row: on the open connection at once, else in a task."""
+        topic, payload, retain = message
         if self._publish_nowait is not None:
             sent = self._publish_nowait(topic, payload, retain=retain)
             if sent is not None:

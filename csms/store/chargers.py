@@ -60,6 +60,12 @@ def _insert_charge_point(dialect: str) -> Executable:
         created_at=now,
         updated_at=now,
         registration_status=bindparam("p_registration"),
+        # Given, not left to the columns' Python-side defaults: SQLAlchemy computes those per
+        # row (insert_prefetch), which keeps the insert off the compiled driver path
+        # (`execute_many`, `_Prepared`); a boot storm of new chargers runs it for each one.
+        security_profile=0,
+        password_hex_compat=False,
+        offline_stage=0,
     )
     insert_once: Executable = stmt.on_conflict_do_nothing(index_elements=["id"])
     return insert_once

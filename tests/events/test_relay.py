@@ -144,6 +144,59 @@ async def test_one_stuck_charger_does_not_hold_back_the_others(database: Databas
         await broker.stop()
 
 
+class FailsFor:
+    """A publisher (our own seam) whose publishes fail for one charger."""
+
+    def __init__(self, failing: str, inner: Publisher) -> None:
+        self.failing = failing
+        self.inner = inner
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        if f"/{self.failing}/" in topic:
+            raise ConnectionError("refused for this test")
+        await self.inner.publish(topic, payload, retain=retain)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_followers_get_the_delivered_events_as_published(database: Database) -> None:
+    """In-process followers (the load balancer) get each delivered event's CloudEvent, the
+    bytes the broker got (encoded once for both), and nothing that was not delivered."""
+    port = free_port()
+    prefix = f"t{uuid4().hex[:8]}"
+    broker = await start_embedded_broker("127.0.0.1", port)
+    publisher = Publisher(f"mqtt://127.0.0.1:{port}")
+    relay = Relay(
+        database=database,
+        publisher=FailsFor("CP-FAILING", publisher),
+        topic_prefix=prefix,
+        clock=lambda: NOW,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        with relay.fanout.subscribe() as subscription:
+            async with aiomqtt.Client("127.0.0.1", port) as client:
+                await client.subscribe(f"{prefix}/events/#", qos=1)
+                await store(database, events("CP-FAILING", 1) + events("CP-FINE", 3))
+                relay.wake()
+                published: list[bytes] = []
+                async with asyncio.timeout(10_000 * MS):
+                    async for message in client.messages:
+                        published.append(bytes(message.payload))  # type: ignore[arg-type]
+                        if len(published) == 3:
+                            break
+            async with asyncio.timeout(10_000 * MS):
+                followed = [await subscription.queue.get() for _ in range(3)]
+            assert subscription.queue.empty()
+        assert [(e.charge_point_id, e.type) for e in followed if e is not None] == [
+            ("CP-FINE", "meter.values")
+        ] * 3
+        assert [e.payload for e in followed if e is not None] == published
+    finally:
+        await cancel_and_wait(task)
+        await publisher.close()
+        await broker.stop()
+
+
 async def test_an_unknown_event_type_is_published_as_it_is(database: Database) -> None:
     """A type a newer csms wrote is published as it is; the relay and later events go on."""
     port = free_port()
