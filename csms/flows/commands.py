@@ -50,10 +50,9 @@ from csms.errors import (
 from csms.events import build
 from csms.flows.reservations import reservation_events
 from csms.metrics import Metrics, monotonic
-from csms.store import chargers, circuits, outbox
-from csms.store.commands import CommandRecord, record_command
+from csms.store import circuits, outbox
+from csms.store.commands import CommandRecord, CommandTarget, command_target, record_command
 from csms.store.db import Database
-from csms.store.tables import ChargePoint
 
 log = structlog.get_logger("csms.commands")
 
@@ -92,7 +91,7 @@ class Lookup:
     read, so the node holding it was read too (`owner`, None if none).
     """
 
-    row: ChargePoint | None
+    row: CommandTarget | None
     owner: str | None = None
     owner_read: bool = False
 
@@ -166,7 +165,7 @@ class Commands:
         ping, BEGIN and ROLLBACK on PostgreSQL, not two)."""
 
         async def read(session: AsyncSession) -> Lookup:
-            row = await chargers.get_charge_point(session, charge_point_id)
+            row = await command_target(session, charge_point_id)
             if row is None or self.remote is None or charge_point_id in self._chargers:
                 return Lookup(row)
             owner = await self.remote.owner_in(session, charge_point_id)
