@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.errors import (
     ChargerNotConnected,
@@ -31,6 +32,7 @@ from csms.errors import (
 from csms.events.mqtt import messages
 from csms.events.relay import Publisher
 from csms.flows.commands import ChargerLink
+from csms.store import cluster
 
 log = structlog.get_logger("csms.cluster")
 
@@ -93,7 +95,16 @@ class Forwarder:
         Raises:
             StoreError: the registry could not be read.
         """
-        owner = await self._owner_of(charge_point_id)
+        return self.link(await self._owner_of(charge_point_id), charge_point_id)
+
+    async def owner_in(self, session: AsyncSession, charge_point_id: str) -> str | None:
+        """The node holding the charger per the registry, read in the caller's session
+        (`Commands.lookup` reads it with the charger's row)."""
+        owner = await cluster.owner_of(session, charge_point_id)
+        return None if owner is None else owner.node_id
+
+    def link(self, owner: str | None, charge_point_id: str) -> ChargerLink | None:
+        """A link through `owner`; None when no node, or this one, holds the charger."""
         if owner is None or owner == self.node_id:
             return None
         return RemoteLink(self, node_id=owner, charge_point_id=charge_point_id)

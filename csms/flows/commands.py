@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -50,8 +50,8 @@ from csms.errors import (
 from csms.events import build
 from csms.flows.reservations import reservation_events
 from csms.metrics import Metrics, monotonic
-from csms.store import chargers, circuits, outbox
-from csms.store.commands import CommandRecord, record_command
+from csms.store import circuits, outbox
+from csms.store.commands import CommandRecord, CommandTarget, command_target, record_command
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.commands")
@@ -73,6 +73,27 @@ class RemoteLinks(Protocol):
     """Chargers held by other nodes (cluster mode, csms/cluster/forward.py)."""
 
     async def find(self, charge_point_id: str) -> ChargerLink | None: ...
+
+    async def owner_in(self, session: AsyncSession, charge_point_id: str) -> str | None:
+        """The node holding the charger per the registry, read in `session`."""
+        ...
+
+    def link(self, owner: str | None, charge_point_id: str) -> ChargerLink | None:
+        """A link through `owner` (from `owner_in`), or None if that is no other node."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What `Commands.check` reads about a charger, in one session (`Commands._lookup`).
+
+    `owner_read`: cluster mode, the charger was not connected here at the time of the
+    read, so the node holding it was read too (`owner`, None if none).
+    """
+
+    row: CommandTarget | None
+    owner: str | None = None
+    owner_read: bool = False
 
 
 class Violation(Protocol):
@@ -138,6 +159,20 @@ class Commands:
         # Cluster mode: a charger not connected here may be connected to another node.
         self.remote: RemoteLinks | None = None
 
+    def _lookup(self, charge_point_id: str) -> Callable[[AsyncSession], Awaitable[Lookup]]:
+        """The reads of `check` as one query: in cluster mode the node holding a charger
+        not connected here is read in the same session as its row (one session: one
+        ping, BEGIN and ROLLBACK on PostgreSQL, not two)."""
+
+        async def read(session: AsyncSession) -> Lookup:
+            row = await command_target(session, charge_point_id)
+            if row is None or self.remote is None or charge_point_id in self._chargers:
+                return Lookup(row)
+            owner = await self.remote.owner_in(session, charge_point_id)
+            return Lookup(row, owner=owner, owner_read=True)
+
+        return read
+
     async def check(
         self, charge_point_id: str, action: str, payload: Any, *, own: bool = False
     ) -> ChargerLink:
@@ -149,9 +184,8 @@ class Commands:
             UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
             StoreError: the charge point could not be read.
         """
-        row = await self._database.read(
-            lambda session: chargers.get_charge_point(session, charge_point_id)
-        )
+        known = await self._database.read(self._lookup(charge_point_id))
+        row = known.row
         if row is None:
             raise UnknownChargePoint(f"charge point {charge_point_id} not found")
         if action not in CENTRAL_SYSTEM_ACTIONS:
@@ -173,9 +207,7 @@ class Commands:
         refusal = command_refusal(RegistrationStatus(row.registration_status), action)
         if refusal is not None:
             raise ChargerNotAccepted(refusal)
-        connection = self._chargers.get(charge_point_id)
-        if connection is None and self.remote is not None:
-            connection = await self.remote.find(charge_point_id)
+        connection = await self._connection(charge_point_id, known)
         if connection is None:
             raise ChargerNotConnected(f"charge point {charge_point_id} is not connected")
         if connection.calls_queued >= self._queue_size:
@@ -184,6 +216,16 @@ class Commands:
                 retry_after=math.ceil(self._call_timeout),
             )
         return connection
+
+    async def _connection(self, charge_point_id: str, known: Lookup) -> ChargerLink | None:
+        """The charger's connection here, else through the node holding it (cluster)."""
+        connection = self._chargers.get(charge_point_id)
+        if connection is not None or self.remote is None:
+            return connection
+        if known.owner_read:
+            return self.remote.link(known.owner, charge_point_id)
+        # Connected here at the lookup, gone since: where is it now?
+        return await self.remote.find(charge_point_id)
 
     async def run(
         self,
