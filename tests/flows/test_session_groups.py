@@ -114,6 +114,30 @@ async def test_starts_of_one_batch_with_a_repeat(setup: Setup) -> None:
     assert await setup.events("authorization") == 5
 
 
+async def test_the_start_groups_insert_is_compiled_once_per_size(setup: Setup) -> None:
+    """Two groups of three Starts run the same compiled insert (SQLAlchemy does not cache a
+    multi-row VALUES: transactions_bulk writes it as SQL text) and get their rows."""
+    compiled: list[Any] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO transactions"):
+            compiled.append(args[-2].compiled)
+
+    engine = setup.database.write_engine.sync_engine
+    event.listen(engine, "after_cursor_execute", note)
+    try:
+        for minutes in (0, 60):
+            outcomes = await setup.in_one_batch(
+                *(_start(setup.flows, _key(f"CP{n}", minutes=minutes)) for n in (1, 2, 3))
+            )
+            assert all(outcome.created for outcome in outcomes)
+    finally:
+        event.remove(engine, "after_cursor_execute", note)
+    assert len(compiled) == 2
+    assert compiled[0] is compiled[1]
+    assert await setup.count(select(func.count()).select_from(table_of(Transaction))) == 6
+
+
 async def test_a_start_on_a_busy_connector_in_a_batch_ends_the_open_one(setup: Setup) -> None:
     """A Start on a connector whose transaction is open ends that one (its Stop was lost),
     beside other chargers' Starts in the same batch."""
