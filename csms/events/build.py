@@ -268,14 +268,16 @@ def session_stopped(
     and `stopReason` carries the Reason as the charger sent it (§7.39). A priced session
     carries its final cost as `session` does.
     """
-    model = Session.model_validate(_session_ocpi(facts, at=at, priced=priced))
     naming = _session_naming(facts, stopped=True, stop=stop_reason)
     if end is not SessionEnd.CHARGER:
         naming["reason"] = end.value
     data: dict[str, Any] = {"transactionId": facts.transaction_id, **naming}
     if end is SessionEnd.CHARGER:
         data["stopReason"] = stop_reason or "Local"
-    data["ocpi"] = to_json_dict(model)
+    # Written directly as session.updated's is: the facts are those session.started was
+    # validated with but the stop, a time `_utc_text` refuses when naive, as the model did
+    # (tests/events/test_build.py compares it with the validated Session byte for byte).
+    data["ocpi"] = _session_json(facts, at=at, priced=priced)
     _add_cost(data, facts, priced=priced, reason=None)
     return _event(facts.charge_point_id, EventType.SESSION_STOPPED, at, data)
 

@@ -393,3 +393,104 @@ def test_meter_values_is_byte_for_byte_the_earlier_form() -> None:
             "CP001", connector_id=1, transaction_id=42, samples=samples, at=at
         )
         assert orjson.dumps(event.data) == orjson.dumps(_generic_meter_values(samples))
+
+
+def _validated_session_stopped(
+    facts: SessionFacts,
+    *,
+    at: datetime,
+    end: SessionEnd,
+    stop_reason: str | None,
+    priced: PricedSession | None,
+) -> dict[str, Any]:
+    """session.stopped's data as it was built before (build_session validated by the
+    strict Session model, then dumped): the reference for consumers' bytes."""
+    if priced is None:
+        session = build_session(facts, last_updated=at)
+    else:
+        session = build_session(
+            facts,
+            last_updated=at,
+            total_cost=priced.costs.total,
+            charging_periods=ocpi_charging_periods(priced.costs),
+        )
+    model = Session.model_validate(session)
+    status, reason = notifications.session_status(stopped=True, authorized=not facts.invalid)
+    if reason is None:
+        reason = notifications.stop_reason(stop_reason)
+    data: dict[str, Any] = {"transactionId": facts.transaction_id, "status": status.value}
+    data["reason"] = reason if end is SessionEnd.CHARGER else end.value
+    if end is SessionEnd.CHARGER:
+        data["stopReason"] = stop_reason or "Local"
+    data["ocpi"] = to_json_dict(model)
+    if priced is not None:
+        data["tariffId"] = priced.tariff_id
+        data["cost"] = {
+            key: float(item) if isinstance(item, Decimal) else item
+            for key, item in cost_summary(priced, currency=facts.currency).items()
+        }
+    return data
+
+
+STOP = T0 + timedelta(minutes=41, seconds=3, milliseconds=250)
+STOPPED_CASES = {
+    name: dataclasses.replace(facts, stop=STOP, meter_stop_wh=1_016_000)
+    for name, facts in BYTE_CASES.items()
+    if name not in ("stopped", "register below start")
+} | {
+    "with samples, local-time stop": dataclasses.replace(
+        BYTE_CASES["with samples"],
+        stop=datetime(2024, 1, 1, 11, 48, 0, tzinfo=timezone(timedelta(hours=1))),
+        meter_stop_wh=1_021_000,
+    ),
+    "whole-second stop, no energy": dataclasses.replace(
+        FACTS, stop=T0.replace(microsecond=0) + timedelta(hours=2), meter_stop_wh=1_000_000
+    ),
+}
+STOP_ENDS = [
+    (SessionEnd.CHARGER, reason)
+    for reason in (
+        None,
+        "Local",
+        "EVDisconnected",
+        "Remote",
+        "DeAuthorized",
+        "PowerLoss",
+        "EmergencyStop",
+        "Other",
+    )
+] + [
+    (SessionEnd.FORCED, None),
+    (SessionEnd.IMPLICITLY_ENDED, None),
+]
+
+
+@pytest.mark.parametrize("facts", STOPPED_CASES.values(), ids=STOPPED_CASES.keys())
+@pytest.mark.parametrize("priced", [False, True], ids=["unpriced", "priced"])
+def test_session_stopped_is_byte_for_byte_the_validated_form(
+    facts: SessionFacts, priced: bool
+) -> None:
+    """session.stopped, written directly, is the JSON the strict Session model dumped,
+    key order included, for each way a session ends, at UTC and other-zone times, twice in
+    a row (its caches warm)."""
+    assert facts.stop is not None
+    cost = _priced(facts, facts.stop) if priced else None
+    times = (facts.stop, datetime(2024, 1, 1, 13, 0, 0, 7000, tzinfo=timezone(timedelta(hours=-3))))
+    for at in times:
+        for end, reason in STOP_ENDS:
+            expected = orjson.dumps(
+                _validated_session_stopped(facts, at=at, end=end, stop_reason=reason, priced=cost)
+            )
+            for _ in range(2):
+                event = build.session_stopped(
+                    facts, at=at, end=end, stop_reason=reason, priced=cost
+                )
+                assert event.type == EventType.SESSION_STOPPED.value
+                assert orjson.dumps(event.data) == expected
+
+
+def test_session_stopped_refuses_a_naive_stop() -> None:
+    """A naive stop time fails session.stopped as the strict model failed it."""
+    facts = dataclasses.replace(FACTS, stop=datetime(2024, 1, 1, 11, 0), meter_stop_wh=1_000_100)
+    with pytest.raises(ValueError, match="naive"):
+        build.session_stopped(facts, at=T0, end=SessionEnd.CHARGER, stop_reason=None)
