@@ -16,9 +16,9 @@ over the time between them in which the connector could charge (docs/tariffs.md)
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -37,6 +37,7 @@ from csms.core.tariffs import SECONDS_PER_HOUR, Tariff, UsagePeriod
 # OCPP 1.6 §7.7: Finishing is "no longer charging"; Suspended* may still be plugged in.
 _FINISHING = "Finishing"
 _SUSPENDED = frozenset({"SuspendedEV", "SuspendedEVSE"})
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def limits_of(tariff: Tariff) -> Limits:
     return Limits(power_kw=tuple(sorted(power)), current_a=tuple(sorted(current)))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Segment:
     start: datetime
     end: datetime
@@ -66,10 +67,11 @@ class _Segment:
     energy_wh: Decimal = ZERO
     power: tuple[Decimal, Decimal] | None = None
     current: tuple[Decimal, Decimal] | None = None
+    # Computed once: every step below reads it (it was a property, recomputed per read).
+    seconds: Decimal = field(init=False)
 
-    @property
-    def seconds(self) -> Decimal:
-        return Decimal((self.end - self.start) // timedelta(microseconds=1)) / 1_000_000
+    def __post_init__(self) -> None:
+        self.seconds = Decimal((self.end - self.start) // _MICROSECOND) / 1_000_000
 
     @property
     def can_charge(self) -> bool:
@@ -112,20 +114,28 @@ def _readings(
     return readings
 
 
-def _status_at(statuses: Sequence[tuple[datetime, str]], when: datetime) -> str | None:
-    index = bisect_right([at for at, _ in statuses], when) - 1
+def _status_at(
+    statuses: Sequence[tuple[datetime, str]], times: list[datetime], when: datetime
+) -> str | None:
+    """The status in force at `when`; `times`: the statuses' times, bisected (in order)."""
+    index = bisect_right(times, when) - 1
     return statuses[index][1] if index >= 0 else None
 
 
-def _observed(
-    observations: list[tuple[datetime, Decimal]], start: datetime, end: datetime
-) -> tuple[Decimal, Decimal] | None:
-    """Min and max of what was measured in (start, end]; else the last value before it."""
-    inside = [value for at, value in observations if start < at <= end]
-    if inside:
-        return min(inside), max(inside)
-    before = [value for at, value in observations if at <= start]
-    return (before[-1], before[-1]) if before else None
+class _Observations:
+    """A measurand's (time, value) readings in time order, with their times for bisecting."""
+
+    def __init__(self, observations: list[tuple[datetime, Decimal]]) -> None:
+        self.times = [at for at, _ in observations]
+        self.values = [value for _, value in observations]
+
+    def observed(self, start: datetime, end: datetime) -> tuple[Decimal, Decimal] | None:
+        """Min and max of what was measured in (start, end]; else the last value before it."""
+        first = bisect_right(self.times, start)
+        inside = self.values[first : bisect_right(self.times, end, lo=first)]
+        if inside:
+            return min(inside), max(inside)
+        return (self.values[first - 1],) * 2 if first else None
 
 
 def usage_periods(
@@ -161,21 +171,34 @@ def usage_periods(
         {start, end} | {at for at, _ in readings} | {at for at, _ in statuses if start < at < end}
     )
     ordered = sorted(cut for cut in cuts if start <= cut <= end)
+    times = [at for at, _ in statuses]
     segments = [
-        _Segment(start=a, end=b, status=_status_at(statuses, a)) for a, b in pairwise(ordered)
-    ] or [_Segment(start=start, end=end, status=_status_at(statuses, start))]
+        _Segment(start=a, end=b, status=_status_at(statuses, times, a))
+        for a, b in pairwise(ordered)
+    ] or [_Segment(start=start, end=end, status=_status_at(statuses, times, start))]
     _spread_energy(segments, readings)
-    power = phase_totals(samples, measurand="Power.Active.Import", units=POWER_UNITS_KW)
-    current = phase_totals(samples, measurand="Current.Import", units=CURRENT_UNITS_A)
+    power = _Observations(
+        phase_totals(samples, measurand="Power.Active.Import", units=POWER_UNITS_KW)
+    )
+    current = _Observations(
+        phase_totals(samples, measurand="Current.Import", units=CURRENT_UNITS_A)
+    )
     for segment in segments:
-        segment.power = _observed(power, segment.start, segment.end)
-        segment.current = _observed(current, segment.start, segment.end)
+        segment.power = power.observed(segment.start, segment.end)
+        segment.current = current.observed(segment.start, segment.end)
     return _periods(segments, limits)
 
 
 def _spread_energy(segments: list[_Segment], readings: list[tuple[datetime, Decimal]]) -> None:
+    # Segments are in time order and every reading is a cut between two of them, so those
+    # between two readings are a slice found by bisecting their starts.
+    starts = [s.start for s in segments]
     for (begin, before), (finish, after) in pairwise(readings):
-        inside = [s for s in segments if begin <= s.start and s.end <= finish]
+        inside = [
+            s
+            for s in segments[bisect_left(starts, begin) : bisect_right(starts, finish)]
+            if s.end <= finish
+        ]
         if not inside:
             continue
         charging = [s for s in inside if s.can_charge] or inside
@@ -191,42 +214,56 @@ def _band(value: tuple[Decimal, Decimal] | None, limits: tuple[Decimal, ...]) ->
 
 
 def _periods(segments: list[_Segment], limits: Limits) -> list[UsagePeriod]:
+    """Consecutive segments alike (parking or not, power and current band) as one period."""
     periods: list[UsagePeriod] = []
+    run: list[_Segment] = []
     key: tuple[object, ...] | None = None
     for segment in segments:
-        hours = segment.seconds / SECONDS_PER_HOUR
         this = (
             segment.parking,
             _band(segment.power, limits.power_kw),
             _band(segment.current, limits.current_a),
         )
-        if periods and this == key:
-            last = periods[-1]
-            periods[-1] = UsagePeriod(
-                start=last.start,
-                energy_kwh=last.energy_kwh + segment.energy_wh / WH_PER_KWH,
-                time_h=last.time_h + (ZERO if segment.parking else hours),
-                parking_h=last.parking_h + (hours if segment.parking else ZERO),
-                min_power_kw=_low(last.min_power_kw, segment.power),
-                max_power_kw=_high(last.max_power_kw, segment.power),
-                min_current_a=_low(last.min_current_a, segment.current),
-                max_current_a=_high(last.max_current_a, segment.current),
-            )
-        else:
-            periods.append(
-                UsagePeriod(
-                    start=segment.start,
-                    energy_kwh=segment.energy_wh / WH_PER_KWH,
-                    time_h=ZERO if segment.parking else hours,
-                    parking_h=hours if segment.parking else ZERO,
-                    min_power_kw=None if segment.power is None else segment.power[0],
-                    max_power_kw=None if segment.power is None else segment.power[1],
-                    min_current_a=None if segment.current is None else segment.current[0],
-                    max_current_a=None if segment.current is None else segment.current[1],
-                )
-            )
+        if run and this != key:
+            periods.append(_merged(run))
+            run = []
+        run.append(segment)
         key = this
+    if run:
+        periods.append(_merged(run))
     return periods
+
+
+def _merged(run: list[_Segment]) -> UsagePeriod:
+    """One period of segments alike, summed in their order (as one period at a time was)."""
+    first, parking = run[0], run[0].parking
+    hours = first.seconds / SECONDS_PER_HOUR
+    energy_kwh = first.energy_wh / WH_PER_KWH
+    time_h = ZERO if parking else hours
+    parking_h = hours if parking else ZERO
+    low_power = None if first.power is None else first.power[0]
+    high_power = None if first.power is None else first.power[1]
+    low_current = None if first.current is None else first.current[0]
+    high_current = None if first.current is None else first.current[1]
+    for segment in run[1:]:
+        hours = segment.seconds / SECONDS_PER_HOUR
+        energy_kwh += segment.energy_wh / WH_PER_KWH
+        time_h += ZERO if parking else hours
+        parking_h += hours if parking else ZERO
+        low_power = _low(low_power, segment.power)
+        high_power = _high(high_power, segment.power)
+        low_current = _low(low_current, segment.current)
+        high_current = _high(high_current, segment.current)
+    return UsagePeriod(
+        start=first.start,
+        energy_kwh=energy_kwh,
+        time_h=time_h,
+        parking_h=parking_h,
+        min_power_kw=low_power,
+        max_power_kw=high_power,
+        min_current_a=low_current,
+        max_current_a=high_current,
+    )
 
 
 def _low(known: Decimal | None, seen: tuple[Decimal, Decimal] | None) -> Decimal | None:

@@ -45,6 +45,8 @@ _PRICED_MEASURANDS = frozenset({ENERGY_IMPORT_REGISTER, "Power.Active.Import", "
 Assignments = Mapping[tuple[str, str], str | None]
 # Running sessions kept in memory per process (the oldest are read again when needed).
 MAX_RUNNING = 50_000
+# Tariff versions kept parsed per process (the oldest are parsed again when needed).
+MAX_PARSED = 256
 
 
 @dataclass
@@ -82,6 +84,28 @@ class SessionPricing:
         self._database = database
         self._party = party
         self._running: OrderedDict[int, RunningSession | None] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, int], tuple[dict[str, Any], Tariff, Limits]] = (
+            OrderedDict()
+        )
+
+    def parsed(self, tariff_id: str, version: int, data: dict[str, Any]) -> tuple[Tariff, Limits]:
+        """A tariff version's Tariff and Limits, parsed once: every Start resolving it and
+        every Stop priced with it would parse the same OCPI object again.
+
+        Kept with the data it was parsed from and used only while that is equal, so a
+        version's data changing (it does not: csms.store.tariffs keeps versions) cannot
+        price with a stale parse."""
+        key = (tariff_id, version)
+        kept = self._parsed.get(key)
+        if kept is not None and kept[0] == data:
+            self._parsed.move_to_end(key)
+            return kept[1], kept[2]
+        tariff = tariff_from_ocpi(data)
+        limits = limits_of(tariff)
+        self._parsed[key] = (data, tariff, limits)
+        if len(self._parsed) > MAX_PARSED:
+            self._parsed.popitem(last=False)
+        return tariff, limits
 
     # -- at the start --------------------------------------------------------------------
 
@@ -113,7 +137,11 @@ class SessionPricing:
         rows = await tariffs.current_tariffs(session, candidates)
         by_source = {TariffSource(source): row for source, row in rows}
         chosen = resolve_tariff(
-            ((source, tariff_from_ocpi(row.data)) for source, row in by_source.items()), at=at
+            (
+                (source, self.parsed(row.id, row.version, row.data)[0])
+                for source, row in by_source.items()
+            ),
+            at=at,
         )
         if chosen is None:
             return None
@@ -222,12 +250,12 @@ class SessionPricing:
             # The circuit at the start (docs/tariffs.md, "Which rate a session is bought at").
             circuit_id=await _circuit(session, row, circuits),
         )
-        tariff = tariff_from_ocpi(data)
+        tariff, limits = self.parsed(str(data["id"]), version, data)
         running = RunningSession(
             tariff=tariff,
             data=data,
             zone=zone,
-            limits=limits_of(tariff),
+            limits=limits,
             prepaid=prepaid,
             user_id=user_id,
         )
@@ -338,7 +366,7 @@ class SessionPricing:
                 stop=facts.stop,
             )
         data = None if pricing is None else await _tariff_of(session, pricing)
-        tariff = None if data is None else tariff_from_ocpi(data)
+        tariff, limits = (None, Limits()) if data is None else self._parsed_of(pricing, data)
         periods = usage_periods(
             start=facts.start,
             end=facts.stop,
@@ -346,7 +374,7 @@ class SessionPricing:
             meter_stop_wh=facts.meter_stop_wh,
             samples=facts.samples,
             statuses=statuses,
-            limits=Limits() if tariff is None else limits_of(tariff),
+            limits=limits,
         )
         parking_s = int(sum((p.parking_h for p in periods), Decimal(0)) * SECONDS_PER_HOUR)
         if pricing is None or pricing.tariff_id is None:
@@ -392,6 +420,15 @@ class SessionPricing:
         return Settlement(
             priced=priced, parking_s=parking_s, user_id=pricing.user_id, purchase_cost=purchase
         )
+
+    def _parsed_of(
+        self, pricing: TransactionPricing | None, data: dict[str, Any]
+    ) -> tuple[Tariff, Limits]:
+        # `_tariff_of` found data: the pricing names its tariff version.
+        assert pricing is not None
+        assert pricing.tariff_id is not None
+        assert pricing.tariff_version is not None
+        return self.parsed(pricing.tariff_id, pricing.tariff_version, data)
 
     async def _settle_untariffed(
         self,
