@@ -196,12 +196,18 @@ async def prune(
     keep_after: int | None = None,
     held_before: datetime | None = None,
 ) -> int:
-    """Delete events delivered before the time; returns how many.
+    """Delete events delivered before the time, but never the newest; returns how many.
 
     Rows after `keep_after` (a webhook subscription has not had them yet) are kept unless
     they were written before `held_before` (docs/webhooks.md, "The outbox and pruning").
     """
     query = delete(OutboxEvent).where(col(OutboxEvent.delivered_at) < delivered_before)
+    # The newest event stays, whatever its age. On SQLite the id is the rowid, and a new row
+    # gets the largest rowid in the table plus one (https://sqlite.org/autoinc.html): an
+    # emptied outbox would hand out ids again that the webhook cursors and the OCPI feed,
+    # which follow ids (docs/webhooks.md), have already passed, and they would skip events.
+    newest = select(func.max(col(OutboxEvent.id))).scalar_subquery()
+    query = query.where(col(OutboxEvent.id) < newest)
     if keep_after is not None:
         wanted = col(OutboxEvent.id) > keep_after
         if held_before is not None:

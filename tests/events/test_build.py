@@ -35,6 +35,7 @@ from csms.events.envelope import EventType
 from csms.events.models_base import format_datetime, to_json_dict, to_utc
 from csms.events.models_ocpi import EvseStatusUpdate, Session
 from csms.events.models_oicp import EvseStatusRecord
+from csms.events.ocpi_json import ocpi_json
 from tests.sessions import LOCATION, PARTY, session_facts
 
 T0 = datetime(2024, 1, 1, 10, 7, 0, 123000, tzinfo=UTC)
@@ -89,7 +90,7 @@ def test_session_updated_equals_the_validated_session(facts: SessionFacts) -> No
 def test_session_updated_data_is_plain_json() -> None:
     """The hot-path Session holds only JSON types (it goes to the outbox as it is)."""
     facts = CASES["with samples"]
-    data = build.ocpi_json(build_session(facts, last_updated=T0))
+    data = ocpi_json(build_session(facts, last_updated=T0))
 
     def plain(value: object) -> bool:
         if isinstance(value, dict):
@@ -107,15 +108,15 @@ def test_ocpi_json_gives_each_instant_in_utc_whatever_came_first() -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2031, 5, 6, 9, 30, 0, 250000, tzinfo=plus_two)
     utc = local.astimezone(UTC)
-    assert build.ocpi_json({"a": local, "b": [utc, None, {"c": None, "d": Decimal("1.50")}]}) == {
+    assert ocpi_json({"a": local, "b": [utc, None, {"c": None, "d": Decimal("1.50")}]}) == {
         "a": "2031-05-06T07:30:00.250Z",
         "b": ["2031-05-06T07:30:00.250Z", None, {"d": 1.5}],
     }
-    assert build.ocpi_json(utc) == "2031-05-06T07:30:00.250Z"
+    assert ocpi_json(utc) == "2031-05-06T07:30:00.250Z"
     for _ in range(2):
         with pytest.raises(ValueError, match="naive"):
-            build.ocpi_json({"at": datetime(2031, 5, 6, 9, 30)})
-    assert build.ocpi_json([SessionEnd.FORCED, True, 3]) == [SessionEnd.FORCED.value, True, 3]
+            ocpi_json({"at": datetime(2031, 5, 6, 9, 30)})
+    assert ocpi_json([SessionEnd.FORCED, True, 3]) == [SessionEnd.FORCED.value, True, 3]
 
 
 def test_meter_values_event_has_text_timestamps() -> None:
@@ -263,7 +264,7 @@ def test_evse_status_refuses_a_naive_time() -> None:
 def _generic_session_updated(
     facts: SessionFacts, *, at: datetime, priced: PricedSession | None
 ) -> dict[str, Any]:
-    """session.updated's data as it was built before `_session_json` (the general
+    """session.updated's data as it was built before `ocpi_json.session_json` (the general
     `ocpi_json` walk of `build_session`): the reference for consumers' bytes."""
     status, reason = notifications.session_status(stopped=False, authorized=not facts.invalid)
     if priced is None:
@@ -279,7 +280,7 @@ def _generic_session_updated(
         "transactionId": facts.transaction_id,
         "status": status.value,
         "reason": reason,
-        "ocpi": build.ocpi_json(session),
+        "ocpi": ocpi_json(session),
     }
     if priced is not None:
         data["tariffId"] = priced.tariff_id

@@ -93,7 +93,7 @@ async def test_a_subscription_holds_the_outbox_only_up_to_max_hold(database: Dat
     """Rows older than the hold are pruned even if a subscription never had them."""
     ids = await _events(database, 4, written=WEEK_AGO)
     await _subscription(database, "stuck", cursor=ids[0], enabled=True)
-    assert await _prune(database, hold=timedelta(days=3)) == []
+    assert await _prune(database, hold=timedelta(days=3)) == ids[-1:]  # the newest stays
 
 
 async def test_without_subscriptions_pruning_is_by_retention_only(database: Database) -> None:
@@ -101,3 +101,12 @@ async def test_without_subscriptions_pruning_is_by_retention_only(database: Data
     await _events(database, 3, written=WEEK_AGO)
     recent = await _events(database, 2, written=NOW)
     assert await _prune(database, hold=timedelta(days=3)) == recent
+
+
+async def test_ids_keep_growing_when_pruning_would_empty_the_outbox(database: Database) -> None:
+    """The newest event outlives retention, so a new event's id is past every id the
+    cursors have seen (SQLite would otherwise start again at the largest id left plus one)."""
+    old = await _events(database, 3, written=WEEK_AGO)
+    assert await _prune(database, hold=timedelta(days=3)) == old[-1:]
+    [new] = await _events(database, 1, written=NOW)
+    assert new > old[-1]
