@@ -261,21 +261,27 @@ def test_evse_status_refuses_a_naive_time() -> None:
         )
 
 
+def _built_session(
+    facts: SessionFacts, *, at: datetime, priced: PricedSession | None
+) -> dict[str, Any]:
+    """`build_session` as the old builders called it, priced or not."""
+    if priced is None:
+        return build_session(facts, last_updated=at)
+    return build_session(
+        facts,
+        last_updated=at,
+        total_cost=priced.costs.total,
+        charging_periods=ocpi_charging_periods(priced.costs),
+    )
+
+
 def _generic_session_updated(
     facts: SessionFacts, *, at: datetime, priced: PricedSession | None
 ) -> dict[str, Any]:
     """session.updated's data as it was built before `ocpi_json.session_json` (the general
     `ocpi_json` walk of `build_session`): the reference for consumers' bytes."""
     status, reason = notifications.session_status(stopped=False, authorized=not facts.invalid)
-    if priced is None:
-        session = build_session(facts, last_updated=at)
-    else:
-        session = build_session(
-            facts,
-            last_updated=at,
-            total_cost=priced.costs.total,
-            charging_periods=ocpi_charging_periods(priced.costs),
-        )
+    session = _built_session(facts, at=at, priced=priced)
     data: dict[str, Any] = {
         "transactionId": facts.transaction_id,
         "status": status.value,
@@ -406,15 +412,7 @@ def _validated_session_stopped(
 ) -> dict[str, Any]:
     """session.stopped's data as it was built before (build_session validated by the
     strict Session model, then dumped): the reference for consumers' bytes."""
-    if priced is None:
-        session = build_session(facts, last_updated=at)
-    else:
-        session = build_session(
-            facts,
-            last_updated=at,
-            total_cost=priced.costs.total,
-            charging_periods=ocpi_charging_periods(priced.costs),
-        )
+    session = _built_session(facts, at=at, priced=priced)
     model = Session.model_validate(session)
     status, reason = notifications.session_status(stopped=True, authorized=not facts.invalid)
     if reason is None:
