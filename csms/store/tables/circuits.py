@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import utc_column
+from csms.store.tables.columns import big_id, utc_column
 
 
 class Circuit(SQLModel, table=True):
@@ -82,7 +82,7 @@ class CircuitAllocationChange(SQLModel, table=True):
     __tablename__ = "circuit_allocation_history"
     __table_args__ = (Index("ix_circuit_allocation_history_circuit", "circuit_id", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     circuit_id: str = Field(max_length=64)
     charge_point_id: str = Field(max_length=48)
     connector_id: int

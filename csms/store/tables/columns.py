@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Dialect,
+    Integer,
     Table,
 )
 from sqlalchemy.types import TypeDecorator
@@ -42,6 +44,27 @@ def table_of(model: type[SQLModel]) -> Table:
 
 def utc_column(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+# The surrogate id of a table that grows with traffic (the outbox, meter values, the
+# delivery log...): 64-bit, as the columns that hold one (webhook cursors, outbox_id, the
+# OCPI feed's last_event_id) have been BigInteger from the start. A SERIAL int4 runs out at
+# 2^31 - 1: a week of outbox rows, four days of meter rows at the capacity model's peak
+# (docs/performance.md, "Capacity model (on paper)"). PostgreSQL: BIGINT, its sequence AS
+# bigint (migration 0018_bigint_ids). SQLite: INTEGER, the rowid alias, 64-bit already; a
+# "BIGINT PRIMARY KEY" would be an ordinary column, not the rowid, and would not be
+# assigned (https://sqlite.org/lang_createtable.html#rowid).
+# The type also makes asyncpg's bind casts `::BIGINT` (SQLAlchemy renders one per parameter
+# compared with the column): with an Integer model, `id > :after` past 2^31 fails.
+# OCPP ids stay Integer: `transactions.id` is the transactionId (StartTransaction.conf) and
+# `reservations.id` the reservationId (ReserveNow.req), JSON integers that chargers keep as
+# int32, and that csms refuses past it in what they send (ocpp16/poison.py, INT32_MAX).
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def big_id() -> Any:
+    """A 64-bit autoincrementing primary key (BIG_ID)."""
+    return Field(default=None, primary_key=True, sa_type=BIG_ID)
 
 
 # A transaction whose StopTransaction the charger has not sent: the only ones a repeated

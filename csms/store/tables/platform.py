@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import utc_column
+from csms.store.tables.columns import big_id, utc_column
 
 
 class User(SQLModel, table=True):
@@ -51,7 +51,7 @@ class OutboxEvent(SQLModel, table=True):
         UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     event_id: str = Field(max_length=36)
     # The event's key: a charger id, or a circuit id (64) for `circuit.updated`.
     charge_point_id: str = Field(max_length=64)
@@ -85,7 +85,7 @@ class SecurityEvent(SQLModel, table=True):
     __tablename__ = "security_events"
     __table_args__ = (Index("ix_security_events_cp", "charge_point_id", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     charge_point_id: str = Field(max_length=48)
     # "charger" for SecurityEventNotification, "csms" for what the server itself saw.
     source: str = Field(max_length=16)

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import UTCDateTime, utc_column
+from csms.store.tables.columns import UTCDateTime, big_id, utc_column
 
 
 class TariffRow(SQLModel, table=True):
@@ -155,7 +155,7 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_ledger_entries_user", "user_id", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     user_id: str = Field(max_length=36)
     # topup, fee, voucher, refund, session, subscription
     kind: str = Field(max_length=16)

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, utc_column
+from csms.store.tables.columns import OPEN_FOR_THE_CHARGER, big_id, utc_column
 
 
 class ChargePoint(SQLModel, table=True):
@@ -92,7 +92,7 @@ class StatusNotification(SQLModel, table=True):
         Index("ix_status_notifications_cp_time", "charge_point_id", "connector_id", "timestamp"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     charge_point_id: str = Field(max_length=48)
     connector_id: int
     status: str = Field(max_length=16)
@@ -143,6 +143,7 @@ class Transaction(SQLModel, table=True):
         Index("ix_transactions_cp_connector", "charge_point_id", "connector_id"),
     )
 
+    # int4, not BIG_ID: the OCPP transactionId, an int32 at the charger (tables/columns.py).
     id: int | None = Field(default=None, primary_key=True)
     charge_point_id: str = Field(max_length=48)
     connector_id: int
@@ -192,7 +193,7 @@ class MeterValue(SQLModel, table=True):
         Index("ix_meter_values_transaction", "transaction_id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     charge_point_id: str = Field(max_length=48)
     connector_id: int
     transaction_id: int | None = Field(default=None, foreign_key="transactions.id")
@@ -219,7 +220,7 @@ class ChargerMessage(SQLModel, table=True):
     __tablename__ = "charger_messages"
     __table_args__ = (Index("ix_charger_messages_cp", "charge_point_id", "action"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     charge_point_id: str = Field(max_length=48)
     action: str = Field(max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -232,7 +233,7 @@ class Command(SQLModel, table=True):
     __tablename__ = "commands"
     __table_args__ = (Index("ix_commands_cp", "charge_point_id", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     charge_point_id: str = Field(max_length=48)
     action: str = Field(max_length=64)
     request: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import utc_column
+from csms.store.tables.columns import big_id, utc_column
 
 
 class OcpiPartner(SQLModel, table=True):
@@ -85,7 +85,7 @@ class OcpiPush(SQLModel, table=True):
         Index("ix_ocpi_pushes_object", "partner_id", "object_key"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     partner_id: str = Field(max_length=64)
     object_key: str = Field(max_length=160)
     kind: str = Field(max_length=24)
@@ -144,7 +144,7 @@ class OcpiAuthorization(SQLModel, table=True):
     __tablename__ = "ocpi_authorizations"
     __table_args__ = (Index("ix_ocpi_authorizations_token", "token_id", "charge_point_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     token_id: int
     charge_point_id: str | None = Field(default=None, max_length=48)
     method: str = Field(max_length=16)

@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from csms.store.tables.columns import utc_column
+from csms.store.tables.columns import big_id, utc_column
 
 
 class WebhookSubscription(SQLModel, table=True):
@@ -53,7 +53,7 @@ class WebhookDelivery(SQLModel, table=True):
         Index("ix_webhook_deliveries_attempted", "attempted_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = big_id()
     subscription_id: str = Field(max_length=36)
     outbox_id: int = Field(sa_type=BigInteger)
     event_id: str = Field(max_length=36)

@@ -1,0 +1,260 @@
+"""64-bit surrogate ids (csms/store/tables/columns.py, BIG_ID; migration 0018_bigint_ids):
+the schema each dialect gets, and the write paths with ids past 2^31 on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
+from importlib.resources import files
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import BigInteger, Connection, Table, select, text
+from sqlmodel import SQLModel
+
+from csms.store import outbox, webhooks
+from csms.store.db import Database
+from csms.store.tables import (
+    ChargerMessage,
+    Command,
+    MeterValue,
+    OutboxEvent,
+    SecurityEvent,
+    StatusNotification,
+    WebhookDelivery,
+    table_of,
+)
+from tests.sessions import RFID, START, meter
+from tests.strict_charger import EXAMPLES, strict_charger
+from tests.support import MS, RunningCsms, mqtt_of, running_csms, subscribed
+from tests.webhooks.helpers import caught_up, subscribe, webhook_settings
+from tests.webhooks.receiver import Receiver, serving
+
+# Past int4's 2^31 - 1, and far enough apart that no two tables' ids meet.
+PAST_INT32 = 3_000_000_000
+# The OCPP ids: int4 on purpose (an int32 at the charger).
+OCPP_IDS = {"transactions", "reservations"}
+
+
+def _big_id_tables() -> list[Table]:
+    """The tables whose `id` is BIG_ID in the models, in a fixed order."""
+    return sorted(
+        (
+            table
+            for table in SQLModel.metadata.tables.values()
+            if "id" in table.c
+            and table.c.id.primary_key
+            and isinstance(table.c.id.type, BigInteger)
+        ),
+        key=lambda table: table.name,
+    )
+
+
+def _upgrade(connection: Connection, revision: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("csms.store") / "migrations"))
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def _postgres_types(connection: Connection) -> dict[str, tuple[str, str]]:
+    """Each table's `id` type, and the type of the sequence behind it."""
+    rows = connection.execute(
+        text(
+            "SELECT c.table_name, c.data_type, s.data_type FROM information_schema.columns c"
+            " JOIN pg_sequences s ON pg_get_serial_sequence(c.table_name, 'id')"
+            " = quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)"
+            " WHERE c.table_schema = 'public' AND c.column_name = 'id'"
+        )
+    )
+    return {str(name): (str(column), str(sequence)) for name, column, sequence in rows}
+
+
+def _sqlite_types(connection: Connection) -> dict[str, tuple[str, int]]:
+    """Each table's `id` declared type and primary-key flag, as SQLite keeps them."""
+    found: dict[str, tuple[str, int]] = {}
+    for table in SQLModel.metadata.tables:
+        for _, name, declared, _, _, pk in connection.exec_driver_sql(
+            f"PRAGMA table_info({table})"
+        ):
+            if name == "id":
+                found[table] = (str(declared), int(pk))
+    return found
+
+
+@pytest.mark.postgres
+async def test_growing_ids_are_64_bit_and_sqlite_keeps_its_rowid(database_url: str) -> None:
+    """After `migrate`: on PostgreSQL the BIG_ID columns and their sequences are bigint, the
+    OCPP ids int4; on SQLite every such id is still declared INTEGER, the rowid alias."""
+    tables = {table.name for table in _big_id_tables()}
+    assert {"outbox_events", "meter_values", "webhook_deliveries", "commands"} <= tables
+    assert not tables & OCPP_IDS
+    database = Database(database_url)
+    try:
+        await database.migrate()
+        async with database.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                types = await connection.run_sync(_postgres_types)
+                assert {name: types[name] for name in tables} == {
+                    name: ("bigint", "bigint") for name in tables
+                }
+                assert {name: types[name] for name in OCPP_IDS} == {
+                    name: ("integer", "integer") for name in OCPP_IDS
+                }
+            else:
+                declared = await connection.run_sync(_sqlite_types)
+                assert {name: declared[name] for name in tables} == {
+                    name: ("INTEGER", 1) for name in tables
+                }
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_the_migration_goes_down_to_int4_and_up_again(database_url: str) -> None:
+    """0018_bigint_ids downgrades to the int4 columns and sequences, and upgrades back."""
+    tables = {table.name for table in _big_id_tables()}
+    database = Database(database_url)
+    try:
+        await database.migrate()
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_upgrade, "0017_event_key_width", down=True)
+            down = await connection.run_sync(_postgres_types)
+            await connection.run_sync(_upgrade, "head")
+            up = await connection.run_sync(_postgres_types)
+    finally:
+        await database.dispose()
+    assert {name: down[name] for name in tables} == {
+        name: ("integer", "integer") for name in tables
+    }
+    assert {name: up[name] for name in tables} == {name: ("bigint", "bigint") for name in tables}
+
+
+async def _ids_past_int32(database_url: str) -> None:
+    """A migrated database whose BIG_ID sequences all hand out ids past 2^31 next."""
+    database = Database(database_url)
+    try:
+        await database.migrate()
+        async with database.engine.begin() as connection:
+            for n, table in enumerate(_big_id_tables()):
+                await connection.execute(
+                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :at, false)"),
+                    {"table": table.name, "at": PAST_INT32 + n * 1_000_000},
+                )
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serving() as running:
+        yield running
+
+
+@pytest.fixture
+async def hooks(database_url: str) -> AsyncIterator[RunningCsms]:
+    """A csms with webhooks on, on a database whose ids are past 2^31 from the start."""
+    await _ids_past_int32(database_url)
+    async with running_csms(webhook_settings(database_url)) as running:
+        yield running
+
+
+async def _outbox_drained(csms: RunningCsms) -> None:
+    """Wait until the relay has marked every outbox row delivered (after the broker's ack)."""
+    database = csms.app.database
+    committed = asyncio.Event()
+    database.writer.listeners.append(committed.set)
+    try:
+        async with asyncio.timeout(10_000 * MS):
+            while True:
+                committed.clear()
+                waiting, _ = await database.read(outbox.backlog)
+                if not waiting:
+                    return
+                await committed.wait()
+    finally:
+        database.writer.listeners.remove(committed.set)
+
+
+async def _ids(database: Database, table: Any) -> list[int]:
+    async with database.sessions() as session:
+        return list((await session.execute(select(table_of(table).c.id))).scalars())
+
+
+@pytest.mark.postgres_only
+async def test_the_write_paths_work_past_2_to_the_31(
+    hooks: RunningCsms, receiver: Receiver
+) -> None:
+    """With every BIG_ID sequence past 2^31: a charger's messages are stored through the
+    writer, their events go through the outbox and the relay to the real broker and to a
+    webhook, a command is recorded, and all of it reads back, pruning included."""
+    mqtt = mqtt_of(hooks)
+    async with hooks.api() as api, subscribed(mqtt.url, mqtt.topic_prefix) as events:
+        secret = await subscribe(api, "all", f"{receiver.url}/all", event_types=["*"])
+        await api.put(f"/id-tags/{RFID}", json={"status": "Accepted"})
+        async with strict_charger(f"{hooks.ocpp_url}/CP-BIG") as cp:
+            await cp.call(
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"},
+            )
+            tx = (await cp.call("StartTransaction", START))["transactionId"]
+            await cp.call("MeterValues", meter(tx, 4000, "2026-03-01T10:45:00Z"))
+            await cp.call(
+                "SecurityEventNotification",
+                {"type": "StartupOfTheDevice", "timestamp": "2026-03-01T12:00:00Z"},
+            )
+            await cp.call("DataTransfer", {"vendorId": "com.example", "messageId": "big"})
+            reserve = EXAMPLES["ReserveNow"][0]
+            answer = await api.post("/charge-points/CP-BIG/commands/ReserveNow", json=reserve)
+            assert answer.status_code == 200, answer.text
+        await _outbox_drained(hooks)
+        await caught_up(hooks, "all")
+        database = hooks.app.database
+        outbox_ids = await _ids(database, OutboxEvent)
+        on_mqtt = await events.until(len(outbox_ids))
+        await receiver.until(len(outbox_ids), path="/all")
+        deliveries = await api.get("/webhooks/all/deliveries")
+        assert deliveries.status_code == 200, deliveries.text
+        listed = [d["id"] for d in deliveries.json()["items"]]
+        records = await api.get("/charge-points/CP-BIG/commands")
+        assert records.status_code == 200, records.text
+        assert [r["commandId"] >= PAST_INT32 for r in records.json()["items"]] == [True]
+
+    for table in (
+        OutboxEvent,
+        MeterValue,
+        StatusNotification,
+        SecurityEvent,
+        ChargerMessage,
+        Command,
+        WebhookDelivery,
+    ):
+        ids = await _ids(database, table)
+        assert ids, table
+        assert min(ids) >= PAST_INT32, table
+    async with database.sessions() as session:
+        rows = (await session.execute(select(OutboxEvent))).scalars().all()
+        logged = (await session.execute(select(WebhookDelivery))).scalars().all()
+    # Every event published once, delivered to the webhook under its outbox row's id.
+    assert all(row.delivered_at is not None for row in rows)
+    by_event = {row.event_id: row.id for row in rows}
+    assert sorted(event["id"] for event in on_mqtt) == sorted(by_event)
+    assert {d.verified(secret)["id"] for d in receiver.at("/all")} == set(by_event)
+    assert sorted((d.event_id, d.outbox_id) for d in logged) == sorted(by_event.items())
+    assert listed
+    assert min(listed) >= PAST_INT32
+    subscription = await database.read(lambda session: webhooks.get_subscription(session, "all"))
+    assert subscription is not None
+    assert subscription.cursor == max(outbox_ids)
+    # Pruning compares ids with the webhook cursor (a bind past 2^31): all but the newest go.
+    newest = max(outbox_ids)
+    later = max(row.delivered_at for row in rows if row.delivered_at) + timedelta(seconds=1)
+    pruned = await database.writer.submit(
+        partial(outbox.prune, delivered_before=later, keep_after=newest)
+    )
+    assert pruned == len(outbox_ids) - 1
+    assert await _ids(database, OutboxEvent) == [newest]
