@@ -28,9 +28,10 @@ from csms.store.tables import (
     WebhookDelivery,
     table_of,
 )
+from tests.cluster.nodes import MQTT_URL, running_cluster
 from tests.sessions import RFID, START, meter
 from tests.strict_charger import EXAMPLES, strict_charger
-from tests.support import MS, RunningCsms, mqtt_of, running_csms, subscribed
+from tests.support import MOSQUITTO_UP, MS, RunningCsms, mqtt_of, running_csms, subscribed
 from tests.webhooks.helpers import caught_up, subscribe, webhook_settings
 from tests.webhooks.receiver import Receiver, serving
 
@@ -258,3 +259,47 @@ async def test_the_write_paths_work_past_2_to_the_31(
     )
     assert pruned == len(outbox_ids) - 1
     assert await _ids(database, OutboxEvent) == [newest]
+
+
+async def _cluster_outbox(database_url: str) -> list[tuple[int, str, bool]]:
+    """Every outbox row: id, event id, delivered."""
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            rows = await session.execute(
+                select(
+                    table_of(OutboxEvent).c.id,
+                    table_of(OutboxEvent).c.event_id,
+                    table_of(OutboxEvent).c.delivered_at.is_not(None),
+                ).order_by(table_of(OutboxEvent).c.id)
+            )
+            return [(int(i), str(e), bool(d)) for i, e, d in rows]
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_the_cluster_relay_publishes_ids_past_2_to_the_31(database_url: str) -> None:
+    """Cluster mode: the partitioned relay (packet ids from row ids, relay_state and
+    delivered marks by id arrays) publishes rows whose ids are past 2^31 exactly once."""
+    if not MOSQUITTO_UP:
+        pytest.skip("cluster mode needs Mosquitto on 127.0.0.1:1883")
+    await _ids_past_int32(database_url)
+    async with running_cluster(database_url, size=1) as cluster:
+        node = cluster.nodes[0]
+        async with subscribed(MQTT_URL, cluster.prefix) as events:
+            async with strict_charger(f"{node.ocpp_url}/CP-BIGC") as cp:
+                await cp.call(
+                    "StatusNotification",
+                    {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+                )
+                written = await _cluster_outbox(database_url)
+            # A drained node (SIGTERM) has published its partitions and marked them.
+            on_mqtt = await events.until(len(written))
+            assert await node.stop() == 0
+        rows = await _cluster_outbox(database_url)
+    assert written
+    assert min(row_id for row_id, _, _ in rows) >= PAST_INT32
+    assert all(delivered for _, _, delivered in rows)
+    assert {e for _, e, _ in written} <= {event["id"] for event in on_mqtt}
+    assert len({event["id"] for event in on_mqtt}) == len(on_mqtt)
