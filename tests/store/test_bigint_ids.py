@@ -14,6 +14,8 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import BigInteger, Connection, Table, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
 from csms.store import outbox, webhooks
@@ -85,6 +87,17 @@ def _sqlite_types(connection: Connection) -> dict[str, tuple[str, int]]:
             if name == "id":
                 found[table] = (str(declared), int(pk))
     return found
+
+
+def test_the_models_declare_integer_on_sqlite_and_bigserial_on_postgresql() -> None:
+    """The DDL the models would give: SQLite's rowid alias (INTEGER PRIMARY KEY, not BIGINT,
+    which would be an ordinary column), PostgreSQL's 64-bit serial."""
+    for table in _big_id_tables():
+        on_sqlite = str(CreateTable(table).compile(dialect=sqlite.dialect()))
+        on_postgresql = str(CreateTable(table).compile(dialect=postgresql.dialect()))
+        assert "\tid INTEGER NOT NULL" in on_sqlite, on_sqlite
+        assert "PRIMARY KEY (id)" in on_sqlite, on_sqlite
+        assert "\tid BIGSERIAL NOT NULL" in on_postgresql, on_postgresql
 
 
 @pytest.mark.postgres
