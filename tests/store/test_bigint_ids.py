@@ -225,6 +225,14 @@ async def test_the_write_paths_work_past_2_to_the_31(
             reserve = EXAMPLES["ReserveNow"][0]
             answer = await api.post("/charge-points/CP-BIG/commands/ReserveNow", json=reserve)
             assert answer.status_code == 200, answer.text
+            # The disconnect's events too are in the outbox before it is read: csms
+            # reports the charger gone once they are committed.
+            gone = asyncio.Event()
+            hooks.app.ocpp.listeners.append(
+                lambda identity, connected: None if connected else gone.set()
+            )
+        async with asyncio.timeout(10_000 * MS):
+            await gone.wait()
         await _outbox_drained(hooks)
         await caught_up(hooks, "all")
         database = hooks.app.database
@@ -234,6 +242,10 @@ async def test_the_write_paths_work_past_2_to_the_31(
         deliveries = await api.get("/webhooks/all/deliveries")
         assert deliveries.status_code == 200, deliveries.text
         listed = [d["id"] for d in deliveries.json()["items"]]
+        # A replay names a logged delivery by its id: past 2^31 too.
+        replay = await api.post("/webhooks/all/replay", json={"deliveryId": max(listed)})
+        assert replay.status_code == 202, replay.text
+        assert replay.json()["events"] == 1
         records = await api.get("/charge-points/CP-BIG/commands")
         assert records.status_code == 200, records.text
         assert [r["commandId"] >= PAST_INT32 for r in records.json()["items"]] == [True]
@@ -258,7 +270,8 @@ async def test_the_write_paths_work_past_2_to_the_31(
     by_event = {row.event_id: row.id for row in rows}
     assert sorted(event["id"] for event in on_mqtt) == sorted(by_event)
     assert {d.verified(secret)["id"] for d in receiver.at("/all")} == set(by_event)
-    assert sorted((d.event_id, d.outbox_id) for d in logged) == sorted(by_event.items())
+    first_sent = sorted((d.event_id, d.outbox_id) for d in logged if not d.replay)
+    assert first_sent == sorted(by_event.items())
     assert listed
     assert min(listed) >= PAST_INT32
     subscription = await database.read(lambda session: webhooks.get_subscription(session, "all"))
