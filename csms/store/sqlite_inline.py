@@ -234,14 +234,19 @@ class InlineReader:
         """
         sql, names = self._sql(statement)
         connection = self._connection()
+        cursor = connection.cursor()
         try:
-            row: tuple[Any, ...] | None = connection.execute(
+            row: tuple[Any, ...] | None = cursor.execute(
                 sql, [params[name] for name in names]
             ).fetchone()
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise InlineBusy(str(exc)) from exc
             raise
+        finally:
+            # Resets the statement, which ends its read transaction: a reader left open
+            # would keep seeing its snapshot, and hold back the WAL's checkpoints.
+            cursor.close()
         return row
 
     def _sql(self, statement: Executable) -> tuple[str, tuple[str, ...]]:

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.store import chargers, registry
 from csms.store.commands import _select_target
 from csms.store.db import Database, create_engine
 from csms.store.sqlite_inline import CHECKPOINT_EVERY, InlineBusy, InlineReader
+from csms.store.tables import ChargePoint, table_of
 from tests.support import writing
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -176,3 +177,23 @@ def test_a_read_that_would_wait_says_so(tmp_path: Path) -> None:
 def test_no_inline_reader_for_a_database_in_memory() -> None:
     """Another connection would see another database."""
     assert InlineReader.for_engine(create_engine("sqlite+aiosqlite:///:memory:")) is None
+
+
+async def test_a_small_read_leaves_no_read_transaction_open(
+    database: Database, tmp_path: Path
+) -> None:
+    """The first row of many read, the statement is done with: no snapshot is kept, so a
+    checkpoint can copy the whole WAL (a reader still open would hold it back)."""
+    reader = InlineReader.for_engine(database.engine)
+    assert reader is not None
+    try:
+        for cp in ("CP-1", "CP-2", "CP-3"):
+            await database.writer.submit_bulk(chargers.registration(charge_point_id=cp, now=NOW))
+        table = table_of(ChargePoint)
+        assert reader.first(select(table.c.id).where(table.c.id != bindparam("cp")), {"cp": ""})
+        other = sqlite3.connect(tmp_path / "csms.db", isolation_level=None)
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        other.close()
+        assert busy == 0
+    finally:
+        reader.close()
