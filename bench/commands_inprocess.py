@@ -1,16 +1,19 @@
 """P4's command path in the application layer alone: no HTTP, no WebSocket, no generator.
 
-    python bench/commands_inprocess.py [--chargers 100] [--commands 1000] [--pace-ms 100]
+    python bench/commands_inprocess.py [--database sqlite|postgresql] [--chargers 100]
+                                       [--commands 1000] [--pace-ms 100] [--repeats 1]
 
 `Commands.check` (the charger's read) and `Commands.send` (the CALL to a charger that
-answers at once, and the command's commit with its event) on SQLite, idle and while 100
+answers at once, and the command's commit with its event), idle and while 100
 chargers run P2's persisted calls (bench/persisted_inprocess.py's `Load`: MeterValues and
 Heartbeats, each charger waiting --pace-ms between calls) through the same writer and loop.
 The charger's read goes either way, alternating command by command in one process:
-`session` reads it in an aiosqlite session (the path before the inline read), `inline`
-through `Database.read_first` (on SQLite, on the loop's thread). Prints, per way, the
-latency p50/p99 of the read and of the whole command, and the CPU per read measured idle
-(this process, aiosqlite's threads included). Asserts nothing.
+`session` reads it in a session (the path before the inline read), `inline` through
+`Database.read_first` (on SQLite on the loop's thread; on PostgreSQL in a session too).
+A fresh SQLite file or PostgreSQL database (bench/sessions_inprocess.py's `fresh_url`).
+Prints, per way, the latency p50/p99 of the read and of the whole command, and the CPU
+per read measured idle (this process, aiosqlite's threads included; not PostgreSQL's
+backends). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -112,8 +115,8 @@ def _line(label: str, runs: dict[str, dict[str, list[float]]], cpu: dict[str, fl
         )
 
 
-async def run_once(chargers: int, count: int, pace: float) -> None:
-    async with fresh_url("sqlite") as url:
+async def run_once(kind: str, chargers: int, count: int, pace: float) -> None:
+    async with fresh_url(kind) as url:
         database = Database(url)
         await database.migrate()
         clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
@@ -168,6 +171,7 @@ async def run_once(chargers: int, count: int, pace: float) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--chargers", type=int, default=100)
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--pace-ms", type=float, default=100)
@@ -176,7 +180,7 @@ async def main() -> None:
     configure_logging(level="warning", fmt="json")
     sys.setswitchinterval(0.0005)  # as `csms serve` (csms/app.py)
     for _ in range(args.repeats):
-        await run_once(args.chargers, args.commands, args.pace_ms / 1000)
+        await run_once(args.database, args.chargers, args.commands, args.pace_ms / 1000)
 
 
 if __name__ == "__main__":
