@@ -11,7 +11,8 @@ The charger's read goes either way, alternating command by command in one proces
 `session` reads it in a session (the path before the inline read), `inline` through
 `Database.read_first` (on SQLite on the loop's thread; on PostgreSQL in a session too).
 A fresh SQLite file or PostgreSQL database (bench/sessions_inprocess.py's `fresh_url`).
-Prints, per way, the latency p50/p99 of the read and of the whole command, and the CPU
+Prints, per way, the latency p50/p99 of the read, of the record (from the charger's answer
+to the commit) and of the whole command, and the CPU
 per read measured idle (this process, aiosqlite's threads included; not PostgreSQL's
 backends). Asserts nothing.
 """
@@ -46,9 +47,11 @@ class Answering:
     """A charger that answers every CALL at the loop's next turn."""
 
     calls_queued = 0
+    answered = 0.0  # when the last CALL was answered (perf_counter)
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0)
+        self.answered = time.perf_counter()
         return {"configurationKey": []}
 
 
@@ -76,7 +79,7 @@ async def _commands(
 ) -> dict[str, dict[str, list[float]]]:
     clock = time.perf_counter
     out: dict[str, dict[str, list[float]]] = {
-        way: {"read": [], "command": []} for way in ("session", "inline")
+        way: {"read": [], "record": [], "command": []} for way in ("session", "inline")
     }
     for n in range(count):
         way = "session" if n % 2 == 0 else "inline"
@@ -86,8 +89,11 @@ async def _commands(
         link = await commands.check(cp, "GetConfiguration", {})
         read = clock()
         await commands.send(link, cp, "GetConfiguration", {}, requested_by="bench")
+        done = clock()
+        assert isinstance(link, Answering)
         out[way]["read"].append(read - began)
-        out[way]["command"].append(clock() - began)
+        out[way]["record"].append(done - link.answered)
+        out[way]["command"].append(done - began)
         await asyncio.sleep(interval)
     return out
 
@@ -107,12 +113,11 @@ async def _cpu_per_read(commands: Commands, names: list[str], reads: int) -> dic
 
 def _line(label: str, runs: dict[str, dict[str, list[float]]], cpu: dict[str, float]) -> None:
     for way, seg in runs.items():
-        print(
-            f"{label:6} {way:8} read p50 {_pct(seg['read'], 0.5):7.2f} p99 "
-            f"{_pct(seg['read'], 0.99):7.2f} ms | command p50 {_pct(seg['command'], 0.5):7.2f}"
-            f" p99 {_pct(seg['command'], 0.99):7.2f} ms | idle CPU/read {cpu[way]:6.0f} µs",
-            flush=True,
+        parts = " | ".join(
+            f"{name} p50 {_pct(seg[name], 0.5):6.2f} p99 {_pct(seg[name], 0.99):7.2f} ms"
+            for name in ("read", "record", "command")
         )
+        print(f"{label:6} {way:8} {parts} | idle CPU/read {cpu[way]:4.0f} µs", flush=True)
 
 
 async def run_once(kind: str, chargers: int, count: int, pace: float) -> None:
