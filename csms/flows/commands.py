@@ -51,7 +51,13 @@ from csms.events import build
 from csms.flows.reservations import reservation_events
 from csms.metrics import Metrics, monotonic
 from csms.store import circuits, outbox
-from csms.store.commands import CommandRecord, CommandTarget, command_target, record_command
+from csms.store.commands import (
+    CommandRecord,
+    CommandTarget,
+    command_target,
+    read_command_target,
+    record_command,
+)
 from csms.store.db import Database
 
 log = structlog.get_logger("csms.commands")
@@ -184,7 +190,10 @@ class Commands:
             UnknownChargePoint, InvalidCommand, ChargerNotConnected, CommandQueueFull.
             StoreError: the charge point could not be read.
         """
-        known = await self._database.read(self._lookup(charge_point_id))
+        if self.remote is None:
+            known = Lookup(await read_command_target(self._database, charge_point_id))
+        else:
+            known = await self._database.read(self._lookup(charge_point_id))
         row = known.row
         if row is None:
             raise UnknownChargePoint(f"charge point {charge_point_id} not found")

@@ -31,6 +31,7 @@ from csms.core.commands import (
     ReservationCanceled,
     ReservationRefused,
 )
+from csms.store.db import Database
 from csms.store.tables import (
     ChargePoint,
     ChargingProfile,
@@ -72,6 +73,14 @@ async def command_target(session: AsyncSession, charge_point_id: str) -> Command
     """The charger as a command's checks read it, or None if unknown: two columns in one
     cached statement, no ORM object (`Commands.check` runs on the chargers' loop)."""
     found = (await session.execute(_select_target(), {"cp": charge_point_id})).first()
+    return None if found is None else CommandTarget(str(found[0]), int(found[1]))
+
+
+async def read_command_target(database: Database, charge_point_id: str) -> CommandTarget | None:
+    """`command_target` read on its own: on SQLite on the calling thread, without
+    aiosqlite's thread round trips (`Database.read_first`; both columns are text and
+    integer, as `InlineReader` needs)."""
+    found = await database.read_first(_select_target(), {"cp": charge_point_id})
     return None if found is None else CommandTarget(str(found[0]), int(found[1]))
 
 

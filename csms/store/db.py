@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from csms.errors import StoreError
 from csms.metrics import Metrics, monotonic
-from csms.store.sqlite_inline import inline_engine
+from csms.store.sqlite_inline import InlineBusy, InlineReader, inline_engine
 from csms.store.tables import UTCDateTime
 
 T = TypeVar("T")
@@ -565,6 +566,8 @@ class Database:
         )
         # Created on first use (`reading(pinged=False)`).
         self._unpinged_engine: AsyncEngine | None = None
+        # SQLite: small reads on the calling thread (`read_first`).
+        self._inline = InlineReader.for_engine(self.engine) if _is_sqlite(url) else None
         self._unpinged: async_sessionmaker[AsyncSession] | None = None
 
     @contextlib.asynccontextmanager
@@ -610,10 +613,34 @@ class Database:
             log.warning("read_failed", error=repr(exc))
             raise StoreError(f"database read failed: {type(exc).__name__}") from exc
 
+    async def read_first(
+        self, statement: Executable, params: dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a small read by key, or None. On SQLite it runs on the calling
+        thread, no aiosqlite thread hop (`InlineReader`: text and integer columns only),
+        unless SQLite would have to wait; elsewhere in a session, as `read`.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        if self._inline is not None:
+            try:
+                return self._inline.first(statement, params)
+            except InlineBusy:
+                pass
+            except sqlite3.Error as exc:
+                log.warning("read_failed", error=repr(exc))
+                raise StoreError(f"database read failed: {type(exc).__name__}") from exc
+        async with self.reading() as session:
+            row = (await session.execute(statement, params)).first()
+        return None if row is None else tuple(row)
+
     async def migrate(self) -> None:
         await migrate(self.engine)
 
     async def dispose(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         await self.engine.dispose()
         if self._unpinged_engine is not None:
             await self._unpinged_engine.dispose()

@@ -18,7 +18,8 @@ aiosqlite's thread, so the event loop never blocks on a lock or a disk flush:
   COMMIT, in WAL mode with synchronous=NORMAL, appends to the WAL without a sync.
 Between BEGIN and COMMIT this connection holds SQLite's write lock: no statement can wait
 for a lock (in WAL mode readers never block the writer, https://sqlite.org/wal.html §2.2).
-Reads elsewhere keep aiosqlite's thread: an API page may take longer than a write.
+Reads elsewhere keep aiosqlite's thread: an API page may take longer than a write. Only
+small reads by key on the commands' path run here too (`InlineReader`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import aiosqlite
 import structlog
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Executable, event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 log = structlog.get_logger("csms.store")
 
@@ -41,6 +46,8 @@ _WAITS = ("BEGIN",)
 # Commits between two WAL checkpoints. SQLite's own default is every 1,000 pages (~4 MB); a
 # batch of the writer adds a few to a few dozen pages.
 CHECKPOINT_EVERY = 100
+# The dialect `InlineReader` compiles for: qmark parameters, as sqlite3 takes them.
+_SQLITE = SQLiteDialect_aiosqlite()
 
 
 class InlineConnection(aiosqlite.Connection):
@@ -177,3 +184,101 @@ def _begin_immediate(connection: Connection) -> None:
     # The write lock taken at BEGIN (InlineConnection._begin): later statements cannot meet
     # SQLITE_BUSY, so none of them waits.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class InlineBusy(Exception):
+    """SQLite could not start the read without waiting: read it on aiosqlite's thread."""
+
+
+class InlineReader:
+    """Small reads on the calling thread: one statement, no aiosqlite thread round trip.
+
+    A read through aiosqlite is half a dozen hops to its thread and back (connect, cursor,
+    execute, fetch, close, rollback), each waiting for a turn of the event loop, which
+    under load also runs the writer's batches: a lookup by primary key took 61-146 ms at
+    p99 that way (bench/analysis.md, "P4, commands"), against about 10 µs for SQLite to run
+    it. In WAL mode a reader takes no lock that a writer waits for, and waits for none
+    (https://sqlite.org/wal.html §2.2, "Concurrency"): it reads the last commit as of its
+    statement's start, so it can run here, on the event loop's thread, as the writer's
+    statements do. Its connection is read-only (`PRAGMA query_only`), in autocommit (each
+    statement its own read transaction), one per thread. The rare case where even a WAL
+    reader would have to wait (another connection recovering the WAL index) raises
+    `InlineBusy` at once (busy timeout 0); the caller then reads the usual way.
+
+    Only for reads by key of a row or a few: the rows come back as SQLite stores them (no
+    SQLAlchemy result processing), so the columns read must be text or integers.
+    """
+
+    def __init__(self, database: str, *, uri: bool) -> None:
+        self._database = database
+        self._uri = uri
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._compiled: dict[int, tuple[Executable, str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> InlineReader | None:
+        """A reader of the engine's SQLite file, or None when it is no file (in memory)."""
+        args, options = engine.dialect.create_connect_args(engine.url)
+        database = str(args[0]) if args else ""
+        if database in ("", ":memory:") or "mode=memory" in database:
+            return None
+        return cls(database, uri=bool(options.get("uri", False)))
+
+    def first(self, statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The statement's first row (its values as SQLite stores them), or None.
+
+        Raises:
+            InlineBusy: SQLite would have had to wait.
+            sqlite3.Error: any other failure.
+        """
+        sql, names = self._sql(statement)
+        connection = self._connection()
+        cursor = connection.cursor()
+        try:
+            row: tuple[Any, ...] | None = cursor.execute(
+                sql, [params[name] for name in names]
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise InlineBusy(str(exc)) from exc
+            raise
+        finally:
+            # Resets the statement, which ends its read transaction: a reader left open
+            # would keep seeing its snapshot, and hold back the WAL's checkpoints.
+            cursor.close()
+        return row
+
+    def _sql(self, statement: Executable) -> tuple[str, tuple[str, ...]]:
+        # Statements are cached objects (`functools.cache`): compiled once each. The
+        # statement is kept with its SQL so that its id is not reused by another.
+        known = self._compiled.get(id(statement))
+        if known is None or known[0] is not statement:
+            assert isinstance(statement, ClauseElement)
+            compiled = statement.compile(dialect=_SQLITE)
+            assert isinstance(compiled, SQLCompiler)
+            assert compiled.positiontup is not None
+            known = (statement, compiled.string, tuple(compiled.positiontup))
+            self._compiled[id(statement)] = known
+        return known[1], known[2]
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self._database,
+                uri=self._uri,
+                isolation_level=None,
+                check_same_thread=False,  # closed by `close`, from whichever thread
+                timeout=0,
+            )
+            connection.execute("PRAGMA query_only = 1")
+            self._local.connection = connection
+            self._opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in self._opened:
+            connection.close()
+        self._opened.clear()
+        self._local = threading.local()

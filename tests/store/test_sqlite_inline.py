@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.store import registry
-from csms.store.db import Database
-from csms.store.sqlite_inline import CHECKPOINT_EVERY
+from csms.store import chargers, registry
+from csms.store.commands import _select_target
+from csms.store.db import Database, create_engine
+from csms.store.sqlite_inline import CHECKPOINT_EVERY, InlineBusy, InlineReader
+from csms.store.tables import ChargePoint, table_of
 from tests.support import writing
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -118,3 +120,80 @@ async def test_commits_on_the_loop_thread_checkpoints_off_it(database: Database)
     assert len(commits) >= CHECKPOINT_EVERY
     off_loop = [thread for thread in commits if thread != this_thread]
     assert 1 <= len(off_loop) <= len(checkpoints)
+
+
+def _target_of(reader: InlineReader, charge_point_id: str) -> tuple[object, ...] | None:
+    return reader.first(_select_target(), {"cp": charge_point_id})
+
+
+async def test_a_small_read_runs_on_the_calling_thread_without_waiting(
+    database: Database, tmp_path: Path
+) -> None:
+    """`InlineReader` is synchronous (no aiosqlite thread hop); in WAL mode it reads the
+    last commit, and does not wait while another connection holds the write lock."""
+    reader = InlineReader.for_engine(database.engine)
+    assert reader is not None
+    try:
+        await database.writer.submit_bulk(chargers.registration(charge_point_id="CP-1", now=NOW))
+        assert _target_of(reader, "CP-1") is not None
+        assert _target_of(reader, "CP-NONE") is None
+        other = sqlite3.connect(tmp_path / "csms.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE charge_points SET security_profile = 3 WHERE id = 'CP-1'")
+        # Not waiting for the lock, and not seeing what is not committed.
+        found = _target_of(reader, "CP-1")
+        assert found is not None
+        assert found[1] == 0
+        other.execute("COMMIT")
+        other.close()
+        found = _target_of(reader, "CP-1")
+        assert found is not None
+        assert found[1] == 3
+    finally:
+        reader.close()
+
+
+def test_a_read_that_would_wait_says_so(tmp_path: Path) -> None:
+    """Where even a WAL reader would wait (another connection holds the database in
+    exclusive locking mode), `InlineReader` raises `InlineBusy` at once, and the caller
+    reads the usual way (`Database.read_first`)."""
+    path = tmp_path / "locked.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    reader = InlineReader(str(path), uri=False)
+    try:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("PRAGMA locking_mode = EXCLUSIVE")
+        other.execute(
+            "CREATE TABLE charge_points (id TEXT, registration_status TEXT, "
+            "security_profile INTEGER)"
+        )
+        with pytest.raises(InlineBusy):
+            _target_of(reader, "CP-1")
+    finally:
+        other.close()
+        reader.close()
+
+
+def test_no_inline_reader_for_a_database_in_memory() -> None:
+    """Another connection would see another database."""
+    assert InlineReader.for_engine(create_engine("sqlite+aiosqlite:///:memory:")) is None
+
+
+async def test_a_small_read_leaves_no_read_transaction_open(
+    database: Database, tmp_path: Path
+) -> None:
+    """The first row of many read, the statement is done with: no snapshot is kept, so a
+    checkpoint can copy the whole WAL (a reader still open would hold it back)."""
+    reader = InlineReader.for_engine(database.engine)
+    assert reader is not None
+    try:
+        for cp in ("CP-1", "CP-2", "CP-3"):
+            await database.writer.submit_bulk(chargers.registration(charge_point_id=cp, now=NOW))
+        table = table_of(ChargePoint)
+        assert reader.first(select(table.c.id).where(table.c.id != bindparam("cp")), {"cp": ""})
+        other = sqlite3.connect(tmp_path / "csms.db", isolation_level=None)
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        other.close()
+        assert busy == 0
+    finally:
+        reader.close()
