@@ -610,10 +610,12 @@ def settle_collector() -> None:
     state, caches) out of the collector's sight, and young collections rarer.
 
     A full collection walks every object it tracks, on the event loop's thread: under P2's
-    load (bench/persisted_inprocess.py) there was one every half second, 110-230 ms each
-    with start-up's 130k objects in the oldest generation, every charger waiting. Frozen
-    objects are still freed when their last reference goes; only cycles among them stay
-    (start-up's, which live as long as the process). https://docs.python.org/3/library/gc.html#gc.freeze
+    load (bench/persisted_inprocess.py) there was one every half second, 44-73 ms each with
+    what start-up made after the imports (`csms.__main__` freezes those) in the oldest
+    generation, every charger waiting. Frozen objects are still freed when their last
+    reference goes; a cycle among them that becomes garbage later is never collected, and
+    start-up's objects live as long as the process.
+    https://docs.python.org/3/library/gc.html#gc.freeze
     """
     gc.collect()
     gc.freeze()
