@@ -229,6 +229,11 @@ P2_STEPS = [
     "71/79/103/115/151/171 ms), CPU unchanged (csms 85-101 -> 79-106 µs); the batches "
     "did not get shorter and the mark, on a pinged pool connection, got longer (p50 "
     "7-10 -> 14 ms) |",
+    "| SQLite: a WAL checkpoint every 500 writer commits instead of 100 (the commit after "
+    "a checkpoint waits on aiosqlite's thread, 7-19 ms p50, and holds every charger of one "
+    "cycle in 100: the p99's share; 2026-12-07, late; not kept) | no gain: in-process, 4 "
+    "interleaved pairs, load 4-5: p99 69/65/61/56 -> 60/78/73/71 ms, csms CPU per call "
+    "133-146 -> 129-167 µs |",
     "",
     "The whole branch against the code before it, `csms serve` under P2's load (100",
     "connections, 8 s; interleaved pairs, load 6-12, csms and its backends had 18-82 % of",
