@@ -208,6 +208,32 @@ P2_STEPS = [
     "pairs, about 1.5 % of csms plus database) and would need prune to change; dropping "
     "both indexes with fillfactor 60 made 80 % of the marks HOT but left the pending "
     "read without an index (database 88 -> 116 µs) |",
+    "| `csms serve`, once ready, freezes the objects start-up made out of the garbage "
+    "collector's sight and raises its youngest generation's threshold from 700 to 10,000 "
+    "(`csms.app.settle_collector`; only the imports were frozen before): a full "
+    "collection ran every half second under P2's load, walking the application's "
+    "objects on the event loop's thread (2026-12-07, late) | in-process, 3 interleaved "
+    "pairs each, load 5-10: SQLite collector pauses 5.9-7.6 % of the wall time, longest "
+    "44-61 ms -> 0.1-1.1 %, 3-14 ms; csms CPU per call median 128 -> 117 µs; p99 "
+    "72/83/104 -> 69/52/74 ms. PostgreSQL pauses 3.2-4.7 %, longest 62-73 ms -> none in "
+    "the window; csms CPU per call median 116 -> 102 µs (database 85-115 -> 89-112 µs); "
+    "p99 118/187/164 -> 113/134/129 ms. `csms serve` under P2's load (100 connections, 6 s, "
+    "6 interleaved pairs each against the code before, csms at 25-61 % of core 0 beside "
+    "other runs): csms CPU per call SQLite median 212 -> 198 µs (5 pairs of 6 lower), "
+    "p99 median 303 -> 174 ms; PostgreSQL 309 -> 279 µs (5 of 6 lower), p99 within the "
+    "noise (median 181 -> 219 ms, two runs past 1 s). Nothing lost |",
+    "| PostgreSQL: the relay's delivered-mark in a transaction of its own beside the "
+    "writer's batches instead of in one (it rode in one batch in four, 7-10 ms p50 of "
+    "it; 2026-12-07, late; reverted) | no gain: in-process, 6 interleaved pairs, load "
+    "6-7: p50 median 35 -> 30 ms, p99 mixed (77/95/99/103/142/148 -> "
+    "71/79/103/115/151/171 ms), CPU unchanged (csms 85-101 -> 79-106 µs); the batches "
+    "did not get shorter and the mark, on a pinged pool connection, got longer (p50 "
+    "7-10 -> 14 ms) |",
+    "| SQLite: a WAL checkpoint every 500 writer commits instead of 100 (the commit after "
+    "a checkpoint waits on aiosqlite's thread, 7-19 ms p50, and holds every charger of one "
+    "cycle in 100: the p99's share; 2026-12-07, late; not kept) | no gain: in-process, 4 "
+    "interleaved pairs, load 4-5: p99 69/65/61/56 -> 60/78/73/71 ms, csms CPU per call "
+    "133-146 -> 129-167 µs |",
     "",
     "The whole branch against the code before it, `csms serve` under P2's load (100",
     "connections, 8 s; interleaved pairs, load 6-12, csms and its backends had 18-82 % of",
@@ -220,9 +246,11 @@ P2_STEPS = [
     "",
     "Not done yet: COPY for the samples (their transaction link is decided in SQL, so a",
     "COPY would go to a temporary table and an INSERT ... SELECT from it); committing batch",
-    "N+1 while N commits; the relay in a process of its own; the outbox's delivered-mark,",
-    "an UPDATE that writes a new version of every event row (its JSON included) and of",
-    "its index entries (bench/analysis.md, P2, 2026-12-07 evening).",
+    "N+1 while N commits (at 100 connections every batch holds all 100 chargers, so it has",
+    "nothing to overlap there: bench/analysis.md, P2's p99); the relay in a process of its",
+    "own; the outbox's delivered-mark, an UPDATE that writes a new version of every event",
+    "row (its JSON included) and of its index entries (bench/analysis.md, P2, 2026-12-07",
+    "evening; in-process it does not set P2's p99 yet: bench/analysis.md, P2's p99).",
 ]
 
 PROFILE_INTRO = [

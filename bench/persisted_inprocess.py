@@ -12,7 +12,9 @@ events to Mosquitto (127.0.0.1:1883) and marks them delivered, as in `csms serve
 Prints per repeat: CPU microseconds per call of this process and, on PostgreSQL, of the
 database's backends (both pinned nowhere: CPU time, steadier than wall time on a shared
 machine), calls/s (wall), the latency p50/p99 of a call from submit to commit, and the
-rows and events counted against the calls made once the relay has drained (`lost`).
+rows and events counted against the calls made once the relay has drained (`lost`), and
+the garbage collector's pauses (their share of the wall time, the longest). The collector
+is set as `csms serve` sets it (`--collector default`: as before csms.app.settle_collector).
 A fresh SQLite file, or a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres,
 trust), per repeat. Asserts nothing.
 """
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -31,6 +35,7 @@ from pathlib import Path
 from sessions_inprocess import fresh_url
 from sqlalchemy import text
 
+from csms.app import GIL_SWITCH_INTERVAL, settle_collector
 from csms.core.charger import BootInfo
 from csms.events.mqtt import Publisher
 from csms.events.relay import Relay
@@ -114,6 +119,21 @@ class Load:
             self.latencies.append(clock() - began)
 
 
+class Pauses:
+    """The garbage collector's pauses (gc.callbacks), wall time on the event loop's thread."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+        self.counting = False
+
+    def __call__(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.counting:
+            self.pauses.append(time.perf_counter() - self._started)
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -138,7 +158,9 @@ async def _count(database: Database, sql: str) -> int:
         return int((await connection.execute(text(sql))).scalar_one())
 
 
-async def run_once(kind: str, chargers: int, calls: int) -> dict[str, float]:
+async def run_once(
+    kind: str, chargers: int, calls: int, collector: str = "serve"
+) -> dict[str, float]:
     async with fresh_url(kind) as url:
         database = Database(url)
         await database.migrate()
@@ -159,6 +181,12 @@ async def run_once(kind: str, chargers: int, calls: int) -> dict[str, float]:
         writer = asyncio.create_task(database.writer.run())
         relaying = asyncio.create_task(relay.run())
         load = Load(sessions, charger_flows)
+        if collector == "serve":
+            # As `csms serve` once started (csms.app.serve).
+            settle_collector()
+        # As `csms serve` (csms.app, Csms.run): the loop's thread gets the interpreter lock
+        # back from aiosqlite's and the checkpoint's threads within 0.5 ms, not 5.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         try:
             names = [f"CP-{n:04d}" for n in range(chargers)]
             opened = await asyncio.gather(*(load.prepare(cp) for cp in names))
@@ -175,6 +203,9 @@ async def run_once(kind: str, chargers: int, calls: int) -> dict[str, float]:
                 "('meter.values', 'session.updated')",
             )
             backends = await _backend_pids(database)
+            pauses = Pauses()
+            gc.callbacks.append(pauses)
+            pauses.counting = True
             cpu, wall = time.process_time(), time.perf_counter()
             db_cpu = sum(_cpu_seconds(p) for p in backends)
             await asyncio.gather(
@@ -182,6 +213,8 @@ async def run_once(kind: str, chargers: int, calls: int) -> dict[str, float]:
             )
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             db_cpu = sum(_cpu_seconds(p) for p in backends) - db_cpu
+            pauses.counting = False
+            gc.callbacks.remove(pauses)
             await relay.flush(within=30)
         finally:
             relaying.cancel()
@@ -209,6 +242,8 @@ async def run_once(kind: str, chargers: int, calls: int) -> dict[str, float]:
         "calls_per_s": total / wall,
         "p50_ms": 1000 * lat[len(lat) // 2],
         "p99_ms": 1000 * lat[int(len(lat) * 0.99)],
+        "gc_share": sum(pauses.pauses) / wall,
+        "gc_max_ms": 1000 * max(pauses.pauses, default=0.0),
         "lost": max(0, 4 * load.meter_values - rows)
         + max(0, 2 * load.meter_values - events)
         + undelivered,
@@ -221,16 +256,24 @@ async def main() -> None:
     parser.add_argument("--chargers", type=int, default=100)
     parser.add_argument("--calls", type=int, default=200, help="calls per charger, measured")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--collector",
+        choices=("serve", "default"),
+        default="serve",
+        help="serve: the garbage collector as `csms serve` sets it once started "
+        "(csms.app.settle_collector); default: only the import-time freeze",
+    )
     args = parser.parse_args()
     configure_logging(level="warning", fmt="json")
     results = []
     for n in range(args.repeats):
-        r = await run_once(args.database, args.chargers, args.calls)
+        r = await run_once(args.database, args.chargers, args.calls, args.collector)
         results.append(r)
         print(
             f"run {n + 1}: {r['us_per_call']:.0f} µs CPU per call (+ {r['db_us_per_call']:.0f} "
             f"database), {r['calls_per_s']:.0f} calls/s (wall), p50 {r['p50_ms']:.1f} ms, "
-            f"p99 {r['p99_ms']:.1f} ms, lost {r['lost']:.0f}",
+            f"p99 {r['p99_ms']:.1f} ms, lost {r['lost']:.0f}; collector pauses "
+            f"{100 * r['gc_share']:.1f} % of the time, longest {r['gc_max_ms']:.1f} ms",
             flush=True,
         )
     cpu = statistics.median(r["us_per_call"] + r["db_us_per_call"] for r in results)
@@ -241,6 +284,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # As `csms serve` starts (csms.__main__): what the imports made, frozen.
+    gc.freeze()
     try:
         import uvloop
     except ImportError:
