@@ -162,6 +162,14 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
     # The modules (SQLAlchemy, pydantic models, schemas) are some 150k long-lived objects;
     # out of the collector's sight, full collections stop pausing every connection.
     gc.freeze()
+    # A full collection is tried after every 10th young one (CPython's default), and runs
+    # when what survived since the last grew the old generation by 25 %. Chargers that
+    # connect at once grow it that way for as long as they keep coming: in a boot storm of
+    # 10,000 (each some 70 tracked objects), 8-9 full passes of up to 0.4 s were 2.6 of
+    # csms's 5.4 CPU seconds. Tried after every 100th instead: 1 pass, 0.9 s of GC in all
+    # (bench/analysis.md, "The picows storm"). Young collections are unchanged.
+    threshold0, threshold1, _ = gc.get_threshold()
+    gc.set_threshold(threshold0, threshold1, 100)
     try:
         # Typed when the `speed` extra is installed, unknown to mypy when it is not.
         import uvloop  # type: ignore[import-not-found,unused-ignore]

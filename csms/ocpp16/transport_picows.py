@@ -48,6 +48,8 @@ ServeHook = Callable[[OcppSocket, A], Awaitable[None]]
 
 # picows reads at most this much of an upgrade request (its _http_max_size).
 _MAX_REQUEST = 16 * 1024
+# What an `Upgrading` reads with once it has handed its connection over.
+_SPENT = StreamReader()
 # One logger adapter for every connection: given a plain Logger, picows would create a
 # child logger per connection and never free it.
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.csms"), {})
@@ -177,8 +179,10 @@ class Upgrading(asyncio.Protocol, Generic[A]):
 
     def data_received(self, data: bytes) -> None:
         self._data += data
+        if self._parser is None:
+            return  # read already: what follows is the WebSocket's, picows gets it
         self._reader.feed_data(data)
-        if self._transport is not None and self._parser is not None:
+        if self._transport is not None:
             self._parse()
 
     def eof_received(self) -> bool | None:
@@ -261,6 +265,10 @@ class Upgrading(asyncio.Protocol, Generic[A]):
         # picows reads the request again from these bytes, checks the upgrade headers
         # (400 when they are wrong) and answers 101.
         _feed(protocol, bytes(self._data))
+        # uvloop's transport keeps this protocol's `data_received` (it is not a buffered
+        # protocol) for the connection's life: let go of what the upgrade no longer needs.
+        self._data = bytearray()
+        self._reader = _SPENT
         transport.resume_reading()
 
 
