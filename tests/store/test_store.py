@@ -358,3 +358,71 @@ async def test_a_batch_of_events_goes_in_as_driver_sql(database: Database) -> No
     async with database.sessions() as session:
         stored = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars()
         assert [(e.data["n"], e.relay_state) for e in stored] == [(0, 0), (1, 0), (2, 0)]
+
+
+async def _flag_scenario(database: Database, cp: str, *, together: bool) -> list[Any]:
+    """Three transactions of `cp` with samples at minutes 1-6 (those of minute 5 flagged
+    already, as after an earlier stop csms decided), stopped at minutes 2, 4 and 6 and
+    flagged together or one by one; the samples' (transaction, minute, after_stop)."""
+
+    async def setup(session: AsyncSession) -> list[int]:
+        rows = [
+            Transaction(charge_point_id=cp, connector_id=n, start_timestamp=at_minute(0))
+            for n in (1, 2, 3)
+        ]
+        session.add_all(rows)
+        await session.flush()
+        for row in rows:
+            for minute in range(1, 7):
+                session.add(
+                    MeterValue(
+                        charge_point_id=cp,
+                        connector_id=row.connector_id,
+                        transaction_id=row.id,
+                        timestamp=at_minute(minute),
+                        value=str(minute),
+                        measurand="Energy.Active.Import.Register",
+                        unit="Wh",
+                        context="Sample.Periodic",
+                        location="Outlet",
+                        phase="",
+                        format="Raw",
+                        received_at=NOW,
+                        value_digest=str(minute),
+                        after_stop=minute == 5,
+                    )
+                )
+        return [row.id for row in rows if row.id is not None]
+
+    ids = await database.writer.submit(setup)
+    stops = [(tid, at_minute(minute)) for tid, minute in zip(ids, (2, 4, 6), strict=True)]
+
+    async def flag(session: AsyncSession) -> None:
+        if together:
+            await samples.flag_after_stops(session, stops)
+        else:
+            for tid, at in stops:
+                await samples.flag_after_stop(session, transaction_id=tid, stopped_at=at)
+
+    await database.writer.submit(flag)
+    async with database.sessions() as session:
+        stored = await session.execute(
+            select(MeterValue.transaction_id, MeterValue.timestamp, MeterValue.after_stop)
+            .where(MeterValue.charge_point_id == cp)
+            .order_by(MeterValue.transaction_id, MeterValue.timestamp)
+        )
+        return [(ids.index(tid), at.minute, after) for tid, at, after in stored]
+
+
+async def test_stops_flagged_together_flag_what_each_flags_alone(database: Database) -> None:
+    """`flag_after_stops` (on PostgreSQL one UPDATE ... FROM unnest for all the stops) flags
+    the samples `flag_after_stop` flags stop by stop: after its stop flagged, at or before
+    it not (a flag set by an earlier stop removed)."""
+    together = await _flag_scenario(database, "CP-FLAG-TOGETHER", together=True)
+    apart = await _flag_scenario(database, "CP-FLAG-APART", together=False)
+    assert together == apart
+    assert [after for _, _, after in together] == [
+        *(False, False, True, True, True, True),
+        *(False, False, False, False, True, True),
+        *(False, False, False, False, False, False),
+    ]
