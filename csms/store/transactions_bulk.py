@@ -17,11 +17,13 @@ from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     Executable,
     Integer,
     Select,
     String,
+    Text,
     bindparam,
     cast,
     literal,
@@ -29,19 +31,22 @@ from sqlalchemy import (
     select,
     text,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import SQLModel, col
 
 from csms.core.authorize import IdTagInfo
 from csms.core.charging import ReservationStatus
 from csms.core.meter import Sample
 from csms.core.session import SESSION_MEASURANDS
-from csms.core.transactions import StartKey, StopRequest, TransactionFlag
+from csms.core.transactions import CdrStep, StartKey, StopRequest, TransactionFlag, cdr_step
 from csms.store.commands import use_reservation
+from csms.store.db import unnest_rows
 from csms.store.tables import (
     OPEN_FOR_THE_CHARGER,
     ChargePoint,
@@ -53,7 +58,12 @@ from csms.store.tables import (
     Transaction,
     table_of,
 )
-from csms.store.transactions import StartOutcome, end_open_transactions, stop_values
+from csms.store.transactions import (
+    StartOutcome,
+    cdr_marks,
+    end_open_transactions,
+    stop_values,
+)
 
 _Row = TypeVar("_Row", bound=SQLModel)
 
@@ -316,13 +326,98 @@ def _select_locked() -> Select[Transaction]:
     )
 
 
-def record_stop(row: Transaction, *, request: StopRequest, now: datetime) -> None:
-    """The charger's Stop on its open, locked row in the session (flushed with the others of
-    the group: one executemany). The lock is the guard `transactions._stop_known`'s
-    conditional UPDATE is: of two Stops, the second finds `charger_stopped` set."""
+@dataclass(frozen=True)
+class StopWrite:
+    """What a charger's Stop writes on its open, locked row (`stop_values`, with the CDR
+    marks `mark_cdrs` notes for `step`), and the CDR step it leaves the transaction at."""
+
+    row: Transaction
+    values: dict[str, Any]
+    step: CdrStep
+
+
+# The columns a StopWrite sets, whatever the Stop: `stop_values`, whose flags and
+# `updated_at` the CDR marks may set again.
+_STOP_COLUMNS = (
+    "meter_stop",
+    "stop_timestamp",
+    "stop_reason",
+    "stop_id_tag",
+    "charger_stopped",
+    "flags",
+    "updated_at",
+)
+
+
+def stop_write(row: Transaction, *, request: StopRequest, now: datetime) -> StopWrite:
+    """The charger's Stop on its open, locked row, as `write_stops` writes it. The lock is
+    the guard `transactions._stop_known`'s conditional UPDATE is: of two Stops, the second
+    finds `charger_stopped` set. The CDR step is decided from the row as the Stop leaves
+    it; a charger's own Stop never carries an estimate to keep (`end_events`)."""
     assert not row.charger_stopped
-    for name, value in stop_values(row, request=request, now=now).items():
-        setattr(row, name, value)
+    values = stop_values(row, request=request, now=now)
+    step = cdr_step(
+        started_at=row.start_timestamp,
+        stopped_at=values["stop_timestamp"],
+        charger_stopped=values["charger_stopped"],
+        flags=values["flags"],
+    )
+    values |= cdr_marks(values["flags"], step=step, estimated_cdr=None, now=now)
+    return StopWrite(row=row, values=values, step=step)
+
+
+async def write_stops(session: AsyncSession, writes: Sequence[StopWrite]) -> None:
+    """Write a group's Stops (`stop_write`): on PostgreSQL one UPDATE ... FROM unnest for
+    all of them, elsewhere one executemany; then each row in the session takes its values
+    as stored (not as changes left for a flush).
+
+    The ORM's flush of the changed rows was an executemany too: on PostgreSQL a Bind and
+    Execute per row on the server and SQLAlchemy's unit of work and bind processing per
+    row in csms."""
+    if not writes:
+        return
+    assert all(tuple(w.values) == _STOP_COLUMNS for w in writes)
+    connection = await session.connection()
+    if len(writes) > 1 and connection.dialect.name == "postgresql":
+        arrays = {f"a_{name}": [w.values[name] for w in writes] for name in _STOP_COLUMNS}
+        # A JSON array's items as their text: SQLAlchemy's ARRAY would take a list item as
+        # a dimension of the array. orjson writes what the engine's serializer writes.
+        arrays["a_flags"] = [orjson.dumps(flags).decode() for flags in arrays["a_flags"]]
+        await connection.execute(_update_stops(), {"a_tid": [w.row.id for w in writes], **arrays})
+    else:
+        rows = [
+            {"tid": w.row.id, **{f"p_{name}": w.values[name] for name in _STOP_COLUMNS}}
+            for w in writes
+        ]
+        await connection.execute(_update_stop(), rows)
+    for w in writes:
+        for name, value in w.values.items():
+            set_committed_value(w.row, name, value)
+
+
+@cache
+def _update_stop() -> Executable:
+    tx = table_of(Transaction)
+    return (
+        update(tx)
+        .where(tx.c.id == bindparam("tid", type_=tx.c.id.type))
+        .values({name: bindparam(f"p_{name}", type_=tx.c[name].type) for name in _STOP_COLUMNS})
+    )
+
+
+@cache
+def _update_stops() -> Executable:
+    """`_update_stop` for many rows (PostgreSQL): the Stops as a table (`unnest_rows`, one
+    array `a_<column>` per column and `a_tid`); the group's transactions are distinct."""
+    tx = table_of(Transaction)
+    types = {name: tx.c[name].type for name in _STOP_COLUMNS} | {"flags": Text}
+    stops = unnest_rows("s", {"tid": tx.c.id.type, **types})
+    values = {name: stops.c[name] for name in _STOP_COLUMNS}
+    return (
+        update(tx)
+        .where(tx.c.id == stops.c.tid)
+        .values(values | {"flags": cast(stops.c.flags, tx.c.flags.type)})
+    )
 
 
 async def samples_of(
