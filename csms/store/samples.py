@@ -85,20 +85,11 @@ async def flag_after_stop(
 
 
 async def flag_after_stops(session: AsyncSession, stops: Sequence[tuple[int, datetime]]) -> None:
-    """`flag_after_stop` for many (transaction id, stopped at): on PostgreSQL one statement
-    for all (`_after_stops_update`), elsewhere one executemany."""
+    """`flag_after_stop` for many (transaction id, stopped at): one executemany."""
     if not stops:
         return
-    connection = await session.connection()
-    tids = [transaction_id for transaction_id, _ in stops]
-    # Distinct transactions only: an UPDATE ... FROM that joins a row twice keeps either
-    # value, where the executemany keeps the last.
-    if len(stops) > 1 and connection.dialect.name == "postgresql" and len(set(tids)) == len(tids):
-        arrays = {"a_tid": tids, "a_stopped_at": [at for _, at in stops]}
-        await connection.execute(_after_stops_update(), arrays)
-        return
     rows = [{"tid": transaction_id, "stopped_at": at} for transaction_id, at in stops]
-    await connection.execute(_after_stop_update(), rows)
+    await (await session.connection()).execute(_after_stop_update(), rows)
 
 
 @cache
@@ -113,28 +104,6 @@ def _after_stop_update() -> Executable:
             or_(
                 and_(mv.c.after_stop.is_(False), after),
                 and_(mv.c.after_stop.is_(True), mv.c.timestamp <= at),
-            ),
-        )
-        .values(after_stop=after)
-    )
-
-
-@cache
-def _after_stops_update() -> Executable:
-    """`_after_stop_update` for a batch of stops at once (PostgreSQL): the stops as a table
-    (`unnest_rows`, arrays `a_tid` and `a_stopped_at`), one UPDATE ... FROM. An executemany
-    runs the UPDATE once per stop, each a Bind and Execute on the server and SQLAlchemy's
-    bind processing per row in csms."""
-    mv = table_of(MeterValue)
-    stops = unnest_rows("s", {"tid": BigInteger, "stopped_at": UTCDateTime})
-    after = mv.c.timestamp > stops.c.stopped_at
-    return (
-        update(mv)
-        .where(
-            mv.c.transaction_id == stops.c.tid,
-            or_(
-                and_(mv.c.after_stop.is_(False), after),
-                and_(mv.c.after_stop.is_(True), mv.c.timestamp <= stops.c.stopped_at),
             ),
         )
         .values(after_stop=after)
