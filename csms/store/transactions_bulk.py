@@ -19,11 +19,14 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
+    ARRAY,
     Executable,
     Integer,
     Select,
     String,
     Text,
+    all_,
+    any_,
     bindparam,
     cast,
     literal,
@@ -38,7 +41,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import SQLModel, col
+from sqlmodel import SQLModel
 
 from csms.core.authorize import IdTagInfo
 from csms.core.charging import ReservationStatus
@@ -80,7 +83,8 @@ async def _by_key(
     """The rows of `model` whose `key` is among `keys` (those that exist), with one query."""
     if not keys:
         return {}
-    rows = await session.scalars(_select_by_key(model, key), {"keys": list(keys)})
+    stmt = _select_by_key(model, key, _dialect(session))
+    rows = await session.scalars(stmt, {"keys": list(keys)})
     return {getattr(row, key): row for row in rows}
 
 
@@ -89,8 +93,27 @@ async def _by_key(
 
 
 @cache
-def _select_by_key(model: type[Any], key: str) -> Select[Any]:
-    return select(model).where(getattr(model, key).in_(bindparam("keys", expanding=True)))
+def _select_by_key(model: type[Any], key: str, dialect: str) -> Select[Any]:
+    return select(model).where(_among(table_of(model).c[key], "keys", dialect))
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _among(column: Any, name: str, dialect: str, *, negate: bool = False) -> Any:
+    """`column IN :name` (`NOT IN` with `negate`), the values a list. On PostgreSQL
+    `column = ANY(:name)` (`<> ALL`), one array parameter: the statement's text is the same
+    whatever the number of values. An expanding IN is rendered again at every execution
+    (SQLAlchemy's post-compile step), and its text differs with each number of values, so
+    asyncpg prepares a statement (a round trip and the server's parse) for each number the
+    connection has not seen among its last 100 statements (SQLAlchemy's
+    `prepared_statement_cache_size`)."""
+    if dialect == "postgresql":
+        array: Any = bindparam(name, type_=ARRAY(column.type))
+        return column != all_(array) if negate else column == any_(array)
+    values: Any = bindparam(name, expanding=True)
+    return column.not_in(values) if negate else column.in_(values)
 
 
 # -- starts --------------------------------------------------------------------------------
@@ -223,7 +246,8 @@ async def start_checks(
     if not charge_point_ids:
         return checks
     params = {"cps": list(charge_point_ids), "keep": list(keep)}
-    for kind, cp, connector, circuit in await session.execute(_select_start_checks(), params):
+    stmt = _select_start_checks(_dialect(session))
+    for kind, cp, connector, circuit in await session.execute(stmt, params):
         if kind == _OPEN:
             checks.open_pairs.add((cp, connector))
         elif kind == _RESERVED:
@@ -234,23 +258,22 @@ async def start_checks(
 
 
 @cache
-def _select_start_checks() -> Executable:
+def _select_start_checks(dialect: str) -> Executable:
     tx = table_of(Transaction)
     reservations = table_of(Reservation)
     members = table_of(CircuitMember)
-    cps: Any = bindparam("cps", expanding=True)
     no_circuit = cast(null(), String)
     return union_all(
         select(literal(_OPEN), tx.c.charge_point_id, tx.c.connector_id, no_circuit).where(
-            tx.c.charge_point_id.in_(cps),
+            _among(tx.c.charge_point_id, "cps", dialect),
             tx.c.stop_timestamp.is_(None),
-            tx.c.id.not_in(bindparam("keep", expanding=True)),
+            _among(tx.c.id, "keep", dialect, negate=True),
         ),
         select(
             literal(_RESERVED), reservations.c.charge_point_id, cast(null(), Integer), no_circuit
         )
         .where(
-            reservations.c.charge_point_id.in_(cps),
+            _among(reservations.c.charge_point_id, "cps", dialect),
             reservations.c.status == ReservationStatus.ACTIVE,
         )
         .distinct(),
@@ -259,7 +282,7 @@ def _select_start_checks() -> Executable:
             members.c.charge_point_id,
             members.c.connector_id,
             members.c.circuit_id,
-        ).where(members.c.charge_point_id.in_(cps)),
+        ).where(_among(members.c.charge_point_id, "cps", dialect)),
     )
 
 
@@ -312,15 +335,16 @@ async def locked_transactions(
     with one query; they stay in the session. As `transactions._locked`, for many."""
     if not transaction_ids:
         return {}
-    rows = await session.scalars(_select_locked(), {"ids": list(transaction_ids)})
+    stmt = _select_locked(_dialect(session))
+    rows = await session.scalars(stmt, {"ids": list(transaction_ids)})
     return {row.id: row for row in rows if row.id is not None}
 
 
 @cache
-def _select_locked() -> Select[Transaction]:
+def _select_locked(dialect: str) -> Select[Transaction]:
     return (
         select(Transaction)
-        .where(col(Transaction.id).in_(bindparam("ids", expanding=True)))
+        .where(_among(table_of(Transaction).c.id, "ids", dialect))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -429,7 +453,8 @@ async def samples_of(
     found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
     if not transaction_ids:
         return found
-    rows = await session.execute(_select_samples(), {"ids": list(transaction_ids)})
+    stmt = _select_samples(_dialect(session))
+    rows = await session.execute(stmt, {"ids": list(transaction_ids)})
     for transaction_id, timestamp, *fields in rows:
         if timestamp is not None:
             found[transaction_id].append(Sample(timestamp, *fields))
@@ -437,12 +462,12 @@ async def samples_of(
 
 
 @cache
-def _select_samples() -> Select[Any]:
+def _select_samples(dialect: str) -> Select[Any]:
     mv = table_of(MeterValue)
     return (
         select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
         .where(
-            mv.c.transaction_id.in_(bindparam("ids", expanding=True)),
+            _among(mv.c.transaction_id, "ids", dialect),
             mv.c.after_stop.is_(False),
             mv.c.measurand.in_(sorted(SESSION_MEASURANDS)),
         )
