@@ -467,7 +467,9 @@ def _select_samples(dialect: str) -> Select[Any]:
     return (
         select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
         .where(
-            _among(mv.c.transaction_id, "ids", dialect),
+            # An expanding IN, not `_among`: PostgreSQL's generic plan for `= ANY($1)` on
+            # this large table was several times slower under P6 (bench/analysis.md, P6 "I").
+            mv.c.transaction_id.in_(bindparam("ids", expanding=True)),
             mv.c.after_stop.is_(False),
             mv.c.measurand.in_(sorted(SESSION_MEASURANDS)),
         )
