@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.core.authorize import IdTagInfo
 from csms.core.events import Event
 from csms.core.transactions import CdrStep, StopRequest, is_own_transaction
-from csms.flows.session_end import EndFacts, GroupReads, SessionEnd, end_events, row_cdr_step
+from csms.flows.session_end import EndFacts, GroupReads, SessionEnd, end_events
 from csms.flows.tariffs import SessionPricing
 from csms.store import outbox, registry, samples, tariffs, transactions
 from csms.store import transactions_bulk as bulk
@@ -72,16 +72,12 @@ class SessionStops:
             for s in firsts
             if (row := rows.get(s.request.transaction_id)) is not None and _open(row, s)
         ]
-        steps: dict[int, CdrStep] = {}
-        for s, row in here:
-            bulk.record_stop(row, request=s.request, now=s.now)
-            # The CDR its events will carry is noted with the Stop itself, so each row takes
-            # one UPDATE (the group's one executemany): the step is decided first, from the
-            # row as the Stop left it, and the events are built from it (`settle`). A
-            # charger's own Stop never carries an estimate to keep (`end_events`).
-            steps[id(s)] = row_cdr_step(row)
-            transactions.mark_cdrs(row, step=steps[id(s)], estimated_cdr=None, now=s.now)
-        await session.flush()
+        # The rows' updates as one statement; the CDR each Stop's events will carry is
+        # noted on its row with the Stop itself (`stop_write`), and the events are built
+        # from that step (`settle`).
+        writes = [bulk.stop_write(row, request=s.request, now=s.now) for s, row in here]
+        steps: dict[int, CdrStep] = {id(s): w.step for (s, _), w in zip(here, writes, strict=True)}
+        await bulk.write_stops(session, writes)
         for s, row in here:
             if s.request.samples:
                 await samples.insert_samples(

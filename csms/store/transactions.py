@@ -255,18 +255,27 @@ def mark_cdrs(
     row: Transaction, *, step: CdrStep, estimated_cdr: dict[str, Any] | None, now: datetime
 ) -> bool:
     """`record_cdrs` on the row in memory (flushed with the session); True when it changed."""
+    values = cdr_marks(row.flags, step=step, estimated_cdr=estimated_cdr, now=now)
+    for name, value in values.items():
+        setattr(row, name, value)
+    return bool(values)
+
+
+def cdr_marks(
+    flags: list[str], *, step: CdrStep, estimated_cdr: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """What `mark_cdrs` sets on a row whose flags are `flags` (nothing for `CdrStep.NONE`)."""
     if step is CdrStep.NONE:
-        return False
+        return {}
+    values: dict[str, Any] = {}
     if step is CdrStep.FIRST:
         new = [TransactionFlag.CDR_CREATED]
         if estimated_cdr is not None:
             new.append(TransactionFlag.CDR_ESTIMATED)
-            row.estimated_cdr = estimated_cdr
+            values["estimated_cdr"] = estimated_cdr
     else:
         new = [TransactionFlag.CDR_CORRECTED]
-    row.flags = merge_flags(row.flags, new)
-    row.updated_at = now
-    return True
+    return values | {"flags": merge_flags(flags, new), "updated_at": now}
 
 
 def stop_values(row: Transaction, *, request: StopRequest, now: datetime) -> dict[str, Any]:

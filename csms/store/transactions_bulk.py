@@ -17,11 +17,16 @@ from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
+    ARRAY,
     Executable,
     Integer,
     Select,
     String,
+    Text,
+    all_,
+    any_,
     bindparam,
     cast,
     literal,
@@ -29,19 +34,22 @@ from sqlalchemy import (
     select,
     text,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import SQLModel
 
 from csms.core.authorize import IdTagInfo
 from csms.core.charging import ReservationStatus
 from csms.core.meter import Sample
 from csms.core.session import SESSION_MEASURANDS
-from csms.core.transactions import StartKey, StopRequest, TransactionFlag
+from csms.core.transactions import CdrStep, StartKey, StopRequest, TransactionFlag, cdr_step
 from csms.store.commands import use_reservation
+from csms.store.db import unnest_rows
 from csms.store.tables import (
     OPEN_FOR_THE_CHARGER,
     ChargePoint,
@@ -53,7 +61,12 @@ from csms.store.tables import (
     Transaction,
     table_of,
 )
-from csms.store.transactions import StartOutcome, end_open_transactions, stop_values
+from csms.store.transactions import (
+    StartOutcome,
+    cdr_marks,
+    end_open_transactions,
+    stop_values,
+)
 
 _Row = TypeVar("_Row", bound=SQLModel)
 
@@ -70,7 +83,8 @@ async def _by_key(
     """The rows of `model` whose `key` is among `keys` (those that exist), with one query."""
     if not keys:
         return {}
-    rows = await session.scalars(_select_by_key(model, key), {"keys": list(keys)})
+    stmt = _select_by_key(model, key, _dialect(session))
+    rows = await session.scalars(stmt, {"keys": list(keys)})
     return {getattr(row, key): row for row in rows}
 
 
@@ -79,8 +93,27 @@ async def _by_key(
 
 
 @cache
-def _select_by_key(model: type[Any], key: str) -> Select[Any]:
-    return select(model).where(getattr(model, key).in_(bindparam("keys", expanding=True)))
+def _select_by_key(model: type[Any], key: str, dialect: str) -> Select[Any]:
+    return select(model).where(_among(table_of(model).c[key], "keys", dialect))
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _among(column: Any, name: str, dialect: str, *, negate: bool = False) -> Any:
+    """`column IN :name` (`NOT IN` with `negate`), the values a list. On PostgreSQL
+    `column = ANY(:name)` (`<> ALL`), one array parameter: the statement's text is the same
+    whatever the number of values. An expanding IN is rendered again at every execution
+    (SQLAlchemy's post-compile step), and its text differs with each number of values, so
+    asyncpg prepares a statement (a round trip and the server's parse) for each number the
+    connection has not seen among its last 100 statements (SQLAlchemy's
+    `prepared_statement_cache_size`)."""
+    if dialect == "postgresql":
+        array: Any = bindparam(name, type_=ARRAY(column.type))
+        return column != all_(array) if negate else column == any_(array)
+    values: Any = bindparam(name, expanding=True)
+    return column.not_in(values) if negate else column.in_(values)
 
 
 # -- starts --------------------------------------------------------------------------------
@@ -213,7 +246,8 @@ async def start_checks(
     if not charge_point_ids:
         return checks
     params = {"cps": list(charge_point_ids), "keep": list(keep)}
-    for kind, cp, connector, circuit in await session.execute(_select_start_checks(), params):
+    stmt = _select_start_checks(_dialect(session))
+    for kind, cp, connector, circuit in await session.execute(stmt, params):
         if kind == _OPEN:
             checks.open_pairs.add((cp, connector))
         elif kind == _RESERVED:
@@ -224,23 +258,22 @@ async def start_checks(
 
 
 @cache
-def _select_start_checks() -> Executable:
+def _select_start_checks(dialect: str) -> Executable:
     tx = table_of(Transaction)
     reservations = table_of(Reservation)
     members = table_of(CircuitMember)
-    cps: Any = bindparam("cps", expanding=True)
     no_circuit = cast(null(), String)
     return union_all(
         select(literal(_OPEN), tx.c.charge_point_id, tx.c.connector_id, no_circuit).where(
-            tx.c.charge_point_id.in_(cps),
+            _among(tx.c.charge_point_id, "cps", dialect),
             tx.c.stop_timestamp.is_(None),
-            tx.c.id.not_in(bindparam("keep", expanding=True)),
+            _among(tx.c.id, "keep", dialect, negate=True),
         ),
         select(
             literal(_RESERVED), reservations.c.charge_point_id, cast(null(), Integer), no_circuit
         )
         .where(
-            reservations.c.charge_point_id.in_(cps),
+            _among(reservations.c.charge_point_id, "cps", dialect),
             reservations.c.status == ReservationStatus.ACTIVE,
         )
         .distinct(),
@@ -249,7 +282,7 @@ def _select_start_checks() -> Executable:
             members.c.charge_point_id,
             members.c.connector_id,
             members.c.circuit_id,
-        ).where(members.c.charge_point_id.in_(cps)),
+        ).where(_among(members.c.charge_point_id, "cps", dialect)),
     )
 
 
@@ -302,27 +335,113 @@ async def locked_transactions(
     with one query; they stay in the session. As `transactions._locked`, for many."""
     if not transaction_ids:
         return {}
-    rows = await session.scalars(_select_locked(), {"ids": list(transaction_ids)})
+    stmt = _select_locked(_dialect(session))
+    rows = await session.scalars(stmt, {"ids": list(transaction_ids)})
     return {row.id: row for row in rows if row.id is not None}
 
 
 @cache
-def _select_locked() -> Select[Transaction]:
+def _select_locked(dialect: str) -> Select[Transaction]:
     return (
         select(Transaction)
-        .where(col(Transaction.id).in_(bindparam("ids", expanding=True)))
+        .where(_among(table_of(Transaction).c.id, "ids", dialect))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
 
 
-def record_stop(row: Transaction, *, request: StopRequest, now: datetime) -> None:
-    """The charger's Stop on its open, locked row in the session (flushed with the others of
-    the group: one executemany). The lock is the guard `transactions._stop_known`'s
-    conditional UPDATE is: of two Stops, the second finds `charger_stopped` set."""
+@dataclass(frozen=True)
+class StopWrite:
+    """What a charger's Stop writes on its open, locked row (`stop_values`, with the CDR
+    marks `mark_cdrs` notes for `step`), and the CDR step it leaves the transaction at."""
+
+    row: Transaction
+    values: dict[str, Any]
+    step: CdrStep
+
+
+# The columns a StopWrite sets, whatever the Stop: `stop_values`, whose flags and
+# `updated_at` the CDR marks may set again.
+_STOP_COLUMNS = (
+    "meter_stop",
+    "stop_timestamp",
+    "stop_reason",
+    "stop_id_tag",
+    "charger_stopped",
+    "flags",
+    "updated_at",
+)
+
+
+def stop_write(row: Transaction, *, request: StopRequest, now: datetime) -> StopWrite:
+    """The charger's Stop on its open, locked row, as `write_stops` writes it. The lock is
+    the guard `transactions._stop_known`'s conditional UPDATE is: of two Stops, the second
+    finds `charger_stopped` set. The CDR step is decided from the row as the Stop leaves
+    it; a charger's own Stop never carries an estimate to keep (`end_events`)."""
     assert not row.charger_stopped
-    for name, value in stop_values(row, request=request, now=now).items():
-        setattr(row, name, value)
+    values = stop_values(row, request=request, now=now)
+    step = cdr_step(
+        started_at=row.start_timestamp,
+        stopped_at=values["stop_timestamp"],
+        charger_stopped=values["charger_stopped"],
+        flags=values["flags"],
+    )
+    values |= cdr_marks(values["flags"], step=step, estimated_cdr=None, now=now)
+    return StopWrite(row=row, values=values, step=step)
+
+
+async def write_stops(session: AsyncSession, writes: Sequence[StopWrite]) -> None:
+    """Write a group's Stops (`stop_write`): on PostgreSQL one UPDATE ... FROM unnest for
+    all of them, elsewhere one executemany; then each row in the session takes its values
+    as stored (not as changes left for a flush).
+
+    The ORM's flush of the changed rows was an executemany too: on PostgreSQL a Bind and
+    Execute per row on the server and SQLAlchemy's unit of work and bind processing per
+    row in csms."""
+    if not writes:
+        return
+    assert all(tuple(w.values) == _STOP_COLUMNS for w in writes)
+    connection = await session.connection()
+    if len(writes) > 1 and connection.dialect.name == "postgresql":
+        arrays = {f"a_{name}": [w.values[name] for w in writes] for name in _STOP_COLUMNS}
+        # A JSON array's items as their text: SQLAlchemy's ARRAY would take a list item as
+        # a dimension of the array. orjson writes what the engine's serializer writes.
+        arrays["a_flags"] = [orjson.dumps(flags).decode() for flags in arrays["a_flags"]]
+        await connection.execute(_update_stops(), {"a_tid": [w.row.id for w in writes], **arrays})
+    else:
+        rows = [
+            {"tid": w.row.id, **{f"p_{name}": w.values[name] for name in _STOP_COLUMNS}}
+            for w in writes
+        ]
+        await connection.execute(_update_stop(), rows)
+    for w in writes:
+        for name, value in w.values.items():
+            set_committed_value(w.row, name, value)
+
+
+@cache
+def _update_stop() -> Executable:
+    tx = table_of(Transaction)
+    return (
+        update(tx)
+        .where(tx.c.id == bindparam("tid", type_=tx.c.id.type))
+        .values({name: bindparam(f"p_{name}", type_=tx.c[name].type) for name in _STOP_COLUMNS})
+    )
+
+
+@cache
+def _update_stops() -> Executable:
+    """`_update_stop` for many rows (PostgreSQL): the Stops as a table (`unnest_rows`, one
+    array `a_<column>` per column and `a_tid`); the group's transactions are distinct."""
+    tx = table_of(Transaction)
+    types = {name: tx.c[name].type for name in _STOP_COLUMNS} | {"flags": Text}
+    stops = unnest_rows("s", {"tid": tx.c.id.type, **types})
+    values = {name: stops.c[name] for name in _STOP_COLUMNS}
+    return (
+        update(tx)
+        .where(tx.c.id == stops.c.tid)
+        .values(values | {"flags": cast(stops.c.flags, tx.c.flags.type)})
+    )
 
 
 async def samples_of(
@@ -334,7 +453,8 @@ async def samples_of(
     found: dict[int, list[Sample]] = {transaction_id: [] for transaction_id in transaction_ids}
     if not transaction_ids:
         return found
-    rows = await session.execute(_select_samples(), {"ids": list(transaction_ids)})
+    stmt = _select_samples(_dialect(session))
+    rows = await session.execute(stmt, {"ids": list(transaction_ids)})
     for transaction_id, timestamp, *fields in rows:
         if timestamp is not None:
             found[transaction_id].append(Sample(timestamp, *fields))
@@ -342,11 +462,13 @@ async def samples_of(
 
 
 @cache
-def _select_samples() -> Select[Any]:
+def _select_samples(dialect: str) -> Select[Any]:
     mv = table_of(MeterValue)
     return (
         select(mv.c.transaction_id, *(mv.c[name] for name in _SAMPLE_COLUMNS))
         .where(
+            # An expanding IN, not `_among`: PostgreSQL's generic plan for `= ANY($1)` on
+            # this large table was several times slower under P6 (bench/analysis.md, P6 "I").
             mv.c.transaction_id.in_(bindparam("ids", expanding=True)),
             mv.c.after_stop.is_(False),
             mv.c.measurand.in_(sorted(SESSION_MEASURANDS)),

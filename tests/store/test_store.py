@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -18,11 +19,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
+from csms.core.clock import ParsedTime
 from csms.core.events import Event
 from csms.core.meter import Sample
+from csms.core.transactions import CdrStep, StopRequest, cdr_step
 from csms.errors import StoreError
 from csms.metrics import Metrics
-from csms.store import chargers, outbox, registry, samples
+from csms.store import chargers, outbox, registry, samples, transactions
+from csms.store import transactions_bulk as bulk
 from csms.store.db import BulkWrite, Database
 from csms.store.tables import ChargePoint, IdTag, MeterValue, OutboxEvent, Transaction
 from tests.support import drop_connections, writing
@@ -358,3 +362,100 @@ async def test_a_batch_of_events_goes_in_as_driver_sql(database: Database) -> No
     async with database.sessions() as session:
         stored = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars()
         assert [(e.data["n"], e.relay_state) for e in stored] == [(0, 0), (1, 0), (2, 0)]
+
+
+async def _stop_scenario(database: Database, cp: str, *, together: bool) -> list[Any]:
+    """Four open transactions of `cp` stopped in one job, by `write_stops` or, as before it,
+    each row changed in the session (`stop_values`, `mark_cdrs`) and flushed; the rows as
+    stored, and whether the session's rows held the same values."""
+    starts = [at_minute(10), at_minute(10), at_minute(30), at_minute(10)]
+    # The fourth was stopped by csms already, with an estimated CDR (its correction is due).
+    flags: list[list[str]] = [[], ["future_start"], [], ["cdr_created", "cdr_estimated"]]
+    stops = [
+        StopRequest(cp, 0, "TAG", 1500, ParsedTime(at_minute(20)), None, ()),
+        StopRequest(cp, 0, None, None, ParsedTime(at_minute(21), future=True), "Remote", ()),
+        # Stopped before it started: no CDR.
+        StopRequest(cp, 0, "TAG", 1200, ParsedTime(at_minute(20)), "EVDisconnected", ()),
+        StopRequest(cp, 0, "TAG", 1800, ParsedTime(at_minute(25)), "Local", ()),
+    ]
+
+    async def setup(session: AsyncSession) -> list[int]:
+        rows = [
+            Transaction(
+                charge_point_id=cp,
+                connector_id=n + 1,
+                meter_start=1000,
+                start_timestamp=start,
+                stop_timestamp=at_minute(15) if n == 3 else None,
+                flags=flags[n],
+            )
+            for n, start in enumerate(starts)
+        ]
+        session.add_all(rows)
+        await session.flush()
+        return [row.id for row in rows if row.id is not None]
+
+    ids = await database.writer.submit(setup)
+
+    async def stop(session: AsyncSession) -> list[Any]:
+        rows = [await session.get_one(Transaction, tid) for tid in ids]
+        if together:
+            writes = [
+                bulk.stop_write(row, request=replace(s, transaction_id=row.id), now=NOW)
+                for row, s in zip(rows, stops, strict=True)
+            ]
+            await bulk.write_stops(session, writes)
+            steps = [w.step for w in writes]
+        else:
+            steps = []
+            for row, s in zip(rows, stops, strict=True):
+                for name, value in transactions.stop_values(row, request=s, now=NOW).items():
+                    setattr(row, name, value)
+                steps.append(
+                    cdr_step(
+                        started_at=row.start_timestamp,
+                        stopped_at=row.stop_timestamp,
+                        charger_stopped=row.charger_stopped,
+                        flags=row.flags,
+                    )
+                )
+                transactions.mark_cdrs(row, step=steps[-1], estimated_cdr=None, now=NOW)
+            await session.flush()
+        return [steps, [_stop_columns(row) for row in rows]]
+
+    steps, in_session = await database.writer.submit(stop)
+    async with database.sessions() as session:
+        stored = [_stop_columns(await session.get_one(Transaction, tid)) for tid in ids]
+    assert in_session == stored
+    return [steps, stored]
+
+
+def _stop_columns(row: Transaction) -> tuple[Any, ...]:
+    return (
+        row.connector_id,
+        row.meter_stop,
+        row.stop_timestamp,
+        row.stop_reason,
+        row.stop_id_tag,
+        row.charger_stopped,
+        row.flags,
+        row.updated_at,
+        row.estimated_cdr,
+    )
+
+
+async def test_stops_written_together_store_what_the_flush_stored(database: Database) -> None:
+    """`write_stops` (on PostgreSQL one UPDATE ... FROM unnest for the group's Stops) stores
+    what the rows changed in the session and flushed stored, flags and CDR marks included,
+    and leaves the session's rows as stored."""
+    together = await _stop_scenario(database, "CP-STOP-TOGETHER", together=True)
+    apart = await _stop_scenario(database, "CP-STOP-APART", together=False)
+    assert together == apart
+    steps, stored = together
+    assert steps == [CdrStep.FIRST, CdrStep.FIRST, CdrStep.NONE, CdrStep.CORRECTION]
+    assert [row[6] for row in stored] == [
+        ["cdr_created"],
+        ["future_start", "future_stop", "unreadable_meter_stop", "cdr_created"],
+        ["stop_before_start"],
+        ["cdr_created", "cdr_estimated", "cdr_corrected"],
+    ]
