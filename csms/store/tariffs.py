@@ -10,11 +10,25 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    CompoundSelect,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from csms.core.money import from_units, to_units
+from csms.store.db import unnest_rows
 from csms.store.sql import page, rowcount
 from csms.store.tables import (
     StatusNotification,
@@ -162,7 +176,12 @@ async def assignments_of(
     """The tariff assigned at each (scope, target), None where there is none; one query."""
     if not keys:
         return {}
-    rows = await session.execute(_select_assignments(), {"keys": list(keys)})
+    if _dialect(session) == "postgresql":
+        scopes, targets = zip(*keys, strict=True)
+        params: dict[str, Any] = {"a_scope": list(scopes), "a_target": list(targets)}
+        rows = await session.execute(_select_assignments_pg(), params)
+    else:
+        rows = await session.execute(_select_assignments(), {"keys": list(keys)})
     found: dict[tuple[str, str], str | None] = dict.fromkeys(keys)
     for scope, target, tariff_id in rows:
         found[scope, target] = tariff_id
@@ -175,6 +194,34 @@ def _select_assignments() -> Select[Any]:
     return select(table.c.scope, table.c.target, table.c.tariff_id).where(
         tuple_(table.c.scope, table.c.target).in_(bindparam("keys", expanding=True))
     )
+
+
+@cache
+def _select_assignments_pg() -> Select[Any]:
+    """`_select_assignments` on PostgreSQL: the keys as two arrays (`unnest_rows`), one
+    statement text whatever their number (see `_among`)."""
+    table = table_of(TariffAssignment)
+    keys = unnest_rows("k", {"scope": String, "target": String})
+    return select(table.c.scope, table.c.target, table.c.tariff_id).join_from(
+        keys, table, and_(table.c.scope == keys.c.scope, table.c.target == keys.c.target)
+    )
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """`column IN :name`, the values a list; on PostgreSQL `column = ANY(:name)`, one array
+    parameter. An expanding IN is rendered again at every execution and its text differs
+    with each number of values: asyncpg prepares a statement (a round trip and the
+    server's parse) for each number its connection has not among its last 100 statements.
+    As `transactions_bulk._among` (bench/analysis.md, P6 "I" and "J")."""
+    if dialect == "postgresql":
+        array: Any = bindparam(name, type_=ARRAY(column.type))
+        return column == any_(array)
+    values: Any = bindparam(name, expanding=True)
+    return column.in_(values)
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -282,14 +329,15 @@ async def pricing_of(
 ) -> dict[int, TransactionPricing]:
     if not transaction_ids:
         return {}
-    rows = await session.scalars(_select_pricing(), {"ids": list(transaction_ids)})
+    stmt = _select_pricing(_dialect(session))
+    rows = await session.scalars(stmt, {"ids": list(transaction_ids)})
     return {row.transaction_id: row for row in rows}
 
 
 @cache
-def _select_pricing() -> Select[TransactionPricing]:
-    ids: Any = bindparam("ids", expanding=True)
-    return select(TransactionPricing).where(col(TransactionPricing.transaction_id).in_(ids))
+def _select_pricing(dialect: str) -> Select[TransactionPricing]:
+    ids = _among(table_of(TransactionPricing).c.transaction_id, "ids", dialect)
+    return select(TransactionPricing).where(ids)
 
 
 async def record_cost(
@@ -369,14 +417,15 @@ async def connector_statuses_of(
     found: dict[int, list[tuple[datetime, str]]] = {tid: [] for tid in transaction_ids}
     if not transaction_ids:
         return found
-    rows = await session.execute(_statuses_query(), {"ids": list(transaction_ids)})
+    stmt = _statuses_query(_dialect(session))
+    rows = await session.execute(stmt, {"ids": list(transaction_ids)})
     for transaction_id, timestamp, status, _ in sorted(rows, key=itemgetter(0, 1, 3)):
         found[transaction_id].append((timestamp, status))
     return found
 
 
 @cache
-def _statuses_query() -> Select[Any]:
+def _statuses_query(dialect: str) -> CompoundSelect[Any]:
     tx = table_of(Transaction)
     sn = table_of(StatusNotification)
     earlier = sn.alias("earlier")
@@ -402,18 +451,23 @@ def _statuses_query() -> Select[Any]:
             tx.c.stop_timestamp.label("stopped"),
             before.label("before_id"),
         )
-        .where(tx.c.id.in_(bindparam("ids", expanding=True)))
+        .where(_among(tx.c.id, "ids", dialect))
         .cte("spans")
     )
-    return (
-        select(spans.c.tid, sn.c.timestamp, sn.c.status, sn.c.id)
-        .join_from(
-            spans, sn, and_(sn.c.charge_point_id == spans.c.cp, sn.c.connector_id == spans.c.conn)
-        )
-        .where(
-            or_(
-                sn.c.id == spans.c.before_id,
-                and_(sn.c.timestamp > spans.c.started, sn.c.timestamp <= spans.c.stopped),
-            )
-        )
+    # The status before and those during, as two selects: in one `id = before OR timestamp
+    # in the span` PostgreSQL read every status of the connector and ran the subquery for
+    # each, while the span alone is a range of ix_status_notifications_cp_time.
+    columns = (spans.c.tid, sn.c.timestamp, sn.c.status, sn.c.id)
+    return union_all(
+        select(*columns).join_from(spans, sn, sn.c.id == spans.c.before_id),
+        select(*columns).join_from(
+            spans,
+            sn,
+            and_(
+                sn.c.charge_point_id == spans.c.cp,
+                sn.c.connector_id == spans.c.conn,
+                sn.c.timestamp > spans.c.started,
+                sn.c.timestamp <= spans.c.stopped,
+            ),
+        ),
     )
