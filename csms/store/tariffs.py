@@ -20,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    or_,
     select,
     tuple_,
     union_all,
@@ -425,7 +426,7 @@ async def connector_statuses_of(
 
 
 @cache
-def _statuses_query(dialect: str) -> CompoundSelect[Any]:
+def _statuses_query(dialect: str) -> Select[Any] | CompoundSelect[Any]:
     tx = table_of(Transaction)
     sn = table_of(StatusNotification)
     earlier = sn.alias("earlier")
@@ -454,20 +455,21 @@ def _statuses_query(dialect: str) -> CompoundSelect[Any]:
         .where(_among(tx.c.id, "ids", dialect))
         .cte("spans")
     )
-    # The status before and those during, as two selects: in one `id = before OR timestamp
-    # in the span` PostgreSQL read every status of the connector and ran the subquery for
-    # each, while the span alone is a range of ix_status_notifications_cp_time.
     columns = (spans.c.tid, sn.c.timestamp, sn.c.status, sn.c.id)
+    same_connector = and_(sn.c.charge_point_id == spans.c.cp, sn.c.connector_id == spans.c.conn)
+    during = and_(sn.c.timestamp > spans.c.started, sn.c.timestamp <= spans.c.stopped)
+    if dialect != "postgresql":
+        return (
+            select(*columns)
+            .join_from(spans, sn, same_connector)
+            .where(or_(sn.c.id == spans.c.before_id, during))
+        )
+    # On PostgreSQL the status before and those during as two selects: in the one above it
+    # read every status of the connector and ran the `before` subquery for each (its cost
+    # grew with the connector's history), while the span alone is a range of
+    # ix_status_notifications_cp_time (bench/analysis.md, P6 "J"). On SQLite, P6 measured
+    # the two forms within the noise (the one above a little ahead): it keeps it.
     return union_all(
         select(*columns).join_from(spans, sn, sn.c.id == spans.c.before_id),
-        select(*columns).join_from(
-            spans,
-            sn,
-            and_(
-                sn.c.charge_point_id == spans.c.cp,
-                sn.c.connector_id == spans.c.conn,
-                sn.c.timestamp > spans.c.started,
-                sn.c.timestamp <= spans.c.stopped,
-            ),
-        ),
+        select(*columns).join_from(spans, sn, and_(same_connector, during)),
     )
