@@ -118,6 +118,7 @@ class Cluster:
     nodes: list[Node]
     prefix: str
     database_url: str
+    mqtt_url: str = MQTT_URL
 
     async def cluster_view(self, node: Node | None = None) -> dict[str, Any]:
         async with (node or self.running()[0]).api() as api:
@@ -146,7 +147,12 @@ class Cluster:
 
 
 def node_env(
-    node_id: str, *, database_url: str, prefix: str, partitions: int = 4
+    node_id: str,
+    *,
+    database_url: str,
+    prefix: str,
+    partitions: int = 4,
+    mqtt_url: str = MQTT_URL,
 ) -> dict[str, str]:
     return {
         **os.environ,
@@ -156,7 +162,7 @@ def node_env(
         "CSMS_OCPP__CALL_TIMEOUT": str(5_000 * MS),
         "CSMS_API__PORT": str(free_port()),
         "CSMS_API__TOKEN": API_TOKEN,
-        "CSMS_MQTT__URL": MQTT_URL,
+        "CSMS_MQTT__URL": mqtt_url,
         "CSMS_MQTT__TOPIC_PREFIX": prefix,
         "CSMS_MQTT__EMBEDDED": "false",
         "CSMS_LOG__FORMAT": "json",
@@ -170,16 +176,18 @@ def node_env(
 
 @asynccontextmanager
 async def running_cluster(
-    database_url: str, *, size: int = 3, env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    size: int = 3,
+    env: dict[str, str] | None = None,
+    mqtt_url: str = MQTT_URL,
 ) -> AsyncIterator[Cluster]:
-    """`size` nodes on one fresh database and one topic prefix, started together; `env`
-    adds to (or overrides) each node's environment."""
+    """`size` nodes on one fresh database, one broker and one topic prefix, started
+    together; `env` adds to (or overrides) each node's environment."""
     prefix = f"cl-{uuid4().hex[:8]}"
-    nodes = [
-        Node(f"n{i}", node_env(f"n{i}", database_url=database_url, prefix=prefix) | (env or {}))
-        for i in range(1, size + 1)
-    ]
-    cluster = Cluster(nodes=nodes, prefix=prefix, database_url=database_url)
+    setup = {"database_url": database_url, "prefix": prefix, "mqtt_url": mqtt_url}
+    nodes = [Node(f"n{i}", node_env(f"n{i}", **setup) | (env or {})) for i in range(1, size + 1)]
+    cluster = Cluster(nodes=nodes, prefix=prefix, database_url=database_url, mqtt_url=mqtt_url)
     try:
         await asyncio.gather(*(node.start() for node in nodes))
         await cluster.settled()

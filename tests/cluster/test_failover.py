@@ -6,16 +6,32 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.cluster.nodes import MQTT_URL, Cluster, Node
+from tests.cluster.broker import roomy_mosquitto
+from tests.cluster.nodes import Cluster, Node, running_cluster
 from tests.support import MS, CallErrorReceived, RawCharger, Subscriber, subscribed
 
 STATUSES = ("Available", "Preparing", "Charging", "SuspendedEV", "Finishing")
+
+
+@pytest.fixture
+async def three_nodes(cluster_db: str) -> AsyncIterator[Cluster]:
+    """conftest's three nodes, on a broker that queues without limit: these tests count
+    every event at a subscriber of their own, which the shared broker's default queue
+    (1,000) would cut short while a survivor publishes a lost node's backlog
+    (tests/cluster/broker.py)."""
+    async with (
+        roomy_mosquitto() as mqtt_url,
+        running_cluster(cluster_db, mqtt_url=mqtt_url) as cluster,
+    ):
+        yield cluster
 
 
 def _dsn(url: str) -> str:
@@ -158,7 +174,7 @@ async def test_sigkill_of_a_node_loses_and_duplicates_nothing(three_nodes: Clust
     held = await _balanced(three_nodes)
     victim = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
     survivors = [n for n in three_nodes.nodes if n is not victim]
-    async with subscribed(MQTT_URL, three_nodes.prefix) as events:
+    async with subscribed(three_nodes.mqtt_url, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 90)
         went = asyncio.Event()
         # A group, so that a failing report stops the others before the nodes go (loose
@@ -184,7 +200,7 @@ async def test_sigterm_drains_a_node_and_hands_everything_over(three_nodes: Clus
     """SIGTERM on n2: its chargers are closed with 1001 and reconnect, its partitions go
     to n1 and n3 at once (no lease wait), it exits 0, and no event is lost or doubled."""
     n1, n2, n3 = three_nodes.nodes
-    async with subscribed(MQTT_URL, three_nodes.prefix) as events:
+    async with subscribed(three_nodes.mqtt_url, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 60)
         went = asyncio.Event()
         async with asyncio.TaskGroup() as reports:
@@ -212,7 +228,7 @@ async def test_a_frozen_node_that_wakes_up_publishes_nothing_twice(three_nodes: 
     zombie = next(n for n in three_nodes.nodes if n.node_id == max(held, key=held.__getitem__))
     survivors = [n for n in three_nodes.nodes if n is not zombie]
     assert zombie.process is not None
-    async with subscribed(MQTT_URL, three_nodes.prefix) as events:
+    async with subscribed(three_nodes.mqtt_url, three_nodes.prefix) as events:
         fleet = await _fleet(three_nodes, 60)
         woke = asyncio.Event()
         async with asyncio.TaskGroup() as reports:
