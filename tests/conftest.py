@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from csms.store.db import Database
 from tests import support
 from tests.ocpi_partner import FakeEmsp, ocpi_settings, running_emsp
 from tests.support import (
@@ -18,6 +19,7 @@ from tests.support import (
     postgres_reachable,
     running_csms,
     settings_for,
+    writing,
 )
 
 _REQUIRE_POSTGRES = os.environ.get("CSMS_TEST_REQUIRE_POSTGRES") == "1"
@@ -94,6 +96,13 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
     async with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database with its writer running (a module may define its own)."""
+    async with writing(Database(database_url)) as db:
+        yield db
 
 
 @pytest.fixture

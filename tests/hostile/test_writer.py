@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,18 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from csms.store import registry
 from csms.store.db import MAX_BATCH, Database
 from csms.store.tables import IdTag
-from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    """A migrated database with its writer running."""
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 def tag(name: str) -> Any:

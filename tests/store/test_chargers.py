@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -10,18 +9,10 @@ import pytest
 from csms.store import chargers
 from csms.store.db import Database, _prepare
 from csms.store.tables import ChargePoint
-from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    """A migrated database with its writer running."""
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 async def _charge_point(database: Database, charge_point_id: str) -> ChargePoint:

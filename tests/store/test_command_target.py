@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,18 +12,10 @@ from csms.store import chargers
 from csms.store.commands import CommandTarget, read_command_target
 from csms.store.db import Database
 from csms.store.tables import ChargePoint, table_of
-from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    """A migrated database with its writer running."""
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 async def _set(database: Database, charge_point_id: str, **values: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -34,13 +33,6 @@ from tests.support import drop_connections, writing
 pytestmark = pytest.mark.postgres
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    """A migrated database with its writer running."""
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 def _diff(connection: Connection) -> list[Any]:

@@ -3,7 +3,6 @@ on PostgreSQL one statement text whatever the group's size."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,17 +18,10 @@ from csms.store.tables import (
     Transaction,
     TransactionPricing,
 )
-from tests.support import writing
 
 pytestmark = pytest.mark.postgres
 
 T0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 def at(minute: int) -> datetime:

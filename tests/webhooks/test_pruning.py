@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from uuid import uuid4
@@ -16,16 +15,9 @@ from csms.core.events import Event
 from csms.store import outbox, webhooks
 from csms.store.db import Database
 from csms.store.tables import OutboxEvent
-from tests.support import writing
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with writing(Database(database_url)) as db:
-        yield db
 
 
 async def _events(database: Database, count: int, *, written: datetime) -> list[int]:
