@@ -34,7 +34,7 @@ from tests.cluster.nodes import MQTT_URL, running_cluster
 from tests.sessions import RFID, START, meter
 from tests.strict_charger import EXAMPLES, strict_charger
 from tests.support import MOSQUITTO_UP, MS, RunningCsms, mqtt_of, running_csms, subscribed
-from tests.webhooks.helpers import caught_up, subscribe, webhook_settings
+from tests.webhooks.helpers import after_commits, caught_up, subscribe, webhook_settings
 from tests.webhooks.receiver import Receiver, serving
 
 # Past int4's 2^31 - 1, and far enough apart that no two tables' ids meet.
@@ -179,19 +179,12 @@ async def hooks(database_url: str) -> AsyncIterator[RunningCsms]:
 
 async def _outbox_drained(csms: RunningCsms) -> None:
     """Wait until the relay has marked every outbox row delivered (after the broker's ack)."""
-    database = csms.app.database
-    committed = asyncio.Event()
-    database.writer.listeners.append(committed.set)
-    try:
-        async with asyncio.timeout(10_000 * MS):
-            while True:
-                committed.clear()
-                waiting, _ = await database.read(outbox.backlog)
-                if not waiting:
-                    return
-                await committed.wait()
-    finally:
-        database.writer.listeners.remove(committed.set)
+
+    async def drained() -> bool | None:
+        waiting, _ = await csms.app.database.read(outbox.backlog)
+        return None if waiting else True
+
+    await after_commits(csms, drained)
 
 
 async def _ids(database: Database, table: Any) -> list[int]:
